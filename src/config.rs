@@ -1,0 +1,251 @@
+//! The configuration of each function: typed, validated, resolved in layers.
+//!
+//! Layers, lowest first: built-in defaults < cargo-lambda's
+//! `[package.metadata.lambda]` < `[workspace.metadata.fn]` <
+//! `[package.metadata.fn]` < `[package.metadata.fn.functions.<bin>]` <
+//! `CARGO_FN_*` environment variables < command-line flags.
+//!
+//! Every value remembers where it came from ([`Source`]) so that errors and
+//! `cargo fn config` can name the file and key, variable or flag. Pure: no
+//! I/O beyond reading an env file; no network, no cargo invocation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Lambda instruction set architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
+pub enum Arch {
+    #[default]
+    #[serde(rename = "x86_64")]
+    X86_64,
+    #[serde(rename = "arm64")]
+    Arm64,
+}
+
+impl Arch {
+    /// The name Lambda uses (`x86_64`, `arm64`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
+    /// The Rust target triple for a glibc build.
+    pub fn gnu_triple(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-unknown-linux-gnu",
+            Arch::Arm64 => "aarch64-unknown-linux-gnu",
+        }
+    }
+
+    /// The Rust target triple for a static musl build.
+    pub fn musl_triple(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-unknown-linux-musl",
+            Arch::Arm64 => "aarch64-unknown-linux-musl",
+        }
+    }
+
+    /// The OCI platform architecture (`amd64`, `arm64`).
+    pub fn oci_arch(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Arch> {
+        match s {
+            "x86_64" | "x86-64" | "amd64" => Some(Arch::X86_64),
+            "arm64" | "aarch64" => Some(Arch::Arm64),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The Lambda OS-only runtimes a Rust binary runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
+pub enum Runtime {
+    #[default]
+    #[serde(rename = "provided.al2023")]
+    ProvidedAl2023,
+    #[serde(rename = "provided.al2")]
+    ProvidedAl2,
+}
+
+impl Runtime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::ProvidedAl2023 => "provided.al2023",
+            Runtime::ProvidedAl2 => "provided.al2",
+        }
+    }
+
+    /// The glibc version (major, minor) of the runtime's operating system:
+    /// Amazon Linux 2023 ships glibc 2.34, Amazon Linux 2 ships glibc 2.26.
+    pub fn glibc(self) -> (u32, u32) {
+        match self {
+            Runtime::ProvidedAl2023 => (2, 34),
+            Runtime::ProvidedAl2 => (2, 26),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Runtime> {
+        match s {
+            "provided.al2023" => Some(Runtime::ProvidedAl2023),
+            "provided.al2" => Some(Runtime::ProvidedAl2),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Overrides from the command line (the top layer).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub architecture: Option<Arch>,
+    pub runtime: Option<String>,
+    pub memory: Option<i64>,
+    pub timeout: Option<i64>,
+    pub env: Vec<(String, String)>,
+    pub env_file: Option<PathBuf>,
+}
+
+/// Where a configuration value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Source {
+    Default,
+    /// A key in a Cargo.toml table, e.g. `[package.metadata.fn] memory`.
+    Manifest { file: PathBuf, key: String },
+    /// A line of an env file.
+    EnvFile { file: PathBuf, key: String },
+    /// A `CARGO_FN_*` environment variable.
+    EnvVar { name: String },
+    /// A command-line flag.
+    Flag { name: String },
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::Manifest { file, key } => write!(f, "{} `{key}`", file.display()),
+            Source::EnvFile { file, key } => write!(f, "env file {} `{key}`", file.display()),
+            Source::EnvVar { name } => write!(f, "environment variable {name}"),
+            Source::Flag { name } => write!(f, "flag {name}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub enum Tracing {
+    Active,
+    #[default]
+    PassThrough,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    #[serde(rename = "JSON")]
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UrlAuth {
+    #[default]
+    None,
+    AwsIam,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InvokeMode {
+    #[default]
+    Buffered,
+    ResponseStream,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Vpc {
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Cors {
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct FunctionUrl {
+    pub auth: UrlAuth,
+    pub invoke_mode: InvokeMode,
+    pub cors: Option<Cors>,
+}
+
+/// The resolved, validated configuration of one function (a binary target).
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionConfig {
+    /// The Lambda function name.
+    pub name: String,
+    /// The cargo package and binary target it is built from.
+    pub package: String,
+    pub bin: String,
+    /// True for a Lambda extension (packaged under `extensions/`).
+    pub extension: bool,
+    pub architecture: Arch,
+    pub runtime: Runtime,
+    /// MB.
+    pub memory: u32,
+    /// Seconds.
+    pub timeout: u32,
+    /// MB of /tmp.
+    pub ephemeral_storage: u32,
+    /// The function's environment: the env file's entries overlaid by `env`.
+    pub env: BTreeMap<String, String>,
+    pub env_file: Option<PathBuf>,
+    /// Env var name -> Secrets Manager secret name or ARN (never a value).
+    pub secrets: BTreeMap<String, String>,
+    pub layers: Vec<String>,
+    pub role: Option<String>,
+    pub tracing: Tracing,
+    pub vpc: Option<Vpc>,
+    pub reserved_concurrency: Option<u32>,
+    /// Alias -> provisioned environments.
+    pub provisioned_concurrency: BTreeMap<String, u32>,
+    pub log_format: LogFormat,
+    /// Application log level (TRACE..FATAL); requires the JSON log format.
+    pub log_level: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub function_url: Option<FunctionUrl>,
+    /// The alias `deploy` moves when none is given.
+    pub alias: Option<String>,
+    /// Extra files and directories for the package, relative to the package.
+    pub include: Vec<PathBuf>,
+    /// Field (or `env.KEY`, `tags.KEY`, ...) -> where its value came from.
+    pub sources: BTreeMap<String, Source>,
+}

@@ -1,0 +1,13 @@
+//! cargo-fn: the developer toolchain for AWS Lambda functions written in Rust.
+//!
+//! The binary (`src/main.rs`) is a thin shell over this library. `cli` turns
+//! arguments into option structs and calls one operation from the modules
+//! below; no module below `cli` knows about clap.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod project;
+pub mod templates;
+pub mod toolchain;
+pub mod ui;

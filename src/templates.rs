@@ -1,0 +1,1 @@
+//! Embedded templates for `cargo fn new` / `cargo fn init`.

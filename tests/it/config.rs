@@ -1,0 +1,1 @@
+//! `cargo fn config` and configuration layering, through the CLI.
