@@ -132,13 +132,23 @@ pub struct Overrides {
 pub enum Source {
     Default,
     /// A key in a Cargo.toml table, e.g. `[package.metadata.fn] memory`.
-    Manifest { file: PathBuf, key: String },
+    Manifest {
+        file: PathBuf,
+        key: String,
+    },
     /// A line of an env file.
-    EnvFile { file: PathBuf, key: String },
+    EnvFile {
+        file: PathBuf,
+        key: String,
+    },
     /// A `CARGO_FN_*` environment variable.
-    EnvVar { name: String },
+    EnvVar {
+        name: String,
+    },
     /// A command-line flag.
-    Flag { name: String },
+    Flag {
+        name: String,
+    },
 }
 
 impl fmt::Display for Source {

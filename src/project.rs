@@ -113,7 +113,11 @@ impl Project {
                     let names: Vec<_> = functions.iter().map(|f| f.bin.clone()).collect();
                     bail!(
                         "no binary target named `{bin}` (from --bin) in the selected packages; available: {}",
-                        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
                     );
                 }
             }

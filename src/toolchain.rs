@@ -39,7 +39,11 @@ pub fn cargo_build(req: &BuildRequest) -> Result<Vec<BuiltBinary>> {
     cmd.arg("build")
         .arg("--message-format=json-render-diagnostics")
         .arg("--profile")
-        .arg(if req.profile.is_empty() { "dev" } else { &req.profile });
+        .arg(if req.profile.is_empty() {
+            "dev"
+        } else {
+            &req.profile
+        });
     if let Some(path) = &req.manifest_path {
         cmd.arg("--manifest-path").arg(path);
     }

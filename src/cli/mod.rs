@@ -20,7 +20,12 @@ mod watch;
 
 /// The whole developer toolchain for AWS Lambda functions written in Rust.
 #[derive(Debug, Parser)]
-#[command(name = "cargo-fn", bin_name = "cargo fn", version, propagate_version = true)]
+#[command(
+    name = "cargo-fn",
+    bin_name = "cargo fn",
+    version,
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -217,7 +222,9 @@ pub fn parse_from_env() -> Cli {
 }
 
 /// Drops the `fn` that cargo inserts when run as `cargo fn`.
-pub fn normalize_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+pub fn normalize_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
     let mut args: Vec<_> = args.into_iter().collect();
     if args.get(1).is_some_and(|a| a == "fn") {
         args.remove(1);

@@ -29,3 +29,28 @@ pub fn shared_target_dir() -> PathBuf {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
+
+/// The dev tools dir filled by `cargo xtask setup` (zig, cargo-zigbuild, moto).
+pub fn tools_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_FN_DEV_TOOLS") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    PathBuf::from(home).join(".cache/cargo-fn-dev")
+}
+
+/// PATH with the tools venv first. Panics, loudly, when the tools are not
+/// installed: tests never skip silently.
+pub fn path_with_tools() -> std::ffi::OsString {
+    let bin = tools_dir().join("venv/bin");
+    assert!(
+        bin.join("python").exists(),
+        "the test tools are not installed in {}: run `cargo xtask setup` (or `cargo xtask ci`)",
+        bin.display()
+    );
+    let mut paths = vec![bin];
+    if let Some(old) = std::env::var_os("PATH") {
+        paths.extend(std::env::split_paths(&old));
+    }
+    std::env::join_paths(paths).expect("PATH")
+}

