@@ -1,19 +1,295 @@
-//! `cargo fn new` and `cargo fn init`.
+//! `cargo fn new` and `cargo fn init`: choose a template (flags, or a prompt
+//! on a terminal), render it with `crate::templates`, write it, and print the
+//! next steps.
 
-use clap::Args;
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
 
 use super::GlobalArgs;
+use crate::error::UsageError;
+use crate::templates::{self, Rendered, Template};
+use crate::ui::Ui;
 
-#[derive(Debug, Args)]
-pub struct NewArgs {}
-
-#[derive(Debug, Args)]
-pub struct InitArgs {}
-
-pub fn run_new(_global: &GlobalArgs, _args: NewArgs) -> anyhow::Result<()> {
-    Err(super::not_available("new"))
+/// Template choice, shared by `new` and `init`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TemplateArgs {
+    /// Template: a built-in name (basic, http, sqs, s3, scheduled, stream,
+    /// extension) or the path of a directory with a template.toml
+    #[arg(long, short = 't', value_name = "NAME|PATH", conflicts_with_all = ["http", "event"])]
+    pub template: Option<String>,
+    /// Same as --template http: a function URL or API Gateway HTTP API
+    #[arg(long, conflicts_with = "event")]
+    pub http: bool,
+    /// Choose the template by the event source that invokes the function
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub event: Option<EventSource>,
+    /// Set a template variable (repeatable), e.g. --var source=dynamodb
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// Use the defaults and ask nothing
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
-pub fn run_init(_global: &GlobalArgs, _args: InitArgs) -> anyhow::Result<()> {
-    Err(super::not_available("init"))
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum EventSource {
+    Sqs,
+    S3,
+    Scheduled,
+    Kinesis,
+    #[value(alias = "dynamodb-stream")]
+    Dynamodb,
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// Name of the function (and crate); also the directory to create, which
+    /// may be a path (its last part is the name)
+    #[arg(value_name = "NAME")]
+    pub path: PathBuf,
+    /// Crate and function name, when it differs from the directory name
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub template: TemplateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Directory to turn into a function crate (default: the current one)
+    #[arg(value_name = "PATH", default_value = ".")]
+    pub path: PathBuf,
+    /// Crate and function name (default: the directory name)
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub template: TemplateArgs,
+}
+
+pub fn run_new(global: &GlobalArgs, args: NewArgs) -> anyhow::Result<()> {
+    let ui = global.ui();
+    let name = name_for(&args.path, args.name.as_deref())?;
+    templates::validate_name(&name)?;
+    templates::check_new_destination(&args.path)?;
+    let rendered = choose_and_render(&args.template, &name)?;
+    templates::create_new(&args.path, &rendered)?;
+    report(&ui, &rendered, &args.path, true, &[]);
+    Ok(())
+}
+
+pub fn run_init(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<()> {
+    let ui = global.ui();
+    let dir = if args.path.exists() {
+        args.path
+            .canonicalize()
+            .with_context(|| format!("cannot open {}", args.path.display()))?
+    } else {
+        args.path.clone()
+    };
+    let name = name_for(&dir, args.name.as_deref())?;
+    templates::validate_name(&name).map_err(|e| {
+        if args.name.is_none() {
+            UsageError(format!("{e}; pass --name NAME to choose another")).into()
+        } else {
+            e
+        }
+    })?;
+    templates::check_init_destination(&dir)?;
+    let rendered = choose_and_render(&args.template, &name)?;
+    let written = templates::write_into(&dir, &rendered)?;
+    for kept in &written.kept {
+        ui.warn(format_args!("kept the existing {}", kept.display()));
+    }
+    report(&ui, &rendered, &args.path, false, &written.kept);
+    Ok(())
+}
+
+/// The crate name: `--name`, or the last part of the path.
+fn name_for(path: &Path, name: Option<&str>) -> anyhow::Result<String> {
+    if let Some(name) = name {
+        return Ok(name.to_string());
+    }
+    let last = path.file_name().ok_or_else(|| {
+        UsageError(format!(
+            "cannot take a name from `{}`; pass --name NAME",
+            path.display()
+        ))
+    })?;
+    Ok(last.to_string_lossy().into_owned())
+}
+
+/// Picks the template from the flags, or by asking on a terminal, or `basic`;
+/// then asks for (or defaults) its variables and renders it.
+fn choose_and_render(args: &TemplateArgs, name: &str) -> anyhow::Result<Rendered> {
+    let mut vars = parse_vars(&args.vars)?;
+    let interactive = !args.yes && std::io::stdin().is_terminal();
+    let template: Template = if let Some(spec) = &args.template {
+        templates::resolve(spec)?
+    } else if args.http {
+        templates::builtin("http")?
+    } else if let Some(event) = args.event {
+        let (template, source) = match event {
+            EventSource::Sqs => ("sqs", None),
+            EventSource::S3 => ("s3", None),
+            EventSource::Scheduled => ("scheduled", None),
+            EventSource::Kinesis => ("stream", Some("kinesis")),
+            EventSource::Dynamodb => ("stream", Some("dynamodb")),
+        };
+        if let Some(source) = source {
+            if let Some(other) = vars.get("source").filter(|v| *v != source) {
+                return Err(UsageError(format!(
+                    "--event {} conflicts with --var source={other}",
+                    source
+                ))
+                .into());
+            }
+            vars.insert("source".into(), source.into());
+        }
+        templates::builtin(template)?
+    } else if interactive {
+        let list = templates::builtins()?;
+        let choices: Vec<(String, String)> = list
+            .iter()
+            .map(|t| (t.name.clone(), t.manifest.description.clone()))
+            .collect();
+        let picked = prompt("Which template?", &choices, 0)?;
+        list.into_iter().nth(picked).expect("picked from the list")
+    } else {
+        templates::builtin("basic")?
+    };
+
+    if interactive {
+        for (key, var) in &template.manifest.variables {
+            if vars.contains_key(key) || var.choices.is_empty() {
+                continue;
+            }
+            let question = var
+                .prompt
+                .clone()
+                .unwrap_or_else(|| format!("Value of `{key}`?"));
+            let choices: Vec<(String, String)> = var
+                .choices
+                .iter()
+                .map(|c| (c.clone(), String::new()))
+                .collect();
+            let default = var
+                .choices
+                .iter()
+                .position(|c| *c == var.default)
+                .unwrap_or(0);
+            let picked = prompt(&question, &choices, default)?;
+            vars.insert(key.clone(), var.choices[picked].clone());
+        }
+    }
+    template.render(name, &vars)
+}
+
+fn parse_vars(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut vars = BTreeMap::new();
+    for pair in pairs {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--var expects KEY=VALUE, got `{pair}` (no `=`)")))?;
+        vars.insert(k.trim().to_string(), v.to_string());
+    }
+    Ok(vars)
+}
+
+/// Asks on stderr to pick one of `choices` (by number or name); Enter picks
+/// the default.
+fn prompt(question: &str, choices: &[(String, String)], default: usize) -> anyhow::Result<usize> {
+    let stdin = std::io::stdin();
+    let mut stderr = std::io::stderr();
+    let width = choices.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    loop {
+        writeln!(stderr, "{question}")?;
+        for (i, (name, description)) in choices.iter().enumerate() {
+            let marker = if i == default { "*" } else { " " };
+            writeln!(
+                stderr,
+                " {marker}{:>2}) {name:<width$}  {description}",
+                i + 1
+            )?;
+        }
+        write!(stderr, "Choose 1-{} [{}]: ", choices.len(), default + 1)?;
+        stderr.flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            return Ok(default);
+        }
+        let answer = line.trim();
+        if answer.is_empty() {
+            return Ok(default);
+        }
+        if let Ok(n) = answer.parse::<usize>() {
+            if (1..=choices.len()).contains(&n) {
+                return Ok(n - 1);
+            }
+        }
+        if let Some(i) = choices.iter().position(|(name, _)| name == answer) {
+            return Ok(i);
+        }
+        writeln!(stderr, "`{answer}` is not one of the choices")?;
+    }
+}
+
+/// Status, next steps, and with `--output json` a result on stdout.
+fn report(ui: &Ui, rendered: &Rendered, path: &Path, new: bool, kept: &[PathBuf]) {
+    if ui.is_json() {
+        let files: Vec<String> = rendered
+            .files
+            .iter()
+            .filter(|f| !kept.contains(&f.path))
+            .map(|f| f.path.display().to_string())
+            .collect();
+        let result = serde_json::json!({
+            "name": rendered.name,
+            "path": path,
+            "template": rendered.template,
+            "extension": rendered.extension,
+            "files": files,
+            "example_event": rendered.example_event,
+        });
+        println!("{result}");
+    }
+    ui.status(
+        "Created",
+        format_args!(
+            "`{}` from template {}{}",
+            rendered.name,
+            rendered.template,
+            if new {
+                String::new()
+            } else {
+                format!(" in {}", path.display())
+            }
+        ),
+    );
+    if ui.quiet {
+        return;
+    }
+    let mut steps = Vec::new();
+    if new || path != Path::new(".") {
+        steps.push(format!("cd {}", path.display()));
+    }
+    if rendered.extension {
+        steps.push("cargo test".to_string());
+        steps.push("cargo fn build".to_string());
+        steps.push("cargo fn package    # a layer with extensions/".to_string() + &rendered.name);
+    } else {
+        steps.push("cargo fn watch      # local emulator, rebuilds on save".to_string());
+        match &rendered.example_event {
+            Some(event) => steps.push(format!("cargo fn invoke --data-file {event}")),
+            None => steps.push("cargo fn invoke --data '{}'".to_string()),
+        }
+        steps.push("cargo fn deploy".to_string());
+    }
+    eprintln!("\nNext steps:");
+    for step in steps {
+        eprintln!("  {step}");
+    }
 }
