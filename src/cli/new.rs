@@ -77,6 +77,7 @@ pub fn run_new(global: &GlobalArgs, args: NewArgs) -> anyhow::Result<()> {
     templates::check_new_destination(&args.path)?;
     let rendered = choose_and_render(&args.template, &name)?;
     templates::create_new(&args.path, &rendered)?;
+    warn_if_inside_workspace(&ui, &args.path);
     report(&ui, &rendered, &args.path, true, &[]);
     Ok(())
 }
@@ -202,23 +203,38 @@ fn parse_vars(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 /// Asks on stderr to pick one of `choices` (by number or name); Enter picks
 /// the default.
 fn prompt(question: &str, choices: &[(String, String)], default: usize) -> anyhow::Result<usize> {
-    let stdin = std::io::stdin();
-    let mut stderr = std::io::stderr();
+    prompt_with(
+        &mut std::io::stdin().lock(),
+        &mut std::io::stderr(),
+        question,
+        choices,
+        default,
+    )
+}
+
+fn prompt_with(
+    input: &mut impl BufRead,
+    output: &mut impl Write,
+    question: &str,
+    choices: &[(String, String)],
+    default: usize,
+) -> anyhow::Result<usize> {
     let width = choices.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     loop {
-        writeln!(stderr, "{question}")?;
+        writeln!(output, "{question}")?;
         for (i, (name, description)) in choices.iter().enumerate() {
             let marker = if i == default { "*" } else { " " };
             writeln!(
-                stderr,
+                output,
                 " {marker}{:>2}) {name:<width$}  {description}",
                 i + 1
             )?;
         }
-        write!(stderr, "Choose 1-{} [{}]: ", choices.len(), default + 1)?;
-        stderr.flush()?;
+        write!(output, "Choose 1-{} [{}]: ", choices.len(), default + 1)?;
+        output.flush()?;
         let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
+        if input.read_line(&mut line)? == 0 {
+            // End of input: take the default rather than loop forever.
             return Ok(default);
         }
         let answer = line.trim();
@@ -233,7 +249,33 @@ fn prompt(question: &str, choices: &[(String, String)], default: usize) -> anyho
         if let Some(i) = choices.iter().position(|(name, _)| name == answer) {
             return Ok(i);
         }
-        writeln!(stderr, "`{answer}` is not one of the choices")?;
+        writeln!(output, "`{answer}` is not one of the choices")?;
+    }
+}
+
+/// Warns when the new crate sits inside a cargo workspace that does not list
+/// it: cargo would then refuse to build it.
+fn warn_if_inside_workspace(ui: &Ui, dir: &Path) {
+    let Ok(dir) = dir.canonicalize() else { return };
+    for ancestor in dir.ancestors().skip(1) {
+        let manifest = ancestor.join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let Ok(table) = text.parse::<toml::Table>() else {
+            continue;
+        };
+        if table.contains_key("workspace") {
+            let rel = dir.strip_prefix(ancestor).unwrap_or(&dir);
+            ui.warn(format_args!(
+                "`{}` is inside the workspace of {}: add \"{}\" to its `workspace.members` \
+                 (or `workspace.exclude`) before building",
+                dir.display(),
+                manifest.display(),
+                rel.display()
+            ));
+        }
+        return;
     }
 }
 
@@ -291,5 +333,69 @@ fn report(ui: &Ui, rendered: &Rendered, path: &Path, new: bool, kept: &[PathBuf]
     eprintln!("\nNext steps:");
     for step in steps {
         eprintln!("  {step}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choices() -> Vec<(String, String)> {
+        ["basic", "http", "sqs"]
+            .iter()
+            .map(|n| (n.to_string(), format!("the {n} one")))
+            .collect()
+    }
+
+    fn answer(input: &str, default: usize) -> (usize, String) {
+        let mut out = Vec::new();
+        let picked = prompt_with(
+            &mut input.as_bytes(),
+            &mut out,
+            "Which?",
+            &choices(),
+            default,
+        )
+        .unwrap();
+        (picked, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn prompt_takes_a_number_a_name_or_the_default() {
+        assert_eq!(answer("2\n", 0).0, 1);
+        assert_eq!(answer("sqs\n", 0).0, 2);
+        assert_eq!(answer("\n", 1).0, 1);
+        assert_eq!(answer("", 2).0, 2, "end of input picks the default");
+        let (picked, shown) = answer("9\nnope\n1\n", 0);
+        assert_eq!(picked, 0);
+        assert!(shown.contains("`9` is not one of the choices"), "{shown}");
+        assert!(
+            shown.contains("`nope` is not one of the choices"),
+            "{shown}"
+        );
+        assert!(shown.contains(" * 1) basic  the basic one"), "{shown}");
+    }
+
+    #[test]
+    fn event_flags_pick_templates_and_variables() {
+        let args = TemplateArgs {
+            event: Some(EventSource::Dynamodb),
+            yes: true,
+            ..TemplateArgs::default()
+        };
+        let rendered = choose_and_render(&args, "f").unwrap();
+        assert_eq!(rendered.template, "stream");
+        assert_eq!(
+            rendered.example_event.as_deref(),
+            Some("events/dynamodb.json")
+        );
+
+        let conflicting = TemplateArgs {
+            event: Some(EventSource::Kinesis),
+            vars: vec!["source=dynamodb".into()],
+            ..TemplateArgs::default()
+        };
+        let err = choose_and_render(&conflicting, "f").unwrap_err();
+        assert!(err.to_string().contains("conflicts"), "{err}");
     }
 }
