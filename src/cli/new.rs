@@ -265,8 +265,22 @@ fn warn_if_inside_workspace(ui: &Ui, dir: &Path) {
         let Ok(table) = text.parse::<toml::Table>() else {
             continue;
         };
-        if table.contains_key("workspace") {
-            let rel = dir.strip_prefix(ancestor).unwrap_or(&dir);
+        let Some(workspace) = table.get("workspace") else {
+            continue;
+        };
+        let rel = dir.strip_prefix(ancestor).unwrap_or(&dir);
+        let listed = |key: &str| {
+            workspace
+                .get(key)
+                .and_then(|v| v.as_array())
+                .is_some_and(|patterns| {
+                    patterns
+                        .iter()
+                        .filter_map(|p| p.as_str())
+                        .any(|p| matches_member(p, rel))
+                })
+        };
+        if !listed("members") && !listed("exclude") {
             ui.warn(format_args!(
                 "`{}` is inside the workspace of {}: add \"{}\" to its `workspace.members` \
                  (or `workspace.exclude`) before building",
@@ -277,6 +291,19 @@ fn warn_if_inside_workspace(ui: &Ui, dir: &Path) {
         }
         return;
     }
+}
+
+/// A workspace member pattern: a plain path or `dir/*` (the forms cargo new
+/// itself writes); anything fancier counts as a match to avoid false alarms.
+fn matches_member(pattern: &str, rel: &Path) -> bool {
+    let pattern = pattern.trim_end_matches('/');
+    if let Some(prefix) = pattern.strip_suffix("/*") {
+        return rel.parent() == Some(Path::new(prefix));
+    }
+    if pattern.contains(['*', '?', '[']) {
+        return true;
+    }
+    Path::new(pattern) == rel
 }
 
 /// Status, next steps, and with `--output json` a result on stdout.
@@ -374,6 +401,14 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains(" * 1) basic  the basic one"), "{shown}");
+    }
+
+    #[test]
+    fn workspace_member_patterns() {
+        assert!(matches_member("fns/hello", Path::new("fns/hello")));
+        assert!(matches_member("fns/*", Path::new("fns/hello")));
+        assert!(!matches_member("fns/*", Path::new("other/hello")));
+        assert!(!matches_member("hello2", Path::new("hello")));
     }
 
     #[test]

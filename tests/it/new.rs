@@ -415,3 +415,27 @@ fn init_works_in_a_non_empty_directory_and_keeps_existing_files() {
     assert!(cargo.contains("name = \"existing\""));
     assert!(dir.join("src/main.rs").is_file() && dir.join("events/sqs.json").is_file());
 }
+
+#[test]
+fn new_warns_when_a_workspace_does_not_list_the_crate() {
+    let tmp = tempdir();
+    std::fs::write(
+        tmp.path().join("Cargo.toml"),
+        "[workspace]\nmembers = [\"fns/*\"]\n",
+    )
+    .unwrap();
+    cargo_fn()
+        .current_dir(tmp.path())
+        .args(["new", "outside"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "add \"outside\" to its `workspace.members`",
+        ));
+    cargo_fn()
+        .current_dir(tmp.path())
+        .args(["new", "fns/inside"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("workspace.members").not());
+}
