@@ -19,6 +19,10 @@ mod layers;
 mod validate;
 
 pub use layers::{KEYS, resolve, resolve_with_env};
+pub use validate::{
+    ENV_MAX_BYTES, InvalidValue, RESERVED_ENV, check_alias_name, check_env_key,
+    check_function_name, check_include_path, check_layer_arn, check_role_arn, check_secret_ref,
+};
 
 /// Lambda instruction set architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
@@ -454,3 +458,6 @@ pub fn redacted_json(f: &FunctionConfig) -> serde_json::Value {
     }
     v
 }
+
+#[cfg(test)]
+mod tests;
