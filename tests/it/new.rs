@@ -90,6 +90,24 @@ fn generate_build_and_test(name: &str, flags: &[&str], expected_files: &[&str]) 
 
     cargo_in(&dir, &["build"]);
     cargo_in(&dir, &["test"]);
+
+    // The metadata passes cargo-fn's own configuration validation.
+    let out = cargo_fn()
+        .args(["config", "--output", "json", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let configs: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(configs[0]["name"], name, "{configs}");
+    assert_eq!(
+        configs[0]["extension"],
+        meta.get("extension")
+            .and_then(|e| e.as_bool())
+            .unwrap_or(false)
+    );
     manifest
 }
 
