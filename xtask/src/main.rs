@@ -7,6 +7,7 @@
 //! - `dist`: shell completions and a man page from the clap definitions.
 //! - `bench`: the benchmarks.
 
+mod bench_profile;
 mod tools;
 
 use std::process::Command;
@@ -28,6 +29,8 @@ enum Task {
     Ci,
     /// Generate shell completions and the man page into target/dist
     Dist,
+    /// Release profile candidates for the templates: binary size and startup
+    BenchProfile,
 }
 
 fn main() -> Result<()> {
@@ -35,6 +38,7 @@ fn main() -> Result<()> {
         Task::Setup => tools::setup(),
         Task::Ci => ci(),
         Task::Dist => dist(),
+        Task::BenchProfile => bench_profile::run(),
     }
 }
 
