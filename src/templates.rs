@@ -150,14 +150,29 @@ pub fn builtin_names() -> Vec<&'static str> {
     names
 }
 
-/// The built-in templates with their descriptions, in a sensible order
-/// (the default first).
+/// The built-in templates with their descriptions, the default first and
+/// then the common event sources.
 pub fn builtins() -> anyhow::Result<Vec<Template>> {
     let mut list = builtin_names()
         .into_iter()
         .map(builtin)
         .collect::<anyhow::Result<Vec<_>>>()?;
-    list.sort_by_key(|t| (t.name != "basic", t.name.clone()));
+    const ORDER: &[&str] = &[
+        "basic",
+        "http",
+        "sqs",
+        "s3",
+        "scheduled",
+        "stream",
+        "extension",
+    ];
+    list.sort_by_key(|t| {
+        let rank = ORDER
+            .iter()
+            .position(|n| *n == t.name)
+            .unwrap_or(ORDER.len());
+        (rank, t.name.clone())
+    });
     Ok(list)
 }
 
@@ -786,7 +801,19 @@ mod tests {
                 "stream"
             ]
         );
-        assert_eq!(builtins().unwrap()[0].name, "basic");
+        let ordered: Vec<String> = builtins().unwrap().into_iter().map(|t| t.name).collect();
+        assert_eq!(
+            ordered,
+            [
+                "basic",
+                "http",
+                "sqs",
+                "s3",
+                "scheduled",
+                "stream",
+                "extension"
+            ]
+        );
     }
 
     #[test]
