@@ -5,8 +5,10 @@
 //!   targets) into a tools dir outside the clone, so it is reused across runs.
 //! - `ci`: setup, then fmt --check, clippy -D warnings, and all tests.
 //! - `dist`: shell completions and a man page from the clap definitions.
+//! - `demo`: the main job end to end (see README).
 //! - `bench`: the benchmarks.
 
+mod demo;
 mod tools;
 
 use std::process::Command;
@@ -28,6 +30,8 @@ enum Task {
     Ci,
     /// Generate shell completions and the man page into target/dist
     Dist,
+    /// The main job: scaffold, build, package, emulate and invoke a function
+    Demo,
 }
 
 fn main() -> Result<()> {
@@ -35,6 +39,7 @@ fn main() -> Result<()> {
         Task::Setup => tools::setup(),
         Task::Ci => ci(),
         Task::Dist => dist(),
+        Task::Demo => demo::demo(),
     }
 }
 
