@@ -709,6 +709,58 @@ mod tests {
         assert!(check_image_path("/").is_err());
     }
 
+    fn raw_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, ty, link) in entries {
+            let mut h = tar::Header::new_old();
+            // Write the name bytes directly: the tar crate refuses `..`.
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_entry_type(*ty);
+            h.set_size(0);
+            h.set_mode(0o644);
+            if !link.is_empty() {
+                h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            }
+            h.set_cksum();
+            b.append(&h, std::io::empty()).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn unpacking_refuses_entries_that_escape_the_root() {
+        for (name, ty, link) in [
+            ("../evil", tar::EntryType::Regular, ""),
+            ("a/../../evil", tar::EntryType::Regular, ""),
+            ("a/link", tar::EntryType::Symlink, "../../etc/passwd"),
+            ("a/hard", tar::EntryType::Link, "../../etc/passwd"),
+        ] {
+            let root = tempfile::tempdir().unwrap();
+            let data = raw_tar(&[(name, ty, link)]);
+            let err = extract_layer(&data[..], root.path()).unwrap_err();
+            assert!(format!("{err:#}").contains("image root"), "{name}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn absolute_links_stay_inside_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let data = raw_tar(&[("lib64/ld.so", tar::EntryType::Symlink, "/usr/lib/ld.so")]);
+        extract_layer(&data[..], root.path()).unwrap();
+        let target = std::fs::read_link(root.path().join("lib64/ld.so")).unwrap();
+        assert_eq!(target, PathBuf::from("../usr/lib/ld.so"));
+    }
+
+    #[test]
+    fn whiteouts_remove_lower_files() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/old"), "x").unwrap();
+        let data = raw_tar(&[("etc/.wh.old", tar::EntryType::Regular, "")]);
+        extract_layer(&data[..], root.path()).unwrap();
+        assert!(!root.path().join("etc/old").exists());
+    }
+
     #[test]
     fn directories_are_listed_once_and_sorted() {
         let mut tree = LayerTree::default();
@@ -720,4 +772,187 @@ mod tests {
             vec!["var", "var/runtime", "var/task", "var/task/a"]
         );
     }
+}
+
+/// An image unpacked to a directory, ready to run without a container
+/// engine (for `cargo fn watch --image`).
+#[derive(Debug, Clone)]
+pub struct UnpackedImage {
+    pub rootfs: PathBuf,
+    /// The program to start and its arguments, as host paths: the
+    /// entrypoint itself, or the image's own dynamic loader running it with
+    /// the image's libraries, so what runs is what ships.
+    pub command: PathBuf,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub working_dir: PathBuf,
+}
+
+/// Extracts every layer of the layout's image into `dest/rootfs`, in order.
+/// Entries that would land outside the root (absolute, `..`, links
+/// pointing out) are refused.
+pub fn unpack(layout: &Path, dest: &Path) -> Result<UnpackedImage> {
+    let (_, manifest) = read_layout(layout)?;
+    let blobs = layout.join("blobs/sha256");
+    let config_digest = manifest["config"]["digest"]
+        .as_str()
+        .context("manifest without config")?;
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        blobs.join(config_digest.trim_start_matches("sha256:")),
+    )?)?;
+    let rootfs = dest.join("rootfs");
+    if rootfs.exists() {
+        std::fs::remove_dir_all(&rootfs)?;
+    }
+    std::fs::create_dir_all(&rootfs)?;
+    for layer in manifest["layers"].as_array().into_iter().flatten() {
+        let digest = layer["digest"].as_str().context("layer without digest")?;
+        let file = File::open(blobs.join(digest.trim_start_matches("sha256:")))?;
+        let media = layer["mediaType"].as_str().unwrap_or_default();
+        let reader: Box<dyn Read> = if media.ends_with("gzip") {
+            Box::new(flate2::read::GzDecoder::new(BufReader::new(file)))
+        } else {
+            Box::new(BufReader::new(file))
+        };
+        extract_layer(reader, &rootfs).with_context(|| format!("unpacking layer {digest}"))?;
+    }
+    let cfg = &config["config"];
+    let entrypoint: Vec<String> = cfg["Entrypoint"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(cfg["Cmd"].as_array().into_iter().flatten())
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    let Some(program) = entrypoint.first() else {
+        bail!("the image has no entrypoint or command");
+    };
+    let mut env = BTreeMap::new();
+    for kv in cfg["Env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+    {
+        if let Some((k, v)) = kv.split_once('=') {
+            env.insert(k.to_string(), v.to_string());
+        }
+    }
+    let working_dir = rootfs.join(
+        cfg["WorkingDir"]
+            .as_str()
+            .unwrap_or("/")
+            .trim_start_matches('/'),
+    );
+    // The task root exists in Lambda even when the image puts nothing there.
+    std::fs::create_dir_all(&working_dir)?;
+    let program_host = rootfs.join(check_image_path(program)?);
+    let info = elf_dynamic_info(&program_host)?;
+    let (command, mut args) = match info.interpreter {
+        // Run the image's own loader so the image's libraries are used.
+        Some(interp) => {
+            let loader = rootfs.join(check_image_path(&interp)?);
+            let lib_path: Vec<String> = env
+                .get("LD_LIBRARY_PATH")
+                .map(|p| {
+                    p.split(':')
+                        .filter(|d| d.starts_with('/'))
+                        .map(|d| rootfs.join(d.trim_start_matches('/')).display().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut args = vec!["--library-path".to_string(), lib_path.join(":")];
+            args.push(program_host.display().to_string());
+            (loader, args)
+        }
+        None => (program_host, Vec::new()),
+    };
+    args.extend(entrypoint[1..].iter().cloned());
+    Ok(UnpackedImage {
+        rootfs,
+        command,
+        args,
+        env,
+        working_dir,
+    })
+}
+
+fn extract_layer(reader: impl Read, rootfs: &Path) -> Result<()> {
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(true);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        let name = path.to_string_lossy().to_string();
+        let rel = name.trim_start_matches("./").trim_end_matches('/');
+        if rel.is_empty() {
+            continue;
+        }
+        let clean = check_image_path(&format!("/{rel}"))
+            .with_context(|| format!("layer entry `{name}` escapes the image root"))?;
+        let file_name = Path::new(&clean)
+            .file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default();
+        // Whiteouts delete what a lower layer added.
+        if let Some(hidden) = file_name.strip_prefix(".wh.") {
+            let target = rootfs.join(&clean).with_file_name(hidden);
+            if target.is_dir() {
+                std::fs::remove_dir_all(&target)?;
+            } else if target.exists() {
+                std::fs::remove_file(&target)?;
+            }
+            continue;
+        }
+        let ty = entry.header().entry_type();
+        let dest = rootfs.join(&clean);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if dest.is_file() || dest.is_symlink() {
+            std::fs::remove_file(&dest)?;
+        }
+        if ty.is_symlink() || ty.is_hard_link() {
+            let link = entry
+                .link_name()?
+                .map(|l| l.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let parent = Path::new(&clean).parent().unwrap_or(Path::new(""));
+            let target = inside_root(parent, &link).with_context(|| {
+                format!("layer entry `{name}` links outside the image root ({link})")
+            })?;
+            if ty.is_hard_link() {
+                std::fs::copy(rootfs.join(&target), &dest)?;
+            } else {
+                // Relative, so the link resolves inside the unpacked root and
+                // never into the host's own files.
+                let up = "../".repeat(parent.components().count());
+                std::os::unix::fs::symlink(format!("{up}{}", target.display()), &dest)?;
+            }
+            continue;
+        }
+        entry.unpack(&dest)?;
+    }
+    Ok(())
+}
+
+/// Resolves a link found in directory `parent` (relative to the image
+/// root) to a path relative to the root; `None` if it climbs out.
+fn inside_root(parent: &Path, link: &str) -> Option<PathBuf> {
+    let joined = if link.starts_with('/') {
+        PathBuf::from(link.trim_start_matches('/'))
+    } else {
+        parent.join(link)
+    };
+    let mut out: Vec<String> = Vec::new();
+    for c in joined.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop()?;
+            }
+            std::path::Component::Normal(p) => out.push(p.to_string_lossy().into_owned()),
+            _ => {}
+        }
+    }
+    Some(out.iter().collect())
 }

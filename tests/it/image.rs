@@ -505,3 +505,59 @@ fn builds_on_a_base_image_pulled_from_a_registry() {
     );
     assert!(err.contains("arm64"), "{err}");
 }
+
+/// Runs an unpacked image the way `cargo fn watch --image` does (no chroot,
+/// no container engine) and returns its answer to one invocation.
+fn invoke_without_chroot(unpacked: &image::UnpackedImage) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = serve_one_invocation(listener);
+    let mut child = Command::new(&unpacked.command)
+        .args(&unpacked.args)
+        .current_dir(&unpacked.working_dir)
+        .env_clear()
+        .envs(&unpacked.env)
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "image-fn")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.is_finished() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the unpacked image exited before answering"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the unpacked image never answered"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    server.join().unwrap()
+}
+
+#[test]
+fn unpacked_images_run_without_a_container_engine() {
+    let work = tempdir();
+    let built = image::build(&spec(static_bootstrap()), &work.path().join("static")).unwrap();
+    let unpacked = image::unpack(&built.layout, &work.path().join("static-run")).unwrap();
+    assert!(
+        unpacked.args.is_empty(),
+        "a static entrypoint runs directly"
+    );
+    assert!(invoke_without_chroot(&unpacked).contains("image-fn"));
+
+    let mut s = spec(dynamic_bootstrap());
+    s.sysroot = Some(PathBuf::from("/"));
+    let built = image::build(&s, &work.path().join("dynamic")).unwrap();
+    let unpacked = image::unpack(&built.layout, &work.path().join("dynamic-run")).unwrap();
+    // The image's own loader runs the bootstrap with the image's libraries.
+    assert!(unpacked.command.starts_with(&unpacked.rootfs));
+    assert!(invoke_without_chroot(&unpacked).contains("image-fn"));
+}

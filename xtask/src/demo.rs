@@ -19,7 +19,9 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         // Ctrl-C semantics: let watch shut its environments down cleanly.
         let pid = self.0.id() as i32;
-        let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
