@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod image;
 pub mod project;
 pub mod templates;
 pub mod toolchain;

@@ -5,9 +5,12 @@
 //!   targets) into a tools dir outside the clone, so it is reused across runs.
 //! - `ci`: setup, then fmt --check, clippy -D warnings, and all tests.
 //! - `dist`: shell completions and a man page from the clap definitions.
+//! - `demo`: the main job end to end (see README).
+//! - `bench-profile`: release profile candidates for the templates (size, start-up).
 //! - `bench`: the benchmarks.
 
 mod bench_profile;
+mod demo;
 mod tools;
 
 use std::process::Command;
@@ -31,6 +34,8 @@ enum Task {
     Dist,
     /// Release profile candidates for the templates: binary size and startup
     BenchProfile,
+    /// The main job: scaffold, build, package, emulate and invoke a function
+    Demo,
 }
 
 fn main() -> Result<()> {
@@ -39,6 +44,7 @@ fn main() -> Result<()> {
         Task::Ci => ci(),
         Task::Dist => dist(),
         Task::BenchProfile => bench_profile::run(),
+        Task::Demo => demo::demo(),
     }
 }
 
