@@ -49,11 +49,14 @@ pub enum EventSource {
 pub struct NewArgs {
     /// Name of the function (and crate); also the directory to create, which
     /// may be a path (its last part is the name)
-    #[arg(value_name = "NAME")]
-    pub path: PathBuf,
+    #[arg(value_name = "NAME", required_unless_present = "list")]
+    pub path: Option<PathBuf>,
     /// Crate and function name, when it differs from the directory name
     #[arg(long)]
     pub name: Option<String>,
+    /// List the built-in templates and exit
+    #[arg(long, exclusive = true)]
+    pub list: bool,
     #[command(flatten)]
     pub template: TemplateArgs,
 }
@@ -72,13 +75,34 @@ pub struct InitArgs {
 
 pub fn run_new(global: &GlobalArgs, args: NewArgs) -> anyhow::Result<()> {
     let ui = global.ui();
-    let name = name_for(&args.path, args.name.as_deref())?;
+    let Some(path) = args.path else {
+        return list(&ui);
+    };
+    let name = name_for(&path, args.name.as_deref())?;
     templates::validate_name(&name)?;
-    templates::check_new_destination(&args.path)?;
+    templates::check_new_destination(&path)?;
     let rendered = choose_and_render(&args.template, &name)?;
-    templates::create_new(&args.path, &rendered)?;
-    warn_if_inside_workspace(&ui, &args.path);
-    report(&ui, &rendered, &args.path, true, &[]);
+    templates::create_new(&path, &rendered)?;
+    warn_if_inside_workspace(&ui, &path);
+    report(&ui, &rendered, &path, true, &[]);
+    Ok(())
+}
+
+/// `cargo fn new --list`: the built-in templates on stdout (a result, not status).
+fn list(ui: &Ui) -> anyhow::Result<()> {
+    let list = templates::builtins()?;
+    if ui.is_json() {
+        let items: Vec<_> = list
+            .iter()
+            .map(|t| serde_json::json!({ "name": t.name, "description": t.manifest.description }))
+            .collect();
+        println!("{}", serde_json::Value::Array(items));
+        return Ok(());
+    }
+    let width = list.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    for t in &list {
+        println!("{:<width$}  {}", t.name, t.manifest.description);
+    }
     Ok(())
 }
 

@@ -457,3 +457,33 @@ fn new_warns_when_a_workspace_does_not_list_the_crate() {
         .success()
         .stderr(predicate::str::contains("workspace.members").not());
 }
+
+#[test]
+fn list_shows_every_builtin_template() {
+    let out = cargo_fn()
+        .args(["new", "--list"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    let names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "basic",
+            "http",
+            "sqs",
+            "s3",
+            "scheduled",
+            "stream",
+            "extension"
+        ]
+    );
+    assert!(out.contains("partial batch failures"), "{out}");
+    cargo_fn().args(["new", "--list", "x"]).assert().code(2);
+}
