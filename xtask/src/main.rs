@@ -6,8 +6,10 @@
 //! - `ci`: setup, then fmt --check, clippy -D warnings, and all tests.
 //! - `dist`: shell completions and a man page from the clap definitions.
 //! - `demo`: the main job end to end (see README).
+//! - `bench-profile`: release profile candidates for the templates (size, start-up).
 //! - `bench`: the benchmarks.
 
+mod bench_profile;
 mod demo;
 mod tools;
 
@@ -30,6 +32,8 @@ enum Task {
     Ci,
     /// Generate shell completions and the man page into target/dist
     Dist,
+    /// Release profile candidates for the templates: binary size and startup
+    BenchProfile,
     /// The main job: scaffold, build, package, emulate and invoke a function
     Demo,
 }
@@ -39,6 +43,7 @@ fn main() -> Result<()> {
         Task::Setup => tools::setup(),
         Task::Ci => ci(),
         Task::Dist => dist(),
+        Task::BenchProfile => bench_profile::run(),
         Task::Demo => demo::demo(),
     }
 }
