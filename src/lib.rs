@@ -4,9 +4,12 @@
 //! arguments into option structs and calls one operation from the modules
 //! below; no module below `cli` knows about clap.
 
+pub mod artifact;
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod package;
 pub mod project;
 pub mod templates;
 pub mod toolchain;
