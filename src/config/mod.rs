@@ -15,6 +15,15 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+mod layers;
+mod validate;
+
+pub use layers::{KEYS, resolve, resolve_with_env};
+pub use validate::{
+    ENV_MAX_BYTES, InvalidValue, RESERVED_ENV, check_alias_name, check_env_key,
+    check_function_name, check_include_path, check_layer_arn, check_role_arn, check_secret_ref,
+};
+
 /// Lambda instruction set architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
 pub enum Arch {
@@ -256,6 +265,199 @@ pub struct FunctionConfig {
     pub alias: Option<String>,
     /// Extra files and directories for the package, relative to the package.
     pub include: Vec<PathBuf>,
+    /// The event the emulator's HTTP front builds for this function.
+    pub event_format: EventFormat,
     /// Field (or `env.KEY`, `tags.KEY`, ...) -> where its value came from.
     pub sources: BTreeMap<String, Source>,
+    /// Things that are allowed but probably a mistake (shown, never fatal).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
+
+/// Event payload the emulator's HTTP front builds for a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventFormat {
+    /// Function URL (payload format 2.0).
+    #[default]
+    FunctionUrl,
+    /// API Gateway HTTP API (payload format 2.0).
+    HttpApi,
+    /// API Gateway REST API (payload format 1.0).
+    RestApi,
+    /// Application Load Balancer target.
+    Alb,
+}
+
+impl EventFormat {
+    pub fn parse(s: &str) -> Option<EventFormat> {
+        match s {
+            "function-url" => Some(EventFormat::FunctionUrl),
+            "http-api" => Some(EventFormat::HttpApi),
+            "rest-api" => Some(EventFormat::RestApi),
+            "alb" => Some(EventFormat::Alb),
+            _ => None,
+        }
+    }
+}
+
+/// Shown instead of env values that look like credentials.
+pub const REDACTED: &str = "<redacted>";
+
+fn shown_env_value(key: &str, value: &str) -> String {
+    if validate::looks_secret(key) {
+        REDACTED.to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+/// `(key, value, source)` rows for display, one per field or map entry,
+/// with credential-looking env values redacted.
+pub fn display_rows(f: &FunctionConfig) -> Vec<(String, String, Source)> {
+    let src = |k: &str| f.sources.get(k).cloned().unwrap_or(Source::Default);
+    let opt = |o: Option<String>| o.unwrap_or_else(|| "-".to_string());
+    let mut rows = vec![
+        ("name".to_string(), f.name.clone(), src("name")),
+        (
+            "architecture".into(),
+            f.architecture.to_string(),
+            src("architecture"),
+        ),
+        ("runtime".into(), f.runtime.to_string(), src("runtime")),
+        ("memory".into(), format!("{} MB", f.memory), src("memory")),
+        ("timeout".into(), format!("{} s", f.timeout), src("timeout")),
+        (
+            "ephemeral-storage".into(),
+            format!("{} MB", f.ephemeral_storage),
+            src("ephemeral-storage"),
+        ),
+        (
+            "env-file".into(),
+            opt(f.env_file.as_ref().map(|p| p.display().to_string())),
+            src("env-file"),
+        ),
+    ];
+    for (k, v) in &f.env {
+        rows.push((
+            format!("env.{k}"),
+            shown_env_value(k, v),
+            src(&format!("env.{k}")),
+        ));
+    }
+    for (k, v) in &f.secrets {
+        rows.push((
+            format!("secrets.{k}"),
+            format!("secret name {v}"),
+            src(&format!("secrets.{k}")),
+        ));
+    }
+    rows.push(("layers".into(), list(&f.layers), src("layers")));
+    rows.push(("role".into(), opt(f.role.clone()), src("role")));
+    rows.push(("tracing".into(), format!("{:?}", f.tracing), src("tracing")));
+    rows.push((
+        "vpc".into(),
+        opt(f.vpc.as_ref().map(|v| {
+            format!(
+                "subnets {} / security groups {}",
+                list(&v.subnets),
+                list(&v.security_groups)
+            )
+        })),
+        src("vpc"),
+    ));
+    rows.push((
+        "reserved-concurrency".into(),
+        opt(f.reserved_concurrency.map(|n| n.to_string())),
+        src("reserved-concurrency"),
+    ));
+    for (alias, n) in &f.provisioned_concurrency {
+        rows.push((
+            format!("provisioned-concurrency.{alias}"),
+            n.to_string(),
+            src(&format!("provisioned-concurrency.{alias}")),
+        ));
+    }
+    rows.push((
+        "log-format".into(),
+        match f.log_format {
+            LogFormat::Text => "Text".into(),
+            LogFormat::Json => "JSON".into(),
+        },
+        src("log-format"),
+    ));
+    rows.push((
+        "log-level".into(),
+        opt(f.log_level.clone()),
+        src("log-level"),
+    ));
+    for (k, v) in &f.tags {
+        rows.push((format!("tags.{k}"), v.clone(), src(&format!("tags.{k}"))));
+    }
+    rows.push((
+        "function-url".into(),
+        opt(f.function_url.as_ref().map(|u| {
+            format!(
+                "auth {}, {}{}",
+                serde_json::to_value(u.auth)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                serde_json::to_value(u.invoke_mode)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                if u.cors.is_some() { ", CORS" } else { "" }
+            )
+        })),
+        src("function-url"),
+    ));
+    rows.push(("alias".into(), opt(f.alias.clone()), src("alias")));
+    rows.push((
+        "include".into(),
+        list(
+            &f.include
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>(),
+        ),
+        src("include"),
+    ));
+    rows.push((
+        "extension".into(),
+        f.extension.to_string(),
+        src("extension"),
+    ));
+    rows.push((
+        "event-format".into(),
+        serde_json::to_value(f.event_format)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        src("event-format"),
+    ));
+    rows
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// The configuration as JSON for `--output json`, credential-looking env
+/// values redacted.
+pub fn redacted_json(f: &FunctionConfig) -> serde_json::Value {
+    let mut v = serde_json::to_value(f).expect("config serialises");
+    if let Some(serde_json::Value::Object(env)) = v.get_mut("env") {
+        for (k, val) in env.iter_mut() {
+            *val = serde_json::Value::String(shown_env_value(k, val.as_str().unwrap_or_default()));
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests;

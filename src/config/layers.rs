@@ -1,0 +1,446 @@
+//! Reading the configuration layers and merging them, key by key, with the
+//! source of every value kept for error messages and `cargo fn config`.
+//!
+//! Scalars, lists and nested tables (vpc, function-url) are replaced whole
+//! by a higher layer; the map keys (env, secrets, tags,
+//! provisioned-concurrency) merge entry by entry.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use serde_json::{Map, Value};
+
+use super::{FunctionConfig, Overrides, Source, validate};
+use crate::project::{FunctionTarget, Project};
+
+/// Every key a `[package.metadata.fn]` table accepts, with what it means.
+/// Keys are kebab-case; snake_case spellings are accepted too.
+pub const KEYS: &[(&str, &str)] = &[
+    ("name", "Lambda function name (default: the binary name)"),
+    ("architecture", "x86_64 or arm64"),
+    ("runtime", "provided.al2023 or provided.al2"),
+    ("memory", "memory in MB, 128-10240"),
+    ("timeout", "timeout in seconds, 1-900"),
+    ("ephemeral-storage", "/tmp size in MB, 512-10240"),
+    ("env", "environment variables, a table of strings"),
+    ("env-file", "a dotenv file with more environment variables"),
+    (
+        "secrets",
+        "env var name -> Secrets Manager secret name or ARN",
+    ),
+    ("layers", "layer version ARNs, at most 5"),
+    ("role", "execution role ARN"),
+    ("tracing", "X-Ray tracing: Active or PassThrough"),
+    ("vpc", "{ subnets = [...], security-groups = [...] }"),
+    ("reserved-concurrency", "reserved concurrency, 0 or more"),
+    (
+        "provisioned-concurrency",
+        "alias -> provisioned environments",
+    ),
+    ("log-format", "Text or JSON"),
+    ("log-level", "application log level (JSON format only)"),
+    ("tags", "resource tags, a table of strings"),
+    (
+        "function-url",
+        "{ auth = \"NONE\"|\"AWS_IAM\", invoke-mode, cors = {...} }",
+    ),
+    ("alias", "the alias deploy moves by default"),
+    ("include", "extra files or directories to package"),
+    ("extension", "true for a Lambda extension"),
+    (
+        "event-format",
+        "function-url, http-api, rest-api or alb (local HTTP front)",
+    ),
+];
+
+/// Keys whose values are tables merged entry by entry.
+const MAP_KEYS: &[&str] = &["env", "secrets", "tags", "provisioned-concurrency"];
+
+/// One layer: canonical keys to JSON values, and how to name their source.
+struct Layer {
+    entries: Map<String, Value>,
+    origin: Origin,
+}
+
+enum Origin {
+    /// A table of a Cargo.toml, e.g. `package.metadata.fn`.
+    Manifest {
+        file: PathBuf,
+        table: String,
+    },
+    /// cargo-lambda's tables: each key remembers its own original path.
+    CargoLambda {
+        file: PathBuf,
+        paths: BTreeMap<String, String>,
+    },
+    EnvVars,
+    Flags,
+}
+
+impl Layer {
+    fn source(&self, key: &str, entry: Option<&str>) -> Source {
+        let suffix = entry.map(|e| format!(".{e}")).unwrap_or_default();
+        match &self.origin {
+            Origin::Manifest { file, table } => Source::Manifest {
+                file: file.clone(),
+                key: format!("{table}.{key}{suffix}"),
+            },
+            Origin::CargoLambda { file, paths } => Source::Manifest {
+                file: file.clone(),
+                key: format!(
+                    "{}{suffix}",
+                    paths.get(key).cloned().unwrap_or_else(|| key.to_string())
+                ),
+            },
+            Origin::EnvVars => Source::EnvVar {
+                name: env_var_name(key),
+            },
+            Origin::Flags => Source::Flag {
+                name: flag_name(key),
+            },
+        }
+    }
+}
+
+/// The merged view: each key's winning value and its source.
+#[derive(Debug, Default)]
+pub(super) struct Merged {
+    pub values: BTreeMap<String, (Value, Source)>,
+    /// For map keys: entry -> (value, source).
+    pub maps: BTreeMap<String, BTreeMap<String, (Value, Source)>>,
+}
+
+impl Merged {
+    fn apply(&mut self, layer: &Layer) {
+        for (key, value) in &layer.entries {
+            if MAP_KEYS.contains(&key.as_str())
+                && let Value::Object(map) = value
+            {
+                let slot = self.maps.entry(key.clone()).or_default();
+                for (entry, v) in map {
+                    slot.insert(entry.clone(), (v.clone(), layer.source(key, Some(entry))));
+                }
+                continue;
+            }
+            self.values
+                .insert(key.clone(), (value.clone(), layer.source(key, None)));
+        }
+    }
+}
+
+/// `CARGO_FN_EPHEMERAL_STORAGE` for `ephemeral-storage`.
+fn env_var_name(key: &str) -> String {
+    format!("CARGO_FN_{}", key.to_uppercase().replace('-', "_"))
+}
+
+fn flag_name(key: &str) -> String {
+    match key {
+        "architecture" => "--arch".to_string(),
+        "env" => "--env-var".to_string(),
+        other => format!("--{other}"),
+    }
+}
+
+fn canonical_key(key: &str) -> String {
+    key.replace('_', "-")
+}
+
+/// Checks a `[*.metadata.fn]` table and turns it into a layer.
+fn fn_table(file: &Path, table: &str, value: &Value, allow_functions: bool) -> Result<Layer> {
+    let Value::Object(map) = value else {
+        bail!(
+            "{}: `{table}` must be a table, found {}",
+            file.display(),
+            type_name(value)
+        );
+    };
+    let mut entries = Map::new();
+    for (key, v) in map {
+        let canonical = canonical_key(key);
+        if canonical == "functions" && allow_functions {
+            continue;
+        }
+        if !KEYS.iter().any(|(k, _)| *k == canonical) {
+            let allowed: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+            bail!(
+                "{}: unknown key `{table}.{key}`; allowed keys: {}{}",
+                file.display(),
+                allowed.join(", "),
+                if allow_functions {
+                    ", functions.<bin>"
+                } else {
+                    ""
+                }
+            );
+        }
+        entries.insert(canonical, v.clone());
+    }
+    Ok(Layer {
+        entries,
+        origin: Origin::Manifest {
+            file: file.to_path_buf(),
+            table: table.to_string(),
+        },
+    })
+}
+
+pub(super) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "a table",
+    }
+}
+
+/// cargo-lambda's `[package.metadata.lambda]` (and `bin.<name>`) keys that
+/// mean the same as ours, so a cargo-lambda project works unchanged.
+fn cargo_lambda_layer(file: &Path, prefix: &str, table: &Value) -> Layer {
+    let mut entries = Map::new();
+    let mut paths = BTreeMap::new();
+    let mut put = |key: &str, path: String, v: Value| {
+        entries.insert(key.to_string(), v);
+        paths.insert(key.to_string(), path);
+    };
+    if let Some(Value::Object(env)) = table.get("env") {
+        put("env", format!("{prefix}.env"), Value::Object(env.clone()));
+    }
+    if let Some(Value::Object(build)) = table.get("build") {
+        if let Some(Value::String(target)) = build.get("target") {
+            let arch = if target.starts_with("aarch64") {
+                "arm64"
+            } else {
+                "x86_64"
+            };
+            put(
+                "architecture",
+                format!("{prefix}.build.target"),
+                Value::String(arch.into()),
+            );
+        }
+        if let Some(Value::Bool(true)) = build.get("arm64") {
+            put(
+                "architecture",
+                format!("{prefix}.build.arm64"),
+                Value::String("arm64".into()),
+            );
+        }
+        if let Some(v @ Value::Array(_)) = build.get("include") {
+            put("include", format!("{prefix}.build.include"), v.clone());
+        }
+    }
+    if let Some(Value::Object(deploy)) = table.get("deploy") {
+        let direct = [
+            ("memory", "memory"),
+            ("timeout", "timeout"),
+            ("role", "role"),
+            ("layers", "layers"),
+            ("tags", "tags"),
+            ("runtime", "runtime"),
+            ("include", "include"),
+            ("env_file", "env-file"),
+            ("env", "env"),
+            ("function_name", "name"),
+        ];
+        for (theirs, ours) in direct {
+            if let Some(v) = deploy.get(theirs) {
+                put(ours, format!("{prefix}.deploy.{theirs}"), v.clone());
+            }
+        }
+        if let Some(Value::String(t)) = deploy.get("tracing") {
+            // cargo-lambda spells these in lower case.
+            let ours = match t.to_ascii_lowercase().as_str() {
+                "active" => "Active".to_string(),
+                "passthrough" => "PassThrough".to_string(),
+                _ => t.clone(),
+            };
+            put(
+                "tracing",
+                format!("{prefix}.deploy.tracing"),
+                Value::String(ours),
+            );
+        }
+        let subnets = deploy.get("subnet_ids").cloned();
+        let groups = deploy.get("security_group_ids").cloned();
+        if subnets.is_some() || groups.is_some() {
+            let mut vpc = Map::new();
+            vpc.insert("subnets".into(), subnets.unwrap_or(Value::Array(vec![])));
+            vpc.insert(
+                "security-groups".into(),
+                groups.unwrap_or(Value::Array(vec![])),
+            );
+            put(
+                "vpc",
+                format!("{prefix}.deploy.subnet_ids"),
+                Value::Object(vpc),
+            );
+        }
+    }
+    Layer {
+        entries,
+        origin: Origin::CargoLambda {
+            file: file.to_path_buf(),
+            paths,
+        },
+    }
+}
+
+/// `CARGO_FN_*` variables, typed where the key is numeric or a list.
+fn env_layer(env: &BTreeMap<String, String>) -> Layer {
+    let mut entries = Map::new();
+    for (key, _) in KEYS {
+        if MAP_KEYS.contains(key) || matches!(*key, "vpc" | "function-url" | "name") {
+            continue;
+        }
+        let Some(raw) = env.get(&env_var_name(key)) else {
+            continue;
+        };
+        let value = match *key {
+            "memory" | "timeout" | "ephemeral-storage" | "reserved-concurrency" => raw
+                .trim()
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| Value::String(raw.clone())),
+            "extension" => match raw.trim() {
+                "true" | "1" => Value::Bool(true),
+                "false" | "0" => Value::Bool(false),
+                _ => Value::String(raw.clone()),
+            },
+            "layers" | "include" => Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.to_string()))
+                    .collect(),
+            ),
+            _ => Value::String(raw.clone()),
+        };
+        entries.insert(key.to_string(), value);
+    }
+    Layer {
+        entries,
+        origin: Origin::EnvVars,
+    }
+}
+
+fn flag_layer(o: &Overrides) -> Layer {
+    let mut entries = Map::new();
+    if let Some(a) = o.architecture {
+        entries.insert("architecture".into(), Value::String(a.as_str().into()));
+    }
+    if let Some(r) = &o.runtime {
+        entries.insert("runtime".into(), Value::String(r.clone()));
+    }
+    if let Some(m) = o.memory {
+        entries.insert("memory".into(), Value::from(m));
+    }
+    if let Some(t) = o.timeout {
+        entries.insert("timeout".into(), Value::from(t));
+    }
+    if let Some(f) = &o.env_file {
+        entries.insert(
+            "env-file".into(),
+            Value::String(f.to_string_lossy().into_owned()),
+        );
+    }
+    if !o.env.is_empty() {
+        let map: Map<String, Value> = o
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        entries.insert("env".into(), Value::Object(map));
+    }
+    Layer {
+        entries,
+        origin: Origin::Flags,
+    }
+}
+
+/// The layers for one function, lowest first.
+fn layers_for(
+    project: &Project,
+    function: &FunctionTarget,
+    overrides: &Overrides,
+    env: &BTreeMap<String, String>,
+) -> Result<Vec<Layer>> {
+    let mut layers = Vec::new();
+    let ws_file = &project.workspace_manifest;
+    let pkg_file = &function.manifest_path;
+
+    // cargo-lambda compatibility, lowest: workspace, package, then per bin.
+    if let Some(t) = project.workspace_metadata.get("lambda") {
+        layers.push(cargo_lambda_layer(ws_file, "workspace.metadata.lambda", t));
+    }
+    if let Some(t) = function.package_metadata.get("lambda") {
+        layers.push(cargo_lambda_layer(pkg_file, "package.metadata.lambda", t));
+        if let Some(bin) = t.get("bin").and_then(|b| b.get(&function.bin)) {
+            let prefix = format!("package.metadata.lambda.bin.{}", function.bin);
+            layers.push(cargo_lambda_layer(pkg_file, &prefix, bin));
+        }
+    }
+
+    if let Some(t) = project.workspace_metadata.get("fn") {
+        layers.push(fn_table(ws_file, "workspace.metadata.fn", t, false)?);
+    }
+    if let Some(t) = function.package_metadata.get("fn") {
+        layers.push(fn_table(pkg_file, "package.metadata.fn", t, true)?);
+        match t.get("functions") {
+            None => {}
+            Some(Value::Object(per_bin)) => {
+                if let Some(bin_table) = per_bin.get(&function.bin) {
+                    let table = format!("package.metadata.fn.functions.{}", function.bin);
+                    layers.push(fn_table(pkg_file, &table, bin_table, false)?);
+                }
+            }
+            Some(other) => bail!(
+                "{}: `package.metadata.fn.functions` must be a table of binary names, found {}",
+                pkg_file.display(),
+                type_name(other)
+            ),
+        }
+    }
+    layers.push(env_layer(env));
+    layers.push(flag_layer(overrides));
+    Ok(layers)
+}
+
+/// Resolves and validates every selected function, reading `CARGO_FN_*`
+/// from the process environment.
+pub fn resolve(project: &Project, overrides: &Overrides) -> Result<Vec<FunctionConfig>> {
+    let env: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("CARGO_FN_"))
+        .collect();
+    resolve_with_env(project, overrides, &env)
+}
+
+/// [`resolve`] with the `CARGO_FN_*` variables given explicitly.
+pub fn resolve_with_env(
+    project: &Project,
+    overrides: &Overrides,
+    env: &BTreeMap<String, String>,
+) -> Result<Vec<FunctionConfig>> {
+    let mut out: Vec<FunctionConfig> = Vec::new();
+    for function in &project.functions {
+        let mut merged = Merged::default();
+        for layer in layers_for(project, function, overrides, env)? {
+            merged.apply(&layer);
+        }
+        let config = validate::build(function, merged)?;
+        if let Some(other) = out.iter().find(|c| c.name == config.name) {
+            bail!(
+                "two functions resolve to the Lambda name `{}`: binary `{}` of package `{}` and binary `{}` of package `{}`; set a distinct `name` in [package.metadata.fn.functions.<bin>]",
+                config.name,
+                other.bin,
+                other.package,
+                config.bin,
+                config.package
+            );
+        }
+        out.push(config);
+    }
+    Ok(out)
+}
