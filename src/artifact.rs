@@ -44,6 +44,8 @@ pub struct ArtifactReport {
     pub static_binary: bool,
     /// The highest `GLIBC_x.y` version the binary needs, if any.
     pub max_glibc: Option<String>,
+    #[serde(skip)]
+    pub max_glibc_version: Option<GlibcVersion>,
     pub needed_libraries: Vec<String>,
 }
 
@@ -147,7 +149,8 @@ pub fn interpreter(arch: Arch) -> &'static str {
 /// Reads `path` and checks it (see [`check_bytes`]).
 pub fn check_file(path: &Path, arch: Arch, runtime: Runtime) -> Result<ArtifactReport> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    check_bytes(&data, arch, runtime).with_context(|| format!("{} cannot run on Lambda", path.display()))
+    check_bytes(&data, arch, runtime)
+        .with_context(|| format!("{} cannot run on Lambda", path.display()))
 }
 
 /// Checks an executable's bytes against an architecture and runtime.
@@ -157,7 +160,8 @@ pub fn check_bytes(data: &[u8], arch: Arch, runtime: Runtime) -> Result<Artifact
         Ok(FileKind::Elf32) => return Err(ArtifactError::WrongClass.into()),
         _ => return Err(ArtifactError::NotElf.into()),
     }
-    let header = elf::FileHeader64::<object::Endianness>::parse(data).context("parsing the ELF header")?;
+    let header =
+        elf::FileHeader64::<object::Endianness>::parse(data).context("parsing the ELF header")?;
     let endian = header.endian().context("reading the ELF byte order")?;
     let machine = header.e_machine(endian);
     let expected_machine = match arch {
@@ -198,17 +202,23 @@ pub fn check_bytes(data: &[u8], arch: Arch, runtime: Runtime) -> Result<Artifact
         .into());
     }
 
-    let sections = header.sections(endian, data).context("reading the ELF sections")?;
+    let sections = header
+        .sections(endian, data)
+        .context("reading the ELF sections")?;
 
     // Shared libraries (DT_NEEDED).
     let mut needed = Vec::new();
-    if let Some((dynamic, strtab_index)) = sections.dynamic(endian, data).context("reading .dynamic")? {
+    if let Some((dynamic, strtab_index)) =
+        sections.dynamic(endian, data).context("reading .dynamic")?
+    {
         let strings = sections
             .strings(endian, data, strtab_index)
             .context("reading the dynamic string table")?;
         for d in dynamic {
             if d.tag(endian) == elf::DT_NEEDED {
-                let name = d.string(endian, strings).context("reading a DT_NEEDED name")?;
+                let name = d
+                    .string(endian, strings)
+                    .context("reading a DT_NEEDED name")?;
                 needed.push(String::from_utf8_lossy(name).into_owned());
             }
         }
@@ -223,7 +233,10 @@ pub fn check_bytes(data: &[u8], arch: Arch, runtime: Runtime) -> Result<Artifact
     let limit = runtime.glibc();
     let mut too_new: Vec<(GlibcVersion, String)> = Vec::new();
     let mut max: Option<GlibcVersion> = None;
-    if let Some(versions) = sections.versions(endian, data).context("reading symbol versions")? {
+    if let Some(versions) = sections
+        .versions(endian, data)
+        .context("reading symbol versions")?
+    {
         let symbols = sections
             .symbols(endian, data, elf::SHT_DYNSYM)
             .context("reading the dynamic symbols")?;
@@ -232,7 +245,10 @@ pub fn check_bytes(data: &[u8], arch: Arch, runtime: Runtime) -> Result<Artifact
                 continue;
             }
             let vindex = versions.version_index(endian, index);
-            let Some(version) = versions.version(vindex).context("reading a symbol version")? else {
+            let Some(version) = versions
+                .version(vindex.into())
+                .context("reading a symbol version")?
+            else {
                 continue;
             };
             let Some(parsed) = parse_glibc_version(version.name()) else {
@@ -240,7 +256,9 @@ pub fn check_bytes(data: &[u8], arch: Arch, runtime: Runtime) -> Result<Artifact
             };
             max = max.max(Some(parsed));
             if parsed > limit {
-                let name = symbols.symbol_name(endian, sym).context("reading a symbol name")?;
+                let name = symbols
+                    .symbol_name(endian, sym)
+                    .context("reading a symbol name")?;
                 too_new.push((parsed, String::from_utf8_lossy(name).into_owned()));
             }
         }
@@ -263,6 +281,7 @@ pub fn check_bytes(data: &[u8], arch: Arch, runtime: Runtime) -> Result<Artifact
     Ok(ArtifactReport {
         static_binary: interp.is_none(),
         max_glibc: max.map(|m| format!("GLIBC_{}", v(m))),
+        max_glibc_version: max,
         needed_libraries: needed,
     })
 }
@@ -290,9 +309,16 @@ mod tests {
 
     #[test]
     fn rejects_non_elf() {
-        let err = check_bytes(b"#!/bin/sh\necho hi\n", Arch::X86_64, Runtime::ProvidedAl2023)
-            .unwrap_err();
-        assert_eq!(err.downcast_ref::<ArtifactError>(), Some(&ArtifactError::NotElf));
+        let err = check_bytes(
+            b"#!/bin/sh\necho hi\n",
+            Arch::X86_64,
+            Runtime::ProvidedAl2023,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<ArtifactError>(),
+            Some(&ArtifactError::NotElf)
+        );
     }
 
     #[test]

@@ -65,7 +65,8 @@ impl BuildRequest {
     pub fn command(&self) -> Command {
         let mut cmd = match self.driver {
             Driver::Cargo => {
-                let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+                let mut c =
+                    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
                 c.arg("build");
                 c
             }
@@ -151,7 +152,10 @@ pub fn cargo_build(req: &BuildRequest) -> Result<Vec<BuiltBinary>> {
     }
     let status = child.wait().context("waiting for cargo")?;
     if !status.success() {
-        bail!("{} failed ({status}); see the compiler output above", req.driver);
+        bail!(
+            "{} failed ({status}); see the compiler output above",
+            req.driver
+        );
     }
     Ok(built)
 }
@@ -383,13 +387,21 @@ pub fn missing_pieces(driver: Driver, triples: &[&str], path: &OsStr) -> Result<
         Ok(s) => s,
         Err(e) => {
             return Err(hinted(
-                format!("cannot find the Rust toolchain to check the targets {}: {e:#}", triples.join(", ")),
+                format!(
+                    "cannot find the Rust toolchain to check the targets {}: {e:#}",
+                    triples.join(", ")
+                ),
                 "install the toolchain (`rustup toolchain install <name>`) or unset RUSTUP_TOOLCHAIN / fix rust-toolchain.toml",
             ));
         }
     };
     for triple in triples {
-        if !sysroot.join("lib/rustlib").join(triple).join("lib").is_dir() {
+        if !sysroot
+            .join("lib/rustlib")
+            .join(triple)
+            .join("lib")
+            .is_dir()
+        {
             missing.push(Missing::RustTarget {
                 triple: triple.to_string(),
                 rustup,
@@ -409,11 +421,16 @@ pub fn install(missing: &[Missing], path: &OsStr, ui: &crate::ui::Ui) -> Result<
         if let Missing::RustTarget { triple, rustup } = m {
             if !rustup {
                 return Err(hinted(
-                    format!("the Rust target {triple} is not installed and rustup is not available to install it"),
+                    format!(
+                        "the Rust target {triple} is not installed and rustup is not available to install it"
+                    ),
                     m.install_command(),
                 ));
             }
-            ui.status("Installing", format!("Rust target {triple} (rustup target add {triple})"));
+            ui.status(
+                "Installing",
+                format!("Rust target {triple} (rustup target add {triple})"),
+            );
             let out = Command::new("rustup")
                 .args(["target", "add", triple])
                 .env("PATH", path)
@@ -451,10 +468,13 @@ pub fn install(missing: &[Missing], path: &OsStr, ui: &crate::ui::Ui) -> Result<
             run_quiet(Command::new(python).arg("-m").arg("venv").arg(&dir))
                 .context("creating the tools venv (on Debian/Ubuntu: apt install python3-venv)")?;
         }
-        run_quiet(
-            Command::new(dir.join("bin/pip"))
-                .args(["install", "--disable-pip-version-check", "-q", "ziglang", "cargo-zigbuild"]),
-        )
+        run_quiet(Command::new(dir.join("bin/pip")).args([
+            "install",
+            "--disable-pip-version-check",
+            "-q",
+            "ziglang",
+            "cargo-zigbuild",
+        ]))
         .context("installing ziglang and cargo-zigbuild with pip (is PyPI reachable?)")?;
     }
     Ok(())
@@ -488,19 +508,39 @@ mod tests {
     fn plain_cargo_only_when_the_host_links_a_compatible_binary() {
         let al2023 = (2, 34);
         assert_eq!(
-            choose_driver(&host(Arch::X86_64, Some((2, 34))), Arch::X86_64, false, al2023),
+            choose_driver(
+                &host(Arch::X86_64, Some((2, 34))),
+                Arch::X86_64,
+                false,
+                al2023
+            ),
             Driver::Cargo
         );
         assert_eq!(
-            choose_driver(&host(Arch::X86_64, Some((2, 36))), Arch::X86_64, false, al2023),
+            choose_driver(
+                &host(Arch::X86_64, Some((2, 36))),
+                Arch::X86_64,
+                false,
+                al2023
+            ),
             Driver::Zigbuild
         );
         assert_eq!(
-            choose_driver(&host(Arch::X86_64, Some((2, 36))), Arch::X86_64, true, al2023),
+            choose_driver(
+                &host(Arch::X86_64, Some((2, 36))),
+                Arch::X86_64,
+                true,
+                al2023
+            ),
             Driver::Cargo
         );
         assert_eq!(
-            choose_driver(&host(Arch::X86_64, Some((2, 17))), Arch::Arm64, false, al2023),
+            choose_driver(
+                &host(Arch::X86_64, Some((2, 17))),
+                Arch::Arm64,
+                false,
+                al2023
+            ),
             Driver::Zigbuild
         );
         assert_eq!(
@@ -518,13 +558,27 @@ mod tests {
             profile: "release".into(),
             ..Default::default()
         };
-        let args: Vec<_> = req.command().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert!(args.contains(&"aarch64-unknown-linux-gnu.2.34".to_string()), "{args:?}");
+        let args: Vec<_> = req
+            .command()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            args.contains(&"aarch64-unknown-linux-gnu.2.34".to_string()),
+            "{args:?}"
+        );
         let musl = BuildRequest {
             target: Some("aarch64-unknown-linux-musl".into()),
             ..req
         };
-        let args: Vec<_> = musl.command().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert!(args.contains(&"aarch64-unknown-linux-musl".to_string()), "{args:?}");
+        let args: Vec<_> = musl
+            .command()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            args.contains(&"aarch64-unknown-linux-musl".to_string()),
+            "{args:?}"
+        );
     }
 }
