@@ -476,8 +476,30 @@ pub fn install(missing: &[Missing], path: &OsStr, ui: &crate::ui::Ui) -> Result<
             "cargo-zigbuild",
         ]))
         .context("installing ziglang and cargo-zigbuild with pip (is PyPI reachable?)")?;
+        link_zig(&dir)?;
     }
     Ok(())
+}
+
+/// Puts the `zig` of the venv's `ziglang` package on the tools PATH, so
+/// cargo-zigbuild finds it whichever `python3` comes first on PATH.
+fn link_zig(venv: &Path) -> Result<()> {
+    let link = venv.join("bin/zig");
+    if link.exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(venv.join("lib"))?.flatten() {
+        let zig = entry.path().join("site-packages/ziglang/zig");
+        if zig.is_file() {
+            std::os::unix::fs::symlink(&zig, &link)
+                .with_context(|| format!("linking {}", link.display()))?;
+            return Ok(());
+        }
+    }
+    bail!(
+        "pip installed ziglang, but its zig executable is not in {}",
+        venv.display()
+    )
 }
 
 fn run_quiet(cmd: &mut Command) -> Result<()> {

@@ -7,6 +7,7 @@
 //! - `dist`: shell completions and a man page from the clap definitions.
 //! - `bench`: the benchmarks.
 
+mod bench_package;
 mod tools;
 
 use std::process::Command;
@@ -28,6 +29,14 @@ enum Task {
     Ci,
     /// Generate shell completions and the man page into target/dist
     Dist,
+    /// Run the benchmarks and print their figures
+    Bench,
+    /// (internal) package one file and report time and peak memory
+    #[command(hide = true)]
+    BenchPackageChild {
+        input: std::path::PathBuf,
+        out: std::path::PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -35,6 +44,8 @@ fn main() -> Result<()> {
         Task::Setup => tools::setup(),
         Task::Ci => ci(),
         Task::Dist => dist(),
+        Task::Bench => bench_package::run_all(),
+        Task::BenchPackageChild { input, out } => bench_package::package_child(&input, &out),
     }
 }
 
