@@ -128,7 +128,7 @@ pub fn build(
             "add a binary (src/main.rs) or select another package with -p",
         ));
     }
-    let host = Host::detect();
+    let host = toolchain::host();
     let groups = plan(functions, opts, &host);
     let path = toolchain::build_path();
     ensure_tools(&groups, opts, &path, ui)?;

@@ -11,6 +11,8 @@ use std::fmt;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
 
 use anyhow::{Context, Result, bail};
 use cargo_metadata::Message;
@@ -368,6 +370,52 @@ fn sysroot(path: &OsStr) -> Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
+/// What a build needs to know about the machine before it starts: found by
+/// spawning `getconf` and `rustc`, so [`prefetch`] starts it on a thread
+/// while the caller reads the workspace (it overlaps `cargo metadata`).
+struct Probe {
+    host: Host,
+    sysroot: Result<PathBuf, String>,
+}
+
+static PROBE: OnceLock<Probe> = OnceLock::new();
+static PREFETCH: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
+
+fn run_probe() -> Probe {
+    // Both children at once: rustc (through rustup) is the slow one.
+    let rustc = std::thread::spawn(|| sysroot(&build_path()).map_err(|e| format!("{e:#}")));
+    let host = Host::detect();
+    Probe {
+        host,
+        sysroot: rustc
+            .join()
+            .unwrap_or_else(|_| Err("probing rustc panicked".into())),
+    }
+}
+
+/// Starts probing the host and toolchain in the background.
+pub fn prefetch() {
+    let mut slot = PREFETCH.lock().unwrap_or_else(|e| e.into_inner());
+    if slot.is_none() && PROBE.get().is_none() {
+        *slot = Some(std::thread::spawn(|| {
+            PROBE.get_or_init(run_probe);
+        }));
+    }
+}
+
+fn probe() -> &'static Probe {
+    let handle = PREFETCH.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(handle) = handle {
+        let _ = handle.join();
+    }
+    PROBE.get_or_init(run_probe)
+}
+
+/// The host, as probed once per process (see [`prefetch`]).
+pub fn host() -> Host {
+    probe().host
+}
+
 /// Finds what a build with `driver` for `triple` lacks, without building.
 pub fn missing_pieces(driver: Driver, triples: &[&str], path: &OsStr) -> Result<Vec<Missing>> {
     let mut missing = Vec::new();
@@ -383,7 +431,7 @@ pub fn missing_pieces(driver: Driver, triples: &[&str], path: &OsStr) -> Result<
         return Ok(missing);
     }
     let rustup = find_on_path("rustup", path).is_some();
-    let sysroot = match sysroot(path) {
+    let sysroot = match &probe().sysroot {
         Ok(s) => s,
         Err(e) => {
             return Err(hinted(

@@ -12,6 +12,17 @@ use crate::toolchain::{Driver, MissingTools};
 use crate::ui::Ui;
 
 #[derive(Debug, Args)]
+#[command(after_long_help = "\
+Output layout (stable):
+  target/lambda/<function>/bootstrap     a function's executable
+  target/lambda/extensions/<name>        an extension's executable
+
+Builds for x86_64-unknown-linux-gnu or aarch64-unknown-linux-gnu (--musl:
+-musl), pinned to the runtime's glibc (provided.al2023: 2.34, provided.al2:
+2.26). Plain cargo is used when the host already links such a binary;
+otherwise cargo-zigbuild with the glibc suffix (<triple>.2.34). Every
+artifact is checked: ELF machine, glibc symbol versions, interpreter and
+shared libraries.")]
 pub struct BuildArgs {
     #[command(flatten)]
     pub flags: ConfigFlags,
@@ -64,6 +75,7 @@ impl BuildFlags {
 
 pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<()> {
     let ui = global.ui();
+    crate::toolchain::prefetch();
     let project = Project::load(&global.selection())?;
     let functions = resolve(&project, &args.flags, &ui)?;
     let built = build_functions(&project, &functions, &args.build.options(global), &ui)?;

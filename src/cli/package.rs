@@ -13,6 +13,15 @@ use crate::package::{self, Input, PackageOptions};
 use crate::project::Project;
 
 #[derive(Debug, Args)]
+#[command(after_long_help = "\
+Output layout (stable):
+  target/lambda/<function>/bootstrap.zip   a function: bootstrap (0755) at the root
+  target/lambda/extensions/<name>.zip      an extension: extensions/<name>; + <name>.json
+  target/lambda/layers/<NAME>.zip          --layer NAME: bin/, extensions/, includes; + .json
+
+Zips are byte-reproducible (sorted entries, fixed timestamps and
+compression); the base64 SHA-256 printed is what Lambda reports as
+CodeSha256. Include paths are relative to the crate and must stay inside it.")]
 pub struct PackageArgs {
     #[command(flatten)]
     pub flags: ConfigFlags,
@@ -39,6 +48,7 @@ pub struct PackageArgs {
 
 pub fn run(global: &GlobalArgs, args: PackageArgs) -> anyhow::Result<()> {
     let ui = global.ui();
+    crate::toolchain::prefetch();
     let opts = PackageOptions {
         layer: args.layer.clone(),
         limits: Default::default(),
