@@ -13,6 +13,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use object::read::elf::{Dyn, FileHeader, ProgramHeader, Sym};
+use object::read::{ReadCache, ReadRef};
 use object::{FileKind, elf};
 
 use crate::config::{Arch, Runtime};
@@ -147,14 +148,25 @@ pub fn interpreter(arch: Arch) -> &'static str {
 }
 
 /// Reads `path` and checks it (see [`check_bytes`]).
+/// Only the headers, dynamic section and symbol tables are read (through
+/// a read cache), so memory does not grow with the binary's size.
 pub fn check_file(path: &Path, arch: Arch, runtime: Runtime) -> Result<ArtifactReport> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    check_bytes(&data, arch, runtime)
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let cache = ReadCache::new(file);
+    check_data(&cache, arch, runtime)
         .with_context(|| format!("{} cannot run on Lambda", path.display()))
 }
 
 /// Checks an executable's bytes against an architecture and runtime.
 pub fn check_bytes(data: &[u8], arch: Arch, runtime: Runtime) -> Result<ArtifactReport> {
+    check_data(data, arch, runtime)
+}
+
+fn check_data<'data, R: ReadRef<'data>>(
+    data: R,
+    arch: Arch,
+    runtime: Runtime,
+) -> Result<ArtifactReport> {
     match FileKind::parse(data) {
         Ok(FileKind::Elf64) => {}
         Ok(FileKind::Elf32) => return Err(ArtifactError::WrongClass.into()),

@@ -1,7 +1,8 @@
 //! Benchmarks of `cargo fn build` and `cargo fn package`:
 //!
-//! - packaging throughput and peak memory (VmHWM of a child process that
-//!   only packages) for 10 MB and 100 MB random bootstraps;
+//! - packaging throughput and peak memory (GNU time's max RSS of the
+//!   release `cargo fn package --binary`) for 10 MB and 100 MB bootstraps
+//!   (a real bootstrap padded with random bytes);
 //! - the overhead of `cargo fn build` over the very cargo-zigbuild (or
 //!   cargo) command it runs, for a no-op and an incremental build, measured
 //!   alternately in the same run.
@@ -26,49 +27,46 @@ pub fn run_all() -> Result<()> {
         .current_dir(&root)
         .args(["build", "--release", "--bin", "cargo-fn", "-q"]))?;
     let cargo_fn = root.join("target/release/cargo-fn");
-    packaging(&root)?;
-    build_overhead(&root, &cargo_fn)?;
+    let bootstrap = build_overhead(&root, &cargo_fn)?;
+    packaging(&cargo_fn, &bootstrap)?;
     Ok(())
 }
 
-/// The hidden child: packages one file and reports time and peak memory.
-pub fn package_child(input: &Path, out: &Path) -> Result<()> {
-    let before = vm_hwm_kb()?;
-    let started = Instant::now();
-    let archive = cargo_fn::package::zip::write(
-        out,
-        vec![cargo_fn::package::zip::Entry {
-            name: "bootstrap".into(),
-            source: input.to_path_buf(),
-            mode: 0o755,
-        }],
-    )?;
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "{secs} {before} {} {} {}",
-        vm_hwm_kb()?,
-        archive.zipped_size,
-        archive.code_sha256
-    );
-    Ok(())
+/// Peak RSS (KB) and wall time of a command, through GNU time.
+fn time_rss(cmd: &mut Command) -> Result<(u64, f64)> {
+    let report = tempfile::NamedTempFile::new()?;
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let out = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M %e")
+        .arg("-o")
+        .arg(report.path())
+        .arg(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .output()
+        .context("running /usr/bin/time (apt install time; cargo xtask setup)")?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = std::fs::read_to_string(report.path())?;
+    let last = text.lines().last().context("no GNU time report")?;
+    let mut fields = last.split_whitespace();
+    let kb = fields.next().context("no RSS")?.parse()?;
+    let secs = fields.next().context("no time")?.parse()?;
+    Ok((kb, secs))
 }
 
-fn vm_hwm_kb() -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("no VmHWM in /proc/self/status")?;
-    Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*): incompressible like a
-/// worst-case binary, with no dependency.
-fn random_file(path: &Path, size: usize) -> Result<()> {
+/// A real bootstrap followed by pseudo-random bytes (xorshift64*) up to
+/// `size`: a valid ELF for the artifact check, incompressible like the
+/// worst case, with no dependency.
+fn padded_bootstrap(bootstrap: &Path, path: &Path, size: usize) -> Result<()> {
     use std::io::Write;
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    std::fs::copy(bootstrap, path)?;
+    let mut written = std::fs::metadata(path)?.len() as usize;
+    let mut f = std::io::BufWriter::new(std::fs::OpenOptions::new().append(true).open(path)?);
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15 ^ size as u64;
-    let mut written = 0;
     let mut buf = [0u8; 8192];
     while written < size {
         for chunk in buf.chunks_mut(8) {
@@ -85,47 +83,44 @@ fn random_file(path: &Path, size: usize) -> Result<()> {
     Ok(())
 }
 
-fn packaging(root: &Path) -> Result<()> {
-    let dir = tempfile::tempdir_in(root.join("target"))?;
-    let xtask = std::env::current_exe()?;
-    println!("\n== cargo fn package: reproducible zip of a random bootstrap (best of {RUNS}) ==");
+fn packaging(cargo_fn: &Path, bootstrap: &Path) -> Result<()> {
+    let dir = tempfile::tempdir()?;
     println!(
-        "{:>8} {:>10} {:>12} {:>16} {:>16}",
-        "input", "time", "throughput", "peak RSS", "RSS before"
+        "\n== cargo fn package --binary (release build; best of {RUNS}; bootstrap padded with random bytes) =="
     );
-    for mb in [10usize, 100] {
-        let input = dir.path().join(format!("bootstrap-{mb}"));
-        random_file(&input, mb * 1024 * 1024)?;
-        let mut best: Option<(f64, u64, u64)> = None;
-        for i in 0..RUNS {
-            let out = Command::new(&xtask)
-                .arg("bench-package-child")
-                .arg(&input)
-                .arg(dir.path().join(format!("out-{mb}-{i}.zip")))
-                .output()?;
-            if !out.status.success() {
-                bail!(
-                    "package child failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            let text = String::from_utf8_lossy(&out.stdout);
-            let fields: Vec<&str> = text.split_whitespace().collect();
-            let secs: f64 = fields[0].parse()?;
-            let before: u64 = fields[1].parse()?;
-            let peak: u64 = fields[2].parse()?;
+    println!(
+        "{:>14} {:>10} {:>12} {:>12}",
+        "input", "time", "throughput", "peak RSS"
+    );
+    let base = std::fs::metadata(bootstrap)?.len() as usize;
+    for (label, size) in [
+        ("bootstrap", base),
+        ("10 MB", 10 * 1024 * 1024),
+        ("100 MB", 100 * 1024 * 1024),
+    ] {
+        let input = dir.path().join(format!("bootstrap-{size}"));
+        padded_bootstrap(bootstrap, &input, size)?;
+        let mut best: Option<(f64, u64)> = None;
+        for _ in 0..RUNS {
+            let (kb, secs) = time_rss(
+                Command::new(cargo_fn)
+                    .current_dir(dir.path())
+                    .args(["package", "-q", "--x86-64", "--binary"])
+                    .arg(&input)
+                    .arg("--out")
+                    .arg(dir.path().join("out.zip")),
+            )?;
             if best.is_none_or(|b| secs < b.0) {
-                best = Some((secs, peak, before));
+                best = Some((secs.max(0.001), kb));
             }
         }
-        let (secs, peak, before) = best.expect("runs");
+        let (secs, kb) = best.expect("runs");
         println!(
-            "{:>5} MB {:>8.0}ms {:>7.0} MB/s {:>13} KB {:>13} KB",
-            mb,
+            "{:>14} {:>8.0}ms {:>7.0} MB/s {:>9} KB",
+            format!("{label} ({:.1} MB)", size as f64 / 1_048_576.0),
             secs * 1000.0,
-            mb as f64 / secs,
-            peak,
-            before
+            size as f64 / 1_048_576.0 / secs,
+            kb
         );
     }
     Ok(())
@@ -147,7 +142,7 @@ fn time(cmd: &mut Command) -> Result<Duration> {
     Ok(took)
 }
 
-fn build_overhead(root: &Path, cargo_fn: &Path) -> Result<()> {
+fn build_overhead(root: &Path, cargo_fn: &Path) -> Result<PathBuf> {
     use cargo_fn::toolchain::{BuildRequest, Driver, Host};
     let tmp = tempfile::tempdir()?;
     let krate = tmp.path().join("bench_hello");
@@ -235,7 +230,7 @@ fn build_overhead(root: &Path, cargo_fn: &Path) -> Result<()> {
             over / plain.as_secs_f64() * 100.0
         );
     }
-    Ok(())
+    Ok(target_dir.join("lambda/bench_hello/bootstrap"))
 }
 
 /// A real source change (a new constant), so cargo recompiles the crate.

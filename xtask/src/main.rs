@@ -31,12 +31,6 @@ enum Task {
     Dist,
     /// Run the benchmarks and print their figures
     Bench,
-    /// (internal) package one file and report time and peak memory
-    #[command(hide = true)]
-    BenchPackageChild {
-        input: std::path::PathBuf,
-        out: std::path::PathBuf,
-    },
 }
 
 fn main() -> Result<()> {
@@ -45,7 +39,6 @@ fn main() -> Result<()> {
         Task::Ci => ci(),
         Task::Dist => dist(),
         Task::Bench => bench_package::run_all(),
-        Task::BenchPackageChild { input, out } => bench_package::package_child(&input, &out),
     }
 }
 

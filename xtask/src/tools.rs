@@ -15,6 +15,8 @@ const APT_PACKAGES: &[&str] = &[
     "qemu-user-static",
     "libc6-arm64-cross",
     "python3-venv",
+    "gcc",
+    "time",
 ];
 
 /// PyPI packages, in the tools venv.
