@@ -4,10 +4,13 @@
 //! arguments into option structs and calls one operation from the modules
 //! below; no module below `cli` knows about clap.
 
+pub mod artifact;
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod image;
+pub mod package;
 pub mod project;
 pub mod templates;
 pub mod toolchain;

@@ -2,6 +2,8 @@
 
 mod support;
 
+mod build;
 mod config;
 mod image;
 mod new;
+mod package;

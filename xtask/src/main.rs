@@ -11,6 +11,7 @@
 
 mod bench_profile;
 mod demo;
+mod bench_package;
 mod tools;
 
 use std::process::Command;
@@ -36,6 +37,8 @@ enum Task {
     BenchProfile,
     /// The main job: scaffold, build, package, emulate and invoke a function
     Demo,
+    /// Run the benchmarks and print their figures
+    Bench,
 }
 
 fn main() -> Result<()> {
@@ -45,6 +48,7 @@ fn main() -> Result<()> {
         Task::Dist => dist(),
         Task::BenchProfile => bench_profile::run(),
         Task::Demo => demo::demo(),
+        Task::Bench => bench_package::run_all(),
     }
 }
 

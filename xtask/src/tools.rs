@@ -20,6 +20,8 @@ const APT_PACKAGES: &[&str] = &[
     "umoci",
     "docker-registry",
     "apache2-utils",
+    "gcc",
+    "time",
 ];
 
 /// PyPI packages, in the tools venv.
