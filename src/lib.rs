@@ -6,8 +6,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod emulator;
 pub mod error;
+pub mod invoke;
 pub mod project;
 pub mod templates;
 pub mod toolchain;
 pub mod ui;
+pub mod watch;
