@@ -78,7 +78,8 @@ pub async fn run(
     ui.status("Building", describe(&project));
     let built = build(&opts, &project).await?;
     let mut generation = 0u64;
-    let first_specs = specs(&opts, &project, &built, generation)?;
+    let snapshots = snapshot_dir(&project);
+    let first_specs = specs(&opts, &project, &built, &snapshots, generation)?;
     let emulator = Emulator::start(opts.emulator.clone(), first_specs.clone()).await?;
     for s in &first_specs {
         ui.status(
@@ -172,7 +173,7 @@ pub async fn run(
             b = build(&opts, &project) => b,
         };
         let build_time = build_started.elapsed();
-        let next = built.and_then(|b| specs(&opts, &project, &b, generation + 1));
+        let next = built.and_then(|b| specs(&opts, &project, &b, &snapshots, generation + 1));
         match next {
             Ok(new_specs) => {
                 generation += 1;
@@ -185,7 +186,7 @@ pub async fn run(
                 for spec in new_specs {
                     emulator.set_function(spec);
                 }
-                prune_snapshots(&project, generation);
+                prune_snapshots(&snapshots, generation);
                 let total = saved_at.elapsed();
                 ui.status(
                     "Reloaded",
@@ -209,6 +210,7 @@ pub async fn run(
     drop(watcher);
     ui.status("Stopping", "function environments");
     emulator.shutdown().await;
+    let _ = std::fs::remove_dir_all(&snapshots);
     result
 }
 
@@ -249,11 +251,11 @@ fn specs(
     opts: &WatchOptions,
     project: &Project,
     built: &[BuiltBinary],
+    dir: &Path,
     generation: u64,
 ) -> Result<Vec<FunctionSpec>> {
     let configs = crate::config::resolve(project, &opts.overrides)?;
-    let dir = snapshot_dir(project);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut out = Vec::new();
     for cfg in configs {
         if cfg.extension {
@@ -307,8 +309,15 @@ fn spec_from_config(
     }
 }
 
+/// One directory per watcher (process id and a counter), so watchers
+/// sharing a target dir never touch each other's snapshots.
 fn snapshot_dir(project: &Project) -> PathBuf {
-    project.lambda_dir().join("watch")
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    project
+        .lambda_dir()
+        .join("watch")
+        .join(format!("{}-{n}", std::process::id()))
 }
 
 /// Copies through a temp file and a rename: a reader never sees half a binary.
@@ -322,8 +331,8 @@ fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
 
 /// Removes snapshots two generations old or more (running processes keep
 /// their inode; nothing new starts from them).
-fn prune_snapshots(project: &Project, generation: u64) {
-    let Ok(entries) = std::fs::read_dir(snapshot_dir(project)) else {
+fn prune_snapshots(dir: &Path, generation: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {

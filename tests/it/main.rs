@@ -4,3 +4,4 @@ mod support;
 
 mod config;
 mod emulator;
+mod watch;
