@@ -4,4 +4,5 @@ mod support;
 
 mod config;
 mod emulator;
+mod invoke;
 mod watch;
