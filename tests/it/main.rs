@@ -7,3 +7,6 @@ mod config;
 mod image;
 mod new;
 mod package;
+mod emulator;
+mod invoke;
+mod watch;
