@@ -4,8 +4,10 @@
 //! arguments into option structs and calls one operation from the modules
 //! below; no module below `cli` knows about clap.
 
+pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod deploy;
 pub mod error;
 pub mod project;
 pub mod templates;

@@ -3,3 +3,5 @@
 mod support;
 
 mod config;
+mod deploy;
+mod moto;

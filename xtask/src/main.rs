@@ -7,6 +7,7 @@
 //! - `dist`: shell completions and a man page from the clap definitions.
 //! - `bench`: the benchmarks.
 
+mod bench_deploy;
 mod tools;
 
 use std::process::Command;
@@ -28,6 +29,8 @@ enum Task {
     Ci,
     /// Generate shell completions and the man page into target/dist
     Dist,
+    /// Benchmarks (deploy: calls and wall time against moto)
+    Bench,
 }
 
 fn main() -> Result<()> {
@@ -35,6 +38,7 @@ fn main() -> Result<()> {
         Task::Setup => tools::setup(),
         Task::Ci => ci(),
         Task::Dist => dist(),
+        Task::Bench => bench_deploy::run(),
     }
 }
 
