@@ -188,6 +188,12 @@ async fn configuration_diff_is_field_by_field_and_redacts_secrets() {
     // Tracing turned Active: the managed role gains X-Ray, nothing else.
     assert!(p.calls[0].starts_with("iam:PutRolePolicy"), "{:?}", p.calls);
     run(&api, &c2, &pkg("v1"), &o).await.unwrap();
+    let s = api.latest("hello").unwrap().settings;
+    assert_eq!((s.memory, s.timeout, s.ephemeral_storage), (1024, 30, 1024));
+    assert_eq!(
+        (s.tracing.as_str(), s.log_format.as_str()),
+        ("Active", "JSON")
+    );
     let policy = api.role_policy("cargo-fn-hello", ROLE_POLICY_NAME).unwrap();
     assert!(policy.contains("xray:PutTraceSegments"));
     assert!(!policy.contains("ec2:"));

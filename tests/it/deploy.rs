@@ -265,7 +265,8 @@ fn configuration_changes_are_detected_field_by_field() {
     );
     let conf = aws.get_json("/2015-03-31/functions/hello/configuration");
     assert_eq!(conf["MemorySize"], 512);
-    assert_eq!(conf["EphemeralStorage"]["Size"], 1024);
+    // moto 5.2 reads EphemeralStorage only on create (measured), so its
+    // update is asserted through the in-memory fake (src/deploy/tests.rs).
     assert_eq!(conf["Environment"]["Variables"]["MODE"], "b");
 }
 

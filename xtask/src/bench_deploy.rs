@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 #[path = "../../tests/it/moto.rs"]
-#[allow(dead_code)]
 mod moto;
 
 fn zip(path: &Path, content: &str) -> Result<()> {
