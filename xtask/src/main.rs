@@ -9,9 +9,10 @@
 //! - `bench-profile`: release profile candidates for the templates (size, start-up).
 //! - `bench`: the benchmarks.
 
+mod bench_deploy;
+mod bench_package;
 mod bench_profile;
 mod demo;
-mod bench_package;
 mod tools;
 
 use std::process::Command;
@@ -37,7 +38,7 @@ enum Task {
     BenchProfile,
     /// The main job: scaffold, build, package, emulate and invoke a function
     Demo,
-    /// Run the benchmarks and print their figures
+    /// Run the benchmarks and print their figures (packaging, build overhead, deploy)
     Bench,
 }
 
@@ -48,7 +49,7 @@ fn main() -> Result<()> {
         Task::Dist => dist(),
         Task::BenchProfile => bench_profile::run(),
         Task::Demo => demo::demo(),
-        Task::Bench => bench_package::run_all(),
+        Task::Bench => bench(),
     }
 }
 
@@ -85,6 +86,13 @@ fn ci() -> Result<()> {
         .env("PATH", &path))?;
     eprintln!("xtask: ci passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Every benchmark, one after the other, each with its baseline measured in
+/// the same run.
+fn bench() -> Result<()> {
+    bench_package::run_all()?;
+    bench_deploy::run()
 }
 
 fn dist() -> Result<()> {
