@@ -9,6 +9,7 @@ use super::build::{BuildFlags, build_functions, resolve};
 use super::{ConfigFlags, GlobalArgs};
 use crate::config::{Arch, Runtime};
 use crate::error::{UsageError, hinted};
+use crate::package::image::{ImageOptions, package_image};
 use crate::package::{self, Input, PackageOptions};
 use crate::project::Project;
 
@@ -44,6 +45,24 @@ pub struct PackageArgs {
     /// Write the zip here instead of target/lambda/... (one package only)
     #[arg(long, value_name = "ZIP")]
     pub out: Option<PathBuf>,
+    /// Build an OCI container image instead of a zip (no Docker needed):
+    /// target/lambda/<function>/image (OCI layout), image.tar (oci-archive)
+    /// and an equivalent Dockerfile
+    #[arg(long, conflicts_with_all = ["layer", "out"])]
+    pub image: bool,
+    /// Base image for --image, pulled from its registry (HOST/REPO:TAG);
+    /// default: scratch, with the loader and libraries a glibc bootstrap needs
+    #[arg(long, value_name = "REF", requires = "image")]
+    pub base_image: Option<String>,
+    /// Reach the base image's registry over plain HTTP (a local registry)
+    #[arg(long, requires = "base_image")]
+    pub plain_http: bool,
+    /// Put the host's CA certificate bundle in the image
+    #[arg(long, requires = "image")]
+    pub ca_certificates: bool,
+    /// Put the host's time zone database in the image
+    #[arg(long, requires = "image")]
+    pub tzdata: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: PackageArgs) -> anyhow::Result<()> {
@@ -60,6 +79,9 @@ pub fn run(global: &GlobalArgs, args: PackageArgs) -> anyhow::Result<()> {
         Err(_) if args.binary.is_some() && global.manifest_path.is_none() => standalone(&args)?,
         Err(e) => return Err(e),
     };
+    if args.image {
+        return images(&args, &inputs, &lambda_dir, &ui);
+    }
     let packaged = package::package(&inputs, &opts, &lambda_dir, &ui)?;
     if ui.is_json() {
         println!("{}", serde_json::to_string_pretty(&packaged)?);
@@ -80,6 +102,46 @@ pub fn run(global: &GlobalArgs, args: PackageArgs) -> anyhow::Result<()> {
         );
         // The hash is the result: stdout, one line per package.
         println!("{}  CodeSha256={}", shown.display(), p.code_sha256);
+    }
+    Ok(())
+}
+
+fn images(
+    args: &PackageArgs,
+    inputs: &[Input],
+    lambda_dir: &std::path::Path,
+    ui: &crate::ui::Ui,
+) -> anyhow::Result<()> {
+    let opts = ImageOptions {
+        base: args.base_image.clone(),
+        plain_http: args.plain_http,
+        ca_certificates: args.ca_certificates,
+        tzdata: args.tzdata,
+    };
+    let mut built = Vec::new();
+    for input in inputs {
+        let step = ui.step(format!("Building the image of {}", input.name));
+        let image = package_image(input, &opts, lambda_dir)?;
+        step.finish();
+        built.push(image);
+    }
+    if ui.is_json() {
+        println!("{}", serde_json::to_string_pretty(&built)?);
+        return Ok(());
+    }
+    for i in &built {
+        ui.status(
+            "Image",
+            format!(
+                "{} ({}, {} in {} layer(s)) -> {}",
+                i.name,
+                i.architecture,
+                package::human_size(i.size),
+                i.layers.len(),
+                i.layout.display()
+            ),
+        );
+        println!("{}  {}", i.archive.display(), i.manifest_digest);
     }
     Ok(())
 }

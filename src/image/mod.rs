@@ -452,7 +452,7 @@ pub fn build(spec: &ImageSpec, out_dir: &Path) -> Result<BuiltImage> {
         bundled = true;
     }
     for (source, dest) in &spec.files {
-        tree.add(dest, source, 0o644)?;
+        tree.add(dest, source, file_mode(source))?;
     }
     if spec.ca_certificates {
         let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
@@ -597,6 +597,15 @@ pub fn build(spec: &ImageSpec, out_dir: &Path) -> Result<BuiltImage> {
         config: config_desc,
         layers,
     })
+}
+
+/// 0o755 for files with any execute bit, 0o644 otherwise (like the zips).
+fn file_mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o111 != 0 => 0o755,
+        _ => 0o644,
+    }
 }
 
 fn walk_files(dir: &Path) -> Result<Vec<PathBuf>> {

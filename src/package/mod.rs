@@ -11,6 +11,7 @@
 //! is packaged; includes never escape the crate; limits are checked before
 //! writing. Knows nothing about clap or cargo.
 
+pub mod image;
 pub mod layer;
 pub mod zip;
 

@@ -561,3 +561,43 @@ fn unpacked_images_run_without_a_container_engine() {
     assert!(unpacked.command.starts_with(&unpacked.rootfs));
     assert!(invoke_without_chroot(&unpacked).contains("image-fn"));
 }
+
+#[test]
+fn cargo_fn_package_image_writes_layout_archive_and_dockerfile() {
+    let target = tempdir();
+    let out = crate::support::cargo_fn()
+        .args(["package", "--image", "--output", "json", "--binary"])
+        .arg(static_bootstrap())
+        .arg("--manifest-path")
+        .arg(fixture_dir().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target.path())
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let layout = PathBuf::from(v[0]["layout"].as_str().unwrap());
+    assert_eq!(layout, target.path().join("lambda/image-fn/image"));
+    assert!(target.path().join("lambda/image-fn/image.tar").is_file());
+    assert!(target.path().join("lambda/image-fn/Dockerfile").is_file());
+    assert!(target.path().join("lambda/image-fn/bootstrap").is_file());
+    let config = image_config(&layout);
+    assert_eq!(config["architecture"], "amd64");
+    assert_eq!(v[0]["manifest_digest"], {
+        let (desc, _) = image::read_layout(&layout).unwrap();
+        serde_json::Value::String(desc.digest)
+    });
+
+    // An x86_64 binary is refused for an arm64 image, and nothing is written.
+    let other = tempdir();
+    crate::support::cargo_fn()
+        .args(["package", "--image", "--arm64", "--binary"])
+        .arg(static_bootstrap())
+        .arg("--manifest-path")
+        .arg(fixture_dir().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(other.path())
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("arm64"));
+    assert!(!other.path().join("lambda/image-fn/image").exists());
+}
