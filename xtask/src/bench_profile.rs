@@ -97,54 +97,77 @@ fn startup_median(bin: &Path) -> Result<Duration> {
 
 /// Answers `GET .../invocation/next` with one event, then waits for the
 /// `POST .../response` (on the same keep-alive connection or a new one).
+/// A connection left over from the previous, killed run is just dropped.
 fn serve_one_invoke(listener: &TcpListener) -> Result<()> {
     loop {
         let (stream, _) = listener.accept()?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut writer = stream.try_clone()?;
-        let mut reader = BufReader::new(stream);
+        match serve_connection(stream) {
+            Ok(true) => return Ok(()),
+            Ok(false) => continue,
+            Err(err) if is_connection_error(&err) => continue,
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+fn is_connection_error(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<std::io::Error>().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
+        )
+    })
+}
+
+/// Serves requests on one connection; `true` once the response was posted.
+fn serve_connection(stream: std::net::TcpStream) -> Result<bool> {
+    // Generous: on a loaded machine a process can wait long for the CPU.
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(false);
+        }
+        let mut content_length = 0usize;
         loop {
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line)? == 0 {
-                break; // connection closed: accept the next one
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            if line.trim().is_empty() {
+                break;
             }
-            let mut content_length = 0usize;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line)?;
-                if line.trim().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = line.split_once(':')
-                    && k.eq_ignore_ascii_case("content-length")
-                {
-                    content_length = v.trim().parse().unwrap_or(0);
-                }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                content_length = v.trim().parse().unwrap_or(0);
             }
-            let mut body = vec![0; content_length];
-            reader.read_exact(&mut body)?;
-            if request_line.starts_with("GET") && request_line.contains("/invocation/next") {
-                let event = br#"{"name":"world"}"#;
-                let deadline = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)?
-                    .as_millis()
-                    + 30_000;
-                write!(
-                    writer,
-                    "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: bench\r\n\
-                     Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
-                     Lambda-Runtime-Invoked-Function-Arn: \
-                     arn:aws:lambda:us-east-1:123456789012:function:hello\r\n\
-                     Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                    event.len()
-                )?;
-                writer.write_all(event)?;
-            } else if request_line.starts_with("POST") {
-                writer.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")?;
-                return Ok(());
-            } else {
-                bail!("unexpected request from the function: {request_line}");
-            }
+        }
+        let mut body = vec![0; content_length];
+        reader.read_exact(&mut body)?;
+        if request_line.starts_with("GET") && request_line.contains("/invocation/next") {
+            let event = br#"{"name":"world"}"#;
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis()
+                + 30_000;
+            write!(
+                writer,
+                "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: bench\r\n\
+                 Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
+                 Lambda-Runtime-Invoked-Function-Arn: \
+                 arn:aws:lambda:us-east-1:123456789012:function:hello\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                event.len()
+            )?;
+            writer.write_all(event)?;
+        } else if request_line.starts_with("POST") {
+            writer.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")?;
+            return Ok(true);
+        } else {
+            bail!("unexpected request from the function: {request_line}");
         }
     }
 }
