@@ -12,6 +12,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -75,8 +77,24 @@ pub fn run() -> Result<()> {
 fn startup_median(bin: &Path) -> Result<Duration> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
+    // hyper may post the response on a new connection while the first one
+    // is still open: serve every connection on its own thread.
+    // Each run's events carry the run number as request id, so a late
+    // response from an earlier run is never counted.
+    let run = Arc::new(AtomicUsize::new(0));
+    let (posted, responses) = mpsc::channel::<usize>();
+    let current = run.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (posted, current) = (posted.clone(), current.clone());
+            std::thread::spawn(move || {
+                let _ = serve_connection(stream, &current, &posted);
+            });
+        }
+    });
     let mut times = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
+    for n in 1..=RUNS {
+        run.store(n, Ordering::SeqCst);
         let started = Instant::now();
         let mut child = Command::new(bin)
             .env("AWS_LAMBDA_FUNCTION_NAME", "hello")
@@ -86,65 +104,83 @@ fn startup_median(bin: &Path) -> Result<Duration> {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        serve_one_invoke(&listener)?;
+        let answered = loop {
+            match responses.recv_timeout(Duration::from_secs(120)) {
+                Ok(id) if id == n => break Ok(()),
+                Ok(_) => continue,
+                Err(e) => break Err(e),
+            }
+        };
         times.push(started.elapsed());
         let _ = child.kill();
         let _ = child.wait();
+        answered.context("the function did not post a response within 120 s")?;
     }
     times.sort();
     Ok(times[RUNS / 2])
 }
 
-/// Answers `GET .../invocation/next` with one event, then waits for the
-/// `POST .../response` (on the same keep-alive connection or a new one).
-fn serve_one_invoke(listener: &TcpListener) -> Result<()> {
+/// Serves requests on one connection: an event with the current run number
+/// as request id for each `GET .../invocation/next`; reports each
+/// `POST .../invocation/{id}/response` on `posted`.
+fn serve_connection(
+    stream: std::net::TcpStream,
+    run: &AtomicUsize,
+    posted: &mpsc::Sender<usize>,
+) -> Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
     loop {
-        let (stream, _) = listener.accept()?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut writer = stream.try_clone()?;
-        let mut reader = BufReader::new(stream);
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        let mut content_length = 0usize;
         loop {
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line)? == 0 {
-                break; // connection closed: accept the next one
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            if line.trim().is_empty() {
+                break;
             }
-            let mut content_length = 0usize;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line)?;
-                if line.trim().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = line.split_once(':')
-                    && k.eq_ignore_ascii_case("content-length")
-                {
-                    content_length = v.trim().parse().unwrap_or(0);
-                }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                content_length = v.trim().parse().unwrap_or(0);
             }
-            let mut body = vec![0; content_length];
-            reader.read_exact(&mut body)?;
-            if request_line.starts_with("GET") && request_line.contains("/invocation/next") {
-                let event = br#"{"name":"world"}"#;
-                let deadline = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)?
-                    .as_millis()
-                    + 30_000;
-                write!(
-                    writer,
-                    "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: bench\r\n\
-                     Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
-                     Lambda-Runtime-Invoked-Function-Arn: \
-                     arn:aws:lambda:us-east-1:123456789012:function:hello\r\n\
-                     Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                    event.len()
-                )?;
-                writer.write_all(event)?;
-            } else if request_line.starts_with("POST") {
-                writer.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")?;
-                return Ok(());
-            } else {
-                bail!("unexpected request from the function: {request_line}");
+        }
+        let mut body = vec![0; content_length];
+        reader.read_exact(&mut body)?;
+        if request_line.starts_with("GET") && request_line.contains("/invocation/next") {
+            let event = br#"{"name":"world"}"#;
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis()
+                + 30_000;
+            write!(
+                writer,
+                "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: {}\r\n\
+                 Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
+                 Lambda-Runtime-Invoked-Function-Arn: \
+                 arn:aws:lambda:us-east-1:123456789012:function:hello\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                run.load(Ordering::SeqCst),
+                event.len()
+            )?;
+            writer.write_all(event)?;
+        } else if request_line.starts_with("POST") {
+            writer.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")?;
+            // POST /2018-06-01/runtime/invocation/{id}/response
+            let id = request_line
+                .split('/')
+                .skip_while(|part| *part != "invocation")
+                .nth(1)
+                .and_then(|id| id.parse().ok());
+            if let Some(id) = id {
+                let _ = posted.send(id);
             }
+        } else {
+            bail!("unexpected request from the function: {request_line}");
         }
     }
 }
