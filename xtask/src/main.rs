@@ -7,6 +7,7 @@
 //! - `dist`: shell completions and a man page from the clap definitions.
 //! - `bench`: the benchmarks.
 
+mod bench_emulator;
 mod tools;
 
 use std::process::Command;
@@ -28,6 +29,12 @@ enum Task {
     Ci,
     /// Generate shell completions and the man page into target/dist
     Dist,
+    /// Run the benchmarks (emulator: invoke latency/throughput vs bare loopback, reload latency)
+    Bench {
+        /// Only this part: `invoke` or `reload`
+        #[arg(long)]
+        only: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -35,6 +42,27 @@ fn main() -> Result<()> {
         Task::Setup => tools::setup(),
         Task::Ci => ci(),
         Task::Dist => dist(),
+        Task::Bench { only } => {
+            // Measure what users run: a release build of the emulator.
+            if cfg!(debug_assertions) {
+                let mut cmd = cargo();
+                cmd.args([
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "--package",
+                    "xtask",
+                    "--",
+                    "bench",
+                ]);
+                if let Some(part) = &only {
+                    cmd.args(["--only", part]);
+                }
+                run(&mut cmd)
+            } else {
+                bench_emulator::run(only.as_deref())
+            }
+        }
     }
 }
 
