@@ -240,6 +240,7 @@ async fn build(opts: &WatchOptions, project: &Project) -> Result<Vec<BuiltBinary
         target: None,
         target_dir: Some(project.target_dir.clone()),
         cargo_flags: opts.cargo_flags.clone(),
+        ..Default::default()
     };
     tokio::task::spawn_blocking(move || cargo_build(&req))
         .await

@@ -34,12 +34,11 @@ struct Stats {
 }
 
 pub fn run(only: Option<&str>) -> Result<()> {
-    if let Some(part) = only
-        && part != "invoke"
-        && part != "reload"
-    {
-        bail!("--only expects `invoke` or `reload`, got `{part}`");
-    }
+    let only = match only {
+        None | Some("emulator") => None,
+        Some(part @ ("invoke" | "reload")) => Some(part),
+        Some(part) => bail!("expected `emulator`, `invoke` or `reload`, got `{part}`"),
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = root.join("target/bench");
     eprintln!("bench: building the fixture functions (release)");

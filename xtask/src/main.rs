@@ -5,9 +5,15 @@
 //!   targets) into a tools dir outside the clone, so it is reused across runs.
 //! - `ci`: setup, then fmt --check, clippy -D warnings, and all tests.
 //! - `dist`: shell completions and a man page from the clap definitions.
+//! - `demo`: the main job end to end (see README).
+//! - `bench-profile`: release profile candidates for the templates (size, start-up).
 //! - `bench`: the benchmarks.
 
+mod bench_deploy;
 mod bench_emulator;
+mod bench_package;
+mod bench_profile;
+mod demo;
 mod tools;
 
 use std::process::Command;
@@ -29,9 +35,13 @@ enum Task {
     Ci,
     /// Generate shell completions and the man page into target/dist
     Dist,
-    /// Run the benchmarks (emulator: invoke latency/throughput vs bare loopback, reload latency)
+    /// Release profile candidates for the templates: binary size and startup
+    BenchProfile,
+    /// The main job: scaffold, build, package, emulate and invoke a function
+    Demo,
+    /// Run the benchmarks and print their figures (packaging, build overhead, deploy, emulator)
     Bench {
-        /// Only this part: `invoke` or `reload`
+        /// Only one part: `package`, `deploy`, `emulator`, or the emulator's `invoke` or `reload`
         #[arg(long)]
         only: Option<String>,
     },
@@ -42,27 +52,9 @@ fn main() -> Result<()> {
         Task::Setup => tools::setup(),
         Task::Ci => ci(),
         Task::Dist => dist(),
-        Task::Bench { only } => {
-            // Measure what users run: a release build of the emulator.
-            if cfg!(debug_assertions) {
-                let mut cmd = cargo();
-                cmd.args([
-                    "run",
-                    "--release",
-                    "--quiet",
-                    "--package",
-                    "xtask",
-                    "--",
-                    "bench",
-                ]);
-                if let Some(part) = &only {
-                    cmd.args(["--only", part]);
-                }
-                run(&mut cmd)
-            } else {
-                bench_emulator::run(only.as_deref())
-            }
-        }
+        Task::BenchProfile => bench_profile::run(),
+        Task::Demo => demo::demo(),
+        Task::Bench { only } => bench(only.as_deref()),
     }
 }
 
@@ -99,6 +91,44 @@ fn ci() -> Result<()> {
         .env("PATH", &path))?;
     eprintln!("xtask: ci passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Every benchmark, one after the other, each with its baseline measured in
+/// the same run.
+fn bench(only: Option<&str>) -> Result<()> {
+    match only {
+        None => {
+            bench_package::run_all()?;
+            bench_deploy::run()?;
+            bench_emulator_release("emulator")
+        }
+        Some("package") => bench_package::run_all(),
+        Some("deploy") => bench_deploy::run(),
+        Some(part @ ("emulator" | "invoke" | "reload")) => bench_emulator_release(part),
+        Some(other) => {
+            bail!("--only expects package, deploy, emulator, invoke or reload; got `{other}`")
+        }
+    }
+}
+
+/// The emulator is measured as users run it: a release build. A debug
+/// xtask re-runs itself in release for this part.
+fn bench_emulator_release(part: &str) -> Result<()> {
+    if cfg!(debug_assertions) {
+        run(cargo().args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "bench",
+            "--only",
+            part,
+        ]))
+    } else {
+        bench_emulator::run(Some(part))
+    }
 }
 
 fn dist() -> Result<()> {
