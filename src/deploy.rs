@@ -807,22 +807,21 @@ pub async fn execute<A: LambdaApi + IamApi>(
                     "Uploading",
                     format!("{name} code ({})", size_text(pkg.bytes.len())),
                 );
-                latest = api
-                    .update_code(
-                        name,
-                        &code,
-                        &desired.architecture,
-                        latest.revision_id.as_deref(),
-                    )
-                    .await?;
+                let rev = latest.revision_id.clone();
+                latest = after_conflict_wait(api, name, ui, || {
+                    api.update_code(name, &code, &desired.architecture, rev.as_deref())
+                })
+                .await?;
                 latest = settle(api, name, latest, ui).await?;
                 changed = true;
             }
             if !plan.changes.is_empty() {
                 ui.status("Updating", format!("{name} configuration"));
-                latest = api
-                    .update_configuration(name, &desired, latest.revision_id.as_deref())
-                    .await?;
+                let rev = latest.revision_id.clone();
+                latest = after_conflict_wait(api, name, ui, || {
+                    api.update_configuration(name, &desired, rev.as_deref())
+                })
+                .await?;
                 latest = settle(api, name, latest, ui).await?;
                 changed = true;
             }
@@ -846,14 +845,11 @@ pub async fn execute<A: LambdaApi + IamApi>(
 
     let version = if plan.publish {
         ui.status("Publishing", format!("{name} ({})", opts.description));
-        let v = api
-            .publish_version(
-                name,
-                &pkg.sha256,
-                latest.revision_id.as_deref(),
-                &opts.description,
-            )
-            .await?;
+        let rev = latest.revision_id.clone();
+        let v = after_conflict_wait(api, name, ui, || {
+            api.publish_version(name, &pkg.sha256, rev.as_deref(), &opts.description)
+        })
+        .await?;
         let v = if v.state.as_deref().is_none_or(|s| s == "Active") {
             v
         } else {
@@ -981,6 +977,31 @@ pub async fn execute<A: LambdaApi + IamApi>(
         url,
         changed,
     })
+}
+
+/// Runs a guarded write; on ResourceConflictException (an update still in
+/// progress, ours or someone else's) waits for it to finish and tries once
+/// more with the same guards, so a change made meanwhile is refused (412)
+/// rather than overwritten.
+async fn after_conflict_wait<A, T, F, Fut>(
+    api: &A,
+    name: &str,
+    ui: &Ui,
+    call: F,
+) -> std::result::Result<T, ApiError>
+where
+    A: LambdaApi,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, ApiError>>,
+{
+    match call().await {
+        Err(e) if e.is("ResourceConflictException") => {
+            let _s = ui.step(format!("{name} is being updated; waiting to retry"));
+            api.wait_updated(name).await?;
+            call().await
+        }
+        other => other,
+    }
 }
 
 /// Waits for an update to finish unless the response already says so.

@@ -487,3 +487,47 @@ fn managed_role_names_fit_iam_limit() {
     assert!(n.len() <= 64, "{n}");
     assert_ne!(n, managed_role_name(&"g".repeat(64)));
 }
+
+#[tokio::test]
+async fn an_update_in_progress_is_waited_for_then_retried_once() {
+    let api = FakeAws::new();
+    let c = cfg(json!({}));
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    // Someone's update is still running: the first write gets a conflict.
+    api.set_in_progress("hello");
+    api.clear_calls();
+    let out = run(&api, &c, &pkg("v2"), &opts()).await.unwrap();
+    assert_eq!(out.alias_version, "2");
+    let calls = api.calls();
+    let first = calls
+        .iter()
+        .position(|c| c == "lambda:UpdateFunctionCode")
+        .unwrap();
+    assert_eq!(calls[first + 1], "lambda:GetFunction", "{calls:?}");
+    assert_eq!(calls[first + 2], "lambda:UpdateFunctionCode", "{calls:?}");
+    // A second conflict in a row reaches the user, with the operation.
+    api.fail_next("lambda:PublishVersion", "ResourceConflictException", "busy");
+    api.fail_next("lambda:PublishVersion", "ResourceConflictException", "busy");
+    let err = run(&api, &c, &pkg("v3"), &opts()).await.unwrap_err();
+    let e = err.downcast_ref::<ApiError>().unwrap();
+    assert_eq!(
+        (e.operation.as_str(), e.code.as_str()),
+        ("lambda:PublishVersion", "ResourceConflictException")
+    );
+    assert!(e.hint().contains("re-run"));
+    assert_eq!(api.alias("hello", "live").unwrap().version, "2");
+}
+
+#[test]
+fn access_denied_names_the_missing_iam_action() {
+    let e = ApiError::new(
+        "lambda:PublishVersion",
+        "AccessDeniedException",
+        "User: arn:aws:iam::1:user/x is not authorized",
+    );
+    assert!(e.hint().contains("`lambda:PublishVersion`"), "{}", e.hint());
+    assert!(
+        e.to_string()
+            .starts_with("lambda:PublishVersion failed with AccessDeniedException")
+    );
+}

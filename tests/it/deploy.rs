@@ -439,34 +439,45 @@ fn persistent_failure_leaves_the_alias_and_a_rerun_converges() {
     );
     assert_eq!(alias(&aws, "live")["FunctionVersion"], "1");
 
-    // A conflict on the code update (an update in progress).
+    // A conflict on the code update (an update in progress) once: deploy
+    // waits for the update to finish and retries with the same guards.
     aws.proxy.inject(
         "/hello/code",
         FaultAction::Error(409, "ResourceConflictException"),
         1,
     );
     let v3 = zip(dir.path(), "v3.zip", "three");
-    let run = deploy(&aws, dir.path(), &v3, &[]);
-    assert!(!run.ok);
-    assert!(
-        run.stderr.contains("ResourceConflictException"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(alias(&aws, "live")["FunctionVersion"], "1");
-
-    // The re-run converges on v3.
     let out = ok(deploy(&aws, dir.path(), &v3, &[]));
     let v = function(&out)["version"].as_str().unwrap().to_string();
     assert_eq!(alias(&aws, "live")["FunctionVersion"], v.as_str());
     let conf = aws.get_json(&format!(
         "/2015-03-31/functions/hello/configuration?Qualifier={v}"
     ));
-    let sha = conf["CodeSha256"].as_str().unwrap();
-    assert_eq!(function(&out)["code_sha256"], sha);
-    // And then nothing more to do.
+    assert_eq!(function(&out)["code_sha256"], conf["CodeSha256"]);
+
+    // Conflicts that persist reach the user with the operation and code.
+    aws.proxy.inject(
+        "/hello/code",
+        FaultAction::Error(409, "ResourceConflictException"),
+        2,
+    );
+    let v4 = zip(dir.path(), "v4.zip", "four");
+    let run = deploy(&aws, dir.path(), &v4, &[]);
+    assert!(!run.ok);
+    assert!(
+        run.stderr
+            .contains("lambda:UpdateFunctionCode failed with ResourceConflictException"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(alias(&aws, "live")["FunctionVersion"], v.as_str());
+
+    // The re-run converges on v4, and then there is nothing more to do.
+    let out = ok(deploy(&aws, dir.path(), &v4, &[]));
+    let v = function(&out)["version"].as_str().unwrap().to_string();
+    assert_eq!(alias(&aws, "live")["FunctionVersion"], v.as_str());
     aws.proxy.reset_calls();
-    ok(deploy(&aws, dir.path(), &v3, &[]));
+    ok(deploy(&aws, dir.path(), &v4, &[]));
     assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.calls());
 }
 
