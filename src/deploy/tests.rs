@@ -46,6 +46,7 @@ fn opts() -> DeployOptions {
         canary: None,
         env_mode: EnvMode::Replace,
         description: "cargo-fn: commit abc".into(),
+        s3: None,
     }
 }
 
@@ -529,5 +530,42 @@ fn access_denied_names_the_missing_iam_action() {
     assert!(
         e.to_string()
             .starts_with("lambda:PublishVersion failed with AccessDeniedException")
+    );
+}
+
+#[tokio::test]
+async fn zips_through_s3_and_stale_objects_are_cleaned() {
+    let api = FakeAws::new();
+    let c = cfg(json!({}));
+    let o = DeployOptions {
+        s3: Some(S3Target {
+            bucket: "artifacts".into(),
+            key: None,
+            keep: 2,
+        }),
+        ..opts()
+    };
+    for (i, code) in ["v1", "v2", "v3", "v4"].iter().enumerate() {
+        let out = run(&api, &c, &pkg(code), &o).await.unwrap();
+        assert_eq!(out.version, (i + 1).to_string());
+        assert_eq!(api.latest("hello").unwrap().code_sha256, pkg(code).sha256);
+    }
+    let keys = api.object_keys("artifacts");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let newest = S3Target {
+        bucket: "artifacts".into(),
+        key: None,
+        keep: 2,
+    }
+    .key_for("hello", &pkg("v4").sha256);
+    assert!(keys.contains(&newest), "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with("cargo-fn/hello/")));
+    // No change: no upload, no S3 call at all.
+    api.clear_calls();
+    run(&api, &c, &pkg("v4"), &o).await.unwrap();
+    assert!(
+        api.calls().iter().all(|c| !c.starts_with("s3:")),
+        "{:?}",
+        api.calls()
     );
 }

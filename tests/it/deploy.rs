@@ -502,3 +502,58 @@ fn dropped_create_function_response_converges() {
     }
     assert_eq!(alias(&aws, "live")["FunctionVersion"], "1");
 }
+
+#[test]
+fn zips_travel_through_s3_and_stale_ones_are_deleted() {
+    use base64::Engine;
+    use sha2::Digest;
+    let aws = Aws::start();
+    let (status, body) = super::moto::http_as(aws.moto.port, "s3", "PUT", "/artifacts", b"");
+    assert!(
+        (200..300).contains(&status),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let dir = tempdir();
+    project(dir.path(), "");
+    let mut last = PathBuf::new();
+    for i in 1..=3 {
+        last = zip(dir.path(), &format!("v{i}.zip"), &format!("code {i}"));
+        let out = ok(deploy(
+            &aws,
+            dir.path(),
+            &last,
+            &["--s3-bucket", "artifacts", "--s3-keep", "2"],
+        ));
+        assert_eq!(function(&out)["version"], i.to_string());
+    }
+    let writes = aws.proxy.writes();
+    assert!(
+        writes
+            .iter()
+            .any(|w| w.starts_with("PUT /artifacts/cargo-fn/hello/")),
+        "{writes:?}"
+    );
+    let (_, listing) = super::moto::http_as(
+        aws.moto.port,
+        "s3",
+        "GET",
+        "/artifacts?list-type=2&prefix=cargo-fn/hello/",
+        b"",
+    );
+    let listing = String::from_utf8_lossy(&listing);
+    assert_eq!(listing.matches("<Key>").count(), 2, "{listing}");
+    let sha = base64::engine::general_purpose::STANDARD
+        .encode(sha2::Sha256::digest(std::fs::read(&last).unwrap()));
+    let conf = aws.get_json("/2015-03-31/functions/hello/configuration");
+    assert_eq!(conf["CodeSha256"], sha.as_str());
+    // An unchanged redeploy touches S3 not at all.
+    aws.proxy.reset_calls();
+    ok(deploy(
+        &aws,
+        dir.path(),
+        &last,
+        &["--s3-bucket", "artifacts", "--s3-keep", "2"],
+    ));
+    assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.calls());
+}
