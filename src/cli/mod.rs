@@ -256,12 +256,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The error for a command whose implementation has not landed yet: an
-/// honest failure, never a fake success.
-pub(crate) fn not_available(command: &str) -> anyhow::Error {
-    anyhow::anyhow!("`cargo fn {command}` is not available yet in this version of cargo-fn")
-}
-
 fn init_tracing(g: &GlobalArgs) {
     let default = match (g.quiet, g.verbose) {
         (true, _) => "error",

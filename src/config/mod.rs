@@ -103,6 +103,11 @@ impl Runtime {
 
     /// The glibc version (major, minor) of the runtime's operating system:
     /// Amazon Linux 2023 ships glibc 2.34, Amazon Linux 2 ships glibc 2.26.
+    /// Source: the distributions' own glibc packages, which never move to a
+    /// new upstream version within a release (AL2023: `glibc-2.34-*.amzn2023`,
+    /// AL2: `glibc-2.26-*.amzn2`, as listed in the Amazon Linux package
+    /// repositories and the `public.ecr.aws/lambda/provided:al2023` / `:al2`
+    /// images, whose `ldd --version` prints 2.34 / 2.26).
     pub fn glibc(self) -> (u32, u32) {
         match self {
             Runtime::ProvidedAl2023 => (2, 34),

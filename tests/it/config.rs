@@ -187,12 +187,3 @@ fn unknown_bin_lists_the_available_ones() {
         .code(1)
         .stderr(predicate::str::contains("available: hello"));
 }
-
-#[test]
-fn commands_not_landed_yet_fail_honestly() {
-    cargo_fn()
-        .arg("deploy")
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("not available yet"));
-}
