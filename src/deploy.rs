@@ -72,9 +72,8 @@ pub fn default_zip_path(lambda_dir: &Path, function: &str) -> PathBuf {
     lambda_dir.join(function).join("bootstrap.zip")
 }
 
-/// Hook for "package first when the zip is missing or stale". Packaging
-/// lives in another module that is not wired here yet: today this only
-/// checks that the zip exists and says how to make it.
+/// The zip to deploy must exist. `cargo fn deploy` packages first unless
+/// told `--zip PATH` or `--no-build`; this is the check for those paths.
 pub fn package_if_missing_or_stale(zip: &Path) -> Result<()> {
     if zip.is_file() {
         return Ok(());

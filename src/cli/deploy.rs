@@ -64,9 +64,16 @@ pub struct DeployArgs {
     /// Print the plan (calls and configuration diff) and change nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// The packaged zip (default: target/lambda/<function>/bootstrap.zip)
+    /// Deploy this packaged zip instead of building and packaging first
     #[arg(long, value_name = "PATH")]
     pub zip: Option<PathBuf>,
+    /// Deploy what `cargo fn package` left in target/lambda without
+    /// building and packaging first
+    #[arg(long, conflicts_with = "zip")]
+    pub no_build: bool,
+    /// Build static musl binaries when packaging first
+    #[arg(long)]
+    pub musl: bool,
     /// How the configured environment combines with the function's current one
     #[arg(long, value_enum, default_value_t = EnvModeArg::Replace)]
     pub env_mode: EnvModeArg,
@@ -139,6 +146,18 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
             functions.len()
         ))
         .into());
+    }
+    // Package first (the build is a no-op when nothing changed), so what
+    // ships is never missing or stale. A dry run packages too: that changes
+    // nothing in AWS and lets the plan compare the real CodeSha256.
+    if args.zip.is_none() && !args.no_build {
+        let build = super::build::BuildFlags {
+            profile: "release".into(),
+            musl: args.musl,
+            install_missing: false,
+            compiler: super::build::CompilerArg::Auto,
+        };
+        super::package::package_functions(global, &project, &functions, &build, &ui)?;
     }
     let mut jobs = Vec::new();
     for f in &functions {

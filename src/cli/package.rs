@@ -146,6 +146,54 @@ fn images(
     Ok(())
 }
 
+/// Builds and zips the given functions into their standard places: what
+/// `deploy` runs first so it never ships a missing or stale package (cargo
+/// makes the build a no-op when nothing changed, and the zip is
+/// reproducible, so an unchanged function keeps its CodeSha256).
+pub(super) fn package_functions(
+    global: &GlobalArgs,
+    project: &Project,
+    functions: &[crate::config::FunctionConfig],
+    build: &BuildFlags,
+    ui: &crate::ui::Ui,
+) -> anyhow::Result<Vec<package::Packaged>> {
+    let built = build_functions(project, functions, &build.options(global), ui)?;
+    let mut inputs = Vec::new();
+    for (f, b) in functions.iter().zip(built) {
+        inputs.push(input_for(project, f, b.path, &[])?);
+    }
+    let opts = PackageOptions {
+        layer: None,
+        limits: Default::default(),
+        out: None,
+    };
+    package::package(&inputs, &opts, &project.lambda_dir(), ui)
+}
+
+fn input_for(
+    project: &Project,
+    f: &crate::config::FunctionConfig,
+    binary: PathBuf,
+    extra_include: &[PathBuf],
+) -> anyhow::Result<Input> {
+    let target = project
+        .functions
+        .iter()
+        .find(|t| t.package == f.package && t.bin == f.bin)
+        .with_context(|| format!("function `{}` is not in the project", f.name))?;
+    let mut include = f.include.clone();
+    include.extend(extra_include.iter().cloned());
+    Ok(Input {
+        name: f.name.clone(),
+        extension: f.extension,
+        architecture: f.architecture,
+        runtime: f.runtime,
+        binary,
+        package_dir: target.package_dir().to_path_buf(),
+        include,
+    })
+}
+
 fn inputs_from_project(
     global: &GlobalArgs,
     args: &PackageArgs,
@@ -185,22 +233,7 @@ fn inputs_from_project(
     };
     let mut inputs = Vec::new();
     for (f, binary) in functions.iter().zip(binaries) {
-        let target = project
-            .functions
-            .iter()
-            .find(|t| t.package == f.package && t.bin == f.bin)
-            .with_context(|| format!("function `{}` is not in the project", f.name))?;
-        let mut include = f.include.clone();
-        include.extend(args.include.iter().cloned());
-        inputs.push(Input {
-            name: f.name.clone(),
-            extension: f.extension,
-            architecture: f.architecture,
-            runtime: f.runtime,
-            binary,
-            package_dir: target.package_dir().to_path_buf(),
-            include,
-        });
+        inputs.push(input_for(project, f, binary, &args.include)?);
     }
     Ok((inputs, lambda_dir))
 }
