@@ -5,12 +5,18 @@
 //! below; no module below `cli` knows about clap.
 
 pub mod artifact;
+pub mod aws;
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod deploy;
+pub mod emulator;
 pub mod error;
+pub mod image;
+pub mod invoke;
 pub mod package;
 pub mod project;
 pub mod templates;
 pub mod toolchain;
 pub mod ui;
+pub mod watch;

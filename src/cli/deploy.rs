@@ -1,12 +1,313 @@
-//! `cargo fn deploy`.
+//! `cargo fn deploy`: arguments -> resolved configuration and packages ->
+//! [`crate::deploy`]. Configuration is resolved and validated before any
+//! AWS call.
 
-use clap::Args;
+use std::path::PathBuf;
 
-use super::GlobalArgs;
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+
+use super::{ConfigFlags, GlobalArgs};
+use crate::aws::sdk::{ConnectOptions, SdkAws, connect};
+use crate::config::{self, FunctionConfig};
+use crate::deploy::{self, DEFAULT_ALIAS, DIRECT_UPLOAD_LIMIT, DeployOptions, EnvMode, Package};
+use crate::error::{UsageError, hinted};
+use crate::project::Project;
+
+/// How to reach AWS; shared by deploy, promote and rollback.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AwsArgs {
+    /// AWS profile (shared config/credentials files)
+    #[arg(long, value_name = "NAME", env = "AWS_PROFILE")]
+    pub profile: Option<String>,
+    /// AWS region
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// AWS endpoint URL (LocalStack, moto); AWS_ENDPOINT_URL and
+    /// AWS_ENDPOINT_URL_LAMBDA are honoured too
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+impl AwsArgs {
+    pub async fn connect(&self) -> Result<SdkAws> {
+        connect(&ConnectOptions {
+            profile: self.profile.clone(),
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+        })
+        .await
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EnvModeArg {
+    /// Keep remote variables that the configuration does not set
+    Merge,
+    /// Make the environment exactly the configured one
+    Replace,
+}
 
 #[derive(Debug, Args)]
-pub struct DeployArgs {}
+pub struct DeployArgs {
+    /// Functions to deploy (default: every selected function)
+    #[arg(value_name = "FUNCTION")]
+    pub functions: Vec<String>,
+    /// Alias to create or move (default: the `alias` key, else "live")
+    #[arg(long, value_name = "NAME")]
+    pub alias: Option<String>,
+    /// Route PERCENT of the alias's traffic to the new version; the alias stays on its version
+    #[arg(long, value_name = "PERCENT")]
+    pub canary: Option<f64>,
+    /// Print the plan (calls and configuration diff) and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The packaged zip (default: target/lambda/<function>/bootstrap.zip)
+    #[arg(long, value_name = "PATH")]
+    pub zip: Option<PathBuf>,
+    /// How the configured environment combines with the function's current one
+    #[arg(long, value_enum, default_value_t = EnvModeArg::Replace)]
+    pub env_mode: EnvModeArg,
+    /// Publish a packaged layer (or extension) instead of a function
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["alias", "canary", "functions"])]
+    pub layer: Option<String>,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub flags: ConfigFlags,
+}
 
-pub fn run(_global: &GlobalArgs, _args: DeployArgs) -> anyhow::Result<()> {
-    Err(super::not_available("deploy"))
+pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
+    runtime()?.block_on(run_async(global, args))
+}
+
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
+    let ui = global.ui();
+    let overrides = args.flags.overrides()?;
+    if let Some(layer) = &args.layer {
+        return deploy_layer(global, &args, layer, &overrides).await;
+    }
+    if let Some(p) = args.canary
+        && !(p > 0.0 && p < 100.0)
+    {
+        return Err(UsageError(format!(
+            "--canary expects a percentage between 0 and 100 (exclusive), got {p}"
+        ))
+        .into());
+    }
+    let project = Project::load(&global.selection())?;
+    // Everything is validated here, before any AWS call.
+    let mut functions = config::resolve(&project, &overrides)?;
+    if !args.functions.is_empty() {
+        let known: Vec<String> = functions.iter().map(|f| f.name.clone()).collect();
+        for wanted in &args.functions {
+            if !known.contains(wanted) {
+                return Err(UsageError(format!(
+                    "no function named `{wanted}` in this workspace (functions: {})",
+                    known.join(", ")
+                ))
+                .into());
+            }
+        }
+        functions.retain(|f| args.functions.contains(&f.name));
+    }
+    if args.zip.is_some() && functions.len() != 1 {
+        return Err(UsageError(format!(
+            "--zip names one package but {} functions are selected: name one FUNCTION",
+            functions.len()
+        ))
+        .into());
+    }
+    let mut jobs = Vec::new();
+    for f in &functions {
+        for w in &f.warnings {
+            ui.warn(format!("{}: {w}", f.name));
+        }
+        let alias = args
+            .alias
+            .clone()
+            .or_else(|| f.alias.clone())
+            .unwrap_or_else(|| DEFAULT_ALIAS.to_string());
+        config::check_alias_name(&alias)
+            .map_err(|e| UsageError(format!("--alias `{alias}`: {e}")))?;
+        let zip = args
+            .zip
+            .clone()
+            .unwrap_or_else(|| deploy::default_zip_path(&project.lambda_dir(), &f.name));
+        deploy::package_if_missing_or_stale(&zip)?;
+        let pkg = Package::read(&zip)?;
+        if pkg.bytes.len() as u64 > DIRECT_UPLOAD_LIMIT {
+            return Err(hinted(
+                format!(
+                    "{} is {} bytes, over Lambda's 50 MB direct-upload limit",
+                    zip.display(),
+                    pkg.bytes.len()
+                ),
+                "upload through S3 is not available in this version: make the package smaller (strip symbols, move data to a layer)",
+            ));
+        }
+        jobs.push((f, alias, pkg));
+    }
+
+    let description = deploy::git_description(&project.workspace_root);
+    let api = args.aws.connect().await?;
+    let mut plans = Vec::new();
+    let mut outcomes = Vec::new();
+    for (f, alias, pkg) in jobs {
+        let opts = DeployOptions {
+            alias,
+            canary: args.canary.map(|p| p / 100.0),
+            env_mode: match args.env_mode {
+                EnvModeArg::Merge => EnvMode::Merge,
+                EnvModeArg::Replace => EnvMode::Replace,
+            },
+            description: description.clone(),
+        };
+        let (plan, outcome) = deploy_one(&api, f, &pkg, &opts, args.dry_run, &ui).await?;
+        if args.dry_run && !ui.is_json() {
+            print!("{}", plan.render());
+        }
+        if let Some(o) = &outcome
+            && !ui.is_json()
+        {
+            print_outcome(o);
+        }
+        plans.push(plan_json(&plan));
+        outcomes.extend(outcome);
+    }
+    if ui.is_json() {
+        let value = if args.dry_run {
+            serde_json::json!({ "dry_run": true, "plans": plans })
+        } else {
+            serde_json::json!({ "functions": outcomes })
+        };
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    }
+    Ok(())
+}
+
+async fn deploy_one(
+    api: &SdkAws,
+    f: &FunctionConfig,
+    pkg: &Package,
+    opts: &DeployOptions,
+    dry_run: bool,
+    ui: &crate::ui::Ui,
+) -> Result<(deploy::Plan, Option<deploy::Outcome>)> {
+    deploy::deploy(api, f, pkg, opts, dry_run, ui)
+        .await
+        .map_err(crate::aws::with_api_hint)
+}
+
+fn plan_json(plan: &deploy::Plan) -> serde_json::Value {
+    serde_json::json!({
+        "function": plan.function,
+        "alias": plan.alias,
+        "exists": plan.exists,
+        "code_changed": plan.exists && plan.code_changed,
+        "changes": plan.changes,
+        "env_mode": plan.env_mode,
+        "publish": plan.publish,
+        "calls": plan.calls,
+    })
+}
+
+fn print_outcome(o: &deploy::Outcome) {
+    let routing = match o.routing.iter().next() {
+        Some((v, w)) => format!(" (canary: {}% on version {v})", (w * 1000.0).round() / 10.0),
+        None => String::new(),
+    };
+    let verb = if o.changed { "deployed" } else { "up to date" };
+    println!(
+        "{}: {verb}, version {}, alias {} -> {}{routing}",
+        o.function, o.version, o.alias, o.alias_version
+    );
+    println!("  {}", o.function_arn);
+    println!("  CodeSha256 {}", o.code_sha256);
+    if let Some(u) = &o.url {
+        println!("  URL {u}");
+    }
+}
+
+async fn deploy_layer(
+    global: &GlobalArgs,
+    args: &DeployArgs,
+    layer: &str,
+    overrides: &config::Overrides,
+) -> Result<()> {
+    if layer.is_empty()
+        || layer.len() > 140
+        || !layer
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(UsageError(format!(
+            "--layer `{layer}`: a layer name is 1-140 characters of letters, digits, `-` and `_`"
+        ))
+        .into());
+    }
+    let ui = global.ui();
+    let zip = match &args.zip {
+        Some(z) => z.clone(),
+        None => {
+            let project = Project::load(&global.selection())?;
+            project
+                .lambda_dir()
+                .join("layers")
+                .join(format!("{layer}.zip"))
+        }
+    };
+    let arch = overrides.architecture.unwrap_or_default();
+    let runtimes = match &overrides.runtime {
+        Some(r) => match config::Runtime::parse(r) {
+            Some(r) => vec![r.as_str().to_string()],
+            None => {
+                return Err(UsageError(format!(
+                    "--runtime `{r}`: expected provided.al2023 or provided.al2"
+                ))
+                .into());
+            }
+        },
+        None => vec!["provided.al2023".to_string(), "provided.al2".to_string()],
+    };
+    if args.dry_run {
+        println!(
+            "call lambda:PublishLayerVersion {layer} ({}, {}, {})",
+            zip.display(),
+            arch,
+            runtimes.join(", ")
+        );
+        return Ok(());
+    }
+    let api = args.aws.connect().await?;
+    let description = match &global.manifest_path {
+        Some(p) => deploy::git_description(p.parent().unwrap_or(std::path::Path::new("."))),
+        None => deploy::git_description(std::path::Path::new(".")),
+    };
+    ui.status("Publishing", format!("layer {layer}"));
+    let v = deploy::publish_layer(
+        &api,
+        layer,
+        &zip,
+        &[arch.as_str().to_string()],
+        &runtimes,
+        &description,
+    )
+    .await
+    .map_err(crate::aws::with_api_hint)?;
+    if ui.is_json() {
+        println!(
+            "{}",
+            serde_json::json!({"layer": layer, "arn": v.arn, "version": v.version})
+        );
+    } else {
+        println!("{}", v.arn);
+    }
+    Ok(())
 }

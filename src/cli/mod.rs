@@ -16,6 +16,8 @@ mod deploy;
 mod invoke;
 mod new;
 mod package;
+mod promote;
+mod rollback;
 mod watch;
 
 /// The whole developer toolchain for AWS Lambda functions written in Rust.
@@ -51,6 +53,10 @@ pub enum Command {
     Invoke(invoke::InvokeArgs),
     /// Create or update functions in AWS, publish a version and move an alias
     Deploy(deploy::DeployArgs),
+    /// Move an alias fully to its canary version
+    Promote(promote::PromoteArgs),
+    /// Put an alias back on the previous published version (or drop its canary)
+    Rollback(rollback::RollbackArgs),
 }
 
 /// Flags every command understands, defined once.
@@ -245,13 +251,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch(args) => watch::run(g, args),
         Command::Invoke(args) => invoke::run(g, args),
         Command::Deploy(args) => deploy::run(g, args),
+        Command::Promote(args) => promote::run(g, args),
+        Command::Rollback(args) => rollback::run(g, args),
     }
-}
-
-/// The error for a command whose implementation has not landed yet: an
-/// honest failure, never a fake success.
-pub(crate) fn not_available(command: &str) -> anyhow::Error {
-    anyhow::anyhow!("`cargo fn {command}` is not available yet in this version of cargo-fn")
 }
 
 fn init_tracing(g: &GlobalArgs) {

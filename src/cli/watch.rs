@@ -1,12 +1,127 @@
-//! `cargo fn watch`.
+//! `cargo fn watch`: arguments -> [`crate::watch::WatchOptions`].
 
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
 use clap::Args;
 
-use super::GlobalArgs;
+use super::{ConfigFlags, GlobalArgs};
+use crate::emulator::{EmulatorOptions, stderr_sink};
+use crate::watch::WatchOptions;
 
 #[derive(Debug, Args)]
-pub struct WatchArgs {}
+pub struct WatchArgs {
+    /// Port of the Invoke API
+    #[arg(long, default_value_t = 9000, value_name = "PORT")]
+    pub port: u16,
+    /// Address to listen on; binding beyond loopback exposes your functions to the network
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub bind: IpAddr,
+    /// Most invocations running at once across functions (429 beyond)
+    #[arg(long, default_value_t = 8, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub concurrency: u16,
+    /// Build with the release profile
+    #[arg(long, conflicts_with = "profile")]
+    pub release: bool,
+    /// Build with this cargo profile
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// AWS region the functions see (AWS_REGION)
+    #[arg(long, default_value = "us-east-1", value_name = "REGION")]
+    pub region: String,
+    /// Give the functions your AWS credentials (from the default chain or --profile)
+    #[arg(long)]
+    pub aws_credentials: bool,
+    /// AWS profile for --aws-credentials
+    #[arg(
+        long = "aws-profile",
+        value_name = "NAME",
+        requires = "aws_credentials"
+    )]
+    pub aws_profile: Option<String>,
+    /// Quiet period after a file change before rebuilding, in milliseconds
+    #[arg(long, default_value_t = 50, value_name = "MS")]
+    pub debounce_ms: u64,
+    #[command(flatten)]
+    pub config: ConfigFlags,
+}
 
-pub fn run(_global: &GlobalArgs, _args: WatchArgs) -> anyhow::Result<()> {
-    Err(super::not_available("watch"))
+pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
+    let ui = global.ui();
+    let profile = match (&args.profile, args.release) {
+        (Some(p), _) => p.clone(),
+        (None, true) => "release".into(),
+        (None, false) => "dev".into(),
+    };
+    let bind = SocketAddr::new(args.bind, args.port);
+    if !args.bind.is_loopback() {
+        ui.warn(format!(
+            "listening on {bind}: anyone who can reach this address can invoke your functions"
+        ));
+    }
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async {
+        let extra_env = if args.aws_credentials {
+            developer_credentials(args.aws_profile.as_deref()).await?
+        } else {
+            BTreeMap::new()
+        };
+        let opts = WatchOptions {
+            selection: global.selection(),
+            overrides: args.config.overrides()?,
+            profile,
+            cargo_flags: global.cargo_flags(),
+            emulator: EmulatorOptions {
+                bind,
+                concurrency: usize::from(args.concurrency),
+                region: args.region.clone(),
+                log_sink: stderr_sink(),
+            },
+            extra_env,
+            debounce: Duration::from_millis(args.debounce_ms),
+        };
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        crate::watch::run(opts, ui, None, shutdown).await
+    })
+}
+
+/// The developer's credentials as Lambda-style variables. Never printed.
+async fn developer_credentials(profile: Option<&str>) -> Result<BTreeMap<String, String>> {
+    use aws_config::BehaviorVersion;
+    use aws_sdk_lambda::config::ProvideCredentials;
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
+    }
+    let conf = loader.load().await;
+    let provider = conf.credentials_provider().ok_or_else(|| {
+        crate::error::hinted(
+            "--aws-credentials: no AWS credentials provider is configured",
+            "configure credentials (aws configure, AWS_PROFILE) or drop --aws-credentials",
+        )
+    })?;
+    let creds = provider.provide_credentials().await.map_err(|e| {
+        crate::error::hinted(
+            format!("--aws-credentials: could not load your AWS credentials: {e}"),
+            "check `aws sts get-caller-identity` works for the profile, or drop --aws-credentials",
+        )
+    })?;
+    let mut env = BTreeMap::new();
+    env.insert(
+        "AWS_ACCESS_KEY_ID".into(),
+        creds.access_key_id().to_string(),
+    );
+    env.insert(
+        "AWS_SECRET_ACCESS_KEY".into(),
+        creds.secret_access_key().to_string(),
+    );
+    if let Some(token) = creds.session_token() {
+        env.insert("AWS_SESSION_TOKEN".into(), token.to_string());
+    }
+    Ok(env)
 }

@@ -4,4 +4,11 @@ mod support;
 
 mod build;
 mod config;
+mod deploy;
+mod emulator;
+mod image;
+mod invoke;
+mod moto;
+mod new;
 mod package;
+mod watch;

@@ -19,9 +19,14 @@ pub fn cargo_fn() -> Command {
 }
 
 /// One target dir shared by every crate the tests generate and build, so
-/// their dependencies compile once per test run (and across runs).
+/// their dependencies compile once per test run. It lives beside the tools,
+/// outside the clone, so later runs (and CI on the same machine) reuse it;
+/// on a fresh machine it is simply built from scratch.
 pub fn shared_target_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-crates");
+    let dir = match std::env::var_os("CARGO_FN_TEST_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => tools_dir().join("test-target"),
+    };
     std::fs::create_dir_all(&dir).expect("create shared target dir");
     dir
 }

@@ -5,9 +5,14 @@
 //!   targets) into a tools dir outside the clone, so it is reused across runs.
 //! - `ci`: setup, then fmt --check, clippy -D warnings, and all tests.
 //! - `dist`: shell completions and a man page from the clap definitions.
+//! - `demo`: the main job end to end (see README).
+//! - `bench-profile`: release profile candidates for the templates (size, start-up).
 //! - `bench`: the benchmarks.
 
+mod bench_deploy;
 mod bench_package;
+mod bench_profile;
+mod demo;
 mod tools;
 
 use std::process::Command;
@@ -29,7 +34,11 @@ enum Task {
     Ci,
     /// Generate shell completions and the man page into target/dist
     Dist,
-    /// Run the benchmarks and print their figures
+    /// Release profile candidates for the templates: binary size and startup
+    BenchProfile,
+    /// The main job: scaffold, build, package, emulate and invoke a function
+    Demo,
+    /// Run the benchmarks and print their figures (packaging, build overhead, deploy)
     Bench,
 }
 
@@ -38,7 +47,9 @@ fn main() -> Result<()> {
         Task::Setup => tools::setup(),
         Task::Ci => ci(),
         Task::Dist => dist(),
-        Task::Bench => bench_package::run_all(),
+        Task::BenchProfile => bench_profile::run(),
+        Task::Demo => demo::demo(),
+        Task::Bench => bench(),
     }
 }
 
@@ -75,6 +86,13 @@ fn ci() -> Result<()> {
         .env("PATH", &path))?;
     eprintln!("xtask: ci passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Every benchmark, one after the other, each with its baseline measured in
+/// the same run.
+fn bench() -> Result<()> {
+    bench_package::run_all()?;
+    bench_deploy::run()
 }
 
 fn dist() -> Result<()> {

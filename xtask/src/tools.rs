@@ -15,6 +15,11 @@ const APT_PACKAGES: &[&str] = &[
     "qemu-user-static",
     "libc6-arm64-cross",
     "python3-venv",
+    // OCI image tests: inspect/unpack, a local registry, htpasswd for its auth.
+    "skopeo",
+    "umoci",
+    "docker-registry",
+    "apache2-utils",
     "gcc",
     "time",
 ];

@@ -1,0 +1,658 @@
+//! An in-memory Lambda + IAM for fast tests of the deploy logic. It enforces
+//! what AWS enforces and moto does not: RevisionId and CodeSha256
+//! preconditions (`PreconditionFailedException`), `ResourceConflictException`
+//! for a change while an update is in progress, no publish of an unchanged
+//! function (the latest version is returned), aliases only on published
+//! versions, provisioned concurrency only on an alias. Faults can be queued
+//! per operation, and every call is recorded.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::{
+    AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, IamApi, LambdaApi,
+    LayerVersion, RoleState, Settings, UrlSettings, UrlState, VersionInfo,
+};
+
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-east-1";
+
+#[derive(Debug, Default)]
+struct FakeFunction {
+    latest: FunctionState,
+    versions: Vec<FunctionState>,
+    aliases: BTreeMap<String, AliasState>,
+    urls: BTreeMap<String, UrlState>,
+    provisioned: BTreeMap<String, u32>,
+    public_url: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    functions: BTreeMap<String, FakeFunction>,
+    roles: BTreeMap<String, RoleState>,
+    policies: BTreeMap<(String, String), String>,
+    layers: BTreeMap<String, i64>,
+    calls: Vec<String>,
+    faults: BTreeMap<String, VecDeque<ApiError>>,
+    revision: u64,
+    /// Make the next update end in LastUpdateStatus=Failed.
+    fail_next_update: bool,
+}
+
+/// The fake. Cheap to create; one per test.
+#[derive(Debug, Default)]
+pub struct FakeAws {
+    state: Mutex<State>,
+}
+
+/// Base64 SHA-256, as Lambda reports CodeSha256.
+pub fn sha256_b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+}
+
+impl FakeAws {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every operation called so far (IAM action names), in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    pub fn clear_calls(&self) {
+        self.state.lock().unwrap().calls.clear();
+    }
+
+    /// Makes the next call of `operation` (e.g. `lambda:UpdateAlias`) fail.
+    pub fn fail_next(&self, operation: &str, code: &str, message: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.faults
+            .entry(operation.to_string())
+            .or_default()
+            .push_back(ApiError::new(operation, code, message));
+    }
+
+    /// Makes the next code or configuration update end in `Failed`.
+    pub fn fail_next_update(&self) {
+        self.state.lock().unwrap().fail_next_update = true;
+    }
+
+    /// Simulates someone else changing `$LATEST` (new RevisionId, maybe new code).
+    pub fn external_change(&self, name: &str, code: Option<&[u8]>) {
+        let mut s = self.state.lock().unwrap();
+        let rev = next_revision(&mut s);
+        let f = s.functions.get_mut(name).expect("function exists");
+        f.latest.revision_id = Some(rev);
+        if let Some(code) = code {
+            f.latest.code_sha256 = sha256_b64(code);
+        }
+    }
+
+    /// Leaves `$LATEST` in `LastUpdateStatus=InProgress` (until a waiter polls).
+    pub fn set_in_progress(&self, name: &str) {
+        let mut s = self.state.lock().unwrap();
+        let f = s.functions.get_mut(name).expect("function exists");
+        f.latest.last_update_status = Some("InProgress".into());
+    }
+
+    pub fn alias(&self, name: &str, alias: &str) -> Option<AliasState> {
+        let s = self.state.lock().unwrap();
+        s.functions.get(name)?.aliases.get(alias).cloned()
+    }
+
+    pub fn latest(&self, name: &str) -> Option<FunctionState> {
+        let s = self.state.lock().unwrap();
+        s.functions.get(name).map(|f| f.latest.clone())
+    }
+
+    pub fn version_count(&self, name: &str) -> usize {
+        let s = self.state.lock().unwrap();
+        s.functions.get(name).map_or(0, |f| f.versions.len())
+    }
+
+    pub fn provisioned(&self, name: &str, alias: &str) -> Option<u32> {
+        let s = self.state.lock().unwrap();
+        s.functions.get(name)?.provisioned.get(alias).copied()
+    }
+
+    pub fn role_policy(&self, role: &str, policy: &str) -> Option<String> {
+        let s = self.state.lock().unwrap();
+        s.policies
+            .get(&(role.to_string(), policy.to_string()))
+            .cloned()
+    }
+
+    pub fn url(&self, name: &str, alias: &str) -> Option<(UrlState, bool)> {
+        let s = self.state.lock().unwrap();
+        let f = s.functions.get(name)?;
+        f.urls.get(alias).map(|u| (u.clone(), f.public_url))
+    }
+
+    /// Records the call and returns a queued fault for it, if any.
+    fn enter(&self, operation: &str) -> ApiResult<std::sync::MutexGuard<'_, State>> {
+        let mut s = self.state.lock().unwrap();
+        s.calls.push(operation.to_string());
+        if let Some(e) = s.faults.get_mut(operation).and_then(|q| q.pop_front()) {
+            return Err(e);
+        }
+        Ok(s)
+    }
+}
+
+fn next_revision(s: &mut State) -> String {
+    s.revision += 1;
+    format!("rev-{}", s.revision)
+}
+
+fn not_found(op: &str, what: &str) -> ApiError {
+    ApiError {
+        status: Some(404),
+        ..ApiError::new(op, "ResourceNotFoundException", format!("{what} not found"))
+    }
+}
+
+fn conflict(op: &str) -> ApiError {
+    ApiError {
+        status: Some(409),
+        ..ApiError::new(
+            op,
+            "ResourceConflictException",
+            "The operation cannot be performed at this time. An update is in progress for resource",
+        )
+    }
+}
+
+fn precondition(op: &str, what: &str) -> ApiError {
+    ApiError {
+        status: Some(412),
+        ..ApiError::new(op, "PreconditionFailedException", what)
+    }
+}
+
+fn check_revision(op: &str, f: &FakeFunction, revision_id: Option<&str>) -> ApiResult<()> {
+    if let Some(r) = revision_id
+        && f.latest.revision_id.as_deref() != Some(r)
+    {
+        return Err(precondition(
+            op,
+            "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
+        ));
+    }
+    if f.latest.last_update_status.as_deref() == Some("InProgress") {
+        return Err(conflict(op));
+    }
+    Ok(())
+}
+
+fn function_mut<'a>(s: &'a mut State, op: &str, name: &str) -> ApiResult<&'a mut FakeFunction> {
+    s.functions
+        .get_mut(name)
+        .ok_or_else(|| not_found(op, &format!("Function {name}")))
+}
+
+fn code_bytes(code: &Code) -> Vec<u8> {
+    match code {
+        Code::Zip(b) => b.clone(),
+        Code::S3 { bucket, key } => format!("s3://{bucket}/{key}").into_bytes(),
+    }
+}
+
+fn finish_update(s: &mut State, name: &str) {
+    let failed = std::mem::take(&mut s.fail_next_update);
+    let rev = next_revision(s);
+    let f = s.functions.get_mut(name).expect("checked");
+    f.latest.revision_id = Some(rev);
+    // Left InProgress: a caller must wait before the next change.
+    f.latest.last_update_status = Some("InProgress".into());
+    if failed {
+        f.latest.last_update_reason = Some("injected failure".into());
+        f.latest.state = Some("Failed".into());
+    } else {
+        f.latest.state = Some("Active".into());
+        f.latest.last_update_reason = None;
+    }
+}
+
+impl LambdaApi for FakeAws {
+    async fn get_function(&self, name: &str) -> ApiResult<Option<FunctionState>> {
+        let s = self.enter("lambda:GetFunction")?;
+        Ok(s.functions.get(name).map(|f| f.latest.clone()))
+    }
+
+    async fn get_version(&self, name: &str, qualifier: &str) -> ApiResult<Option<FunctionState>> {
+        let s = self.enter("lambda:GetFunctionConfiguration")?;
+        let Some(f) = s.functions.get(name) else {
+            return Ok(None);
+        };
+        let version = match f.aliases.get(qualifier) {
+            Some(a) => a.version.clone(),
+            None => qualifier.to_string(),
+        };
+        if version == "$LATEST" {
+            return Ok(Some(f.latest.clone()));
+        }
+        Ok(f.versions.iter().find(|v| v.version == version).cloned())
+    }
+
+    async fn create_function(&self, input: &CreateFunction) -> ApiResult<FunctionState> {
+        let op = "lambda:CreateFunction";
+        let mut s = self.enter(op)?;
+        if s.functions.contains_key(&input.name) {
+            return Err(ApiError {
+                status: Some(409),
+                ..ApiError::new(
+                    op,
+                    "ResourceConflictException",
+                    format!("Function already exist: {}", input.name),
+                )
+            });
+        }
+        let role_name = input.settings.role.rsplit('/').next().unwrap_or_default();
+        if !s.roles.is_empty() && !s.roles.contains_key(role_name) {
+            return Err(ApiError::new(
+                op,
+                "InvalidParameterValueException",
+                "The role defined for the function cannot be assumed by Lambda.",
+            ));
+        }
+        let rev = next_revision(&mut s);
+        let latest = FunctionState {
+            name: input.name.clone(),
+            arn: format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{}", input.name),
+            version: "$LATEST".into(),
+            code_sha256: sha256_b64(&code_bytes(&input.code)),
+            revision_id: Some(rev),
+            description: input.description.clone(),
+            state: Some("Pending".into()),
+            last_update_status: Some("Successful".into()),
+            last_update_reason: None,
+            settings: input.settings.clone(),
+            tags: input.tags.clone(),
+            reserved_concurrency: None,
+        };
+        s.functions.insert(
+            input.name.clone(),
+            FakeFunction {
+                latest: latest.clone(),
+                ..Default::default()
+            },
+        );
+        Ok(latest)
+    }
+
+    async fn update_code(
+        &self,
+        name: &str,
+        code: &Code,
+        architecture: &str,
+        revision_id: Option<&str>,
+    ) -> ApiResult<FunctionState> {
+        let op = "lambda:UpdateFunctionCode";
+        let mut s = self.enter(op)?;
+        let f = function_mut(&mut s, op, name)?;
+        check_revision(op, f, revision_id)?;
+        f.latest.code_sha256 = sha256_b64(&code_bytes(code));
+        f.latest.settings.architecture = architecture.to_string();
+        finish_update(&mut s, name);
+        Ok(s.functions[name].latest.clone())
+    }
+
+    async fn update_configuration(
+        &self,
+        name: &str,
+        settings: &Settings,
+        revision_id: Option<&str>,
+    ) -> ApiResult<FunctionState> {
+        let op = "lambda:UpdateFunctionConfiguration";
+        let mut s = self.enter(op)?;
+        let f = function_mut(&mut s, op, name)?;
+        check_revision(op, f, revision_id)?;
+        let arch = f.latest.settings.architecture.clone();
+        f.latest.settings = Settings {
+            architecture: arch,
+            ..settings.clone()
+        };
+        finish_update(&mut s, name);
+        Ok(s.functions[name].latest.clone())
+    }
+
+    async fn wait_active(&self, name: &str) -> ApiResult<FunctionState> {
+        let op = "lambda:GetFunction";
+        let mut s = self.enter(op)?;
+        let f = function_mut(&mut s, op, name)?;
+        if f.latest.state.as_deref() == Some("Pending") {
+            f.latest.state = Some("Active".into());
+        }
+        if f.latest.state.as_deref() == Some("Failed") {
+            return Err(ApiError::new(op, "WaiterFailure", "function is Failed"));
+        }
+        Ok(f.latest.clone())
+    }
+
+    async fn wait_updated(&self, name: &str) -> ApiResult<FunctionState> {
+        let op = "lambda:GetFunction";
+        let mut s = self.enter(op)?;
+        let f = function_mut(&mut s, op, name)?;
+        if f.latest.state.as_deref() == Some("Failed") {
+            f.latest.last_update_status = Some("Failed".into());
+            return Err(ApiError::new(
+                op,
+                "WaiterFailure",
+                "the function update ended in a failed state",
+            ));
+        }
+        f.latest.last_update_status = Some("Successful".into());
+        f.latest.state = Some("Active".into());
+        Ok(f.latest.clone())
+    }
+
+    async fn publish_version(
+        &self,
+        name: &str,
+        code_sha256: &str,
+        revision_id: Option<&str>,
+        description: &str,
+    ) -> ApiResult<FunctionState> {
+        let op = "lambda:PublishVersion";
+        let mut s = self.enter(op)?;
+        let f = function_mut(&mut s, op, name)?;
+        check_revision(op, f, revision_id)?;
+        if f.latest.state.as_deref() != Some("Active") {
+            return Err(conflict(op));
+        }
+        if !code_sha256.is_empty() && f.latest.code_sha256 != code_sha256 {
+            return Err(precondition(
+                op,
+                "CodeSHA256 does not match the code of $LATEST",
+            ));
+        }
+        if let Some(last) = f.versions.last()
+            && last.code_sha256 == f.latest.code_sha256
+            && last.settings == f.latest.settings
+        {
+            return Ok(last.clone());
+        }
+        let mut v = f.latest.clone();
+        v.version = (f.versions.len() + 1).to_string();
+        v.description = description.to_string();
+        v.tags.clear();
+        f.versions.push(v.clone());
+        Ok(v)
+    }
+
+    async fn wait_version_active(&self, name: &str, version: &str) -> ApiResult<FunctionState> {
+        let op = "lambda:GetFunctionConfiguration";
+        let mut s = self.enter(op)?;
+        let f = function_mut(&mut s, op, name)?;
+        f.versions
+            .iter()
+            .find(|v| v.version == version)
+            .cloned()
+            .ok_or_else(|| not_found(op, &format!("Version {version}")))
+    }
+
+    async fn list_versions(&self, name: &str) -> ApiResult<Vec<VersionInfo>> {
+        let op = "lambda:ListVersionsByFunction";
+        let mut s = self.enter(op)?;
+        let f = function_mut(&mut s, op, name)?;
+        let mut out = vec![VersionInfo {
+            version: "$LATEST".into(),
+            description: f.latest.description.clone(),
+            code_sha256: f.latest.code_sha256.clone(),
+        }];
+        out.extend(f.versions.iter().map(|v| VersionInfo {
+            version: v.version.clone(),
+            description: v.description.clone(),
+            code_sha256: v.code_sha256.clone(),
+        }));
+        Ok(out)
+    }
+
+    async fn get_alias(&self, name: &str, alias: &str) -> ApiResult<Option<AliasState>> {
+        let s = self.enter("lambda:GetAlias")?;
+        Ok(s.functions
+            .get(name)
+            .and_then(|f| f.aliases.get(alias).cloned()))
+    }
+
+    async fn create_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+        weights: &BTreeMap<String, f64>,
+    ) -> ApiResult<AliasState> {
+        let op = "lambda:CreateAlias";
+        let mut s = self.enter(op)?;
+        let rev = next_revision(&mut s);
+        let f = function_mut(&mut s, op, name)?;
+        if f.aliases.contains_key(alias) {
+            return Err(ApiError::new(
+                op,
+                "ResourceConflictException",
+                "Alias already exists",
+            ));
+        }
+        check_published(op, f, version, weights)?;
+        let a = AliasState {
+            name: alias.to_string(),
+            arn: format!("{}:{alias}", f.latest.arn),
+            version: version.to_string(),
+            weights: weights.clone(),
+            revision_id: Some(rev),
+            description: String::new(),
+        };
+        f.aliases.insert(alias.to_string(), a.clone());
+        Ok(a)
+    }
+
+    async fn update_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+        weights: &BTreeMap<String, f64>,
+        revision_id: Option<&str>,
+    ) -> ApiResult<AliasState> {
+        let op = "lambda:UpdateAlias";
+        let mut s = self.enter(op)?;
+        let rev = next_revision(&mut s);
+        let f = function_mut(&mut s, op, name)?;
+        check_published(op, f, version, weights)?;
+        let a = f
+            .aliases
+            .get_mut(alias)
+            .ok_or_else(|| not_found(op, &format!("Alias {alias}")))?;
+        if let Some(r) = revision_id
+            && a.revision_id.as_deref() != Some(r)
+        {
+            return Err(precondition(
+                op,
+                "The Revision Id provided does not match the latest Revision Id",
+            ));
+        }
+        a.version = version.to_string();
+        a.weights = weights.clone();
+        a.revision_id = Some(rev);
+        Ok(a.clone())
+    }
+
+    async fn put_reserved_concurrency(&self, name: &str, n: u32) -> ApiResult<()> {
+        let op = "lambda:PutFunctionConcurrency";
+        let mut s = self.enter(op)?;
+        function_mut(&mut s, op, name)?.latest.reserved_concurrency = Some(n);
+        Ok(())
+    }
+
+    async fn delete_reserved_concurrency(&self, name: &str) -> ApiResult<()> {
+        let op = "lambda:DeleteFunctionConcurrency";
+        let mut s = self.enter(op)?;
+        function_mut(&mut s, op, name)?.latest.reserved_concurrency = None;
+        Ok(())
+    }
+
+    async fn get_provisioned_concurrency(&self, name: &str, alias: &str) -> ApiResult<Option<u32>> {
+        let op = "lambda:GetProvisionedConcurrencyConfig";
+        let mut s = self.enter(op)?;
+        Ok(function_mut(&mut s, op, name)?
+            .provisioned
+            .get(alias)
+            .copied())
+    }
+
+    async fn put_provisioned_concurrency(&self, name: &str, alias: &str, n: u32) -> ApiResult<()> {
+        let op = "lambda:PutProvisionedConcurrencyConfig";
+        let mut s = self.enter(op)?;
+        let f = function_mut(&mut s, op, name)?;
+        let Some(a) = f.aliases.get(alias) else {
+            return Err(not_found(op, &format!("Alias {alias}")));
+        };
+        if a.version == "$LATEST" || n == 0 {
+            return Err(ApiError::new(
+                op,
+                "InvalidParameterValueException",
+                "Provisioned Concurrency Configs cannot be applied to unpublished function versions",
+            ));
+        }
+        if let Some(r) = f.latest.reserved_concurrency
+            && n > r
+        {
+            return Err(ApiError::new(
+                op,
+                "InvalidParameterValueException",
+                "provisioned concurrency exceeds the reserved concurrency",
+            ));
+        }
+        f.provisioned.insert(alias.to_string(), n);
+        Ok(())
+    }
+
+    async fn get_url(&self, name: &str, alias: &str) -> ApiResult<Option<UrlState>> {
+        let op = "lambda:GetFunctionUrlConfig";
+        let mut s = self.enter(op)?;
+        Ok(function_mut(&mut s, op, name)?.urls.get(alias).cloned())
+    }
+
+    async fn create_url(&self, name: &str, alias: &str, url: &UrlSettings) -> ApiResult<UrlState> {
+        let op = "lambda:CreateFunctionUrlConfig";
+        let mut s = self.enter(op)?;
+        let f = function_mut(&mut s, op, name)?;
+        if f.urls.contains_key(alias) {
+            return Err(ApiError::new(op, "ResourceConflictException", "exists"));
+        }
+        let u = UrlState {
+            url: format!("https://{name}-{alias}.lambda-url.{REGION}.on.aws/"),
+            settings: url.clone(),
+        };
+        f.urls.insert(alias.to_string(), u.clone());
+        Ok(u)
+    }
+
+    async fn update_url(&self, name: &str, alias: &str, url: &UrlSettings) -> ApiResult<UrlState> {
+        let op = "lambda:UpdateFunctionUrlConfig";
+        let mut s = self.enter(op)?;
+        let f = function_mut(&mut s, op, name)?;
+        let u = f
+            .urls
+            .get_mut(alias)
+            .ok_or_else(|| not_found(op, "Function URL"))?;
+        u.settings = url.clone();
+        Ok(u.clone())
+    }
+
+    async fn allow_public_url(&self, name: &str, _alias: &str) -> ApiResult<()> {
+        let op = "lambda:AddPermission";
+        let mut s = self.enter(op)?;
+        function_mut(&mut s, op, name)?.public_url = true;
+        Ok(())
+    }
+
+    async fn tag(&self, arn: &str, tags: &BTreeMap<String, String>) -> ApiResult<()> {
+        let op = "lambda:TagResource";
+        let mut s = self.enter(op)?;
+        let name = arn.rsplit(':').next().unwrap_or_default().to_string();
+        let f = function_mut(&mut s, op, &name)?;
+        f.latest.tags.extend(tags.clone());
+        Ok(())
+    }
+
+    async fn publish_layer(
+        &self,
+        layer: &str,
+        _zip: Vec<u8>,
+        _architectures: &[String],
+        _runtimes: &[String],
+        _description: &str,
+    ) -> ApiResult<LayerVersion> {
+        let mut s = self.enter("lambda:PublishLayerVersion")?;
+        let n = s.layers.entry(layer.to_string()).or_insert(0);
+        *n += 1;
+        Ok(LayerVersion {
+            arn: format!("arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{layer}:{n}"),
+            version: *n,
+        })
+    }
+}
+
+fn check_published(
+    op: &str,
+    f: &FakeFunction,
+    version: &str,
+    weights: &BTreeMap<String, f64>,
+) -> ApiResult<()> {
+    for v in std::iter::once(version).chain(weights.keys().map(String::as_str)) {
+        if !f.versions.iter().any(|p| p.version == v) {
+            return Err(ApiError::new(
+                op,
+                "InvalidParameterValueException",
+                format!("version {v} is not a published version"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl IamApi for FakeAws {
+    async fn get_role(&self, name: &str) -> ApiResult<Option<RoleState>> {
+        let s = self.enter("iam:GetRole")?;
+        Ok(s.roles.get(name).cloned())
+    }
+
+    async fn create_role(
+        &self,
+        name: &str,
+        _trust_policy: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> ApiResult<RoleState> {
+        let op = "iam:CreateRole";
+        let mut s = self.enter(op)?;
+        if s.roles.contains_key(name) {
+            return Err(ApiError::new(op, "EntityAlreadyExists", "role exists"));
+        }
+        let r = RoleState {
+            arn: format!("arn:aws:iam::{ACCOUNT}:role/{name}"),
+            tags: tags.clone(),
+        };
+        s.roles.insert(name.to_string(), r.clone());
+        Ok(r)
+    }
+
+    async fn put_role_policy(
+        &self,
+        role: &str,
+        policy_name: &str,
+        document: &str,
+    ) -> ApiResult<()> {
+        let mut s = self.enter("iam:PutRolePolicy")?;
+        s.policies.insert(
+            (role.to_string(), policy_name.to_string()),
+            document.to_string(),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,877 @@
+//! The one adapter from [`LambdaApi`]/[`IamApi`] to the AWS SDK for Rust.
+//!
+//! Connection: credentials and region from aws-config's standard chain
+//! (environment, shared files, profiles, SSO, container and instance roles),
+//! `--profile`, `--region`, `--endpoint-url` and the AWS_ENDPOINT_URL /
+//! AWS_ENDPOINT_URL_LAMBDA variables (read by aws-config itself). Throttling
+//! and transient errors are retried by the SDK's standard retry strategy,
+//! tuned here; there is no retry loop on top of it. Nothing here formats a
+//! credential, and errors carry only the service's code and message.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_lambda::client::Waiters;
+use aws_sdk_lambda::config::http::HttpResponse;
+use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types as lt;
+use aws_smithy_runtime_api::client::waiters::error::WaiterError;
+
+use super::{
+    AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, HANDLER, IamApi,
+    LambdaApi, LayerVersion, RoleState, Settings, UrlSettings, UrlState, VersionInfo, VpcSettings,
+};
+
+/// How to reach AWS (all optional: the standard chain fills the rest).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+/// Longest wait for one function update or version to settle.
+const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// The SDK clients behind the traits.
+#[derive(Debug, Clone)]
+pub struct SdkAws {
+    lambda: aws_sdk_lambda::Client,
+    iam: aws_sdk_iam::Client,
+    pub region: String,
+}
+
+/// Loads the configuration chain and builds the clients.
+pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<SdkAws> {
+    // Lambda's control plane throttles at ~15 req/s: more attempts and a
+    // longer backoff ceiling than the SDK default ride out a burst.
+    let retry = RetryConfig::standard()
+        .with_max_attempts(6)
+        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_backoff(Duration::from_secs(10));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry);
+    if let Some(p) = &opts.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &opts.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    if let Some(u) = &opts.endpoint_url {
+        loader = loader.endpoint_url(u);
+    }
+    let config = loader.load().await;
+    let Some(region) = config.region().map(|r| r.to_string()) else {
+        return Err(crate::error::hinted(
+            "no AWS region configured",
+            "pass --region, set AWS_REGION, or set `region` in the profile (~/.aws/config)",
+        ));
+    };
+    Ok(SdkAws {
+        lambda: aws_sdk_lambda::Client::new(&config),
+        iam: aws_sdk_iam::Client::new(&config),
+        region,
+    })
+}
+
+/// Turns an SDK error into an [`ApiError`] naming the operation.
+fn api_err<E>(operation: &str, err: SdkError<E, HttpResponse>) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match &err {
+        SdkError::ServiceError(s) => {
+            let e = s.err();
+            let status = Some(s.raw().status().as_u16());
+            ApiError {
+                operation: operation.to_string(),
+                code: e
+                    .code()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| status_code_name(status)),
+                message: e.message().unwrap_or_default().to_string(),
+                status,
+            }
+        }
+        SdkError::TimeoutError(_) => ApiError::new(operation, "Timeout", "the request timed out"),
+        SdkError::DispatchFailure(d) => {
+            let what = if d.is_timeout() {
+                "timed out"
+            } else if d.is_io() {
+                "connection failed or was dropped"
+            } else {
+                "could not be sent"
+            };
+            ApiError::new(
+                operation,
+                "ConnectionError",
+                format!(
+                    "the request {what}: {}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&err)
+                ),
+            )
+        }
+        _ => ApiError::new(
+            operation,
+            "InvalidResponse",
+            aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+        ),
+    }
+}
+
+fn status_code_name(status: Option<u16>) -> String {
+    match status {
+        Some(429) => "TooManyRequestsException".into(),
+        Some(s) => format!("HTTP{s}"),
+        None => "Unknown".into(),
+    }
+}
+
+fn not_found<T>(e: ApiError) -> ApiResult<Option<T>> {
+    if e.is_not_found() { Ok(None) } else { Err(e) }
+}
+
+macro_rules! function_state {
+    ($c:expr) => {{
+        let c = $c;
+        FunctionState {
+            name: c.function_name().unwrap_or_default().to_string(),
+            arn: unqualified(c.function_arn().unwrap_or_default()),
+            version: c.version().unwrap_or("$LATEST").to_string(),
+            code_sha256: c.code_sha256().unwrap_or_default().to_string(),
+            revision_id: c.revision_id().map(str::to_string),
+            description: c.description().unwrap_or_default().to_string(),
+            state: c.state().map(|s| s.as_str().to_string()),
+            last_update_status: c.last_update_status().map(|s| s.as_str().to_string()),
+            last_update_reason: c.last_update_status_reason().map(str::to_string),
+            settings: Settings {
+                runtime: c
+                    .runtime()
+                    .map(|r| r.as_str().to_string())
+                    .unwrap_or_default(),
+                architecture: c
+                    .architectures()
+                    .first()
+                    .map(|a| a.as_str().to_string())
+                    .unwrap_or_else(|| "x86_64".to_string()),
+                memory: c.memory_size().unwrap_or(128) as u32,
+                timeout: c.timeout().unwrap_or(3) as u32,
+                ephemeral_storage: c.ephemeral_storage().map(|e| e.size()).unwrap_or(512) as u32,
+                env: c
+                    .environment()
+                    .and_then(|e| e.variables())
+                    .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default(),
+                layers: c
+                    .layers()
+                    .iter()
+                    .filter_map(|l| l.arn().map(str::to_string))
+                    .collect(),
+                role: c.role().unwrap_or_default().to_string(),
+                tracing: c
+                    .tracing_config()
+                    .and_then(|t| t.mode())
+                    .map(|m| m.as_str().to_string())
+                    .unwrap_or_else(|| "PassThrough".to_string()),
+                vpc: c.vpc_config().and_then(|v| {
+                    VpcSettings {
+                        subnets: v.subnet_ids().to_vec(),
+                        security_groups: v.security_group_ids().to_vec(),
+                    }
+                    .normalized()
+                }),
+                log_format: c
+                    .logging_config()
+                    .and_then(|l| l.log_format())
+                    .map(|f| f.as_str().to_string())
+                    .unwrap_or_else(|| "Text".to_string()),
+                log_level: c
+                    .logging_config()
+                    .and_then(|l| l.application_log_level())
+                    .map(|l| l.as_str().to_string()),
+            },
+            tags: BTreeMap::new(),
+            reserved_concurrency: None,
+        }
+    }};
+}
+
+macro_rules! alias_state {
+    ($a:expr) => {{
+        let a = $a;
+        AliasState {
+            name: a.name().unwrap_or_default().to_string(),
+            arn: a.alias_arn().unwrap_or_default().to_string(),
+            version: a.function_version().unwrap_or_default().to_string(),
+            weights: a
+                .routing_config()
+                .and_then(|r| r.additional_version_weights())
+                .map(|w| w.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                .unwrap_or_default(),
+            revision_id: a.revision_id().map(str::to_string),
+            description: a.description().unwrap_or_default().to_string(),
+        }
+    }};
+}
+
+macro_rules! url_state {
+    ($u:expr) => {{
+        let u = $u;
+        UrlState {
+            url: u.function_url().to_string(),
+            settings: UrlSettings {
+                auth: u.auth_type().as_str().to_string(),
+                invoke_mode: u
+                    .invoke_mode()
+                    .map(|m| m.as_str().to_string())
+                    .unwrap_or_else(|| "BUFFERED".to_string()),
+                cors: u.cors().map(|c| crate::config::Cors {
+                    allow_origins: c.allow_origins().to_vec(),
+                    allow_methods: c.allow_methods().to_vec(),
+                    allow_headers: c.allow_headers().to_vec(),
+                    expose_headers: c.expose_headers().to_vec(),
+                    allow_credentials: c.allow_credentials().unwrap_or(false),
+                    max_age: c.max_age().map(|m| m as u32),
+                }),
+            },
+        }
+    }};
+}
+
+/// `arn:...:function:name:qualifier` -> `arn:...:function:name`.
+fn unqualified(arn: &str) -> String {
+    let parts: Vec<&str> = arn.split(':').collect();
+    if parts.len() > 7 {
+        parts[..7].join(":")
+    } else {
+        arn.to_string()
+    }
+}
+
+fn function_code(code: &Code) -> lt::FunctionCode {
+    match code {
+        Code::Zip(bytes) => lt::FunctionCode::builder()
+            .zip_file(Blob::new(bytes.clone()))
+            .build(),
+        Code::S3 { bucket, key } => lt::FunctionCode::builder()
+            .s3_bucket(bucket)
+            .s3_key(key)
+            .build(),
+    }
+}
+
+fn environment(s: &Settings) -> lt::Environment {
+    let vars: HashMap<String, String> = s.env.clone().into_iter().collect();
+    lt::Environment::builder().set_variables(Some(vars)).build()
+}
+
+fn vpc(s: &Settings) -> lt::VpcConfig {
+    // An empty config detaches the function from a VPC.
+    let v = s.vpc.clone().unwrap_or_default();
+    lt::VpcConfig::builder()
+        .set_subnet_ids(Some(v.subnets))
+        .set_security_group_ids(Some(v.security_groups))
+        .build()
+}
+
+fn logging(s: &Settings) -> lt::LoggingConfig {
+    let mut b = lt::LoggingConfig::builder().log_format(lt::LogFormat::from(s.log_format.as_str()));
+    if let Some(level) = &s.log_level {
+        b = b.application_log_level(lt::ApplicationLogLevel::from(level.as_str()));
+    }
+    b.build()
+}
+
+fn ephemeral(s: &Settings) -> lt::EphemeralStorage {
+    lt::EphemeralStorage::builder()
+        .size(s.ephemeral_storage as i32)
+        .build()
+        .expect("size is set")
+}
+
+fn tracing(s: &Settings) -> lt::TracingConfig {
+    lt::TracingConfig::builder()
+        .mode(lt::TracingMode::from(s.tracing.as_str()))
+        .build()
+}
+
+fn routing(weights: &BTreeMap<String, f64>) -> lt::AliasRoutingConfiguration {
+    let w: HashMap<String, f64> = weights.clone().into_iter().collect();
+    lt::AliasRoutingConfiguration::builder()
+        .set_additional_version_weights(Some(w))
+        .build()
+}
+
+fn cors(c: &crate::config::Cors) -> lt::Cors {
+    lt::Cors::builder()
+        .set_allow_origins(Some(c.allow_origins.clone()))
+        .set_allow_methods(Some(c.allow_methods.clone()))
+        .set_allow_headers(Some(c.allow_headers.clone()))
+        .set_expose_headers(Some(c.expose_headers.clone()))
+        .allow_credentials(c.allow_credentials)
+        .set_max_age(c.max_age.map(|m| m as i32))
+        .build()
+}
+
+fn waiter_err<O, E>(operation: &str, what: &str, e: WaiterError<O, E>) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match e {
+        WaiterError::ExceededMaxWait(_) => ApiError::new(
+            operation,
+            "WaiterTimeout",
+            format!("{what} did not settle within {} s", MAX_WAIT.as_secs()),
+        ),
+        WaiterError::OperationFailed(f) => api_err(operation, f.into_error()),
+        WaiterError::FailureState(_) => ApiError::new(
+            operation,
+            "WaiterFailure",
+            format!("{what} ended in a failed state (see the function's LastUpdateStatusReason)"),
+        ),
+        _ => ApiError::new(
+            operation,
+            "WaiterFailure",
+            format!("waiting for {what} failed"),
+        ),
+    }
+}
+
+impl LambdaApi for SdkAws {
+    async fn get_function(&self, name: &str) -> ApiResult<Option<FunctionState>> {
+        let out = match self.lambda.get_function().function_name(name).send().await {
+            Ok(o) => o,
+            Err(e) => return not_found(api_err("lambda:GetFunction", e)),
+        };
+        let Some(c) = out.configuration() else {
+            return Ok(None);
+        };
+        let mut f = function_state!(c);
+        f.tags = out
+            .tags()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        f.reserved_concurrency = out
+            .concurrency()
+            .and_then(|c| c.reserved_concurrent_executions())
+            .map(|n| n as u32);
+        Ok(Some(f))
+    }
+
+    async fn get_version(&self, name: &str, qualifier: &str) -> ApiResult<Option<FunctionState>> {
+        match self
+            .lambda
+            .get_function_configuration()
+            .function_name(name)
+            .qualifier(qualifier)
+            .send()
+            .await
+        {
+            Ok(c) => Ok(Some(function_state!(&c))),
+            Err(e) => not_found(api_err("lambda:GetFunctionConfiguration", e)),
+        }
+    }
+
+    async fn create_function(&self, input: &CreateFunction) -> ApiResult<FunctionState> {
+        let s = &input.settings;
+        let mut req = self
+            .lambda
+            .create_function()
+            .function_name(&input.name)
+            .runtime(lt::Runtime::from(s.runtime.as_str()))
+            .architectures(lt::Architecture::from(s.architecture.as_str()))
+            .role(&s.role)
+            .handler(HANDLER)
+            .code(function_code(&input.code))
+            .description(&input.description)
+            .memory_size(s.memory as i32)
+            .timeout(s.timeout as i32)
+            .ephemeral_storage(ephemeral(s))
+            .environment(environment(s))
+            .tracing_config(tracing(s))
+            .logging_config(logging(s))
+            .set_layers(Some(s.layers.clone()))
+            .set_tags(Some(input.tags.clone().into_iter().collect()))
+            .publish(false);
+        if s.vpc.is_some() {
+            req = req.vpc_config(vpc(s));
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:CreateFunction", e))?;
+        Ok(function_state!(&out))
+    }
+
+    async fn update_code(
+        &self,
+        name: &str,
+        code: &Code,
+        architecture: &str,
+        revision_id: Option<&str>,
+    ) -> ApiResult<FunctionState> {
+        let mut req = self
+            .lambda
+            .update_function_code()
+            .function_name(name)
+            .architectures(lt::Architecture::from(architecture))
+            .set_revision_id(revision_id.map(str::to_string));
+        req = match code {
+            Code::Zip(bytes) => req.zip_file(Blob::new(bytes.clone())),
+            Code::S3 { bucket, key } => req.s3_bucket(bucket).s3_key(key),
+        };
+        let out = req
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:UpdateFunctionCode", e))?;
+        Ok(function_state!(&out))
+    }
+
+    async fn update_configuration(
+        &self,
+        name: &str,
+        s: &Settings,
+        revision_id: Option<&str>,
+    ) -> ApiResult<FunctionState> {
+        let out = self
+            .lambda
+            .update_function_configuration()
+            .function_name(name)
+            .runtime(lt::Runtime::from(s.runtime.as_str()))
+            .role(&s.role)
+            .handler(HANDLER)
+            .memory_size(s.memory as i32)
+            .timeout(s.timeout as i32)
+            .ephemeral_storage(ephemeral(s))
+            .environment(environment(s))
+            .tracing_config(tracing(s))
+            .logging_config(logging(s))
+            .set_layers(Some(s.layers.clone()))
+            .vpc_config(vpc(s))
+            .set_revision_id(revision_id.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:UpdateFunctionConfiguration", e))?;
+        Ok(function_state!(&out))
+    }
+
+    async fn wait_active(&self, name: &str) -> ApiResult<FunctionState> {
+        let poll = self
+            .lambda
+            .wait_until_function_active_v2()
+            .function_name(name)
+            .wait(MAX_WAIT)
+            .await
+            .map_err(|e| waiter_err("lambda:GetFunction", "the new function", e))?;
+        let out = poll
+            .into_result()
+            .map_err(|e| ApiError::new("lambda:GetFunction", "WaiterFailure", e.to_string()))?;
+        out.configuration()
+            .map(|c| function_state!(c))
+            .ok_or_else(|| {
+                ApiError::new("lambda:GetFunction", "InvalidResponse", "no configuration")
+            })
+    }
+
+    async fn wait_updated(&self, name: &str) -> ApiResult<FunctionState> {
+        let poll = self
+            .lambda
+            .wait_until_function_updated_v2()
+            .function_name(name)
+            .wait(MAX_WAIT)
+            .await
+            .map_err(|e| waiter_err("lambda:GetFunction", "the function update", e))?;
+        let out = poll
+            .into_result()
+            .map_err(|e| ApiError::new("lambda:GetFunction", "WaiterFailure", e.to_string()))?;
+        out.configuration()
+            .map(|c| function_state!(c))
+            .ok_or_else(|| {
+                ApiError::new("lambda:GetFunction", "InvalidResponse", "no configuration")
+            })
+    }
+
+    async fn publish_version(
+        &self,
+        name: &str,
+        code_sha256: &str,
+        revision_id: Option<&str>,
+        description: &str,
+    ) -> ApiResult<FunctionState> {
+        let out = self
+            .lambda
+            .publish_version()
+            .function_name(name)
+            .code_sha256(code_sha256)
+            .set_revision_id(revision_id.map(str::to_string))
+            .description(description)
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:PublishVersion", e))?;
+        Ok(function_state!(&out))
+    }
+
+    async fn wait_version_active(&self, name: &str, version: &str) -> ApiResult<FunctionState> {
+        let poll = self
+            .lambda
+            .wait_until_published_version_active()
+            .function_name(name)
+            .qualifier(version)
+            .wait(MAX_WAIT)
+            .await
+            .map_err(|e| {
+                waiter_err(
+                    "lambda:GetFunctionConfiguration",
+                    &format!("version {version}"),
+                    e,
+                )
+            })?;
+        let out = poll.into_result().map_err(|e| {
+            ApiError::new(
+                "lambda:GetFunctionConfiguration",
+                "WaiterFailure",
+                e.to_string(),
+            )
+        })?;
+        Ok(function_state!(&out))
+    }
+
+    async fn list_versions(&self, name: &str) -> ApiResult<Vec<VersionInfo>> {
+        let mut versions = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .lambda
+                .list_versions_by_function()
+                .function_name(name)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| api_err("lambda:ListVersionsByFunction", e))?;
+            for v in out.versions() {
+                versions.push(VersionInfo {
+                    version: v.version().unwrap_or_default().to_string(),
+                    description: v.description().unwrap_or_default().to_string(),
+                    code_sha256: v.code_sha256().unwrap_or_default().to_string(),
+                });
+            }
+            match out.next_marker() {
+                Some(m) if !m.is_empty() => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        Ok(versions)
+    }
+
+    async fn get_alias(&self, name: &str, alias: &str) -> ApiResult<Option<AliasState>> {
+        match self
+            .lambda
+            .get_alias()
+            .function_name(name)
+            .name(alias)
+            .send()
+            .await
+        {
+            Ok(a) => Ok(Some(alias_state!(&a))),
+            Err(e) => not_found(api_err("lambda:GetAlias", e)),
+        }
+    }
+
+    async fn create_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+        weights: &BTreeMap<String, f64>,
+    ) -> ApiResult<AliasState> {
+        let mut req = self
+            .lambda
+            .create_alias()
+            .function_name(name)
+            .name(alias)
+            .function_version(version);
+        if !weights.is_empty() {
+            req = req.routing_config(routing(weights));
+        }
+        let a = req
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:CreateAlias", e))?;
+        Ok(alias_state!(&a))
+    }
+
+    async fn update_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+        weights: &BTreeMap<String, f64>,
+        revision_id: Option<&str>,
+    ) -> ApiResult<AliasState> {
+        let a = self
+            .lambda
+            .update_alias()
+            .function_name(name)
+            .name(alias)
+            .function_version(version)
+            .routing_config(routing(weights))
+            .set_revision_id(revision_id.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:UpdateAlias", e))?;
+        Ok(alias_state!(&a))
+    }
+
+    async fn put_reserved_concurrency(&self, name: &str, n: u32) -> ApiResult<()> {
+        self.lambda
+            .put_function_concurrency()
+            .function_name(name)
+            .reserved_concurrent_executions(n as i32)
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:PutFunctionConcurrency", e))?;
+        Ok(())
+    }
+
+    async fn delete_reserved_concurrency(&self, name: &str) -> ApiResult<()> {
+        self.lambda
+            .delete_function_concurrency()
+            .function_name(name)
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:DeleteFunctionConcurrency", e))?;
+        Ok(())
+    }
+
+    async fn get_provisioned_concurrency(&self, name: &str, alias: &str) -> ApiResult<Option<u32>> {
+        match self
+            .lambda
+            .get_provisioned_concurrency_config()
+            .function_name(name)
+            .qualifier(alias)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(o
+                .requested_provisioned_concurrent_executions()
+                .map(|n| n as u32)),
+            Err(e) => {
+                let e = api_err("lambda:GetProvisionedConcurrencyConfig", e);
+                if e.is("ProvisionedConcurrencyConfigNotFoundException") {
+                    Ok(None)
+                } else {
+                    not_found(e)
+                }
+            }
+        }
+    }
+
+    async fn put_provisioned_concurrency(&self, name: &str, alias: &str, n: u32) -> ApiResult<()> {
+        self.lambda
+            .put_provisioned_concurrency_config()
+            .function_name(name)
+            .qualifier(alias)
+            .provisioned_concurrent_executions(n as i32)
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:PutProvisionedConcurrencyConfig", e))?;
+        Ok(())
+    }
+
+    async fn get_url(&self, name: &str, alias: &str) -> ApiResult<Option<UrlState>> {
+        match self
+            .lambda
+            .get_function_url_config()
+            .function_name(name)
+            .qualifier(alias)
+            .send()
+            .await
+        {
+            Ok(u) => Ok(Some(url_state!(&u))),
+            Err(e) => not_found(api_err("lambda:GetFunctionUrlConfig", e)),
+        }
+    }
+
+    async fn create_url(&self, name: &str, alias: &str, url: &UrlSettings) -> ApiResult<UrlState> {
+        let u = self
+            .lambda
+            .create_function_url_config()
+            .function_name(name)
+            .qualifier(alias)
+            .auth_type(lt::FunctionUrlAuthType::from(url.auth.as_str()))
+            .invoke_mode(lt::InvokeMode::from(url.invoke_mode.as_str()))
+            .set_cors(url.cors.as_ref().map(cors))
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:CreateFunctionUrlConfig", e))?;
+        Ok(url_state!(&u))
+    }
+
+    async fn update_url(&self, name: &str, alias: &str, url: &UrlSettings) -> ApiResult<UrlState> {
+        let u = self
+            .lambda
+            .update_function_url_config()
+            .function_name(name)
+            .qualifier(alias)
+            .auth_type(lt::FunctionUrlAuthType::from(url.auth.as_str()))
+            .invoke_mode(lt::InvokeMode::from(url.invoke_mode.as_str()))
+            .cors(
+                url.cors
+                    .as_ref()
+                    .map(cors)
+                    .unwrap_or_else(|| lt::Cors::builder().build()),
+            )
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:UpdateFunctionUrlConfig", e))?;
+        Ok(url_state!(&u))
+    }
+
+    async fn allow_public_url(&self, name: &str, alias: &str) -> ApiResult<()> {
+        let r = self
+            .lambda
+            .add_permission()
+            .function_name(name)
+            .qualifier(alias)
+            .statement_id("cargo-fn-function-url-public")
+            .action("lambda:InvokeFunctionUrl")
+            .principal("*")
+            .function_url_auth_type(lt::FunctionUrlAuthType::None)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = api_err("lambda:AddPermission", e);
+                // The statement is already there from an earlier deploy.
+                if e.is("ResourceConflictException") {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    async fn tag(&self, arn: &str, tags: &BTreeMap<String, String>) -> ApiResult<()> {
+        self.lambda
+            .tag_resource()
+            .resource(arn)
+            .set_tags(Some(tags.clone().into_iter().collect()))
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:TagResource", e))?;
+        Ok(())
+    }
+
+    async fn publish_layer(
+        &self,
+        layer: &str,
+        zip: Vec<u8>,
+        architectures: &[String],
+        runtimes: &[String],
+        description: &str,
+    ) -> ApiResult<LayerVersion> {
+        let content = lt::LayerVersionContentInput::builder()
+            .zip_file(Blob::new(zip))
+            .build();
+        let out = self
+            .lambda
+            .publish_layer_version()
+            .layer_name(layer)
+            .content(content)
+            .description(description)
+            .set_compatible_architectures(Some(
+                architectures
+                    .iter()
+                    .map(|a| lt::Architecture::from(a.as_str()))
+                    .collect(),
+            ))
+            .set_compatible_runtimes(Some(
+                runtimes
+                    .iter()
+                    .map(|r| lt::Runtime::from(r.as_str()))
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:PublishLayerVersion", e))?;
+        Ok(LayerVersion {
+            arn: out.layer_version_arn().unwrap_or_default().to_string(),
+            version: out.version(),
+        })
+    }
+}
+
+impl IamApi for SdkAws {
+    async fn get_role(&self, name: &str) -> ApiResult<Option<RoleState>> {
+        match self.iam.get_role().role_name(name).send().await {
+            Ok(o) => Ok(o.role().map(|r| RoleState {
+                arn: r.arn().to_string(),
+                tags: r
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect(),
+            })),
+            Err(e) => not_found(api_err("iam:GetRole", e)),
+        }
+    }
+
+    async fn create_role(
+        &self,
+        name: &str,
+        trust_policy: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> ApiResult<RoleState> {
+        let tags: Vec<aws_sdk_iam::types::Tag> = tags
+            .iter()
+            .filter_map(|(k, v)| {
+                aws_sdk_iam::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let out = self
+            .iam
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(trust_policy)
+            .description("Lambda execution role created by cargo-fn")
+            .set_tags(Some(tags.clone()))
+            .send()
+            .await
+            .map_err(|e| api_err("iam:CreateRole", e))?;
+        let role = out
+            .role()
+            .ok_or_else(|| ApiError::new("iam:CreateRole", "InvalidResponse", "no role"))?;
+        Ok(RoleState {
+            arn: role.arn().to_string(),
+            tags: tags
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+        })
+    }
+
+    async fn put_role_policy(
+        &self,
+        role: &str,
+        policy_name: &str,
+        document: &str,
+    ) -> ApiResult<()> {
+        self.iam
+            .put_role_policy()
+            .role_name(role)
+            .policy_name(policy_name)
+            .policy_document(document)
+            .send()
+            .await
+            .map_err(|e| api_err("iam:PutRolePolicy", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,38 @@
+//! `cargo fn promote`: the alias's canary version takes all traffic.
+
+use anyhow::Result;
+use clap::Args;
+
+use super::GlobalArgs;
+use super::deploy::AwsArgs;
+use crate::error::UsageError;
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The function (Lambda name)
+    #[arg(value_name = "FUNCTION")]
+    pub function: String,
+    /// The alias whose canary is promoted
+    #[arg(long, value_name = "NAME", default_value = crate::deploy::DEFAULT_ALIAS)]
+    pub alias: String,
+    /// Print the call and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+pub fn run(global: &GlobalArgs, args: PromoteArgs) -> Result<()> {
+    crate::config::check_function_name(&args.function)
+        .map_err(|e| UsageError(format!("FUNCTION `{}`: {e}", args.function)))?;
+    crate::config::check_alias_name(&args.alias)
+        .map_err(|e| UsageError(format!("--alias `{}`: {e}", args.alias)))?;
+    let ui = global.ui();
+    super::deploy::runtime()?.block_on(async {
+        let api = args.aws.connect().await?;
+        let (alias, line) = crate::deploy::promote(&api, &args.function, &args.alias, args.dry_run)
+            .await
+            .map_err(crate::aws::with_api_hint)?;
+        super::rollback::print_alias(&ui, &args.function, &alias, &line, args.dry_run)
+    })
+}

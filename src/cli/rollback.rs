@@ -1,0 +1,88 @@
+//! `cargo fn rollback`: drop the alias's canary, or put the alias back on
+//! the previous published version (or `--to VERSION`).
+
+use anyhow::Result;
+use clap::Args;
+
+use super::GlobalArgs;
+use super::deploy::AwsArgs;
+use crate::aws::AliasState;
+use crate::error::UsageError;
+use crate::ui::Ui;
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The function (Lambda name)
+    #[arg(value_name = "FUNCTION")]
+    pub function: String,
+    /// The alias to move back
+    #[arg(long, value_name = "NAME", default_value = crate::deploy::DEFAULT_ALIAS)]
+    pub alias: String,
+    /// The published version to go back to (default: the previous one)
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+    /// Print the call and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+pub fn run(global: &GlobalArgs, args: RollbackArgs) -> Result<()> {
+    crate::config::check_function_name(&args.function)
+        .map_err(|e| UsageError(format!("FUNCTION `{}`: {e}", args.function)))?;
+    crate::config::check_alias_name(&args.alias)
+        .map_err(|e| UsageError(format!("--alias `{}`: {e}", args.alias)))?;
+    if let Some(v) = &args.to
+        && (v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(UsageError(format!(
+            "--to `{v}`: expected a published version number (not $LATEST)"
+        ))
+        .into());
+    }
+    let ui = global.ui();
+    super::deploy::runtime()?.block_on(async {
+        let api = args.aws.connect().await?;
+        let (alias, line) = crate::deploy::rollback(
+            &api,
+            &args.function,
+            &args.alias,
+            args.to.as_deref(),
+            args.dry_run,
+        )
+        .await
+        .map_err(crate::aws::with_api_hint)?;
+        print_alias(&ui, &args.function, &alias, &line, args.dry_run)
+    })
+}
+
+/// Shared by promote and rollback: the call (dry run) or the alias now.
+pub(super) fn print_alias(
+    ui: &Ui,
+    function: &str,
+    alias: &AliasState,
+    line: &str,
+    dry_run: bool,
+) -> Result<()> {
+    if ui.is_json() {
+        let v = serde_json::json!({
+            "function": function,
+            "alias": alias.name,
+            "alias_arn": alias.arn,
+            "version": alias.version,
+            "routing": alias.weights,
+            "dry_run": dry_run,
+            "call": line,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if dry_run {
+        println!("call {line}");
+    } else {
+        println!(
+            "{function}: alias {} -> version {}",
+            alias.name, alias.version
+        );
+    }
+    Ok(())
+}

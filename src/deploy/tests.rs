@@ -1,0 +1,489 @@
+//! The deploy logic against the in-memory fake: plans, guards, waits,
+//! failures part-way, canary/promote/rollback, role, concurrency, URL.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::aws::fake::FakeAws;
+use crate::project::{FunctionTarget, Project};
+
+/// A function configuration resolved by the real config model from
+/// `[package.metadata.fn]` = `meta`.
+fn cfg(meta: Value) -> FunctionConfig {
+    let project = Project {
+        workspace_root: PathBuf::from("/ws"),
+        workspace_manifest: PathBuf::from("/ws/Cargo.toml"),
+        target_dir: PathBuf::from("/ws/target"),
+        workspace_metadata: Value::Null,
+        functions: vec![FunctionTarget {
+            package: "pkg".into(),
+            bin: "hello".into(),
+            manifest_path: PathBuf::from("/ws/pkg/Cargo.toml"),
+            package_metadata: json!({ "fn": meta }),
+            src_path: PathBuf::from("/ws/pkg/src/main.rs"),
+        }],
+    };
+    crate::config::resolve_with_env(&project, &Default::default(), &BTreeMap::new())
+        .expect("valid config")
+        .remove(0)
+}
+
+fn pkg(code: &str) -> Package {
+    let bytes = code.as_bytes().to_vec();
+    Package {
+        path: PathBuf::from("bootstrap.zip"),
+        sha256: crate::aws::fake::sha256_b64(&bytes),
+        bytes,
+    }
+}
+
+fn opts() -> DeployOptions {
+    DeployOptions {
+        alias: "live".into(),
+        canary: None,
+        env_mode: EnvMode::Replace,
+        description: "cargo-fn: commit abc".into(),
+    }
+}
+
+async fn run(api: &FakeAws, c: &FunctionConfig, p: &Package, o: &DeployOptions) -> Result<Outcome> {
+    let (_, out) = deploy(api, c, p, o, false, &Ui::silent()).await?;
+    Ok(out.expect("not a dry run"))
+}
+
+fn writes(api: &FakeAws) -> Vec<String> {
+    api.calls()
+        .into_iter()
+        .filter(|c| {
+            !c.contains(":Get") && !c.contains(":List") // reads
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn first_deploy_creates_role_function_version_and_alias() {
+    let api = FakeAws::new();
+    let out = run(&api, &cfg(json!({})), &pkg("v1"), &opts())
+        .await
+        .unwrap();
+    assert_eq!(out.version, "1");
+    assert_eq!(out.alias_version, "1");
+    assert!(out.changed);
+    assert_eq!(
+        writes(&api),
+        [
+            "iam:CreateRole",
+            "iam:PutRolePolicy",
+            "lambda:CreateFunction",
+            "lambda:PublishVersion",
+            "lambda:CreateAlias"
+        ]
+    );
+    let latest = api.latest("hello").unwrap();
+    assert!(latest.settings.role.ends_with(":role/cargo-fn-hello"));
+    assert_eq!(latest.tags["managed-by"], "cargo-fn");
+    // Least privilege: this function's logs only, no X-Ray, no VPC.
+    let policy = api.role_policy("cargo-fn-hello", ROLE_POLICY_NAME).unwrap();
+    assert!(policy.contains("/aws/lambda/hello"));
+    assert!(!policy.contains("xray") && !policy.contains("ec2:"));
+}
+
+#[tokio::test]
+async fn unchanged_redeploy_only_reads_at_most_three_times() {
+    let api = FakeAws::new();
+    let c = cfg(json!({"memory": 256, "env": {"AA": "1"}}));
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    api.clear_calls();
+    let (plan, out) = deploy(&api, &c, &pkg("v1"), &opts(), false, &Ui::silent())
+        .await
+        .unwrap();
+    assert!(plan.is_noop(), "{}", plan.render());
+    let out = out.unwrap();
+    assert!(!out.changed);
+    assert_eq!(out.version, "1");
+    let calls = api.calls();
+    assert!(writes(&api).is_empty(), "{calls:?}");
+    assert!(calls.len() <= 3, "{calls:?}");
+    assert_eq!(api.version_count("hello"), 1);
+}
+
+#[tokio::test]
+async fn code_change_publishes_version_2_and_moves_the_alias() {
+    let api = FakeAws::new();
+    let c = cfg(json!({}));
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    api.clear_calls();
+    let out = run(&api, &c, &pkg("v2"), &opts()).await.unwrap();
+    assert_eq!(
+        (out.version.as_str(), out.alias_version.as_str()),
+        ("2", "2")
+    );
+    assert_eq!(
+        writes(&api),
+        [
+            "lambda:UpdateFunctionCode",
+            "lambda:PublishVersion",
+            "lambda:UpdateAlias"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn waits_between_code_and_configuration_updates() {
+    // The fake leaves every update InProgress and answers the next change
+    // with ResourceConflictException, like Lambda: only waiting passes.
+    let api = FakeAws::new();
+    run(&api, &cfg(json!({})), &pkg("v1"), &opts())
+        .await
+        .unwrap();
+    api.clear_calls();
+    let out = run(&api, &cfg(json!({"memory": 512})), &pkg("v2"), &opts())
+        .await
+        .unwrap();
+    assert_eq!(out.version, "2");
+    let calls = api.calls();
+    let code = calls
+        .iter()
+        .position(|c| c == "lambda:UpdateFunctionCode")
+        .unwrap();
+    assert_eq!(calls[code + 1], "lambda:GetFunction", "{calls:?}");
+    assert_eq!(calls[code + 2], "lambda:UpdateFunctionConfiguration");
+    assert_eq!(calls[code + 3], "lambda:GetFunction", "{calls:?}");
+}
+
+#[tokio::test]
+async fn configuration_diff_is_field_by_field_and_redacts_secrets() {
+    let api = FakeAws::new();
+    let o = opts();
+    let c1 = cfg(json!({"env": {"API_TOKEN": "s3cr3t-one", "MODE": "a"}}));
+    run(&api, &c1, &pkg("v1"), &o).await.unwrap();
+    let c2 = cfg(json!({
+        "memory": 1024, "timeout": 30, "ephemeral-storage": 1024,
+        "tracing": "Active", "log-format": "JSON", "log-level": "DEBUG",
+        "env": {"API_TOKEN": "s3cr3t-two", "MODE": "b"},
+    }));
+    let p = plan(&api, &c2, &pkg("v1"), &o).await.unwrap();
+    let fields: Vec<&str> = p.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "memory",
+            "timeout",
+            "ephemeral-storage",
+            "tracing",
+            "log-format",
+            "log-level",
+            "env.API_TOKEN",
+            "env.MODE"
+        ]
+    );
+    assert!(!p.code_changed);
+    let text = p.render();
+    assert!(!text.contains("s3cr3t"), "{text}");
+    assert!(text.contains("env.MODE: \"a\" -> \"b\""), "{text}");
+    assert!(text.contains("memory: 128 MB -> 1024 MB"), "{text}");
+    // Tracing turned Active: the managed role gains X-Ray, nothing else.
+    assert!(p.calls[0].starts_with("iam:PutRolePolicy"), "{:?}", p.calls);
+    run(&api, &c2, &pkg("v1"), &o).await.unwrap();
+    let s = api.latest("hello").unwrap().settings;
+    assert_eq!((s.memory, s.timeout, s.ephemeral_storage), (1024, 30, 1024));
+    assert_eq!(
+        (s.tracing.as_str(), s.log_format.as_str()),
+        ("Active", "JSON")
+    );
+    let policy = api.role_policy("cargo-fn-hello", ROLE_POLICY_NAME).unwrap();
+    assert!(policy.contains("xray:PutTraceSegments"));
+    assert!(!policy.contains("ec2:"));
+}
+
+#[tokio::test]
+async fn env_merge_keeps_remote_variables_replace_drops_them() {
+    let api = FakeAws::new();
+    run(
+        &api,
+        &cfg(json!({"env": {"AA": "1", "BB": "2"}})),
+        &pkg("v1"),
+        &opts(),
+    )
+    .await
+    .unwrap();
+    let only_a = cfg(json!({"env": {"AA": "1"}}));
+    let merge = DeployOptions {
+        env_mode: EnvMode::Merge,
+        ..opts()
+    };
+    assert!(
+        plan(&api, &only_a, &pkg("v1"), &merge)
+            .await
+            .unwrap()
+            .is_noop()
+    );
+    let p = plan(&api, &only_a, &pkg("v1"), &opts()).await.unwrap();
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(p.changes[0].field, "env.BB");
+    assert_eq!(p.changes[0].new, "(unset)");
+}
+
+#[tokio::test]
+async fn canary_then_promote_then_rollback() {
+    let api = FakeAws::new();
+    let c = cfg(json!({}));
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    let canary = DeployOptions {
+        canary: Some(0.1),
+        ..opts()
+    };
+    let out = run(&api, &c, &pkg("v2"), &canary).await.unwrap();
+    assert_eq!(out.version, "2");
+    assert_eq!(out.alias_version, "1");
+    assert_eq!(out.routing, BTreeMap::from([("2".to_string(), 0.1)]));
+    // Re-running the same canary changes nothing.
+    api.clear_calls();
+    let again = run(&api, &c, &pkg("v2"), &canary).await.unwrap();
+    assert!(!again.changed, "{:?}", api.calls());
+
+    let (a, _) = promote(&api, "hello", "live", false).await.unwrap();
+    assert_eq!((a.version.as_str(), a.weights.len()), ("2", 0));
+    let err = promote(&api, "hello", "live", false).await.unwrap_err();
+    assert!(format!("{err:#}").contains("no canary"));
+
+    let (a, line) = rollback(&api, "hello", "live", None, false).await.unwrap();
+    assert_eq!(a.version, "1");
+    assert!(line.contains("cargo-fn: commit abc"), "{line}");
+    let err = rollback(&api, "hello", "live", None, false)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("no earlier published version"));
+    let (a, _) = rollback(&api, "hello", "live", Some("2"), false)
+        .await
+        .unwrap();
+    assert_eq!(a.version, "2");
+    assert!(
+        rollback(&api, "hello", "live", Some("9"), false)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn rollback_of_a_canary_drops_the_routing() {
+    let api = FakeAws::new();
+    let c = cfg(json!({}));
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    let canary = DeployOptions {
+        canary: Some(0.25),
+        ..opts()
+    };
+    run(&api, &c, &pkg("v2"), &canary).await.unwrap();
+    let (a, _) = rollback(&api, "hello", "live", None, false).await.unwrap();
+    assert_eq!(a.version, "1");
+    assert!(a.weights.is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_change_is_refused_by_revision_guard_and_rerun_converges() {
+    let api = FakeAws::new();
+    let c = cfg(json!({}));
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    let new = cfg(json!({"memory": 512}));
+    let p = plan(&api, &new, &pkg("v1"), &opts()).await.unwrap();
+    // Someone else uploads other code between our plan and our update.
+    api.external_change("hello", Some(b"someone else's code"));
+    let err = execute(&api, &p, &pkg("v1"), &opts(), &Ui::silent())
+        .await
+        .unwrap_err();
+    let api_err = err.downcast_ref::<ApiError>().expect("an ApiError");
+    assert_eq!(api_err.code, "PreconditionFailedException");
+    assert_eq!(api_err.operation, "lambda:UpdateFunctionConfiguration");
+    assert_eq!(api.version_count("hello"), 1, "nothing published");
+    assert_eq!(api.alias("hello", "live").unwrap().version, "1");
+    // The re-run plans afresh: re-uploads our code, publishes, moves.
+    let out = run(&api, &new, &pkg("v1"), &opts()).await.unwrap();
+    assert_eq!(out.alias_version, "2");
+    assert_eq!(api.latest("hello").unwrap().code_sha256, pkg("v1").sha256);
+}
+
+#[tokio::test]
+async fn publish_is_guarded_by_code_sha256() {
+    let api = FakeAws::new();
+    let c = cfg(json!({}));
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    // The plan expects v1 on $LATEST but publishes the v2 package's hash:
+    // Lambda refuses, so code we did not upload is never published.
+    let p = plan(&api, &c, &pkg("v2"), &opts()).await.unwrap();
+    let mut p_no_upload = p.clone();
+    p_no_upload.code_changed = false;
+    let err = execute(&api, &p_no_upload, &pkg("v2"), &opts(), &Ui::silent())
+        .await
+        .unwrap_err();
+    let e = err.downcast_ref::<ApiError>().unwrap();
+    assert_eq!(
+        (e.operation.as_str(), e.code.as_str()),
+        ("lambda:PublishVersion", "PreconditionFailedException")
+    );
+    assert_eq!(api.alias("hello", "live").unwrap().version, "1");
+}
+
+#[tokio::test]
+async fn alias_moves_only_after_a_successful_update_and_publish() {
+    let api = FakeAws::new();
+    let c = cfg(json!({}));
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    // The update itself fails (LastUpdateStatus=Failed).
+    api.fail_next_update();
+    let err = run(&api, &c, &pkg("v2"), &opts()).await.unwrap_err();
+    assert!(format!("{err:#}").contains("failed"), "{err:#}");
+    assert_eq!(api.version_count("hello"), 1);
+    assert_eq!(api.alias("hello", "live").unwrap().version, "1");
+    // Publishing fails after retries.
+    api.fail_next("lambda:PublishVersion", "ServiceException", "boom");
+    assert!(run(&api, &c, &pkg("v2"), &opts()).await.is_err());
+    assert_eq!(api.alias("hello", "live").unwrap().version, "1");
+    // The alias move itself fails: the new version exists, the alias stays.
+    api.fail_next(
+        "lambda:UpdateAlias",
+        "TooManyRequestsException",
+        "Rate exceeded",
+    );
+    assert!(run(&api, &c, &pkg("v2"), &opts()).await.is_err());
+    assert_eq!(api.alias("hello", "live").unwrap().version, "1");
+    // And a re-run converges.
+    let out = run(&api, &c, &pkg("v2"), &opts()).await.unwrap();
+    assert_eq!(out.alias_version, "2");
+    assert_eq!(api.version_count("hello"), 2);
+}
+
+#[tokio::test]
+async fn alias_conflict_on_create_is_resolved_with_a_guarded_update() {
+    let api = FakeAws::new();
+    let c = cfg(json!({}));
+    api.fail_next("lambda:CreateAlias", "ResourceConflictException", "exists");
+    // The fake refuses the create but has no alias: the fallback read fails
+    // with the original conflict, reported with its operation.
+    let err = run(&api, &c, &pkg("v1"), &opts()).await.unwrap_err();
+    let e = err.downcast_ref::<ApiError>().unwrap();
+    assert_eq!(e.operation, "lambda:CreateAlias");
+    // Re-run converges.
+    let out = run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    assert_eq!(out.alias_version, "1");
+}
+
+#[tokio::test]
+async fn dry_run_reads_only() {
+    let api = FakeAws::new();
+    let (p, out) = deploy(
+        &api,
+        &cfg(json!({})),
+        &pkg("v1"),
+        &opts(),
+        true,
+        &Ui::silent(),
+    )
+    .await
+    .unwrap();
+    assert!(out.is_none());
+    assert!(writes(&api).is_empty(), "{:?}", api.calls());
+    assert!(
+        p.calls
+            .iter()
+            .any(|c| c.starts_with("lambda:CreateFunction"))
+    );
+    assert!(p.calls.iter().any(|c| c.starts_with("iam:CreateRole")));
+}
+
+#[tokio::test]
+async fn configured_role_is_used_and_no_iam_call_made() {
+    let api = FakeAws::new();
+    let c = cfg(json!({"role": "arn:aws:iam::123456789012:role/mine"}));
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    assert!(api.calls().iter().all(|c| !c.starts_with("iam:")));
+    assert_eq!(
+        api.latest("hello").unwrap().settings.role,
+        "arn:aws:iam::123456789012:role/mine"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_role_with_our_name_is_not_taken_over() {
+    use crate::aws::IamApi;
+    let api = FakeAws::new();
+    api.create_role("cargo-fn-hello", TRUST_POLICY, &BTreeMap::new())
+        .await
+        .unwrap();
+    let err = plan(&api, &cfg(json!({})), &pkg("v1"), &opts())
+        .await
+        .unwrap_err();
+    assert!(format!("{err}").contains("not created by cargo-fn"));
+}
+
+#[tokio::test]
+async fn vpc_role_gets_eni_permissions_only_with_a_vpc() {
+    let api = FakeAws::new();
+    let c = cfg(json!({"vpc": {"subnets": ["subnet-1"], "security-groups": ["sg-1"]}}));
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    let policy = api.role_policy("cargo-fn-hello", ROLE_POLICY_NAME).unwrap();
+    assert!(policy.contains("ec2:CreateNetworkInterface"));
+    assert!(!policy.contains("xray"));
+}
+
+#[tokio::test]
+async fn reserved_and_provisioned_concurrency() {
+    let api = FakeAws::new();
+    let c = cfg(json!({"reserved-concurrency": 10, "provisioned-concurrency": {"live": 2}}));
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    assert_eq!(api.latest("hello").unwrap().reserved_concurrency, Some(10));
+    assert_eq!(api.provisioned("hello", "live"), Some(2));
+    api.clear_calls();
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    assert!(writes(&api).is_empty(), "{:?}", api.calls());
+    // Removing the reservation deletes it.
+    let c2 = cfg(json!({"provisioned-concurrency": {"live": 3}}));
+    run(&api, &c2, &pkg("v1"), &opts()).await.unwrap();
+    assert_eq!(api.latest("hello").unwrap().reserved_concurrency, None);
+    assert_eq!(api.provisioned("hello", "live"), Some(3));
+}
+
+#[tokio::test]
+async fn function_url_with_public_permission() {
+    let api = FakeAws::new();
+    let c = cfg(json!({"function-url": {"auth": "NONE"}}));
+    let out = run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    let (url, public) = api.url("hello", "live").unwrap();
+    assert_eq!(out.url.as_deref(), Some(url.url.as_str()));
+    assert!(public);
+    assert_eq!(url.settings.auth, "NONE");
+    api.clear_calls();
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    assert!(writes(&api).is_empty(), "{:?}", api.calls());
+}
+
+#[tokio::test]
+async fn tags_include_managed_by_and_are_added_on_update() {
+    let api = FakeAws::new();
+    run(&api, &cfg(json!({})), &pkg("v1"), &opts())
+        .await
+        .unwrap();
+    run(
+        &api,
+        &cfg(json!({"tags": {"team": "core"}})),
+        &pkg("v1"),
+        &opts(),
+    )
+    .await
+    .unwrap();
+    let t = api.latest("hello").unwrap().tags;
+    assert_eq!(t["team"], "core");
+    assert_eq!(t["managed-by"], "cargo-fn");
+}
+
+#[test]
+fn managed_role_names_fit_iam_limit() {
+    assert_eq!(managed_role_name("hello"), "cargo-fn-hello");
+    let long = "f".repeat(64);
+    let n = managed_role_name(&long);
+    assert!(n.len() <= 64, "{n}");
+    assert_ne!(n, managed_role_name(&"g".repeat(64)));
+}

@@ -1,0 +1,368 @@
+//! The Invoke API (`2015-03-31`) as AWS serves it (contract section 3): the
+//! route table, request validation, invocation types, and errors rendered
+//! as status + `x-amzn-ErrorType` + JSON body so unmodified SDK clients
+//! understand them.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+use serde::Deserialize;
+
+use super::pool::{Job, Throttle};
+use super::{LOCAL_ACCOUNT_ID, Shared};
+
+/// Synchronous requests must be smaller than this (contract 3.1).
+pub(crate) const MAX_SYNC_REQUEST: usize = 6_291_556;
+/// Asynchronous (`Event`) payload limit: 1 MB.
+pub(crate) const MAX_ASYNC_REQUEST: usize = 1_048_576;
+/// Decoded size limit of `X-Amz-Client-Context`.
+const MAX_CLIENT_CONTEXT: usize = 3_583;
+
+/// `X-Amz-Invocation-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InvocationType {
+    #[default]
+    RequestResponse,
+    Event,
+    DryRun,
+}
+
+impl InvocationType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "RequestResponse" => Some(Self::RequestResponse),
+            "Event" => Some(Self::Event),
+            "DryRun" => Some(Self::DryRun),
+            _ => None,
+        }
+    }
+}
+
+/// The one route table of the Invoke API.
+pub(crate) fn router(emulator: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/2015-03-31/functions/{function}/invocations", post(invoke))
+        .fallback(|| async {
+            aws_error(
+                StatusCode::NOT_FOUND,
+                "UnknownOperationException",
+                "message",
+                "This emulator serves only Invoke: POST /2015-03-31/functions/{FunctionName}/invocations",
+            )
+        })
+        .with_state(emulator)
+}
+
+/// A restJson1 error: status, `x-amzn-ErrorType`, `{"Type": "User", <member>: message}`.
+fn aws_error(status: StatusCode, name: &str, member: &str, message: &str) -> Response {
+    let mut body = serde_json::Map::new();
+    body.insert("Type".into(), "User".into());
+    body.insert(member.into(), message.into());
+    let mut resp = (
+        status,
+        [("content-type", "application/json")],
+        serde_json::Value::Object(body).to_string(),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(name) {
+        resp.headers_mut().insert("x-amzn-errortype", v);
+    }
+    resp
+}
+
+fn invalid_parameter(message: &str) -> Response {
+    aws_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidParameterValueException",
+        "message",
+        message,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct InvokeQuery {
+    #[serde(rename = "Qualifier")]
+    qualifier: Option<String>,
+}
+
+/// A function reference as callers write it: a name, `name:qualifier`, a
+/// partial ARN `account:function:name[:qualifier]`, or a full ARN.
+fn parse_function_name(raw: &str) -> (String, Option<String>) {
+    let rest = match raw.find("function:") {
+        Some(i) => &raw[i + "function:".len()..],
+        None => raw,
+    };
+    match rest.split_once(':') {
+        Some((name, q)) => (name.to_string(), Some(q.to_string())),
+        None => (rest.to_string(), None),
+    }
+}
+
+fn valid_qualifier(q: &str) -> bool {
+    !q.is_empty()
+        && q.len() <= 128
+        && (q == "$LATEST"
+            || q == "$LATEST.PUBLISHED"
+            || q.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '$')))
+}
+
+/// An X-Ray trace header for one invocation.
+fn trace_id() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let a = uuid::Uuid::new_v4().simple().to_string();
+    let b = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "Root=1-{secs:08x}-{};Parent={};Sampled=0",
+        &a[..24],
+        &b[..16]
+    )
+}
+
+async fn invoke(
+    State(emulator): State<Arc<Shared>>,
+    Path(function): Path<String>,
+    Query(query): Query<InvokeQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let invocation_type = match header("x-amz-invocation-type") {
+        None => InvocationType::RequestResponse,
+        Some(s) => match InvocationType::parse(s) {
+            Some(t) => t,
+            None => {
+                return invalid_parameter(&format!(
+                    "1 validation error detected: Value '{s}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+                ));
+            }
+        },
+    };
+    let tail = match header("x-amz-log-type") {
+        None | Some("None") => false,
+        Some("Tail") => true,
+        Some(s) => {
+            return invalid_parameter(&format!(
+                "1 validation error detected: Value '{s}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]"
+            ));
+        }
+    };
+
+    let (name, path_qualifier) = parse_function_name(&function);
+    let qualifier = match (path_qualifier, query.qualifier) {
+        (Some(a), Some(b)) if a != b => {
+            return invalid_parameter(
+                "The derived qualifier from the function name does not match the specified qualifier.",
+            );
+        }
+        (a, b) => a.or(b),
+    };
+    if let Some(q) = &qualifier
+        && !valid_qualifier(q)
+    {
+        return invalid_parameter(&format!(
+            "1 validation error detected: Value '{q}' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)"
+        ));
+    }
+    let Some(pool) = emulator.function(&name) else {
+        let arn = format!(
+            "arn:aws:lambda:{}:{}:function:{}{}",
+            emulator.options.region,
+            LOCAL_ACCOUNT_ID,
+            name,
+            qualifier
+                .as_ref()
+                .map(|q| format!(":{q}"))
+                .unwrap_or_default()
+        );
+        return aws_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            "Message",
+            &format!("Function not found: {arn}"),
+        );
+    };
+
+    let limit = if invocation_type == InvocationType::Event {
+        MAX_ASYNC_REQUEST
+    } else {
+        MAX_SYNC_REQUEST - 1
+    };
+    let payload = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return aws_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLargeException",
+                "message",
+                &format!(
+                    "Request must be smaller than {} bytes for the Invoke operation",
+                    limit + 1
+                ),
+            );
+        }
+    };
+    // Lambda hands an empty payload to the function as `{}`.
+    let payload = if payload.iter().all(|b| b.is_ascii_whitespace()) {
+        Bytes::from_static(b"{}")
+    } else {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
+            return aws_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContentException",
+                "message",
+                &format!("Could not parse request body into json: {e}"),
+            );
+        }
+        payload
+    };
+
+    let client_context = match header("x-amz-client-context") {
+        None => None,
+        Some(encoded) => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+                .filter(|d| serde_json::from_slice::<serde_json::Value>(d).is_ok());
+            match decoded {
+                Some(d) if d.len() <= MAX_CLIENT_CONTEXT => {
+                    Some(String::from_utf8_lossy(&d).into_owned())
+                }
+                Some(_) => {
+                    return invalid_parameter(&format!(
+                        "Client context must be at most {MAX_CLIENT_CONTEXT} bytes"
+                    ));
+                }
+                None => {
+                    return aws_error(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidRequestContentException",
+                        "message",
+                        "Client context must be a valid Base64-encoded JSON object.",
+                    );
+                }
+            }
+        }
+    };
+
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut job = Job {
+        request_id: request_id.clone(),
+        payload,
+        qualifier,
+        client_context,
+        cognito_identity: None,
+        trace_id: trace_id(),
+    };
+    let mut ok_headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        ok_headers.insert("x-amzn-requestid", v);
+    }
+    match invocation_type {
+        InvocationType::DryRun => (StatusCode::NO_CONTENT, ok_headers).into_response(),
+        InvocationType::Event => {
+            // Client context is delivered only to synchronous invocations.
+            job.client_context = None;
+            pool.enqueue(job);
+            (StatusCode::ACCEPTED, ok_headers).into_response()
+        }
+        InvocationType::RequestResponse => {
+            let lease = match pool.acquire() {
+                Ok(lease) => lease,
+                Err(throttle) => {
+                    let reason = match throttle {
+                        Throttle::Reserved => "ReservedFunctionConcurrentInvocationLimitExceeded",
+                        Throttle::Account => "ConcurrentInvocationLimitExceeded",
+                    };
+                    let mut resp = aws_error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "TooManyRequestsException",
+                        "message",
+                        "Rate Exceeded.",
+                    );
+                    // Add the Reason member to the JSON body.
+                    resp = with_reason(resp, reason);
+                    resp.headers_mut()
+                        .insert("retry-after", HeaderValue::from_static("1"));
+                    return resp;
+                }
+            };
+            // Run detached so the invocation completes even if the caller
+            // goes away, as in Lambda.
+            let run = tokio::spawn(async move { pool.run(lease, job).await });
+            let result = match run.await {
+                Ok(r) => r,
+                Err(_) => {
+                    return aws_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "ServiceException",
+                        "Message",
+                        "The emulator failed while running the invocation",
+                    );
+                }
+            };
+            ok_headers.insert(
+                "x-amz-executed-version",
+                HeaderValue::from_static("$LATEST"),
+            );
+            ok_headers.insert("content-type", HeaderValue::from_static("application/json"));
+            if let Some(kind) = result.function_error {
+                ok_headers.insert("x-amz-function-error", HeaderValue::from_static(kind));
+            }
+            if tail {
+                let log = result.log.as_bytes();
+                let last = &log[log.len().saturating_sub(4096)..];
+                let encoded = base64::engine::general_purpose::STANDARD.encode(last);
+                if let Ok(v) = HeaderValue::from_str(&encoded) {
+                    ok_headers.insert("x-amz-log-result", v);
+                }
+            }
+            (StatusCode::OK, ok_headers, result.body).into_response()
+        }
+    }
+}
+
+fn with_reason(resp: Response, reason: &str) -> Response {
+    let (parts, _) = resp.into_parts();
+    let body = serde_json::json!({"Type": "User", "message": "Rate Exceeded.", "Reason": reason});
+    Response::from_parts(parts, Body::from(body.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names_in_every_form() {
+        assert_eq!(parse_function_name("echo"), ("echo".into(), None));
+        assert_eq!(
+            parse_function_name("echo:live"),
+            ("echo".into(), Some("live".into()))
+        );
+        assert_eq!(
+            parse_function_name("arn:aws:lambda:us-east-1:123456789012:function:echo:$LATEST"),
+            ("echo".into(), Some("$LATEST".into()))
+        );
+        assert_eq!(
+            parse_function_name("123456789012:function:echo"),
+            ("echo".into(), None)
+        );
+    }
+
+    #[test]
+    fn qualifiers_follow_the_model_pattern() {
+        assert!(valid_qualifier("$LATEST"));
+        assert!(valid_qualifier("prod-1"));
+        assert!(!valid_qualifier("bad/alias"));
+        assert!(!valid_qualifier(""));
+    }
+}

@@ -1,0 +1,314 @@
+//! The local Lambda emulator: the Invoke API (`2015-03-31`) for callers, the
+//! Runtime API (`2018-06-01`) for function processes, and execution
+//! environments managed the way Lambda manages them (one invocation at a
+//! time per environment, warm reuse, concurrency limits, timeouts, resets).
+//!
+//! **Invariant:** this module knows nothing of cargo, configuration files or
+//! AWS SDKs. It is given plain [`FunctionSpec`]s (a name, a command, an
+//! environment, memory, timeout, limits) and serves them. Swapping a spec
+//! (hot reload) is [`Emulator::set_function`]: invocations in flight finish on
+//! the old code, new ones get the new code.
+//!
+//! Each environment gets its own Runtime API listener on an ephemeral
+//! loopback port, so `AWS_LAMBDA_RUNTIME_API` stays a plain `host:port` (as
+//! the contract requires of every runtime client) and requests are
+//! attributed to their environment by the socket they arrive on.
+
+mod environment;
+mod invoke_api;
+mod pool;
+mod report;
+mod runtime_api;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::task::JoinHandle;
+
+pub use invoke_api::InvocationType;
+pub use report::{Architecture, cost_estimate};
+
+use pool::FunctionPool;
+
+/// Lambda's account id for local ARNs (the one the AWS runtime interface
+/// emulator uses, so logs look familiar).
+pub const LOCAL_ACCOUNT_ID: &str = "012345678912";
+
+/// One function as the emulator sees it.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// The Lambda function name (what callers put in the Invoke path).
+    pub name: String,
+    /// The executable that implements the Runtime API (the `bootstrap`).
+    pub command: PathBuf,
+    pub args: Vec<String>,
+    /// Working directory and `LAMBDA_TASK_ROOT`; the command's directory when `None`.
+    pub working_dir: Option<PathBuf>,
+    /// The function's own environment (configuration, env file, and
+    /// credentials when the developer asked for them). Lambda's reserved
+    /// variables are set by the emulator and win over these.
+    pub env: BTreeMap<String, String>,
+    pub memory_mb: u32,
+    pub timeout: Duration,
+    /// Reserved concurrency: at most this many invocations at once (429 beyond).
+    pub reserved_concurrency: Option<u32>,
+    pub architecture: Architecture,
+}
+
+impl FunctionSpec {
+    /// A spec with Lambda's defaults (128 MB, 3 s, x86_64).
+    pub fn new(name: impl Into<String>, command: impl Into<PathBuf>) -> Self {
+        FunctionSpec {
+            name: name.into(),
+            command: command.into(),
+            args: Vec::new(),
+            working_dir: None,
+            env: BTreeMap::new(),
+            memory_mb: 128,
+            timeout: Duration::from_secs(3),
+            reserved_concurrency: None,
+            architecture: Architecture::X86_64,
+        }
+    }
+}
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    /// The function's stdout or stderr.
+    Function,
+    /// START, END, REPORT and the cost estimate, written by the emulator.
+    Platform,
+}
+
+/// One line of an environment's log.
+#[derive(Debug, Clone, Copy)]
+pub struct LogLine<'a> {
+    pub function: &'a str,
+    /// Environment number, unique within one emulator.
+    pub environment: u64,
+    pub stream: LogStream,
+    pub text: &'a str,
+}
+
+/// Receives every log line of every environment.
+pub type LogSink = Arc<dyn Fn(LogLine<'_>) + Send + Sync>;
+
+/// A sink that writes `[function#env] line` to stderr.
+pub fn stderr_sink() -> LogSink {
+    Arc::new(|line: LogLine<'_>| {
+        eprintln!("[{}#{}] {}", line.function, line.environment, line.text);
+    })
+}
+
+/// How the emulator is started.
+#[derive(Clone)]
+pub struct EmulatorOptions {
+    /// Address of the Invoke API; 127.0.0.1:9000 by default.
+    pub bind: SocketAddr,
+    /// Most invocations running at once across all functions (Lambda's
+    /// account concurrency); 429 beyond.
+    pub concurrency: usize,
+    pub region: String,
+    pub log_sink: LogSink,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        EmulatorOptions {
+            bind: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            concurrency: 8,
+            region: "us-east-1".to_string(),
+            log_sink: stderr_sink(),
+        }
+    }
+}
+
+impl std::fmt::Debug for EmulatorOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorOptions")
+            .field("bind", &self.bind)
+            .field("concurrency", &self.concurrency)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// State shared by every function pool and environment.
+pub(crate) struct Shared {
+    pub options: EmulatorOptions,
+    /// Invocations running now, across functions.
+    pub running: AtomicUsize,
+    pub closed: AtomicBool,
+    pub next_env_id: AtomicU64,
+    /// Process group ids of live environments, for shutdown.
+    pub processes: Mutex<HashMap<u64, i32>>,
+    pub functions: RwLock<HashMap<String, Arc<FunctionPool>>>,
+}
+
+impl Shared {
+    pub fn function(&self, name: &str) -> Option<Arc<FunctionPool>> {
+        self.functions
+            .read()
+            .expect("functions lock")
+            .get(name)
+            .cloned()
+    }
+}
+
+/// A running emulator. Dropping it without [`Emulator::shutdown`] still
+/// kills every function process.
+pub struct Emulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Binds the Invoke API and starts serving `functions`. Environments
+    /// start lazily, on the first invocation.
+    pub async fn start(options: EmulatorOptions, functions: Vec<FunctionSpec>) -> Result<Emulator> {
+        let listener = tokio::net::TcpListener::bind(options.bind)
+            .await
+            .with_context(|| {
+                format!(
+                    "could not listen on {} for the Invoke API (use --port or --bind to pick another address)",
+                    options.bind
+                )
+            })?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let shared = Arc::new(Shared {
+            options,
+            running: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            next_env_id: AtomicU64::new(1),
+            processes: Mutex::new(HashMap::new()),
+            functions: RwLock::new(HashMap::new()),
+        });
+        let emulator = Emulator {
+            shared: shared.clone(),
+            addr,
+            server: Some(tokio::spawn(async move {
+                let app = invoke_api::router(shared);
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!("the Invoke API server stopped: {e}");
+                }
+            })),
+        };
+        for spec in functions {
+            emulator.set_function(spec);
+        }
+        Ok(emulator)
+    }
+
+    /// The address the Invoke API listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The endpoint URL to give Invoke API clients.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Adds a function, or replaces its spec (hot reload): invocations in
+    /// flight finish on their environment; idle environments of the old spec
+    /// are stopped; new invocations start environments from the new spec.
+    pub fn set_function(&self, spec: FunctionSpec) {
+        let existing = self.shared.function(&spec.name);
+        match existing {
+            Some(pool) => pool.replace_spec(spec),
+            None => {
+                let name = spec.name.clone();
+                let pool = FunctionPool::new(self.shared.clone(), spec);
+                self.shared
+                    .functions
+                    .write()
+                    .expect("functions lock")
+                    .insert(name, pool);
+            }
+        }
+    }
+
+    /// Stops serving a function; its environments end after their invocation.
+    pub fn remove_function(&self, name: &str) {
+        let pool = self
+            .shared
+            .functions
+            .write()
+            .expect("functions lock")
+            .remove(name);
+        if let Some(pool) = pool {
+            pool.close();
+        }
+    }
+
+    /// Names of the functions served.
+    pub fn functions(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .shared
+            .functions
+            .read()
+            .expect("functions lock")
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Stops accepting invocations, kills every function process (whole
+    /// process groups) and waits until they are gone.
+    pub async fn shutdown(mut self) {
+        self.stop();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self
+            .shared
+            .processes
+            .lock()
+            .expect("process table")
+            .is_empty()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn stop(&mut self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        let pools: Vec<_> = self
+            .shared
+            .functions
+            .write()
+            .expect("functions lock")
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for pool in pools {
+            pool.close();
+        }
+        for pgid in self
+            .shared
+            .processes
+            .lock()
+            .expect("process table")
+            .values()
+        {
+            environment::kill_group(*pgid);
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

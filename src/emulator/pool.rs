@@ -1,0 +1,452 @@
+//! The environments of one function: warm reuse, the concurrency limits,
+//! generations for hot reload, the asynchronous (`Event`) queue, and running
+//! one invocation on one environment from hand-off to REPORT.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::environment::{Environment, Invocation, Outcome};
+use super::report::{self, EndStatus, ReportData};
+use super::runtime_api::error_body;
+use super::{FunctionSpec, LOCAL_ACCOUNT_ID, LogStream, Shared};
+
+/// How long a runtime may take to ask for its first event (Lambda's
+/// on-demand init limit).
+const INIT_LIMIT: Duration = Duration::from_secs(10);
+
+/// Why an invocation could not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Throttle {
+    /// The function's reserved concurrency is in use.
+    Reserved,
+    /// The emulator-wide limit (`--concurrency`) is in use.
+    Account,
+}
+
+/// One invocation to run.
+pub(crate) struct Job {
+    pub request_id: String,
+    pub payload: Bytes,
+    pub qualifier: Option<String>,
+    pub client_context: Option<String>,
+    pub cognito_identity: Option<String>,
+    pub trace_id: String,
+}
+
+/// What the caller gets back.
+#[derive(Debug)]
+pub(crate) struct JobResult {
+    pub body: Bytes,
+    /// `Some("Unhandled")` when the function failed.
+    pub function_error: Option<&'static str>,
+    /// The invocation's log (START..REPORT), for `X-Amz-Log-Type: Tail`.
+    pub log: String,
+}
+
+struct PoolState {
+    spec: Arc<FunctionSpec>,
+    generation: u64,
+    idle: Vec<Environment>,
+    busy: usize,
+    closed: bool,
+}
+
+pub(crate) struct FunctionPool {
+    emulator: Arc<Shared>,
+    state: Mutex<PoolState>,
+    events: mpsc::UnboundedSender<Job>,
+}
+
+/// An environment slot held for one invocation: either a warm environment
+/// or the right to start one. Returning it frees the slot.
+pub(crate) struct Lease {
+    pool: Arc<FunctionPool>,
+    spec: Arc<FunctionSpec>,
+    generation: u64,
+    env: Option<Environment>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.pool.release(self.env.take(), self.generation);
+    }
+}
+
+impl FunctionPool {
+    pub fn new(emulator: Arc<Shared>, spec: FunctionSpec) -> Arc<FunctionPool> {
+        let (events, rx) = mpsc::unbounded_channel();
+        let pool = Arc::new(FunctionPool {
+            emulator,
+            state: Mutex::new(PoolState {
+                spec: Arc::new(spec),
+                generation: 0,
+                idle: Vec::new(),
+                busy: 0,
+                closed: false,
+            }),
+            events,
+        });
+        tokio::spawn(run_events(Arc::downgrade(&pool), rx));
+        pool
+    }
+
+    pub fn replace_spec(&self, spec: FunctionSpec) {
+        let old_idle = {
+            let mut st = self.state.lock().expect("pool");
+            st.spec = Arc::new(spec);
+            st.generation += 1;
+            std::mem::take(&mut st.idle)
+        };
+        drop(old_idle); // kills them, outside the lock
+    }
+
+    pub fn close(&self) {
+        let old_idle = {
+            let mut st = self.state.lock().expect("pool");
+            st.closed = true;
+            std::mem::take(&mut st.idle)
+        };
+        drop(old_idle);
+    }
+
+    /// Queues an asynchronous invocation.
+    pub fn enqueue(&self, job: Job) {
+        let _ = self.events.send(job);
+    }
+
+    /// Takes a slot: a warm environment when one is idle, else the right to
+    /// start one, or a throttle when the limits are reached.
+    pub fn acquire(self: &Arc<Self>) -> Result<Lease, Throttle> {
+        let mut st = self.state.lock().expect("pool");
+        if st.closed {
+            return Err(Throttle::Account);
+        }
+        if let Some(limit) = st.spec.reserved_concurrency
+            && st.busy >= limit as usize
+        {
+            return Err(Throttle::Reserved);
+        }
+        let limit = self.emulator.options.concurrency;
+        let running = &self.emulator.running;
+        if running
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return Err(Throttle::Account);
+        }
+        st.busy += 1;
+        Ok(Lease {
+            pool: self.clone(),
+            spec: st.spec.clone(),
+            generation: st.generation,
+            env: st.idle.pop(),
+        })
+    }
+
+    fn release(&self, env: Option<Environment>, generation: u64) {
+        let dropped = {
+            let mut st = self.state.lock().expect("pool");
+            st.busy -= 1;
+            self.emulator.running.fetch_sub(1, Ordering::SeqCst);
+            match env {
+                Some(env)
+                    if generation == st.generation
+                        && !st.closed
+                        && !self.emulator.closed.load(Ordering::SeqCst) =>
+                {
+                    st.idle.push(env);
+                    None
+                }
+                other => other,
+            }
+        };
+        drop(dropped);
+    }
+
+    /// Runs one invocation on the leased slot, from hand-off to REPORT.
+    pub async fn run(&self, mut lease: Lease, job: Job) -> JobResult {
+        let spec = lease.spec.clone();
+        let mut env = match lease.env.take() {
+            Some(env) => env,
+            None => match Environment::spawn(&self.emulator, &spec) {
+                Ok(env) => env,
+                Err(e) => {
+                    let body = error_body(
+                        "Runtime.InvalidEntrypoint",
+                        &format!("RequestId: {} Error: {e:#}", job.request_id),
+                    );
+                    tracing::error!("function `{}`: {e:#}", spec.name);
+                    return JobResult {
+                        body,
+                        function_error: Some("Unhandled"),
+                        log: String::new(),
+                    };
+                }
+            },
+        };
+        let cold = !env.initialized;
+        let (picked_tx, picked_rx) = oneshot::channel();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let qualifier = job.qualifier.clone();
+        let invoked_arn = format!(
+            "arn:aws:lambda:{}:{}:function:{}{}",
+            self.emulator.options.region,
+            LOCAL_ACCOUNT_ID,
+            spec.name,
+            qualifier.map(|q| format!(":{q}")).unwrap_or_default()
+        );
+        *env.shared.capture.lock().expect("capture") = Some(String::new());
+        let request_id = job.request_id.clone();
+        let invocation = Invocation {
+            request_id: job.request_id,
+            payload: job.payload,
+            timeout: spec.timeout,
+            invoked_arn,
+            trace_id: job.trace_id,
+            client_context: job.client_context,
+            cognito_identity: job.cognito_identity,
+            version: "$LATEST".to_string(),
+            picked_up: picked_tx,
+            reply: reply_tx,
+        };
+        // The channel holds one invocation and the environment is ours, so
+        // this never waits; a closed channel means the environment is gone.
+        let _ = env.invoke_tx.send(invocation).await;
+
+        // Phase 1: the runtime takes the invocation (on a cold start, after init).
+        let picked = tokio::select! {
+            biased;
+            t = picked_rx => t.ok(),
+            _ = env.wait_exit() => None,
+            _ = tokio::time::sleep(INIT_LIMIT) => None,
+        };
+        let Some(started) = picked else {
+            // Never picked up: init failed, crashed or hung.
+            let init = env.spawned_at.elapsed();
+            let status = *env.exited.borrow();
+            let init_error = env.shared.init_error.lock().expect("init").take();
+            let (body, kind) = match (init_error, status) {
+                (Some(body), _) => (body, "Runtime.InitError".to_string()),
+                (None, Some(status)) => (
+                    error_body(
+                        "Runtime.ExitError",
+                        &format!(
+                            "RequestId: {request_id} Error: Runtime exited with error: {}",
+                            exit_text(status)
+                        ),
+                    ),
+                    "Runtime.ExitError".to_string(),
+                ),
+                (None, None) => (
+                    error_body(
+                        "Runtime.Unknown",
+                        &format!(
+                            "RequestId: {request_id} Error: the runtime did not ask for an event within {} seconds of starting",
+                            INIT_LIMIT.as_secs()
+                        ),
+                    ),
+                    "Runtime.Unknown".to_string(),
+                ),
+            };
+            env.shared.log(
+                LogStream::Platform,
+                &format!("START RequestId: {request_id} Version: $LATEST"),
+            );
+            return self
+                .finish(
+                    &mut lease,
+                    env,
+                    &spec,
+                    &request_id,
+                    Duration::ZERO,
+                    Some(init),
+                    EndStatus::Crashed(kind),
+                    body,
+                    false,
+                )
+                .await;
+        };
+        env.initialized = true;
+        let init = cold.then(|| started.saturating_duration_since(env.spawned_at));
+
+        // Phase 2: the answer, a crash, or the deadline.
+        let deadline = tokio::time::Instant::from_std(started + spec.timeout);
+        enum Ended {
+            Answer(Outcome),
+            Exit,
+            Timeout,
+        }
+        let ended = tokio::select! {
+            biased;
+            r = reply_rx => match r { Ok(o) => Ended::Answer(o), Err(_) => Ended::Exit },
+            _ = env.wait_exit() => Ended::Exit,
+            _ = tokio::time::sleep_until(deadline) => Ended::Timeout,
+        };
+        let duration = started.elapsed();
+        match ended {
+            Ended::Answer(Outcome::Response(body)) => {
+                self.finish(
+                    &mut lease,
+                    env,
+                    &spec,
+                    &request_id,
+                    duration,
+                    init,
+                    EndStatus::Success,
+                    body,
+                    true,
+                )
+                .await
+            }
+            Ended::Answer(Outcome::Error { body }) => {
+                // Lambda resets an environment after a failed invocation
+                // (a panic may have left it in any state): the next
+                // invocation gets a fresh one.
+                self.finish(
+                    &mut lease,
+                    env,
+                    &spec,
+                    &request_id,
+                    duration,
+                    init,
+                    EndStatus::FunctionError,
+                    body,
+                    false,
+                )
+                .await
+            }
+            Ended::Exit => {
+                let status = env.wait_exit().await;
+                let text = status.map(exit_text).unwrap_or_else(|| "unknown".into());
+                let message =
+                    format!("RequestId: {request_id} Error: Runtime exited with error: {text}");
+                env.shared.log(LogStream::Platform, &message);
+                self.finish(
+                    &mut lease,
+                    env,
+                    &spec,
+                    &request_id,
+                    duration,
+                    init,
+                    EndStatus::Crashed("Runtime.ExitError".into()),
+                    error_body("Runtime.ExitError", &message),
+                    false,
+                )
+                .await
+            }
+            Ended::Timeout => {
+                let secs = spec.timeout.as_secs_f64();
+                let message = format!("Task timed out after {secs:.2} seconds");
+                env.shared.log(
+                    LogStream::Platform,
+                    &format!("RequestId: {request_id} Error: {message}"),
+                );
+                self.finish(
+                    &mut lease,
+                    env,
+                    &spec,
+                    &request_id,
+                    duration,
+                    init,
+                    EndStatus::Timeout,
+                    error_body(
+                        "Sandbox.Timedout",
+                        &format!("RequestId: {request_id} Error: {message}"),
+                    ),
+                    false,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Writes END/REPORT/COST, collects the log, and either keeps the
+    /// environment warm (`reuse`) or kills it.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        lease: &mut Lease,
+        env: Environment,
+        spec: &FunctionSpec,
+        request_id: &str,
+        duration: Duration,
+        init: Option<Duration>,
+        status: EndStatus,
+        body: Bytes,
+        reuse: bool,
+    ) -> JobResult {
+        let failed = status != EndStatus::Success;
+        env.shared.drain_pipes().await;
+        let max_memory_mb = env.shared.sample_memory();
+        for line in report::lines(&ReportData {
+            request_id,
+            duration,
+            memory_mb: spec.memory_mb,
+            max_memory_mb,
+            init,
+            status,
+            arch: spec.architecture,
+        }) {
+            env.shared.log(LogStream::Platform, &line);
+        }
+        let log = env
+            .shared
+            .capture
+            .lock()
+            .expect("capture")
+            .take()
+            .unwrap_or_default();
+        if reuse {
+            // Back to the pool when the lease drops, in the same step that
+            // frees the slot.
+            lease.env = Some(env);
+        } else {
+            drop(env);
+        }
+        JobResult {
+            body,
+            function_error: failed.then_some("Unhandled"),
+            log,
+        }
+    }
+}
+
+fn exit_text(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!("signal: {sig}"),
+        _ => status.to_string(),
+    }
+}
+
+/// Runs queued `Event` invocations in order, waiting for capacity instead
+/// of failing (Lambda retries throttled asynchronous invocations).
+async fn run_events(pool: std::sync::Weak<FunctionPool>, mut rx: mpsc::UnboundedReceiver<Job>) {
+    while let Some(job) = rx.recv().await {
+        loop {
+            let Some(p) = pool.upgrade() else { return };
+            if p.state.lock().expect("pool").closed {
+                return;
+            }
+            match p.acquire() {
+                Ok(lease) => {
+                    tokio::spawn(async move {
+                        let _ = p.run(lease, job).await;
+                    });
+                    break;
+                }
+                Err(_) => {
+                    drop(p);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+}

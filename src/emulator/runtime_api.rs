@@ -1,0 +1,327 @@
+//! The Runtime API (`2018-06-01`) of one environment: the route table and
+//! the rules of contract section 1 (request-id checks before any state
+//! change, one answer per invocation, the 6 MB response limit, init errors).
+
+// Checks return the ready-made error response; they run once per request.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::LogStream;
+use super::environment::{Current, EnvShared, Outcome};
+
+/// Largest buffered response a runtime may post (6 MiB + 100 B).
+pub(crate) const MAX_RESPONSE_BYTES: usize = 6_291_556;
+/// Largest error body we read; Lambda truncates errors far below this.
+const MAX_ERROR_BYTES: usize = 1024 * 1024;
+
+pub(crate) const H_REQUEST_ID: &str = "lambda-runtime-aws-request-id";
+pub(crate) const H_DEADLINE: &str = "lambda-runtime-deadline-ms";
+pub(crate) const H_ARN: &str = "lambda-runtime-invoked-function-arn";
+pub(crate) const H_TRACE: &str = "lambda-runtime-trace-id";
+pub(crate) const H_CLIENT_CONTEXT: &str = "lambda-runtime-client-context";
+pub(crate) const H_COGNITO: &str = "lambda-runtime-cognito-identity";
+pub(crate) const H_ERROR_TYPE: &str = "lambda-runtime-function-error-type";
+pub(crate) const H_RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
+
+/// The one route table of the Runtime API.
+pub(crate) fn router(env: Arc<EnvShared>) -> Router {
+    Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{request_id}/response",
+            post(response),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{request_id}/error",
+            post(error),
+        )
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .route("/2018-06-01/ping", get(|| async { "pong" }))
+        .fallback(|| async {
+            runtime_error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "No such Runtime API route",
+            )
+        })
+        .with_state(env)
+}
+
+/// `{"errorType": ..., "errorMessage": ...}` with a status.
+fn runtime_error(status: StatusCode, error_type: &str, message: &str) -> Response {
+    let body = serde_json::json!({"errorType": error_type, "errorMessage": message});
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn accepted() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [("content-type", "application/json")],
+        r#"{"status":"OK"}"#,
+    )
+        .into_response()
+}
+
+fn invalid_request_id() -> Response {
+    runtime_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestID",
+        "Invalid request ID",
+    )
+}
+
+fn already_answered() -> Response {
+    runtime_error(
+        StatusCode::FORBIDDEN,
+        "InvalidStateTransition",
+        "State transition from RuntimeResponseSent to InvocationResponse failed for runtime. Error: State transition is not allowed",
+    )
+}
+
+/// `GET /runtime/invocation/next`: long poll for the next invocation.
+async fn next(State(env): State<Arc<EnvShared>>) -> Response {
+    if env
+        .current
+        .lock()
+        .expect("current")
+        .as_ref()
+        .is_some_and(|c| c.reply.is_some())
+    {
+        return runtime_error(
+            StatusCode::FORBIDDEN,
+            "InvalidStateTransition",
+            "State transition from Running to Ready failed for runtime. Error: the current invocation has not been answered",
+        );
+    }
+    let mut rx = env.next_rx.lock().await;
+    let Some(inv) = rx.recv().await else {
+        return runtime_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "Internal Server Error",
+        );
+    };
+    drop(rx);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let deadline_ms = (now + inv.timeout).as_millis();
+    *env.current.lock().expect("current") = Some(Current {
+        request_id: inv.request_id.clone(),
+        reply: Some(inv.reply),
+    });
+    env.sample_memory();
+    env.log(
+        LogStream::Platform,
+        &format!(
+            "START RequestId: {} Version: {}",
+            inv.request_id, inv.version
+        ),
+    );
+    let _ = inv.picked_up.send(Instant::now());
+
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set(H_REQUEST_ID, &inv.request_id);
+    set(H_DEADLINE, &deadline_ms.to_string());
+    set(H_ARN, &inv.invoked_arn);
+    set(H_TRACE, &inv.trace_id);
+    if let Some(cc) = &inv.client_context {
+        set(H_CLIENT_CONTEXT, cc);
+    }
+    if let Some(ci) = &inv.cognito_identity {
+        set(H_COGNITO, ci);
+    }
+    set("content-type", "application/json");
+    (StatusCode::OK, headers, inv.payload).into_response()
+}
+
+/// Checks the path id against the invocation in progress, before any state
+/// change: unknown or stale id 400, already answered 403.
+fn take_reply(
+    env: &EnvShared,
+    request_id: &str,
+) -> Result<tokio::sync::oneshot::Sender<Outcome>, Response> {
+    let mut current = env.current.lock().expect("current");
+    match current.as_mut() {
+        Some(c) if !request_id.is_empty() && c.request_id == request_id => {
+            c.reply.take().ok_or_else(already_answered)
+        }
+        _ => Err(invalid_request_id()),
+    }
+}
+
+/// Is the id the one in progress and still unanswered? (Checked before
+/// reading a body so stale posts are refused without buffering them.)
+fn check_id(env: &EnvShared, request_id: &str) -> Result<(), Response> {
+    let current = env.current.lock().expect("current");
+    match current.as_ref() {
+        Some(c) if !request_id.is_empty() && c.request_id == request_id => {
+            if c.reply.is_some() {
+                Ok(())
+            } else {
+                Err(already_answered())
+            }
+        }
+        _ => Err(invalid_request_id()),
+    }
+}
+
+fn check_response_mode(headers: &HeaderMap) -> Result<bool, Response> {
+    match headers
+        .get(H_RESPONSE_MODE)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None | Some("") => Ok(false),
+        Some("streaming") => Ok(true),
+        Some(_) => Err(runtime_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidFunctionResponseMode",
+            "Invalid function response mode",
+        )),
+    }
+}
+
+/// `POST /runtime/invocation/{id}/response`.
+async fn response(
+    State(env): State<Arc<EnvShared>>,
+    Path(request_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(r) = check_id(&env, &request_id) {
+        return r;
+    }
+    let streaming = match check_response_mode(&headers) {
+        Ok(s) => s,
+        Err(r) => {
+            if let Ok(reply) = take_reply(&env, &request_id) {
+                let _ = reply.send(Outcome::Error {
+                    body: error_body(
+                        "Runtime.InvalidResponseModeHeader",
+                        "Invalid function response mode",
+                    ),
+                });
+            }
+            return r;
+        }
+    };
+    let read = axum::body::to_bytes(body, MAX_RESPONSE_BYTES).await;
+    let reply = match take_reply(&env, &request_id) {
+        Ok(reply) => reply,
+        Err(r) => return r,
+    };
+    match read {
+        Ok(bytes) => {
+            let bytes = if streaming {
+                strip_inline_trailers(bytes)
+            } else {
+                bytes
+            };
+            let _ = reply.send(Outcome::Response(bytes));
+            accepted()
+        }
+        Err(_) => {
+            let _ = reply.send(Outcome::Error {
+                body: error_body(
+                    "Function.ResponseSizeTooLarge",
+                    &format!(
+                        "Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+                    ),
+                ),
+            });
+            runtime_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                &format!("Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."),
+            )
+        }
+    }
+}
+
+/// The Rust runtime writes its mid-stream error "trailers" as body lines
+/// (contract 1.5); drop them from the payload.
+fn strip_inline_trailers(bytes: Bytes) -> Bytes {
+    const MARK: &[u8] = b"Lambda-Runtime-Function-Error-Type:";
+    if let Some(pos) = bytes.windows(MARK.len()).rposition(|w| w == MARK) {
+        bytes.slice(..pos)
+    } else {
+        bytes
+    }
+}
+
+pub(crate) fn error_body(error_type: &str, message: &str) -> Bytes {
+    Bytes::from(serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string())
+}
+
+/// The error body as the caller sees it: the runtime's JSON unchanged, or
+/// one built from the error-type header when the body is missing or not JSON.
+fn caller_error_body(headers: &HeaderMap, body: Bytes) -> Bytes {
+    if serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.is_object()) {
+        return body;
+    }
+    let error_type = headers
+        .get(H_ERROR_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("Runtime.Unknown");
+    error_body(error_type, &String::from_utf8_lossy(&body))
+}
+
+/// `POST /runtime/invocation/{id}/error`.
+async fn error(
+    State(env): State<Arc<EnvShared>>,
+    Path(request_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(r) = check_id(&env, &request_id) {
+        return r;
+    }
+    let body = axum::body::to_bytes(body, MAX_ERROR_BYTES)
+        .await
+        .unwrap_or_default();
+    let reply = match take_reply(&env, &request_id) {
+        Ok(reply) => reply,
+        Err(r) => return r,
+    };
+    let _ = reply.send(Outcome::Error {
+        body: caller_error_body(&headers, body),
+    });
+    accepted()
+}
+
+/// `POST /runtime/init/error`: kept for the invocation that started this
+/// environment; the runtime is expected to exit next.
+async fn init_error(State(env): State<Arc<EnvShared>>, headers: HeaderMap, body: Body) -> Response {
+    let body = axum::body::to_bytes(body, MAX_ERROR_BYTES)
+        .await
+        .unwrap_or_default();
+    let body = caller_error_body(&headers, body);
+    env.log(
+        LogStream::Platform,
+        &format!(
+            "INIT_REPORT Status: error\t{}",
+            String::from_utf8_lossy(&body)
+        ),
+    );
+    *env.init_error.lock().expect("init error") = Some(body);
+    accepted()
+}

@@ -1,0 +1,407 @@
+//! `cargo fn watch`: builds the selected functions for the host, serves them
+//! with the emulator, and on every saved change rebuilds and swaps the
+//! environments (in-flight invocations finish on the old code, new ones get
+//! the new code; a failed build keeps the last good one serving).
+//!
+//! This module turns cargo and configuration into plain
+//! [`FunctionSpec`]s; the emulator never sees either. Each generation's
+//! binary is copied to `target/lambda/watch/` before it is served, so cargo
+//! rewriting `target/debug/<bin>` can never change code under a running or
+//! starting environment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use notify::{EventKind, RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+
+use crate::config::{Arch, FunctionConfig, Overrides};
+use crate::emulator::{Architecture, Emulator, EmulatorOptions, FunctionSpec};
+use crate::project::{Project, Selection};
+use crate::toolchain::{BuildRequest, BuiltBinary, cargo_build};
+use crate::ui::Ui;
+
+/// What `watch` was asked to do.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    pub selection: Selection,
+    pub overrides: Overrides,
+    /// Cargo profile: `dev` unless `--release`.
+    pub profile: String,
+    pub cargo_flags: Vec<String>,
+    pub emulator: EmulatorOptions,
+    /// Extra variables for every function (the developer's credentials, when asked).
+    pub extra_env: BTreeMap<String, String>,
+    /// Quiet period after the last file event before rebuilding.
+    pub debounce: Duration,
+}
+
+/// Progress, for callers that react to it (tests, benchmarks).
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchEvent {
+    /// Serving; the Invoke API listens at this address.
+    Ready { endpoint: String },
+    /// A file changed; a rebuild starts.
+    Rebuilding { trigger: PathBuf },
+    /// The rebuild failed; the previous build keeps serving.
+    BuildFailed,
+    /// New code is live. `build` is cargo's part of `total` (save to swap).
+    Reloaded {
+        generation: u64,
+        build: Duration,
+        total: Duration,
+    },
+}
+
+/// Runs until `shutdown` resolves, then stops every function process.
+pub async fn run(
+    opts: WatchOptions,
+    ui: Ui,
+    events: Option<mpsc::UnboundedSender<WatchEvent>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let emit = |e: WatchEvent| {
+        if let Some(tx) = &events {
+            let _ = tx.send(e);
+        }
+    };
+    let project = Project::load(&opts.selection)?;
+    if project.functions.is_empty() {
+        return Err(crate::error::hinted(
+            "no functions (binary targets) in the selected packages",
+            "add a binary target, or select packages with -p",
+        ));
+    }
+    ui.status("Building", describe(&project));
+    let built = build(&opts, &project).await?;
+    let mut generation = 0u64;
+    let snapshots = snapshot_dir(&project);
+    let first_specs = specs(&opts, &project, &built, &snapshots, generation)?;
+    let emulator = Emulator::start(opts.emulator.clone(), first_specs.clone()).await?;
+    for s in &first_specs {
+        ui.status(
+            "Serving",
+            format!(
+                "{} at {}/2015-03-31/functions/{}/invocations",
+                s.name,
+                emulator.endpoint(),
+                s.name
+            ),
+        );
+    }
+    emit(WatchEvent::Ready {
+        endpoint: emulator.endpoint(),
+    });
+
+    let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(event) = res
+            && matches!(
+                event.kind,
+                EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+            )
+        {
+            for path in event.paths {
+                let _ = fs_tx.send(path);
+            }
+        }
+    })
+    .context("starting the file watcher")?;
+    watcher
+        .watch(&project.workspace_root, RecursiveMode::Recursive)
+        .with_context(|| format!("watching {}", project.workspace_root.display()))?;
+    let mut filter = Filter::new(&project);
+    ui.status("Watching", project.workspace_root.display());
+
+    tokio::pin!(shutdown);
+    let mut project = project;
+    let result: Result<()> = loop {
+        // Wait for a relevant change (or shutdown).
+        let first = tokio::select! {
+            _ = &mut shutdown => break Ok(()),
+            p = fs_rx.recv() => match p { Some(p) => p, None => break Ok(()) },
+        };
+        if filter.ignored(&first) {
+            continue;
+        }
+        let saved_at = Instant::now();
+        // Debounce: wait for a quiet period, collecting what changed.
+        let mut changed = vec![first];
+        loop {
+            tokio::select! {
+                p = fs_rx.recv() => match p {
+                    Some(p) if !filter.ignored(&p) => changed.push(p),
+                    Some(_) => {}
+                    None => break,
+                },
+                _ = tokio::time::sleep(opts.debounce) => break,
+            }
+        }
+        let trigger = changed[0].clone();
+        let shown = trigger
+            .strip_prefix(&project.workspace_root)
+            .unwrap_or(&trigger)
+            .display()
+            .to_string();
+        ui.status("Changed", &shown);
+        emit(WatchEvent::Rebuilding {
+            trigger: trigger.clone(),
+        });
+        // A manifest or ignore file may change the functions or the filter.
+        if changed.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|n| n == "Cargo.toml" || n == ".gitignore" || n == ".fnignore")
+        }) {
+            match Project::load(&opts.selection) {
+                Ok(p) => {
+                    project = p;
+                    filter = Filter::new(&project);
+                }
+                Err(e) => {
+                    ui.warn(format!("{e:#}; still serving the last good build"));
+                    emit(WatchEvent::BuildFailed);
+                    continue;
+                }
+            }
+        }
+        let build_started = Instant::now();
+        let built = tokio::select! {
+            _ = &mut shutdown => break Ok(()),
+            b = build(&opts, &project) => b,
+        };
+        let build_time = build_started.elapsed();
+        let next = built.and_then(|b| specs(&opts, &project, &b, &snapshots, generation + 1));
+        match next {
+            Ok(new_specs) => {
+                generation += 1;
+                let names: Vec<&str> = new_specs.iter().map(|s| s.name.as_str()).collect();
+                for old in emulator.functions() {
+                    if !names.contains(&old.as_str()) {
+                        emulator.remove_function(&old);
+                    }
+                }
+                for spec in new_specs {
+                    emulator.set_function(spec);
+                }
+                prune_snapshots(&snapshots, generation);
+                let total = saved_at.elapsed();
+                ui.status(
+                    "Reloaded",
+                    format!(
+                        "generation {generation} in {:.0?} (cargo {:.0?})",
+                        total, build_time
+                    ),
+                );
+                emit(WatchEvent::Reloaded {
+                    generation,
+                    build: build_time,
+                    total,
+                });
+            }
+            Err(e) => {
+                ui.warn(format!("{e:#}; still serving the last good build"));
+                emit(WatchEvent::BuildFailed);
+            }
+        }
+    };
+    drop(watcher);
+    ui.status("Stopping", "function environments");
+    emulator.shutdown().await;
+    let _ = std::fs::remove_dir_all(&snapshots);
+    result
+}
+
+fn describe(project: &Project) -> String {
+    project
+        .functions
+        .iter()
+        .map(|f| f.bin.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `cargo build` of the selected functions for the host.
+async fn build(opts: &WatchOptions, project: &Project) -> Result<Vec<BuiltBinary>> {
+    let mut packages: Vec<String> = project
+        .functions
+        .iter()
+        .map(|f| f.package.clone())
+        .collect();
+    packages.dedup();
+    let req = BuildRequest {
+        manifest_path: Some(project.workspace_manifest.clone()),
+        packages,
+        bins: project.functions.iter().map(|f| f.bin.clone()).collect(),
+        profile: opts.profile.clone(),
+        target: None,
+        target_dir: Some(project.target_dir.clone()),
+        cargo_flags: opts.cargo_flags.clone(),
+        ..Default::default()
+    };
+    tokio::task::spawn_blocking(move || cargo_build(&req))
+        .await
+        .context("the build task failed")?
+}
+
+/// Specs for one generation: configuration (re-read each time, so edits to
+/// it apply on the next environment) plus a private copy of each binary.
+fn specs(
+    opts: &WatchOptions,
+    project: &Project,
+    built: &[BuiltBinary],
+    dir: &Path,
+    generation: u64,
+) -> Result<Vec<FunctionSpec>> {
+    let configs = crate::config::resolve(project, &opts.overrides)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut out = Vec::new();
+    for cfg in configs {
+        if cfg.extension {
+            continue;
+        }
+        let bin = built
+            .iter()
+            .find(|b| b.bin == cfg.bin)
+            .with_context(|| format!("cargo did not report a binary for `{}`", cfg.bin))?;
+        let snapshot = dir.join(format!("{}-{generation}", cfg.bin));
+        copy_atomic(&bin.path, &snapshot)?;
+        out.push(spec_from_config(&cfg, snapshot, &opts.extra_env, project));
+    }
+    Ok(out)
+}
+
+fn spec_from_config(
+    cfg: &FunctionConfig,
+    command: PathBuf,
+    extra_env: &BTreeMap<String, String>,
+    project: &Project,
+) -> FunctionSpec {
+    let mut env = cfg.env.clone();
+    env.extend(extra_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Some(level) = &cfg.log_level {
+        env.insert("AWS_LAMBDA_LOG_LEVEL".into(), level.clone());
+    }
+    let format = match cfg.log_format {
+        crate::config::LogFormat::Text => "Text",
+        crate::config::LogFormat::Json => "JSON",
+    };
+    env.insert("AWS_LAMBDA_LOG_FORMAT".into(), format.into());
+    let working_dir = project
+        .functions
+        .iter()
+        .find(|f| f.bin == cfg.bin)
+        .map(|f| f.package_dir().to_path_buf());
+    FunctionSpec {
+        name: cfg.name.clone(),
+        command,
+        args: Vec::new(),
+        working_dir,
+        env,
+        memory_mb: cfg.memory,
+        timeout: Duration::from_secs(u64::from(cfg.timeout)),
+        reserved_concurrency: cfg.reserved_concurrency,
+        architecture: match cfg.architecture {
+            Arch::X86_64 => Architecture::X86_64,
+            Arch::Arm64 => Architecture::Arm64,
+        },
+    }
+}
+
+/// One directory per watcher (process id and a counter), so watchers
+/// sharing a target dir never touch each other's snapshots.
+fn snapshot_dir(project: &Project) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    project
+        .lambda_dir()
+        .join("watch")
+        .join(format!("{}-{n}", std::process::id()))
+}
+
+/// Copies through a temp file and a rename: a reader never sees half a binary.
+fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
+    let tmp = to.with_extension("tmp");
+    std::fs::copy(from, &tmp)
+        .with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
+    std::fs::rename(&tmp, to).with_context(|| format!("renaming to {}", to.display()))?;
+    Ok(())
+}
+
+/// Removes snapshots two generations old or more (running processes keep
+/// their inode; nothing new starts from them).
+fn prune_snapshots(dir: &Path, generation: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some((_, g)) = name.rsplit_once('-')
+            && let Ok(g) = g.parse::<u64>()
+            && g + 1 < generation
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Which changed paths matter: not the target dir, not `.git`, nothing
+/// matched by the workspace's `.gitignore` or `.fnignore`.
+struct Filter {
+    root: PathBuf,
+    target: PathBuf,
+    ignore: Gitignore,
+}
+
+impl Filter {
+    fn new(project: &Project) -> Filter {
+        let mut builder = GitignoreBuilder::new(&project.workspace_root);
+        for name in [".gitignore", ".fnignore"] {
+            let mut dirs = vec![project.workspace_root.clone()];
+            dirs.extend(
+                project
+                    .functions
+                    .iter()
+                    .map(|f| f.package_dir().to_path_buf()),
+            );
+            dirs.dedup();
+            for dir in dirs {
+                let file = dir.join(name);
+                if file.is_file() {
+                    let _ = builder.add(file);
+                }
+            }
+        }
+        Filter {
+            root: project.workspace_root.clone(),
+            target: project.target_dir.clone(),
+            ignore: builder.build().unwrap_or_else(|_| Gitignore::empty()),
+        }
+    }
+
+    fn ignored(&self, path: &Path) -> bool {
+        if path.starts_with(&self.target) {
+            return true;
+        }
+        let Ok(rel) = path.strip_prefix(&self.root) else {
+            return true;
+        };
+        if rel.components().any(|c| c.as_os_str() == ".git") {
+            return true;
+        }
+        // Editors' swap and backup files.
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        if name.ends_with('~') || name.ends_with(".swp") || name.ends_with(".swx") {
+            return true;
+        }
+        let is_dir = path.is_dir();
+        self.ignore
+            .matched_path_or_any_parents(path, is_dir)
+            .is_ignore()
+    }
+}

@@ -1,0 +1,778 @@
+//! The emulator driven as users drive it: the Invoke API through
+//! aws-sdk-lambda with an endpoint URL, function fixtures built with the
+//! official `lambda_runtime` crate, and the Runtime API driven directly over
+//! HTTP for the rules a well-behaved runtime never trips.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_sdk_lambda::Client;
+use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{InvocationType, LogType};
+use base64::Engine;
+use cargo_fn::emulator::{Emulator, EmulatorOptions, FunctionSpec, LogLine, LogSink};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+use crate::support::shared_target_dir;
+
+/// The fixture functions, built once per test run into the shared target dir.
+pub fn fixture(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let manifest =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/functions/Cargo.toml");
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(shared_target_dir())
+            .status()
+            .expect("running cargo for the fixture functions");
+        assert!(status.success(), "building the fixture functions failed");
+        shared_target_dir().join("debug")
+    });
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "fixture `{name}` missing at {}",
+        path.display()
+    );
+    path
+}
+
+/// Collects every log line, for assertions on START/END/REPORT.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<String>>>);
+
+impl Logs {
+    pub fn sink(&self) -> LogSink {
+        let lines = self.0.clone();
+        Arc::new(move |l: LogLine<'_>| {
+            lines
+                .lock()
+                .unwrap()
+                .push(format!("{}#{} {}", l.function, l.environment, l.text));
+        })
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines().iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+pub fn options(logs: &Logs) -> EmulatorOptions {
+    EmulatorOptions {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        log_sink: logs.sink(),
+        ..EmulatorOptions::default()
+    }
+}
+
+pub fn spec(name: &str, fixture_name: &str) -> FunctionSpec {
+    let mut s = FunctionSpec::new(name, fixture(fixture_name));
+    s.timeout = Duration::from_secs(10);
+    s
+}
+
+pub async fn start(specs: Vec<FunctionSpec>) -> (Emulator, Client, Logs) {
+    let logs = Logs::default();
+    let emu = Emulator::start(options(&logs), specs)
+        .await
+        .expect("emulator starts");
+    let client = lambda_client(&emu.endpoint());
+    (emu, client, logs)
+}
+
+/// An unmodified SDK client pointed at the emulator.
+pub fn lambda_client(endpoint: &str) -> Client {
+    let conf = aws_sdk_lambda::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "AKIDLOCALTEST",
+            "local-test-secret",
+            None,
+            None,
+            "tests",
+        ))
+        .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
+        .build();
+    Client::from_conf(conf)
+}
+
+pub struct Invoked {
+    pub status: i32,
+    pub body: Value,
+    pub function_error: Option<String>,
+    pub log: String,
+    pub executed_version: Option<String>,
+}
+
+pub async fn invoke(client: &Client, function: &str, payload: Value) -> Invoked {
+    let out = client
+        .invoke()
+        .function_name(function)
+        .payload(Blob::new(payload.to_string()))
+        .log_type(LogType::Tail)
+        .send()
+        .await
+        .expect("invoke succeeds at the API level");
+    let raw = out
+        .payload()
+        .map(|b| b.as_ref().to_vec())
+        .unwrap_or_default();
+    let log = out
+        .log_result()
+        .map(|l| {
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(l).unwrap()).unwrap()
+        })
+        .unwrap_or_default();
+    Invoked {
+        status: out.status_code(),
+        body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+        function_error: out.function_error().map(str::to_string),
+        log,
+        executed_version: out.executed_version().map(str::to_string),
+    }
+}
+
+/// A raw HTTP request: (status, headers, body).
+pub async fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, hyper::HeaderMap, Vec<u8>) {
+    let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(bytes::Bytes::from(body))).unwrap())
+        .await
+        .expect("http request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, headers, body)
+}
+
+fn process_alive(pid: u64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn echo_through_the_sdk_with_tail_log_and_warm_reuse() {
+    let (emu, client, logs) = start(vec![spec("echo", "echo")]).await;
+    let first = invoke(&client, "echo", json!({"hello": "world"})).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body, json!({"hello": "world"}));
+    assert_eq!(first.function_error, None);
+    assert_eq!(first.executed_version.as_deref(), Some("$LATEST"));
+    assert!(first.log.contains("START RequestId: "), "{}", first.log);
+    assert!(first.log.contains("echo handling "), "{}", first.log);
+    assert!(first.log.contains("END RequestId: "), "{}", first.log);
+    let report = first
+        .log
+        .lines()
+        .find(|l| l.starts_with("REPORT RequestId: "))
+        .expect("REPORT line");
+    let fields: Vec<&str> = report.split('\t').collect();
+    assert!(fields[1].starts_with("Duration: ") && fields[1].ends_with(" ms"));
+    assert!(fields[2].starts_with("Billed Duration: "));
+    assert_eq!(fields[3], "Memory Size: 128 MB");
+    assert!(fields[4].starts_with("Max Memory Used: "));
+    let used: u64 = fields[4]
+        .trim_start_matches("Max Memory Used: ")
+        .trim_end_matches(" MB")
+        .parse()
+        .unwrap();
+    assert!(used > 0, "memory measured from the process: {report}");
+    assert!(
+        fields[5].starts_with("Init Duration: "),
+        "cold start: {report}"
+    );
+    assert!(first.log.contains("COST RequestId: "), "{}", first.log);
+
+    let second = invoke(&client, "echo", json!([1, 2, 3])).await;
+    assert_eq!(second.body, json!([1, 2, 3]));
+    assert!(
+        !second.log.contains("Init Duration"),
+        "warm: {}",
+        second.log
+    );
+    assert_eq!(logs.count("START RequestId"), 2);
+    // One environment served both.
+    let envs: std::collections::BTreeSet<_> = logs
+        .lines()
+        .iter()
+        .filter(|l| l.contains("START RequestId"))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(envs.len(), 1, "{envs:?}");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_function_sees_lambdas_environment_and_context() {
+    let mut s = spec("ctx", "context");
+    s.env = BTreeMap::from([("GREETING".to_string(), "hi".to_string())]);
+    s.memory_mb = 256;
+    let (emu, client, _logs) = start(vec![s]).await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let cc = base64::engine::general_purpose::STANDARD.encode(
+        json!({
+            "client": {
+                "installation_id": "install-1",
+                "app_title": "app",
+                "app_version_name": "1.0",
+                "app_version_code": "1",
+                "app_package_name": "com.example"
+            },
+            "custom": {"k": "v"},
+            "environment": {}
+        })
+        .to_string(),
+    );
+    let out = client
+        .invoke()
+        .function_name("ctx")
+        .qualifier("live")
+        .client_context(cc)
+        .payload(Blob::new("{}"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(out.function_error(), None, "{body}");
+    let env = &body["env"];
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], "ctx");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_VERSION"], "$LATEST");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "256");
+    assert_eq!(env["AWS_LAMBDA_INITIALIZATION_TYPE"], "on-demand");
+    assert_eq!(env["AWS_REGION"], "us-east-1");
+    assert_eq!(env["AWS_DEFAULT_REGION"], "us-east-1");
+    assert_eq!(env["AWS_LAMBDA_LOG_GROUP_NAME"], "/aws/lambda/ctx");
+    assert_eq!(env["TZ"], ":UTC");
+    assert_eq!(env["GREETING"], "hi");
+    assert!(
+        env["AWS_LAMBDA_RUNTIME_API"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert!(
+        env.get("AWS_SECRET_ACCESS_KEY").is_none(),
+        "no credentials unless asked"
+    );
+    assert_eq!(
+        body["invoked_function_arn"],
+        "arn:aws:lambda:us-east-1:012345678912:function:ctx:live"
+    );
+    let deadline = body["deadline"].as_u64().unwrap();
+    assert!(
+        deadline >= before + 9_000 && deadline <= before + 11_000 + 5_000,
+        "{deadline} vs {before}"
+    );
+    assert!(
+        body["xray_trace_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("Root=1-")
+    );
+    assert_eq!(body["client_context"], json!({"k": "v"}));
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_errors_have_aws_status_type_and_body() {
+    let (emu, client, _logs) = start(vec![spec("echo", "echo")]).await;
+    // Unknown function, through the SDK.
+    let err = client
+        .invoke()
+        .function_name("nope")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_resource_not_found_exception(),
+        "{err:?}"
+    );
+    // Body that is not JSON.
+    let err = client
+        .invoke()
+        .function_name("echo")
+        .payload(Blob::new("not json"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_invalid_request_content_exception(),
+        "{err:?}"
+    );
+
+    let url = format!("{}/2015-03-31/functions/echo/invocations", emu.endpoint());
+    let (status, headers, body) = http("POST", &url, &[], b"{oops".to_vec()).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        headers["x-amzn-errortype"],
+        "InvalidRequestContentException"
+    );
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["Type"], "User");
+    assert!(body["message"].as_str().unwrap().contains("json"));
+
+    // Over 6 MB.
+    let big = format!("\"{}\"", "x".repeat(6_300_000)).into_bytes();
+    let (status, headers, body) = http("POST", &url, &[], big).await;
+    assert_eq!(status, 413);
+    assert_eq!(
+        headers["x-amzn-errortype"],
+        "RequestEntityTooLargeException"
+    );
+    assert!(String::from_utf8_lossy(&body).contains("6291556"));
+
+    let nf = format!(
+        "{}/2015-03-31/functions/missing/invocations",
+        emu.endpoint()
+    );
+    let (status, headers, body) = http("POST", &nf, &[], b"{}".to_vec()).await;
+    assert_eq!(status, 404);
+    assert_eq!(headers["x-amzn-errortype"], "ResourceNotFoundException");
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        body["Message"]
+            .as_str()
+            .unwrap()
+            .contains("function:missing")
+    );
+
+    let (status, _, _) = http(
+        "POST",
+        &url,
+        &[("x-amz-invocation-type", "Sometimes")],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    let (status, _, body) = http(
+        "POST",
+        &url,
+        &[("x-amz-invocation-type", "DryRun")],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(body.is_empty());
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_invocations_are_queued_and_run() {
+    let (emu, client, logs) = start(vec![spec("echo", "echo")]).await;
+    for i in 0..3 {
+        let out = client
+            .invoke()
+            .function_name("echo")
+            .invocation_type(InvocationType::Event)
+            .payload(Blob::new(json!({ "n": i }).to_string()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.status_code(), 202);
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while logs.count("REPORT RequestId") < 3 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(logs.count("REPORT RequestId"), 3, "{:#?}", logs.lines());
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn panics_and_errors_are_unhandled_and_reset_the_environment() {
+    let (emu, client, _logs) = start(vec![spec("panic", "panic"), spec("fail", "fail")]).await;
+    let ok = invoke(&client, "panic", json!({})).await;
+    let pid = ok.body["pid"].as_u64().unwrap();
+    let bad = invoke(&client, "panic", json!({"panic": true})).await;
+    assert_eq!(bad.status, 200);
+    assert_eq!(bad.function_error.as_deref(), Some("Unhandled"));
+    assert!(
+        bad.body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("fixture panic"),
+        "{}",
+        bad.body
+    );
+    let after = invoke(&client, "panic", json!({})).await;
+    assert_eq!(after.function_error, None);
+    assert_ne!(
+        after.body["pid"].as_u64().unwrap(),
+        pid,
+        "fresh environment"
+    );
+    assert!(
+        after.log.contains("Init Duration"),
+        "cold again: {}",
+        after.log
+    );
+
+    let failed = invoke(&client, "fail", json!({})).await;
+    assert_eq!(failed.function_error.as_deref(), Some("Unhandled"));
+    assert_eq!(failed.body["errorMessage"], "fixture failure");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn process_exit_and_init_failure_give_runtime_exit_error() {
+    let (emu, client, _logs) =
+        start(vec![spec("exit", "exit"), spec("initfail", "initfail")]).await;
+    let out = invoke(&client, "exit", json!({"exit": true})).await;
+    assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
+    assert_eq!(out.body["errorType"], "Runtime.ExitError");
+    assert!(
+        out.body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("exit status 3"),
+        "{}",
+        out.body
+    );
+    assert!(
+        out.log.contains("fixture exiting with code 3"),
+        "{}",
+        out.log
+    );
+    let next = invoke(&client, "exit", json!({})).await;
+    assert_eq!(next.function_error, None, "{}", next.body);
+
+    let init = invoke(&client, "initfail", json!({})).await;
+    assert_eq!(init.function_error.as_deref(), Some("Unhandled"));
+    assert_eq!(init.body["errorType"], "Runtime.ExitError");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn timeouts_kill_the_environment_and_report_sandbox_timedout() {
+    let mut s = spec("sleepy", "sleep");
+    s.timeout = Duration::from_secs(1);
+    let (emu, client, logs) = start(vec![s]).await;
+    let warm = invoke(&client, "sleepy", json!({"ms": 1})).await;
+    let pid = warm.body["pid"].as_u64().unwrap();
+    let out = invoke(&client, "sleepy", json!({"ms": 30_000})).await;
+    assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
+    assert_eq!(out.body["errorType"], "Sandbox.Timedout");
+    assert!(
+        out.body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .ends_with("Task timed out after 1.00 seconds"),
+        "{}",
+        out.body
+    );
+    assert!(out.log.contains("Status: timeout"), "{}", out.log);
+    let until = Instant::now() + Duration::from_secs(5);
+    while process_alive(pid) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!process_alive(pid), "the timed-out process is killed");
+    let again = invoke(&client, "sleepy", json!({"ms": 1})).await;
+    assert_eq!(again.function_error, None);
+    assert_ne!(again.body["pid"].as_u64().unwrap(), pid);
+    assert!(logs.count("REPORT RequestId") >= 3);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oversized_responses_are_refused() {
+    let (emu, client, _logs) = start(vec![spec("big", "big")]).await;
+    let out = invoke(&client, "big", json!({})).await;
+    assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
+    assert_eq!(out.body["errorType"], "Function.ResponseSizeTooLarge");
+    // Just under the limit passes.
+    let ok = invoke(&client, "big", json!({"bytes": 6_000_000})).await;
+    assert_eq!(ok.function_error, None);
+    assert_eq!(ok.body.as_str().unwrap().len(), 6_000_000);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_invocations_run_in_parallel_environments() {
+    let (emu, client, _logs) = start(vec![spec("sleep", "sleep")]).await;
+    // Start the environments once so the measure is about invocations.
+    let n = 4;
+    let sleep_ms = 1000u64;
+    let started = Instant::now();
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { invoke(&c, "sleep", json!({ "ms": sleep_ms })).await })
+        })
+        .collect();
+    let mut pids = std::collections::BTreeSet::new();
+    for c in calls {
+        let out = c.await.unwrap();
+        assert_eq!(out.function_error, None, "{}", out.body);
+        pids.insert(out.body["pid"].as_u64().unwrap());
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(pids.len(), n, "one environment per concurrent invocation");
+    assert!(
+        elapsed < Duration::from_millis(n as u64 * sleep_ms * 6 / 10),
+        "{n} sleeps of {sleep_ms} ms took {elapsed:?}"
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reserved_concurrency_throttles_with_429() {
+    let mut s = spec("sleep", "sleep");
+    s.reserved_concurrency = Some(2);
+    let (emu, client, logs) = start(vec![s]).await;
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { invoke(&c, "sleep", json!({"ms": 3000})).await })
+        })
+        .collect();
+    // Both are running once the runtime has taken them.
+    let until = Instant::now() + Duration::from_secs(20);
+    while logs.count("START RequestId") < 2 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let err = client
+        .invoke()
+        .function_name("sleep")
+        .payload(Blob::new("{}"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_too_many_requests_exception(),
+        "{err:?}"
+    );
+    let url = format!("{}/2015-03-31/functions/sleep/invocations", emu.endpoint());
+    let (status, headers, body) = http("POST", &url, &[], b"{}".to_vec()).await;
+    assert_eq!(status, 429);
+    assert_eq!(headers["x-amzn-errortype"], "TooManyRequestsException");
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        body["Reason"],
+        "ReservedFunctionConcurrentInvocationLimitExceeded"
+    );
+    for c in calls {
+        assert_eq!(c.await.unwrap().function_error, None);
+    }
+    emu.shutdown().await;
+}
+
+/// A "runtime" that is just a shell writing its Runtime API address to a
+/// file, so the test can speak the Runtime API itself.
+fn manual_runtime(dir: &Path) -> FunctionSpec {
+    let addr_file = dir.join("runtime-api");
+    let mut s = FunctionSpec::new("manual", "/bin/sh");
+    s.args = vec![
+        "-c".into(),
+        format!(
+            "echo \"$AWS_LAMBDA_RUNTIME_API\" > {}.tmp && mv {0}.tmp {0} && exec sleep 60",
+            addr_file.display()
+        ),
+    ];
+    s.working_dir = Some(dir.to_path_buf());
+    s.timeout = Duration::from_secs(30);
+    s
+}
+
+async fn runtime_api_addr(dir: &Path) -> String {
+    let file = dir.join("runtime-api");
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&file) {
+            return s.trim().to_string();
+        }
+        assert!(Instant::now() < until, "runtime never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runtime_api_rules_for_ids_answers_and_sizes() {
+    let dir = crate::support::tempdir();
+    let (emu, client, _logs) = start(vec![manual_runtime(dir.path())]).await;
+    let c = client.clone();
+    let first = tokio::spawn(async move { invoke(&c, "manual", json!({"q": 1})).await });
+    let api = format!(
+        "http://{}/2018-06-01/runtime",
+        runtime_api_addr(dir.path()).await
+    );
+
+    let (status, headers, body) = http("GET", &format!("{api}/invocation/next"), &[], vec![]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"q": 1})
+    );
+    let id = headers["lambda-runtime-aws-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let deadline: u64 = headers["lambda-runtime-deadline-ms"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(deadline > 1_700_000_000_000);
+    assert_eq!(
+        headers["lambda-runtime-invoked-function-arn"],
+        "arn:aws:lambda:us-east-1:012345678912:function:manual"
+    );
+    assert!(headers.contains_key("lambda-runtime-trace-id"));
+
+    // Unknown id: 400 InvalidRequestID, and nothing changes.
+    let (status, _, body) = http(
+        "POST",
+        &format!("{api}/invocation/not-the-id/response"),
+        &[],
+        b"\"wrong\"".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["errorType"], "InvalidRequestID");
+
+    let resp_url = format!("{api}/invocation/{id}/response");
+    let (status, _, body) = http("POST", &resp_url, &[], b"\"right\"".to_vec()).await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"status": "OK"})
+    );
+    // A second answer: 403 InvalidStateTransition.
+    let (status, _, body) = http("POST", &resp_url, &[], b"\"again\"".to_vec()).await;
+    assert_eq!(status, 403);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["errorType"], "InvalidStateTransition");
+    let (status, _, _) = http("POST", &format!("{api}/invocation/{id}/error"), &[], vec![]).await;
+    assert_eq!(status, 403);
+
+    let out = first.await.unwrap();
+    assert_eq!(out.body, json!("right"));
+    assert_eq!(out.function_error, None);
+
+    // Next invocation: the old id is now stale.
+    let c = client.clone();
+    let second = tokio::spawn(async move { invoke(&c, "manual", json!({"q": 2})).await });
+    let (_, headers, _) = http("GET", &format!("{api}/invocation/next"), &[], vec![]).await;
+    let id2 = headers["lambda-runtime-aws-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(id, id2);
+    let (status, _, _) = http("POST", &resp_url, &[], b"\"stale\"".to_vec()).await;
+    assert_eq!(status, 400, "stale id");
+    // Oversized response: 413 to the runtime, ResponseSizeTooLarge to the caller.
+    let big = format!("\"{}\"", "y".repeat(6_291_600)).into_bytes();
+    let (status, _, body) = http(
+        "POST",
+        &format!("{api}/invocation/{id2}/response"),
+        &[],
+        big,
+    )
+    .await;
+    assert_eq!(status, 413);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["errorType"], "RequestEntityTooLarge");
+    let out = second.await.unwrap();
+    assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
+    assert_eq!(out.body["errorType"], "Function.ResponseSizeTooLarge");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runtime_error_route_and_header_only_errors() {
+    let dir = crate::support::tempdir();
+    let (emu, client, _logs) = start(vec![manual_runtime(dir.path())]).await;
+    let c = client.clone();
+    let call = tokio::spawn(async move { invoke(&c, "manual", json!({})).await });
+    let api = format!(
+        "http://{}/2018-06-01/runtime",
+        runtime_api_addr(dir.path()).await
+    );
+    let (_, headers, _) = http("GET", &format!("{api}/invocation/next"), &[], vec![]).await;
+    let id = headers["lambda-runtime-aws-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (status, _, _) = http(
+        "POST",
+        &format!("{api}/invocation/{id}/error"),
+        &[(
+            "lambda-runtime-function-error-type",
+            "Runtime.NoSuchHandler",
+        )],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 202);
+    let out = call.await.unwrap();
+    assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
+    assert_eq!(out.body["errorType"], "Runtime.NoSuchHandler");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_leaves_no_function_process() {
+    let (emu, client, _logs) = start(vec![spec("sleep", "sleep")]).await;
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { invoke(&c, "sleep", json!({"ms": 50})).await })
+        })
+        .collect();
+    let mut pids = Vec::new();
+    for c in calls {
+        pids.push(c.await.unwrap().body["pid"].as_u64().unwrap());
+    }
+    assert!(
+        pids.iter().all(|p| process_alive(*p)),
+        "warm environments stay up"
+    );
+    let addr = emu.addr();
+    emu.shutdown().await;
+    for pid in pids {
+        assert!(!process_alive(pid), "process {pid} survived shutdown");
+    }
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "nothing listens after shutdown"
+    );
+}

@@ -1,0 +1,260 @@
+//! `cargo fn invoke` as a user runs it, against an emulator started in the
+//! test (local mode) and, for `--remote`, through the real-service code path
+//! pointed at the same emulator with `--endpoint-url`.
+
+use std::time::Duration;
+
+use cargo_fn::emulator::Emulator;
+use serde_json::{Value, json};
+
+use crate::emulator::{Logs, options, spec};
+use crate::support::cargo_fn;
+
+async fn emulator() -> (Emulator, Logs) {
+    let logs = Logs::default();
+    let mut sleepy = spec("sleep", "sleep");
+    sleepy.timeout = Duration::from_secs(1);
+    let emu = Emulator::start(
+        options(&logs),
+        vec![spec("echo", "echo"), spec("panic", "panic"), sleepy],
+    )
+    .await
+    .unwrap();
+    (emu, logs)
+}
+
+/// Runs cargo-fn off the async runtime: (exit code, stdout, stderr).
+async fn run(args: Vec<String>, stdin: Option<&'static str>) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = cargo_fn();
+        cmd.args(&args)
+            .env("AWS_ACCESS_KEY_ID", "AKIDINVOKETEST")
+            .env("AWS_SECRET_ACCESS_KEY", "invoke-test-secret")
+            .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/aws-credentials",
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        if let Some(input) = stdin {
+            cmd.write_stdin(input);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_sources_and_log_tail() {
+    let (emu, _logs) = emulator().await;
+    let ep = emu.endpoint();
+
+    let (code, out, err) = run(
+        args(&["invoke", "echo", "--endpoint", &ep, "--data", r#"{"a":1}"#]),
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!({"a": 1})
+    );
+
+    let (code, out, err) = run(
+        args(&["invoke", "echo", "--endpoint", &ep, "--example", "sqs"]),
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let body: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(body["Records"][0]["eventSource"], "aws:sqs");
+
+    let (code, out, err) = run(
+        args(&[
+            "invoke",
+            "echo",
+            "--endpoint",
+            &ep,
+            "--data-file",
+            "-",
+            "--log",
+        ]),
+        Some(r#"{"from":"stdin"}"#),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!({"from": "stdin"})
+    );
+    assert!(err.contains("START RequestId: "), "{err}");
+    assert!(err.contains("REPORT RequestId: "), "{err}");
+
+    let port = emu.addr().port().to_string();
+    let (code, out, err) = run(args(&["invoke", "echo", "--port", &port]), None).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({}));
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_errors_exit_non_zero_with_the_error_on_stdout() {
+    let (emu, _logs) = emulator().await;
+    let ep = emu.endpoint();
+    let (code, out, err) = run(
+        args(&[
+            "invoke",
+            "panic",
+            "--endpoint",
+            &ep,
+            "--data",
+            r#"{"panic":true}"#,
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(code, 1, "{out}{err}");
+    let body: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("fixture panic")
+    );
+    assert!(err.contains("Unhandled"), "{err}");
+
+    let (code, out, err) = run(
+        args(&[
+            "invoke",
+            "sleep",
+            "--endpoint",
+            &ep,
+            "--data",
+            r#"{"ms":5000}"#,
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(out.contains("Sandbox.Timedout"), "{out}");
+    assert!(err.contains("failed"), "{err}");
+
+    let (code, _, err) = run(args(&["invoke", "missing", "--endpoint", &ep]), None).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("Function not found"), "{err}");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_named_and_nothing_is_sent() {
+    let (emu, logs) = emulator().await;
+    let ep = emu.endpoint();
+    let (code, _, err) = run(
+        args(&["invoke", "echo", "--endpoint", &ep, "--data", "{nope"]),
+        None,
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("--data is not valid JSON"), "{err}");
+    let (code, _, err) = run(
+        args(&[
+            "invoke",
+            "echo",
+            "--endpoint",
+            &ep,
+            "--example",
+            "carrier-pigeon",
+        ]),
+        None,
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("carrier-pigeon") && err.contains("sqs"),
+        "{err}"
+    );
+    let (code, _, err) = run(
+        args(&[
+            "invoke",
+            "echo",
+            "--endpoint",
+            &ep,
+            "--data-file",
+            "/nonexistent/event.json",
+        ]),
+        None,
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("/nonexistent/event.json"), "{err}");
+    assert_eq!(logs.count("START RequestId"), 0, "nothing was invoked");
+
+    let (code, out, _) = run(args(&["invoke", "--list-examples"]), None).await;
+    assert_eq!(code, 0);
+    for name in [
+        "apigw-rest",
+        "apigw-http",
+        "function-url",
+        "sqs",
+        "sns",
+        "s3",
+        "eventbridge-scheduled",
+        "kinesis",
+        "dynamodb-stream",
+    ] {
+        assert!(out.contains(name), "{name} missing from {out}");
+    }
+    // Nothing listening: a hint to start watch.
+    let (code, _, err) = run(
+        args(&["invoke", "echo", "--endpoint", "http://127.0.0.1:9"]),
+        None,
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("cargo fn watch"), "{err}");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_mode_goes_through_the_aws_configuration_path() {
+    let (emu, _logs) = emulator().await;
+    let ep = emu.endpoint();
+    let (code, out, err) = run(
+        args(&[
+            "invoke",
+            "echo",
+            "--remote",
+            "--endpoint-url",
+            &ep,
+            "--region",
+            "eu-west-1",
+            "--qualifier",
+            "live",
+            "--data",
+            r#"{"remote":true}"#,
+            "--log",
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!({"remote": true})
+    );
+    assert!(
+        err.contains("REPORT RequestId: "),
+        "decoded tail log: {err}"
+    );
+    emu.shutdown().await;
+}

@@ -1,0 +1,296 @@
+//! `cargo fn watch`: hot reload under load (no invocation fails or is lost,
+//! each new build answers after its reload), a broken build keeps the last
+//! good one serving, and Ctrl-C leaves no process behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cargo_fn::emulator::EmulatorOptions;
+use cargo_fn::project::Selection;
+use cargo_fn::ui::Ui;
+use cargo_fn::watch::{WatchEvent, WatchOptions};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::emulator::{Logs, invoke, lambda_client};
+use crate::support::{shared_target_dir, tempdir};
+
+/// A one-function crate answering `{"version": N, "pid": ...}`, locked to
+/// the fixture crate's dependency versions so the shared target dir already
+/// holds every dependency.
+pub fn function_crate(dir: &Path, bin: &str, version: u32) {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            r#"[workspace]
+
+[package]
+name = "{bin}"
+version = "0.1.0"
+edition = "2021"
+
+[package.metadata.fn]
+timeout = 10
+
+[dependencies]
+lambda_runtime = "1.5"
+serde_json = "1"
+tokio = {{ version = "1", features = ["macros", "rt-multi-thread", "time"] }}
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/functions/Cargo.lock"),
+        dir.join("Cargo.lock"),
+    )
+    .unwrap();
+    std::fs::write(dir.join(".gitignore"), "/scratch\n").unwrap();
+    write_version(dir, version);
+}
+
+pub fn write_version(dir: &Path, version: u32) {
+    let src = format!(
+        r#"use lambda_runtime::{{service_fn, Error, LambdaEvent}};
+use serde_json::{{json, Value}};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {{
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {{
+        let ms = event.payload["ms"].as_u64().unwrap_or(0);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        Ok::<Value, Error>(json!({{"version": {version}, "pid": std::process::id()}}))
+    }}))
+    .await
+}}
+"#
+    );
+    // Write then rename, as editors do, so the build never reads half a file.
+    let tmp = dir.join("src/main.rs.tmp~");
+    std::fs::write(&tmp, src).unwrap();
+    std::fs::rename(tmp, dir.join("src/main.rs")).unwrap();
+}
+
+fn watch_options(dir: &Path, logs: &Logs) -> WatchOptions {
+    WatchOptions {
+        selection: Selection {
+            manifest_path: Some(dir.join("Cargo.toml")),
+            packages: vec![],
+            bins: vec![],
+            target_dir: Some(shared_target_dir()),
+        },
+        overrides: Default::default(),
+        profile: "dev".into(),
+        cargo_flags: vec![],
+        emulator: EmulatorOptions {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            log_sink: logs.sink(),
+            ..EmulatorOptions::default()
+        },
+        extra_env: Default::default(),
+        debounce: Duration::from_millis(50),
+    }
+}
+
+async fn next_event(rx: &mut mpsc::UnboundedReceiver<WatchEvent>) -> WatchEvent {
+    tokio::time::timeout(Duration::from_secs(300), rx.recv())
+        .await
+        .expect("a watch event within 5 minutes")
+        .expect("watch still running")
+}
+
+fn process_alive(pid: u64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hot_reload_under_load_loses_nothing_and_serves_each_new_build() {
+    let dir = tempdir();
+    let root: PathBuf = dir.path().to_path_buf();
+    function_crate(&root, "hot", 0);
+    let logs = Logs::default();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let watch = tokio::spawn(cargo_fn::watch::run(
+        watch_options(&root, &logs),
+        Ui::silent(),
+        Some(tx),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let endpoint = match next_event(&mut rx).await {
+        WatchEvent::Ready { endpoint } => endpoint,
+        other => panic!("expected Ready, got {other:?}"),
+    };
+    let client = lambda_client(&endpoint);
+
+    // A client invoking in a loop, each call with a deadline: an answer
+    // that never comes counts as a failure.
+    let stop = Arc::new(AtomicBool::new(false));
+    let latest = Arc::new(AtomicU64::new(u64::MAX));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let pids = Arc::new(Mutex::new(std::collections::BTreeSet::<u64>::new()));
+    let looper = {
+        let (stop, latest, failures, seen, pids, client) = (
+            stop.clone(),
+            latest.clone(),
+            failures.clone(),
+            seen.clone(),
+            pids.clone(),
+            client.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let call = client
+                    .invoke()
+                    .function_name("hot")
+                    .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"ms": 20}"#))
+                    .send();
+                match tokio::time::timeout(Duration::from_secs(30), call).await {
+                    Ok(Ok(out)) if out.function_error().is_none() => {
+                        let body: Value =
+                            serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+                        let v = body["version"].as_u64().unwrap();
+                        latest.store(v, Ordering::SeqCst);
+                        seen.lock().unwrap().push(v);
+                        pids.lock().unwrap().insert(body["pid"].as_u64().unwrap());
+                    }
+                    Ok(Ok(out)) => failures.lock().unwrap().push(format!(
+                        "function error: {:?}",
+                        out.payload()
+                            .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
+                    )),
+                    Ok(Err(e)) => failures.lock().unwrap().push(format!("{e:?}")),
+                    Err(_) => failures.lock().unwrap().push("no answer in 30 s".into()),
+                }
+            }
+        })
+    };
+
+    let reloads = 10;
+    for version in 1..=reloads {
+        write_version(&root, version);
+        loop {
+            match next_event(&mut rx).await {
+                WatchEvent::Reloaded { .. } => break,
+                WatchEvent::Rebuilding { trigger } => {
+                    assert!(trigger.starts_with(&root), "{trigger:?}");
+                }
+                other => panic!("reload {version}: unexpected {other:?}"),
+            }
+        }
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        while latest.load(Ordering::SeqCst) != u64::from(version) {
+            assert!(
+                tokio::time::Instant::now() < until,
+                "version {version} never answered after its reload"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    // A broken build keeps the last good one serving.
+    std::fs::write(root.join("src/main.rs"), "fn main() { this is not rust }").unwrap();
+    loop {
+        match next_event(&mut rx).await {
+            WatchEvent::BuildFailed => break,
+            WatchEvent::Rebuilding { .. } => {}
+            other => panic!("expected BuildFailed, got {other:?}"),
+        }
+    }
+    let out = invoke(&client, "hot", json!({})).await;
+    assert_eq!(out.body["version"], u64::from(reloads));
+
+    // Ignored paths do not rebuild.
+    std::fs::create_dir_all(root.join("scratch")).unwrap();
+    std::fs::write(root.join("scratch/notes.txt"), "x").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        rx.try_recv().is_err(),
+        "a .gitignored file triggered a rebuild"
+    );
+
+    stop.store(true, Ordering::SeqCst);
+    looper.await.unwrap();
+    let failures = failures.lock().unwrap().clone();
+    assert!(failures.is_empty(), "failed invocations: {failures:#?}");
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.len() > reloads as usize,
+        "the client kept invoking: {seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "no old code after new code: {seen:?}"
+    );
+
+    stop_tx.send(()).unwrap();
+    watch.await.unwrap().expect("watch ends cleanly");
+    for pid in pids.lock().unwrap().iter() {
+        assert!(!process_alive(*pid), "function process {pid} survived");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_the_cli_and_every_function_process() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempdir();
+    function_crate(dir.path(), "ctrlc", 7);
+    // Build first so the watcher starts fast.
+    let bin = env!("CARGO_BIN_EXE_cargo-fn");
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "watch",
+            "--port",
+            "0",
+            "--color",
+            "never",
+            "--manifest-path",
+        ])
+        .arg(dir.path().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(shared_target_dir())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines();
+    let endpoint = loop {
+        let line = lines.next().expect("watch exited before serving").unwrap();
+        if let Some(rest) = line.trim_start().strip_prefix("Serving ctrlc at ") {
+            break rest.split("/2015-03-31").next().unwrap().to_string();
+        }
+    };
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let out = rt.block_on(async { invoke(&lambda_client(&endpoint), "ctrlc", json!({})).await });
+    assert_eq!(out.body["version"], 7);
+    let pid = out.body["pid"].as_u64().unwrap();
+    assert!(process_alive(pid));
+
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    let output = rest.join().unwrap();
+    assert!(status.success(), "watch exit {status}: {output:#?}");
+    assert!(
+        !process_alive(pid),
+        "function process {pid} survived Ctrl-C"
+    );
+    let addr = endpoint.trim_start_matches("http://");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "nothing listens after Ctrl-C"
+    );
+}

@@ -1,0 +1,128 @@
+//! `cargo xtask bench` (deploy part): calls and wall time of a first deploy,
+//! a no-change redeploy and a code-change redeploy of the built cargo-fn
+//! against moto, counted by the test proxy (tests/it/moto.rs, included).
+//! Baselines from the same run: `cargo-fn --version` (process start) and
+//! one GET straight to moto (a round trip).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+#[path = "../../tests/it/moto.rs"]
+mod moto;
+
+fn zip(path: &Path, content: &str) -> Result<()> {
+    let file = std::fs::File::create(path)?;
+    let mut z = zip::ZipWriter::new(file);
+    let opts = zip::write::SimpleFileOptions::default()
+        .unix_permissions(0o755)
+        .last_modified_time(zip::DateTime::default());
+    z.start_file("bootstrap", opts)?;
+    z.write_all(format!("#!/bin/sh\n# {content}\n").as_bytes())?;
+    z.finish()?;
+    Ok(())
+}
+
+struct Sample {
+    name: &'static str,
+    wall: Duration,
+    calls: Vec<String>,
+}
+
+pub fn run() -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    crate::run(crate::cargo().current_dir(&root).args([
+        "build",
+        "--release",
+        "--bin",
+        "cargo-fn",
+    ]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("release/cargo-fn");
+
+    let aws = moto::Aws::start();
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("src"))?;
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n[package.metadata.fn]\nmemory = 256\n",
+    )?;
+    std::fs::write(dir.path().join("src/main.rs"), "fn main() {}\n")?;
+    let v1 = dir.path().join("v1.zip");
+    let v2 = dir.path().join("v2.zip");
+    zip(&v1, "one")?;
+    zip(&v2, "two")?;
+
+    // Baselines.
+    let started = Instant::now();
+    let status = Command::new(&bin).arg("--version").output()?.status;
+    let process_start = started.elapsed();
+    if !status.success() {
+        bail!("cargo-fn --version failed");
+    }
+    let started = Instant::now();
+    moto::http(aws.moto.port, "GET", "/2015-03-31/functions/", b"");
+    let round_trip = started.elapsed();
+
+    let deploy = |zip: &Path| -> Result<Duration> {
+        let mut cmd = Command::new(&bin);
+        cmd.current_dir(dir.path())
+            .args(["deploy", "--quiet", "--zip"])
+            .arg(zip)
+            .env_remove("AWS_PROFILE");
+        for (k, v) in aws.env() {
+            cmd.env(k, v);
+        }
+        let started = Instant::now();
+        let out = cmd.output().context("run cargo-fn deploy")?;
+        let wall = started.elapsed();
+        if !out.status.success() {
+            bail!(
+                "deploy failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(wall)
+    };
+    let mut samples = Vec::new();
+    for (name, zip) in [
+        ("first deploy", &v1),
+        ("no-change redeploy", &v1),
+        ("code-change redeploy", &v2),
+    ] {
+        aws.proxy.reset_calls();
+        let wall = deploy(zip)?;
+        samples.push(Sample {
+            name,
+            wall,
+            calls: aws.proxy.calls(),
+        });
+    }
+
+    println!("deploy benchmark (moto, release build)");
+    println!(
+        "  baseline: cargo-fn --version      {:>8.1?}",
+        process_start
+    );
+    println!("  baseline: one GET to moto         {:>8.1?}", round_trip);
+    for s in &samples {
+        let reads = s.calls.iter().filter(|c| moto::is_read(c)).count();
+        println!(
+            "  {:<32} {:>8.1?}  {} calls ({} reads, {} writes)",
+            s.name,
+            s.wall,
+            s.calls.len(),
+            reads,
+            s.calls.len() - reads
+        );
+        for c in &s.calls {
+            println!("      {c}");
+        }
+    }
+    Ok(())
+}
