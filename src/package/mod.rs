@@ -489,6 +489,64 @@ mod tests {
     }
 
     #[test]
+    fn sizes_over_the_limits_are_noted_or_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bootstrap");
+        std::fs::write(&file, vec![7u8; 4096]).unwrap();
+        let entries = || {
+            vec![Entry {
+                name: "bootstrap".into(),
+                source: file.clone(),
+                mode: 0o755,
+            }]
+        };
+        // Zipped size over the direct-upload limit: written, flagged for S3.
+        let opts = PackageOptions {
+            limits: Limits {
+                direct_upload: 10,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let dest = dir.path().join("f.zip");
+        let p = write_checked(Kind::Function, "f", &dest, entries(), &opts, &Ui::silent()).unwrap();
+        assert!(p.needs_s3);
+        assert!(dest.is_file());
+        // Unzipped size over the limit: refused, nothing written.
+        let opts = PackageOptions {
+            limits: Limits {
+                max_unzipped: 4095,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let refused = dir.path().join("g.zip");
+        let err = write_checked(
+            Kind::Function,
+            "g",
+            &refused,
+            entries(),
+            &opts,
+            &Ui::silent(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("4096 bytes"), "{err}");
+        assert!(!refused.exists());
+        // Within both limits.
+        let p = write_checked(
+            Kind::Function,
+            "h",
+            &dir.path().join("h.zip"),
+            entries(),
+            &PackageOptions::default(),
+            &Ui::silent(),
+        )
+        .unwrap();
+        assert!(!p.needs_s3);
+        assert_eq!(p.unzipped_size, 4096);
+    }
+
+    #[test]
     fn unzipped_limit() {
         let limits = Limits {
             max_unzipped: 1000,

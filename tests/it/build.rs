@@ -11,9 +11,10 @@ use cargo_fn::config::{Arch, Runtime};
 
 use crate::support::{cargo_fn, path_with_tools, shared_target_dir, tempdir};
 
-/// Copies `tests/fixtures/<name>` into a temp dir, renaming the package
-/// (and so its binary) to `package`: tests share one target dir, and unique
-/// names keep their artifacts apart when they run in parallel.
+/// Copies `tests/fixtures/<name>` into a temp dir and renames its package
+/// to `package` (every mention in Cargo.toml, so binaries named after the
+/// package follow): tests share one target dir, and unique names keep their
+/// artifacts apart when they run in parallel.
 pub fn fixture(name: &str, package: &str) -> (tempfile::TempDir, PathBuf) {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -23,12 +24,13 @@ pub fn fixture(name: &str, package: &str) -> (tempfile::TempDir, PathBuf) {
     copy_dir(&src, &root);
     let manifest = root.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    let text = text.replacen(
-        &format!("name = \"{name}\""),
-        &format!("name = \"{package}\""),
-        1,
-    );
-    std::fs::write(&manifest, text).unwrap();
+    let original = text
+        .lines()
+        .find_map(|l| l.strip_prefix("name = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("fixture package name")
+        .to_string();
+    std::fs::write(&manifest, text.replace(&original, package)).unwrap();
     (dir, root)
 }
 
@@ -117,6 +119,32 @@ fn arm64_build_is_an_aarch64_elf_that_reaches_the_runtime_api_under_qemu() {
         request.starts_with("GET /2018-06-01/runtime/invocation/next HTTP/1.1"),
         "{request}"
     );
+}
+
+#[test]
+fn musl_build_is_a_static_binary_at_the_extension_layout() {
+    let (_tmp, root) = fixture("ext", "ext_musl");
+    let out = cargo_fn_in(&root)
+        .args(["build", "--x86-64", "--musl", "--output", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let built: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let lambda = shared_target_dir().join("lambda");
+    for b in built.as_array().unwrap() {
+        assert_eq!(b["target"], "x86_64-unknown-linux-musl");
+        assert_eq!(b["check"]["static_binary"], true, "{b}");
+        let path = PathBuf::from(b["path"].as_str().unwrap());
+        match b["bin"].as_str().unwrap() {
+            "ext_musl_sidecar" => assert_eq!(path, lambda.join("extensions/ext_musl_sidecar")),
+            "ext_musl_tool" => assert_eq!(path, lambda.join("ext_musl_tool/bootstrap")),
+            other => panic!("unexpected binary {other}"),
+        }
+        // Static: fine on either runtime, whatever the host glibc.
+        cargo_fn::artifact::check_file(&path, Arch::X86_64, Runtime::ProvidedAl2).unwrap();
+    }
 }
 
 /// A `rustc` whose sysroot has no targets: the toolchain lacks every target.

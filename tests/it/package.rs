@@ -168,7 +168,7 @@ fn a_wrong_architecture_binary_is_refused() {
 
 #[test]
 fn extensions_and_layers_have_the_lambda_layout() {
-    let (_tmp, root) = fixture("ext", "ext_fixture");
+    let (_tmp, root) = fixture("ext", "ext_layout");
     let out = package_json(&root, &["--x86-64"]);
     let lambda = shared_target_dir().join("lambda");
 
@@ -180,31 +180,32 @@ fn extensions_and_layers_have_the_lambda_layout() {
             .unwrap_or_else(|| panic!("{name} in {out}"))
             .clone()
     };
-    let tool = by_name("ext_tool");
+    let tool = by_name("ext_layout_tool");
     assert_eq!(tool["kind"], "function");
     assert_eq!(
         PathBuf::from(tool["path"].as_str().unwrap()),
-        lambda.join("ext_tool/bootstrap.zip")
+        lambda.join("ext_layout_tool/bootstrap.zip")
     );
 
-    let sidecar = by_name("ext_sidecar");
+    let sidecar = by_name("ext_layout_sidecar");
     assert_eq!(sidecar["kind"], "extension");
-    let ext_zip = lambda.join("extensions/ext_sidecar.zip");
+    let ext_zip = lambda.join("extensions/ext_layout_sidecar.zip");
     assert_eq!(PathBuf::from(sidecar["path"].as_str().unwrap()), ext_zip);
     assert!(
-        lambda.join("extensions/ext_sidecar").is_file(),
+        lambda.join("extensions/ext_layout_sidecar").is_file(),
         "build output layout"
     );
     let listing = unzip_listing(&ext_zip);
     assert!(
         listing
             .lines()
-            .any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with(" extensions/ext_sidecar")),
+            .any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with(" extensions/ext_layout_sidecar")),
         "{listing}"
     );
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(lambda.join("extensions/ext_sidecar.json")).unwrap())
-            .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(lambda.join("extensions/ext_layout_sidecar.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         manifest["compatible_architectures"],
         serde_json::json!(["x86_64"])
@@ -231,8 +232,8 @@ fn extensions_and_layers_have_the_lambda_layout() {
     assert_eq!(PathBuf::from(layer[0]["path"].as_str().unwrap()), zip);
     let listing = unzip_listing(&zip);
     for (mode, name) in [
-        ("-rwxr-xr-x", " bin/ext_tool"),
-        ("-rwxr-xr-x", " extensions/ext_sidecar"),
+        ("-rwxr-xr-x", " bin/ext_layout_tool"),
+        ("-rwxr-xr-x", " extensions/ext_layout_sidecar"),
         ("-rw-r--r--", " lib/libfixture.so.1"),
     ] {
         assert!(
@@ -253,7 +254,7 @@ fn extensions_and_layers_have_the_lambda_layout() {
     assert_eq!(
         manifest["compatible_runtimes"],
         serde_json::json!(["provided.al2023"]),
-        "ext_tool is pinned to glibc 2.34, so the layer needs provided.al2023"
+        "ext_layout_tool is pinned to glibc 2.34, so the layer needs provided.al2023"
     );
     assert_eq!(manifest["code_sha256"], layer[0]["code_sha256"]);
 }
