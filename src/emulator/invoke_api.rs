@@ -46,16 +46,22 @@ impl InvocationType {
 
 /// The one route table of the Invoke API.
 pub(crate) fn router(emulator: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/2015-03-31/functions/{function}/invocations", post(invoke))
-        .fallback(|| async {
-            aws_error(
-                StatusCode::NOT_FOUND,
-                "UnknownOperationException",
-                "message",
-                "This emulator serves only Invoke: POST /2015-03-31/functions/{FunctionName}/invocations",
-            )
-        })
+    let routes = Router::new().route("/2015-03-31/functions/{function}/invocations", post(invoke));
+    super::http_front::routes(routes)
+        .fallback(
+            |State(emulator): State<Arc<Shared>>, req: axum::extract::Request| async move {
+                // With one function, any other path is its HTTP front.
+                match super::http_front::single(emulator, req).await {
+                    Ok(resp) => resp,
+                    Err(_) => aws_error(
+                        StatusCode::NOT_FOUND,
+                        "UnknownOperationException",
+                        "message",
+                        "This emulator serves Invoke (POST /2015-03-31/functions/{FunctionName}/invocations) and function URLs (/lambda-url/{FunctionName}/...)",
+                    ),
+                }
+            },
+        )
         .with_state(emulator)
 }
 
@@ -113,7 +119,16 @@ fn valid_qualifier(q: &str) -> bool {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '$')))
 }
 
-/// An X-Ray trace header for one invocation.
+/// The trace header for one invocation: the caller's `X-Amzn-Trace-Id`
+/// when it carries a root, else a new one.
+pub(crate) fn trace_id_from(incoming: Option<&str>) -> String {
+    match incoming {
+        Some(h) if h.split(';').any(|p| p.trim().starts_with("Root=1-")) => h.trim().to_string(),
+        _ => trace_id(),
+    }
+}
+
+/// A new X-Ray trace header for one invocation.
 fn trace_id() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -261,7 +276,7 @@ async fn invoke(
         qualifier,
         client_context,
         cognito_identity: None,
-        trace_id: trace_id(),
+        trace_id: trace_id_from(header("x-amzn-trace-id")),
     };
     let mut ok_headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&request_id) {

@@ -94,6 +94,11 @@ impl FunctionPool {
         pool
     }
 
+    /// The spec new invocations get.
+    pub fn spec(&self) -> Arc<FunctionSpec> {
+        self.state.lock().expect("pool").spec.clone()
+    }
+
     pub fn replace_spec(&self, spec: FunctionSpec) {
         let old_idle = {
             let mut st = self.state.lock().expect("pool");
