@@ -42,9 +42,10 @@ pub fn demo() -> Result<()> {
         .current_dir(&root)
         .args(["build", "--quiet", "--bin", "cargo-fn"]))?;
     let cargo_fn = root.join("target/debug/cargo-fn");
-    let work = root.join("target/demo");
+    // Outside this workspace, as a user's new crate would be.
+    let work = std::env::temp_dir().join("cargo-fn-demo");
     if work.exists() {
-        std::fs::remove_dir_all(&work).context("clearing target/demo")?;
+        std::fs::remove_dir_all(&work).context("clearing the demo directory")?;
     }
     std::fs::create_dir_all(&work)?;
     // Dependencies of generated crates compile once, shared with the tests.
