@@ -74,7 +74,7 @@ async fn lambda_http_handler_behind_a_function_url() {
 async fn plain_json_handler_inference_and_errors() {
     let mut broken = spec("broken", "fail");
     broken.http.format = HttpEventFormat::HttpApi;
-    let (emu, _client, _logs) = start(vec![spec("plain", "plain"), broken]).await;
+    let (emu, _client, logs) = start(vec![spec("plain", "plain"), broken]).await;
     let base = format!("{}/lambda-url/plain", emu.endpoint());
 
     // JSON without statusCode: 200, application/json, the JSON as body.
@@ -97,6 +97,8 @@ async fn plain_json_handler_inference_and_errors() {
     assert_eq!(headers["x-amzn-trace-id"], trace);
     let out = json_body(&body);
     assert_eq!(out["trace"], trace, "the trace header reaches the function");
+    let xray = "XRAY TraceId: 1-5759e988-bd862e3fe1be46a994272793\tSegmentId: 53995c3f42cd8ad8\tSampled: true";
+    assert_eq!(logs.count(xray), 1, "{:#?}", logs.lines());
     let event = &out["event"];
     assert_eq!(event["version"], "2.0");
     assert_eq!(event["rawPath"], "/items");
