@@ -261,3 +261,15 @@ async fn single_function_serves_every_path_with_cors() {
     assert_eq!(headers["x-amzn-errortype"], "UnknownOperationException");
     emu.shutdown().await;
 }
+
+#[test]
+fn watch_rejects_an_unknown_event_format() {
+    let out = crate::support::cargo_fn()
+        .args(["watch", "--event-format", "graphql"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--event-format"), "{err}");
+    assert!(err.contains("rest-api"), "{err}");
+}
