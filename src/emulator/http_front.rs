@@ -570,6 +570,9 @@ fn clf_time(secs: u64) -> String {
 
 /// The function's answer as an HTTP response, or `Err(format)` for a 502.
 fn map_response(format: HttpEventFormat, body: &[u8]) -> Result<Response, HttpEventFormat> {
+    if let Some((prelude, rest)) = split_prelude(body) {
+        return prelude_response(format, &prelude, rest);
+    }
     let value: Value = serde_json::from_slice(body).map_err(|_| format)?;
     let has_status = value.get("statusCode").is_some();
     if !has_status {
@@ -640,6 +643,31 @@ fn map_response(format: HttpEventFormat, body: &[u8]) -> Result<Response, HttpEv
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
+    Ok(resp)
+}
+
+/// A streaming function's HTTP integration answer: a JSON prelude, 8 NUL
+/// bytes, then the body (contract 1.5). `None` for any other answer (a
+/// buffered JSON answer never contains NUL bytes after its value).
+fn split_prelude(body: &[u8]) -> Option<(Value, &[u8])> {
+    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
+    let prelude = values.next()?.ok()?;
+    let rest = body[values.byte_offset()..].strip_prefix(&[0u8; 8][..])?;
+    prelude.is_object().then_some((prelude, rest))
+}
+
+/// The prelude's status, headers and cookies with the raw body. The body is
+/// delivered once the function has finished (buffered, not streamed).
+fn prelude_response(
+    format: HttpEventFormat,
+    prelude: &Value,
+    body: &[u8],
+) -> Result<Response, HttpEventFormat> {
+    let mut object = prelude.as_object().cloned().ok_or(format)?;
+    object.remove("isBase64Encoded");
+    object.entry("statusCode").or_insert(json!(200));
+    let mut resp = map_response(format, Value::Object(object).to_string().as_bytes())?;
+    *resp.body_mut() = Body::from(body.to_vec());
     Ok(resp)
 }
 
@@ -804,6 +832,23 @@ mod tests {
         )
         .await;
         assert_eq!(h.get_all("set-cookie").iter().count(), 2);
+    }
+
+    #[tokio::test]
+    async fn streaming_prelude_answers_map_to_their_body() {
+        let mut answer =
+            br#"{"statusCode":202,"headers":{"content-type":"text/plain"},"cookies":["s=1"]}"#
+                .to_vec();
+        answer.extend_from_slice(&[0; 8]);
+        answer.extend_from_slice(b"raw \0 body");
+        let (status, h, body) =
+            read(map_response(HttpEventFormat::FunctionUrl, &answer).unwrap()).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(h["content-type"], "text/plain");
+        assert_eq!(h["set-cookie"], "s=1");
+        assert_eq!(body, b"raw \0 body");
+        // Without the 8 NUL bytes it is not a prelude.
+        assert!(split_prelude(br#"{"a":1} tail"#).is_none());
     }
 
     #[test]

@@ -273,3 +273,20 @@ fn watch_rejects_an_unknown_event_format() {
     assert!(err.contains("--event-format"), "{err}");
     assert!(err.contains("rest-api"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streaming_handler_answers_through_the_front_buffered() {
+    let (emu, _client, _logs) = start(vec![spec("stream", "stream")]).await;
+    let (status, headers, body) = http(
+        "GET",
+        &format!("{}/lambda-url/stream/a/b", emu.endpoint()),
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 203, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["content-type"], "text/plain");
+    assert_eq!(headers["set-cookie"], "s=1");
+    assert_eq!(body, b"streamed /a/b");
+    emu.shutdown().await;
+}
