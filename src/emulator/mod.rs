@@ -15,6 +15,7 @@
 //! attributed to their environment by the socket they arrive on.
 
 mod environment;
+mod event_stream;
 mod http_front;
 mod invoke_api;
 mod pool;

@@ -290,3 +290,57 @@ async fn streaming_handler_answers_through_the_front_buffered() {
     assert_eq!(body, b"streamed /a/b");
     emu.shutdown().await;
 }
+
+/// Every event of an `InvokeWithResponseStream` answer, read by the SDK
+/// (which checks the event-stream framing and checksums).
+async fn stream_events(
+    client: &aws_sdk_lambda::Client,
+    function: &str,
+    payload: &str,
+) -> (
+    Vec<u8>,
+    Option<aws_sdk_lambda::types::InvokeWithResponseStreamCompleteEvent>,
+) {
+    use aws_sdk_lambda::types::InvokeWithResponseStreamResponseEvent as Event;
+    let mut out = client
+        .invoke_with_response_stream()
+        .function_name(function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+        .send()
+        .await
+        .expect("InvokeWithResponseStream succeeds at the API level");
+    let mut bytes = Vec::new();
+    let mut complete = None;
+    while let Some(event) = out.event_stream.recv().await.expect("a valid event stream") {
+        match event {
+            Event::PayloadChunk(chunk) => {
+                bytes.extend_from_slice(chunk.payload().map(|b| b.as_ref()).unwrap_or_default())
+            }
+            Event::InvokeComplete(c) => complete = Some(c),
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    (bytes, complete)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invoke_with_response_stream_frames_events_for_the_sdk() {
+    let (emu, client, _logs) = start(vec![spec("echo", "echo"), spec("fail", "fail")]).await;
+    let (bytes, complete) = stream_events(&client, "echo", r#"{"a":1}"#).await;
+    assert_eq!(json_body(&bytes), json!({"a": 1}));
+    let complete = complete.expect("InvokeComplete");
+    assert_eq!(complete.error_code(), None);
+
+    let (bytes, complete) = stream_events(&client, "fail", "{}").await;
+    assert!(bytes.is_empty());
+    let complete = complete.expect("InvokeComplete");
+    assert!(complete.error_code().is_some());
+    assert!(
+        complete
+            .error_details()
+            .unwrap_or("")
+            .contains("fixture failure"),
+        "{complete:?}"
+    );
+    emu.shutdown().await;
+}
