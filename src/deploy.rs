@@ -24,8 +24,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::aws::{
-    AliasState, ApiError, Code, CreateFunction, FunctionState, IamApi, LambdaApi, Settings,
-    UrlSettings, VpcSettings,
+    AliasState, ApiError, Code, CreateFunction, FunctionState, IamApi, LambdaApi, ObjectStore,
+    Settings, UrlSettings, VpcSettings,
 };
 use crate::config::{FunctionConfig, InvokeMode, LogFormat, REDACTED, Tracing, UrlAuth};
 use crate::error::hinted;
@@ -104,6 +104,41 @@ pub struct DeployOptions {
     pub env_mode: EnvMode,
     /// Version description: git commit and dirty flag.
     pub description: String,
+    /// Upload the zip through S3 instead of in the request.
+    pub s3: Option<S3Target>,
+}
+
+/// Where zips go when they travel through S3.
+#[derive(Debug, Clone)]
+pub struct S3Target {
+    pub bucket: String,
+    /// Default: `cargo-fn/<function>/<CodeSha256, URL-safe>.zip`.
+    pub key: Option<String>,
+    /// How many of our objects per function to keep (the newest); older
+    /// ones under `cargo-fn/<function>/` are deleted after a deploy.
+    pub keep: usize,
+}
+
+impl S3Target {
+    /// The prefix cargo-fn owns for a function's zips.
+    pub fn prefix(function: &str) -> String {
+        format!("cargo-fn/{function}/")
+    }
+
+    pub fn key_for(&self, function: &str, sha256: &str) -> String {
+        self.key.clone().unwrap_or_else(|| {
+            let safe: String = sha256
+                .chars()
+                .filter(|c| *c != '=')
+                .map(|c| match c {
+                    '/' => '_',
+                    '+' => '-',
+                    c => c,
+                })
+                .collect();
+            format!("{}{safe}.zip", Self::prefix(function))
+        })
+    }
 }
 
 /// One field that differs: `old -> new`, already redacted.
@@ -425,7 +460,7 @@ fn routing_text(version: &str, weights: &BTreeMap<String, f64>) -> String {
 }
 
 /// Reads what AWS has and works out what to change. Makes read calls only.
-pub async fn plan<A: LambdaApi + IamApi>(
+pub async fn plan<A: LambdaApi + IamApi + ObjectStore>(
     api: &A,
     cfg: &FunctionConfig,
     pkg: &Package,
@@ -541,6 +576,7 @@ pub async fn plan<A: LambdaApi + IamApi>(
 
     let Some(remote) = remote else {
         plan.tags = tags;
+        push_upload(&mut plan, pkg, opts);
         plan.calls.push(format!(
             "lambda:CreateFunction {name} ({} zip, {}, {}, {} MB, {} s)",
             size_text(pkg.bytes.len()),
@@ -575,6 +611,7 @@ pub async fn plan<A: LambdaApi + IamApi>(
         || remote.settings.architecture != plan.desired.architecture;
     plan.changes = diff_settings(&remote.settings, &plan.desired);
     if plan.code_changed {
+        push_upload(&mut plan, pkg, opts);
         let mut line = format!(
             "lambda:UpdateFunctionCode {name} ({} zip, RevisionId guard)",
             size_text(pkg.bytes.len())
@@ -689,6 +726,23 @@ pub async fn plan<A: LambdaApi + IamApi>(
     Ok(plan)
 }
 
+fn push_upload(plan: &mut Plan, pkg: &Package, opts: &DeployOptions) {
+    if let Some(t) = &opts.s3 {
+        plan.calls.push(format!(
+            "s3:PutObject s3://{}/{} ({})",
+            t.bucket,
+            t.key_for(&plan.function, &pkg.sha256),
+            size_text(pkg.bytes.len())
+        ));
+        plan.calls.push(format!(
+            "s3:ListBucket + s3:DeleteObject: our objects under s3://{}/{} beyond the newest {}",
+            t.bucket,
+            S3Target::prefix(&plan.function),
+            t.keep
+        ));
+    }
+}
+
 /// Provisioned concurrency and the URL are checked at execution (they hang
 /// off the alias); the plan lists them when configured.
 fn push_alias_extras(plan: &mut Plan, name: &str) {
@@ -736,7 +790,7 @@ fn is_role_not_ready(e: &ApiError) -> bool {
 
 /// Carries out a plan. Each step re-checks what it needs, so a re-run after
 /// a failure at any point converges.
-pub async fn execute<A: LambdaApi + IamApi>(
+pub async fn execute<A: LambdaApi + IamApi + ObjectStore>(
     api: &A,
     plan: &Plan,
     pkg: &Package,
@@ -779,7 +833,22 @@ pub async fn execute<A: LambdaApi + IamApi>(
         }
     }
 
-    let code = Code::Zip(pkg.bytes.clone());
+    let uploading = plan.remote.is_none() || plan.code_changed;
+    let code = match &opts.s3 {
+        Some(t) if uploading => {
+            let key = t.key_for(name, &pkg.sha256);
+            ui.status(
+                "Uploading",
+                format!("s3://{}/{key} ({})", t.bucket, size_text(pkg.bytes.len())),
+            );
+            api.put_object(&t.bucket, &key, pkg.bytes.clone()).await?;
+            Code::S3 {
+                bucket: t.bucket.clone(),
+                key,
+            }
+        }
+        _ => Code::Zip(pkg.bytes.clone()),
+    };
     let mut latest = match &plan.remote {
         None => {
             ui.status("Creating", format!("function {name}"));
@@ -807,22 +876,21 @@ pub async fn execute<A: LambdaApi + IamApi>(
                     "Uploading",
                     format!("{name} code ({})", size_text(pkg.bytes.len())),
                 );
-                latest = api
-                    .update_code(
-                        name,
-                        &code,
-                        &desired.architecture,
-                        latest.revision_id.as_deref(),
-                    )
-                    .await?;
+                let rev = latest.revision_id.clone();
+                latest = after_conflict_wait(api, name, ui, || {
+                    api.update_code(name, &code, &desired.architecture, rev.as_deref())
+                })
+                .await?;
                 latest = settle(api, name, latest, ui).await?;
                 changed = true;
             }
             if !plan.changes.is_empty() {
                 ui.status("Updating", format!("{name} configuration"));
-                latest = api
-                    .update_configuration(name, &desired, latest.revision_id.as_deref())
-                    .await?;
+                let rev = latest.revision_id.clone();
+                latest = after_conflict_wait(api, name, ui, || {
+                    api.update_configuration(name, &desired, rev.as_deref())
+                })
+                .await?;
                 latest = settle(api, name, latest, ui).await?;
                 changed = true;
             }
@@ -846,14 +914,11 @@ pub async fn execute<A: LambdaApi + IamApi>(
 
     let version = if plan.publish {
         ui.status("Publishing", format!("{name} ({})", opts.description));
-        let v = api
-            .publish_version(
-                name,
-                &pkg.sha256,
-                latest.revision_id.as_deref(),
-                &opts.description,
-            )
-            .await?;
+        let rev = latest.revision_id.clone();
+        let v = after_conflict_wait(api, name, ui, || {
+            api.publish_version(name, &pkg.sha256, rev.as_deref(), &opts.description)
+        })
+        .await?;
         let v = if v.state.as_deref().is_none_or(|s| s == "Active") {
             v
         } else {
@@ -970,6 +1035,10 @@ pub async fn execute<A: LambdaApi + IamApi>(
         url = Some(state.url);
     }
 
+    if let (Some(t), Code::S3 { key, .. }) = (&opts.s3, &code) {
+        clean_stale_objects(api, t, name, key).await?;
+    }
+
     Ok(Outcome {
         function: name.clone(),
         function_arn: latest.arn.clone(),
@@ -981,6 +1050,64 @@ pub async fn execute<A: LambdaApi + IamApi>(
         url,
         changed,
     })
+}
+
+/// Deletes our zips of `function` beyond the newest `keep` (never `current`).
+async fn clean_stale_objects<A: ObjectStore>(
+    api: &A,
+    target: &S3Target,
+    function: &str,
+    current: &str,
+) -> Result<()> {
+    let mut objects = api
+        .list_objects(&target.bucket, &S3Target::prefix(function))
+        .await?;
+    objects.sort_by(|a, b| {
+        b.last_modified
+            .cmp(&a.last_modified)
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    let mut kept = usize::from(objects.iter().any(|o| o.key == current));
+    let mut stale = Vec::new();
+    for o in objects {
+        if o.key == current {
+            continue;
+        }
+        if kept < target.keep {
+            kept += 1;
+        } else {
+            stale.push(o.key);
+        }
+    }
+    if !stale.is_empty() {
+        api.delete_objects(&target.bucket, &stale).await?;
+    }
+    Ok(())
+}
+
+/// Runs a guarded write; on ResourceConflictException (an update still in
+/// progress, ours or someone else's) waits for it to finish and tries once
+/// more with the same guards, so a change made meanwhile is refused (412)
+/// rather than overwritten.
+async fn after_conflict_wait<A, T, F, Fut>(
+    api: &A,
+    name: &str,
+    ui: &Ui,
+    call: F,
+) -> std::result::Result<T, ApiError>
+where
+    A: LambdaApi,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, ApiError>>,
+{
+    match call().await {
+        Err(e) if e.is("ResourceConflictException") => {
+            let _s = ui.step(format!("{name} is being updated; waiting to retry"));
+            api.wait_updated(name).await?;
+            call().await
+        }
+        other => other,
+    }
 }
 
 /// Waits for an update to finish unless the response already says so.
@@ -1044,7 +1171,7 @@ async fn create_with_role_wait<A: LambdaApi>(
 }
 
 /// Plans and, unless `dry_run`, executes the deploy of one function.
-pub async fn deploy<A: LambdaApi + IamApi>(
+pub async fn deploy<A: LambdaApi + IamApi + ObjectStore>(
     api: &A,
     cfg: &FunctionConfig,
     pkg: &Package,

@@ -84,7 +84,7 @@ pub async fn run(
     let built = build(&opts, &project).await?;
     let mut generation = 0u64;
     let snapshots = snapshot_dir(&project);
-    let first_specs = specs(&opts, &project, &built, &snapshots, generation)?;
+    let (first_specs, env_files) = specs(&opts, &project, &built, &snapshots, generation)?;
     let emulator = Emulator::start(opts.emulator.clone(), first_specs.clone()).await?;
     for s in &first_specs {
         ui.status(
@@ -118,7 +118,7 @@ pub async fn run(
     watcher
         .watch(&project.workspace_root, RecursiveMode::Recursive)
         .with_context(|| format!("watching {}", project.workspace_root.display()))?;
-    let mut filter = Filter::new(&project);
+    let mut filter = Filter::new(&project, env_files);
     ui.status("Watching", project.workspace_root.display());
 
     tokio::pin!(shutdown);
@@ -163,7 +163,7 @@ pub async fn run(
             match Project::load(&opts.selection) {
                 Ok(p) => {
                     project = p;
-                    filter = Filter::new(&project);
+                    filter = Filter::new(&project, filter.always.clone());
                 }
                 Err(e) => {
                     ui.warn(format!("{e:#}; still serving the last good build"));
@@ -180,8 +180,9 @@ pub async fn run(
         let build_time = build_started.elapsed();
         let next = built.and_then(|b| specs(&opts, &project, &b, &snapshots, generation + 1));
         match next {
-            Ok(new_specs) => {
+            Ok((new_specs, env_files)) => {
                 generation += 1;
+                filter.always = env_files;
                 let names: Vec<&str> = new_specs.iter().map(|s| s.name.as_str()).collect();
                 for old in emulator.functions() {
                     if !names.contains(&old.as_str()) {
@@ -259,8 +260,13 @@ fn specs(
     built: &[BuiltBinary],
     dir: &Path,
     generation: u64,
-) -> Result<Vec<FunctionSpec>> {
+) -> Result<(Vec<FunctionSpec>, Vec<PathBuf>)> {
     let configs = crate::config::resolve(project, &opts.overrides)?;
+    let env_files = configs
+        .iter()
+        .filter_map(|c| c.env_file.as_ref())
+        .map(|f| project.workspace_root.join(f))
+        .collect();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut out = Vec::new();
     for cfg in configs {
@@ -277,7 +283,7 @@ fn specs(
         spec.http = http_front(&cfg, opts.event_format);
         out.push(spec);
     }
-    Ok(out)
+    Ok((out, env_files))
 }
 
 fn spec_from_config(
@@ -329,8 +335,16 @@ fn snapshot_dir(project: &Project) -> PathBuf {
         .join(format!("{}-{n}", std::process::id()))
 }
 
-/// Copies through a temp file and a rename: a reader never sees half a binary.
+/// Pins this build's binary under a new name. A hard link is instant and
+/// safe: linkers write a new file (unlink or rename) rather than rewrite the
+/// old inode, and a running executable cannot be written anyway (ETXTBSY).
+/// Falls back to a copy through a temp file and a rename (other file
+/// system), so a reader never sees half a binary.
 fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(to);
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
     let tmp = to.with_extension("tmp");
     std::fs::copy(from, &tmp)
         .with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
@@ -356,15 +370,17 @@ fn prune_snapshots(dir: &Path, generation: u64) {
 }
 
 /// Which changed paths matter: not the target dir, not `.git`, nothing
-/// matched by the workspace's `.gitignore` or `.fnignore`.
+/// matched by the workspace's `.gitignore` or `.fnignore` -- except the
+/// functions' env files, which matter even when ignored (`.env` usually is).
 struct Filter {
+    always: Vec<PathBuf>,
     root: PathBuf,
     target: PathBuf,
     ignore: Gitignore,
 }
 
 impl Filter {
-    fn new(project: &Project) -> Filter {
+    fn new(project: &Project, always: Vec<PathBuf>) -> Filter {
         let mut builder = GitignoreBuilder::new(&project.workspace_root);
         for name in [".gitignore", ".fnignore"] {
             let mut dirs = vec![project.workspace_root.clone()];
@@ -383,6 +399,7 @@ impl Filter {
             }
         }
         Filter {
+            always,
             root: project.workspace_root.clone(),
             target: project.target_dir.clone(),
             ignore: builder.build().unwrap_or_else(|_| Gitignore::empty()),
@@ -390,6 +407,9 @@ impl Filter {
     }
 
     fn ignored(&self, path: &Path) -> bool {
+        if self.always.iter().any(|f| f == path) {
+            return false;
+        }
         if path.starts_with(&self.target) {
             return true;
         }

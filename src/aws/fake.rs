@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 
 use super::{
     AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, IamApi, LambdaApi,
-    LayerVersion, RoleState, Settings, UrlSettings, UrlState, VersionInfo,
+    LayerVersion, ObjectStore, RoleState, Settings, StoredObject, UrlSettings, UrlState,
+    VersionInfo,
 };
 
 const ACCOUNT: &str = "123456789012";
@@ -36,6 +37,8 @@ struct State {
     roles: BTreeMap<String, RoleState>,
     policies: BTreeMap<(String, String), String>,
     layers: BTreeMap<String, i64>,
+    /// (bucket, key) -> (bytes, sequence number as "last modified").
+    objects: BTreeMap<(String, String), (Vec<u8>, i64)>,
     calls: Vec<String>,
     faults: BTreeMap<String, VecDeque<ApiError>>,
     revision: u64,
@@ -127,6 +130,16 @@ impl FakeAws {
             .cloned()
     }
 
+    /// Keys stored in a bucket, in key order.
+    pub fn object_keys(&self, bucket: &str) -> Vec<String> {
+        let s = self.state.lock().unwrap();
+        s.objects
+            .keys()
+            .filter(|(b, _)| b == bucket)
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+
     pub fn url(&self, name: &str, alias: &str) -> Option<(UrlState, bool)> {
         let s = self.state.lock().unwrap();
         let f = s.functions.get(name)?;
@@ -195,10 +208,20 @@ fn function_mut<'a>(s: &'a mut State, op: &str, name: &str) -> ApiResult<&'a mut
         .ok_or_else(|| not_found(op, &format!("Function {name}")))
 }
 
-fn code_bytes(code: &Code) -> Vec<u8> {
+fn code_bytes(s: &State, op: &str, code: &Code) -> ApiResult<Vec<u8>> {
     match code {
-        Code::Zip(b) => b.clone(),
-        Code::S3 { bucket, key } => format!("s3://{bucket}/{key}").into_bytes(),
+        Code::Zip(b) => Ok(b.clone()),
+        Code::S3 { bucket, key } => s
+            .objects
+            .get(&(bucket.clone(), key.clone()))
+            .map(|(b, _)| b.clone())
+            .ok_or_else(|| {
+                ApiError::new(
+                    op,
+                    "InvalidParameterValueException",
+                    format!("Error occurred while GetObject. S3 Error Code: NoSuchKey ({key})"),
+                )
+            }),
     }
 }
 
@@ -265,7 +288,7 @@ impl LambdaApi for FakeAws {
             name: input.name.clone(),
             arn: format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{}", input.name),
             version: "$LATEST".into(),
-            code_sha256: sha256_b64(&code_bytes(&input.code)),
+            code_sha256: sha256_b64(&code_bytes(&s, op, &input.code)?),
             revision_id: Some(rev),
             description: input.description.clone(),
             state: Some("Pending".into()),
@@ -294,9 +317,10 @@ impl LambdaApi for FakeAws {
     ) -> ApiResult<FunctionState> {
         let op = "lambda:UpdateFunctionCode";
         let mut s = self.enter(op)?;
+        let bytes = code_bytes(&s, op, code)?;
         let f = function_mut(&mut s, op, name)?;
         check_revision(op, f, revision_id)?;
-        f.latest.code_sha256 = sha256_b64(&code_bytes(code));
+        f.latest.code_sha256 = sha256_b64(&bytes);
         f.latest.settings.architecture = architecture.to_string();
         finish_update(&mut s, name);
         Ok(s.functions[name].latest.clone())
@@ -653,6 +677,37 @@ impl IamApi for FakeAws {
             (role.to_string(), policy_name.to_string()),
             document.to_string(),
         );
+        Ok(())
+    }
+}
+
+impl ObjectStore for FakeAws {
+    async fn put_object(&self, bucket: &str, key: &str, bytes: Vec<u8>) -> ApiResult<()> {
+        let mut s = self.enter("s3:PutObject")?;
+        s.revision += 1;
+        let seq = s.revision as i64;
+        s.objects
+            .insert((bucket.to_string(), key.to_string()), (bytes, seq));
+        Ok(())
+    }
+
+    async fn list_objects(&self, bucket: &str, prefix: &str) -> ApiResult<Vec<StoredObject>> {
+        let s = self.enter("s3:ListBucket")?;
+        Ok(s.objects
+            .iter()
+            .filter(|((b, k), _)| b == bucket && k.starts_with(prefix))
+            .map(|((_, k), (_, seq))| StoredObject {
+                key: k.clone(),
+                last_modified: *seq,
+            })
+            .collect())
+    }
+
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> ApiResult<()> {
+        let mut s = self.enter("s3:DeleteObject")?;
+        for k in keys {
+            s.objects.remove(&(bucket.to_string(), k.clone()));
+        }
         Ok(())
     }
 }

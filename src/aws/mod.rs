@@ -337,6 +337,22 @@ pub trait LambdaApi {
     ) -> ApiResult<LayerVersion>;
 }
 
+/// An object cargo-fn uploaded to S3 (a zip over the direct-upload limit).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StoredObject {
+    pub key: String,
+    /// Seconds since the epoch.
+    pub last_modified: i64,
+}
+
+/// The S3 operations for zips too large to send in the request.
+#[allow(async_fn_in_trait)]
+pub trait ObjectStore {
+    async fn put_object(&self, bucket: &str, key: &str, bytes: Vec<u8>) -> ApiResult<()>;
+    async fn list_objects(&self, bucket: &str, prefix: &str) -> ApiResult<Vec<StoredObject>>;
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> ApiResult<()>;
+}
+
 /// The IAM operations for the execution role cargo-fn creates.
 #[allow(async_fn_in_trait)]
 pub trait IamApi {

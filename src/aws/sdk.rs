@@ -22,7 +22,8 @@ use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 
 use super::{
     AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, HANDLER, IamApi,
-    LambdaApi, LayerVersion, RoleState, Settings, UrlSettings, UrlState, VersionInfo, VpcSettings,
+    LambdaApi, LayerVersion, ObjectStore, RoleState, Settings, StoredObject, UrlSettings, UrlState,
+    VersionInfo, VpcSettings,
 };
 
 /// How to reach AWS (all optional: the standard chain fills the rest).
@@ -41,6 +42,7 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 pub struct SdkAws {
     lambda: aws_sdk_lambda::Client,
     iam: aws_sdk_iam::Client,
+    s3: aws_sdk_s3::Client,
     pub region: String,
 }
 
@@ -69,9 +71,14 @@ pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<SdkAws> {
             "pass --region, set AWS_REGION, or set `region` in the profile (~/.aws/config)",
         ));
     };
+    // Emulators (moto, LocalStack) serve buckets by path, not by host.
+    let s3 = aws_sdk_s3::config::Builder::from(&config)
+        .force_path_style(config.endpoint_url().is_some())
+        .build();
     Ok(SdkAws {
         lambda: aws_sdk_lambda::Client::new(&config),
         iam: aws_sdk_iam::Client::new(&config),
+        s3: aws_sdk_s3::Client::from_conf(s3),
         region,
     })
 }
@@ -872,6 +879,74 @@ impl IamApi for SdkAws {
             .send()
             .await
             .map_err(|e| api_err("iam:PutRolePolicy", e))?;
+        Ok(())
+    }
+}
+
+impl ObjectStore for SdkAws {
+    async fn put_object(&self, bucket: &str, key: &str, bytes: Vec<u8>) -> ApiResult<()> {
+        self.s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| api_err("s3:PutObject", e))?;
+        Ok(())
+    }
+
+    async fn list_objects(&self, bucket: &str, prefix: &str) -> ApiResult<Vec<StoredObject>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| api_err("s3:ListBucket", e))?;
+            for o in page.contents() {
+                out.push(StoredObject {
+                    key: o.key().unwrap_or_default().to_string(),
+                    last_modified: o.last_modified().map(|d| d.secs()).unwrap_or(0),
+                });
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> ApiResult<()> {
+        for chunk in keys.chunks(1000) {
+            let ids: Vec<aws_sdk_s3::types::ObjectIdentifier> = chunk
+                .iter()
+                .filter_map(|k| {
+                    aws_sdk_s3::types::ObjectIdentifier::builder()
+                        .key(k)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let delete = aws_sdk_s3::types::Delete::builder()
+                .set_objects(Some(ids))
+                .quiet(true)
+                .build()
+                .map_err(|e| ApiError::new("s3:DeleteObject", "InvalidRequest", e.to_string()))?;
+            self.s3
+                .delete_objects()
+                .bucket(bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| api_err("s3:DeleteObject", e))?;
+        }
         Ok(())
     }
 }

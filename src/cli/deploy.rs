@@ -10,7 +10,9 @@ use clap::{Args, ValueEnum};
 use super::{ConfigFlags, GlobalArgs};
 use crate::aws::sdk::{ConnectOptions, SdkAws, connect};
 use crate::config::{self, FunctionConfig};
-use crate::deploy::{self, DEFAULT_ALIAS, DIRECT_UPLOAD_LIMIT, DeployOptions, EnvMode, Package};
+use crate::deploy::{
+    self, DEFAULT_ALIAS, DIRECT_UPLOAD_LIMIT, DeployOptions, EnvMode, Package, S3Target,
+};
 use crate::error::{UsageError, hinted};
 use crate::project::Project;
 
@@ -68,6 +70,15 @@ pub struct DeployArgs {
     /// How the configured environment combines with the function's current one
     #[arg(long, value_enum, default_value_t = EnvModeArg::Replace)]
     pub env_mode: EnvModeArg,
+    /// Upload the zip through this S3 bucket (required over the 50 MB direct-upload limit)
+    #[arg(long, value_name = "BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// S3 key for the zip (default: cargo-fn/<function>/<CodeSha256>.zip)
+    #[arg(long, value_name = "KEY", requires = "s3_bucket")]
+    pub s3_key: Option<String>,
+    /// How many of our zips per function to keep in the bucket (older ones are deleted)
+    #[arg(long, value_name = "N", default_value_t = 3, requires = "s3_bucket")]
+    pub s3_keep: usize,
     /// Publish a packaged layer (or extension) instead of a function
     #[arg(long, value_name = "NAME", conflicts_with_all = ["alias", "canary", "functions"])]
     pub layer: Option<String>,
@@ -117,9 +128,14 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
         }
         functions.retain(|f| args.functions.contains(&f.name));
     }
-    if args.zip.is_some() && functions.len() != 1 {
+    if args.s3_keep == 0 {
+        return Err(
+            UsageError("--s3-keep must be at least 1 (the zip just deployed)".into()).into(),
+        );
+    }
+    if (args.zip.is_some() || args.s3_key.is_some()) && functions.len() != 1 {
         return Err(UsageError(format!(
-            "--zip names one package but {} functions are selected: name one FUNCTION",
+            "--zip and --s3-key name one package but {} functions are selected: name one FUNCTION",
             functions.len()
         ))
         .into());
@@ -142,14 +158,14 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
             .unwrap_or_else(|| deploy::default_zip_path(&project.lambda_dir(), &f.name));
         deploy::package_if_missing_or_stale(&zip)?;
         let pkg = Package::read(&zip)?;
-        if pkg.bytes.len() as u64 > DIRECT_UPLOAD_LIMIT {
+        if pkg.bytes.len() as u64 > DIRECT_UPLOAD_LIMIT && args.s3_bucket.is_none() {
             return Err(hinted(
                 format!(
                     "{} is {} bytes, over Lambda's 50 MB direct-upload limit",
                     zip.display(),
                     pkg.bytes.len()
                 ),
-                "upload through S3 is not available in this version: make the package smaller (strip symbols, move data to a layer)",
+                "pass --s3-bucket BUCKET to upload it through S3",
             ));
         }
         jobs.push((f, alias, pkg));
@@ -168,6 +184,11 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
                 EnvModeArg::Replace => EnvMode::Replace,
             },
             description: description.clone(),
+            s3: args.s3_bucket.clone().map(|bucket| S3Target {
+                bucket,
+                key: args.s3_key.clone(),
+                keep: args.s3_keep,
+            }),
         };
         let (plan, outcome) = deploy_one(&api, f, &pkg, &opts, args.dry_run, &ui).await?;
         if args.dry_run && !ui.is_json() {

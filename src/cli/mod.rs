@@ -52,7 +52,7 @@ pub enum Command {
     /// Invoke a function on the local emulator or in AWS
     Invoke(invoke::InvokeArgs),
     /// Create or update functions in AWS, publish a version and move an alias
-    Deploy(deploy::DeployArgs),
+    Deploy(Box<deploy::DeployArgs>),
     /// Move an alias fully to its canary version
     Promote(promote::PromoteArgs),
     /// Put an alias back on the previous published version (or drop its canary)
@@ -250,7 +250,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Package(args) => package::run(g, args),
         Command::Watch(args) => watch::run(g, args),
         Command::Invoke(args) => invoke::run(g, args),
-        Command::Deploy(args) => deploy::run(g, args),
+        Command::Deploy(args) => deploy::run(g, *args),
         Command::Promote(args) => promote::run(g, args),
         Command::Rollback(args) => rollback::run(g, args),
     }

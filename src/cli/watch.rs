@@ -44,7 +44,7 @@ pub struct WatchArgs {
     )]
     pub aws_profile: Option<String>,
     /// Quiet period after a file change before rebuilding, in milliseconds
-    #[arg(long, default_value_t = 50, value_name = "MS")]
+    #[arg(long, default_value_t = 25, value_name = "MS")]
     pub debounce_ms: u64,
     /// Event the HTTP front (/lambda-url/<function>/...) builds for every function,
     /// over each function's `event-format` setting

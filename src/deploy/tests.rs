@@ -46,6 +46,7 @@ fn opts() -> DeployOptions {
         canary: None,
         env_mode: EnvMode::Replace,
         description: "cargo-fn: commit abc".into(),
+        s3: None,
     }
 }
 
@@ -486,4 +487,85 @@ fn managed_role_names_fit_iam_limit() {
     let n = managed_role_name(&long);
     assert!(n.len() <= 64, "{n}");
     assert_ne!(n, managed_role_name(&"g".repeat(64)));
+}
+
+#[tokio::test]
+async fn an_update_in_progress_is_waited_for_then_retried_once() {
+    let api = FakeAws::new();
+    let c = cfg(json!({}));
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    // Someone's update is still running: the first write gets a conflict.
+    api.set_in_progress("hello");
+    api.clear_calls();
+    let out = run(&api, &c, &pkg("v2"), &opts()).await.unwrap();
+    assert_eq!(out.alias_version, "2");
+    let calls = api.calls();
+    let first = calls
+        .iter()
+        .position(|c| c == "lambda:UpdateFunctionCode")
+        .unwrap();
+    assert_eq!(calls[first + 1], "lambda:GetFunction", "{calls:?}");
+    assert_eq!(calls[first + 2], "lambda:UpdateFunctionCode", "{calls:?}");
+    // A second conflict in a row reaches the user, with the operation.
+    api.fail_next("lambda:PublishVersion", "ResourceConflictException", "busy");
+    api.fail_next("lambda:PublishVersion", "ResourceConflictException", "busy");
+    let err = run(&api, &c, &pkg("v3"), &opts()).await.unwrap_err();
+    let e = err.downcast_ref::<ApiError>().unwrap();
+    assert_eq!(
+        (e.operation.as_str(), e.code.as_str()),
+        ("lambda:PublishVersion", "ResourceConflictException")
+    );
+    assert!(e.hint().contains("re-run"));
+    assert_eq!(api.alias("hello", "live").unwrap().version, "2");
+}
+
+#[test]
+fn access_denied_names_the_missing_iam_action() {
+    let e = ApiError::new(
+        "lambda:PublishVersion",
+        "AccessDeniedException",
+        "User: arn:aws:iam::1:user/x is not authorized",
+    );
+    assert!(e.hint().contains("`lambda:PublishVersion`"), "{}", e.hint());
+    assert!(
+        e.to_string()
+            .starts_with("lambda:PublishVersion failed with AccessDeniedException")
+    );
+}
+
+#[tokio::test]
+async fn zips_through_s3_and_stale_objects_are_cleaned() {
+    let api = FakeAws::new();
+    let c = cfg(json!({}));
+    let o = DeployOptions {
+        s3: Some(S3Target {
+            bucket: "artifacts".into(),
+            key: None,
+            keep: 2,
+        }),
+        ..opts()
+    };
+    for (i, code) in ["v1", "v2", "v3", "v4"].iter().enumerate() {
+        let out = run(&api, &c, &pkg(code), &o).await.unwrap();
+        assert_eq!(out.version, (i + 1).to_string());
+        assert_eq!(api.latest("hello").unwrap().code_sha256, pkg(code).sha256);
+    }
+    let keys = api.object_keys("artifacts");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let newest = S3Target {
+        bucket: "artifacts".into(),
+        key: None,
+        keep: 2,
+    }
+    .key_for("hello", &pkg("v4").sha256);
+    assert!(keys.contains(&newest), "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with("cargo-fn/hello/")));
+    // No change: no upload, no S3 call at all.
+    api.clear_calls();
+    run(&api, &c, &pkg("v4"), &o).await.unwrap();
+    assert!(
+        api.calls().iter().all(|c| !c.starts_with("s3:")),
+        "{:?}",
+        api.calls()
+    );
 }

@@ -88,25 +88,33 @@ impl EnvShared {
     /// wrote to its pipes. Whatever it printed before answering is already
     /// in the pipe, so this keeps its lines inside START..END.
     pub async fn drain_pipes(&self) {
-        for _ in 0..100 {
-            let pending: i32 = self
-                .pipe_fds
-                .lock()
-                .expect("pipes")
-                .iter()
-                .map(|fd| {
-                    let mut n: libc::c_int = 0;
-                    // SAFETY: FIONREAD only writes the byte count into `n`.
-                    let rc = unsafe { libc::ioctl(*fd, libc::FIONREAD, &mut n) };
-                    if rc == 0 { n } else { 0 }
-                })
-                .sum();
-            if pending == 0 {
+        // The pump usually just needs to be scheduled: yield first, and
+        // only fall back to the timer (1 ms granularity) if it lags.
+        for round in 0..120 {
+            if self.pending_pipe_bytes() == 0 {
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+            if round < 100 {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
         }
         tokio::task::yield_now().await;
+    }
+
+    fn pending_pipe_bytes(&self) -> i32 {
+        self.pipe_fds
+            .lock()
+            .expect("pipes")
+            .iter()
+            .map(|fd| {
+                let mut n: libc::c_int = 0;
+                // SAFETY: FIONREAD only writes the byte count into `n`.
+                let rc = unsafe { libc::ioctl(*fd, libc::FIONREAD, &mut n) };
+                if rc == 0 { n } else { 0 }
+            })
+            .sum()
     }
 
     /// Reads the process's peak resident set (VmHWM) and remembers the maximum.

@@ -124,7 +124,6 @@ async fn next(State(env): State<Arc<EnvShared>>) -> Response {
         request_id: inv.request_id.clone(),
         reply: Some(inv.reply),
     });
-    env.sample_memory();
     env.log(
         LogStream::Platform,
         &format!(

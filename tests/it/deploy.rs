@@ -439,34 +439,45 @@ fn persistent_failure_leaves_the_alias_and_a_rerun_converges() {
     );
     assert_eq!(alias(&aws, "live")["FunctionVersion"], "1");
 
-    // A conflict on the code update (an update in progress).
+    // A conflict on the code update (an update in progress) once: deploy
+    // waits for the update to finish and retries with the same guards.
     aws.proxy.inject(
         "/hello/code",
         FaultAction::Error(409, "ResourceConflictException"),
         1,
     );
     let v3 = zip(dir.path(), "v3.zip", "three");
-    let run = deploy(&aws, dir.path(), &v3, &[]);
-    assert!(!run.ok);
-    assert!(
-        run.stderr.contains("ResourceConflictException"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(alias(&aws, "live")["FunctionVersion"], "1");
-
-    // The re-run converges on v3.
     let out = ok(deploy(&aws, dir.path(), &v3, &[]));
     let v = function(&out)["version"].as_str().unwrap().to_string();
     assert_eq!(alias(&aws, "live")["FunctionVersion"], v.as_str());
     let conf = aws.get_json(&format!(
         "/2015-03-31/functions/hello/configuration?Qualifier={v}"
     ));
-    let sha = conf["CodeSha256"].as_str().unwrap();
-    assert_eq!(function(&out)["code_sha256"], sha);
-    // And then nothing more to do.
+    assert_eq!(function(&out)["code_sha256"], conf["CodeSha256"]);
+
+    // Conflicts that persist reach the user with the operation and code.
+    aws.proxy.inject(
+        "/hello/code",
+        FaultAction::Error(409, "ResourceConflictException"),
+        2,
+    );
+    let v4 = zip(dir.path(), "v4.zip", "four");
+    let run = deploy(&aws, dir.path(), &v4, &[]);
+    assert!(!run.ok);
+    assert!(
+        run.stderr
+            .contains("lambda:UpdateFunctionCode failed with ResourceConflictException"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(alias(&aws, "live")["FunctionVersion"], v.as_str());
+
+    // The re-run converges on v4, and then there is nothing more to do.
+    let out = ok(deploy(&aws, dir.path(), &v4, &[]));
+    let v = function(&out)["version"].as_str().unwrap().to_string();
+    assert_eq!(alias(&aws, "live")["FunctionVersion"], v.as_str());
     aws.proxy.reset_calls();
-    ok(deploy(&aws, dir.path(), &v3, &[]));
+    ok(deploy(&aws, dir.path(), &v4, &[]));
     assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.calls());
 }
 
@@ -490,4 +501,59 @@ fn dropped_create_function_response_converges() {
         ok(deploy(&aws, dir.path(), &v1, &[]));
     }
     assert_eq!(alias(&aws, "live")["FunctionVersion"], "1");
+}
+
+#[test]
+fn zips_travel_through_s3_and_stale_ones_are_deleted() {
+    use base64::Engine;
+    use sha2::Digest;
+    let aws = Aws::start();
+    let (status, body) = super::moto::http_as(aws.moto.port, "s3", "PUT", "/artifacts", b"");
+    assert!(
+        (200..300).contains(&status),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let dir = tempdir();
+    project(dir.path(), "");
+    let mut last = PathBuf::new();
+    for i in 1..=3 {
+        last = zip(dir.path(), &format!("v{i}.zip"), &format!("code {i}"));
+        let out = ok(deploy(
+            &aws,
+            dir.path(),
+            &last,
+            &["--s3-bucket", "artifacts", "--s3-keep", "2"],
+        ));
+        assert_eq!(function(&out)["version"], i.to_string());
+    }
+    let writes = aws.proxy.writes();
+    assert!(
+        writes
+            .iter()
+            .any(|w| w.starts_with("PUT /artifacts/cargo-fn/hello/")),
+        "{writes:?}"
+    );
+    let (_, listing) = super::moto::http_as(
+        aws.moto.port,
+        "s3",
+        "GET",
+        "/artifacts?list-type=2&prefix=cargo-fn/hello/",
+        b"",
+    );
+    let listing = String::from_utf8_lossy(&listing);
+    assert_eq!(listing.matches("<Key>").count(), 2, "{listing}");
+    let sha = base64::engine::general_purpose::STANDARD
+        .encode(sha2::Sha256::digest(std::fs::read(&last).unwrap()));
+    let conf = aws.get_json("/2015-03-31/functions/hello/configuration");
+    assert_eq!(conf["CodeSha256"], sha.as_str());
+    // An unchanged redeploy touches S3 not at all.
+    aws.proxy.reset_calls();
+    ok(deploy(
+        &aws,
+        dir.path(),
+        &last,
+        &["--s3-bucket", "artifacts", "--s3-keep", "2"],
+    ));
+    assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.calls());
 }

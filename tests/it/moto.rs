@@ -104,6 +104,11 @@ impl Drop for Moto {
 
 /// A one-shot HTTP/1.1 request; returns the status and the body.
 pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    http_as(port, "lambda", method, path, body)
+}
+
+/// A one-shot request to moto for `service` (e.g. `s3`).
+pub fn http_as(port: u16, service: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, Vec::new());
     };
@@ -112,7 +117,9 @@ pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) 
     let auth = if path.starts_with("/moto-api") {
         String::new()
     } else {
-        "Authorization: AWS4-HMAC-SHA256 Credential=AKIATESTINGKEYID0000/20260101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=0\r\n".to_string()
+        format!(
+            "Authorization: AWS4-HMAC-SHA256 Credential=AKIATESTINGKEYID0000/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n"
+        )
     };
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",

@@ -295,3 +295,88 @@ fn ctrl_c_stops_the_cli_and_every_function_process() {
         "nothing listens after Ctrl-C"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn env_file_and_configuration_changes_apply_without_restarting() {
+    let dir = tempdir();
+    let root = dir.path().to_path_buf();
+    function_crate(&root, "envy", 0);
+    // A function that reports what it sees, with an env file the
+    // .gitignore hides (as most .env files are).
+    std::fs::write(
+        root.join("src/main.rs"),
+        r#"use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::{json, Value};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::run(service_fn(|_e: LambdaEvent<Value>| async move {
+        Ok::<Value, Error>(json!({
+            "greeting": std::env::var("GREETING").ok(),
+            "memory": std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok(),
+        }))
+    }))
+    .await
+}
+"#,
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))
+        .unwrap()
+        .replace(
+            "timeout = 10",
+            "timeout = 10\nenv-file = \".env\"\nmemory = 256",
+        );
+    std::fs::write(root.join("Cargo.toml"), &manifest).unwrap();
+    std::fs::write(root.join(".gitignore"), ".env\n").unwrap();
+    std::fs::write(root.join(".env"), "GREETING=hello\n").unwrap();
+
+    let logs = Logs::default();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let watch = tokio::spawn(cargo_fn::watch::run(
+        watch_options(&root, &logs),
+        Ui::silent(),
+        Some(tx),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let endpoint = match next_event(&mut rx).await {
+        WatchEvent::Ready { endpoint } => endpoint,
+        other => panic!("expected Ready, got {other:?}"),
+    };
+    let client = lambda_client(&endpoint);
+    let out = invoke(&client, "envy", json!({})).await;
+    assert_eq!(out.body, json!({"greeting": "hello", "memory": "256"}));
+
+    std::fs::write(root.join(".env"), "GREETING=bonjour\n").unwrap();
+    loop {
+        match next_event(&mut rx).await {
+            WatchEvent::Reloaded { .. } => break,
+            WatchEvent::Rebuilding { trigger } => assert!(trigger.ends_with(".env")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let out = invoke(&client, "envy", json!({})).await;
+    assert_eq!(out.body["greeting"], "bonjour");
+
+    std::fs::write(
+        root.join("Cargo.toml"),
+        manifest.replace("memory = 256", "memory = 512"),
+    )
+    .unwrap();
+    loop {
+        match next_event(&mut rx).await {
+            WatchEvent::Reloaded { .. } => break,
+            WatchEvent::Rebuilding { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let out = invoke(&client, "envy", json!({})).await;
+    assert_eq!(out.body["memory"], "512");
+    assert!(out.log.contains("Memory Size: 512 MB"), "{}", out.log);
+
+    stop_tx.send(()).unwrap();
+    watch.await.unwrap().expect("watch ends cleanly");
+}

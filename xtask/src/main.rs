@@ -10,6 +10,7 @@
 //! - `bench`: the benchmarks.
 
 mod bench_deploy;
+mod bench_emulator;
 mod bench_package;
 mod bench_profile;
 mod demo;
@@ -38,8 +39,12 @@ enum Task {
     BenchProfile,
     /// The main job: scaffold, build, package, emulate and invoke a function
     Demo,
-    /// Run the benchmarks and print their figures (packaging, build overhead, deploy)
-    Bench,
+    /// Run the benchmarks and print their figures (packaging, build overhead, deploy, emulator)
+    Bench {
+        /// Only one part: `package`, `deploy`, `emulator`, or the emulator's `invoke` or `reload`
+        #[arg(long)]
+        only: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -49,7 +54,7 @@ fn main() -> Result<()> {
         Task::Dist => dist(),
         Task::BenchProfile => bench_profile::run(),
         Task::Demo => demo::demo(),
-        Task::Bench => bench(),
+        Task::Bench { only } => bench(only.as_deref()),
     }
 }
 
@@ -90,9 +95,40 @@ fn ci() -> Result<()> {
 
 /// Every benchmark, one after the other, each with its baseline measured in
 /// the same run.
-fn bench() -> Result<()> {
-    bench_package::run_all()?;
-    bench_deploy::run()
+fn bench(only: Option<&str>) -> Result<()> {
+    match only {
+        None => {
+            bench_package::run_all()?;
+            bench_deploy::run()?;
+            bench_emulator_release("emulator")
+        }
+        Some("package") => bench_package::run_all(),
+        Some("deploy") => bench_deploy::run(),
+        Some(part @ ("emulator" | "invoke" | "reload")) => bench_emulator_release(part),
+        Some(other) => {
+            bail!("--only expects package, deploy, emulator, invoke or reload; got `{other}`")
+        }
+    }
+}
+
+/// The emulator is measured as users run it: a release build. A debug
+/// xtask re-runs itself in release for this part.
+fn bench_emulator_release(part: &str) -> Result<()> {
+    if cfg!(debug_assertions) {
+        run(cargo().args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "bench",
+            "--only",
+            part,
+        ]))
+    } else {
+        bench_emulator::run(Some(part))
+    }
 }
 
 fn dist() -> Result<()> {
