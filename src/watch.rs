@@ -18,8 +18,10 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
-use crate::config::{Arch, FunctionConfig, Overrides};
-use crate::emulator::{Architecture, Emulator, EmulatorOptions, FunctionSpec};
+use crate::config::{Arch, EventFormat, FunctionConfig, Overrides};
+use crate::emulator::{
+    Architecture, CorsPolicy, Emulator, EmulatorOptions, FunctionSpec, HttpEventFormat, HttpFront,
+};
 use crate::project::{Project, Selection};
 use crate::toolchain::{BuildRequest, BuiltBinary, cargo_build};
 use crate::ui::Ui;
@@ -37,6 +39,9 @@ pub struct WatchOptions {
     pub extra_env: BTreeMap<String, String>,
     /// Quiet period after the last file event before rebuilding.
     pub debounce: Duration,
+    /// `--event-format`: the HTTP front's event for every function,
+    /// over each function's configured `event-format`.
+    pub event_format: Option<EventFormat>,
 }
 
 /// Progress, for callers that react to it (tests, benchmarks).
@@ -274,7 +279,9 @@ fn specs(
             .with_context(|| format!("cargo did not report a binary for `{}`", cfg.bin))?;
         let snapshot = dir.join(format!("{}-{generation}", cfg.bin));
         copy_atomic(&bin.path, &snapshot)?;
-        out.push(spec_from_config(&cfg, snapshot, &opts.extra_env, project));
+        let mut spec = spec_from_config(&cfg, snapshot, &opts.extra_env, project);
+        spec.http = http_front(&cfg, opts.event_format);
+        out.push(spec);
     }
     Ok((out, env_files))
 }
@@ -313,6 +320,7 @@ fn spec_from_config(
             Arch::X86_64 => Architecture::X86_64,
             Arch::Arm64 => Architecture::Arm64,
         },
+        http: Default::default(),
     }
 }
 
@@ -424,4 +432,28 @@ impl Filter {
             .matched_path_or_any_parents(path, is_dir)
             .is_ignore()
     }
+}
+
+/// How the HTTP front serves a function: `--event-format` over the
+/// configured `event-format`; CORS from `function-url.cors` when set.
+fn http_front(cfg: &FunctionConfig, flag: Option<EventFormat>) -> HttpFront {
+    let format = match flag.unwrap_or(cfg.event_format) {
+        EventFormat::FunctionUrl => HttpEventFormat::FunctionUrl,
+        EventFormat::HttpApi => HttpEventFormat::HttpApi,
+        EventFormat::RestApi => HttpEventFormat::RestApi,
+        EventFormat::Alb => HttpEventFormat::Alb,
+    };
+    let cors = cfg
+        .function_url
+        .as_ref()
+        .and_then(|u| u.cors.as_ref())
+        .map(|c| CorsPolicy {
+            allow_origins: c.allow_origins.clone(),
+            allow_methods: c.allow_methods.clone(),
+            allow_headers: c.allow_headers.clone(),
+            expose_headers: c.expose_headers.clone(),
+            allow_credentials: c.allow_credentials,
+            max_age: c.max_age,
+        });
+    HttpFront { format, cors }
 }

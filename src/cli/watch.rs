@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::{ConfigFlags, GlobalArgs};
+use crate::config::EventFormat;
 use crate::emulator::{EmulatorOptions, stderr_sink};
 use crate::watch::WatchOptions;
 
@@ -45,6 +46,10 @@ pub struct WatchArgs {
     /// Quiet period after a file change before rebuilding, in milliseconds
     #[arg(long, default_value_t = 25, value_name = "MS")]
     pub debounce_ms: u64,
+    /// Event the HTTP front (/lambda-url/<function>/...) builds for every function,
+    /// over each function's `event-format` setting
+    #[arg(long, value_name = "FORMAT", value_parser = ["function-url", "http-api", "rest-api", "alb"])]
+    pub event_format: Option<String>,
     #[command(flatten)]
     pub config: ConfigFlags,
 }
@@ -82,6 +87,7 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
             },
             extra_env,
             debounce: Duration::from_millis(args.debounce_ms),
+            event_format: args.event_format.as_deref().and_then(EventFormat::parse),
         };
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

@@ -46,16 +46,27 @@ impl InvocationType {
 
 /// The one route table of the Invoke API.
 pub(crate) fn router(emulator: Arc<Shared>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/2015-03-31/functions/{function}/invocations", post(invoke))
-        .fallback(|| async {
-            aws_error(
-                StatusCode::NOT_FOUND,
-                "UnknownOperationException",
-                "message",
-                "This emulator serves only Invoke: POST /2015-03-31/functions/{FunctionName}/invocations",
-            )
-        })
+        .route(
+            "/2021-11-15/functions/{function}/response-streaming-invocations",
+            post(invoke_with_response_stream),
+        );
+    super::http_front::routes(routes)
+        .fallback(
+            |State(emulator): State<Arc<Shared>>, req: axum::extract::Request| async move {
+                // With one function, any other path is its HTTP front.
+                match super::http_front::single(emulator, req).await {
+                    Ok(resp) => resp,
+                    Err(_) => aws_error(
+                        StatusCode::NOT_FOUND,
+                        "UnknownOperationException",
+                        "message",
+                        "This emulator serves Invoke (POST /2015-03-31/functions/{FunctionName}/invocations) and function URLs (/lambda-url/{FunctionName}/...)",
+                    ),
+                }
+            },
+        )
         .with_state(emulator)
 }
 
@@ -113,7 +124,16 @@ fn valid_qualifier(q: &str) -> bool {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '$')))
 }
 
-/// An X-Ray trace header for one invocation.
+/// The trace header for one invocation: the caller's `X-Amzn-Trace-Id`
+/// when it carries a root, else a new one.
+pub(crate) fn trace_id_from(incoming: Option<&str>) -> String {
+    match incoming {
+        Some(h) if h.split(';').any(|p| p.trim().starts_with("Root=1-")) => h.trim().to_string(),
+        _ => trace_id(),
+    }
+}
+
+/// A new X-Ray trace header for one invocation.
 fn trace_id() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -261,7 +281,7 @@ async fn invoke(
         qualifier,
         client_context,
         cognito_identity: None,
-        trace_id: trace_id(),
+        trace_id: trace_id_from(header("x-amzn-trace-id")),
     };
     let mut ok_headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -329,6 +349,69 @@ async fn invoke(
             (StatusCode::OK, ok_headers, result.body).into_response()
         }
     }
+}
+
+/// `InvokeWithResponseStream`: the invocation runs like a synchronous
+/// Invoke and its answer is framed as `PayloadChunk` + `InvokeComplete`
+/// events. The chunks are sent once the function has finished (buffered),
+/// not while it produces them.
+async fn invoke_with_response_stream(
+    State(emulator): State<Arc<Shared>>,
+    Path(function): Path<String>,
+    Query(query): Query<InvokeQuery>,
+    mut headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let tail = headers.get("x-amz-log-type").and_then(|v| v.to_str().ok()) == Some("Tail");
+    match headers
+        .get("x-amz-invocation-type")
+        .and_then(|v| v.to_str().ok())
+    {
+        None | Some("RequestResponse") | Some("DryRun") => {}
+        Some(s) => {
+            return invalid_parameter(&format!(
+                "1 validation error detected: Value '{s}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]"
+            ));
+        }
+    }
+    // Run through the Invoke handler (validation, limits, the invocation),
+    // then re-frame its answer.
+    headers.insert("x-amz-log-type", HeaderValue::from_static("Tail"));
+    let resp = invoke(State(emulator), Path(function), Query(query), headers, body).await;
+    if resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let payload = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let log = parts
+        .headers
+        .remove("x-amz-log-result")
+        .and_then(|v| v.to_str().ok().map(str::to_string));
+    let log = if tail { log } else { None };
+    let failed = parts.headers.remove("x-amz-function-error").is_some();
+    let mut out = Vec::new();
+    let complete = if failed {
+        let error: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
+        let code = error["errorType"]
+            .as_str()
+            .unwrap_or("Unhandled")
+            .to_string();
+        let details = error["errorMessage"].as_str().unwrap_or("").to_string();
+        super::event_stream::invoke_complete(Some(&code), Some(&details), log.as_deref())
+    } else {
+        if !payload.is_empty() {
+            out.extend_from_slice(&super::event_stream::payload_chunk(&payload));
+        }
+        super::event_stream::invoke_complete(None, None, log.as_deref())
+    };
+    out.extend_from_slice(&complete);
+    parts.headers.insert(
+        "content-type",
+        HeaderValue::from_static("application/vnd.amazon.eventstream"),
+    );
+    Response::from_parts(parts, Body::from(out))
 }
 
 fn with_reason(resp: Response, reason: &str) -> Response {

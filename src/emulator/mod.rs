@@ -15,6 +15,8 @@
 //! attributed to their environment by the socket they arrive on.
 
 mod environment;
+mod event_stream;
+mod http_front;
 mod invoke_api;
 mod pool;
 mod report;
@@ -30,6 +32,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
 
+pub use http_front::{CorsPolicy, HttpEventFormat, HttpFront};
 pub use invoke_api::InvocationType;
 pub use report::{Architecture, cost_estimate};
 
@@ -58,6 +61,8 @@ pub struct FunctionSpec {
     /// Reserved concurrency: at most this many invocations at once (429 beyond).
     pub reserved_concurrency: Option<u32>,
     pub architecture: Architecture,
+    /// How the HTTP front turns requests into events for this function.
+    pub http: HttpFront,
 }
 
 impl FunctionSpec {
@@ -73,6 +78,7 @@ impl FunctionSpec {
             timeout: Duration::from_secs(3),
             reserved_concurrency: None,
             architecture: Architecture::X86_64,
+            http: HttpFront::default(),
         }
     }
 }
@@ -194,7 +200,8 @@ impl Emulator {
             shared: shared.clone(),
             addr,
             server: Some(tokio::spawn(async move {
-                let app = invoke_api::router(shared);
+                let app =
+                    invoke_api::router(shared).into_make_service_with_connect_info::<SocketAddr>();
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!("the Invoke API server stopped: {e}");
                 }

@@ -68,6 +68,8 @@ pub(crate) struct Lease {
     spec: Arc<FunctionSpec>,
     generation: u64,
     env: Option<Environment>,
+    /// The invocation's trace header, for the XRAY line.
+    trace_id: String,
 }
 
 impl Drop for Lease {
@@ -92,6 +94,11 @@ impl FunctionPool {
         });
         tokio::spawn(run_events(Arc::downgrade(&pool), rx));
         pool
+    }
+
+    /// The spec new invocations get.
+    pub fn spec(&self) -> Arc<FunctionSpec> {
+        self.state.lock().expect("pool").spec.clone()
     }
 
     pub fn replace_spec(&self, spec: FunctionSpec) {
@@ -146,6 +153,7 @@ impl FunctionPool {
             spec: st.spec.clone(),
             generation: st.generation,
             env: st.idle.pop(),
+            trace_id: String::new(),
         })
     }
 
@@ -172,6 +180,7 @@ impl FunctionPool {
     /// Runs one invocation on the leased slot, from hand-off to REPORT.
     pub async fn run(&self, mut lease: Lease, job: Job) -> JobResult {
         let spec = lease.spec.clone();
+        lease.trace_id = job.trace_id.clone();
         let mut env = match lease.env.take() {
             Some(env) => env,
             None => match Environment::spawn(&self.emulator, &spec) {
@@ -392,6 +401,7 @@ impl FunctionPool {
             init,
             status,
             arch: spec.architecture,
+            trace: Some(&lease.trace_id),
         }) {
             env.shared.log(LogStream::Platform, &line);
         }

@@ -77,6 +77,23 @@ pub(crate) struct ReportData<'a> {
     pub init: Option<Duration>,
     pub status: EndStatus,
     pub arch: Architecture,
+    /// The invocation's X-Ray header (`Root=1-...;Parent=...;Sampled=...`).
+    pub trace: Option<&'a str>,
+}
+
+/// The XRAY line Lambda writes after REPORT for a traced invocation.
+fn xray_line(header: &str) -> Option<String> {
+    let field = |key: &str| {
+        header
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix(key).map(str::to_string))
+    };
+    let root = field("Root=")?;
+    let segment = field("Parent=").unwrap_or_default();
+    let sampled = field("Sampled=").as_deref() == Some("1");
+    Some(format!(
+        "XRAY TraceId: {root}\tSegmentId: {segment}\tSampled: {sampled}"
+    ))
 }
 
 /// Duration in ms with two decimals, as Lambda prints it.
@@ -111,10 +128,9 @@ pub(crate) fn lines(r: &ReportData<'_>) -> Vec<String> {
         EndStatus::Crashed(kind) => report.push_str(&format!("Status: error\tError Type: {kind}")),
     }
     let cost = cost_estimate(r.arch, r.memory_mb, billed);
-    vec![
-        format!("END RequestId: {}", r.request_id),
-        report,
-        format!(
+    let mut out = vec![format!("END RequestId: {}", r.request_id), report];
+    out.extend(r.trace.and_then(xray_line));
+    out.push(format!(
             "COST RequestId: {}\tEstimate: ${:.10}\t({:.6} GB-s {} at ${}/GB-s + ${:.7} per request; us-east-1 list price, before free tier)",
             r.request_id,
             cost.total(),
@@ -122,13 +138,35 @@ pub(crate) fn lines(r: &ReportData<'_>) -> Vec<String> {
             r.arch.as_str(),
             r.arch.price_per_gb_second(),
             cost.request_usd,
-        ),
-    ]
+        ));
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xray_line_follows_report() {
+        let lines = lines(&ReportData {
+            request_id: "abc",
+            duration: Duration::from_millis(3),
+            memory_mb: 128,
+            max_memory_mb: 10,
+            init: None,
+            status: EndStatus::Success,
+            arch: Architecture::X86_64,
+            trace: Some(
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+            ),
+        });
+        assert!(lines[1].starts_with("REPORT "));
+        assert_eq!(
+            lines[2],
+            "XRAY TraceId: 1-5759e988-bd862e3fe1be46a994272793\tSegmentId: 53995c3f42cd8ad8\tSampled: true"
+        );
+        assert!(lines[3].starts_with("COST "));
+    }
 
     #[test]
     fn report_line_has_cloudwatch_layout() {
@@ -140,6 +178,7 @@ mod tests {
             init: Some(Duration::from_micros(20_500)),
             status: EndStatus::Success,
             arch: Architecture::X86_64,
+            trace: None,
         });
         assert_eq!(lines[0], "END RequestId: abc");
         assert_eq!(

@@ -6,6 +6,7 @@ mod build;
 mod config;
 mod deploy;
 mod emulator;
+mod http_front;
 mod image;
 mod invoke;
 mod moto;
