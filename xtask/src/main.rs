@@ -11,6 +11,7 @@
 
 mod bench_deploy;
 mod bench_emulator;
+mod bench_image;
 mod bench_package;
 mod bench_profile;
 mod demo;
@@ -100,20 +101,24 @@ fn bench(only: Option<&str>) -> Result<()> {
         None => {
             bench_package::run_all()?;
             bench_deploy::run()?;
-            bench_emulator_release("emulator")
+            bench_release("image")?;
+            bench_release("emulator")
         }
         Some("package") => bench_package::run_all(),
+        Some("image") => bench_release("image"),
         Some("deploy") => bench_deploy::run(),
-        Some(part @ ("emulator" | "invoke" | "reload")) => bench_emulator_release(part),
+        Some(part @ ("emulator" | "invoke" | "reload")) => bench_release(part),
         Some(other) => {
-            bail!("--only expects package, deploy, emulator, invoke or reload; got `{other}`")
+            bail!(
+                "--only expects package, image, deploy, emulator, invoke or reload; got `{other}`"
+            )
         }
     }
 }
 
-/// The emulator is measured as users run it: a release build. A debug
-/// xtask re-runs itself in release for this part.
-fn bench_emulator_release(part: &str) -> Result<()> {
+/// The emulator and image building are measured as users run them: a
+/// release build. A debug xtask re-runs itself in release for these parts.
+fn bench_release(part: &str) -> Result<()> {
     if cfg!(debug_assertions) {
         run(cargo().args([
             "run",
@@ -126,6 +131,8 @@ fn bench_emulator_release(part: &str) -> Result<()> {
             "--only",
             part,
         ]))
+    } else if part == "image" {
+        bench_image::run_image()
     } else {
         bench_emulator::run(Some(part))
     }
