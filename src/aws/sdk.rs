@@ -322,6 +322,17 @@ fn cors(c: &crate::config::Cors) -> lt::Cors {
         .build()
 }
 
+/// The function's state once a GetFunction waiter has finished.
+fn state_after_wait<E: std::fmt::Display>(
+    result: Result<aws_sdk_lambda::operation::get_function::GetFunctionOutput, E>,
+) -> ApiResult<FunctionState> {
+    let out =
+        result.map_err(|e| ApiError::new("lambda:GetFunction", "WaiterFailure", e.to_string()))?;
+    out.configuration()
+        .map(|c| function_state!(c))
+        .ok_or_else(|| ApiError::new("lambda:GetFunction", "InvalidResponse", "no configuration"))
+}
+
 fn waiter_err<O, E>(operation: &str, what: &str, e: WaiterError<O, E>) -> ApiError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -472,14 +483,7 @@ impl LambdaApi for SdkAws {
             .wait(MAX_WAIT)
             .await
             .map_err(|e| waiter_err("lambda:GetFunction", "the new function", e))?;
-        let out = poll
-            .into_result()
-            .map_err(|e| ApiError::new("lambda:GetFunction", "WaiterFailure", e.to_string()))?;
-        out.configuration()
-            .map(|c| function_state!(c))
-            .ok_or_else(|| {
-                ApiError::new("lambda:GetFunction", "InvalidResponse", "no configuration")
-            })
+        state_after_wait(poll.into_result())
     }
 
     async fn wait_updated(&self, name: &str) -> ApiResult<FunctionState> {
@@ -490,14 +494,7 @@ impl LambdaApi for SdkAws {
             .wait(MAX_WAIT)
             .await
             .map_err(|e| waiter_err("lambda:GetFunction", "the function update", e))?;
-        let out = poll
-            .into_result()
-            .map_err(|e| ApiError::new("lambda:GetFunction", "WaiterFailure", e.to_string()))?;
-        out.configuration()
-            .map(|c| function_state!(c))
-            .ok_or_else(|| {
-                ApiError::new("lambda:GetFunction", "InvalidResponse", "no configuration")
-            })
+        state_after_wait(poll.into_result())
     }
 
     async fn publish_version(

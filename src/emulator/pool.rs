@@ -277,7 +277,6 @@ impl FunctionPool {
                     Some(init),
                     EndStatus::Crashed(kind),
                     body,
-                    false,
                 )
                 .await;
         };
@@ -298,85 +297,47 @@ impl FunctionPool {
             _ = tokio::time::sleep_until(deadline) => Ended::Timeout,
         };
         let duration = started.elapsed();
-        match ended {
-            Ended::Answer(Outcome::Response(body)) => {
-                self.finish(
-                    &mut lease,
-                    env,
-                    &spec,
-                    &request_id,
-                    duration,
-                    init,
-                    EndStatus::Success,
-                    body,
-                    true,
-                )
-                .await
-            }
-            Ended::Answer(Outcome::Error { body }) => {
-                // Lambda resets an environment after a failed invocation
-                // (a panic may have left it in any state): the next
-                // invocation gets a fresh one.
-                self.finish(
-                    &mut lease,
-                    env,
-                    &spec,
-                    &request_id,
-                    duration,
-                    init,
-                    EndStatus::FunctionError,
-                    body,
-                    false,
-                )
-                .await
-            }
+        let (status, body) = match ended {
+            Ended::Answer(Outcome::Response(body)) => (EndStatus::Success, body),
+            // Lambda resets an environment after a failed invocation (a
+            // panic may have left it in any state): the next invocation
+            // gets a fresh one.
+            Ended::Answer(Outcome::Error { body }) => (EndStatus::FunctionError, body),
             Ended::Exit => {
                 let status = env.wait_exit().await;
                 let text = status.map(exit_text).unwrap_or_else(|| "unknown".into());
                 let message =
                     format!("RequestId: {request_id} Error: Runtime exited with error: {text}");
                 env.shared.log(LogStream::Platform, &message);
-                self.finish(
-                    &mut lease,
-                    env,
-                    &spec,
-                    &request_id,
-                    duration,
-                    init,
+                (
                     EndStatus::Crashed("Runtime.ExitError".into()),
                     error_body("Runtime.ExitError", &message),
-                    false,
                 )
-                .await
             }
             Ended::Timeout => {
                 let secs = spec.timeout.as_secs_f64();
-                let message = format!("Task timed out after {secs:.2} seconds");
-                env.shared.log(
-                    LogStream::Platform,
-                    &format!("RequestId: {request_id} Error: {message}"),
+                let message = format!(
+                    "RequestId: {request_id} Error: Task timed out after {secs:.2} seconds"
                 );
-                self.finish(
-                    &mut lease,
-                    env,
-                    &spec,
-                    &request_id,
-                    duration,
-                    init,
-                    EndStatus::Timeout,
-                    error_body(
-                        "Sandbox.Timedout",
-                        &format!("RequestId: {request_id} Error: {message}"),
-                    ),
-                    false,
-                )
-                .await
+                env.shared.log(LogStream::Platform, &message);
+                (EndStatus::Timeout, error_body("Sandbox.Timedout", &message))
             }
-        }
+        };
+        self.finish(
+            &mut lease,
+            env,
+            &spec,
+            &request_id,
+            duration,
+            init,
+            status,
+            body,
+        )
+        .await
     }
 
     /// Writes END/REPORT/COST, collects the log, and either keeps the
-    /// environment warm (`reuse`) or kills it.
+    /// environment warm (after a success) or kills it.
     #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
@@ -388,7 +349,6 @@ impl FunctionPool {
         init: Option<Duration>,
         status: EndStatus,
         body: Bytes,
-        reuse: bool,
     ) -> JobResult {
         let failed = status != EndStatus::Success;
         env.shared.drain_pipes().await;
@@ -412,7 +372,7 @@ impl FunctionPool {
             .expect("capture")
             .take()
             .unwrap_or_default();
-        if reuse {
+        if !failed {
             // Back to the pool when the lease drops, in the same step that
             // frees the slot.
             lease.env = Some(env);
