@@ -84,7 +84,8 @@ pub fn package_if_missing_or_stale(zip: &Path) -> Result<()> {
     ))
 }
 
-/// How the function's environment is combined with the remote one.
+/// How a configured map (the environment, the tags) is combined with the
+/// remote one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EnvMode {
@@ -101,6 +102,9 @@ pub struct DeployOptions {
     /// Weight (0 < w < 1) routed to the new version; the alias stays put.
     pub canary: Option<f64>,
     pub env_mode: EnvMode,
+    /// Replace: remote tags missing from the configuration are removed
+    /// (never `aws:` ones, which only AWS may change). Merge: they are kept.
+    pub tag_mode: EnvMode,
     /// Version description: git commit and dirty flag.
     pub description: String,
     /// Upload the zip through S3 instead of in the request.
@@ -181,6 +185,8 @@ pub struct Plan {
     pub calls: Vec<String>,
     pub reserved_concurrency: Option<Option<u32>>,
     pub tags: BTreeMap<String, String>,
+    /// Remote tag keys to remove.
+    pub untag: Vec<String>,
     desired: Settings,
     remote: Option<FunctionState>,
     remote_alias: Option<AliasState>,
@@ -565,6 +571,7 @@ pub async fn plan<A: LambdaApi + IamApi + ObjectStore>(
         calls,
         reserved_concurrency: None,
         tags: BTreeMap::new(),
+        untag: Vec::new(),
         desired,
         remote: remote.clone(),
         remote_alias: None,
@@ -712,13 +719,22 @@ pub async fn plan<A: LambdaApi + IamApi + ObjectStore>(
         }
     }
     if !plan.tags.is_empty() {
-        let keys: Vec<&String> = plan.tags.keys().collect();
+        let keys: Vec<&str> = plan.tags.keys().map(String::as_str).collect();
+        plan.calls
+            .push(format!("lambda:TagResource {name} ({})", keys.join(", ")));
+    }
+    if opts.tag_mode == EnvMode::Replace {
+        plan.untag = remote
+            .tags
+            .keys()
+            .filter(|k| !tags.contains_key(*k) && !k.starts_with("aws:"))
+            .cloned()
+            .collect();
+    }
+    if !plan.untag.is_empty() {
         plan.calls.push(format!(
-            "lambda:TagResource {name} ({})",
-            keys.iter()
-                .map(|k| k.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            "lambda:UntagResource {name} ({})",
+            plan.untag.join(", ")
         ));
     }
     push_alias_extras(&mut plan, name);
@@ -1005,6 +1021,10 @@ pub async fn execute<A: LambdaApi + IamApi + ObjectStore>(
     if plan.remote.is_some() && !plan.tags.is_empty() {
         changed = true;
         api.tag(&latest.arn, &plan.tags).await?;
+    }
+    if plan.remote.is_some() && !plan.untag.is_empty() {
+        changed = true;
+        api.untag(&latest.arn, &plan.untag).await?;
     }
     if let Some(n) = plan.provisioned
         && api.get_provisioned_concurrency(name, &opts.alias).await? != Some(n)

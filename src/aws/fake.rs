@@ -605,6 +605,17 @@ impl LambdaApi for FakeAws {
         Ok(())
     }
 
+    async fn untag(&self, arn: &str, keys: &[String]) -> ApiResult<()> {
+        let op = "lambda:UntagResource";
+        let mut s = self.enter(op)?;
+        let name = arn.rsplit(':').next().unwrap_or_default().to_string();
+        let f = function_mut(&mut s, op, &name)?;
+        for k in keys {
+            f.latest.tags.remove(k);
+        }
+        Ok(())
+    }
+
     async fn publish_layer(
         &self,
         layer: &str,

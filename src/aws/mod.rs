@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 pub mod fake;
+pub mod progress;
 pub mod sdk;
 
 /// The function handler for `provided.*` runtimes: the binary is `bootstrap`.
@@ -327,6 +328,7 @@ pub trait LambdaApi {
     /// An already present statement is not an error.
     async fn allow_public_url(&self, name: &str, alias: &str) -> ApiResult<()>;
     async fn tag(&self, arn: &str, tags: &BTreeMap<String, String>) -> ApiResult<()>;
+    async fn untag(&self, arn: &str, keys: &[String]) -> ApiResult<()>;
     async fn publish_layer(
         &self,
         layer: &str,

@@ -20,6 +20,7 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types as lt;
 use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 
+use super::progress::UploadProgress;
 use super::{
     AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, HANDLER, IamApi,
     LambdaApi, LayerVersion, ObjectStore, RoleState, Settings, StoredObject, UrlSettings, UrlState,
@@ -32,6 +33,8 @@ pub struct ConnectOptions {
     pub profile: Option<String>,
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
+    /// Show a byte bar for large request bodies (zips, layers).
+    pub upload_progress: Option<crate::ui::Ui>,
 }
 
 /// Longest wait for one function update or version to settle.
@@ -72,13 +75,17 @@ pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<SdkAws> {
         ));
     };
     // Emulators (moto, LocalStack) serve buckets by path, not by host.
-    let s3 = aws_sdk_s3::config::Builder::from(&config)
-        .force_path_style(config.endpoint_url().is_some())
-        .build();
+    let mut s3 = aws_sdk_s3::config::Builder::from(&config)
+        .force_path_style(config.endpoint_url().is_some());
+    let mut lambda = aws_sdk_lambda::config::Builder::from(&config);
+    if let Some(ui) = opts.upload_progress {
+        s3 = s3.interceptor(UploadProgress { ui });
+        lambda = lambda.interceptor(UploadProgress { ui });
+    }
     Ok(SdkAws {
-        lambda: aws_sdk_lambda::Client::new(&config),
+        lambda: aws_sdk_lambda::Client::from_conf(lambda.build()),
         iam: aws_sdk_iam::Client::new(&config),
-        s3: aws_sdk_s3::Client::from_conf(s3),
+        s3: aws_sdk_s3::Client::from_conf(s3.build()),
         region,
     })
 }
@@ -767,6 +774,17 @@ impl LambdaApi for SdkAws {
             .send()
             .await
             .map_err(|e| api_err("lambda:TagResource", e))?;
+        Ok(())
+    }
+
+    async fn untag(&self, arn: &str, keys: &[String]) -> ApiResult<()> {
+        self.lambda
+            .untag_resource()
+            .resource(arn)
+            .set_tag_keys(Some(keys.to_vec()))
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:UntagResource", e))?;
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use crate::deploy::{
 };
 use crate::error::{UsageError, hinted};
 use crate::project::Project;
+use crate::ui::Ui;
 
 /// How to reach AWS; shared by deploy, promote and rollback.
 #[derive(Debug, Args, Clone, Default)]
@@ -32,11 +33,24 @@ pub struct AwsArgs {
 }
 
 impl AwsArgs {
-    pub async fn connect(&self) -> Result<SdkAws> {
-        connect(&ConnectOptions {
+    fn options(&self) -> ConnectOptions {
+        ConnectOptions {
             profile: self.profile.clone(),
             region: self.region.clone(),
             endpoint_url: self.endpoint_url.clone(),
+            upload_progress: None,
+        }
+    }
+
+    pub async fn connect(&self) -> Result<SdkAws> {
+        connect(&self.options()).await
+    }
+
+    /// Like [`AwsArgs::connect`], with a byte bar for each large upload.
+    pub async fn connect_with_progress(&self, ui: Ui) -> Result<SdkAws> {
+        connect(&ConnectOptions {
+            upload_progress: Some(ui),
+            ..self.options()
         })
         .await
     }
@@ -44,10 +58,19 @@ impl AwsArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum EnvModeArg {
-    /// Keep remote variables that the configuration does not set
+    /// Keep remote entries that the configuration does not set
     Merge,
-    /// Make the environment exactly the configured one
+    /// Make the remote map exactly the configured one
     Replace,
+}
+
+impl From<EnvModeArg> for EnvMode {
+    fn from(arg: EnvModeArg) -> EnvMode {
+        match arg {
+            EnvModeArg::Merge => EnvMode::Merge,
+            EnvModeArg::Replace => EnvMode::Replace,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +100,10 @@ pub struct DeployArgs {
     /// How the configured environment combines with the function's current one
     #[arg(long, value_enum, default_value_t = EnvModeArg::Replace)]
     pub env_mode: EnvModeArg,
+    /// How the configured tags combine with the function's current ones
+    /// (replace removes tags that left the configuration; `aws:` tags are kept)
+    #[arg(long, value_enum, default_value_t = EnvModeArg::Replace)]
+    pub tag_mode: EnvModeArg,
     /// Upload the zip through this S3 bucket (required over the 50 MB direct-upload limit)
     #[arg(long, value_name = "BUCKET")]
     pub s3_bucket: Option<String>,
@@ -191,17 +218,15 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
     }
 
     let description = deploy::git_description(&project.workspace_root);
-    let api = args.aws.connect().await?;
+    let api = args.aws.connect_with_progress(ui).await?;
     let mut plans = Vec::new();
     let mut outcomes = Vec::new();
     for (f, alias, pkg) in jobs {
         let opts = DeployOptions {
             alias,
             canary: args.canary.map(|p| p / 100.0),
-            env_mode: match args.env_mode {
-                EnvModeArg::Merge => EnvMode::Merge,
-                EnvModeArg::Replace => EnvMode::Replace,
-            },
+            env_mode: args.env_mode.into(),
+            tag_mode: args.tag_mode.into(),
             description: description.clone(),
             s3: args.s3_bucket.clone().map(|bucket| S3Target {
                 bucket,
@@ -253,6 +278,8 @@ fn plan_json(plan: &deploy::Plan) -> serde_json::Value {
         "code_changed": plan.exists && plan.code_changed,
         "changes": plan.changes,
         "env_mode": plan.env_mode,
+        "tags": plan.tags,
+        "untag": plan.untag,
         "publish": plan.publish,
         "calls": plan.calls,
     })
@@ -325,7 +352,7 @@ async fn deploy_layer(
         );
         return Ok(());
     }
-    let api = args.aws.connect().await?;
+    let api = args.aws.connect_with_progress(ui).await?;
     let description = match &global.manifest_path {
         Some(p) => deploy::git_description(p.parent().unwrap_or(std::path::Path::new("."))),
         None => deploy::git_description(std::path::Path::new(".")),

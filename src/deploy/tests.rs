@@ -45,6 +45,7 @@ fn opts() -> DeployOptions {
         alias: "live".into(),
         canary: None,
         env_mode: EnvMode::Replace,
+        tag_mode: EnvMode::Replace,
         description: "cargo-fn: commit abc".into(),
         s3: None,
     }
@@ -567,5 +568,48 @@ async fn zips_through_s3_and_stale_objects_are_cleaned() {
         api.calls().iter().all(|c| !c.starts_with("s3:")),
         "{:?}",
         api.calls()
+    );
+}
+
+#[tokio::test]
+async fn tags_removed_from_config_are_untagged_unless_merging() {
+    let api = FakeAws::new();
+    run(
+        &api,
+        &cfg(json!({"tags": {"team": "a", "cost": "b"}})),
+        &pkg("v1"),
+        &opts(),
+    )
+    .await
+    .unwrap();
+    let only_team = cfg(json!({"tags": {"team": "a"}}));
+    let merge = DeployOptions {
+        tag_mode: EnvMode::Merge,
+        ..opts()
+    };
+    assert!(
+        plan(&api, &only_team, &pkg("v1"), &merge)
+            .await
+            .unwrap()
+            .is_noop(),
+        "merge keeps the remote tag"
+    );
+    let p = plan(&api, &only_team, &pkg("v1"), &opts()).await.unwrap();
+    assert_eq!(p.untag, vec!["cost".to_string()]);
+    assert!(!p.publish, "a tag change publishes no version");
+    run(&api, &only_team, &pkg("v1"), &opts()).await.unwrap();
+    let tags = api.latest("hello").unwrap().tags;
+    assert!(!tags.contains_key("cost"), "{tags:?}");
+    assert_eq!(tags.get("team").map(String::as_str), Some("a"));
+    assert_eq!(
+        tags.get(MANAGED_BY_KEY).map(String::as_str),
+        Some(MANAGED_BY_VALUE),
+        "the managed-by tag is never removed"
+    );
+    assert!(
+        plan(&api, &only_team, &pkg("v1"), &opts())
+            .await
+            .unwrap()
+            .is_noop()
     );
 }

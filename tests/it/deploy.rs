@@ -557,3 +557,69 @@ fn zips_travel_through_s3_and_stale_ones_are_deleted() {
     ));
     assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.calls());
 }
+
+/// A zip whose `bootstrap` is `size` bytes that do not compress, stored as is.
+fn incompressible_zip(dir: &Path, name: &str, size: usize) -> PathBuf {
+    let path = dir.join(name);
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .unix_permissions(0o755)
+        .last_modified_time(zip::DateTime::default());
+    z.start_file("bootstrap", opts).unwrap();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bytes: Vec<u8> = (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    z.write_all(&bytes).unwrap();
+    z.finish().unwrap();
+    path
+}
+
+#[test]
+fn large_upload_arrives_whole_and_removed_tags_are_untagged() {
+    let aws = Aws::start();
+    let dir = tempdir();
+    project(dir.path(), "tags = { team = \"core\", cost = \"c1\" }");
+    // Over the size at which the upload is sliced for the byte bar.
+    let big = incompressible_zip(dir.path(), "big.zip", 600 * 1024);
+    let out = ok(deploy(&aws, dir.path(), &big, &[]));
+    let conf = aws.get_json("/2015-03-31/functions/hello/configuration");
+    assert_eq!(
+        conf["CodeSha256"],
+        function(&out)["code_sha256"],
+        "moto hashed exactly the bytes of the local zip"
+    );
+    assert_eq!(
+        conf["CodeSize"].as_u64(),
+        Some(std::fs::metadata(&big).unwrap().len())
+    );
+    let arn = conf["FunctionArn"].as_str().unwrap().to_string();
+    let tags = aws.get_json(&format!("/2017-03-31/tags/{arn}"));
+    assert_eq!(tags["Tags"]["cost"], "c1", "{tags}");
+
+    // `cost` leaves the configuration: merge keeps it, replace removes it.
+    project(dir.path(), "tags = { team = \"core\" }");
+    aws.proxy.reset_calls();
+    ok(deploy(&aws, dir.path(), &big, &["--tag-mode", "merge"]));
+    assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.writes());
+    let plan = ok(deploy(&aws, dir.path(), &big, &["--dry-run"]));
+    assert_eq!(plan["plans"][0]["untag"], serde_json::json!(["cost"]));
+    aws.proxy.reset_calls();
+    ok(deploy(&aws, dir.path(), &big, &[]));
+    let writes = aws.proxy.writes();
+    assert_eq!(writes.len(), 1, "only the untag call: {writes:?}");
+    assert!(
+        writes[0].starts_with("DELETE /2017-03-31/tags/"),
+        "{writes:?}"
+    );
+    let tags = aws.get_json(&format!("/2017-03-31/tags/{arn}"));
+    assert!(tags["Tags"].get("cost").is_none(), "{tags}");
+    assert_eq!(tags["Tags"]["team"], "core");
+    assert_eq!(tags["Tags"]["managed-by"], "cargo-fn");
+}
