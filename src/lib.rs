@@ -14,6 +14,7 @@ pub mod emulator;
 pub mod error;
 pub mod image;
 pub mod invoke;
+pub mod launch;
 pub mod package;
 pub mod project;
 pub mod templates;

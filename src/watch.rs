@@ -22,8 +22,11 @@ use crate::config::{Arch, EventFormat, FunctionConfig, Overrides};
 use crate::emulator::{
     Architecture, CorsPolicy, Emulator, EmulatorOptions, FunctionSpec, HttpEventFormat, HttpFront,
 };
+use crate::launch;
+use crate::package::Input;
+use crate::package::image::{ImageOptions, default_sysroot, package_image};
 use crate::project::{Project, Selection};
-use crate::toolchain::{BuildRequest, BuiltBinary, cargo_build};
+use crate::toolchain::{BuildRequest, cargo_build};
 use crate::ui::Ui;
 
 /// What `watch` was asked to do.
@@ -42,6 +45,29 @@ pub struct WatchOptions {
     /// `--event-format`: the HTTP front's event for every function,
     /// over each function's configured `event-format`.
     pub event_format: Option<EventFormat>,
+    /// What runs: a host build (the default), or what ships.
+    pub serve: Serve,
+}
+
+/// Which executable the emulator runs for each function.
+#[derive(Debug, Clone, Default)]
+pub enum Serve {
+    /// A plain `cargo build` for the host: the fastest reload.
+    #[default]
+    HostBuild,
+    /// The bootstrap `cargo fn build` makes (configured architecture, glibc
+    /// pinned, checked), under qemu-user when it is not the host's.
+    Artifact { musl: bool },
+    /// The image `cargo fn package --image` makes, unpacked, started with
+    /// its own entrypoint, environment and loader.
+    Image { musl: bool, image: ImageOptions },
+}
+
+/// One executable a build produced for a binary target.
+#[derive(Debug, Clone)]
+struct Built {
+    bin: String,
+    path: PathBuf,
 }
 
 /// Progress, for callers that react to it (tests, benchmarks).
@@ -81,7 +107,7 @@ pub async fn run(
         ));
     }
     ui.status("Building", describe(&project));
-    let built = build(&opts, &project).await?;
+    let built = build(&opts, &project, ui).await?;
     let mut generation = 0u64;
     let snapshots = snapshot_dir(&project);
     let (first_specs, env_files) = specs(&opts, &project, &built, &snapshots, generation)?;
@@ -175,7 +201,7 @@ pub async fn run(
         let build_started = Instant::now();
         let built = tokio::select! {
             _ = &mut shutdown => break Ok(()),
-            b = build(&opts, &project) => b,
+            b = build(&opts, &project, ui) => b,
         };
         let build_time = build_started.elapsed();
         let next = built.and_then(|b| specs(&opts, &project, &b, &snapshots, generation + 1));
@@ -229,8 +255,37 @@ fn describe(project: &Project) -> String {
         .join(", ")
 }
 
+/// Builds the selected functions the way `opts.serve` asks.
+async fn build(opts: &WatchOptions, project: &Project, ui: Ui) -> Result<Vec<Built>> {
+    let musl = match &opts.serve {
+        Serve::HostBuild => return host_build(opts, project).await,
+        Serve::Artifact { musl } | Serve::Image { musl, .. } => *musl,
+    };
+    let configs = crate::config::resolve(project, &opts.overrides)?;
+    let build_opts = crate::build::BuildOptions {
+        profile: opts.profile.clone(),
+        musl,
+        cargo_flags: opts.cargo_flags.clone(),
+        manifest_path: Some(project.workspace_manifest.clone()),
+        ..Default::default()
+    };
+    let project = project.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        crate::build::build(&project, &configs, &build_opts, &ui)
+    })
+    .await
+    .context("the build task failed")??;
+    Ok(built
+        .into_iter()
+        .map(|b| Built {
+            bin: b.bin,
+            path: b.path,
+        })
+        .collect())
+}
+
 /// `cargo build` of the selected functions for the host.
-async fn build(opts: &WatchOptions, project: &Project) -> Result<Vec<BuiltBinary>> {
+async fn host_build(opts: &WatchOptions, project: &Project) -> Result<Vec<Built>> {
     let mut packages: Vec<String> = project
         .functions
         .iter()
@@ -247,9 +302,16 @@ async fn build(opts: &WatchOptions, project: &Project) -> Result<Vec<BuiltBinary
         cargo_flags: opts.cargo_flags.clone(),
         ..Default::default()
     };
-    tokio::task::spawn_blocking(move || cargo_build(&req))
+    let built = tokio::task::spawn_blocking(move || cargo_build(&req))
         .await
-        .context("the build task failed")?
+        .context("the build task failed")??;
+    Ok(built
+        .into_iter()
+        .map(|b| Built {
+            bin: b.bin,
+            path: b.path,
+        })
+        .collect())
 }
 
 /// Specs for one generation: configuration (re-read each time, so edits to
@@ -257,7 +319,7 @@ async fn build(opts: &WatchOptions, project: &Project) -> Result<Vec<BuiltBinary
 fn specs(
     opts: &WatchOptions,
     project: &Project,
-    built: &[BuiltBinary],
+    built: &[Built],
     dir: &Path,
     generation: u64,
 ) -> Result<(Vec<FunctionSpec>, Vec<PathBuf>)> {
@@ -278,12 +340,68 @@ fn specs(
             .find(|b| b.bin == cfg.bin)
             .with_context(|| format!("cargo did not report a binary for `{}`", cfg.bin))?;
         let snapshot = dir.join(format!("{}-{generation}", cfg.bin));
-        copy_atomic(&bin.path, &snapshot)?;
-        let mut spec = spec_from_config(&cfg, snapshot, &opts.extra_env, project);
+        let mut spec = spec_from_config(&cfg, snapshot.clone(), &opts.extra_env, project);
+        match &opts.serve {
+            Serve::HostBuild => copy_atomic(&bin.path, &snapshot)?,
+            Serve::Artifact { .. } => {
+                copy_atomic(&bin.path, &snapshot)?;
+                let root = default_sysroot(cfg.architecture);
+                let run = launch::for_arch(cfg.architecture, &snapshot, &[], &root)?;
+                spec.command = run.command;
+                spec.args = run.args;
+            }
+            Serve::Image { image, .. } => {
+                serve_image(&mut spec, &cfg, project, &bin.path, image, &snapshot)?
+            }
+        }
         spec.http = http_front(&cfg, opts.event_format);
         out.push(spec);
     }
     Ok((out, env_files))
+}
+
+/// Builds the function's image, unpacks it to `dest`, and points the spec
+/// at its entrypoint: the image's environment under the configured one
+/// (as in Lambda, where function variables override the image's `ENV`),
+/// its working directory as the task root.
+fn serve_image(
+    spec: &mut FunctionSpec,
+    cfg: &FunctionConfig,
+    project: &Project,
+    binary: &Path,
+    image: &ImageOptions,
+    dest: &Path,
+) -> Result<()> {
+    let target = project
+        .functions
+        .iter()
+        .find(|f| f.bin == cfg.bin)
+        .with_context(|| format!("function `{}` is not in the project", cfg.name))?;
+    let input = Input {
+        name: cfg.name.clone(),
+        extension: false,
+        architecture: cfg.architecture,
+        runtime: cfg.runtime,
+        binary: binary.to_path_buf(),
+        package_dir: target.package_dir().to_path_buf(),
+        include: cfg.include.clone(),
+    };
+    let packaged = package_image(&input, image, &project.lambda_dir())?;
+    let unpacked = crate::image::unpack(&packaged.layout, dest)
+        .with_context(|| format!("unpacking the image of {}", cfg.name))?;
+    let run = launch::for_arch(
+        cfg.architecture,
+        &unpacked.command,
+        &unpacked.args,
+        &unpacked.rootfs,
+    )?;
+    spec.command = run.command;
+    spec.args = run.args;
+    let mut env = unpacked.env;
+    env.extend(std::mem::take(&mut spec.env));
+    spec.env = env;
+    spec.working_dir = Some(unpacked.working_dir);
+    Ok(())
 }
 
 fn spec_from_config(
@@ -364,7 +482,9 @@ fn prune_snapshots(dir: &Path, generation: u64) {
             && let Ok(g) = g.parse::<u64>()
             && g + 1 < generation
         {
+            // Binaries are files; unpacked images are directories.
             let _ = std::fs::remove_file(entry.path());
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

@@ -10,7 +10,9 @@ use clap::Args;
 use super::{ConfigFlags, GlobalArgs};
 use crate::config::EventFormat;
 use crate::emulator::{EmulatorOptions, stderr_sink};
-use crate::watch::WatchOptions;
+use crate::error::UsageError;
+use crate::package::image::ImageOptions;
+use crate::watch::{Serve, WatchOptions};
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
@@ -50,16 +52,48 @@ pub struct WatchArgs {
     /// over each function's `event-format` setting
     #[arg(long, value_name = "FORMAT", value_parser = ["function-url", "http-api", "rest-api", "alb"])]
     pub event_format: Option<String>,
+    /// Serve what ships: the `cargo fn build` bootstrap for the configured
+    /// architecture (release profile unless --profile), under qemu-user
+    /// when that is not this machine's
+    #[arg(long, conflicts_with = "image")]
+    pub artifact: bool,
+    /// Serve the container image `cargo fn package --image` makes, unpacked,
+    /// with its entrypoint and environment (under qemu-user for another architecture)
+    #[arg(long)]
+    pub image: bool,
+    /// With --artifact or --image: static musl binaries
+    #[arg(long)]
+    pub musl: bool,
+    /// With --image: build on this base image (pulled from its registry)
+    #[arg(long, value_name = "REF", requires = "image")]
+    pub base_image: Option<String>,
     #[command(flatten)]
     pub config: ConfigFlags,
 }
 
 pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
     let ui = global.ui();
-    let profile = match (&args.profile, args.release) {
+    let ships = args.artifact || args.image;
+    if args.musl && !ships {
+        return Err(UsageError("--musl needs --artifact or --image".into()).into());
+    }
+    let profile = match (&args.profile, args.release || ships) {
         (Some(p), _) => p.clone(),
         (None, true) => "release".into(),
         (None, false) => "dev".into(),
+    };
+    let serve = if args.image {
+        Serve::Image {
+            musl: args.musl,
+            image: ImageOptions {
+                base: args.base_image.clone(),
+                ..Default::default()
+            },
+        }
+    } else if args.artifact {
+        Serve::Artifact { musl: args.musl }
+    } else {
+        Serve::HostBuild
     };
     let bind = SocketAddr::new(args.bind, args.port);
     if !args.bind.is_loopback() {
@@ -88,6 +122,7 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
             extra_env,
             debounce: Duration::from_millis(args.debounce_ms),
             event_format: args.event_format.as_deref().and_then(EventFormat::parse),
+            serve,
         };
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

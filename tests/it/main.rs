@@ -12,4 +12,5 @@ mod invoke;
 mod moto;
 mod new;
 mod package;
+mod ship;
 mod watch;
