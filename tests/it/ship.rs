@@ -57,6 +57,18 @@ fn start_watch(dir: &Path, args: &[&str]) -> (Child, mpsc::Receiver<String>, u16
     }
 }
 
+/// Waits for a stderr line containing `needle`.
+fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str) {
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(900)) {
+        if line.contains(needle) {
+            return;
+        }
+        seen.push(line);
+    }
+    panic!("no line with {needle:?}:\n{}", seen.join("\n"));
+}
+
 /// Command lines of every process whose command line contains `needle`.
 fn processes_with(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -116,16 +128,36 @@ fn arm64_artifact_and_image_are_served_under_qemu() {
         cargo_fn::config::Runtime::ProvidedAl2023,
     );
     assert!(report.is_ok(), "{report:?}");
+
+    // Hot reload rebuilds the artifact, not a host binary.
+    let main_rs = root.join("src/main.rs");
+    let src = std::fs::read_to_string(&main_rs).unwrap();
+    std::fs::write(&main_rs, src.replace(r#""hello""#, r#""shipped""#)).unwrap();
+    wait_for_line(&rx, "Reloaded");
+    let answer = invoke(&root, "hello_ship", port);
+    assert!(
+        answer.contains(r#"{"shipped":{"from":"qemu"}}"#),
+        "{answer}"
+    );
+    assert!(
+        processes_with("hello_ship-1")
+            .iter()
+            .any(|c| c.contains("qemu-aarch64")),
+        "generation 1 is not the arm64 artifact under qemu"
+    );
     stop(watch, rx);
     assert!(
-        processes_with("hello_ship-0").is_empty(),
+        processes_with("hello_ship-1").is_empty(),
         "a function process outlived watch"
     );
 
     // The image: unpacked, its own loader and libraries, under qemu.
     let (watch, rx, port) = start_watch(&root, &["--image", "--arm64"]);
     let answer = invoke(&root, "hello_ship", port);
-    assert!(answer.contains(r#"{"hello":{"from":"qemu"}}"#), "{answer}");
+    assert!(
+        answer.contains(r#"{"shipped":{"from":"qemu"}}"#),
+        "{answer}"
+    );
     let runs = processes_with("rootfs");
     assert!(
         runs.iter().any(|c| c.contains("qemu-aarch64")
