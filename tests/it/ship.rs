@@ -1,6 +1,7 @@
 //! `cargo fn watch --artifact` and `--image`: the emulator serves what
-//! ships -- here an arm64 bootstrap, on this x86_64 machine through
-//! qemu-user -- and `cargo fn invoke` reaches it through the Invoke API.
+//! ships -- here the basic template's arm64 release bootstrap, on this
+//! x86_64 machine through qemu-user -- and `cargo fn invoke` reaches it
+//! through the Invoke API.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -8,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::build::{cargo_fn_in, fixture};
-use crate::support::{path_with_tools, shared_target_dir};
+use crate::build::cargo_fn_in;
+use crate::support::{cargo_fn, path_with_tools, shared_target_dir, tempdir};
 
 /// `cargo-fn watch ARGS` in `dir`; returns once it serves, with its stderr lines so far.
 fn start_watch(dir: &Path, args: &[&str]) -> (Child, mpsc::Receiver<String>, u16) {
@@ -98,7 +99,7 @@ fn stop(mut child: Child, rx: mpsc::Receiver<String>) {
 fn invoke(dir: &Path, function: &str, port: u16) -> String {
     let out = cargo_fn_in(dir)
         .args(["invoke", function, "--port", &port.to_string()])
-        .args(["--data", r#"{"from":"qemu"}"#])
+        .args(["--data", r#"{"name":"qemu"}"#])
         .assert()
         .success()
         .get_output()
@@ -109,21 +110,27 @@ fn invoke(dir: &Path, function: &str, port: u16) -> String {
 
 #[test]
 fn arm64_artifact_and_image_are_served_under_qemu() {
-    let (_tmp, root) = fixture("hello", "hello_ship");
+    let tmp = tempdir();
+    cargo_fn()
+        .current_dir(tmp.path())
+        .args(["new", "fn-ship", "--template", "basic", "--yes"])
+        .assert()
+        .success();
+    let root = tmp.path().join("fn-ship");
 
     // The zip's bootstrap: built by `cargo fn build` for arm64, run by qemu
     // with Debian's arm64 libc as the loader root.
     let (watch, rx, port) = start_watch(&root, &["--artifact", "--arm64"]);
-    let answer = invoke(&root, "hello_ship", port);
-    assert!(answer.contains(r#"{"hello":{"from":"qemu"}}"#), "{answer}");
-    let runs = processes_with("hello_ship-0");
+    let answer = invoke(&root, "fn-ship", port);
+    assert!(answer.contains(r#"{"message":"Hello, qemu!"}"#), "{answer}");
+    let runs = processes_with("fn-ship-0");
     assert!(
         runs.iter()
             .any(|c| c.contains("qemu-aarch64") && c.contains("-L /usr/aarch64-linux-gnu")),
         "the function is not the arm64 artifact under qemu: {runs:?}"
     );
     let report = cargo_fn::artifact::check_file(
-        &shared_target_dir().join("lambda/hello_ship/bootstrap"),
+        &shared_target_dir().join("lambda/fn-ship/bootstrap"),
         cargo_fn::config::Arch::Arm64,
         cargo_fn::config::Runtime::ProvidedAl2023,
     );
@@ -132,36 +139,41 @@ fn arm64_artifact_and_image_are_served_under_qemu() {
     // Hot reload rebuilds the artifact, not a host binary.
     let main_rs = root.join("src/main.rs");
     let src = std::fs::read_to_string(&main_rs).unwrap();
-    std::fs::write(&main_rs, src.replace(r#""hello""#, r#""shipped""#)).unwrap();
+    std::fs::write(
+        &main_rs,
+        src.replace(r#""{}, {}!""#, r#""{} from arm64, {}!""#),
+    )
+    .unwrap();
     wait_for_line(&rx, "Reloaded");
-    let answer = invoke(&root, "hello_ship", port);
+    let answer = invoke(&root, "fn-ship", port);
     assert!(
-        answer.contains(r#"{"shipped":{"from":"qemu"}}"#),
+        answer.contains(r#"{"message":"Hello from arm64, qemu!"}"#),
         "{answer}"
     );
     assert!(
-        processes_with("hello_ship-1")
+        processes_with("fn-ship-1")
             .iter()
             .any(|c| c.contains("qemu-aarch64")),
         "generation 1 is not the arm64 artifact under qemu"
     );
     stop(watch, rx);
     assert!(
-        processes_with("hello_ship-1").is_empty(),
+        processes_with("fn-ship-1").is_empty(),
         "a function process outlived watch"
     );
 
     // The image: unpacked, its own loader and libraries, under qemu.
     let (watch, rx, port) = start_watch(&root, &["--image", "--arm64"]);
-    let answer = invoke(&root, "hello_ship", port);
+    let answer = invoke(&root, "fn-ship", port);
     assert!(
-        answer.contains(r#"{"shipped":{"from":"qemu"}}"#),
+        answer.contains(r#"{"message":"Hello from arm64, qemu!"}"#),
         "{answer}"
     );
     let runs = processes_with("rootfs");
     assert!(
-        runs.iter().any(|c| c.contains("qemu-aarch64")
-            && c.contains("hello_ship-0/rootfs/var/runtime/bootstrap")),
+        runs.iter()
+            .any(|c| c.contains("qemu-aarch64")
+                && c.contains("fn-ship-0/rootfs/var/runtime/bootstrap")),
         "the function is not the unpacked image under qemu: {runs:?}"
     );
     stop(watch, rx);
