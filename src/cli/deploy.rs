@@ -305,6 +305,7 @@ fn image_package(
     let layout = project.lambda_dir().join(&f.name).join("image");
     let image = deploy::image::read_layout(
         &layout,
+        f.architecture,
         repository,
         f.image.scan_on_push,
         f.image.keep,

@@ -59,9 +59,11 @@ impl Package {
     }
 }
 
-/// Reads the layout `cargo fn package --image` wrote.
+/// Reads the layout `cargo fn package --image` wrote and checks that it is
+/// an image for `arch`.
 pub fn read_layout(
     layout: &Path,
+    arch: crate::config::Arch,
     repository: String,
     scan_on_push: bool,
     keep: Option<u32>,
@@ -73,6 +75,27 @@ pub fn read_layout(
             "run `cargo fn package --image` first (or drop --no-build so deploy packages it)",
         )
     })?;
+    let config_hex = manifest["config"]["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("sha256:");
+    let config: serde_json::Value = std::fs::read(layout.join("blobs/sha256").join(config_hex))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let image_arch = config["architecture"].as_str().unwrap_or("(none)");
+    if image_arch != arch.oci_arch() {
+        return Err(hinted(
+            format!(
+                "the image at {} is for linux/{image_arch}, but the function is {arch} (linux/{})",
+                layout.display(),
+                arch.oci_arch()
+            ),
+            format!(
+                "package it again for {arch}: `cargo fn package --image --arch {arch}` (or drop --no-build), or set `architecture` to match the image"
+            ),
+        ));
+    }
     let size = manifest["layers"]
         .as_array()
         .into_iter()
