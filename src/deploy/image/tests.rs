@@ -326,3 +326,20 @@ fn repository_names() {
     assert!(check_repository_name("-a").is_err());
     assert!(check_repository_name("a//b").is_err());
 }
+
+#[tokio::test]
+async fn failed_image_update_publishes_nothing_and_leaves_the_alias() {
+    let api = FakeAws::new();
+    run(&api, &img("v1", None), &opts()).await.unwrap();
+    api.fail_next_update();
+    let err = run(&api, &img("v2", None), &opts()).await.unwrap_err();
+    assert!(format!("{err:#}").contains("failed"), "{err:#}");
+    assert_eq!(api.alias("hello", "live").unwrap().version, "1");
+    assert_eq!(api.version_count("hello"), 1);
+    // The re-run sends the image again and converges.
+    let out = run(&api, &img("v2", None), &opts()).await.unwrap();
+    assert_eq!(
+        (out.version.as_str(), out.alias_version.as_str()),
+        ("2", "2")
+    );
+}
