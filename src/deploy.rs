@@ -882,6 +882,10 @@ pub async fn execute<A: LambdaApi + IamApi + ObjectStore + EcrApi>(
     let code = match (&pkg.image, &plan.image, &opts.s3) {
         // The push completes before any call names the image.
         (Some(img), Some(ip), _) if uploading => image::push(api, ip, img, ui).await?,
+        (Some(_), None, _) if uploading => {
+            anyhow::bail!("the plan has no push step for the image of {name}; re-run the deploy")
+        }
+        // Unchanged code: no code call names it; the outcome reports it.
         (Some(_), _, _) => Code::Image {
             uri: plan
                 .remote
