@@ -314,6 +314,7 @@ mod tests {
             alias: None,
             include: vec![],
             event_format: Default::default(),
+            image: Default::default(),
             sources: Default::default(),
             warnings: vec![],
         }

@@ -24,8 +24,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::aws::{
-    AliasState, ApiError, Code, CreateFunction, FunctionState, IamApi, LambdaApi, ObjectStore,
-    Settings, UrlSettings, VpcSettings,
+    AliasState, ApiError, Code, CreateFunction, EcrApi, FunctionState, IamApi, LambdaApi,
+    ObjectStore, Settings, UrlSettings, VpcSettings,
 };
 use crate::config::{FunctionConfig, InvokeMode, LogFormat, REDACTED, Tracing, UrlAuth};
 use crate::error::hinted;
@@ -41,13 +41,20 @@ pub const DEFAULT_ALIAS: &str = "live";
 /// Largest zip sent in the request itself (Lambda's direct-upload limit).
 pub const DIRECT_UPLOAD_LIMIT: u64 = 50 * 1024 * 1024;
 
-/// A packaged function zip and its Lambda-style hash.
+pub mod image;
+
+/// A packaged function (a zip, or an image: see [`image`]) and its
+/// Lambda-style hash.
 #[derive(Debug, Clone)]
 pub struct Package {
     pub path: PathBuf,
+    /// The zip bytes (empty for an image).
     pub bytes: Vec<u8>,
-    /// Base64 of the SHA-256 of the zip bytes (Lambda's `CodeSha256`).
+    /// Lambda's `CodeSha256`: base64 SHA-256 of the zip bytes, or the hex
+    /// manifest digest of an image.
     pub sha256: String,
+    /// The code source is an OCI image pushed to ECR.
+    pub image: Option<image::ImagePackage>,
 }
 
 impl Package {
@@ -63,6 +70,7 @@ impl Package {
             path: path.to_path_buf(),
             bytes,
             sha256,
+            image: None,
         })
     }
 }
@@ -193,6 +201,8 @@ pub struct Plan {
     provisioned: Option<u32>,
     url: Option<UrlSettings>,
     policy: String,
+    /// Repository and push steps of an image deploy.
+    image: Option<image::ImagePlan>,
 }
 
 impl Plan {
@@ -249,6 +259,9 @@ pub struct Outcome {
     /// Additional version weights of the alias (the canary).
     pub routing: BTreeMap<String, f64>,
     pub code_sha256: String,
+    /// The image the function runs (`<repository uri>@sha256:...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_uri: Option<String>,
     pub url: Option<String>,
     pub changed: bool,
 }
@@ -465,14 +478,16 @@ fn routing_text(version: &str, weights: &BTreeMap<String, f64>) -> String {
 }
 
 /// Reads what AWS has and works out what to change. Makes read calls only.
-pub async fn plan<A: LambdaApi + IamApi + ObjectStore>(
+pub async fn plan<A: LambdaApi + IamApi + ObjectStore + EcrApi>(
     api: &A,
     cfg: &FunctionConfig,
     pkg: &Package,
     opts: &DeployOptions,
 ) -> Result<Plan> {
     let name = &cfg.name;
+    image::check(name, &cfg.layers, pkg.image.is_some(), None)?;
     let remote = api.get_function(name).await?;
+    image::check(name, &cfg.layers, pkg.image.is_some(), remote.as_ref())?;
     let tracing_active = cfg.tracing == Tracing::Active;
     let policy = role_policy(name, tracing_active, cfg.vpc.is_some());
     let mut calls = Vec::new();
@@ -549,12 +564,15 @@ pub async fn plan<A: LambdaApi + IamApi + ObjectStore>(
         _ => {}
     }
 
-    let desired = desired_settings(
+    let mut desired = desired_settings(
         cfg,
         &role_arn,
         remote.as_ref().map(|r| &r.settings.env),
         opts.env_mode,
     );
+    if pkg.image.is_some() {
+        image::adjust_settings(&mut desired);
+    }
     let mut tags = cfg.tags.clone();
     tags.insert(MANAGED_BY_KEY.into(), MANAGED_BY_VALUE.into());
 
@@ -578,15 +596,15 @@ pub async fn plan<A: LambdaApi + IamApi + ObjectStore>(
         provisioned: cfg.provisioned_concurrency.get(&opts.alias).copied(),
         url: url_settings(cfg),
         policy,
+        image: None,
     };
 
     let Some(remote) = remote else {
         plan.tags = tags;
-        push_upload(&mut plan, pkg, opts);
+        push_code(api, &mut plan, pkg, opts).await?;
         plan.calls.push(format!(
-            "lambda:CreateFunction {name} ({} zip, {}, {}, {} MB, {} s)",
-            size_text(pkg.bytes.len()),
-            cfg.runtime,
+            "lambda:CreateFunction {name} ({}, {}, {} MB, {} s)",
+            code_text(pkg, cfg),
             cfg.architecture,
             cfg.memory,
             cfg.timeout
@@ -612,15 +630,18 @@ pub async fn plan<A: LambdaApi + IamApi + ObjectStore>(
     // after a failure must converge.
     let failed = remote.last_update_status.as_deref() == Some("Failed")
         || remote.state.as_deref() == Some("Failed");
-    plan.code_changed = failed
-        || remote.code_sha256 != pkg.sha256
-        || remote.settings.architecture != plan.desired.architecture;
+    let same_code = match &pkg.image {
+        Some(img) => image::remote_digest(&remote).as_deref() == Some(img.digest.as_str()),
+        None => remote.code_sha256 == pkg.sha256,
+    };
+    plan.code_changed =
+        failed || !same_code || remote.settings.architecture != plan.desired.architecture;
     plan.changes = diff_settings(&remote.settings, &plan.desired);
     if plan.code_changed {
-        push_upload(&mut plan, pkg, opts);
+        push_code(api, &mut plan, pkg, opts).await?;
         let mut line = format!(
-            "lambda:UpdateFunctionCode {name} ({} zip, RevisionId guard)",
-            size_text(pkg.bytes.len())
+            "lambda:UpdateFunctionCode {name} ({}, RevisionId guard)",
+            code_text(pkg, cfg)
         );
         if remote.settings.architecture != plan.desired.architecture {
             let _ = write!(
@@ -741,6 +762,31 @@ pub async fn plan<A: LambdaApi + IamApi + ObjectStore>(
     Ok(plan)
 }
 
+/// The code's description in plan lines.
+fn code_text(pkg: &Package, cfg: &FunctionConfig) -> String {
+    match &pkg.image {
+        Some(img) => image::code_text(img),
+        None => format!("{} zip, {}", size_text(pkg.bytes.len()), cfg.runtime),
+    }
+}
+
+/// The steps that get the code where Lambda reads it: the image push, or
+/// the S3 upload of a zip.
+async fn push_code<A: EcrApi>(
+    api: &A,
+    plan: &mut Plan,
+    pkg: &Package,
+    opts: &DeployOptions,
+) -> Result<()> {
+    match &pkg.image {
+        Some(img) => image::plan_push(api, plan, img).await,
+        None => {
+            push_upload(plan, pkg, opts);
+            Ok(())
+        }
+    }
+}
+
 fn push_upload(plan: &mut Plan, pkg: &Package, opts: &DeployOptions) {
     if let Some(t) = &opts.s3 {
         plan.calls.push(format!(
@@ -805,7 +851,7 @@ fn is_role_not_ready(e: &ApiError) -> bool {
 
 /// Carries out a plan. Each step re-checks what it needs, so a re-run after
 /// a failure at any point converges.
-pub async fn execute<A: LambdaApi + IamApi + ObjectStore>(
+pub async fn execute<A: LambdaApi + IamApi + ObjectStore + EcrApi>(
     api: &A,
     plan: &Plan,
     pkg: &Package,
@@ -849,8 +895,21 @@ pub async fn execute<A: LambdaApi + IamApi + ObjectStore>(
     }
 
     let uploading = plan.remote.is_none() || plan.code_changed;
-    let code = match &opts.s3 {
-        Some(t) if uploading => {
+    let code = match (&pkg.image, &plan.image, &opts.s3) {
+        // The push completes before any call names the image.
+        (Some(img), Some(ip), _) if uploading => image::push(api, ip, img, ui).await?,
+        (Some(_), None, _) if uploading => {
+            anyhow::bail!("the plan has no push step for the image of {name}; re-run the deploy")
+        }
+        // Unchanged code: no code call names it; the outcome reports it.
+        (Some(_), _, _) => Code::Image {
+            uri: plan
+                .remote
+                .as_ref()
+                .and_then(|r| r.image_uri.clone())
+                .unwrap_or_default(),
+        },
+        (None, _, Some(t)) if uploading => {
             let key = t.key_for(name, &pkg.sha256);
             ui.status(
                 "Uploading",
@@ -862,7 +921,7 @@ pub async fn execute<A: LambdaApi + IamApi + ObjectStore>(
                 key,
             }
         }
-        _ => Code::Zip(pkg.bytes.clone()),
+        (None, _, _) => Code::Zip(pkg.bytes.clone()),
     };
     let mut latest = match &plan.remote {
         None => {
@@ -887,10 +946,13 @@ pub async fn execute<A: LambdaApi + IamApi + ObjectStore>(
         Some(remote) => {
             let mut latest = remote.clone();
             if plan.code_changed {
-                ui.status(
-                    "Uploading",
-                    format!("{name} code ({})", size_text(pkg.bytes.len())),
-                );
+                match &code {
+                    Code::Image { uri } => ui.status("Updating", format!("{name} code to {uri}")),
+                    _ => ui.status(
+                        "Uploading",
+                        format!("{name} code ({})", size_text(pkg.bytes.len())),
+                    ),
+                }
                 let rev = latest.revision_id.clone();
                 latest = after_conflict_wait(api, name, ui, || {
                     api.update_code(name, &code, &desired.architecture, rev.as_deref())
@@ -1066,6 +1128,10 @@ pub async fn execute<A: LambdaApi + IamApi + ObjectStore>(
         alias_version: alias.version.clone(),
         routing: alias.weights.clone(),
         code_sha256: pkg.sha256.clone(),
+        image_uri: match &code {
+            Code::Image { uri } if !uri.is_empty() => Some(uri.clone()),
+            _ => None,
+        },
         url,
         changed,
     })
@@ -1178,6 +1244,7 @@ async fn create_with_role_wait<A: LambdaApi>(
                 let ours = match &input.code {
                     Code::Zip(b) => crate::aws::fake::sha256_b64(b) == f.code_sha256,
                     Code::S3 { .. } => false,
+                    Code::Image { uri } => f.image_uri.as_deref() == Some(uri.as_str()),
                 };
                 if !ours {
                     return Err(e.into());
@@ -1190,7 +1257,7 @@ async fn create_with_role_wait<A: LambdaApi>(
 }
 
 /// Plans and, unless `dry_run`, executes the deploy of one function.
-pub async fn deploy<A: LambdaApi + IamApi + ObjectStore>(
+pub async fn deploy<A: LambdaApi + IamApi + ObjectStore + EcrApi>(
     api: &A,
     cfg: &FunctionConfig,
     pkg: &Package,

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use super::ecr::{EcrApi, PushTarget, Pushed, RegistryAuth, Repository};
 use super::{
     AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, IamApi, LambdaApi,
     LayerVersion, ObjectStore, RoleState, Settings, StoredObject, UrlSettings, UrlState,
@@ -44,6 +45,10 @@ struct State {
     revision: u64,
     /// Make the next update end in LastUpdateStatus=Failed.
     fail_next_update: bool,
+    /// ECR: repository name -> (repository, lifecycle policy).
+    repositories: BTreeMap<String, (Repository, Option<String>)>,
+    /// Images in the registry: `<repository uri>@<digest>`.
+    images: Vec<String>,
 }
 
 /// The fake. Cheap to create; one per test.
@@ -147,6 +152,16 @@ impl FakeAws {
     }
 
     /// Records the call and returns a queued fault for it, if any.
+    /// The ECR repository and its lifecycle policy.
+    pub fn repository(&self, name: &str) -> Option<(Repository, Option<String>)> {
+        self.state.lock().unwrap().repositories.get(name).cloned()
+    }
+
+    /// Every image pushed so far, as `<repository uri>@<digest>`.
+    pub fn images(&self) -> Vec<String> {
+        self.state.lock().unwrap().images.clone()
+    }
+
     fn enter(&self, operation: &str) -> ApiResult<std::sync::MutexGuard<'_, State>> {
         let mut s = self.state.lock().unwrap();
         s.calls.push(operation.to_string());
@@ -208,9 +223,36 @@ fn function_mut<'a>(s: &'a mut State, op: &str, name: &str) -> ApiResult<&'a mut
         .ok_or_else(|| not_found(op, &format!("Function {name}")))
 }
 
+/// CodeSha256 of a code source (the manifest hex for an image, which must
+/// be in the registry, pinned by digest) and its ImageUri.
+fn code_identity(s: &State, op: &str, code: &Code) -> ApiResult<(String, Option<String>)> {
+    match code {
+        Code::Image { uri } => {
+            let Some(digest) = super::ecr::digest_of(uri) else {
+                return Err(ApiError::new(
+                    op,
+                    "InvalidParameterValueException",
+                    "the fake only takes images pinned by digest",
+                ));
+            };
+            if !s.images.contains(uri) {
+                return Err(ApiError::new(
+                    op,
+                    "InvalidParameterValueException",
+                    format!("Source image {uri} does not exist. Provide a valid source image."),
+                ));
+            }
+            let hex = digest.trim_start_matches("sha256:").to_string();
+            Ok((hex, Some(uri.clone())))
+        }
+        other => Ok((sha256_b64(&code_bytes(s, op, other)?), None)),
+    }
+}
+
 fn code_bytes(s: &State, op: &str, code: &Code) -> ApiResult<Vec<u8>> {
     match code {
         Code::Zip(b) => Ok(b.clone()),
+        Code::Image { .. } => unreachable!("images have no bytes; see code_identity"),
         Code::S3 { bucket, key } => s
             .objects
             .get(&(bucket.clone(), key.clone()))
@@ -283,12 +325,21 @@ impl LambdaApi for FakeAws {
                 "The role defined for the function cannot be assumed by Lambda.",
             ));
         }
+        let image = matches!(input.code, Code::Image { .. });
+        if image && (!input.settings.runtime.is_empty() || !input.settings.layers.is_empty()) {
+            return Err(ApiError::new(
+                op,
+                "InvalidParameterValueException",
+                "Runtime, Handler and Layers are not supported for functions with package type Image",
+            ));
+        }
+        let (code_sha256, image_uri) = code_identity(&s, op, &input.code)?;
         let rev = next_revision(&mut s);
         let latest = FunctionState {
             name: input.name.clone(),
             arn: format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{}", input.name),
             version: "$LATEST".into(),
-            code_sha256: sha256_b64(&code_bytes(&s, op, &input.code)?),
+            code_sha256,
             revision_id: Some(rev),
             description: input.description.clone(),
             state: Some("Pending".into()),
@@ -297,6 +348,8 @@ impl LambdaApi for FakeAws {
             settings: input.settings.clone(),
             tags: input.tags.clone(),
             reserved_concurrency: None,
+            package_type: if image { "Image" } else { "Zip" }.into(),
+            image_uri,
         };
         s.functions.insert(
             input.name.clone(),
@@ -317,10 +370,27 @@ impl LambdaApi for FakeAws {
     ) -> ApiResult<FunctionState> {
         let op = "lambda:UpdateFunctionCode";
         let mut s = self.enter(op)?;
-        let bytes = code_bytes(&s, op, code)?;
+        let (sha, image_uri) = code_identity(&s, op, code)?;
         let f = function_mut(&mut s, op, name)?;
         check_revision(op, f, revision_id)?;
-        f.latest.code_sha256 = sha256_b64(&bytes);
+        if f.latest.is_image() != image_uri.is_some() {
+            // Lambda cannot change a function's PackageType.
+            return Err(ApiError::new(
+                op,
+                "InvalidParameterValueException",
+                format!(
+                    "Please provide {} when updating a function with packageType {}.",
+                    if f.latest.is_image() {
+                        "ImageUri"
+                    } else {
+                        "ZipFile or S3"
+                    },
+                    if f.latest.is_image() { "Image" } else { "Zip" }
+                ),
+            ));
+        }
+        f.latest.code_sha256 = sha;
+        f.latest.image_uri = image_uri;
         f.latest.settings.architecture = architecture.to_string();
         finish_update(&mut s, name);
         Ok(s.functions[name].latest.clone())
@@ -720,5 +790,84 @@ impl ObjectStore for FakeAws {
             s.objects.remove(&(bucket.to_string(), k.clone()));
         }
         Ok(())
+    }
+}
+
+impl EcrApi for FakeAws {
+    async fn get_repository(&self, name: &str) -> ApiResult<Option<Repository>> {
+        let s = self.enter("ecr:DescribeRepositories")?;
+        Ok(s.repositories.get(name).map(|(r, _)| r.clone()))
+    }
+
+    async fn create_repository(&self, name: &str, scan_on_push: bool) -> ApiResult<Repository> {
+        let op = "ecr:CreateRepository";
+        let mut s = self.enter(op)?;
+        if s.repositories.contains_key(name) {
+            return Err(ApiError::new(
+                op,
+                "RepositoryAlreadyExistsException",
+                format!("The repository with name '{name}' already exists"),
+            ));
+        }
+        let repo = Repository {
+            name: name.to_string(),
+            uri: format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{name}"),
+            scan_on_push,
+        };
+        s.repositories
+            .insert(name.to_string(), (repo.clone(), None));
+        Ok(repo)
+    }
+
+    async fn get_lifecycle_policy(&self, name: &str) -> ApiResult<Option<String>> {
+        let s = self.enter("ecr:GetLifecyclePolicy")?;
+        Ok(s.repositories.get(name).and_then(|(_, p)| p.clone()))
+    }
+
+    async fn put_lifecycle_policy(&self, name: &str, policy: &str) -> ApiResult<()> {
+        let op = "ecr:PutLifecyclePolicy";
+        let mut s = self.enter(op)?;
+        let (_, p) = s.repositories.get_mut(name).ok_or_else(|| {
+            ApiError::new(
+                op,
+                "RepositoryNotFoundException",
+                format!("{name} not found"),
+            )
+        })?;
+        *p = Some(policy.to_string());
+        Ok(())
+    }
+
+    async fn authorization(&self) -> ApiResult<RegistryAuth> {
+        let _s = self.enter("ecr:GetAuthorizationToken")?;
+        Ok(RegistryAuth {
+            credentials: crate::image::registry::Credentials {
+                username: "AWS".into(),
+                password: "fake-registry-password".into(),
+            },
+            endpoint: format!("https://{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"),
+        })
+    }
+
+    /// Fails like a registry that refuses the credentials when a fault is
+    /// queued for `registry:Push`.
+    async fn push_layout(&self, target: &PushTarget) -> anyhow::Result<Pushed> {
+        let mut s = self.enter("registry:Push")?;
+        let repo = s
+            .repositories
+            .get(&target.repository)
+            .map(|(r, _)| r.uri.clone())
+            .ok_or_else(|| anyhow::anyhow!("name unknown: repository {}", target.repository))?;
+        let uri = format!("{repo}@{}", target.digest);
+        let new = !s.images.contains(&uri);
+        if new {
+            s.images.push(uri);
+        }
+        Ok(Pushed {
+            manifest_digest: target.digest.clone(),
+            uploaded: usize::from(new),
+            skipped: usize::from(!new),
+            bytes_uploaded: 0,
+        })
     }
 }

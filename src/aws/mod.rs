@@ -13,9 +13,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub mod ecr;
 pub mod fake;
 pub mod progress;
 pub mod sdk;
+mod sdk_ecr;
+
+pub use ecr::EcrApi;
 
 /// The function handler for `provided.*` runtimes: the binary is `bootstrap`.
 pub const HANDLER: &str = "bootstrap";
@@ -25,6 +29,7 @@ pub const HANDLER: &str = "bootstrap";
 /// (order matters) and are sorted for the VPC (order does not).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Settings {
+    /// Empty for an image function (PackageType Image has no runtime).
     pub runtime: String,
     pub architecture: String,
     pub memory: u32,
@@ -82,6 +87,17 @@ pub struct FunctionState {
     pub tags: BTreeMap<String, String>,
     /// Only filled by `get_function` on `$LATEST`.
     pub reserved_concurrency: Option<u32>,
+    /// `Zip` or `Image` (empty when not reported: Zip).
+    pub package_type: String,
+    /// `Code.ImageUri` (or `ResolvedImageUri`) of an image function; only
+    /// filled by `get_function`.
+    pub image_uri: Option<String>,
+}
+
+impl FunctionState {
+    pub fn is_image(&self) -> bool {
+        self.package_type == "Image"
+    }
 }
 
 /// Where the code of a create or update comes from.
@@ -91,6 +107,9 @@ pub enum Code {
     Zip(Vec<u8>),
     /// A zip already uploaded to S3.
     S3 { bucket: String, key: String },
+    /// A container image in ECR, pinned by digest (`<repo uri>@sha256:...`):
+    /// PackageType Image, no runtime, handler or layers.
+    Image { uri: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

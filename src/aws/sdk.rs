@@ -46,6 +46,7 @@ pub struct SdkAws {
     lambda: aws_sdk_lambda::Client,
     iam: aws_sdk_iam::Client,
     s3: aws_sdk_s3::Client,
+    pub(super) ecr: aws_sdk_ecr::Client,
     pub region: String,
 }
 
@@ -86,12 +87,13 @@ pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<SdkAws> {
         lambda: aws_sdk_lambda::Client::from_conf(lambda.build()),
         iam: aws_sdk_iam::Client::new(&config),
         s3: aws_sdk_s3::Client::from_conf(s3.build()),
+        ecr: aws_sdk_ecr::Client::new(&config),
         region,
     })
 }
 
 /// Turns an SDK error into an [`ApiError`] naming the operation.
-fn api_err<E>(operation: &str, err: SdkError<E, HttpResponse>) -> ApiError
+pub(super) fn api_err<E>(operation: &str, err: SdkError<E, HttpResponse>) -> ApiError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -208,6 +210,11 @@ macro_rules! function_state {
             },
             tags: BTreeMap::new(),
             reserved_concurrency: None,
+            package_type: c
+                .package_type()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "Zip".to_string()),
+            image_uri: None,
         }
     }};
 }
@@ -273,6 +280,7 @@ fn function_code(code: &Code) -> lt::FunctionCode {
             .s3_bucket(bucket)
             .s3_key(key)
             .build(),
+        Code::Image { uri } => lt::FunctionCode::builder().image_uri(uri).build(),
     }
 }
 
@@ -382,6 +390,14 @@ impl LambdaApi for SdkAws {
             .concurrency()
             .and_then(|c| c.reserved_concurrent_executions())
             .map(|n| n as u32);
+        // Pinned by digest, ImageUri names it; ResolvedImageUri otherwise.
+        f.image_uri = out.code().and_then(|c| {
+            c.image_uri()
+                .filter(|u| u.contains("@sha256:"))
+                .or(c.resolved_image_uri())
+                .or(c.image_uri())
+                .map(str::to_string)
+        });
         Ok(Some(f))
     }
 
@@ -405,10 +421,8 @@ impl LambdaApi for SdkAws {
             .lambda
             .create_function()
             .function_name(&input.name)
-            .runtime(lt::Runtime::from(s.runtime.as_str()))
             .architectures(lt::Architecture::from(s.architecture.as_str()))
             .role(&s.role)
-            .handler(HANDLER)
             .code(function_code(&input.code))
             .description(&input.description)
             .memory_size(s.memory as i32)
@@ -417,9 +431,17 @@ impl LambdaApi for SdkAws {
             .environment(environment(s))
             .tracing_config(tracing(s))
             .logging_config(logging(s))
-            .set_layers(Some(s.layers.clone()))
             .set_tags(Some(input.tags.clone().into_iter().collect()))
             .publish(false);
+        // An image carries its own runtime and entrypoint: Lambda refuses
+        // Runtime, Handler and Layers with PackageType Image.
+        req = if matches!(input.code, Code::Image { .. }) {
+            req.package_type(lt::PackageType::Image)
+        } else {
+            req.runtime(lt::Runtime::from(s.runtime.as_str()))
+                .handler(HANDLER)
+                .set_layers(Some(s.layers.clone()))
+        };
         if s.vpc.is_some() {
             req = req.vpc_config(vpc(s));
         }
@@ -446,6 +468,7 @@ impl LambdaApi for SdkAws {
         req = match code {
             Code::Zip(bytes) => req.zip_file(Blob::new(bytes.clone())),
             Code::S3 { bucket, key } => req.s3_bucket(bucket).s3_key(key),
+            Code::Image { uri } => req.image_uri(uri),
         };
         let out = req
             .send()
@@ -460,22 +483,27 @@ impl LambdaApi for SdkAws {
         s: &Settings,
         revision_id: Option<&str>,
     ) -> ApiResult<FunctionState> {
-        let out = self
+        let mut req = self
             .lambda
             .update_function_configuration()
             .function_name(name)
-            .runtime(lt::Runtime::from(s.runtime.as_str()))
             .role(&s.role)
-            .handler(HANDLER)
             .memory_size(s.memory as i32)
             .timeout(s.timeout as i32)
             .ephemeral_storage(ephemeral(s))
             .environment(environment(s))
             .tracing_config(tracing(s))
             .logging_config(logging(s))
-            .set_layers(Some(s.layers.clone()))
             .vpc_config(vpc(s))
-            .set_revision_id(revision_id.map(str::to_string))
+            .set_revision_id(revision_id.map(str::to_string));
+        // An empty runtime is an image function: no runtime, handler, layers.
+        if !s.runtime.is_empty() {
+            req = req
+                .runtime(lt::Runtime::from(s.runtime.as_str()))
+                .handler(HANDLER)
+                .set_layers(Some(s.layers.clone()));
+        }
+        let out = req
             .send()
             .await
             .map_err(|e| api_err("lambda:UpdateFunctionConfiguration", e))?;

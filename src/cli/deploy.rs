@@ -116,6 +116,16 @@ pub struct DeployArgs {
     /// Publish a packaged layer (or extension) instead of a function
     #[arg(long, value_name = "NAME", conflicts_with_all = ["alias", "canary", "functions"])]
     pub layer: Option<String>,
+    /// Deploy as a container image (PackageType Image): build the OCI image,
+    /// push it to ECR (repository created if missing), pin the function to
+    /// its digest. Also set by `package-type = "image"`
+    #[arg(long, conflicts_with_all = ["zip", "s3_bucket", "layer"])]
+    pub image: bool,
+    /// Push images to this registry URL (http:// or https://) instead of
+    /// the ECR repository's own host; the function still gets the
+    /// repository's URI (LocalStack-like setups, tests)
+    #[arg(long, value_name = "URL", env = "CARGO_FN_ECR_REGISTRY")]
+    pub registry_url: Option<String>,
     #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
@@ -174,6 +184,24 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
         ))
         .into());
     }
+    if let Some(url) = &args.registry_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(UsageError(format!(
+            "--registry-url / CARGO_FN_ECR_REGISTRY `{url}`: expected an http:// or https:// URL"
+        ))
+        .into());
+    }
+    let is_image = |f: &FunctionConfig| args.image || f.image.enabled;
+    let (images, zips): (Vec<FunctionConfig>, Vec<FunctionConfig>) =
+        functions.iter().cloned().partition(|f| is_image(f));
+    if !images.is_empty() && (args.zip.is_some() || args.s3_bucket.is_some()) {
+        return Err(UsageError(format!(
+            "--zip and --s3-bucket are for zip functions, but {} deploy as images (package-type = \"image\")",
+            images.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))
+        .into());
+    }
     // Package first (the build is a no-op when nothing changed), so what
     // ships is never missing or stale. A dry run packages too: that changes
     // nothing in AWS and lets the plan compare the real CodeSha256.
@@ -184,7 +212,12 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
             install_missing: false,
             compiler: super::build::CompilerArg::Auto,
         };
-        super::package::package_functions(global, &project, &functions, &build, &ui)?;
+        if !zips.is_empty() {
+            super::package::package_functions(global, &project, &zips, &build, &ui)?;
+        }
+        if !images.is_empty() {
+            super::package::package_function_images(global, &project, &images, &build, &ui)?;
+        }
     }
     let mut jobs = Vec::new();
     for f in &functions {
@@ -198,6 +231,11 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
             .unwrap_or_else(|| DEFAULT_ALIAS.to_string());
         config::check_alias_name(&alias)
             .map_err(|e| UsageError(format!("--alias `{alias}`: {e}")))?;
+        if is_image(f) {
+            let pkg = image_package(&project, f, args.registry_url.clone())?;
+            jobs.push((f, alias, pkg));
+            continue;
+        }
         let zip = args
             .zip
             .clone()
@@ -270,6 +308,37 @@ async fn deploy_one(
         .map_err(crate::aws::with_api_hint)
 }
 
+/// The image `package --image` left for `f`, and where it goes.
+fn image_package(
+    project: &Project,
+    f: &FunctionConfig,
+    registry_url: Option<String>,
+) -> Result<Package> {
+    let repository = match &f.image.repository {
+        Some(r) => r.clone(),
+        None => {
+            let r = f.name.to_ascii_lowercase();
+            deploy::image::check_repository_name(&r).map_err(|e| {
+                hinted(
+                    format!("{}: the default ECR repository name {e}", f.name),
+                    "set `image = { repository = \"...\" }` in [package.metadata.fn]",
+                )
+            })?;
+            r
+        }
+    };
+    let layout = project.lambda_dir().join(&f.name).join("image");
+    let image = deploy::image::read_layout(
+        &layout,
+        f.architecture,
+        repository,
+        f.image.scan_on_push,
+        f.image.keep,
+        registry_url,
+    )?;
+    Ok(Package::image(image))
+}
+
 fn plan_json(plan: &deploy::Plan) -> serde_json::Value {
     serde_json::json!({
         "function": plan.function,
@@ -297,6 +366,9 @@ fn print_outcome(o: &deploy::Outcome) {
     );
     println!("  {}", o.function_arn);
     println!("  CodeSha256 {}", o.code_sha256);
+    if let Some(uri) = &o.image_uri {
+        println!("  image {uri}");
+    }
     if let Some(u) = &o.url {
         println!("  URL {u}");
     }

@@ -170,6 +170,30 @@ pub(super) fn package_functions(
     package::package(&inputs, &opts, &project.lambda_dir(), ui)
 }
 
+/// Builds the given functions and their images into their standard places
+/// (`target/lambda/<function>/image`): what `deploy --image` runs first.
+pub(super) fn package_function_images(
+    global: &GlobalArgs,
+    project: &Project,
+    functions: &[crate::config::FunctionConfig],
+    build: &BuildFlags,
+    ui: &crate::ui::Ui,
+) -> anyhow::Result<Vec<crate::package::image::PackagedImage>> {
+    let built = build_functions(project, functions, &build.options(global), ui)?;
+    let mut out = Vec::new();
+    for (f, b) in functions.iter().zip(built) {
+        let input = input_for(project, f, b.path, &[])?;
+        let step = ui.step(format!("Building the image of {}", f.name));
+        out.push(package_image(
+            &input,
+            &ImageOptions::default(),
+            &project.lambda_dir(),
+        )?);
+        step.finish();
+    }
+    Ok(out)
+}
+
 fn input_for(
     project: &Project,
     f: &crate::config::FunctionConfig,

@@ -52,6 +52,11 @@ pub const KEYS: &[(&str, &str)] = &[
         "event-format",
         "function-url, http-api, rest-api or alb (local HTTP front)",
     ),
+    ("package-type", "zip or image (what deploy ships)"),
+    (
+        "image",
+        "{ repository = \"name\", scan-on-push = true, keep = N } (ECR, deploy --image)",
+    ),
 ];
 
 /// Keys whose values are tables merged entry by entry.
@@ -292,7 +297,7 @@ fn cargo_lambda_layer(file: &Path, prefix: &str, table: &Value) -> Layer {
 fn env_layer(env: &BTreeMap<String, String>) -> Layer {
     let mut entries = Map::new();
     for (key, _) in KEYS {
-        if MAP_KEYS.contains(key) || matches!(*key, "vpc" | "function-url" | "name") {
+        if MAP_KEYS.contains(key) || matches!(*key, "vpc" | "function-url" | "name" | "image") {
             continue;
         }
         let Some(raw) = env.get(&env_var_name(key)) else {

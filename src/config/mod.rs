@@ -232,6 +232,30 @@ pub struct FunctionUrl {
     pub cors: Option<Cors>,
 }
 
+/// How the function ships when deployed as a container image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageConfig {
+    /// `package-type = "image"`: deploy as an image without `--image`.
+    pub enabled: bool,
+    /// ECR repository (default: the function name, lower-cased).
+    pub repository: Option<String>,
+    /// Scan images on push in a repository deploy creates (default true).
+    pub scan_on_push: bool,
+    /// Lifecycle policy: keep the newest N images (none: no policy).
+    pub keep: Option<u32>,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        ImageConfig {
+            enabled: false,
+            repository: None,
+            scan_on_push: true,
+            keep: None,
+        }
+    }
+}
+
 /// The resolved, validated configuration of one function (a binary target).
 #[derive(Debug, Clone, Serialize)]
 pub struct FunctionConfig {
@@ -273,6 +297,8 @@ pub struct FunctionConfig {
     pub include: Vec<PathBuf>,
     /// The event the emulator's HTTP front builds for this function.
     pub event_format: EventFormat,
+    /// `package-type` and the `image` table.
+    pub image: ImageConfig,
     /// Field (or `env.KEY`, `tags.KEY`, ...) -> where its value came from.
     pub sources: BTreeMap<String, Source>,
     /// Things that are allowed but probably a mistake (shown, never fatal).
@@ -441,6 +467,24 @@ pub fn display_rows(f: &FunctionConfig) -> Vec<(String, String, Source)> {
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default(),
         src("event-format"),
+    ));
+    rows.push((
+        "package-type".into(),
+        if f.image.enabled { "image" } else { "zip" }.into(),
+        src("package-type"),
+    ));
+    rows.push((
+        "image".into(),
+        format!(
+            "repository {}, scan on push {}, keep {}",
+            f.image
+                .repository
+                .clone()
+                .unwrap_or_else(|| "(function name)".into()),
+            f.image.scan_on_push,
+            opt(f.image.keep.map(|k| k.to_string()))
+        ),
+        src("image"),
     ));
     rows
 }

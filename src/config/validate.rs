@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::layers::{Merged, type_name};
 use super::{
-    Arch, Cors, EventFormat, FunctionConfig, FunctionUrl, InvokeMode, LogFormat, Runtime, Source,
-    Tracing, UrlAuth, Vpc,
+    Arch, Cors, EventFormat, FunctionConfig, FunctionUrl, ImageConfig, InvokeMode, LogFormat,
+    Runtime, Source, Tracing, UrlAuth, Vpc,
 };
 use crate::project::FunctionTarget;
 
@@ -738,6 +738,15 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         )?,
     };
 
+    let mut image = match f.get("image") {
+        None => ImageConfig::default(),
+        Some((v, src)) => image_config(v, src)?,
+    };
+    image.enabled = match f.get("package-type") {
+        None => false,
+        Some((v, src)) => one_of("package-type", v, src, &[("zip", false), ("image", true)])?,
+    };
+
     for (key, _) in super::KEYS {
         if !f.merged.maps.contains_key(*key)
             && !matches!(*key, "env" | "secrets" | "tags" | "provisioned-concurrency")
@@ -776,8 +785,65 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         alias,
         include,
         event_format,
+        image,
         sources,
         warnings,
+    })
+}
+
+fn image_config(v: &Value, src: &Source) -> Result<ImageConfig> {
+    let map = table("image", v, src, &["repository", "scan-on-push", "keep"])?;
+    let repository = match field(map, "repository") {
+        None => None,
+        Some(Value::String(r)) => {
+            with_rule(
+                "image.repository",
+                &Value::String(r.clone()),
+                src,
+                crate::deploy::image::check_repository_name(r),
+            )?;
+            Some(r.clone())
+        }
+        Some(other) => {
+            return Err(Fields::bad(
+                "image.repository",
+                other,
+                src,
+                "an ECR repository name (a string)",
+            ));
+        }
+    };
+    let scan_on_push = match field(map, "scan-on-push") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(Fields::bad(
+                "image.scan-on-push",
+                other,
+                src,
+                "true or false",
+            ));
+        }
+    };
+    let keep = match field(map, "keep") {
+        None => None,
+        Some(k) => match k.as_u64() {
+            Some(n @ 1..=1000) => Some(n as u32),
+            _ => {
+                return Err(Fields::bad(
+                    "image.keep",
+                    k,
+                    src,
+                    "how many images to keep, 1-1000",
+                ));
+            }
+        },
+    };
+    Ok(ImageConfig {
+        enabled: false,
+        repository,
+        scan_on_push,
+        keep,
     })
 }
 

@@ -37,6 +37,7 @@ fn pkg(code: &str) -> Package {
         path: PathBuf::from("bootstrap.zip"),
         sha256: crate::aws::fake::sha256_b64(&bytes),
         bytes,
+        image: None,
     }
 }
 

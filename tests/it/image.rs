@@ -37,7 +37,7 @@ fn build_fixture(target: Option<&str>) -> PathBuf {
     path.join("release/image-fn")
 }
 
-fn static_bootstrap() -> &'static Path {
+pub(crate) fn static_bootstrap() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| build_fixture(Some("x86_64-unknown-linux-musl")))
 }
@@ -312,14 +312,14 @@ fn missing_bootstrap_is_refused_and_the_previous_image_survives() {
 }
 
 /// A `docker-registry` on a free loopback port, killed on drop.
-struct LocalRegistry {
+pub(crate) struct LocalRegistry {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     _dir: tempfile::TempDir,
 }
 
 impl LocalRegistry {
-    fn start(htpasswd: Option<(&str, &str)>) -> LocalRegistry {
+    pub(crate) fn start(htpasswd: Option<(&str, &str)>) -> LocalRegistry {
         let dir = tempdir();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");

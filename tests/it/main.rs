@@ -5,6 +5,8 @@ mod support;
 mod build;
 mod config;
 mod deploy;
+mod deploy_image;
+mod ecr_shim;
 mod emulator;
 mod http_front;
 mod image;

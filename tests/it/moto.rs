@@ -43,6 +43,12 @@ fn free_port() -> u16 {
 impl Moto {
     /// Starts moto_server from the tools venv; panics loudly if missing.
     pub fn start() -> Moto {
+        Moto::start_with_env(&[])
+    }
+
+    /// [`Moto::start`] with extra environment for the server (its
+    /// settings, e.g. `MOTO_LAMBDA_STUB_ECR=false`).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
         let bin: PathBuf = tools_dir().join("venv/bin/moto_server");
         assert!(
             bin.exists(),
@@ -53,6 +59,7 @@ impl Moto {
             let port = free_port();
             let child = Command::new(&bin)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -227,10 +234,14 @@ impl Proxy {
 }
 
 pub fn is_read(label: &str) -> bool {
-    label.starts_with("GET ") || label.starts_with("iam:Get") || label.starts_with("iam:List")
+    label.starts_with("GET ")
+        || label.starts_with("iam:Get")
+        || label.starts_with("iam:List")
+        || label.starts_with("ecr:Describe")
+        || label.starts_with("ecr:Get")
 }
 
-fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+pub fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 65536];
     let head_end = loop {
@@ -269,6 +280,14 @@ fn label(head: &str, body: &[u8]) -> String {
     let method = parts.next().unwrap_or_default();
     let target = parts.next().unwrap_or_default();
     let path = target.split('?').next().unwrap_or_default();
+    // JSON 1.1 services (ECR) name the operation in X-Amz-Target.
+    if let Some(op) = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("x-amz-target")
+            .then(|| v.trim().rsplit('.').next().unwrap_or_default().to_string())
+    }) {
+        return format!("ecr:{op}");
+    }
     if path == "/" {
         let body = String::from_utf8_lossy(body);
         if let Some(action) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
@@ -361,7 +380,12 @@ pub struct Aws {
 
 impl Aws {
     pub fn start() -> Aws {
-        let moto = Moto::start();
+        Aws::start_with_env(&[])
+    }
+
+    /// moto (with extra server environment) plus the proxy.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Aws {
+        let moto = Moto::start_with_env(env);
         let proxy = Proxy::start(moto.port);
         Aws { moto, proxy }
     }

@@ -2,7 +2,10 @@
 //! a no-change redeploy and a code-change redeploy of the built cargo-fn
 //! against moto, counted by the test proxy (tests/it/moto.rs, included).
 //! Baselines from the same run: `cargo-fn --version` (process start) and
-//! one GET straight to moto (a round trip).
+//! one GET straight to moto (a round trip). Then the same three for an
+//! image function (`deploy --image --no-build`): moto for ECR and Lambda, a
+//! local `docker-registry` behind the ECR shim of the tests (registry
+//! requests counted too).
 
 use std::io::Write;
 use std::path::Path;
@@ -13,6 +16,9 @@ use anyhow::{Context, Result, bail};
 
 #[path = "../../tests/it/moto.rs"]
 mod moto;
+
+#[path = "../../tests/it/ecr_shim.rs"]
+mod ecr_shim;
 
 fn zip(path: &Path, content: &str) -> Result<()> {
     let file = std::fs::File::create(path)?;
@@ -30,6 +36,8 @@ struct Sample {
     name: &'static str,
     wall: Duration,
     calls: Vec<String>,
+    /// Requests that reached the registry (image deploys).
+    registry: Option<Vec<String>>,
 }
 
 pub fn run() -> Result<()> {
@@ -107,8 +115,10 @@ pub fn run() -> Result<()> {
             name,
             wall,
             calls: aws.proxy.calls(),
+            registry: None,
         });
     }
+    samples.extend(image_samples(&bin)?);
 
     println!("deploy benchmark (moto 5.2 via the counting proxy, dev build)");
     println!(
@@ -130,6 +140,98 @@ pub fn run() -> Result<()> {
         for c in &s.calls {
             println!("      {c}");
         }
+        if let Some(r) = &s.registry {
+            let blobs = r
+                .iter()
+                .filter(|c| {
+                    (c.starts_with("PUT ") || c.starts_with("PATCH ")) && c.contains("/blobs/")
+                })
+                .count();
+            println!("      registry: {} requests, {blobs} blob uploads", r.len());
+        }
     }
     Ok(())
+}
+
+/// First deploy, no-change and code-change redeploys of an image function.
+fn image_samples(bin: &Path) -> Result<Vec<Sample>> {
+    crate::tools::setup()?;
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/image-fn");
+    let target = crate::tools::tools_dir().join("test-target");
+    crate::run(
+        crate::cargo()
+            .args(["build", "--release", "--quiet", "--manifest-path"])
+            .arg(fixture.join("Cargo.toml"))
+            .args(["--target", "x86_64-unknown-linux-musl"])
+            .env("CARGO_TARGET_DIR", &target),
+    )?;
+    let bootstrap = target.join("x86_64-unknown-linux-musl/release/image-fn");
+
+    let aws = moto::Aws::start_with_env(&[("MOTO_LAMBDA_STUB_ECR", "false")]);
+    let work = tempfile::tempdir()?;
+    let registry = crate::bench_image::LocalRegistry::start(work.path())?;
+    let shim = ecr_shim::Shim::start(&registry.addr, aws.moto.port);
+    let dir = work.path().join("hello");
+    std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n[package.metadata.fn]\npackage-type = \"image\"\nimage = { keep = 5 }\n",
+    )?;
+    std::fs::write(dir.join("src/main.rs"), "fn main() {}\n")?;
+    let package = |content: &str| -> Result<()> {
+        std::fs::write(dir.join("data.txt"), content)?;
+        let out = Command::new(bin)
+            .current_dir(&dir)
+            .args([
+                "package",
+                "--image",
+                "--quiet",
+                "--include",
+                "data.txt",
+                "--binary",
+            ])
+            .arg(&bootstrap)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "package --image failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    let mut samples = Vec::new();
+    for (name, content) in [
+        ("first image deploy", "one"),
+        ("no-change image redeploy", "one"),
+        ("code-change image redeploy", "two"),
+    ] {
+        package(content)?;
+        aws.proxy.reset_calls();
+        shim.reset();
+        let mut cmd = Command::new(bin);
+        cmd.current_dir(&dir)
+            .args(["deploy", "--quiet", "--no-build"])
+            .env_remove("AWS_PROFILE")
+            .env("CARGO_FN_ECR_REGISTRY", shim.url());
+        for (k, v) in aws.env() {
+            cmd.env(k, v);
+        }
+        let started = Instant::now();
+        let out = cmd.output().context("run cargo-fn deploy --image")?;
+        let wall = started.elapsed();
+        if !out.status.success() {
+            bail!(
+                "image deploy failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        samples.push(Sample {
+            name,
+            wall,
+            calls: aws.proxy.calls(),
+            registry: Some(shim.calls()),
+        });
+    }
+    Ok(samples)
 }

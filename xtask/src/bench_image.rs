@@ -122,13 +122,13 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// `docker-registry` on a free loopback port, stopped on drop.
-struct LocalRegistry {
+pub(crate) struct LocalRegistry {
     child: std::process::Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl LocalRegistry {
-    fn start(dir: &Path) -> Result<LocalRegistry> {
+    pub(crate) fn start(dir: &Path) -> Result<LocalRegistry> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
