@@ -49,6 +49,8 @@ pub struct PushTarget {
     pub layout: PathBuf,
     /// The manifest digest the layout holds (checked against what the push reports).
     pub digest: String,
+    /// Advanced by the bytes of each blob sent or found already there.
+    pub progress: Option<indicatif::ProgressBar>,
 }
 
 /// What a push did (digests uploaded or skipped because the registry had them).
@@ -135,6 +137,9 @@ pub fn push_blocking(target: &PushTarget) -> anyhow::Result<Pushed> {
     let host = host.trim_end_matches('/');
     let creds = Some(target.auth.credentials.clone()).filter(|c| !c.username.is_empty());
     let mut registry = crate::image::registry::Registry::new(host, creds, plain);
+    if let Some(bar) = &target.progress {
+        registry.set_progress(bar.clone());
+    }
     let report = registry
         .push_layout(&target.layout, &target.repository, &target.tag)
         .with_context(|| format!("pushing the image to {host}/{}", target.repository))?;

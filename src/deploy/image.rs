@@ -296,19 +296,25 @@ pub async fn push<A: EcrApi>(
         auth,
         layout: image.layout.clone(),
         digest: image.digest.clone(),
+        progress: Some(ui.bytes_bar(image.size, "     Pushing")),
     };
-    let step = ui.step(format!(
-        "pushing {} ({}) to {registry_url}",
-        image.repository,
-        super::size_text(image.size as usize)
-    ));
+    ui.status(
+        "Pushing",
+        format!(
+            "{} ({}) to {registry_url}",
+            image.repository,
+            super::size_text(image.size as usize)
+        ),
+    );
     let pushed = api.push_layout(&target).await.map_err(|e| {
         hinted(
             format!("{e:#}"),
             "nothing references the image: the function was not updated and the alias was not moved; fix the registry access (ecr:GetAuthorizationToken, ecr:InitiateLayerUpload, ecr:UploadLayerPart, ecr:CompleteLayerUpload, ecr:PutImage on the repository) and re-run",
         )
     })?;
-    step.finish();
+    if let Some(bar) = &target.progress {
+        bar.finish_and_clear();
+    }
     ui.status(
         "Pushed",
         format!(

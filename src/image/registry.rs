@@ -105,9 +105,22 @@ pub struct Registry {
     credentials: Option<Credentials>,
     /// Authorization header value once known.
     auth: Option<String>,
+    /// Follows the bytes of a push (set by the caller, which owns the UI).
+    progress: Option<indicatif::ProgressBar>,
 }
 
 type Response = ureq::http::Response<ureq::Body>;
+
+/// A request body from `reader`, counted on `bar` when there is one.
+fn counted(
+    bar: &Option<indicatif::ProgressBar>,
+    reader: impl Read + Send + 'static,
+) -> ureq::SendBody<'static> {
+    match bar {
+        Some(bar) => ureq::SendBody::from_owned_reader(bar.wrap_read(reader)),
+        None => ureq::SendBody::from_owned_reader(reader),
+    }
+}
 
 impl Registry {
     /// `plain_http` for a local registry without TLS (loopback only by default).
@@ -124,7 +137,14 @@ impl Registry {
             agent,
             credentials,
             auth,
+            progress: None,
         }
+    }
+
+    /// Reports each pushed blob's bytes to `bar` (blobs already there count
+    /// at once); `push_layout` sets its length.
+    pub fn set_progress(&mut self, bar: indicatif::ProgressBar) {
+        self.progress = Some(bar);
     }
 
     fn url(&self, path: &str) -> String {
@@ -262,6 +282,9 @@ impl Registry {
     /// Returns true when it was uploaded.
     pub fn push_blob(&mut self, repo: &str, desc: &Descriptor, file: &Path) -> Result<bool> {
         if self.has_blob(repo, &desc.digest)? {
+            if let Some(bar) = &self.progress {
+                bar.inc(desc.size);
+            }
             return Ok(false);
         }
         let start = self.url(&format!("/v2/{repo}/blobs/uploads/"));
@@ -280,10 +303,11 @@ impl Registry {
             while offset < size {
                 let len = CHUNK_SIZE.min(size - offset);
                 let path = file.to_path_buf();
+                let bar = self.progress.clone();
                 let mut make = move || -> Result<ureq::SendBody<'static>> {
                     let mut f = File::open(&path)?;
                     std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset))?;
-                    Ok(ureq::SendBody::from_owned_reader(f.take(len)))
+                    Ok(counted(&bar, f.take(len)))
                 };
                 let headers = [
                     ("Content-Type", "application/octet-stream".to_string()),
@@ -310,8 +334,9 @@ impl Registry {
         } else {
             let url = with_query(&location, "digest", &desc.digest);
             let path = file.to_path_buf();
+            let bar = self.progress.clone();
             let mut make = move || -> Result<ureq::SendBody<'static>> {
-                Ok(ureq::SendBody::from_owned_reader(File::open(&path)?))
+                Ok(counted(&bar, File::open(&path)?))
             };
             let headers = [
                 ("Content-Type", "application/octet-stream".to_string()),
@@ -335,6 +360,9 @@ impl Registry {
             descs.push(descriptor(layer)?);
         }
         descs.push(descriptor(&manifest["config"])?);
+        if let Some(bar) = &self.progress {
+            bar.set_length(descs.iter().map(|d| d.size).sum());
+        }
         for d in &descs {
             let file = blobs.join(d.hex());
             if self.push_blob(repo, d, &file)? {

@@ -377,14 +377,26 @@ fn push_to_a_real_registry_round_trips_and_skips_existing_blobs() {
     let built = image::build(&spec(static_bootstrap()), out.path()).unwrap();
 
     let mut client = Registry::new(&registry.addr, None, true);
+    let bar = indicatif::ProgressBar::hidden();
+    client.set_progress(bar.clone());
     let first = client.push_layout(&built.layout, "fn/hello", "v1").unwrap();
     assert_eq!(first.manifest_digest, built.manifest.digest);
     assert_eq!(first.uploaded.len(), 2, "layer and config uploaded");
     assert!(first.skipped.is_empty());
+    let blob_bytes = built.layers[0].size + built.config.size;
+    assert_eq!(bar.length(), Some(blob_bytes));
+    assert_eq!(bar.position(), blob_bytes, "every byte sent was counted");
 
+    let bar = indicatif::ProgressBar::hidden();
+    client.set_progress(bar.clone());
     let second = client.push_layout(&built.layout, "fn/hello", "v2").unwrap();
     assert!(second.uploaded.is_empty(), "nothing uploaded again");
     assert_eq!(second.skipped.len(), 2);
+    assert_eq!(
+        bar.position(),
+        blob_bytes,
+        "blobs already there count as done"
+    );
 
     // skopeo pulls it back: same manifest digest, same layer.
     let inspected = run_ok(
@@ -426,10 +438,17 @@ fn large_layers_go_up_in_chunks() {
     let built = image::build(&s, out.path().join("img").as_path()).unwrap();
     assert!(built.layers[0].size > image::registry::CHUNK_SIZE);
     let mut client = Registry::new(&registry.addr, None, true);
+    let bar = indicatif::ProgressBar::hidden();
+    client.set_progress(bar.clone());
     let report = client
         .push_layout(&built.layout, "fn/big", "latest")
         .unwrap();
     assert_eq!(report.manifest_digest, built.manifest.digest);
+    assert_eq!(
+        bar.position(),
+        built.layers[0].size + built.config.size,
+        "each chunk counted once"
+    );
     let inspected = run_ok(
         tool("skopeo")
             .args(["inspect", "--tls-verify=false"])
