@@ -42,6 +42,9 @@ pub struct WatchOptions {
     /// `--event-format`: the HTTP front's event for every function,
     /// over each function's configured `event-format`.
     pub event_format: Option<EventFormat>,
+    /// `--extensions-dir`: every executable in it runs as an external
+    /// extension beside each function (Lambda's `/opt/extensions`).
+    pub extensions_dir: Option<PathBuf>,
 }
 
 /// Progress, for callers that react to it (tests, benchmarks).
@@ -268,6 +271,7 @@ fn specs(
         .map(|f| project.workspace_root.join(f))
         .collect();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let extensions = extensions(opts, &configs, built, dir, generation)?;
     let mut out = Vec::new();
     for cfg in configs {
         if cfg.extension {
@@ -281,9 +285,60 @@ fn specs(
         copy_atomic(&bin.path, &snapshot)?;
         let mut spec = spec_from_config(&cfg, snapshot, &opts.extra_env, project);
         spec.http = http_front(&cfg, opts.event_format);
+        spec.extensions = extensions.clone();
         out.push(spec);
     }
     Ok((out, env_files))
+}
+
+/// The external extensions every function of this generation runs with:
+/// the workspace's `extension = true` binaries (built with the functions,
+/// pinned under `extensions-<generation>/` with their own file names, which
+/// they register under), then the executables of `--extensions-dir`.
+fn extensions(
+    opts: &WatchOptions,
+    configs: &[FunctionConfig],
+    built: &[BuiltBinary],
+    dir: &Path,
+    generation: u64,
+) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let pinned = dir.join(format!("extensions-{generation}"));
+    for cfg in configs.iter().filter(|c| c.extension) {
+        let bin = built
+            .iter()
+            .find(|b| b.bin == cfg.bin)
+            .with_context(|| format!("cargo did not report a binary for `{}`", cfg.bin))?;
+        std::fs::create_dir_all(&pinned)
+            .with_context(|| format!("creating {}", pinned.display()))?;
+        let path = pinned.join(&cfg.bin);
+        copy_atomic(&bin.path, &path)?;
+        out.push(path);
+    }
+    if let Some(ext_dir) = &opts.extensions_dir {
+        out.extend(executables_in(ext_dir)?);
+    }
+    Ok(out)
+}
+
+/// The executable files of a directory, by name.
+fn executables_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    use std::os::unix::fs::PermissionsExt;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        crate::error::hinted(
+            format!("--extensions-dir {}: {e}", dir.display()),
+            "give a directory of extension executables (like a layer's extensions/ folder)",
+        )
+    })?;
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 fn spec_from_config(
@@ -321,6 +376,7 @@ fn spec_from_config(
             Arch::Arm64 => Architecture::Arm64,
         },
         http: Default::default(),
+        extensions: Vec::new(),
     }
 }
 
@@ -365,6 +421,7 @@ fn prune_snapshots(dir: &Path, generation: u64) {
             && g + 1 < generation
         {
             let _ = std::fs::remove_file(entry.path());
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

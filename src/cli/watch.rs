@@ -50,6 +50,10 @@ pub struct WatchArgs {
     /// over each function's `event-format` setting
     #[arg(long, value_name = "FORMAT", value_parser = ["function-url", "http-api", "rest-api", "alb"])]
     pub event_format: Option<String>,
+    /// Directory of external extension executables started beside every function
+    /// (like /opt/extensions); `extension = true` binaries of the workspace always are
+    #[arg(long, value_name = "DIR")]
+    pub extensions_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub config: ConfigFlags,
 }
@@ -88,6 +92,7 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
             extra_env,
             debounce: Duration::from_millis(args.debounce_ms),
             event_format: args.event_format.as_deref().and_then(EventFormat::parse),
+            extensions_dir: args.extensions_dir.clone(),
         };
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

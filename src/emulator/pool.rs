@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::environment::{Environment, Invocation, Outcome};
+use super::extensions::{ShutdownReason, shut_down};
 use super::report::{self, EndStatus, ReportData};
 use super::runtime_api::error_body;
 use super::{FunctionSpec, LOCAL_ACCOUNT_ID, LogStream, Shared};
@@ -108,7 +109,10 @@ impl FunctionPool {
             st.generation += 1;
             std::mem::take(&mut st.idle)
         };
-        drop(old_idle); // kills them, outside the lock
+        // Outside the lock: SHUTDOWN to their extensions, then the kill.
+        for env in old_idle {
+            shut_down(env, &self.emulator, ShutdownReason::Spindown);
+        }
     }
 
     pub fn close(&self) {
@@ -117,7 +121,9 @@ impl FunctionPool {
             st.closed = true;
             std::mem::take(&mut st.idle)
         };
-        drop(old_idle);
+        for env in old_idle {
+            shut_down(env, &self.emulator, ShutdownReason::Spindown);
+        }
     }
 
     /// Queues an asynchronous invocation.
@@ -174,7 +180,9 @@ impl FunctionPool {
                 other => other,
             }
         };
-        drop(dropped);
+        if let Some(env) = dropped {
+            shut_down(env, &self.emulator, ShutdownReason::Spindown);
+        }
     }
 
     /// Runs one invocation on the leased slot, from hand-off to REPORT.
@@ -296,6 +304,25 @@ impl FunctionPool {
             _ = env.wait_exit() => Ended::Exit,
             _ = tokio::time::sleep_until(deadline) => Ended::Timeout,
         };
+        // Complete only when every extension has asked for its next event
+        // too, within the same deadline (contract 2.2).
+        let ended = match ended {
+            Ended::Answer(outcome) => {
+                let status = match outcome {
+                    Outcome::Response(_) => "success",
+                    Outcome::Error { .. } => "error",
+                };
+                env.shared
+                    .telemetry
+                    .runtime_done(&request_id, status, started.elapsed());
+                if env.shared.extensions.wait_idle(deadline).await {
+                    Ended::Answer(outcome)
+                } else {
+                    Ended::Timeout
+                }
+            }
+            other => other,
+        };
         let duration = started.elapsed();
         let (status, body) = match ended {
             Ended::Answer(Outcome::Response(body)) => (EndStatus::Success, body),
@@ -351,6 +378,12 @@ impl FunctionPool {
         body: Bytes,
     ) -> JobResult {
         let failed = status != EndStatus::Success;
+        let (telemetry_status, reason) = match &status {
+            EndStatus::Success => ("success", ShutdownReason::Spindown),
+            EndStatus::FunctionError => ("error", ShutdownReason::Failure),
+            EndStatus::Timeout => ("timeout", ShutdownReason::Timeout),
+            EndStatus::Crashed(_) => ("failure", ShutdownReason::Failure),
+        };
         env.shared.drain_pipes().await;
         let max_memory_mb = env.shared.sample_memory();
         for line in report::lines(&ReportData {
@@ -365,6 +398,15 @@ impl FunctionPool {
         }) {
             env.shared.log(LogStream::Platform, &line);
         }
+        env.shared.telemetry.report(
+            request_id,
+            telemetry_status,
+            duration,
+            report::billed_ms(duration, init),
+            spec.memory_mb,
+            max_memory_mb,
+            init,
+        );
         let log = env
             .shared
             .capture
@@ -377,7 +419,7 @@ impl FunctionPool {
             // frees the slot.
             lease.env = Some(env);
         } else {
-            drop(env);
+            shut_down(env, &self.emulator, reason);
         }
         JobResult {
             body,

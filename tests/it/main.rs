@@ -6,6 +6,7 @@ mod build;
 mod config;
 mod deploy;
 mod emulator;
+mod extensions;
 mod http_front;
 mod image;
 mod invoke;

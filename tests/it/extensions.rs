@@ -1,0 +1,536 @@
+//! The Extensions, Telemetry and Logs APIs: external extensions built on
+//! the official `lambda-extension` crate (tests/fixtures/extensions) run
+//! beside `lambda_runtime` functions, record what they receive, and the
+//! tests assert it; the API rules are driven directly over HTTP with a
+//! hand-driven runtime.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use cargo_fn::emulator::FunctionSpec;
+use serde_json::{Value, json};
+
+use crate::emulator::{http, invoke, spec, start};
+use crate::support::{shared_target_dir, tempdir};
+
+/// An extension of the fixture crate, built once per run, copied into `dir`
+/// under its own name (an extension registers under its file name).
+fn extension(name: &str, dir: &Path) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let manifest =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/extensions/Cargo.toml");
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(shared_target_dir())
+            .status()
+            .expect("running cargo for the fixture extensions");
+        assert!(status.success(), "building the fixture extensions failed");
+        shared_target_dir().join("debug")
+    });
+    let exts = dir.join("extensions");
+    std::fs::create_dir_all(&exts).unwrap();
+    let to = exts.join(name);
+    // Already there for a reload: it may be running (and so not writable).
+    if !to.exists() {
+        std::fs::copy(built.join(name), &to).expect("copy the fixture extension");
+    }
+    to
+}
+
+/// The JSON lines of a record file once `done` holds for them (polled, with
+/// a generous deadline: no timing is asserted).
+async fn records_until(file: &Path, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lines: Vec<Value> = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if done(&lines) {
+            return lines;
+        }
+        assert!(
+            Instant::now() < until,
+            "{} never got what was expected; it holds {lines:#?}",
+            file.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn count(lines: &[Value], event_type: &str) -> usize {
+    lines
+        .iter()
+        .filter(|l| l["eventType"] == event_type)
+        .count()
+}
+
+fn request_id(log: &str) -> String {
+    log.lines()
+        .find_map(|l| l.strip_prefix("START RequestId: "))
+        .and_then(|rest| rest.split(' ').next())
+        .expect("START line")
+        .to_string()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn with_recorder(name: &str, fixture: &str, dir: &Path) -> FunctionSpec {
+    let mut s = spec(name, fixture);
+    s.extensions = vec![extension("recorder", dir)];
+    s.env
+        .insert("EXT_RECORD_DIR".into(), dir.display().to_string());
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invoke_and_shutdown_events_reach_a_lambda_extension_on_reload_and_stop() {
+    let dir = tempdir();
+    let file = dir.path().join("recorder.jsonl");
+    let (emu, client, logs) = start(vec![with_recorder("echo", "echo", dir.path())]).await;
+
+    let first = invoke(&client, "echo", json!({"n": 1})).await;
+    assert_eq!(first.body, json!({"n": 1}));
+    let before = now_ms();
+    let second = invoke(&client, "echo", json!({"n": 2})).await;
+    assert_eq!(second.function_error, None);
+    let ids = [request_id(&first.log), request_id(&second.log)];
+    let lines = records_until(&file, |l| count(l, "INVOKE") == 2).await;
+    assert_eq!(count(&lines, "STARTED"), 1, "one environment: {lines:#?}");
+    let invokes: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["eventType"] == "INVOKE")
+        .collect();
+    for (event, id) in invokes.iter().zip(&ids) {
+        assert_eq!(event["requestId"], id.as_str());
+        assert_eq!(
+            event["invokedFunctionArn"],
+            "arn:aws:lambda:us-east-1:012345678912:function:echo"
+        );
+        assert_eq!(event["tracing"]["type"], "X-Amzn-Trace-Id");
+        assert!(
+            event["tracing"]["value"]
+                .as_str()
+                .unwrap()
+                .starts_with("Root=1-"),
+            "{event}"
+        );
+        assert_eq!(event["functionName"], "echo", "the function's environment");
+    }
+    // The deadline is the invocation's: now + the 10 s timeout.
+    let deadline = invokes[1]["deadlineMs"].as_u64().unwrap();
+    assert!(deadline >= before + 10_000 && deadline <= now_ms() + 10_000);
+    // The extension's output is in the function's log, under its name.
+    assert!(
+        logs.lines()
+            .iter()
+            .any(|l| l.contains("[recorder] recorder saw invoke")),
+        "{:#?}",
+        logs.lines()
+    );
+
+    // Hot reload: the idle environment gets SHUTDOWN (spindown) and ends.
+    let reload_at = now_ms();
+    emu.set_function(with_recorder("echo", "echo", dir.path()));
+    let lines = records_until(&file, |l| count(l, "SHUTDOWN") == 1).await;
+    let shutdown = lines.iter().find(|l| l["eventType"] == "SHUTDOWN").unwrap();
+    assert_eq!(shutdown["shutdownReason"], "spindown");
+    let deadline = shutdown["deadlineMs"].as_u64().unwrap();
+    assert!(
+        deadline >= reload_at + 2000 && deadline <= now_ms() + 2000,
+        "a 2 s shutdown phase: {shutdown}"
+    );
+
+    // The new generation starts its own extension; stopping the emulator
+    // gives it SHUTDOWN too.
+    let third = invoke(&client, "echo", json!({"n": 3})).await;
+    assert_eq!(third.body, json!({"n": 3}));
+    emu.shutdown().await;
+    let lines = records_until(&file, |l| count(l, "SHUTDOWN") == 2).await;
+    assert_eq!(count(&lines, "STARTED"), 2, "{lines:#?}");
+    let last = lines.last().unwrap();
+    assert_eq!(last["eventType"], "SHUTDOWN");
+    assert_eq!(last["shutdownReason"], "spindown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn timeouts_and_crashes_shut_extensions_down_with_their_reason() {
+    let slow_dir = tempdir();
+    let crash_dir = tempdir();
+    let mut slow = with_recorder("slow", "sleep", slow_dir.path());
+    slow.timeout = Duration::from_secs(1);
+    let crash = with_recorder("crash", "exit", crash_dir.path());
+    let (emu, client, _logs) = start(vec![slow, crash]).await;
+
+    let out = invoke(&client, "slow", json!({"ms": 30_000})).await;
+    assert_eq!(out.body["errorType"], "Sandbox.Timedout");
+    let lines = records_until(&slow_dir.path().join("recorder.jsonl"), |l| {
+        count(l, "SHUTDOWN") == 1
+    })
+    .await;
+    let shutdown = lines.iter().find(|l| l["eventType"] == "SHUTDOWN").unwrap();
+    assert_eq!(shutdown["shutdownReason"], "timeout");
+
+    let out = invoke(&client, "crash", json!({"exit": true})).await;
+    assert_eq!(out.body["errorType"], "Runtime.ExitError");
+    let lines = records_until(&crash_dir.path().join("recorder.jsonl"), |l| {
+        count(l, "SHUTDOWN") == 1
+    })
+    .await;
+    let shutdown = lines.iter().find(|l| l["eventType"] == "SHUTDOWN").unwrap();
+    assert_eq!(shutdown["shutdownReason"], "failure");
+    // The next invocation gets a fresh environment, extension included.
+    let again = invoke(&client, "crash", json!({})).await;
+    assert_eq!(again.function_error, None);
+    let lines = records_until(&crash_dir.path().join("recorder.jsonl"), |l| {
+        count(l, "STARTED") == 2 && count(l, "INVOKE") == 2
+    })
+    .await;
+    assert_eq!(count(&lines, "SHUTDOWN"), 1);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_telemetry_extension_receives_platform_records_and_log_lines() {
+    let dir = tempdir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut s = spec("echo", "echo");
+    s.extensions = vec![extension("telemetry", dir.path())];
+    s.env
+        .insert("EXT_RECORD_DIR".into(), dir.path().display().to_string());
+    s.env.insert("EXT_TELEMETRY_PORT".into(), port.to_string());
+    let (emu, client, _logs) = start(vec![s]).await;
+    let out = invoke(&client, "echo", json!({"hi": 1})).await;
+    assert_eq!(out.body, json!({"hi": 1}));
+    let id = request_id(&out.log);
+
+    let file = dir.path().join("telemetry.jsonl");
+    let lines = records_until(&file, |l| {
+        l.iter()
+            .any(|r| r["type"] == "platform.report" && r["record"]["requestId"] == id.as_str())
+    })
+    .await;
+    let of = |t: &str| -> Vec<&Value> { lines.iter().filter(|r| r["type"] == t).collect() };
+    let init = of("platform.initStart");
+    assert_eq!(init.len(), 1, "{lines:#?}");
+    assert_eq!(init[0]["record"]["initializationType"], "on-demand");
+    assert_eq!(init[0]["record"]["phase"], "init");
+    let start = of("platform.start");
+    assert_eq!(start[0]["record"]["requestId"], id.as_str());
+    assert_eq!(start[0]["record"]["version"], "$LATEST");
+    let done = of("platform.runtimeDone");
+    assert_eq!(done[0]["record"]["requestId"], id.as_str());
+    assert_eq!(done[0]["record"]["status"], "success");
+    let report = of("platform.report");
+    let metrics = &report[0]["record"]["metrics"];
+    assert_eq!(report[0]["record"]["status"], "success");
+    assert_eq!(metrics["memorySizeMB"], 128);
+    assert!(
+        metrics["maxMemoryUsedMB"].as_u64().unwrap() > 0,
+        "{metrics}"
+    );
+    assert!(metrics["durationMs"].as_f64().unwrap() > 0.0, "{metrics}");
+    assert!(
+        metrics["billedDurationMs"].as_u64().unwrap() >= 1,
+        "{metrics}"
+    );
+    assert!(
+        metrics["initDurationMs"].as_f64().unwrap() > 0.0,
+        "cold start: {metrics}"
+    );
+    let function_lines: Vec<&str> = of("function")
+        .iter()
+        .filter_map(|r| r["record"].as_str())
+        .collect();
+    assert!(
+        function_lines.contains(&format!("echo handling {id}").as_str()),
+        "{function_lines:?}"
+    );
+    assert!(
+        of("extension")
+            .iter()
+            .any(|r| r["record"].as_str()
+                == Some(&format!("telemetry extension listening on {port}"))),
+        "{lines:#?}"
+    );
+    // In the order Lambda sends them.
+    let position = |t: &str| lines.iter().position(|r| r["type"] == t).unwrap();
+    assert!(position("platform.initStart") < position("platform.start"));
+    assert!(position("platform.start") < position("platform.runtimeDone"));
+    assert!(position("platform.runtimeDone") < position("platform.report"));
+    emu.shutdown().await;
+}
+
+/// A "runtime" that only writes its Runtime API address to a file, so the
+/// test speaks the Runtime and Extensions APIs itself.
+fn manual_runtime(dir: &Path) -> FunctionSpec {
+    let addr_file = dir.join("runtime-api");
+    let mut s = FunctionSpec::new("manual", "/bin/sh");
+    s.args = vec![
+        "-c".into(),
+        format!(
+            "echo \"$AWS_LAMBDA_RUNTIME_API\" > {}.tmp && mv {0}.tmp {0} && exec sleep 60",
+            addr_file.display()
+        ),
+    ];
+    s.working_dir = Some(dir.to_path_buf());
+    s.timeout = Duration::from_secs(30);
+    s
+}
+
+async fn runtime_api_addr(dir: &Path) -> String {
+    let file = dir.join("runtime-api");
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&file) {
+            return s.trim().to_string();
+        }
+        assert!(Instant::now() < until, "runtime never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn json_body(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn extensions_and_telemetry_api_rules_and_the_invoke_waits_for_extensions() {
+    let dir = tempdir();
+    let (emu, client, logs) = start(vec![manual_runtime(dir.path())]).await;
+    let c = client.clone();
+    let call = tokio::spawn(async move { invoke(&c, "manual", json!({"q": 1})).await });
+    let base = format!("http://{}", runtime_api_addr(dir.path()).await);
+    let register = format!("{base}/2020-01-01/extension/register");
+    let next = format!("{base}/2020-01-01/extension/event/next");
+    let telemetry = format!("{base}/2022-07-01/telemetry");
+
+    // Register rules: a name is required; an internal extension (no
+    // executable of that name) cannot take SHUTDOWN.
+    let (status, _, body) =
+        http("POST", &register, &[], br#"{"events":["INVOKE"]}"#.to_vec()).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        json_body(&body)["errorType"],
+        "Extension.InvalidExtensionName"
+    );
+    let (status, _, body) = http(
+        "POST",
+        &register,
+        &[("Lambda-Extension-Name", "probe")],
+        br#"{"events":["INVOKE","SHUTDOWN"]}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(json_body(&body)["errorType"], "Extension.InvalidEventType");
+    let (status, headers, body) = http(
+        "POST",
+        &register,
+        &[
+            ("Lambda-Extension-Name", "probe"),
+            ("Lambda-Extension-Accept-Feature", "accountId"),
+        ],
+        br#"{"events":["INVOKE"]}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        json_body(&body),
+        json!({"functionName": "manual", "functionVersion": "$LATEST", "handler": "bootstrap", "accountId": "012345678912"})
+    );
+    let id = headers["lambda-extension-identifier"]
+        .to_str()
+        .unwrap()
+        .to_string();
+
+    // Identifier rules.
+    let (status, _, body) = http("GET", &next, &[], vec![]).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        json_body(&body)["errorType"],
+        "Extension.MissingExtensionIdentifier"
+    );
+    let (status, _, body) = http(
+        "GET",
+        &next,
+        &[("Lambda-Extension-Identifier", "nope")],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        json_body(&body)["errorType"],
+        "Extension.InvalidExtensionIdentifier"
+    );
+    let stranger = "8a1c3c3e-0000-4000-8000-000000000000";
+    let (status, _, body) = http(
+        "GET",
+        &next,
+        &[("Lambda-Extension-Identifier", stranger)],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        json_body(&body)["errorType"],
+        "Extension.UnknownExtensionIdentifier"
+    );
+
+    // Telemetry subscription: buffering out of bounds is a 400 naming the
+    // field and its range; a valid one (and a legacy Logs API one) is accepted.
+    let subscription = |buffering: Value| {
+        json!({
+            "schemaVersion": "2022-07-01",
+            "types": ["platform", "function"],
+            "buffering": buffering,
+            "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:9/"},
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let auth = [("Lambda-Extension-Identifier", id.as_str())];
+    for (buffering, field, range) in [
+        (
+            json!({"maxItems": 999}),
+            "buffering.maxItems",
+            "1000 to 10000",
+        ),
+        (
+            json!({"maxBytes": 2_000_000}),
+            "buffering.maxBytes",
+            "262144 to 1048576",
+        ),
+        (
+            json!({"timeoutMs": 10}),
+            "buffering.timeoutMs",
+            "25 to 30000",
+        ),
+    ] {
+        let (status, _, body) = http("PUT", &telemetry, &auth, subscription(buffering)).await;
+        assert_eq!(status, 400);
+        let body = json_body(&body);
+        let message = body["errorMessage"].as_str().unwrap();
+        assert!(message.contains(field) && message.contains(range), "{body}");
+    }
+    let (status, _, body) = http("PUT", &telemetry, &[], subscription(json!({}))).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        json_body(&body)["errorType"],
+        "Extension.MissingExtensionIdentifier"
+    );
+    let (status, _, _) = http(
+        "PUT",
+        &telemetry,
+        &auth,
+        subscription(json!({"maxItems": 1000})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let legacy = json!({
+        "schemaVersion": "2021-03-18",
+        "types": ["platform", "function"],
+        "buffering": {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 100},
+        "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:9"},
+    });
+    let (status, _, _) = http(
+        "PUT",
+        &format!("{base}/2020-08-15/logs"),
+        &auth,
+        legacy.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Init ends when both the runtime and the extension wait: the
+    // extension asks first, then the runtime gets the invocation and the
+    // extension its INVOKE.
+    let ext_next = {
+        let next = next.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            http(
+                "GET",
+                &next,
+                &[("Lambda-Extension-Identifier", id.as_str())],
+                vec![],
+            )
+            .await
+        })
+    };
+    let runtime = format!("{base}/2018-06-01/runtime");
+    let (status, headers, _) =
+        http("GET", &format!("{runtime}/invocation/next"), &[], vec![]).await;
+    assert_eq!(status, 200);
+    let request_id = headers["lambda-runtime-aws-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (status, _, body) = ext_next.await.unwrap();
+    assert_eq!(status, 200);
+    let event = json_body(&body);
+    assert_eq!(event["eventType"], "INVOKE");
+    assert_eq!(event["requestId"], request_id.as_str());
+    assert_eq!(
+        event["invokedFunctionArn"],
+        "arn:aws:lambda:us-east-1:012345678912:function:manual"
+    );
+    // Registration is closed now.
+    let (status, _, body) = http(
+        "POST",
+        &register,
+        &[("Lambda-Extension-Name", "late")],
+        br#"{"events":["INVOKE"]}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        json_body(&body)["errorType"],
+        "Extension.RegistrationClosed"
+    );
+
+    // The runtime answers; the invocation is not complete (no REPORT)
+    // while the extension has not asked for its next event.
+    let (status, _, _) = http(
+        "POST",
+        &format!("{runtime}/invocation/{request_id}/response"),
+        &[],
+        b"\"done\"".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !call.is_finished(),
+        "completed before the extension was done"
+    );
+    assert_eq!(logs.count(&format!("REPORT RequestId: {request_id}")), 0);
+    let ext_again = tokio::spawn(async move {
+        http(
+            "GET",
+            &next,
+            &[("Lambda-Extension-Identifier", id.as_str())],
+            vec![],
+        )
+        .await
+    });
+    let out = call.await.unwrap();
+    assert_eq!(out.body, json!("done"));
+    assert_eq!(out.function_error, None);
+    assert_eq!(logs.count(&format!("REPORT RequestId: {request_id}")), 1);
+    ext_again.abort();
+    emu.shutdown().await;
+}
