@@ -29,7 +29,17 @@ fn extension(name: &str, dir: &Path) -> PathBuf {
             .status()
             .expect("running cargo for the fixture extensions");
         assert!(status.success(), "building the fixture extensions failed");
-        shared_target_dir().join("debug")
+        // A private copy: the watch test rebuilds the same binaries (from a
+        // copy of the crate) into the same target dir.
+        let debug = shared_target_dir().join("debug");
+        let private = shared_target_dir().join("fixture-extensions-bin");
+        std::fs::create_dir_all(&private).unwrap();
+        for name in ["recorder", "telemetry"] {
+            let tmp = private.join(format!("{name}.{}.tmp", std::process::id()));
+            std::fs::copy(debug.join(name), &tmp).expect("copy the fixture extension");
+            std::fs::rename(&tmp, private.join(name)).unwrap();
+        }
+        private
     });
     let exts = dir.join("extensions");
     std::fs::create_dir_all(&exts).unwrap();
@@ -533,4 +543,108 @@ async fn extensions_and_telemetry_api_rules_and_the_invoke_waits_for_extensions(
     assert_eq!(logs.count(&format!("REPORT RequestId: {request_id}")), 1);
     ext_again.abort();
     emu.shutdown().await;
+}
+
+/// Copies the fixture crate (sources and lock file) into `dir`.
+fn fixture_workspace(dir: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/extensions");
+    std::fs::create_dir_all(dir.join("src/bin")).unwrap();
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        std::fs::copy(src.join(file), dir.join(file)).unwrap();
+    }
+    for entry in std::fs::read_dir(src.join("src/bin")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join("src/bin").join(entry.file_name())).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_runs_workspace_extensions_and_an_extensions_dir_beside_each_function() {
+    use cargo_fn::emulator::EmulatorOptions;
+    use cargo_fn::project::Selection;
+    use cargo_fn::ui::Ui;
+    use cargo_fn::watch::{WatchEvent, WatchOptions};
+
+    let dir = tempdir();
+    let root = dir.path().join("ws");
+    fixture_workspace(&root);
+    let records = dir.path().join("records");
+    std::fs::create_dir_all(&records).unwrap();
+    // A directory like /opt/extensions: one executable (the recorder under
+    // another name) and a file that is not executable (ignored).
+    let ext_dir = dir.path().join("opt-extensions");
+    std::fs::create_dir_all(&ext_dir).unwrap();
+    let other = ext_dir.join("second");
+    std::fs::copy(extension("recorder", dir.path()), &other).unwrap();
+    std::fs::write(ext_dir.join("README"), "not an extension").unwrap();
+
+    let logs = crate::emulator::Logs::default();
+    let opts = WatchOptions {
+        selection: Selection {
+            manifest_path: Some(root.join("Cargo.toml")),
+            packages: vec![],
+            bins: vec!["func".into(), "recorder".into()],
+            target_dir: Some(shared_target_dir()),
+        },
+        overrides: Default::default(),
+        profile: "dev".into(),
+        cargo_flags: vec![],
+        emulator: EmulatorOptions {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            log_sink: logs.sink(),
+            ..EmulatorOptions::default()
+        },
+        extra_env: [("EXT_RECORD_DIR".to_string(), records.display().to_string())].into(),
+        debounce: Duration::from_millis(50),
+        event_format: None,
+        extensions_dir: Some(ext_dir.clone()),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let watch = tokio::spawn(cargo_fn::watch::run(opts, Ui::silent(), Some(tx), async {
+        let _ = stop_rx.await;
+    }));
+    let endpoint = match tokio::time::timeout(Duration::from_secs(300), rx.recv()).await {
+        Ok(Some(WatchEvent::Ready { endpoint })) => endpoint,
+        other => panic!("expected Ready, got {other:?}"),
+    };
+    let client = crate::emulator::lambda_client(&endpoint);
+    let out = invoke(&client, "func", json!({"w": 1})).await;
+    assert_eq!(out.body, json!({"w": 1}), "{}", out.log);
+    let id = request_id(&out.log);
+    for name in ["recorder", "second"] {
+        let lines = records_until(&records.join(format!("{name}.jsonl")), |l| {
+            count(l, "INVOKE") == 1
+        })
+        .await;
+        let invoke = lines.iter().find(|l| l["eventType"] == "INVOKE").unwrap();
+        assert_eq!(invoke["requestId"], id.as_str(), "{name}");
+    }
+    // The extension binary is not served as a function.
+    let err = client
+        .invoke()
+        .function_name("recorder")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "{err:?}"
+    );
+
+    // Ctrl-C (here: the shutdown future) gives both SHUTDOWN (spindown).
+    stop_tx.send(()).unwrap();
+    watch.await.unwrap().unwrap();
+    for name in ["recorder", "second"] {
+        let lines = records_until(&records.join(format!("{name}.jsonl")), |l| {
+            count(l, "SHUTDOWN") == 1
+        })
+        .await;
+        assert_eq!(
+            lines.last().unwrap()["shutdownReason"],
+            "spindown",
+            "{name}"
+        );
+    }
 }
