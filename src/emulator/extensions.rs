@@ -621,6 +621,7 @@ mod tests {
         assert!(!ext.wait_idle(soon).await);
         let again = tokio::spawn({
             let ext = ext.clone();
+            let id = id.clone();
             async move { ext.next(&id).await }
         });
         let later = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -630,5 +631,11 @@ mod tests {
         assert_eq!(event["eventType"], "SHUTDOWN");
         assert_eq!(event["shutdownReason"], "timeout");
         assert_eq!(event["deadlineMs"], 7);
+        // After exit/error (or init/error) nothing more is delivered.
+        assert!(ext.failed(&id).is_ok());
+        assert_eq!(
+            ext.next(&id).await.unwrap_err().error_type,
+            "Extension.InvalidExtensionState"
+        );
     }
 }

@@ -648,3 +648,77 @@ async fn watch_runs_workspace_extensions_and_an_extensions_dir_beside_each_funct
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_extension_failing_its_init_fails_the_invocation_that_started_it() {
+    // An external extension that exits at once: Extension.Crash.
+    let mut crashing = spec("crashing", "echo");
+    crashing.extensions = vec![PathBuf::from("/bin/false")];
+    // A hand-driven environment whose extension reports init/error.
+    let dir = tempdir();
+    let (emu, client, _logs) = start(vec![crashing, manual_runtime(dir.path())]).await;
+    let out = invoke(&client, "crashing", json!({})).await;
+    assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
+    assert_eq!(out.body["errorType"], "Extension.Crash", "{}", out.body);
+    assert!(
+        out.body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("`false`"),
+        "{}",
+        out.body
+    );
+
+    let c = client.clone();
+    let call = tokio::spawn(async move { invoke(&c, "manual", json!({})).await });
+    let base = format!("http://{}", runtime_api_addr(dir.path()).await);
+    let (status, headers, _) = http(
+        "POST",
+        &format!("{base}/2020-01-01/extension/register"),
+        &[("Lambda-Extension-Name", "picky")],
+        br#"{"events":["INVOKE"]}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let id = headers["lambda-extension-identifier"].to_str().unwrap();
+    let error_url = format!("{base}/2020-01-01/extension/init/error");
+    let (status, _, body) = http(
+        "POST",
+        &error_url,
+        &[("Lambda-Extension-Identifier", id)],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 400, "the error type header is required");
+    assert_eq!(json_body(&body)["errorType"], "InvalidRequestFormat");
+    let (status, _, _) = http(
+        "POST",
+        &error_url,
+        &[
+            ("Lambda-Extension-Identifier", id),
+            (
+                "Lambda-Extension-Function-Error-Type",
+                "Extension.ConfigInvalid",
+            ),
+        ],
+        br#"{"errorMessage":"missing API key","errorType":"ConfigInvalid"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let out = call.await.unwrap();
+    assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
+    assert_eq!(
+        out.body["errorType"], "Extension.ConfigInvalid",
+        "{}",
+        out.body
+    );
+    assert!(
+        out.body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("missing API key"),
+        "{}",
+        out.body
+    );
+    emu.shutdown().await;
+}
