@@ -34,7 +34,7 @@ fn extension(name: &str, dir: &Path) -> PathBuf {
         let debug = shared_target_dir().join("debug");
         let private = shared_target_dir().join("fixture-extensions-bin");
         std::fs::create_dir_all(&private).unwrap();
-        for name in ["recorder", "telemetry"] {
+        for name in ["recorder", "telemetry", "logs"] {
             let tmp = private.join(format!("{name}.{}.tmp", std::process::id()));
             std::fs::copy(debug.join(name), &tmp).expect("copy the fixture extension");
             std::fs::rename(&tmp, private.join(name)).unwrap();
@@ -720,5 +720,50 @@ async fn an_extension_failing_its_init_fails_the_invocation_that_started_it() {
         "{}",
         out.body
     );
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_logs_api_extension_receives_the_legacy_records() {
+    let dir = tempdir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut s = spec("echo", "echo");
+    s.extensions = vec![extension("logs", dir.path())];
+    s.env
+        .insert("EXT_RECORD_DIR".into(), dir.path().display().to_string());
+    s.env.insert("EXT_LOGS_PORT".into(), port.to_string());
+    let (emu, client, _logs) = start(vec![s]).await;
+    let out = invoke(&client, "echo", json!({"legacy": true})).await;
+    assert_eq!(out.function_error, None, "{}", out.body);
+    let id = request_id(&out.log);
+    let file = dir.path().join("logs.txt");
+    let until = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if text.contains("PlatformReport") {
+            break text;
+        }
+        assert!(Instant::now() < until, "no platform.report arrived: {text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Parsed by the crate's own Logs API types: only legacy record types
+    // were sent (a Telemetry-only type would fail the whole batch).
+    assert!(
+        text.contains(&format!("PlatformStart {{ request_id: \"{id}\" }}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("Function(\"echo handling {id}\")")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("PlatformEnd {{ request_id: \"{id}\" }}")),
+        "{text}"
+    );
+    assert!(text.contains("memory_size_mb: 128"), "{text}");
     emu.shutdown().await;
 }
