@@ -767,3 +767,63 @@ async fn a_logs_api_extension_receives_the_legacy_records() {
     assert!(text.contains("memory_size_mb: 128"), "{text}");
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_extension_template_runs_beside_a_function() {
+    let dir = tempdir();
+    let name = "ext-tmpl-emu";
+    crate::support::cargo_fn()
+        .current_dir(dir.path())
+        .args(["new", name, "--template", "extension", "--yes"])
+        .assert()
+        .success();
+    let crate_dir = dir.path().join(name);
+    let mut cargo = std::process::Command::new(env!("CARGO"));
+    cargo.args(["build", "--quiet"]).current_dir(&crate_dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CARGO_") && key != "CARGO_HOME" {
+            cargo.env_remove(key);
+        }
+    }
+    let status = cargo
+        .env("CARGO_TARGET_DIR", shared_target_dir())
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building the generated extension failed");
+    let exts = dir.path().join("extensions");
+    std::fs::create_dir_all(&exts).unwrap();
+    std::fs::copy(
+        shared_target_dir().join("debug").join(name),
+        exts.join(name),
+    )
+    .unwrap();
+
+    let mut s = spec("echo", "echo");
+    s.extensions = vec![exts.join(name)];
+    s.env.insert("EXT_TMPL_EMU_REPORT_EVERY".into(), "2".into());
+    let (emu, client, logs) = start(vec![s]).await;
+    for n in 0..2 {
+        let out = invoke(&client, "echo", json!({"n": n})).await;
+        assert_eq!(out.body, json!({"n": n}));
+    }
+    emu.shutdown().await;
+    let wanted = |l: &String, words: &[&str]| {
+        l.contains(&format!("[{name}]")) && words.iter().all(|w| l.contains(w))
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    while !logs
+        .lines()
+        .iter()
+        .any(|l| wanted(l, &["INFO shutdown reason=spindown invocations=2"]))
+    {
+        assert!(Instant::now() < until, "{:#?}", logs.lines());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        logs.lines()
+            .iter()
+            .any(|l| wanted(l, &["INFO report invocations=2"])),
+        "{:#?}",
+        logs.lines()
+    );
+}
