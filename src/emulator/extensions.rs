@@ -99,6 +99,8 @@ struct State {
     live: usize,
     /// External extensions whose process ended.
     exited: Vec<String>,
+    /// The environment is being shut down: exits are expected.
+    ending: bool,
 }
 
 /// The extensions of one environment.
@@ -362,6 +364,11 @@ impl Extensions {
         let mut st = self.lock();
         st.live = st.live.saturating_sub(1);
         st.exited.push(name.to_string());
+        // A dead extension never asks for its next event: do not wait for it.
+        for r in st.registered.iter_mut().filter(|r| r.name == name) {
+            r.gone = true;
+            r.queue.clear();
+        }
         drop(st);
         self.bump();
     }
@@ -484,7 +491,15 @@ pub(crate) fn spawn_processes(
         let shared = shared.clone();
         tokio::spawn(async move {
             let status = child.wait().await.ok();
-            if !shared.extensions.init_done() {
+            if shared.extensions.lock().ending {
+                // Expected: SHUTDOWN or the kill.
+            } else if shared.extensions.init_done() {
+                let text = status.map(|s| s.to_string()).unwrap_or_default();
+                shared.log(
+                    LogStream::Platform,
+                    &format!("EXTENSION Name: {name} exited ({text})"),
+                );
+            } else {
                 // An extension that dies during init fails the init.
                 let text = status.map(|s| s.to_string()).unwrap_or_default();
                 let message = format!("extension `{name}` exited during init ({text})");
@@ -537,6 +552,7 @@ impl EnvShared {
 /// 2 s away, and the process group is killed when they have all exited or
 /// asked for another event, or at the deadline.
 pub(crate) fn shut_down(env: Environment, emulator: &Arc<Shared>, reason: ShutdownReason) {
+    env.shared.extensions.lock().ending = true;
     if env.shared.extensions.shutdown_listeners() == 0
         || tokio::runtime::Handle::try_current().is_err()
     {

@@ -211,6 +211,23 @@ async fn timeouts_and_crashes_shut_extensions_down_with_their_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_extension_dying_mid_invocation_does_not_hold_the_invocation() {
+    let dir = tempdir();
+    let mut s = with_recorder("echo", "echo", dir.path());
+    s.env.insert("EXT_EXIT_ON_INVOKE".into(), "1".into());
+    let (emu, client, logs) = start(vec![s]).await;
+    let out = invoke(&client, "echo", json!({"still": "answered"})).await;
+    assert_eq!(out.body, json!({"still": "answered"}));
+    assert_eq!(out.function_error, None);
+    let until = Instant::now() + Duration::from_secs(30);
+    while logs.count("EXTENSION Name: recorder exited (exit status: 7)") == 0 {
+        assert!(Instant::now() < until, "{:#?}", logs.lines());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_telemetry_extension_receives_platform_records_and_log_lines() {
     let dir = tempdir();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
