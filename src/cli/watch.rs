@@ -52,7 +52,7 @@ pub struct WatchArgs {
     pub event_format: Option<String>,
     /// Directory of external extension executables started beside every function
     /// (like /opt/extensions); `extension = true` binaries of the workspace always are
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "CARGO_FN_EXTENSIONS_DIR")]
     pub extensions_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub config: ConfigFlags,
@@ -65,6 +65,14 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
         (None, true) => "release".into(),
         (None, false) => "dev".into(),
     };
+    if let Some(dir) = &args.extensions_dir
+        && !dir.is_dir()
+    {
+        return Err(crate::error::hinted(
+            format!("--extensions-dir {}: not a directory", dir.display()),
+            "give a directory of extension executables (like a layer's extensions/ folder)",
+        ));
+    }
     let bind = SocketAddr::new(args.bind, args.port);
     if !args.bind.is_loopback() {
         ui.warn(format!(

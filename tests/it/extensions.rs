@@ -844,3 +844,23 @@ async fn the_extension_template_runs_beside_a_function() {
         logs.lines()
     );
 }
+
+#[test]
+fn a_missing_extensions_dir_is_refused_naming_the_flag() {
+    let dir = tempdir();
+    let missing = dir.path().join("nope");
+    let out = crate::support::cargo_fn()
+        .args(["watch", "--extensions-dir"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "--extensions-dir {}: not a directory",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+}
