@@ -101,6 +101,9 @@ struct State {
     exited: Vec<String>,
     /// The environment is being shut down: exits are expected.
     ending: bool,
+    /// Init failed (an extension crashed or reported init/error): it never
+    /// completes, the runtime gets no invocation.
+    init_failed: bool,
 }
 
 /// The extensions of one environment.
@@ -279,7 +282,7 @@ impl Extensions {
                 let all_started = self.external.iter().all(|name| {
                     st.registered.iter().any(|r| &r.name == name) || st.exited.contains(name)
                 });
-                if all_started && st.registered.iter().all(Registered::idle) {
+                if !st.init_failed && all_started && st.registered.iter().all(Registered::idle) {
                     st.init_done = true;
                     return true;
                 }
@@ -309,6 +312,11 @@ impl Extensions {
         }
         drop(st);
         self.bump();
+    }
+
+    /// Does every extension wait for its next event right now?
+    pub fn all_waiting(&self) -> bool {
+        self.lock().registered.iter().all(Registered::idle)
     }
 
     /// Waits until every extension has asked for its next event (the
@@ -532,6 +540,7 @@ impl EnvShared {
     /// invocation waiting for init, and the runtime is stopped so that
     /// invocation learns it now rather than at the init limit.
     pub fn fail_init(&self, error_type: &str, message: &str) {
+        self.extensions.lock().init_failed = true;
         let body = super::runtime_api::error_body(error_type, message);
         self.init_error
             .lock()

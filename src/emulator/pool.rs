@@ -304,22 +304,29 @@ impl FunctionPool {
             _ = env.wait_exit() => Ended::Exit,
             _ = tokio::time::sleep_until(deadline) => Ended::Timeout,
         };
-        // Complete only when every extension has asked for its next event
-        // too, within the same deadline (contract 2.2).
+        if let Ended::Answer(outcome) = &ended {
+            let status = match outcome {
+                Outcome::Response(_) => "success",
+                Outcome::Error { .. } => "error",
+            };
+            env.shared
+                .telemetry
+                .runtime_done(&request_id, status, started.elapsed());
+        }
         let ended = match ended {
-            Ended::Answer(outcome) => {
-                let status = match outcome {
-                    Outcome::Response(_) => "success",
-                    Outcome::Error { .. } => "error",
+            // Extensions still busy with the INVOKE: the caller gets the
+            // answer now, the invocation completes later (contract 2.2).
+            Ended::Answer(outcome) if !env.shared.extensions.all_waiting() => {
+                let work = Unfinished {
+                    lease,
+                    env,
+                    spec,
+                    request_id,
+                    started,
+                    init,
+                    deadline,
                 };
-                env.shared
-                    .telemetry
-                    .runtime_done(&request_id, status, started.elapsed());
-                if env.shared.extensions.wait_idle(deadline).await {
-                    Ended::Answer(outcome)
-                } else {
-                    Ended::Timeout
-                }
+                return work.answer_then_wait(outcome);
             }
             other => other,
         };
@@ -426,6 +433,77 @@ impl FunctionPool {
             function_error: failed.then_some("Unhandled"),
             log,
         }
+    }
+}
+
+/// An invocation the runtime has answered while extensions still work on
+/// its INVOKE.
+struct Unfinished {
+    lease: Lease,
+    env: Environment,
+    spec: Arc<FunctionSpec>,
+    request_id: String,
+    started: std::time::Instant,
+    init: Option<Duration>,
+    deadline: tokio::time::Instant,
+}
+
+impl Unfinished {
+    /// The caller's answer now; END/REPORT, and the environment's return to
+    /// the pool, when every extension has asked for its next event (or, at
+    /// the deadline, a timeout that resets the environment).
+    fn answer_then_wait(self, outcome: Outcome) -> JobResult {
+        let (status, body) = match outcome {
+            Outcome::Response(body) => (EndStatus::Success, body),
+            Outcome::Error { body } => (EndStatus::FunctionError, body),
+        };
+        let answer = JobResult {
+            body: body.clone(),
+            function_error: (status != EndStatus::Success).then_some("Unhandled"),
+            log: self
+                .env
+                .shared
+                .capture
+                .lock()
+                .expect("capture")
+                .clone()
+                .unwrap_or_default(),
+        };
+        tokio::spawn(async move {
+            let Unfinished {
+                mut lease,
+                env,
+                spec,
+                request_id,
+                started,
+                init,
+                deadline,
+            } = self;
+            let status = if env.shared.extensions.wait_idle(deadline).await {
+                status
+            } else {
+                let secs = spec.timeout.as_secs_f64();
+                env.shared.log(
+                    LogStream::Platform,
+                    &format!("RequestId: {request_id} Error: Task timed out after {secs:.2} seconds (extensions still running)"),
+                );
+                EndStatus::Timeout
+            };
+            let pool = lease.pool.clone();
+            let duration = started.elapsed();
+            pool.finish(
+                &mut lease,
+                env,
+                &spec,
+                &request_id,
+                duration,
+                init,
+                status,
+                body,
+            )
+            .await;
+        });
+        answer
     }
 }
 
