@@ -12,7 +12,10 @@
 //! Each environment gets its own Runtime API listener on an ephemeral
 //! loopback port, so `AWS_LAMBDA_RUNTIME_API` stays a plain `host:port` (as
 //! the contract requires of every runtime client) and requests are
-//! attributed to their environment by the socket they arrive on.
+//! attributed to their environment by the socket they arrive on. The same
+//! listener serves the Extensions API (`2020-01-01`), the Telemetry API
+//! (`2022-07-01`) and the legacy Logs API to the environment's external
+//! extensions ([`FunctionSpec::extensions`]), which start and end with it.
 
 mod environment;
 mod event_stream;

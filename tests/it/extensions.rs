@@ -865,3 +865,101 @@ fn a_missing_extensions_dir_is_refused_naming_the_flag() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn telemetry_over_tcp_arrives_as_json_lines() {
+    use tokio::io::AsyncBufReadExt;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = lines_tx.clone();
+            tokio::spawn(async move {
+                let mut lines = tokio::io::BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let _ = tx.send(serde_json::from_str(&line).expect("one JSON record per line"));
+                }
+            });
+        }
+    });
+
+    let dir = tempdir();
+    let (emu, client, _logs) = start(vec![manual_runtime(dir.path())]).await;
+    let c = client.clone();
+    let call = tokio::spawn(async move { invoke(&c, "manual", json!({})).await });
+    let base = format!("http://{}", runtime_api_addr(dir.path()).await);
+    let (_, headers, _) = http(
+        "POST",
+        &format!("{base}/2020-01-01/extension/register"),
+        &[("Lambda-Extension-Name", "tcp-probe")],
+        br#"{"events":[]}"#.to_vec(),
+    )
+    .await;
+    let id = headers["lambda-extension-identifier"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let subscription = json!({
+        "schemaVersion": "2022-07-01",
+        "types": ["platform"],
+        "buffering": {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25},
+        "destination": {"protocol": "TCP", "port": port},
+    });
+    let (status, _, body) = http(
+        "PUT",
+        &format!("{base}/2022-07-01/telemetry"),
+        &[("Lambda-Extension-Identifier", id.as_str())],
+        subscription.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let next = format!("{base}/2020-01-01/extension/event/next");
+    tokio::spawn(async move {
+        http(
+            "GET",
+            &next,
+            &[("Lambda-Extension-Identifier", id.as_str())],
+            vec![],
+        )
+        .await
+    });
+    let runtime = format!("{base}/2018-06-01/runtime");
+    let (_, headers, _) = http("GET", &format!("{runtime}/invocation/next"), &[], vec![]).await;
+    let request_id = headers["lambda-runtime-aws-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    http(
+        "POST",
+        &format!("{runtime}/invocation/{request_id}/response"),
+        &[],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(call.await.unwrap().function_error, None);
+    let mut seen = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !seen.iter().any(|r: &Value| {
+        r["type"] == "platform.report" && r["record"]["requestId"] == request_id.as_str()
+    }) {
+        match tokio::time::timeout_at(until, lines_rx.recv()).await {
+            Ok(Some(record)) => seen.push(record),
+            _ => panic!("no platform.report over TCP: {seen:#?}"),
+        }
+    }
+    let types: Vec<&str> = seen.iter().filter_map(|r| r["type"].as_str()).collect();
+    assert!(types.contains(&"platform.initStart"), "{types:?}");
+    assert!(types.contains(&"platform.start"), "{types:?}");
+    assert!(
+        types
+            .iter()
+            .all(|t| t.starts_with("platform.") && *t != "platform.end"),
+        "only the subscribed type, Telemetry API records: {types:?}"
+    );
+    emu.shutdown().await;
+}
