@@ -241,6 +241,11 @@ impl Environment {
         }
         if let Err(e) = super::extensions::spawn_processes(&shared, &spec.extensions, pid, &env) {
             kill_group(pid);
+            emulator
+                .processes
+                .lock()
+                .expect("process table")
+                .remove(&id);
             server.abort();
             return Err(e);
         }
