@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
@@ -293,6 +293,25 @@ impl Extensions {
         }
     }
 
+    /// What keeps init from ending, in words; empty when extensions are
+    /// not the reason.
+    pub fn init_blockers(&self) -> String {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for name in &self.external {
+            if !st.registered.iter().any(|r| &r.name == name) && !st.exited.contains(name) {
+                out.push(format!("extension `{name}` has not registered"));
+            }
+        }
+        for r in st.registered.iter().filter(|r| !r.idle()) {
+            out.push(format!(
+                "extension `{}` has not asked for its first event",
+                r.name
+            ));
+        }
+        out.join("; ")
+    }
+
     pub fn init_done(&self) -> bool {
         self.lock().init_done
     }
@@ -455,6 +474,27 @@ pub(crate) fn extension_name(path: &std::path::Path) -> String {
         .unwrap_or_default()
 }
 
+/// An external extension that could not be started (Lambda's
+/// `Extension.LaunchError`).
+#[derive(Debug)]
+pub(crate) struct LaunchError {
+    path: std::path::PathBuf,
+    error: std::io::Error,
+}
+
+impl std::fmt::Display for LaunchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "starting extension `{}`: {}",
+            self.path.display(),
+            self.error
+        )
+    }
+}
+
+impl std::error::Error for LaunchError {}
+
 /// Starts the external extensions in the runtime's process group (`pgid`),
 /// with the function's environment minus what Lambda hides from them.
 pub(crate) fn spawn_processes(
@@ -486,9 +526,10 @@ pub(crate) fn spawn_processes(
                 Ok(())
             });
         }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting extension `{}`", path.display()))?;
+        let mut child = cmd.spawn().map_err(|error| LaunchError {
+            path: path.clone(),
+            error,
+        })?;
         shared.extensions.process_started();
         if let Some(out) = child.stdout.take() {
             tokio::spawn(pump(out, name.clone(), shared.clone()));

@@ -194,8 +194,13 @@ impl FunctionPool {
             None => match Environment::spawn(&self.emulator, &spec) {
                 Ok(env) => env,
                 Err(e) => {
+                    let error_type = if e.is::<super::extensions::LaunchError>() {
+                        "Extension.LaunchError"
+                    } else {
+                        "Runtime.InvalidEntrypoint"
+                    };
                     let body = error_body(
-                        "Runtime.InvalidEntrypoint",
+                        error_type,
                         &format!("RequestId: {} Error: {e:#}", job.request_id),
                     );
                     tracing::error!("function `{}`: {e:#}", spec.name);
@@ -248,6 +253,7 @@ impl FunctionPool {
             let init = env.spawned_at.elapsed();
             let status = *env.exited.borrow();
             let init_error = env.shared.init_error.lock().expect("init").take();
+            let init_blockers = env.shared.extensions.init_blockers();
             let (body, kind) = match (init_error, status) {
                 (Some(body), _) => (body, "Runtime.InitError".to_string()),
                 (None, Some(status)) => (
@@ -259,6 +265,16 @@ impl FunctionPool {
                         ),
                     ),
                     "Runtime.ExitError".to_string(),
+                ),
+                (None, None) if !init_blockers.is_empty() => (
+                    error_body(
+                        "Runtime.Unknown",
+                        &format!(
+                            "RequestId: {request_id} Error: init did not end within {} seconds: {init_blockers}",
+                            INIT_LIMIT.as_secs()
+                        ),
+                    ),
+                    "Runtime.Unknown".to_string(),
                 ),
                 (None, None) => (
                     error_body(

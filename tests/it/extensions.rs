@@ -672,9 +672,42 @@ async fn an_extension_failing_its_init_fails_the_invocation_that_started_it() {
     // An external extension that exits at once: Extension.Crash.
     let mut crashing = spec("crashing", "echo");
     crashing.extensions = vec![PathBuf::from("/bin/false")];
-    // A hand-driven environment whose extension reports init/error.
+    // One that cannot be started: Extension.LaunchError.
+    let mut unlaunchable = spec("unlaunchable", "echo");
+    unlaunchable.extensions = vec![PathBuf::from("/nonexistent/extensions/ghost")];
+    // One that never registers: init ends at its limit, naming it.
     let dir = tempdir();
-    let (emu, client, _logs) = start(vec![crashing, manual_runtime(dir.path())]).await;
+    let silent = dir.path().join("silent");
+    std::fs::write(&silent, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&silent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut waiting = spec("waiting", "echo");
+    waiting.extensions = vec![silent];
+    // A hand-driven environment whose extension reports init/error.
+    let (emu, client, _logs) = start(vec![
+        crashing,
+        unlaunchable,
+        waiting,
+        manual_runtime(dir.path()),
+    ])
+    .await;
+    let waited = {
+        let c = client.clone();
+        tokio::spawn(async move { invoke(&c, "waiting", json!({})).await })
+    };
+    let out = invoke(&client, "unlaunchable", json!({})).await;
+    assert_eq!(
+        out.body["errorType"], "Extension.LaunchError",
+        "{}",
+        out.body
+    );
+    assert!(
+        out.body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/extensions/ghost"),
+        "{}",
+        out.body
+    );
     let out = invoke(&client, "crashing", json!({})).await;
     assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
     assert_eq!(out.body["errorType"], "Extension.Crash", "{}", out.body);
@@ -735,6 +768,16 @@ async fn an_extension_failing_its_init_fails_the_invocation_that_started_it() {
             .as_str()
             .unwrap()
             .contains("missing API key"),
+        "{}",
+        out.body
+    );
+    let out = waited.await.unwrap();
+    assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
+    assert!(
+        out.body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("init did not end within 10 seconds: extension `silent` has not registered"),
         "{}",
         out.body
     );
