@@ -176,7 +176,11 @@ impl Environment {
             extensions: Extensions::new(
                 spec.extensions.iter().map(|p| extension_name(p)).collect(),
             ),
-            telemetry: Telemetry::new(),
+            telemetry: Telemetry::new(
+                spec.env
+                    .get("AWS_LAMBDA_LOG_FORMAT")
+                    .is_some_and(|f| f == "JSON"),
+            ),
         });
         // One listener serves the Runtime, Extensions and Telemetry APIs.
         let app = super::runtime_api::router(shared.clone())

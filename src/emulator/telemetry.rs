@@ -127,13 +127,17 @@ struct Inner {
 /// The telemetry of one environment.
 pub(crate) struct Telemetry {
     started: Instant,
+    /// The function logs JSON (`AWS_LAMBDA_LOG_FORMAT=JSON`): its JSON
+    /// lines are delivered as objects, as Lambda does, others as strings.
+    json_logs: bool,
     state: Mutex<Inner>,
 }
 
 impl Telemetry {
-    pub fn new() -> Telemetry {
+    pub fn new(json_logs: bool) -> Telemetry {
         let t = Telemetry {
             started: Instant::now(),
+            json_logs,
             state: Mutex::new(Inner::default()),
         };
         t.platform(
@@ -160,7 +164,13 @@ impl Telemetry {
     }
 
     pub fn function_line(&self, line: &str) {
-        self.emit("function", Value::String(line.to_string()));
+        let record = self
+            .json_logs
+            .then(|| serde_json::from_str::<Value>(line).ok())
+            .flatten()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| Value::String(line.to_string()));
+        self.emit("function", record);
     }
 
     pub fn extension_line(&self, line: &str) {
@@ -624,6 +634,24 @@ mod tests {
         let err = parse_subscription(&body(json!({}), "http://example.com:80/"), Api::Telemetry)
             .unwrap_err();
         assert!(err.contains("sandbox.localdomain"), "{err}");
+    }
+
+    #[test]
+    fn json_function_logs_become_objects_only_in_json_format() {
+        let line = r#"{"level":"INFO","message":"hi"}"#;
+        for (json_logs, expected) in [
+            (true, json!({"level": "INFO", "message": "hi"})),
+            (false, json!(line)),
+        ] {
+            let t = Telemetry::new(json_logs);
+            t.function_line(line);
+            t.function_line("plain text");
+            let st = t.state.lock().unwrap();
+            let records: Vec<&Value> = st.backlog.iter().map(|r| &r["record"]).collect();
+            assert_eq!(records[records.len() - 2], &expected);
+            assert_eq!(records[records.len() - 1], &json!("plain text"));
+            assert_eq!(st.backlog[0]["type"], "platform.initStart");
+        }
     }
 
     #[test]
