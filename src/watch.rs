@@ -100,6 +100,16 @@ pub async fn run(
             ),
         );
     }
+    if let Some(first) = first_specs.first()
+        && !first.extensions.is_empty()
+    {
+        let names: Vec<String> = first
+            .extensions
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        ui.status("Extensions", names.join(", "));
+    }
     emit(WatchEvent::Ready {
         endpoint: emulator.endpoint(),
     });
