@@ -326,7 +326,20 @@ fn extensions(
         out.push(path);
     }
     if let Some(ext_dir) = &opts.extensions_dir {
-        out.extend(executables_in(ext_dir)?);
+        for path in executables_in(ext_dir)? {
+            // Extensions register under their file name: it must be unique.
+            if let Some(twin) = out.iter().find(|p| p.file_name() == path.file_name()) {
+                return Err(crate::error::hinted(
+                    format!(
+                        "--extensions-dir: `{}` has the same name as the workspace extension `{}`",
+                        path.display(),
+                        twin.display()
+                    ),
+                    "extensions register under their file name: rename one of them",
+                ));
+            }
+            out.push(path);
+        }
     }
     Ok(out)
 }

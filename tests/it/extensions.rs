@@ -1006,3 +1006,45 @@ async fn telemetry_over_tcp_arrives_as_json_lines() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_refuses_two_extensions_with_one_name() {
+    use cargo_fn::emulator::EmulatorOptions;
+    use cargo_fn::project::Selection;
+    use cargo_fn::ui::Ui;
+    use cargo_fn::watch::WatchOptions;
+
+    let dir = tempdir();
+    let root = dir.path().join("ws");
+    fixture_workspace(&root);
+    let ext_dir = dir.path().join("opt-extensions");
+    std::fs::create_dir_all(&ext_dir).unwrap();
+    std::fs::copy(extension("recorder", dir.path()), ext_dir.join("recorder")).unwrap();
+    let opts = WatchOptions {
+        selection: Selection {
+            manifest_path: Some(root.join("Cargo.toml")),
+            packages: vec![],
+            bins: vec!["func".into(), "recorder".into()],
+            target_dir: Some(shared_target_dir()),
+        },
+        overrides: Default::default(),
+        profile: "dev".into(),
+        cargo_flags: vec![],
+        emulator: EmulatorOptions {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            ..EmulatorOptions::default()
+        },
+        extra_env: Default::default(),
+        debounce: Duration::from_millis(50),
+        event_format: None,
+        extensions_dir: Some(ext_dir.clone()),
+    };
+    let err = cargo_fn::watch::run(opts, Ui::silent(), None, std::future::pending())
+        .await
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("--extensions-dir") && text.contains("same name as the workspace extension"),
+        "{text}"
+    );
+}
