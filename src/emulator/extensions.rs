@@ -104,6 +104,9 @@ struct State {
     /// Init failed (an extension crashed or reported init/error): it never
     /// completes, the runtime gets no invocation.
     init_failed: bool,
+    /// An extension died or reported exit/error after init: the
+    /// environment is reset after its current invocation, as on Lambda.
+    broken: bool,
 }
 
 /// The extensions of one environment.
@@ -256,6 +259,7 @@ impl Extensions {
     pub fn failed(&self, id: &str) -> Result<(String, bool), Refusal> {
         let mut st = self.lock();
         let init_done = st.init_done;
+        st.broken |= init_done && !st.ending;
         let r = find_mut(&mut st, id)?;
         if r.gone {
             return Err(gone(&r.name));
@@ -310,6 +314,11 @@ impl Extensions {
             ));
         }
         out.join("; ")
+    }
+
+    /// Must the environment be reset (an extension failed after init)?
+    pub fn broken(&self) -> bool {
+        self.lock().broken
     }
 
     pub fn init_done(&self) -> bool {
@@ -391,6 +400,7 @@ impl Extensions {
         let mut st = self.lock();
         st.live = st.live.saturating_sub(1);
         st.exited.push(name.to_string());
+        st.broken |= st.init_done && !st.ending;
         // A dead extension never asks for its next event: do not wait for it.
         for r in st.registered.iter_mut().filter(|r| r.name == name) {
             r.gone = true;

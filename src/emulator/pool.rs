@@ -437,7 +437,7 @@ impl FunctionPool {
             .expect("capture")
             .take()
             .unwrap_or_default();
-        if !failed {
+        if !failed && !env.shared.extensions.broken() {
             // Back to the pool when the lease drops, in the same step that
             // frees the slot.
             lease.env = Some(env);

@@ -224,6 +224,15 @@ async fn an_extension_dying_mid_invocation_does_not_hold_the_invocation() {
         assert!(Instant::now() < until, "{:#?}", logs.lines());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The environment is reset: the next invocation starts a new one, with
+    // its own extension.
+    let again = invoke(&client, "echo", json!({"n": 2})).await;
+    assert_eq!(again.body, json!({"n": 2}));
+    let lines = records_until(&dir.path().join("recorder.jsonl"), |l| {
+        count(l, "STARTED") == 2 && count(l, "INVOKE") == 2
+    })
+    .await;
+    assert_eq!(count(&lines, "SHUTDOWN"), 0, "{lines:#?}");
     emu.shutdown().await;
 }
 
