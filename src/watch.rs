@@ -45,6 +45,9 @@ pub struct WatchOptions {
     /// `--event-format`: the HTTP front's event for every function,
     /// over each function's configured `event-format`.
     pub event_format: Option<EventFormat>,
+    /// `--extensions-dir`: every executable in it runs as an external
+    /// extension beside each function (Lambda's `/opt/extensions`).
+    pub extensions_dir: Option<PathBuf>,
     /// What runs: a host build (the default), or what ships.
     pub serve: Serve,
 }
@@ -122,6 +125,16 @@ pub async fn run(
                 s.name
             ),
         );
+    }
+    if let Some(first) = first_specs.first()
+        && !first.extensions.is_empty()
+    {
+        let names: Vec<String> = first
+            .extensions
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        ui.status("Extensions", names.join(", "));
     }
     emit(WatchEvent::Ready {
         endpoint: emulator.endpoint(),
@@ -330,6 +343,7 @@ fn specs(
         .map(|f| project.workspace_root.join(f))
         .collect();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let extensions = extensions(opts, &configs, built, dir, generation)?;
     let mut out = Vec::new();
     for cfg in configs {
         if cfg.extension {
@@ -355,6 +369,7 @@ fn specs(
             }
         }
         spec.http = http_front(&cfg, opts.event_format);
+        spec.extensions = extensions.clone();
         out.push(spec);
     }
     Ok((out, env_files))
@@ -404,6 +419,80 @@ fn serve_image(
     Ok(())
 }
 
+/// The external extensions every function of this generation runs with:
+/// the workspace's `extension = true` binaries (built with the functions,
+/// pinned under `extensions-<generation>/` with their own file names, which
+/// they register under), then the executables of `--extensions-dir`.
+fn extensions(
+    opts: &WatchOptions,
+    configs: &[FunctionConfig],
+    built: &[Built],
+    dir: &Path,
+    generation: u64,
+) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let pinned = dir.join(format!("extensions-{generation}"));
+    for cfg in configs.iter().filter(|c| c.extension) {
+        // Extensions are started as plain executables, never under qemu.
+        if !matches!(opts.serve, Serve::HostBuild) && launch::host_arch() != Some(cfg.architecture)
+        {
+            return Err(crate::error::hinted(
+                format!(
+                    "the extension `{}` is built for {}, which this machine runs only under qemu; watch starts extensions directly",
+                    cfg.name, cfg.architecture
+                ),
+                "serve the host's architecture (--arch) or drop --artifact/--image to run the extension beside the function",
+            ));
+        }
+        let bin = built
+            .iter()
+            .find(|b| b.bin == cfg.bin)
+            .with_context(|| format!("cargo did not report a binary for `{}`", cfg.bin))?;
+        std::fs::create_dir_all(&pinned)
+            .with_context(|| format!("creating {}", pinned.display()))?;
+        let path = pinned.join(&cfg.bin);
+        copy_atomic(&bin.path, &path)?;
+        out.push(path);
+    }
+    if let Some(ext_dir) = &opts.extensions_dir {
+        for path in executables_in(ext_dir)? {
+            // Extensions register under their file name: it must be unique.
+            if let Some(twin) = out.iter().find(|p| p.file_name() == path.file_name()) {
+                return Err(crate::error::hinted(
+                    format!(
+                        "--extensions-dir: `{}` has the same name as the workspace extension `{}`",
+                        path.display(),
+                        twin.display()
+                    ),
+                    "extensions register under their file name: rename one of them",
+                ));
+            }
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+/// The executable files of a directory, by name.
+fn executables_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    use std::os::unix::fs::PermissionsExt;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        crate::error::hinted(
+            format!("--extensions-dir {}: {e}", dir.display()),
+            "give a directory of extension executables (like a layer's extensions/ folder)",
+        )
+    })?;
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 fn spec_from_config(
     cfg: &FunctionConfig,
     command: PathBuf,
@@ -439,6 +528,7 @@ fn spec_from_config(
             Arch::Arm64 => Architecture::Arm64,
         },
         http: Default::default(),
+        extensions: Vec::new(),
     }
 }
 

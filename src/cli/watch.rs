@@ -67,6 +67,10 @@ pub struct WatchArgs {
     /// With --image: build on this base image (pulled from its registry)
     #[arg(long, value_name = "REF", requires = "image")]
     pub base_image: Option<String>,
+    /// Directory of external extension executables started beside every function
+    /// (like /opt/extensions); `extension = true` binaries of the workspace always are
+    #[arg(long, value_name = "DIR", env = "CARGO_FN_EXTENSIONS_DIR")]
+    pub extensions_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub config: ConfigFlags,
 }
@@ -95,6 +99,14 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
     } else {
         Serve::HostBuild
     };
+    if let Some(dir) = &args.extensions_dir
+        && !dir.is_dir()
+    {
+        return Err(crate::error::hinted(
+            format!("--extensions-dir {}: not a directory", dir.display()),
+            "give a directory of extension executables (like a layer's extensions/ folder)",
+        ));
+    }
     let bind = SocketAddr::new(args.bind, args.port);
     if !args.bind.is_loopback() {
         ui.warn(format!(
@@ -123,6 +135,7 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
             debounce: Duration::from_millis(args.debounce_ms),
             event_format: args.event_format.as_deref().and_then(EventFormat::parse),
             serve,
+            extensions_dir: args.extensions_dir.clone(),
         };
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

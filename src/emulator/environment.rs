@@ -17,6 +17,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::extensions::{Extensions, extension_name};
+use super::telemetry::Telemetry;
 use super::{FunctionSpec, LogLine, LogStream, Shared};
 
 /// What the runtime answered for an invocation.
@@ -67,6 +69,10 @@ pub(crate) struct EnvShared {
     pub sink: super::LogSink,
     /// The function's stdout/stderr read ends, while their pumps run.
     pub pipe_fds: Mutex<Vec<i32>>,
+    /// Extensions API state (registrations, event queues, processes).
+    pub extensions: Extensions,
+    /// Telemetry and Logs API subscriptions and records.
+    pub telemetry: Telemetry,
 }
 
 impl EnvShared {
@@ -78,6 +84,9 @@ impl EnvShared {
             stream,
             text,
         });
+        if stream == LogStream::Function {
+            self.telemetry.function_line(text);
+        }
         if let Some(buf) = self.capture.lock().expect("capture").as_mut() {
             buf.push_str(text);
             buf.push('\n');
@@ -164,8 +173,19 @@ impl Environment {
             max_memory_mb: Mutex::new(0),
             sink: emulator.options.log_sink.clone(),
             pipe_fds: Mutex::new(Vec::new()),
+            extensions: Extensions::new(
+                spec.extensions.iter().map(|p| extension_name(p)).collect(),
+            ),
+            telemetry: Telemetry::new(
+                spec.env
+                    .get("AWS_LAMBDA_LOG_FORMAT")
+                    .is_some_and(|f| f == "JSON"),
+            ),
         });
-        let app = super::runtime_api::router(shared.clone());
+        // One listener serves the Runtime, Extensions and Telemetry APIs.
+        let app = super::runtime_api::router(shared.clone())
+            .merge(super::extensions_api::router(shared.clone()))
+            .merge(super::telemetry::router(shared.clone()));
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -179,7 +199,8 @@ impl Environment {
             .unwrap_or_else(|| ".".into());
         cmd.current_dir(&task_root);
         cmd.env_clear();
-        for (k, v) in lambda_env(emulator, spec, &runtime_addr.to_string(), &task_root, id) {
+        let env = lambda_env(emulator, spec, &runtime_addr.to_string(), &task_root, id);
+        for (k, v) in &env {
             cmd.env(k, v);
         }
         cmd.stdin(Stdio::null())
@@ -222,10 +243,30 @@ impl Environment {
             shared.pipe_fds.lock().expect("pipes").push(fd);
             tokio::spawn(pump(err, fd, shared.clone()));
         }
+        if let Err(e) = super::extensions::spawn_processes(&shared, &spec.extensions, pid, &env) {
+            kill_group(pid);
+            emulator
+                .processes
+                .lock()
+                .expect("process table")
+                .remove(&id);
+            server.abort();
+            return Err(e);
+        }
         let (exit_tx, exited) = watch::channel(None);
         let table = emulator.clone();
+        let env_shared = shared.clone();
         tokio::spawn(async move {
             let status = child.wait().await.ok();
+            if env_shared.extensions.has_processes() {
+                // Extensions outlive the runtime until the shutdown phase
+                // (SHUTDOWN, then the group is killed).
+                let _ = exit_tx.send(status);
+                env_shared.extensions.processes_gone().await;
+                kill_group(pid);
+                table.processes.lock().expect("process table").remove(&id);
+                return;
+            }
             // Reap anything left in the group too.
             kill_group(pid);
             table.processes.lock().expect("process table").remove(&id);

@@ -12,15 +12,21 @@
 //! Each environment gets its own Runtime API listener on an ephemeral
 //! loopback port, so `AWS_LAMBDA_RUNTIME_API` stays a plain `host:port` (as
 //! the contract requires of every runtime client) and requests are
-//! attributed to their environment by the socket they arrive on.
+//! attributed to their environment by the socket they arrive on. The same
+//! listener serves the Extensions API (`2020-01-01`), the Telemetry API
+//! (`2022-07-01`) and the legacy Logs API to the environment's external
+//! extensions ([`FunctionSpec::extensions`]), which start and end with it.
 
 mod environment;
 mod event_stream;
+mod extensions;
+mod extensions_api;
 mod http_front;
 mod invoke_api;
 mod pool;
 mod report;
 mod runtime_api;
+mod telemetry;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -63,6 +69,10 @@ pub struct FunctionSpec {
     pub architecture: Architecture,
     /// How the HTTP front turns requests into events for this function.
     pub http: HttpFront,
+    /// External extensions started beside the function in every
+    /// environment (Lambda's `/opt/extensions/*`); each registers under its
+    /// file name.
+    pub extensions: Vec<PathBuf>,
 }
 
 impl FunctionSpec {
@@ -79,6 +89,7 @@ impl FunctionSpec {
             reserved_concurrency: None,
             architecture: Architecture::X86_64,
             http: HttpFront::default(),
+            extensions: Vec::new(),
         }
     }
 }
@@ -90,6 +101,8 @@ pub enum LogStream {
     Function,
     /// START, END, REPORT and the cost estimate, written by the emulator.
     Platform,
+    /// An external extension's stdout or stderr (prefixed with its name).
+    Extension,
 }
 
 /// One line of an environment's log.
@@ -154,6 +167,8 @@ pub(crate) struct Shared {
     pub next_env_id: AtomicU64,
     /// Process group ids of live environments, for shutdown.
     pub processes: Mutex<HashMap<u64, i32>>,
+    /// Environments in their shutdown phase (extensions handling SHUTDOWN).
+    pub shutting_down: AtomicUsize,
     pub functions: RwLock<HashMap<String, Arc<FunctionPool>>>,
 }
 
@@ -194,6 +209,7 @@ impl Emulator {
             closed: AtomicBool::new(false),
             next_env_id: AtomicU64::new(1),
             processes: Mutex::new(HashMap::new()),
+            shutting_down: AtomicUsize::new(0),
             functions: RwLock::new(HashMap::new()),
         });
         let emulator = Emulator {
@@ -269,9 +285,29 @@ impl Emulator {
         names
     }
 
-    /// Stops accepting invocations, kills every function process (whole
-    /// process groups) and waits until they are gone.
+    /// Stops accepting invocations, gives the extensions of idle
+    /// environments their SHUTDOWN (reason `spindown`, up to the 2 s
+    /// shutdown phase), kills every function process (whole process groups)
+    /// and waits until they are gone.
     pub async fn shutdown(mut self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        let pools: Vec<_> = self
+            .shared
+            .functions
+            .write()
+            .expect("functions lock")
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for pool in pools {
+            pool.close();
+        }
+        let limit = tokio::time::Instant::now() + extensions::SHUTDOWN_LIMIT;
+        while self.shared.shutting_down.load(Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < limit
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.stop();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !self

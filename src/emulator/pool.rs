@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::environment::{Environment, Invocation, Outcome};
+use super::extensions::{ShutdownReason, shut_down};
 use super::report::{self, EndStatus, ReportData};
 use super::runtime_api::error_body;
 use super::{FunctionSpec, LOCAL_ACCOUNT_ID, LogStream, Shared};
@@ -108,7 +109,10 @@ impl FunctionPool {
             st.generation += 1;
             std::mem::take(&mut st.idle)
         };
-        drop(old_idle); // kills them, outside the lock
+        // Outside the lock: SHUTDOWN to their extensions, then the kill.
+        for env in old_idle {
+            shut_down(env, &self.emulator, ShutdownReason::Spindown);
+        }
     }
 
     pub fn close(&self) {
@@ -117,7 +121,9 @@ impl FunctionPool {
             st.closed = true;
             std::mem::take(&mut st.idle)
         };
-        drop(old_idle);
+        for env in old_idle {
+            shut_down(env, &self.emulator, ShutdownReason::Spindown);
+        }
     }
 
     /// Queues an asynchronous invocation.
@@ -174,7 +180,9 @@ impl FunctionPool {
                 other => other,
             }
         };
-        drop(dropped);
+        if let Some(env) = dropped {
+            shut_down(env, &self.emulator, ShutdownReason::Spindown);
+        }
     }
 
     /// Runs one invocation on the leased slot, from hand-off to REPORT.
@@ -186,8 +194,13 @@ impl FunctionPool {
             None => match Environment::spawn(&self.emulator, &spec) {
                 Ok(env) => env,
                 Err(e) => {
+                    let error_type = if e.is::<super::extensions::LaunchError>() {
+                        "Extension.LaunchError"
+                    } else {
+                        "Runtime.InvalidEntrypoint"
+                    };
                     let body = error_body(
-                        "Runtime.InvalidEntrypoint",
+                        error_type,
                         &format!("RequestId: {} Error: {e:#}", job.request_id),
                     );
                     tracing::error!("function `{}`: {e:#}", spec.name);
@@ -240,6 +253,7 @@ impl FunctionPool {
             let init = env.spawned_at.elapsed();
             let status = *env.exited.borrow();
             let init_error = env.shared.init_error.lock().expect("init").take();
+            let init_blockers = env.shared.extensions.init_blockers();
             let (body, kind) = match (init_error, status) {
                 (Some(body), _) => (body, "Runtime.InitError".to_string()),
                 (None, Some(status)) => (
@@ -251,6 +265,16 @@ impl FunctionPool {
                         ),
                     ),
                     "Runtime.ExitError".to_string(),
+                ),
+                (None, None) if !init_blockers.is_empty() => (
+                    error_body(
+                        "Runtime.Unknown",
+                        &format!(
+                            "RequestId: {request_id} Error: init did not end within {} seconds: {init_blockers}",
+                            INIT_LIMIT.as_secs()
+                        ),
+                    ),
+                    "Runtime.Unknown".to_string(),
                 ),
                 (None, None) => (
                     error_body(
@@ -295,6 +319,32 @@ impl FunctionPool {
             r = reply_rx => match r { Ok(o) => Ended::Answer(o), Err(_) => Ended::Exit },
             _ = env.wait_exit() => Ended::Exit,
             _ = tokio::time::sleep_until(deadline) => Ended::Timeout,
+        };
+        if let Ended::Answer(outcome) = &ended {
+            let status = match outcome {
+                Outcome::Response(_) => "success",
+                Outcome::Error { .. } => "error",
+            };
+            env.shared
+                .telemetry
+                .runtime_done(&request_id, status, started.elapsed());
+        }
+        let ended = match ended {
+            // Extensions still busy with the INVOKE: the caller gets the
+            // answer now, the invocation completes later (contract 2.2).
+            Ended::Answer(outcome) if !env.shared.extensions.all_waiting() => {
+                let work = Unfinished {
+                    lease,
+                    env,
+                    spec,
+                    request_id,
+                    started,
+                    init,
+                    deadline,
+                };
+                return work.answer_then_wait(outcome);
+            }
+            other => other,
         };
         let duration = started.elapsed();
         let (status, body) = match ended {
@@ -351,6 +401,12 @@ impl FunctionPool {
         body: Bytes,
     ) -> JobResult {
         let failed = status != EndStatus::Success;
+        let (telemetry_status, reason) = match &status {
+            EndStatus::Success => ("success", ShutdownReason::Spindown),
+            EndStatus::FunctionError => ("error", ShutdownReason::Failure),
+            EndStatus::Timeout => ("timeout", ShutdownReason::Timeout),
+            EndStatus::Crashed(_) => ("failure", ShutdownReason::Failure),
+        };
         env.shared.drain_pipes().await;
         let max_memory_mb = env.shared.sample_memory();
         for line in report::lines(&ReportData {
@@ -365,6 +421,15 @@ impl FunctionPool {
         }) {
             env.shared.log(LogStream::Platform, &line);
         }
+        env.shared.telemetry.report(
+            request_id,
+            telemetry_status,
+            duration,
+            report::billed_ms(duration, init),
+            spec.memory_mb,
+            max_memory_mb,
+            init,
+        );
         let log = env
             .shared
             .capture
@@ -372,18 +437,89 @@ impl FunctionPool {
             .expect("capture")
             .take()
             .unwrap_or_default();
-        if !failed {
+        if !failed && !env.shared.extensions.broken() {
             // Back to the pool when the lease drops, in the same step that
             // frees the slot.
             lease.env = Some(env);
         } else {
-            drop(env);
+            shut_down(env, &self.emulator, reason);
         }
         JobResult {
             body,
             function_error: failed.then_some("Unhandled"),
             log,
         }
+    }
+}
+
+/// An invocation the runtime has answered while extensions still work on
+/// its INVOKE.
+struct Unfinished {
+    lease: Lease,
+    env: Environment,
+    spec: Arc<FunctionSpec>,
+    request_id: String,
+    started: std::time::Instant,
+    init: Option<Duration>,
+    deadline: tokio::time::Instant,
+}
+
+impl Unfinished {
+    /// The caller's answer now; END/REPORT, and the environment's return to
+    /// the pool, when every extension has asked for its next event (or, at
+    /// the deadline, a timeout that resets the environment).
+    fn answer_then_wait(self, outcome: Outcome) -> JobResult {
+        let (status, body) = match outcome {
+            Outcome::Response(body) => (EndStatus::Success, body),
+            Outcome::Error { body } => (EndStatus::FunctionError, body),
+        };
+        let answer = JobResult {
+            body: body.clone(),
+            function_error: (status != EndStatus::Success).then_some("Unhandled"),
+            log: self
+                .env
+                .shared
+                .capture
+                .lock()
+                .expect("capture")
+                .clone()
+                .unwrap_or_default(),
+        };
+        tokio::spawn(async move {
+            let Unfinished {
+                mut lease,
+                env,
+                spec,
+                request_id,
+                started,
+                init,
+                deadline,
+            } = self;
+            let status = if env.shared.extensions.wait_idle(deadline).await {
+                status
+            } else {
+                let secs = spec.timeout.as_secs_f64();
+                env.shared.log(
+                    LogStream::Platform,
+                    &format!("RequestId: {request_id} Error: Task timed out after {secs:.2} seconds (extensions still running)"),
+                );
+                EndStatus::Timeout
+            };
+            let pool = lease.pool.clone();
+            let duration = started.elapsed();
+            pool.finish(
+                &mut lease,
+                env,
+                &spec,
+                &request_id,
+                duration,
+                init,
+                status,
+                body,
+            )
+            .await;
+        });
+        answer
     }
 }
 

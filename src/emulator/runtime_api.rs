@@ -107,6 +107,8 @@ async fn next(State(env): State<Arc<EnvShared>>) -> Response {
             "State transition from Running to Ready failed for runtime. Error: the current invocation has not been answered",
         );
     }
+    // Init ends when the runtime and every extension wait for an event.
+    super::extensions_api::runtime_waits(&env).await;
     let mut rx = env.next_rx.lock().await;
     let Some(inv) = rx.recv().await else {
         return runtime_error(
@@ -130,6 +132,13 @@ async fn next(State(env): State<Arc<EnvShared>>) -> Response {
             "START RequestId: {} Version: {}",
             inv.request_id, inv.version
         ),
+    );
+    super::extensions_api::invocation_started(
+        &env,
+        &inv.request_id,
+        &inv.invoked_arn,
+        &inv.trace_id,
+        deadline_ms,
     );
     let _ = inv.picked_up.send(Instant::now());
 

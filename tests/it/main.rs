@@ -8,6 +8,7 @@ mod deploy;
 mod deploy_image;
 mod ecr_shim;
 mod emulator;
+mod extensions;
 mod http_front;
 mod image;
 mod invoke;

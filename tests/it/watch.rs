@@ -94,6 +94,7 @@ fn watch_options(dir: &Path, logs: &Logs) -> WatchOptions {
         debounce: Duration::from_millis(50),
         event_format: None,
         serve: Default::default(),
+        extensions_dir: None,
     }
 }
 

@@ -328,6 +328,7 @@ async fn reload_latency(root: &Path, target: &Path) -> Result<()> {
         debounce: Duration::from_millis(25),
         event_format: None,
         serve: Default::default(),
+        extensions_dir: None,
     };
     eprintln!("bench: starting watch (first dev build of the reload crate)");
     let watch = tokio::spawn(cargo_fn::watch::run(

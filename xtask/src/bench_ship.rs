@@ -108,6 +108,7 @@ async fn serve_once(dir: &Path, target: &Path, serve: Serve, arch: Arch, n: usiz
         extra_env: Default::default(),
         debounce: Duration::from_millis(25),
         event_format: None,
+        extensions_dir: None,
         serve,
     };
     let started = Instant::now();

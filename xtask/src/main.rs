@@ -11,6 +11,7 @@
 
 mod bench_deploy;
 mod bench_emulator;
+mod bench_extensions;
 mod bench_image;
 mod bench_package;
 mod bench_profile;
@@ -43,7 +44,7 @@ enum Task {
     Demo,
     /// Run the benchmarks and print their figures (packaging, build overhead, deploy, emulator)
     Bench {
-        /// Only one part: `package`, `image`, `ship`, `deploy`, `emulator`, or the emulator's `invoke` or `reload`
+        /// Only one part: `package`, `image`, `ship`, `deploy`, `emulator`, the emulator's `invoke` or `reload`, or `extensions`
         #[arg(long)]
         only: Option<String>,
     },
@@ -104,16 +105,17 @@ fn bench(only: Option<&str>) -> Result<()> {
             bench_deploy::run()?;
             bench_release("image")?;
             bench_release("ship")?;
-            bench_release("emulator")
+            bench_release("emulator")?;
+            bench_release("extensions")
         }
         Some("package") => bench_package::run_all(),
         Some("image") => bench_release("image"),
         Some("deploy") => bench_deploy::run(),
         Some("ship") => bench_release("ship"),
-        Some(part @ ("emulator" | "invoke" | "reload")) => bench_release(part),
+        Some(part @ ("emulator" | "invoke" | "reload" | "extensions")) => bench_release(part),
         Some(other) => {
             bail!(
-                "--only expects package, image, ship, deploy, emulator, invoke or reload; got `{other}`"
+                "--only expects package, image, ship, deploy, emulator, invoke, reload or extensions; got `{other}`"
             )
         }
     }
@@ -138,6 +140,8 @@ fn bench_release(part: &str) -> Result<()> {
         bench_image::run_image()
     } else if part == "ship" {
         bench_ship::run()
+    } else if part == "extensions" {
+        bench_extensions::run()
     } else {
         bench_emulator::run(Some(part))
     }
