@@ -50,6 +50,10 @@ pub struct WatchArgs {
     /// over each function's `event-format` setting
     #[arg(long, value_name = "FORMAT", value_parser = ["function-url", "http-api", "rest-api", "alb"])]
     pub event_format: Option<String>,
+    /// Function that serves every HTTP path outside /lambda-url/<function>/
+    /// (by default only a lone function does)
+    #[arg(long, value_name = "NAME")]
+    pub default_function: Option<String>,
     #[command(flatten)]
     pub config: ConfigFlags,
 }
@@ -88,6 +92,7 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
             extra_env,
             debounce: Duration::from_millis(args.debounce_ms),
             event_format: args.event_format.as_deref().and_then(EventFormat::parse),
+            default_function: args.default_function.clone(),
         };
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

@@ -27,6 +27,9 @@ pub(crate) enum Outcome {
     Error {
         body: Bytes,
     },
+    /// A streamed `/response` (response mode `streaming`): its parts arrive
+    /// while the runtime produces them; the invocation lasts until they end.
+    Stream(super::streaming::ResponseStream),
 }
 
 /// An invocation handed to the runtime on `/next`.

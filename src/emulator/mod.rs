@@ -21,6 +21,7 @@ mod invoke_api;
 mod pool;
 mod report;
 mod runtime_api;
+mod streaming;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -32,7 +33,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
 
-pub use http_front::{CorsPolicy, HttpEventFormat, HttpFront};
+pub use http_front::{CorsPolicy, HttpEventFormat, HttpFront, InvokeMode};
 pub use invoke_api::InvocationType;
 pub use report::{Architecture, cost_estimate};
 
@@ -155,6 +156,8 @@ pub(crate) struct Shared {
     /// Process group ids of live environments, for shutdown.
     pub processes: Mutex<HashMap<u64, i32>>,
     pub functions: RwLock<HashMap<String, Arc<FunctionPool>>>,
+    /// The function that serves HTTP paths outside `/lambda-url/<fn>/`.
+    pub default_function: RwLock<Option<String>>,
 }
 
 impl Shared {
@@ -195,6 +198,7 @@ impl Emulator {
             next_env_id: AtomicU64::new(1),
             processes: Mutex::new(HashMap::new()),
             functions: RwLock::new(HashMap::new()),
+            default_function: RwLock::new(None),
         });
         let emulator = Emulator {
             shared: shared.clone(),
@@ -240,6 +244,22 @@ impl Emulator {
                     .insert(name, pool);
             }
         }
+    }
+
+    /// Makes `name` the function that serves every HTTP path outside
+    /// `/lambda-url/<function>/` (without one, only a lone function does).
+    /// Fails when no such function is served.
+    pub fn set_default(&self, name: Option<&str>) -> Result<()> {
+        if let Some(name) = name
+            && self.shared.function(name).is_none()
+        {
+            anyhow::bail!(
+                "cannot make `{name}` the default function: it is not served (served: {})",
+                self.functions().join(", ")
+            );
+        }
+        *self.shared.default_function.write().expect("default lock") = name.map(str::to_string);
+        Ok(())
     }
 
     /// Stops serving a function; its environments end after their invocation.

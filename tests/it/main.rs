@@ -12,4 +12,5 @@ mod invoke;
 mod moto;
 mod new;
 mod package;
+mod streaming;
 mod watch;

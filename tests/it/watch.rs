@@ -93,6 +93,7 @@ fn watch_options(dir: &Path, logs: &Logs) -> WatchOptions {
         extra_env: Default::default(),
         debounce: Duration::from_millis(50),
         event_format: None,
+        default_function: None,
     }
 }
 

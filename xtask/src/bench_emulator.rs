@@ -327,6 +327,7 @@ async fn reload_latency(root: &Path, target: &Path) -> Result<()> {
         extra_env: Default::default(),
         debounce: Duration::from_millis(25),
         event_format: None,
+        default_function: None,
     };
     eprintln!("bench: starting watch (first dev build of the reload crate)");
     let watch = tokio::spawn(cargo_fn::watch::run(
