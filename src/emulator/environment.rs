@@ -170,7 +170,7 @@ impl Environment {
         });
         let app = super::runtime_api::router(shared.clone());
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(super::streaming::QuickAckListener(listener), app).await;
         });
 
         let mut cmd = tokio::process::Command::new(&spec.command);

@@ -206,6 +206,10 @@ impl Emulator {
             server: Some(tokio::spawn(async move {
                 let app =
                     invoke_api::router(shared).into_make_service_with_connect_info::<SocketAddr>();
+                // Streamed chunks go out as written, not held by Nagle's algorithm.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!("the Invoke API server stopped: {e}");
                 }

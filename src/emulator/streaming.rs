@@ -303,6 +303,95 @@ impl HttpBody for ChannelBody {
     }
 }
 
+/// A Runtime API listener whose connections acknowledge what they read at
+/// once (`TCP_QUICKACK`). The Rust runtime's client leaves Nagle's
+/// algorithm on, so each small chunk it streams waits for the ACK of the
+/// previous write; with Linux's delayed ACK that is a 40 ms stall per chunk.
+pub(crate) struct QuickAckListener(pub tokio::net::TcpListener);
+
+impl axum::serve::Listener for QuickAckListener {
+    type Io = QuickAck;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (QuickAck, std::net::SocketAddr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        (QuickAck(stream), addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// A TCP stream that sends the ACK for each read right away.
+pub(crate) struct QuickAck(tokio::net::TcpStream);
+
+impl QuickAck {
+    fn ack_now(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let one: libc::c_int = 1;
+            // SAFETY: plain setsockopt on a socket we own, with an int value;
+            // the option is advisory (the kernel reverts it on its own).
+            unsafe {
+                libc::setsockopt(
+                    self.0.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_QUICKACK,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.0).poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.ack_now();
+        }
+        read
+    }
+}
+
+impl tokio::io::AsyncWrite for QuickAck {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

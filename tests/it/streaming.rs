@@ -566,3 +566,23 @@ fn watch_has_a_default_function_flag() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("--default-function <NAME>"), "{help}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lambda_http_streaming_handler_behind_a_response_stream_url() {
+    let (emu, _client, _logs) = start(vec![streaming_spec("stream", "stream")]).await;
+    let resp = send(
+        "GET",
+        &format!("{}/lambda-url/stream/a/b", emu.endpoint()),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(resp.status(), 203);
+    assert_eq!(resp.headers()["content-type"], "text/plain");
+    assert_eq!(resp.headers()["set-cookie"], "s=1");
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    read_rest(&mut body, &mut got).await.expect("complete body");
+    assert_eq!(got, b"streamed /a/b");
+    emu.shutdown().await;
+}

@@ -14,6 +14,7 @@ mod bench_emulator;
 mod bench_image;
 mod bench_package;
 mod bench_profile;
+mod bench_url;
 mod demo;
 mod tools;
 
@@ -42,7 +43,8 @@ enum Task {
     Demo,
     /// Run the benchmarks and print their figures (packaging, build overhead, deploy, emulator)
     Bench {
-        /// Only one part: `package`, `deploy`, `emulator`, or the emulator's `invoke` or `reload`
+        /// Only one part: `package`, `deploy`, `emulator`, the emulator's `invoke` or `reload`,
+        /// or `url` (function URL vs Invoke API round trip)
         #[arg(long)]
         only: Option<String>,
     },
@@ -102,15 +104,16 @@ fn bench(only: Option<&str>) -> Result<()> {
             bench_package::run_all()?;
             bench_deploy::run()?;
             bench_release("image")?;
-            bench_release("emulator")
+            bench_release("emulator")?;
+            bench_release("url")
         }
         Some("package") => bench_package::run_all(),
         Some("image") => bench_release("image"),
         Some("deploy") => bench_deploy::run(),
-        Some(part @ ("emulator" | "invoke" | "reload")) => bench_release(part),
+        Some(part @ ("emulator" | "invoke" | "reload" | "url")) => bench_release(part),
         Some(other) => {
             bail!(
-                "--only expects package, image, deploy, emulator, invoke or reload; got `{other}`"
+                "--only expects package, image, deploy, emulator, invoke, reload or url; got `{other}`"
             )
         }
     }
@@ -133,6 +136,8 @@ fn bench_release(part: &str) -> Result<()> {
         ]))
     } else if part == "image" {
         bench_image::run_image()
+    } else if part == "url" {
+        bench_url::run()
     } else {
         bench_emulator::run(Some(part))
     }
