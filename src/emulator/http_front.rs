@@ -373,7 +373,7 @@ async fn streamed(
                 .await;
         }
     });
-    *resp.body_mut() = Body::new(ChannelBody(rx));
+    *resp.body_mut() = Body::new(ChannelBody::new(rx));
     resp
 }
 

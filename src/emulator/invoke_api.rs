@@ -458,7 +458,7 @@ async fn event_stream_response(
     (
         StatusCode::OK,
         headers,
-        Body::new(super::streaming::ChannelBody(rx)),
+        Body::new(super::streaming::ChannelBody::new(rx)),
     )
         .into_response()
 }

@@ -287,7 +287,24 @@ pub(crate) fn prelude_too_long(buf: &[u8]) -> bool {
 /// An HTTP body fed by a channel: each item goes out as soon as it is
 /// received; an `Err` ends the body abruptly (the client sees the
 /// connection cut, as when a streaming function fails mid-response).
-pub(crate) struct ChannelBody(pub mpsc::Receiver<Result<Bytes, axum::BoxError>>);
+pub(crate) struct ChannelBody {
+    rx: mpsc::Receiver<Result<Bytes, axum::BoxError>>,
+    /// An error held back for one poll so the data before it is flushed
+    /// first (hyper drops unflushed output when a body fails).
+    deferred: Option<axum::BoxError>,
+    /// Data went out since the body last returned `Pending`.
+    unflushed: bool,
+}
+
+impl ChannelBody {
+    pub(crate) fn new(rx: mpsc::Receiver<Result<Bytes, axum::BoxError>>) -> ChannelBody {
+        ChannelBody {
+            rx,
+            deferred: None,
+            unflushed: false,
+        }
+    }
+}
 
 impl HttpBody for ChannelBody {
     type Data = Bytes;
@@ -297,9 +314,29 @@ impl HttpBody for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|item| item.map(|r| r.map(Frame::data)))
+        if let Some(e) = self.deferred.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(data))) => {
+                self.unflushed = true;
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Poll::Ready(Some(Err(e))) if self.unflushed => {
+                // Pending makes hyper flush what it has; the error follows
+                // on the next poll.
+                self.unflushed = false;
+                self.deferred = Some(e);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                self.unflushed = false;
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -513,6 +550,19 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_body_error_waits_one_poll_after_data() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Ok(Bytes::from_static(b"first"))).await.unwrap();
+        tx.send(Err("cut".into())).await.unwrap();
+        let mut body = ChannelBody::new(rx);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut poll = || Pin::new(&mut body).poll_frame(&mut cx);
+        assert!(matches!(poll(), Poll::Ready(Some(Ok(f))) if f.data_ref().is_some()));
+        assert!(poll().is_pending(), "a chance to flush the data first");
+        assert!(matches!(poll(), Poll::Ready(Some(Err(_)))));
     }
 
     #[tokio::test]
