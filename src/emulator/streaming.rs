@@ -169,9 +169,10 @@ fn decode_error_body(raw: &[u8]) -> String {
     }
 }
 
-/// Finds the Rust runtime's in-body error lines in a stream without
-/// holding back more than needed: only a tail that could be the start of
-/// the marker waits for the next frame.
+/// Finds the Rust runtime's in-body error lines in a stream. The runtime
+/// writes them as one chunk of its own, and hyper never merges chunks into
+/// one frame, so only a frame that starts like the marker is a candidate:
+/// every other frame goes on at once, untouched.
 #[derive(Default)]
 struct InlineTrailers {
     held: BytesMut,
@@ -191,25 +192,22 @@ impl InlineTrailers {
             }
             return None;
         }
-        let mut buf = if self.held.is_empty() {
-            BytesMut::from(&data[..])
+        let buf = if self.held.is_empty() {
+            data
         } else {
+            // A frame that began like the marker, then this one.
             let mut b = self.held.split();
             b.extend_from_slice(&data);
-            b
+            b.freeze()
         };
-        let keep = match buf
-            .windows(INLINE_MARK.len())
-            .position(|w| w == INLINE_MARK)
-        {
-            Some(pos) => {
-                self.in_trailer = true;
-                buf.len() - pos
-            }
-            None => partial_mark_suffix(&buf),
-        };
-        self.held = buf.split_off(buf.len() - keep);
-        (!buf.is_empty()).then(|| buf.freeze())
+        if buf.starts_with(INLINE_MARK) {
+            self.in_trailer = true;
+        } else if !INLINE_MARK.starts_with(&buf) {
+            return Some(buf);
+        }
+        // The marker, or possibly the start of it: wait for what follows.
+        self.held = BytesMut::from(&buf[..]);
+        None
     }
 
     /// At the end of the body: what is left to forward, and the error when
@@ -223,14 +221,6 @@ impl InlineTrailers {
         }
         (held, None)
     }
-}
-
-/// Length of the longest end of `buf` that is a proper prefix of the marker.
-fn partial_mark_suffix(buf: &[u8]) -> usize {
-    (1..INLINE_MARK.len().min(buf.len() + 1))
-        .rev()
-        .find(|&n| buf.ends_with(&INLINE_MARK[..n]))
-        .unwrap_or(0)
 }
 
 /// `Lambda-Runtime-Function-Error-Type: T\r\nLambda-Runtime-Function-Error-Body: B\r\n`.
@@ -475,14 +465,23 @@ mod tests {
 
     #[test]
     fn marker_like_text_that_is_not_a_trailer_stays_body() {
+        // Inside a frame: not the runtime's error chunk, forwarded at once.
         let text: &[u8] = b"see Lambda-Runtime-Function-Error-Type: in the docs";
-        let (out, _, err) = feed(&[text, b" and more"]);
+        let (out, pieces, err) = feed(&[text, b" and more"]);
         assert_eq!(out, [text, b" and more"].concat());
+        assert_eq!(pieces.len(), 2);
         assert_eq!(err, None);
-        // A body ending in the start of the marker is delivered at the end.
-        let (out, pieces, _) = feed(&[b"abc Lambda-Run"]);
-        assert_eq!(out, b"abc Lambda-Run");
-        assert_eq!(pieces, [b"abc ".to_vec()]);
+        let (_, pieces, _) = feed(&[b"abc Lambda-Run"]);
+        assert_eq!(pieces, [b"abc Lambda-Run".to_vec()]);
+        // A frame that is only the start of the marker waits for the next.
+        let (out, pieces, _) = feed(&[b"Lambda", b" rocks"]);
+        assert_eq!(out, b"Lambda rocks");
+        assert_eq!(pieces, [b"Lambda rocks".to_vec()]);
+        // A frame starting with the marker but not the two lines is body.
+        let odd: &[u8] = b"Lambda-Runtime-Function-Error-Type: x\r\nsomething else";
+        let (out, _, err) = feed(&[odd]);
+        assert_eq!(out, odd);
+        assert_eq!(err, None);
     }
 
     #[test]
