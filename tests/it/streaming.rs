@@ -586,3 +586,112 @@ async fn lambda_http_streaming_handler_behind_a_response_stream_url() {
     assert_eq!(got, b"streamed /a/b");
     emu.shutdown().await;
 }
+
+/// A crate whose function is the `chunks` fixture, configured with
+/// `function-url.invoke-mode = "RESPONSE_STREAM"`.
+fn streaming_crate(dir: &std::path::Path) {
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/functions");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        r#"[workspace]
+
+[package]
+name = "streamy"
+version = "0.1.0"
+edition = "2021"
+
+[package.metadata.fn]
+timeout = 30
+function-url = { invoke-mode = "RESPONSE_STREAM" }
+
+[dependencies]
+lambda_http = "1.3"
+lambda_runtime = "1.5"
+serde_json = "1"
+tokio = { version = "1", features = ["macros", "rt-multi-thread", "time"] }
+"#,
+    )
+    .unwrap();
+    std::fs::copy(fixtures.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    std::fs::copy(fixtures.join("src/bin/chunks.rs"), dir.join("src/main.rs")).unwrap();
+}
+
+fn watch_options(dir: &std::path::Path, default: Option<&str>) -> cargo_fn::watch::WatchOptions {
+    cargo_fn::watch::WatchOptions {
+        selection: cargo_fn::project::Selection {
+            manifest_path: Some(dir.join("Cargo.toml")),
+            packages: vec![],
+            bins: vec![],
+            target_dir: Some(crate::support::shared_target_dir()),
+        },
+        overrides: Default::default(),
+        profile: "dev".into(),
+        cargo_flags: vec![],
+        emulator: cargo_fn::emulator::EmulatorOptions {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            log_sink: crate::emulator::Logs::default().sink(),
+            ..Default::default()
+        },
+        extra_env: Default::default(),
+        debounce: Duration::from_millis(50),
+        event_format: None,
+        default_function: default.map(str::to_string),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_streams_response_stream_urls_and_serves_the_default_function() {
+    use cargo_fn::watch::WatchEvent;
+    let dir = crate::support::tempdir();
+    let root = dir.path().join("streamy");
+    streaming_crate(&root);
+
+    // An unknown default function is refused, naming the flag.
+    let err = cargo_fn::watch::run(
+        watch_options(&root, Some("nope")),
+        cargo_fn::ui::Ui::silent(),
+        None,
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("--default-function"), "{err}");
+    assert!(err.contains("streamy"), "{err}");
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let watch = tokio::spawn(cargo_fn::watch::run(
+        watch_options(&root, Some("streamy")),
+        cargo_fn::ui::Ui::silent(),
+        Some(tx),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let endpoint = match tokio::time::timeout(Duration::from_secs(600), rx.recv()).await {
+        Ok(Some(WatchEvent::Ready { endpoint })) => endpoint,
+        other => panic!("expected Ready, got {other:?}"),
+    };
+    // Any path reaches the default function, streamed as configured.
+    let gate = dir.path().join("gate");
+    let resp = send(
+        "GET",
+        &format!("{endpoint}/any/path?gate={}", gate.display()),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    read_until(&mut body, &mut got, b"first\n").await;
+    assert!(!gate.exists());
+    std::fs::write(&gate, b"").unwrap();
+    read_rest(&mut body, &mut got).await.expect("complete body");
+    assert_eq!(got, b"first\nsecond\nthird\n");
+    stop_tx.send(()).unwrap();
+    watch.await.unwrap().unwrap();
+}
