@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use crate::config::{Arch, EventFormat, FunctionConfig, Overrides};
 use crate::emulator::{
     Architecture, CorsPolicy, Emulator, EmulatorOptions, FunctionSpec, HttpEventFormat, HttpFront,
+    InvokeMode,
 };
 use crate::launch;
 use crate::package::Input;
@@ -45,6 +46,8 @@ pub struct WatchOptions {
     /// `--event-format`: the HTTP front's event for every function,
     /// over each function's configured `event-format`.
     pub event_format: Option<EventFormat>,
+    /// `--default-function`: serves HTTP paths outside `/lambda-url/<fn>/`.
+    pub default_function: Option<String>,
     /// `--extensions-dir`: every executable in it runs as an external
     /// extension beside each function (Lambda's `/opt/extensions`).
     pub extensions_dir: Option<PathBuf>,
@@ -115,6 +118,18 @@ pub async fn run(
     let snapshots = snapshot_dir(&project);
     let (first_specs, env_files) = specs(&opts, &project, &built, &snapshots, generation)?;
     let emulator = Emulator::start(opts.emulator.clone(), first_specs.clone()).await?;
+    if let Some(name) = &opts.default_function {
+        emulator.set_default(Some(name)).map_err(|e| {
+            crate::error::hinted(
+                format!("--default-function: {e:#}"),
+                "name one of the served functions (its Lambda function name)",
+            )
+        })?;
+        ui.status(
+            "Serving",
+            format!("{name} on every other path of {}", emulator.endpoint()),
+        );
+    }
     for s in &first_specs {
         ui.status(
             "Serving",
@@ -645,7 +660,8 @@ impl Filter {
 }
 
 /// How the HTTP front serves a function: `--event-format` over the
-/// configured `event-format`; CORS from `function-url.cors` when set.
+/// configured `event-format`; CORS from `function-url.cors` when set;
+/// streaming with `function-url.invoke-mode = "RESPONSE_STREAM"`.
 fn http_front(cfg: &FunctionConfig, flag: Option<EventFormat>) -> HttpFront {
     let format = match flag.unwrap_or(cfg.event_format) {
         EventFormat::FunctionUrl => HttpEventFormat::FunctionUrl,
@@ -665,5 +681,13 @@ fn http_front(cfg: &FunctionConfig, flag: Option<EventFormat>) -> HttpFront {
             allow_credentials: c.allow_credentials,
             max_age: c.max_age,
         });
-    HttpFront { format, cors }
+    let invoke_mode = match cfg.function_url.as_ref().map(|u| u.invoke_mode) {
+        Some(crate::config::InvokeMode::ResponseStream) => InvokeMode::ResponseStream,
+        _ => InvokeMode::Buffered,
+    };
+    HttpFront {
+        format,
+        cors,
+        invoke_mode,
+    }
 }

@@ -71,6 +71,10 @@ pub struct WatchArgs {
     /// (like /opt/extensions); `extension = true` binaries of the workspace always are
     #[arg(long, value_name = "DIR", env = "CARGO_FN_EXTENSIONS_DIR")]
     pub extensions_dir: Option<std::path::PathBuf>,
+    /// Function that serves every HTTP path outside /lambda-url/<function>/
+    /// (by default only a lone function does)
+    #[arg(long, value_name = "NAME")]
+    pub default_function: Option<String>,
     #[command(flatten)]
     pub config: ConfigFlags,
 }
@@ -136,6 +140,7 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
             event_format: args.event_format.as_deref().and_then(EventFormat::parse),
             serve,
             extensions_dir: args.extensions_dir.clone(),
+            default_function: args.default_function.clone(),
         };
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

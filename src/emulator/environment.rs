@@ -29,6 +29,9 @@ pub(crate) enum Outcome {
     Error {
         body: Bytes,
     },
+    /// A streamed `/response` (response mode `streaming`): its parts arrive
+    /// while the runtime produces them; the invocation lasts until they end.
+    Stream(super::streaming::ResponseStream),
 }
 
 /// An invocation handed to the runtime on `/next`.
@@ -187,7 +190,7 @@ impl Environment {
             .merge(super::extensions_api::router(shared.clone()))
             .merge(super::telemetry::router(shared.clone()));
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(super::streaming::QuickAckListener(listener), app).await;
         });
 
         let mut cmd = tokio::process::Command::new(&spec.command);

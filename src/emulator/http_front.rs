@@ -133,12 +133,23 @@ impl CorsPolicy {
     }
 }
 
+/// How a function URL delivers the function's answer (`InvokeMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InvokeMode {
+    /// The whole answer, once the function has finished.
+    #[default]
+    Buffered,
+    /// A streamed answer goes to the client as the function produces it.
+    ResponseStream,
+}
+
 /// How a function is served by the HTTP front.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HttpFront {
     pub format: HttpEventFormat,
     /// `None`: no CORS headers, preflights go to the function.
     pub cors: Option<CorsPolicy>,
+    pub invoke_mode: InvokeMode,
 }
 
 fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
@@ -178,7 +189,7 @@ async fn named(State(emulator): State<Arc<Shared>>, req: Request) -> Response {
     serve(emulator, pool, sub, req).await
 }
 
-/// Any other path: served by the only function when there is exactly one.
+/// Any other path: served by the default function, or by the only one.
 /// `None` when the request is not for the HTTP front.
 pub(crate) async fn single(emulator: Arc<Shared>, req: Request) -> Result<Response, Request> {
     let path = req.uri().path();
@@ -187,9 +198,13 @@ pub(crate) async fn single(emulator: Arc<Shared>, req: Request) -> Result<Respon
     }
     let only = {
         let functions = emulator.functions.read().expect("functions lock");
-        (functions.len() == 1)
-            .then(|| functions.values().next().cloned())
-            .flatten()
+        let default = emulator.default_function.read().expect("default lock");
+        match default.as_ref().and_then(|name| functions.get(name)) {
+            Some(pool) => Some(pool.clone()),
+            None => (functions.len() == 1)
+                .then(|| functions.values().next().cloned())
+                .flatten(),
+        }
     };
     match only {
         Some(pool) => {
@@ -268,14 +283,18 @@ async fn serve(
                 .into_response();
         }
     };
-    // Detached like the Invoke API: the invocation completes even if the
-    // HTTP client goes away.
-    let run = tokio::spawn(async move { pool.run(lease, job).await });
-    let mut resp = match run.await {
-        Ok(result) if result.function_error.is_none() => {
-            map_response(front.format, &result.body).unwrap_or_else(bad_gateway)
+    let mut resp = if front.invoke_mode == InvokeMode::ResponseStream {
+        streamed(front.format, pool, lease, job).await
+    } else {
+        // Detached like the Invoke API: the invocation completes even if the
+        // HTTP client goes away.
+        let run = tokio::spawn(async move { pool.run(lease, job).await });
+        match run.await {
+            Ok(result) if result.function_error.is_none() => {
+                map_response(front.format, &result.body).unwrap_or_else(bad_gateway)
+            }
+            _ => bad_gateway(front.format),
         }
-        _ => bad_gateway(front.format),
     };
     let headers = resp.headers_mut();
     if let Some(cors) = &front.cors {
@@ -283,6 +302,78 @@ async fn serve(
     }
     set(headers, "x-amzn-requestid", &request_id);
     set(headers, "x-amzn-trace-id", &trace_id);
+    resp
+}
+
+/// `RESPONSE_STREAM`: status and headers as soon as the prelude is complete
+/// (or at once for a plain stream, as 200), then each chunk as the function
+/// produces it. A failure after the headers cuts the body short, so the
+/// client sees an incomplete response; before them it is a 502. A function
+/// that answers without streaming is mapped like a buffered one.
+async fn streamed(
+    format: HttpEventFormat,
+    pool: Arc<FunctionPool>,
+    lease: super::pool::Lease,
+    job: Job,
+) -> Response {
+    use super::streaming::{ChannelBody, HTTP_INTEGRATION, Prelude, parse_prelude};
+    let (head_tx, head_rx) = tokio::sync::oneshot::channel();
+    let run = tokio::spawn(async move { pool.run_streaming(lease, job, Some(head_tx)).await });
+    let Ok(mut head) = head_rx.await else {
+        return match run.await {
+            Ok(result) if result.function_error.is_none() => {
+                map_response(format, &result.body).unwrap_or_else(bad_gateway)
+            }
+            _ => bad_gateway(format),
+        };
+    };
+    let (mut resp, first) = if head.content_type.as_deref() == Some(HTTP_INTEGRATION) {
+        let mut buf = Vec::new();
+        loop {
+            match parse_prelude(&buf) {
+                Prelude::Done(prelude, at) => match prelude_response(format, &prelude, &[]) {
+                    Ok(resp) => break (resp, Bytes::copy_from_slice(&buf[at..])),
+                    Err(format) => return bad_gateway(format),
+                },
+                Prelude::NeedMore if !super::streaming::prelude_too_long(&buf) => {
+                    match head.chunks.recv().await {
+                        Some(chunk) => buf.extend_from_slice(&chunk),
+                        // Ended (or failed) before the prelude was complete.
+                        None => return bad_gateway(format),
+                    }
+                }
+                _ => return bad_gateway(format),
+            }
+        }
+    } else {
+        let mut resp = StatusCode::OK.into_response();
+        let content_type = head
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".into());
+        set(resp.headers_mut(), "content-type", &content_type);
+        (resp, Bytes::new())
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(super::streaming::CHANNEL_DEPTH);
+    tokio::spawn(async move {
+        if !first.is_empty() && tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        while let Some(chunk) = head.chunks.recv().await {
+            if tx.send(Ok(chunk)).await.is_err() {
+                return; // the client left; the invocation goes on alone
+            }
+        }
+        let failed = !matches!(run.await, Ok(r) if r.function_error.is_none());
+        if failed {
+            let _ = tx
+                .send(Err(
+                    "the function failed while streaming its response".into()
+                ))
+                .await;
+        }
+    });
+    *resp.body_mut() = Body::new(ChannelBody::new(rx));
     resp
 }
 

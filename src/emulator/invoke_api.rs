@@ -14,7 +14,9 @@ use axum::routing::post;
 use base64::Engine;
 use serde::Deserialize;
 
-use super::pool::{Job, Throttle};
+use tokio::sync::{mpsc, oneshot};
+
+use super::pool::{FunctionPool, Job, Lease, Throttle};
 use super::{LOCAL_ACCOUNT_ID, Shared};
 
 /// Synchronous requests must be smaller than this (contract 3.1).
@@ -152,6 +154,19 @@ async fn invoke(
     State(emulator): State<Arc<Shared>>,
     Path(function): Path<String>,
     Query(query): Query<InvokeQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    invoke_as(false, emulator, function, query, headers, body).await
+}
+
+/// `Invoke`, or with `stream` the synchronous part of
+/// `InvokeWithResponseStream` (same validation, limits and throttles).
+async fn invoke_as(
+    stream: bool,
+    emulator: Arc<Shared>,
+    function: String,
+    query: InvokeQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -316,6 +331,9 @@ async fn invoke(
                     return resp;
                 }
             };
+            if stream {
+                return event_stream_response(pool, lease, job, tail, ok_headers).await;
+            }
             // Run detached so the invocation completes even if the caller
             // goes away, as in Lambda.
             let run = tokio::spawn(async move { pool.run(lease, job).await });
@@ -351,18 +369,15 @@ async fn invoke(
     }
 }
 
-/// `InvokeWithResponseStream`: the invocation runs like a synchronous
-/// Invoke and its answer is framed as `PayloadChunk` + `InvokeComplete`
-/// events. The chunks are sent once the function has finished (buffered),
-/// not while it produces them.
+/// `InvokeWithResponseStream` (contract 3.3): validated and run like a
+/// synchronous Invoke, answered as an event stream.
 async fn invoke_with_response_stream(
     State(emulator): State<Arc<Shared>>,
     Path(function): Path<String>,
     Query(query): Query<InvokeQuery>,
-    mut headers: HeaderMap,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let tail = headers.get("x-amz-log-type").and_then(|v| v.to_str().ok()) == Some("Tail");
     match headers
         .get("x-amz-invocation-type")
         .and_then(|v| v.to_str().ok())
@@ -374,44 +389,78 @@ async fn invoke_with_response_stream(
             ));
         }
     }
-    // Run through the Invoke handler (validation, limits, the invocation),
-    // then re-frame its answer.
-    headers.insert("x-amz-log-type", HeaderValue::from_static("Tail"));
-    let resp = invoke(State(emulator), Path(function), Query(query), headers, body).await;
-    if resp.status() != StatusCode::OK {
-        return resp;
-    }
-    let (mut parts, body) = resp.into_parts();
-    let payload = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    let log = parts
-        .headers
-        .remove("x-amz-log-result")
-        .and_then(|v| v.to_str().ok().map(str::to_string));
-    let log = if tail { log } else { None };
-    let failed = parts.headers.remove("x-amz-function-error").is_some();
-    let mut out = Vec::new();
-    let complete = if failed {
-        let error: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
-        let code = error["errorType"]
-            .as_str()
-            .unwrap_or("Unhandled")
-            .to_string();
-        let details = error["errorMessage"].as_str().unwrap_or("").to_string();
-        super::event_stream::invoke_complete(Some(&code), Some(&details), log.as_deref())
-    } else {
-        if !payload.is_empty() {
-            out.extend_from_slice(&super::event_stream::payload_chunk(&payload));
+    invoke_as(true, emulator, function, query, headers, body).await
+}
+
+/// Runs the invocation and answers at once with an event stream: one
+/// `PayloadChunk` per chunk the runtime streams, as it arrives (or one for
+/// a buffered answer), then `InvokeComplete` with the error and the log.
+/// The payload is the runtime's bytes unchanged (an HTTP integration
+/// prelude included): only function URLs interpret the prelude.
+async fn event_stream_response(
+    pool: Arc<FunctionPool>,
+    lease: Lease,
+    job: Job,
+    tail: bool,
+    mut headers: HeaderMap,
+) -> Response {
+    use super::event_stream::{invoke_complete, payload_chunk};
+    let (head_tx, head_rx) = oneshot::channel();
+    // Detached: the invocation completes even if the caller goes away.
+    let run = tokio::spawn(async move { pool.run_streaming(lease, job, Some(head_tx)).await });
+    // Either the stream starts, or the function answered without streaming.
+    let head = head_rx.await.ok();
+    let content_type = head
+        .as_ref()
+        .and_then(|h| h.content_type.clone())
+        .unwrap_or_else(|| "application/json".to_string());
+    let (tx, rx) = mpsc::channel(super::streaming::CHANNEL_DEPTH);
+    tokio::spawn(async move {
+        if let Some(mut head) = head {
+            while let Some(chunk) = head.chunks.recv().await {
+                if tx.send(Ok(payload_chunk(&chunk))).await.is_err() {
+                    return; // the caller left; the invocation goes on alone
+                }
+            }
         }
-        super::event_stream::invoke_complete(None, None, log.as_deref())
-    };
-    out.extend_from_slice(&complete);
-    parts.headers.insert(
-        "content-type",
-        HeaderValue::from_static("application/vnd.amazon.eventstream"),
+        let Ok(result) = run.await else {
+            let _ = tx
+                .send(Err(
+                    "the emulator failed while running the invocation".into()
+                ))
+                .await;
+            return;
+        };
+        let log = tail.then(|| {
+            let log = result.log.as_bytes();
+            base64::engine::general_purpose::STANDARD.encode(&log[log.len().saturating_sub(4096)..])
+        });
+        let complete = if result.function_error.is_some() {
+            let error: serde_json::Value = serde_json::from_slice(&result.body).unwrap_or_default();
+            let code = error["errorType"].as_str().unwrap_or("Unhandled");
+            let details = error["errorMessage"].as_str().unwrap_or("");
+            invoke_complete(Some(code), Some(details), log.as_deref())
+        } else {
+            if !result.body.is_empty() {
+                let _ = tx.send(Ok(payload_chunk(&result.body))).await;
+            }
+            invoke_complete(None, None, log.as_deref())
+        };
+        let _ = tx.send(Ok(complete)).await;
+    });
+    headers.insert(
+        "x-amz-executed-version",
+        HeaderValue::from_static("$LATEST"),
     );
-    Response::from_parts(parts, Body::from(out))
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        headers.insert("content-type", v);
+    }
+    (
+        StatusCode::OK,
+        headers,
+        Body::new(super::streaming::ChannelBody::new(rx)),
+    )
+        .into_response()
 }
 
 fn with_reason(resp: Response, reason: &str) -> Response {

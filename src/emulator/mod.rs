@@ -26,6 +26,7 @@ mod invoke_api;
 mod pool;
 mod report;
 mod runtime_api;
+mod streaming;
 mod telemetry;
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,7 +39,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
 
-pub use http_front::{CorsPolicy, HttpEventFormat, HttpFront};
+pub use http_front::{CorsPolicy, HttpEventFormat, HttpFront, InvokeMode};
 pub use invoke_api::InvocationType;
 pub use report::{Architecture, cost_estimate};
 
@@ -170,6 +171,8 @@ pub(crate) struct Shared {
     /// Environments in their shutdown phase (extensions handling SHUTDOWN).
     pub shutting_down: AtomicUsize,
     pub functions: RwLock<HashMap<String, Arc<FunctionPool>>>,
+    /// The function that serves HTTP paths outside `/lambda-url/<fn>/`.
+    pub default_function: RwLock<Option<String>>,
 }
 
 impl Shared {
@@ -211,6 +214,7 @@ impl Emulator {
             processes: Mutex::new(HashMap::new()),
             shutting_down: AtomicUsize::new(0),
             functions: RwLock::new(HashMap::new()),
+            default_function: RwLock::new(None),
         });
         let emulator = Emulator {
             shared: shared.clone(),
@@ -218,6 +222,10 @@ impl Emulator {
             server: Some(tokio::spawn(async move {
                 let app =
                     invoke_api::router(shared).into_make_service_with_connect_info::<SocketAddr>();
+                // Streamed chunks go out as written, not held by Nagle's algorithm.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!("the Invoke API server stopped: {e}");
                 }
@@ -256,6 +264,22 @@ impl Emulator {
                     .insert(name, pool);
             }
         }
+    }
+
+    /// Makes `name` the function that serves every HTTP path outside
+    /// `/lambda-url/<function>/` (without one, only a lone function does).
+    /// Fails when no such function is served.
+    pub fn set_default(&self, name: Option<&str>) -> Result<()> {
+        if let Some(name) = name
+            && self.shared.function(name).is_none()
+        {
+            anyhow::bail!(
+                "cannot make `{name}` the default function: it is not served (served: {})",
+                self.functions().join(", ")
+            );
+        }
+        *self.shared.default_function.write().expect("default lock") = name.map(str::to_string);
+        Ok(())
     }
 
     /// Stops serving a function; its environments end after their invocation.

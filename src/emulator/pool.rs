@@ -6,13 +6,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 
 use super::environment::{Environment, Invocation, Outcome};
 use super::extensions::{ShutdownReason, shut_down};
 use super::report::{self, EndStatus, ReportData};
-use super::runtime_api::error_body;
+use super::runtime_api::{MAX_RESPONSE_BYTES, error_body};
+use super::streaming::{self, ResponseStream, StreamHead, StreamPart};
 use super::{FunctionSpec, LOCAL_ACCOUNT_ID, LogStream, Shared};
 
 /// How long a runtime may take to ask for its first event (Lambda's
@@ -185,8 +186,21 @@ impl FunctionPool {
         }
     }
 
-    /// Runs one invocation on the leased slot, from hand-off to REPORT.
-    pub async fn run(&self, mut lease: Lease, job: Job) -> JobResult {
+    /// Runs one invocation on the leased slot, from hand-off to REPORT. A
+    /// streamed answer is collected (up to the buffered limit).
+    pub async fn run(&self, lease: Lease, job: Job) -> JobResult {
+        self.run_streaming(lease, job, None).await
+    }
+
+    /// Like [`run`](Self::run), but a streamed answer goes to `head` as it
+    /// is produced; the result (error, log) comes once the stream has ended.
+    /// `head` is dropped unused when the function answers without streaming.
+    pub async fn run_streaming(
+        &self,
+        mut lease: Lease,
+        job: Job,
+        head: Option<oneshot::Sender<StreamHead>>,
+    ) -> JobResult {
         let spec = lease.spec.clone();
         lease.trace_id = job.trace_id.clone();
         let mut env = match lease.env.take() {
@@ -320,59 +334,50 @@ impl FunctionPool {
             _ = env.wait_exit() => Ended::Exit,
             _ = tokio::time::sleep_until(deadline) => Ended::Timeout,
         };
-        if let Ended::Answer(outcome) = &ended {
-            let status = match outcome {
-                Outcome::Response(_) => "success",
-                Outcome::Error { .. } => "error",
-            };
-            env.shared
-                .telemetry
-                .runtime_done(&request_id, status, started.elapsed());
-        }
-        let ended = match ended {
-            // Extensions still busy with the INVOKE: the caller gets the
-            // answer now, the invocation completes later (contract 2.2).
-            Ended::Answer(outcome) if !env.shared.extensions.all_waiting() => {
-                let work = Unfinished {
-                    lease,
-                    env,
-                    spec,
-                    request_id,
-                    started,
-                    init,
-                    deadline,
-                };
-                return work.answer_then_wait(outcome);
-            }
-            other => other,
-        };
-        let duration = started.elapsed();
         let (status, body) = match ended {
             Ended::Answer(Outcome::Response(body)) => (EndStatus::Success, body),
+            // The environment stays busy, and the deadline applies, until
+            // the stream ends.
+            Ended::Answer(Outcome::Stream(stream)) => {
+                relay(stream, head, &mut env, deadline, &spec, &request_id).await
+            }
             // Lambda resets an environment after a failed invocation (a
             // panic may have left it in any state): the next invocation
             // gets a fresh one.
             Ended::Answer(Outcome::Error { body }) => (EndStatus::FunctionError, body),
             Ended::Exit => {
                 let status = env.wait_exit().await;
-                let text = status.map(exit_text).unwrap_or_else(|| "unknown".into());
-                let message =
-                    format!("RequestId: {request_id} Error: Runtime exited with error: {text}");
-                env.shared.log(LogStream::Platform, &message);
-                (
-                    EndStatus::Crashed("Runtime.ExitError".into()),
-                    error_body("Runtime.ExitError", &message),
-                )
+                exited(&env, status, &request_id)
             }
-            Ended::Timeout => {
-                let secs = spec.timeout.as_secs_f64();
-                let message = format!(
-                    "RequestId: {request_id} Error: Task timed out after {secs:.2} seconds"
-                );
-                env.shared.log(LogStream::Platform, &message);
-                (EndStatus::Timeout, error_body("Sandbox.Timedout", &message))
-            }
+            Ended::Timeout => timed_out(&env, &spec, &request_id),
         };
+        // The runtime's answer is complete (a stream's at its end).
+        let answered = matches!(status, EndStatus::Success | EndStatus::FunctionError);
+        if answered {
+            let outcome = if status == EndStatus::Success {
+                "success"
+            } else {
+                "error"
+            };
+            env.shared
+                .telemetry
+                .runtime_done(&request_id, outcome, started.elapsed());
+        }
+        if answered && !env.shared.extensions.all_waiting() {
+            // Extensions still busy with the INVOKE: the caller gets the
+            // answer now, the invocation completes later (contract 2.2).
+            let work = Unfinished {
+                lease,
+                env,
+                spec,
+                request_id,
+                started,
+                init,
+                deadline,
+            };
+            return work.answer_then_wait(status, body);
+        }
+        let duration = started.elapsed();
         self.finish(
             &mut lease,
             env,
@@ -468,11 +473,7 @@ impl Unfinished {
     /// The caller's answer now; END/REPORT, and the environment's return to
     /// the pool, when every extension has asked for its next event (or, at
     /// the deadline, a timeout that resets the environment).
-    fn answer_then_wait(self, outcome: Outcome) -> JobResult {
-        let (status, body) = match outcome {
-            Outcome::Response(body) => (EndStatus::Success, body),
-            Outcome::Error { body } => (EndStatus::FunctionError, body),
-        };
+    fn answer_then_wait(self, status: EndStatus, body: Bytes) -> JobResult {
         let answer = JobResult {
             body: body.clone(),
             function_error: (status != EndStatus::Success).then_some("Unhandled"),
@@ -521,6 +522,134 @@ impl Unfinished {
         });
         answer
     }
+}
+
+fn exited(
+    env: &Environment,
+    status: Option<std::process::ExitStatus>,
+    request_id: &str,
+) -> (EndStatus, Bytes) {
+    let text = status.map(exit_text).unwrap_or_else(|| "unknown".into());
+    let message = format!("RequestId: {request_id} Error: Runtime exited with error: {text}");
+    env.shared.log(LogStream::Platform, &message);
+    (
+        EndStatus::Crashed("Runtime.ExitError".into()),
+        error_body("Runtime.ExitError", &message),
+    )
+}
+
+fn timed_out(env: &Environment, spec: &FunctionSpec, request_id: &str) -> (EndStatus, Bytes) {
+    let secs = spec.timeout.as_secs_f64();
+    let message = format!("RequestId: {request_id} Error: Task timed out after {secs:.2} seconds");
+    env.shared.log(LogStream::Platform, &message);
+    (EndStatus::Timeout, error_body("Sandbox.Timedout", &message))
+}
+
+/// Where streamed bytes go: the caller as they come, or a buffer for a
+/// caller that wants the whole answer.
+enum Sink {
+    Caller(mpsc::Sender<Bytes>),
+    /// The caller went away: the invocation still runs to its end.
+    Gone,
+    Buffer(BytesMut),
+}
+
+/// Moves a streamed answer from the runtime to the caller until it ends,
+/// fails, the runtime dies, or the deadline passes.
+async fn relay(
+    stream: ResponseStream,
+    head: Option<oneshot::Sender<StreamHead>>,
+    env: &mut Environment,
+    deadline: tokio::time::Instant,
+    spec: &FunctionSpec,
+    request_id: &str,
+) -> (EndStatus, Bytes) {
+    let ResponseStream {
+        content_type,
+        mut parts,
+    } = stream;
+    let mut sink = match head {
+        Some(head) => {
+            let (tx, chunks) = mpsc::channel(streaming::CHANNEL_DEPTH);
+            match head.send(StreamHead {
+                content_type,
+                chunks,
+            }) {
+                Ok(()) => Sink::Caller(tx),
+                Err(_) => Sink::Gone,
+            }
+        }
+        None => Sink::Buffer(BytesMut::new()),
+    };
+    enum Stop {
+        Exit(Option<std::process::ExitStatus>),
+        Timeout,
+    }
+    let stop = |env: &Environment, stop: Stop| match stop {
+        Stop::Exit(status) => exited(env, status, request_id),
+        Stop::Timeout => timed_out(env, spec, request_id),
+    };
+    loop {
+        let part = tokio::select! {
+            biased;
+            p = parts.recv() => Ok(p),
+            s = env.wait_exit() => Err(Stop::Exit(s)),
+            _ = tokio::time::sleep_until(deadline) => Err(Stop::Timeout),
+        };
+        let part = match part {
+            Ok(p) => p,
+            Err(s) => return stop(env, s),
+        };
+        let data = match part {
+            None => break,
+            Some(StreamPart::Data(data)) => data,
+            Some(StreamPart::Error {
+                error_type,
+                message,
+            }) => {
+                env.shared.log(
+                    LogStream::Platform,
+                    &format!("RequestId: {request_id} Error: {error_type}: {message}"),
+                );
+                return (EndStatus::FunctionError, error_body(&error_type, &message));
+            }
+        };
+        match &mut sink {
+            Sink::Caller(tx) => {
+                let sent = tokio::select! {
+                    biased;
+                    r = tx.send(data) => Ok(r.is_ok()),
+                    s = env.wait_exit() => Err(Stop::Exit(s)),
+                    _ = tokio::time::sleep_until(deadline) => Err(Stop::Timeout),
+                };
+                match sent {
+                    Ok(true) => {}
+                    Ok(false) => sink = Sink::Gone,
+                    Err(s) => return stop(env, s),
+                }
+            }
+            Sink::Gone => {}
+            Sink::Buffer(buf) => {
+                if buf.len() + data.len() > MAX_RESPONSE_BYTES {
+                    return (
+                        EndStatus::FunctionError,
+                        error_body(
+                            "Function.ResponseSizeTooLarge",
+                            &format!(
+                                "Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+                            ),
+                        ),
+                    );
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    let body = match sink {
+        Sink::Buffer(buf) => buf.freeze(),
+        _ => Bytes::new(),
+    };
+    (EndStatus::Success, body)
 }
 
 fn exit_text(status: std::process::ExitStatus) -> String {

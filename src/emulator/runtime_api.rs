@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 
 use super::LogStream;
 use super::environment::{Current, EnvShared, Outcome};
+use super::streaming;
 
 /// Largest buffered response a runtime may post (6 MiB + 100 B).
 pub(crate) const MAX_RESPONSE_BYTES: usize = 6_291_556;
@@ -232,6 +233,9 @@ async fn response(
             return r;
         }
     };
+    if streaming {
+        return stream_response(&env, &request_id, &headers, body).await;
+    }
     let read = axum::body::to_bytes(body, MAX_RESPONSE_BYTES).await;
     let reply = match take_reply(&env, &request_id) {
         Ok(reply) => reply,
@@ -239,11 +243,6 @@ async fn response(
     };
     match read {
         Ok(bytes) => {
-            let bytes = if streaming {
-                strip_inline_trailers(bytes)
-            } else {
-                bytes
-            };
             let _ = reply.send(Outcome::Response(bytes));
             accepted()
         }
@@ -265,14 +264,43 @@ async fn response(
     }
 }
 
-/// The Rust runtime writes its mid-stream error "trailers" as body lines
-/// (contract 1.5); drop them from the payload.
-fn strip_inline_trailers(bytes: Bytes) -> Bytes {
-    const MARK: &[u8] = b"Lambda-Runtime-Function-Error-Type:";
-    if let Some(pos) = bytes.windows(MARK.len()).rposition(|w| w == MARK) {
-        bytes.slice(..pos)
-    } else {
-        bytes
+/// A streamed `/response`: the invocation gets the stream at once and its
+/// parts as they arrive; the runtime's request ends when its body does
+/// (202), or with 413 past the streamed-size limit, 400 when cut.
+async fn stream_response(
+    env: &EnvShared,
+    request_id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let reply = match take_reply(env, request_id) {
+        Ok(reply) => reply,
+        Err(r) => return r,
+    };
+    let (tx, parts) = tokio::sync::mpsc::channel(streaming::CHANNEL_DEPTH);
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let _ = reply.send(Outcome::Stream(streaming::ResponseStream {
+        content_type,
+        parts,
+    }));
+    match streaming::pump(body, tx, streaming::MAX_STREAMED_RESPONSE_BYTES).await {
+        streaming::Pumped::Complete => accepted(),
+        streaming::Pumped::TooLarge => runtime_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            &format!(
+                "Exceeded maximum allowed payload size ({} bytes).",
+                streaming::MAX_STREAMED_RESPONSE_BYTES
+            ),
+        ),
+        streaming::Pumped::Truncated => runtime_error(
+            StatusCode::BAD_REQUEST,
+            "TruncatedHTTPRequest",
+            "HTTP request detected as truncated",
+        ),
     }
 }
 

@@ -597,7 +597,7 @@ async fn reserved_concurrency_throttles_with_429() {
 
 /// A "runtime" that is just a shell writing its Runtime API address to a
 /// file, so the test can speak the Runtime API itself.
-fn manual_runtime(dir: &Path) -> FunctionSpec {
+pub fn manual_runtime(dir: &Path) -> FunctionSpec {
     let addr_file = dir.join("runtime-api");
     let mut s = FunctionSpec::new("manual", "/bin/sh");
     s.args = vec![
@@ -612,7 +612,7 @@ fn manual_runtime(dir: &Path) -> FunctionSpec {
     s
 }
 
-async fn runtime_api_addr(dir: &Path) -> String {
+pub async fn runtime_api_addr(dir: &Path) -> String {
     let file = dir.join("runtime-api");
     let until = Instant::now() + Duration::from_secs(10);
     loop {

@@ -626,6 +626,7 @@ async fn watch_runs_workspace_extensions_and_an_extensions_dir_beside_each_funct
         event_format: None,
         extensions_dir: Some(ext_dir.clone()),
         serve: Default::default(),
+        default_function: None,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -1049,6 +1050,7 @@ async fn watch_refuses_two_extensions_with_one_name() {
         event_format: None,
         extensions_dir: Some(ext_dir.clone()),
         serve: Default::default(),
+        default_function: None,
     };
     let err = cargo_fn::watch::run(opts, Ui::silent(), None, std::future::pending())
         .await

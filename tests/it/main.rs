@@ -16,4 +16,5 @@ mod moto;
 mod new;
 mod package;
 mod ship;
+mod streaming;
 mod watch;

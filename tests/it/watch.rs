@@ -95,6 +95,7 @@ fn watch_options(dir: &Path, logs: &Logs) -> WatchOptions {
         event_format: None,
         serve: Default::default(),
         extensions_dir: None,
+        default_function: None,
     }
 }
 

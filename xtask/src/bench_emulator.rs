@@ -329,6 +329,7 @@ async fn reload_latency(root: &Path, target: &Path) -> Result<()> {
         event_format: None,
         serve: Default::default(),
         extensions_dir: None,
+        default_function: None,
     };
     eprintln!("bench: starting watch (first dev build of the reload crate)");
     let watch = tokio::spawn(cargo_fn::watch::run(

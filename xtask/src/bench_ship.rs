@@ -110,6 +110,7 @@ async fn serve_once(dir: &Path, target: &Path, serve: Serve, arch: Arch, n: usiz
         event_format: None,
         extensions_dir: None,
         serve,
+        default_function: None,
     };
     let started = Instant::now();
     let watch = tokio::spawn(cargo_fn::watch::run(

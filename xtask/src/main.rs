@@ -16,6 +16,7 @@ mod bench_image;
 mod bench_package;
 mod bench_profile;
 mod bench_ship;
+mod bench_url;
 mod demo;
 mod tools;
 
@@ -44,7 +45,8 @@ enum Task {
     Demo,
     /// Run the benchmarks and print their figures (packaging, build overhead, deploy, emulator)
     Bench {
-        /// Only one part: `package`, `image`, `ship`, `deploy`, `emulator`, the emulator's `invoke` or `reload`, or `extensions`
+        /// Only one part: `package`, `image`, `ship`, `deploy`, `emulator`, the emulator's
+        /// `invoke` or `reload`, `extensions`, or `url` (function URL vs Invoke API round trip)
         #[arg(long)]
         only: Option<String>,
     },
@@ -106,16 +108,19 @@ fn bench(only: Option<&str>) -> Result<()> {
             bench_release("image")?;
             bench_release("ship")?;
             bench_release("emulator")?;
-            bench_release("extensions")
+            bench_release("extensions")?;
+            bench_release("url")
         }
         Some("package") => bench_package::run_all(),
         Some("image") => bench_release("image"),
         Some("deploy") => bench_deploy::run(),
         Some("ship") => bench_release("ship"),
-        Some(part @ ("emulator" | "invoke" | "reload" | "extensions")) => bench_release(part),
+        Some(part @ ("emulator" | "invoke" | "reload" | "extensions" | "url")) => {
+            bench_release(part)
+        }
         Some(other) => {
             bail!(
-                "--only expects package, image, ship, deploy, emulator, invoke, reload or extensions; got `{other}`"
+                "--only expects package, image, ship, deploy, emulator, invoke, reload, extensions or url; got `{other}`"
             )
         }
     }
@@ -142,6 +147,8 @@ fn bench_release(part: &str) -> Result<()> {
         bench_ship::run()
     } else if part == "extensions" {
         bench_extensions::run()
+    } else if part == "url" {
+        bench_url::run()
     } else {
         bench_emulator::run(Some(part))
     }
