@@ -1061,3 +1061,40 @@ async fn watch_refuses_two_extensions_with_one_name() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_streamed_answer_is_handed_to_extensions_like_a_buffered_one() {
+    let dir = tempdir();
+    let file = dir.path().join("recorder.jsonl");
+    // The gate is open: the handler streams its three chunks at once.
+    let gate = dir.path().join("gate");
+    std::fs::write(&gate, b"").unwrap();
+    let (emu, _client, logs) = start(vec![with_recorder("chunks", "chunks", dir.path())]).await;
+    let url = format!("{}/2015-03-31/functions/chunks/invocations", emu.endpoint());
+    let payload = json!({"gate": gate.to_str().unwrap()}).to_string();
+    for n in 1..=2 {
+        let (status, _, body) = http("POST", &url, &[], payload.clone().into_bytes()).await;
+        assert_eq!(status, 200);
+        assert!(
+            body.ends_with(b"first\nsecond\nthird\n"),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        // The invocation completes (REPORT) once the stream has ended and
+        // the extension has asked for its next event.
+        let until = Instant::now() + Duration::from_secs(60);
+        while logs.count("REPORT RequestId") < n {
+            assert!(Instant::now() < until, "no REPORT: {:#?}", logs.lines());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let lines = records_until(&file, |l| count(l, "INVOKE") == 2).await;
+    assert_eq!(
+        count(&lines, "STARTED"),
+        1,
+        "the environment was reused: {lines:#?}"
+    );
+    emu.shutdown().await;
+    let lines = records_until(&file, |l| count(l, "SHUTDOWN") == 1).await;
+    assert_eq!(lines.last().unwrap()["shutdownReason"], "spindown");
+}
