@@ -1098,3 +1098,26 @@ async fn a_streamed_answer_is_handed_to_extensions_like_a_buffered_one() {
     let lines = records_until(&file, |l| count(l, "SHUTDOWN") == 1).await;
     assert_eq!(lines.last().unwrap()["shutdownReason"], "spindown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ctrl_c_on_cargo_fn_watch_shuts_extensions_down() {
+    let dir = tempdir();
+    let root = dir.path().join("ws");
+    fixture_workspace(&root);
+    let records = dir.path().join("records");
+    std::fs::create_dir_all(&records).unwrap();
+    let env = format!("EXT_RECORD_DIR={}", records.display());
+    let (watch, rx, port) = crate::ship::start_watch(
+        &root,
+        &["--bin", "func", "--bin", "recorder", "--env-var", &env],
+    );
+    let client = crate::emulator::lambda_client(&format!("http://127.0.0.1:{port}"));
+    let out = invoke(&client, "func", json!({"c": 1})).await;
+    assert_eq!(out.body, json!({"c": 1}), "{}", out.log);
+    let file = records.join("recorder.jsonl");
+    records_until(&file, |l| count(l, "INVOKE") == 1).await;
+    // A real SIGINT, as a terminal's Ctrl-C sends it; watch exits 0.
+    crate::ship::stop(watch, rx);
+    let lines = records_until(&file, |l| count(l, "SHUTDOWN") == 1).await;
+    assert_eq!(lines.last().unwrap()["shutdownReason"], "spindown");
+}

@@ -13,7 +13,7 @@ use crate::build::cargo_fn_in;
 use crate::support::{cargo_fn, path_with_tools, shared_target_dir, tempdir};
 
 /// `cargo-fn watch ARGS` in `dir`; returns once it serves, with its stderr lines so far.
-fn start_watch(dir: &Path, args: &[&str]) -> (Child, mpsc::Receiver<String>, u16) {
+pub fn start_watch(dir: &Path, args: &[&str]) -> (Child, mpsc::Receiver<String>, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -85,7 +85,7 @@ fn processes_with(needle: &str) -> Vec<String> {
 }
 
 /// Ctrl-C, then the exit status, with the rest of stderr on failure.
-fn stop(mut child: Child, rx: mpsc::Receiver<String>) {
+pub fn stop(mut child: Child, rx: mpsc::Receiver<String>) {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     let rest: Vec<String> = rx.try_iter().collect();
