@@ -314,18 +314,7 @@ impl Emulator {
     /// shutdown phase), kills every function process (whole process groups)
     /// and waits until they are gone.
     pub async fn shutdown(mut self) {
-        self.shared.closed.store(true, Ordering::SeqCst);
-        let pools: Vec<_> = self
-            .shared
-            .functions
-            .write()
-            .expect("functions lock")
-            .drain()
-            .map(|(_, p)| p)
-            .collect();
-        for pool in pools {
-            pool.close();
-        }
+        self.close_functions();
         let limit = tokio::time::Instant::now() + extensions::SHUTDOWN_LIMIT;
         while self.shared.shutting_down.load(Ordering::SeqCst) > 0
             && tokio::time::Instant::now() < limit
@@ -346,11 +335,9 @@ impl Emulator {
         }
     }
 
-    fn stop(&mut self) {
+    /// Refuses new invocations and closes every function's pool.
+    fn close_functions(&self) {
         self.shared.closed.store(true, Ordering::SeqCst);
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
         let pools: Vec<_> = self
             .shared
             .functions
@@ -361,6 +348,13 @@ impl Emulator {
             .collect();
         for pool in pools {
             pool.close();
+        }
+    }
+
+    fn stop(&mut self) {
+        self.close_functions();
+        if let Some(server) = self.server.take() {
+            server.abort();
         }
         for pgid in self
             .shared
