@@ -191,25 +191,7 @@ pub async fn invoke(opts: &InvokeOptions) -> Result<InvokeOutcome> {
     } else if opts.tail_log {
         req = req.log_type(LogType::Tail);
     }
-    let out = req.send().await.map_err(|e| {
-        let detail = match e.as_service_error() {
-            Some(se) => format!("{se}"),
-            None => format!("{}", aws_sdk_lambda::error::DisplayErrorContext(&e)),
-        };
-        match &opts.target {
-            Target::Local { endpoint } if e.as_service_error().is_none() => hinted(
-                format!("could not invoke `{}` at {endpoint}: {detail}", opts.function),
-                "is `cargo fn watch` running? Start it, or pass --port/--endpoint to reach it",
-            ),
-            Target::Local { .. } => {
-                anyhow::anyhow!("invoking `{}` locally failed: {detail}", opts.function)
-            }
-            Target::Remote { .. } => hinted(
-                format!("invoking `{}` in AWS failed: {detail}", opts.function),
-                "check --profile/--region and that the function exists (`cargo fn deploy` creates it)",
-            ),
-        }
-    })?;
+    let out = req.send().await.map_err(|e| invoke_error(opts, e))?;
     let log = match out.log_result() {
         Some(encoded) => Some(
             base64::engine::general_purpose::STANDARD
@@ -229,6 +211,105 @@ pub async fn invoke(opts: &InvokeOptions) -> Result<InvokeOutcome> {
         log,
         executed_version: out.executed_version().map(str::to_string),
     })
+}
+
+/// What cargo-fn says when the Invoke call itself fails (not the function).
+fn invoke_error<E, R>(
+    opts: &InvokeOptions,
+    e: aws_sdk_lambda::error::SdkError<E, R>,
+) -> anyhow::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let detail = match e.as_service_error() {
+        Some(se) => format!("{se}"),
+        None => format!("{}", aws_sdk_lambda::error::DisplayErrorContext(&e)),
+    };
+    match &opts.target {
+        Target::Local { endpoint } if e.as_service_error().is_none() => hinted(
+            format!(
+                "could not invoke `{}` at {endpoint}: {detail}",
+                opts.function
+            ),
+            "is `cargo fn watch` running? Start it, or pass --port/--endpoint to reach it",
+        ),
+        Target::Local { .. } => {
+            anyhow::anyhow!("invoking `{}` locally failed: {detail}", opts.function)
+        }
+        Target::Remote { .. } => hinted(
+            format!("invoking `{}` in AWS failed: {detail}", opts.function),
+            "check --profile/--region and that the function exists (`cargo fn deploy` creates it)",
+        ),
+    }
+}
+
+/// How a streamed invocation ended.
+#[derive(Debug, Clone, Default)]
+pub struct StreamOutcome {
+    /// `InvokeComplete`'s ErrorCode and ErrorDetails, when the stream failed.
+    pub error: Option<(String, String)>,
+    pub log: Option<String>,
+    pub bytes: u64,
+}
+
+/// `InvokeWithResponseStream`: writes each payload chunk to `out` (and
+/// flushes it) as it arrives, so a streaming function is seen streaming.
+pub async fn invoke_stream(
+    opts: &InvokeOptions,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<StreamOutcome> {
+    use aws_sdk_lambda::types::{
+        InvokeWithResponseStreamResponseEvent as Event, ResponseStreamingInvocationType,
+    };
+    let client = client(&opts.target).await;
+    let mut req = client
+        .invoke_with_response_stream()
+        .function_name(&opts.function)
+        .payload(Blob::new(opts.payload.clone()))
+        .set_qualifier(opts.qualifier.clone())
+        .invocation_type(ResponseStreamingInvocationType::RequestResponse);
+    if opts.tail_log {
+        req = req.log_type(LogType::Tail);
+    }
+    let resp = req.send().await.map_err(|e| invoke_error(opts, e))?;
+    let mut events = resp.event_stream;
+    let mut outcome = StreamOutcome::default();
+    loop {
+        let event = events.recv().await.map_err(|e| {
+            anyhow::anyhow!(
+                "the response stream of `{}` broke: {}",
+                opts.function,
+                aws_sdk_lambda::error::DisplayErrorContext(&e)
+            )
+        })?;
+        match event {
+            Some(Event::PayloadChunk(chunk)) => {
+                if let Some(bytes) = chunk.payload() {
+                    out.write_all(bytes.as_ref())?;
+                    out.flush()?;
+                    outcome.bytes += bytes.as_ref().len() as u64;
+                }
+            }
+            Some(Event::InvokeComplete(done)) => {
+                if let Some(code) = done.error_code() {
+                    outcome.error = Some((
+                        code.to_string(),
+                        done.error_details().unwrap_or_default().to_string(),
+                    ));
+                }
+                if let Some(encoded) = done.log_result() {
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .context("decoding the log tail")?;
+                    outcome.log = Some(String::from_utf8_lossy(&raw).into_owned());
+                }
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    Ok(outcome)
 }
 
 #[cfg(test)]

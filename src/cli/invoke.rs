@@ -54,6 +54,9 @@ pub struct InvokeArgs {
     /// Queue the invocation (Event) and return at once
     #[arg(long = "async", conflicts_with = "log")]
     pub asynchronous: bool,
+    /// Use InvokeWithResponseStream: print each chunk as the function streams it
+    #[arg(long, conflicts_with = "asynchronous")]
+    pub stream: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: InvokeArgs) -> Result<()> {
@@ -92,6 +95,9 @@ pub fn run(global: &GlobalArgs, args: InvokeArgs) -> Result<()> {
         asynchronous: args.asynchronous,
     };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    if args.stream {
+        return stream(&rt, &opts);
+    }
     let outcome = rt.block_on(crate::invoke::invoke(&opts))?;
     if let Some(log) = &outcome.log {
         eprint!("{log}");
@@ -108,6 +114,29 @@ pub fn run(global: &GlobalArgs, args: InvokeArgs) -> Result<()> {
     if let Some(kind) = outcome.function_error {
         return Err(anyhow::anyhow!(
             "function `{function}` failed ({kind} error); its error is on stdout"
+        ));
+    }
+    Ok(())
+}
+
+/// `--stream`: chunks go to stdout as they come; the log tail and a
+/// mid-stream error come after the stream.
+fn stream(rt: &tokio::runtime::Runtime, opts: &InvokeOptions) -> Result<()> {
+    let mut stdout = std::io::stdout();
+    let outcome = rt.block_on(crate::invoke::invoke_stream(opts, &mut stdout))?;
+    if outcome.bytes > 0 {
+        writeln!(stdout)?;
+    }
+    if let Some(log) = &outcome.log {
+        eprint!("{log}");
+        if !log.ends_with('\n') {
+            eprintln!();
+        }
+    }
+    if let Some((code, details)) = outcome.error {
+        return Err(anyhow::anyhow!(
+            "function `{}` failed mid-stream ({code}): {details}",
+            opts.function
         ));
     }
     Ok(())

@@ -258,3 +258,75 @@ async fn remote_mode_goes_through_the_aws_configuration_path() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_prints_each_chunk_as_it_arrives_and_reports_a_mid_stream_error() {
+    use std::io::Read;
+    let logs = Logs::default();
+    let emu = Emulator::start(options(&logs), vec![spec("chunks", "chunks")])
+        .await
+        .unwrap();
+    let ep = emu.endpoint();
+    let dir = crate::support::tempdir();
+    let gate = dir.path().join("gate");
+    let data = json!({"gate": gate.to_str().unwrap()}).to_string();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cargo-fn"))
+        .args(["invoke", "chunks", "--stream", "--log", "--endpoint", &ep])
+        .args(["--data", &data])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // The first chunk is on stdout while the handler still waits on the gate.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !seen.ends_with(b"first\n") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "stdout ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "invoke ended before the gate opened"
+    );
+    std::fs::write(&gate, b"").unwrap();
+    stdout.read_to_end(&mut seen).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        seen.ends_with(b"first\nsecond\nthird\n\n"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("REPORT RequestId"), "the log tail: {err}");
+
+    // An error after the first chunk: the chunk is printed, the error named.
+    let failing = json!({"gate": gate.to_str().unwrap(), "fail": 1}).to_string();
+    let (code, out, err) = run(
+        args(&[
+            "invoke",
+            "chunks",
+            "--stream",
+            "--endpoint",
+            &ep,
+            "--data",
+            &failing,
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("first\n"), "{out}");
+    assert!(err.contains("failed mid-stream"), "{err}");
+    emu.shutdown().await;
+}
