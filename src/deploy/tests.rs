@@ -12,7 +12,7 @@ use crate::project::{FunctionTarget, Project};
 
 /// A function configuration resolved by the real config model from
 /// `[package.metadata.fn]` = `meta`.
-fn cfg(meta: Value) -> FunctionConfig {
+pub(crate) fn cfg(meta: Value) -> FunctionConfig {
     let project = Project {
         workspace_root: PathBuf::from("/ws"),
         workspace_manifest: PathBuf::from("/ws/Cargo.toml"),
@@ -31,7 +31,7 @@ fn cfg(meta: Value) -> FunctionConfig {
         .remove(0)
 }
 
-fn pkg(code: &str) -> Package {
+pub(crate) fn pkg(code: &str) -> Package {
     let bytes = code.as_bytes().to_vec();
     Package {
         path: PathBuf::from("bootstrap.zip"),
@@ -41,7 +41,7 @@ fn pkg(code: &str) -> Package {
     }
 }
 
-fn opts() -> DeployOptions {
+pub(crate) fn opts() -> DeployOptions {
     DeployOptions {
         alias: "live".into(),
         canary: None,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use cargo_fn::emulator::FunctionSpec;
 use serde_json::{Value, json};
 
-use crate::emulator::{http, invoke, spec, start};
+use crate::emulator::{http, invoke, manual_runtime, runtime_api_addr, spec, start};
 use crate::support::{shared_target_dir, tempdir};
 
 /// An extension of the fixture crate, built once per run, copied into `dir`
@@ -309,35 +309,6 @@ async fn a_telemetry_extension_receives_platform_records_and_log_lines() {
     assert!(position("platform.start") < position("platform.runtimeDone"));
     assert!(position("platform.runtimeDone") < position("platform.report"));
     emu.shutdown().await;
-}
-
-/// A "runtime" that only writes its Runtime API address to a file, so the
-/// test speaks the Runtime and Extensions APIs itself.
-fn manual_runtime(dir: &Path) -> FunctionSpec {
-    let addr_file = dir.join("runtime-api");
-    let mut s = FunctionSpec::new("manual", "/bin/sh");
-    s.args = vec![
-        "-c".into(),
-        format!(
-            "echo \"$AWS_LAMBDA_RUNTIME_API\" > {}.tmp && mv {0}.tmp {0} && exec sleep 60",
-            addr_file.display()
-        ),
-    ];
-    s.working_dir = Some(dir.to_path_buf());
-    s.timeout = Duration::from_secs(30);
-    s
-}
-
-async fn runtime_api_addr(dir: &Path) -> String {
-    let file = dir.join("runtime-api");
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(s) = std::fs::read_to_string(&file) {
-            return s.trim().to_string();
-        }
-        assert!(Instant::now() < until, "runtime never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn json_body(body: &[u8]) -> Value {

@@ -9,27 +9,9 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::aws::fake::FakeAws;
-use crate::deploy::{DeployOptions, EnvMode, Outcome, deploy};
+use crate::deploy::tests::{cfg, opts, pkg as zip};
+use crate::deploy::{DeployOptions, Outcome, deploy};
 use crate::project::{FunctionTarget, Project};
-
-fn cfg(meta: Value) -> crate::config::FunctionConfig {
-    let project = Project {
-        workspace_root: PathBuf::from("/ws"),
-        workspace_manifest: PathBuf::from("/ws/Cargo.toml"),
-        target_dir: PathBuf::from("/ws/target"),
-        workspace_metadata: Value::Null,
-        functions: vec![FunctionTarget {
-            package: "pkg".into(),
-            bin: "hello".into(),
-            manifest_path: PathBuf::from("/ws/pkg/Cargo.toml"),
-            package_metadata: json!({ "fn": meta }),
-            src_path: PathBuf::from("/ws/pkg/src/main.rs"),
-        }],
-    };
-    crate::config::resolve_with_env(&project, &Default::default(), &BTreeMap::new())
-        .expect("valid config")
-        .remove(0)
-}
 
 /// An image package whose digest stands for `code`.
 fn img(code: &str, keep: Option<u32>) -> Package {
@@ -43,27 +25,6 @@ fn img(code: &str, keep: Option<u32>) -> Package {
         keep,
         registry_url: None,
     })
-}
-
-fn zip(code: &str) -> Package {
-    let bytes = code.as_bytes().to_vec();
-    Package {
-        path: PathBuf::from("bootstrap.zip"),
-        sha256: crate::aws::fake::sha256_b64(&bytes),
-        bytes,
-        image: None,
-    }
-}
-
-fn opts() -> DeployOptions {
-    DeployOptions {
-        alias: "live".into(),
-        canary: None,
-        env_mode: EnvMode::Replace,
-        tag_mode: EnvMode::Replace,
-        description: "cargo-fn: commit abc".into(),
-        s3: None,
-    }
 }
 
 async fn run(api: &FakeAws, p: &Package, o: &DeployOptions) -> Result<Outcome> {
