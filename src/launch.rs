@@ -15,15 +15,6 @@ use anyhow::Result;
 use crate::config::Arch;
 use crate::error::hinted;
 
-/// The host's architecture, when Lambda runs it.
-pub fn host_arch() -> Option<Arch> {
-    match std::env::consts::ARCH {
-        "x86_64" => Some(Arch::X86_64),
-        "aarch64" => Some(Arch::Arm64),
-        _ => None,
-    }
-}
-
 /// A program and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {
@@ -58,7 +49,7 @@ pub fn qemu_for(arch: Arch) -> Result<PathBuf> {
 /// libraries live under `root` (`/` for the host's own). Under qemu, `-L
 /// root` makes the emulator resolve the ELF interpreter and libraries there.
 pub fn for_arch(arch: Arch, program: &Path, args: &[String], root: &Path) -> Result<Launch> {
-    if host_arch() == Some(arch) {
+    if Arch::host() == Some(arch) {
         return Ok(Launch {
             command: program.to_path_buf(),
             args: args.to_vec(),
@@ -83,7 +74,7 @@ mod tests {
 
     #[test]
     fn host_architecture_runs_directly() {
-        let arch = host_arch().expect("tests run on x86_64 or aarch64");
+        let arch = Arch::host().expect("tests run on x86_64 or aarch64");
         let l = for_arch(
             arch,
             Path::new("/x/bootstrap"),
@@ -97,7 +88,7 @@ mod tests {
 
     #[test]
     fn foreign_architecture_runs_under_qemu_with_the_loader_root() {
-        let other = match host_arch().unwrap() {
+        let other = match Arch::host().unwrap() {
             Arch::X86_64 => Arch::Arm64,
             Arch::Arm64 => Arch::X86_64,
         };

@@ -184,11 +184,7 @@ pub struct Host {
 impl Host {
     /// Detects the host; the glibc comes from `getconf GNU_LIBC_VERSION`.
     pub fn detect() -> Host {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => Some(Arch::X86_64),
-            "aarch64" => Some(Arch::Arm64),
-            _ => None,
-        };
+        let arch = Arch::host();
         let linux = std::env::consts::OS == "linux";
         let glibc = if linux { host_glibc() } else { None };
         Host { arch, linux, glibc }

@@ -449,8 +449,7 @@ fn extensions(
     let pinned = dir.join(format!("extensions-{generation}"));
     for cfg in configs.iter().filter(|c| c.extension) {
         // Extensions are started as plain executables, never under qemu.
-        if !matches!(opts.serve, Serve::HostBuild) && launch::host_arch() != Some(cfg.architecture)
-        {
+        if !matches!(opts.serve, Serve::HostBuild) && Arch::host() != Some(cfg.architecture) {
             return Err(crate::error::hinted(
                 format!(
                     "the extension `{}` is built for {}, which this machine runs only under qemu; watch starts extensions directly",

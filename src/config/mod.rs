@@ -36,6 +36,15 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// The architecture of the machine cargo-fn runs on, when Lambda has it.
+    pub fn host() -> Option<Arch> {
+        match std::env::consts::ARCH {
+            "x86_64" => Some(Arch::X86_64),
+            "aarch64" => Some(Arch::Arm64),
+            _ => None,
+        }
+    }
+
     /// The name Lambda uses (`x86_64`, `arm64`).
     pub fn as_str(self) -> &'static str {
         match self {

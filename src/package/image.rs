@@ -43,12 +43,7 @@ pub struct PackagedImage {
 /// Where a dynamically linked bootstrap's loader and libraries come from:
 /// the host itself for its own architecture, Debian's cross libc otherwise.
 pub fn default_sysroot(arch: Arch) -> PathBuf {
-    let host = if cfg!(target_arch = "aarch64") {
-        Arch::Arm64
-    } else {
-        Arch::X86_64
-    };
-    match (arch == host, arch) {
+    match (Arch::host() == Some(arch), arch) {
         (true, _) => PathBuf::from("/"),
         (false, Arch::Arm64) => PathBuf::from("/usr/aarch64-linux-gnu"),
         (false, Arch::X86_64) => PathBuf::from("/usr/x86_64-linux-gnu"),
