@@ -355,22 +355,10 @@ pub(crate) struct QuickAck(tokio::net::TcpStream);
 
 impl QuickAck {
     fn ack_now(&self) {
+        // Advisory: the kernel reverts it on its own, so it is set per read;
+        // a failure only costs latency.
         #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let one: libc::c_int = 1;
-            // SAFETY: plain setsockopt on a socket we own, with an int value;
-            // the option is advisory (the kernel reverts it on its own).
-            unsafe {
-                libc::setsockopt(
-                    self.0.as_raw_fd(),
-                    libc::IPPROTO_TCP,
-                    libc::TCP_QUICKACK,
-                    (&one as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
-        }
+        let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
     }
 }
 
