@@ -29,6 +29,7 @@ use crate::aws::{
 };
 use crate::config::{FunctionConfig, InvokeMode, LogFormat, REDACTED, Tracing, UrlAuth};
 use crate::error::hinted;
+use crate::package::human_size;
 use crate::ui::Ui;
 
 /// Tag put on every function and role cargo-fn creates.
@@ -458,14 +459,6 @@ pub fn diff_settings(old: &Settings, new: &Settings) -> Vec<Change> {
     out
 }
 
-fn size_text(n: usize) -> String {
-    if n >= 1024 * 1024 {
-        format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
-    } else {
-        format!("{:.1} KiB", n as f64 / 1024.0)
-    }
-}
-
 fn percent(w: f64) -> String {
     format!("{}%", (w * 1000.0).round() / 10.0)
 }
@@ -766,7 +759,11 @@ pub async fn plan<A: LambdaApi + IamApi + ObjectStore + EcrApi>(
 fn code_text(pkg: &Package, cfg: &FunctionConfig) -> String {
     match &pkg.image {
         Some(img) => image::code_text(img),
-        None => format!("{} zip, {}", size_text(pkg.bytes.len()), cfg.runtime),
+        None => format!(
+            "{} zip, {}",
+            human_size(pkg.bytes.len() as u64),
+            cfg.runtime
+        ),
     }
 }
 
@@ -793,7 +790,7 @@ fn push_upload(plan: &mut Plan, pkg: &Package, opts: &DeployOptions) {
             "s3:PutObject s3://{}/{} ({})",
             t.bucket,
             t.key_for(&plan.function, &pkg.sha256),
-            size_text(pkg.bytes.len())
+            human_size(pkg.bytes.len() as u64)
         ));
         plan.calls.push(format!(
             "s3:ListBucket + s3:DeleteObject: our objects under s3://{}/{} beyond the newest {}",
@@ -913,7 +910,11 @@ pub async fn execute<A: LambdaApi + IamApi + ObjectStore + EcrApi>(
             let key = t.key_for(name, &pkg.sha256);
             ui.status(
                 "Uploading",
-                format!("s3://{}/{key} ({})", t.bucket, size_text(pkg.bytes.len())),
+                format!(
+                    "s3://{}/{key} ({})",
+                    t.bucket,
+                    human_size(pkg.bytes.len() as u64)
+                ),
             );
             api.put_object(&t.bucket, &key, pkg.bytes.clone()).await?;
             Code::S3 {
@@ -950,7 +951,7 @@ pub async fn execute<A: LambdaApi + IamApi + ObjectStore + EcrApi>(
                     Code::Image { uri } => ui.status("Updating", format!("{name} code to {uri}")),
                     _ => ui.status(
                         "Uploading",
-                        format!("{name} code ({})", size_text(pkg.bytes.len())),
+                        format!("{name} code ({})", human_size(pkg.bytes.len() as u64)),
                     ),
                 }
                 let rev = latest.revision_id.clone();

@@ -232,7 +232,7 @@ pub async fn plan_push<A: EcrApi>(api: &A, plan: &mut Plan, image: &ImagePackage
         "registry push {}@{} ({}; blobs the registry has are skipped)",
         image.repository,
         image.digest,
-        super::size_text(image.size as usize)
+        crate::package::human_size(image.size)
     );
     if let Some(url) = &image.registry_url {
         let _ = write!(line, " to {url}");
@@ -303,7 +303,7 @@ pub async fn push<A: EcrApi>(
         format!(
             "{} ({}) to {registry_url}",
             image.repository,
-            super::size_text(image.size as usize)
+            crate::package::human_size(image.size)
         ),
     );
     let pushed = api.push_layout(&target).await.map_err(|e| {
@@ -333,7 +333,7 @@ pub fn code_text(image: &ImagePackage) -> String {
         "image {}@{}, {}",
         image.repository,
         short(&image.digest),
-        super::size_text(image.size as usize)
+        crate::package::human_size(image.size)
     )
 }
 
