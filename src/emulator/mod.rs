@@ -309,12 +309,19 @@ impl Emulator {
         names
     }
 
-    /// Stops accepting invocations, gives the extensions of idle
-    /// environments their SHUTDOWN (reason `spindown`, up to the 2 s
-    /// shutdown phase), kills every function process (whole process groups)
-    /// and waits until they are gone.
+    /// Stops accepting invocations, lets running ones end (up to 2 s), gives
+    /// the extensions of the environments their SHUTDOWN (reason `spindown`,
+    /// up to the 2 s shutdown phase), kills every function process (whole
+    /// process groups) and waits until they are gone.
     pub async fn shutdown(mut self) {
         self.close_functions();
+        // An answered invocation whose extensions are still at work ends
+        // first (briefly), so its environment gets SHUTDOWN like an idle one.
+        let grace = tokio::time::Instant::now() + extensions::SHUTDOWN_LIMIT;
+        while self.shared.running.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < grace
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let limit = tokio::time::Instant::now() + extensions::SHUTDOWN_LIMIT;
         while self.shared.shutting_down.load(Ordering::SeqCst) > 0
             && tokio::time::Instant::now() < limit

@@ -168,7 +168,6 @@ impl FunctionPool {
         let dropped = {
             let mut st = self.state.lock().expect("pool");
             st.busy -= 1;
-            self.emulator.running.fetch_sub(1, Ordering::SeqCst);
             match env {
                 Some(env)
                     if generation == st.generation
@@ -184,6 +183,9 @@ impl FunctionPool {
         if let Some(env) = dropped {
             shut_down(env, &self.emulator, ShutdownReason::Spindown);
         }
+        // Only now: an emulator shutting down waits on `running`, then on
+        // `shutting_down`, so this environment is never between the two.
+        self.emulator.running.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Runs one invocation on the leased slot, from hand-off to REPORT. A

@@ -1080,13 +1080,24 @@ async fn ctrl_c_on_cargo_fn_watch_shuts_extensions_down() {
     let env = format!("EXT_RECORD_DIR={}", records.display());
     let (watch, rx, port) = crate::ship::start_watch(
         &root,
-        &["--bin", "func", "--bin", "recorder", "--env-var", &env],
+        &[
+            "--bin",
+            "func",
+            "--bin",
+            "recorder",
+            "--env-var",
+            &env,
+            "--env-var",
+            "EXT_INVOKE_WORK_MS=500",
+        ],
     );
     let client = crate::emulator::lambda_client(&format!("http://127.0.0.1:{port}"));
     let out = invoke(&client, "func", json!({"c": 1})).await;
     assert_eq!(out.body, json!({"c": 1}), "{}", out.log);
     let file = records.join("recorder.jsonl");
     records_until(&file, |l| count(l, "INVOKE") == 1).await;
+    // The extension is still at work on the INVOKE (EXT_INVOKE_WORK_MS):
+    // its invocation ends first, then its environment gets SHUTDOWN.
     // A real SIGINT, as a terminal's Ctrl-C sends it; watch exits 0.
     crate::ship::stop(watch, rx);
     let lines = records_until(&file, |l| count(l, "SHUTDOWN") == 1).await;
