@@ -1,7 +1,8 @@
 //! Development automation, run as `cargo xtask <task>` (see README).
 //!
 //! - `setup`: installs every tool the tests need on a fresh Debian machine
-//!   (apt packages, a Python venv with zig, cargo-zigbuild and moto, rustup
+//!   (apt packages, a Python venv with zig, cargo-zigbuild and moto, one with
+//!   LocalStack (Python 3.13) and our plugin for it, rustup
 //!   targets) into a tools dir outside the clone, so it is reused across runs.
 //! - `ci`: setup, then fmt --check, clippy -D warnings, and all tests.
 //! - `dist`: shell completions and a man page from the clap definitions.
