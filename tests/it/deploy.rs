@@ -1,21 +1,25 @@
-//! `cargo fn deploy`, `promote` and `rollback` end to end against moto,
-//! through the counting, fault-injecting proxy (tests/it/moto.rs).
+//! `cargo fn deploy`, `promote` and `rollback` end to end against moto and
+//! LocalStack (the same test bodies, tests/it/doubles.rs), through the
+//! counting, fault-injecting proxy (tests/it/moto.rs). A test that one
+//! double cannot run says why in its name.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::moto::{Aws, FaultAction, SECRET_KEY};
+use super::doubles::{Double, Kind, both};
+use super::moto::{FaultAction, SECRET_KEY};
 use super::support::{cargo_fn, tempdir};
 
-/// A crate with one binary `hello` and the given `[package.metadata.fn]` body.
-fn project(dir: &Path, metadata: &str) {
+/// A crate with one binary `name` (the function's name) and the given
+/// `[package.metadata.fn]` body.
+fn project(dir: &Path, name: &str, metadata: &str) {
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::write(
         dir.join("Cargo.toml"),
         format!(
-            "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n[package.metadata.fn]\n{metadata}\n"
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n[package.metadata.fn]\n{metadata}\n"
         ),
     )
     .unwrap();
@@ -51,7 +55,7 @@ impl Run {
     }
 }
 
-fn cargo_fn_in(aws: &Aws, dir: &Path, args: &[&str]) -> Run {
+fn cargo_fn_in(aws: &Double, dir: &Path, args: &[&str]) -> Run {
     let mut cmd = cargo_fn();
     cmd.current_dir(dir).args(args).env_remove("AWS_PROFILE");
     for (k, v) in aws.env() {
@@ -72,7 +76,7 @@ fn cargo_fn_in(aws: &Aws, dir: &Path, args: &[&str]) -> Run {
     run
 }
 
-fn deploy(aws: &Aws, dir: &Path, zip: &Path, extra: &[&str]) -> Run {
+fn deploy(aws: &Double, dir: &Path, zip: &Path, extra: &[&str]) -> Run {
     let zip = zip.to_str().unwrap();
     let mut args = vec!["deploy", "--zip", zip, "--output", "json"];
     args.extend_from_slice(extra);
@@ -88,15 +92,33 @@ fn function(out: &Value) -> &Value {
     &out["functions"][0]
 }
 
-fn alias(aws: &Aws, name: &str) -> Value {
-    aws.get_json(&format!("/2015-03-31/functions/hello/aliases/{name}"))
+/// The Lambda REST path of function `name`.
+fn path(name: &str) -> String {
+    format!("/2015-03-31/functions/{name}")
 }
 
-#[test]
-fn first_deploy_then_no_change_then_code_change() {
-    let aws = Aws::start();
+fn alias(aws: &Double, function: &str, name: &str) -> Value {
+    aws.get_json(&format!("{}/aliases/{name}", path(function)))
+}
+
+both!(
+    first_deploy_then_no_change_then_code_change,
+    configuration_changes_are_detected_field_by_field,
+    dry_run_changes_nothing,
+    bad_configuration_is_rejected_before_any_call,
+    layer_publish_and_function_url,
+    throttling_and_server_errors_are_retried,
+    persistent_failure_leaves_the_alias_and_a_rerun_converges,
+    dropped_create_function_response_converges,
+    zips_travel_through_s3_and_stale_ones_are_deleted,
+    large_upload_arrives_whole_and_removed_tags_are_untagged,
+);
+
+fn first_deploy_then_no_change_then_code_change(aws: Double) {
     let dir = tempdir();
-    project(dir.path(), "memory = 256\nenv = { MODE = \"a\" }");
+    let name = aws.name("hello");
+    let fn_path = path(&name);
+    project(dir.path(), &name, "memory = 256\nenv = { MODE = \"a\" }");
     let v1 = zip(dir.path(), "v1.zip", "one");
 
     let out = ok(deploy(&aws, dir.path(), &v1, &[]));
@@ -108,7 +130,7 @@ fn first_deploy_then_no_change_then_code_change() {
         f["function_arn"]
             .as_str()
             .unwrap()
-            .ends_with(":function:hello")
+            .ends_with(&format!(":function:{name}"))
     );
     let writes = aws.proxy.writes();
     assert!(writes.contains(&"iam:CreateRole".to_string()), "{writes:?}");
@@ -116,12 +138,12 @@ fn first_deploy_then_no_change_then_code_change() {
         writes.contains(&"POST /2015-03-31/functions".to_string()),
         "{writes:?}"
     );
-    let role = aws.get_json("/2015-03-31/functions/hello")["Configuration"]["Role"]
+    let role = aws.get_json(&fn_path)["Configuration"]["Role"]
         .as_str()
         .unwrap()
         .to_string();
-    assert!(role.ends_with(":role/cargo-fn-hello"), "{role}");
-    assert_eq!(alias(&aws, "live")["FunctionVersion"], "1");
+    assert!(role.ends_with(&format!(":role/cargo-fn-{name}")), "{role}");
+    assert_eq!(alias(&aws, &name, "live")["FunctionVersion"], "1");
 
     // No change: read calls only, at most 3, nothing published.
     aws.proxy.reset_calls();
@@ -137,55 +159,68 @@ fn first_deploy_then_no_change_then_code_change() {
     let v2 = zip(dir.path(), "v2.zip", "two");
     let out = ok(deploy(&aws, dir.path(), &v2, &[]));
     assert_eq!(function(&out)["version"], "2");
-    assert_eq!(alias(&aws, "live")["FunctionVersion"], "2");
+    assert_eq!(alias(&aws, &name, "live")["FunctionVersion"], "2");
     let writes = aws.proxy.writes();
     assert_eq!(
         writes,
         [
-            "PUT /2015-03-31/functions/hello/code",
-            "POST /2015-03-31/functions/hello/versions",
-            "PUT /2015-03-31/functions/hello/aliases/live",
+            format!("PUT {fn_path}/code"),
+            format!("POST {fn_path}/versions"),
+            format!("PUT {fn_path}/aliases/live"),
         ],
         "{writes:?}"
     );
 }
 
-#[test]
-fn canary_promote_and_rollback() {
-    let aws = Aws::start();
+/// Deploys v1 and then v2 with a 10% canary; returns the project dir and
+/// the function's name.
+fn canary_setup(aws: &Double) -> (tempfile::TempDir, String) {
     let dir = tempdir();
-    project(dir.path(), "");
+    let name = aws.name("hello");
+    project(dir.path(), &name, "");
     let v1 = zip(dir.path(), "v1.zip", "one");
+    ok(deploy(aws, dir.path(), &v1, &[]));
+    (dir, name)
+}
+
+#[test]
+fn canary_promote_and_rollback_moto() {
+    let aws = Double::start(Kind::Moto);
+    let (dir, name) = canary_setup(&aws);
     let v2 = zip(dir.path(), "v2.zip", "two");
-    ok(deploy(&aws, dir.path(), &v1, &[]));
     let out = ok(deploy(&aws, dir.path(), &v2, &["--canary", "10"]));
     assert_eq!(function(&out)["version"], "2");
     assert_eq!(function(&out)["alias_version"], "1");
-    let a = alias(&aws, "live");
+    let a = alias(&aws, &name, "live");
     assert_eq!(a["FunctionVersion"], "1");
     assert_eq!(a["RoutingConfig"]["AdditionalVersionWeights"]["2"], 0.1);
 
     let promoted = ok(cargo_fn_in(
         &aws,
         dir.path(),
-        &["promote", "hello", "--output", "json"],
+        &["promote", &name, "--output", "json"],
     ));
     assert_eq!(promoted["version"], "2");
-    let a = alias(&aws, "live");
+    let a = alias(&aws, &name, "live");
     assert_eq!(a["FunctionVersion"], "2");
     let weights = &a["RoutingConfig"]["AdditionalVersionWeights"];
     assert!(
         weights.is_null() || weights.as_object().unwrap().is_empty(),
         "{a}"
     );
+    rollbacks(&aws, dir.path(), &name);
+}
 
+/// `rollback` to the previous version, `--to` a given one, and to one that
+/// does not exist; the function has versions 1 and 2, the alias is on 2.
+fn rollbacks(aws: &Double, dir: &Path, name: &str) {
     let back = ok(cargo_fn_in(
-        &aws,
-        dir.path(),
-        &["rollback", "hello", "--output", "json"],
+        aws,
+        dir,
+        &["rollback", name, "--output", "json"],
     ));
     assert_eq!(back["version"], "1");
-    assert_eq!(alias(&aws, "live")["FunctionVersion"], "1");
+    assert_eq!(alias(aws, name, "live")["FunctionVersion"], "1");
     // The history came from AWS: the version description names the commit
     // state (this temp dir is not a git checkout).
     assert!(
@@ -194,12 +229,12 @@ fn canary_promote_and_rollback() {
     );
 
     let to = ok(cargo_fn_in(
-        &aws,
-        dir.path(),
-        &["rollback", "hello", "--to", "2", "--output", "json"],
+        aws,
+        dir,
+        &["rollback", name, "--to", "2", "--output", "json"],
     ));
     assert_eq!(to["version"], "2");
-    let bad = cargo_fn_in(&aws, dir.path(), &["rollback", "hello", "--to", "7"]);
+    let bad = cargo_fn_in(aws, dir, &["rollback", name, "--to", "7"]);
     assert!(!bad.ok);
     assert!(
         bad.stderr.contains("no published version 7"),
@@ -208,18 +243,65 @@ fn canary_promote_and_rollback() {
     );
 }
 
+/// LocalStack 2026.3 answers every UpdateAlias that carries a non-empty
+/// RoutingConfig with InternalError (its provider calls
+/// `_create_routing_config_model` without the alias's version), so a canary
+/// cannot be set there. AWS has no such bug, and the only detour
+/// (delete and re-create the alias) would drop what hangs on the alias
+/// ARN on AWS (URL, permissions, provisioned concurrency), so the product
+/// keeps UpdateAlias. This asserts the bug as it stands and that deploy
+/// reports it, leaves the alias where it was, and converges without the
+/// canary; promote's UpdateAlias (empty routing) and rollback work.
 #[test]
-fn configuration_changes_are_detected_field_by_field() {
-    let aws = Aws::start();
+fn canary_promote_and_rollback_localstack_routing_config_bug() {
+    let aws = Double::start(Kind::LocalStack);
+    let (dir, name) = canary_setup(&aws);
+    let v2 = zip(dir.path(), "v2.zip", "two");
+    let run = deploy(&aws, dir.path(), &v2, &["--canary", "10"]);
+    assert!(
+        !run.ok,
+        "LocalStack accepted a RoutingConfig: the bug is fixed, merge this test into the one for both doubles\n{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr
+            .contains("lambda:UpdateAlias failed with InternalError"),
+        "{}",
+        run.stderr
+    );
+    let a = alias(&aws, &name, "live");
+    assert_eq!(a["FunctionVersion"], "1");
+    assert!(
+        a.get("RoutingConfig")
+            .is_none_or(|r| r["AdditionalVersionWeights"]
+                .as_object()
+                .is_none_or(|w| w.is_empty())),
+        "{a}"
+    );
+
+    // Version 2 was published; the re-run without a canary moves the alias.
+    let out = ok(deploy(&aws, dir.path(), &v2, &[]));
+    assert_eq!(function(&out)["alias_version"], "2");
+    assert_eq!(alias(&aws, &name, "live")["FunctionVersion"], "2");
+    let promote = cargo_fn_in(&aws, dir.path(), &["promote", &name]);
+    assert!(!promote.ok, "nothing to promote: {}", promote.stdout);
+    rollbacks(&aws, dir.path(), &name);
+}
+
+fn configuration_changes_are_detected_field_by_field(aws: Double) {
     let dir = tempdir();
+    let name = aws.name("hello");
+    let fn_path = path(&name);
     project(
         dir.path(),
+        &name,
         "memory = 256\ntimeout = 10\nenv = { MODE = \"a\", API_TOKEN = \"hunter2-secret\" }",
     );
     let v1 = zip(dir.path(), "v1.zip", "one");
     ok(deploy(&aws, dir.path(), &v1, &[]));
     project(
         dir.path(),
+        &name,
         "memory = 512\ntimeout = 10\nephemeral-storage = 1024\nenv = { MODE = \"b\", API_TOKEN = \"hunter3-secret\" }",
     );
     let plan = ok(deploy(&aws, dir.path(), &v1, &["--dry-run"]));
@@ -258,23 +340,60 @@ fn configuration_changes_are_detected_field_by_field() {
     assert_eq!(
         writes,
         [
-            "PUT /2015-03-31/functions/hello/configuration",
-            "POST /2015-03-31/functions/hello/versions",
-            "PUT /2015-03-31/functions/hello/aliases/live",
+            format!("PUT {fn_path}/configuration"),
+            format!("POST {fn_path}/versions"),
+            format!("PUT {fn_path}/aliases/live"),
         ]
     );
-    let conf = aws.get_json("/2015-03-31/functions/hello/configuration");
+    let conf = aws.get_json(&format!("{fn_path}/configuration"));
     assert_eq!(conf["MemorySize"], 512);
-    // moto 5.2 reads EphemeralStorage only on create (measured), so its
-    // update is asserted through the in-memory fake (src/deploy/tests.rs).
     assert_eq!(conf["Environment"]["Variables"]["MODE"], "b");
+    // The ephemeral storage update: see ephemeral_storage_update_*.
+}
+
+/// Changes only the ephemeral storage of a deployed function; returns the
+/// size the double reports afterwards.
+fn ephemeral_storage_after_update(aws: &Double) -> u64 {
+    let dir = tempdir();
+    let name = aws.name("hello");
+    project(dir.path(), &name, "");
+    let v1 = zip(dir.path(), "v1.zip", "one");
+    ok(deploy(aws, dir.path(), &v1, &[]));
+    project(dir.path(), &name, "ephemeral-storage = 1024");
+    aws.proxy.reset_calls();
+    ok(deploy(aws, dir.path(), &v1, &[]));
+    let writes = aws.proxy.writes();
+    assert_eq!(
+        writes[0],
+        format!("PUT {}/configuration", path(&name)),
+        "{writes:?}"
+    );
+    let conf = aws.get_json(&format!("{}/configuration", path(&name)));
+    conf["EphemeralStorage"]["Size"].as_u64().expect("a size")
 }
 
 #[test]
-fn dry_run_changes_nothing() {
-    let aws = Aws::start();
+fn ephemeral_storage_update_localstack() {
+    assert_eq!(
+        ephemeral_storage_after_update(&Double::start(Kind::LocalStack)),
+        1024
+    );
+}
+
+/// moto 5.2 reads EphemeralStorage only on create: the update is sent (the
+/// helper asserts it) and ignored.
+#[test]
+fn ephemeral_storage_update_moto_ignores_it() {
+    assert_eq!(
+        ephemeral_storage_after_update(&Double::start(Kind::Moto)),
+        512
+    );
+}
+
+fn dry_run_changes_nothing(aws: Double) {
     let dir = tempdir();
-    project(dir.path(), "");
+    let name = aws.name("hello");
+    project(dir.path(), &name, "");
     let v1 = zip(dir.path(), "v1.zip", "one");
     let run = cargo_fn_in(
         &aws,
@@ -283,25 +402,26 @@ fn dry_run_changes_nothing() {
     );
     assert!(run.ok, "{}", run.stderr);
     assert!(
-        run.stdout.contains("call lambda:CreateFunction hello"),
+        run.stdout
+            .contains(&format!("call lambda:CreateFunction {name}")),
         "{}",
         run.stdout
     );
     assert!(
-        run.stdout.contains("call iam:CreateRole cargo-fn-hello"),
+        run.stdout
+            .contains(&format!("call iam:CreateRole cargo-fn-{name}")),
         "{}",
         run.stdout
     );
     assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.calls());
-    let (status, _) = super::moto::http(aws.moto.port, "GET", "/2015-03-31/functions/hello", b"");
+    let (status, _) = super::moto::http(aws.port, "GET", &path(&name), b"");
     assert_eq!(status, 404);
 }
 
-#[test]
-fn bad_configuration_is_rejected_before_any_call() {
-    let aws = Aws::start();
+fn bad_configuration_is_rejected_before_any_call(aws: Double) {
     let dir = tempdir();
-    project(dir.path(), "memory = 64");
+    let name = aws.name("hello");
+    project(dir.path(), &name, "memory = 64");
     let v1 = zip(dir.path(), "v1.zip", "one");
     let run = deploy(&aws, dir.path(), &v1, &[]);
     assert!(!run.ok);
@@ -312,18 +432,18 @@ fn bad_configuration_is_rejected_before_any_call() {
         &["deploy", "--zip", v1.to_str().unwrap(), "--canary", "150"],
     );
     assert!(!run.ok);
-    project(dir.path(), "");
+    project(dir.path(), &name, "");
     let run = deploy(&aws, dir.path(), &v1, &["--alias", "123"]);
     assert!(!run.ok);
     assert!(run.stderr.contains("--alias"), "{}", run.stderr);
     assert_eq!(aws.proxy.calls(), Vec::<String>::new());
 }
 
-#[test]
-fn layer_publish_and_function_url() {
-    let aws = Aws::start();
+fn layer_publish_and_function_url(aws: Double) {
     let dir = tempdir();
-    project(dir.path(), "function-url = { auth = \"NONE\" }");
+    let name = aws.name("hello");
+    let layer_name = aws.name("tools");
+    project(dir.path(), &name, "function-url = { auth = \"NONE\" }");
     let layer = zip(dir.path(), "layer.zip", "layer");
     let out = ok(cargo_fn_in(
         &aws,
@@ -331,7 +451,7 @@ fn layer_publish_and_function_url() {
         &[
             "deploy",
             "--layer",
-            "tools",
+            &layer_name,
             "--zip",
             layer.to_str().unwrap(),
             "--arm64",
@@ -340,14 +460,17 @@ fn layer_publish_and_function_url() {
         ],
     ));
     assert!(
-        out["arn"].as_str().unwrap().contains(":layer:tools:1"),
+        out["arn"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(":layer:{layer_name}:1")),
         "{out}"
     );
     assert!(
         aws.proxy
             .writes()
             .iter()
-            .any(|w| w == "POST /2018-10-31/layers/tools/versions")
+            .any(|w| *w == format!("POST /2018-10-31/layers/{layer_name}/versions"))
     );
 
     let v1 = zip(dir.path(), "v1.zip", "one");
@@ -356,11 +479,13 @@ fn layer_publish_and_function_url() {
     assert!(url.starts_with("http"), "{url}");
     let writes = aws.proxy.writes();
     assert!(
-        writes.iter().any(|w| w.ends_with("/hello/url")),
+        writes.iter().any(|w| w.ends_with(&format!("/{name}/url"))),
         "{writes:?}"
     );
     assert!(
-        writes.iter().any(|w| w.ends_with("/hello/policy")),
+        writes
+            .iter()
+            .any(|w| w.ends_with(&format!("/{name}/policy"))),
         "{writes:?}"
     );
     // A second deploy leaves the URL alone.
@@ -369,40 +494,40 @@ fn layer_publish_and_function_url() {
     assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.calls());
 }
 
-#[test]
-fn throttling_and_server_errors_are_retried() {
-    let aws = Aws::start();
+fn throttling_and_server_errors_are_retried(aws: Double) {
     let dir = tempdir();
-    project(dir.path(), "");
+    let name = aws.name("hello");
+    let fn_path = path(&name);
+    project(dir.path(), &name, "");
     let v1 = zip(dir.path(), "v1.zip", "one");
     aws.proxy.inject(
-        "POST /2015-03-31/functions/hello/versions",
+        &format!("POST {fn_path}/versions"),
         FaultAction::Error(429, "TooManyRequestsException"),
         2,
     );
     aws.proxy.inject(
-        "GET /2015-03-31/functions/hello",
+        &format!("GET {fn_path}"),
         FaultAction::Error(500, "ServiceException"),
         1,
     );
     aws.proxy.inject("/aliases", FaultAction::Drop, 1);
     let out = ok(deploy(&aws, dir.path(), &v1, &[]));
     assert_eq!(function(&out)["alias_version"], "1");
-    assert_eq!(alias(&aws, "live")["FunctionVersion"], "1");
+    assert_eq!(alias(&aws, &name, "live")["FunctionVersion"], "1");
 }
 
-#[test]
-fn persistent_failure_leaves_the_alias_and_a_rerun_converges() {
-    let aws = Aws::start();
+fn persistent_failure_leaves_the_alias_and_a_rerun_converges(aws: Double) {
     let dir = tempdir();
-    project(dir.path(), "");
+    let name = aws.name("hello");
+    let fn_path = path(&name);
+    project(dir.path(), &name, "");
     let v1 = zip(dir.path(), "v1.zip", "one");
     let v2 = zip(dir.path(), "v2.zip", "two");
     ok(deploy(&aws, dir.path(), &v1, &[]));
 
     // Publishing keeps failing: clear error naming the operation and code.
     aws.proxy.inject(
-        "/hello/versions",
+        &format!("/{name}/versions"),
         FaultAction::Error(500, "ServiceException"),
         100,
     );
@@ -415,12 +540,12 @@ fn persistent_failure_leaves_the_alias_and_a_rerun_converges() {
         run.stderr
     );
     assert!(run.stderr.contains("hint:"), "{}", run.stderr);
-    assert_eq!(alias(&aws, "live")["FunctionVersion"], "1");
+    assert_eq!(alias(&aws, &name, "live")["FunctionVersion"], "1");
     aws.proxy.clear_faults();
 
     // A precondition failure on the alias move (someone else moved it).
     aws.proxy.inject(
-        "PUT /2015-03-31/functions/hello/aliases/live",
+        &format!("PUT {fn_path}/aliases/live"),
         FaultAction::Error(412, "PreconditionFailedException"),
         1,
     );
@@ -437,27 +562,25 @@ fn persistent_failure_leaves_the_alias_and_a_rerun_converges() {
         "{}",
         run.stderr
     );
-    assert_eq!(alias(&aws, "live")["FunctionVersion"], "1");
+    assert_eq!(alias(&aws, &name, "live")["FunctionVersion"], "1");
 
     // A conflict on the code update (an update in progress) once: deploy
     // waits for the update to finish and retries with the same guards.
     aws.proxy.inject(
-        "/hello/code",
+        &format!("/{name}/code"),
         FaultAction::Error(409, "ResourceConflictException"),
         1,
     );
     let v3 = zip(dir.path(), "v3.zip", "three");
     let out = ok(deploy(&aws, dir.path(), &v3, &[]));
     let v = function(&out)["version"].as_str().unwrap().to_string();
-    assert_eq!(alias(&aws, "live")["FunctionVersion"], v.as_str());
-    let conf = aws.get_json(&format!(
-        "/2015-03-31/functions/hello/configuration?Qualifier={v}"
-    ));
+    assert_eq!(alias(&aws, &name, "live")["FunctionVersion"], v.as_str());
+    let conf = aws.get_json(&format!("{fn_path}/configuration?Qualifier={v}"));
     assert_eq!(function(&out)["code_sha256"], conf["CodeSha256"]);
 
     // Conflicts that persist reach the user with the operation and code.
     aws.proxy.inject(
-        "/hello/code",
+        &format!("/{name}/code"),
         FaultAction::Error(409, "ResourceConflictException"),
         2,
     );
@@ -470,25 +593,95 @@ fn persistent_failure_leaves_the_alias_and_a_rerun_converges() {
         "{}",
         run.stderr
     );
-    assert_eq!(alias(&aws, "live")["FunctionVersion"], v.as_str());
+    assert_eq!(alias(&aws, &name, "live")["FunctionVersion"], v.as_str());
 
     // The re-run converges on v4, and then there is nothing more to do.
     let out = ok(deploy(&aws, dir.path(), &v4, &[]));
     let v = function(&out)["version"].as_str().unwrap().to_string();
-    assert_eq!(alias(&aws, "live")["FunctionVersion"], v.as_str());
+    assert_eq!(alias(&aws, &name, "live")["FunctionVersion"], v.as_str());
     aws.proxy.reset_calls();
     ok(deploy(&aws, dir.path(), &v4, &[]));
     assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.calls());
 }
 
-#[test]
-fn dropped_create_function_response_converges() {
-    let aws = Aws::start();
+/// Someone else's code lands between this deploy's code update and its
+/// publish (the proxy runs their UpdateFunctionCode first). Returns the
+/// deploy's run, the function's name and the alias afterwards.
+fn someone_elses_code_before_the_publish(aws: &Double) -> (Run, String, Value) {
+    use base64::Engine;
     let dir = tempdir();
-    project(dir.path(), "");
+    let name = aws.name("hello");
+    let fn_path = path(&name);
+    project(dir.path(), &name, "");
     let v1 = zip(dir.path(), "v1.zip", "one");
-    // moto creates the function, the answer is lost; the SDK retries and
-    // gets a conflict, which deploy resolves by checking it is our code.
+    ok(deploy(aws, dir.path(), &v1, &[]));
+    let theirs = zip(dir.path(), "theirs.zip", "someone else's");
+    let body = serde_json::json!({
+        "ZipFile": base64::engine::general_purpose::STANDARD.encode(std::fs::read(&theirs).unwrap()),
+    })
+    .to_string();
+    let port = aws.port;
+    let code_path = format!("{fn_path}/code");
+    aws.proxy.inject(
+        &format!("POST {fn_path}/versions"),
+        FaultAction::Before(super::moto::Hook(std::sync::Arc::new(move || {
+            let (status, body) = super::moto::http(port, "PUT", &code_path, body.as_bytes());
+            assert!(
+                (200..300).contains(&status),
+                "their update: HTTP {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }))),
+        1,
+    );
+    let v2 = zip(dir.path(), "v2.zip", "two");
+    let run = deploy(aws, dir.path(), &v2, &[]);
+    let a = alias(aws, &name, "live");
+    (run, name, a)
+}
+
+/// The publish is guarded by the RevisionId after our update (and the
+/// CodeSha256 of our package): LocalStack, like AWS, refuses it; nothing of
+/// theirs is published and the alias stays.
+#[test]
+fn someone_elses_code_is_not_published_localstack() {
+    let aws = Double::start(Kind::LocalStack);
+    let (run, _, a) = someone_elses_code_before_the_publish(&aws);
+    assert!(!run.ok, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("lambda:PublishVersion failed with PreconditionFailedException"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("changed by someone else"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(a["FunctionVersion"], "1");
+}
+
+/// moto does not check PublishVersion's RevisionId or CodeSha256: it
+/// publishes the other code as version 2 and deploy moves the alias to it.
+/// This is why the guards are proven on LocalStack.
+#[test]
+fn someone_elses_code_is_published_moto_checks_no_guard() {
+    let aws = Double::start(Kind::Moto);
+    let (run, name, a) = someone_elses_code_before_the_publish(&aws);
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(a["FunctionVersion"], "2");
+    let conf = aws.get_json(&format!("{}/configuration?Qualifier=2", path(&name)));
+    assert_ne!(conf["CodeSha256"], function(&run.json())["code_sha256"]);
+}
+
+fn dropped_create_function_response_converges(aws: Double) {
+    let dir = tempdir();
+    let name = aws.name("hello");
+    project(dir.path(), &name, "");
+    let v1 = zip(dir.path(), "v1.zip", "one");
+    // The double creates the function, the answer is lost; the SDK retries
+    // and gets a conflict, which deploy resolves by checking it is our code.
     aws.proxy.inject(
         "=POST /2015-03-31/functions",
         FaultAction::DropAfterForward,
@@ -500,22 +693,22 @@ fn dropped_create_function_response_converges() {
         assert!(run.stderr.contains("lambda:"), "{}", run.stderr);
         ok(deploy(&aws, dir.path(), &v1, &[]));
     }
-    assert_eq!(alias(&aws, "live")["FunctionVersion"], "1");
+    assert_eq!(alias(&aws, &name, "live")["FunctionVersion"], "1");
 }
 
-#[test]
-fn zips_travel_through_s3_and_stale_ones_are_deleted() {
+fn zips_travel_through_s3_and_stale_ones_are_deleted(aws: Double) {
     use base64::Engine;
     use sha2::Digest;
-    let aws = Aws::start();
-    let (status, body) = super::moto::http_as(aws.moto.port, "s3", "PUT", "/artifacts", b"");
+    let bucket = aws.name("artifacts");
+    let (status, body) = aws.request("s3", "PUT", &format!("/{bucket}"), b"");
     assert!(
         (200..300).contains(&status),
         "{}",
         String::from_utf8_lossy(&body)
     );
     let dir = tempdir();
-    project(dir.path(), "");
+    let name = aws.name("hello");
+    project(dir.path(), &name, "");
     let mut last = PathBuf::new();
     for i in 1..=3 {
         last = zip(dir.path(), &format!("v{i}.zip"), &format!("code {i}"));
@@ -523,7 +716,7 @@ fn zips_travel_through_s3_and_stale_ones_are_deleted() {
             &aws,
             dir.path(),
             &last,
-            &["--s3-bucket", "artifacts", "--s3-keep", "2"],
+            &["--s3-bucket", &bucket, "--s3-keep", "2"],
         ));
         assert_eq!(function(&out)["version"], i.to_string());
     }
@@ -531,21 +724,20 @@ fn zips_travel_through_s3_and_stale_ones_are_deleted() {
     assert!(
         writes
             .iter()
-            .any(|w| w.starts_with("PUT /artifacts/cargo-fn/hello/")),
+            .any(|w| w.starts_with(&format!("PUT /{bucket}/cargo-fn/{name}/"))),
         "{writes:?}"
     );
-    let (_, listing) = super::moto::http_as(
-        aws.moto.port,
+    let (_, listing) = aws.request(
         "s3",
         "GET",
-        "/artifacts?list-type=2&prefix=cargo-fn/hello/",
+        &format!("/{bucket}?list-type=2&prefix=cargo-fn/{name}/"),
         b"",
     );
     let listing = String::from_utf8_lossy(&listing);
     assert_eq!(listing.matches("<Key>").count(), 2, "{listing}");
     let sha = base64::engine::general_purpose::STANDARD
         .encode(sha2::Sha256::digest(std::fs::read(&last).unwrap()));
-    let conf = aws.get_json("/2015-03-31/functions/hello/configuration");
+    let conf = aws.get_json(&format!("{}/configuration", path(&name)));
     assert_eq!(conf["CodeSha256"], sha.as_str());
     // An unchanged redeploy touches S3 not at all.
     aws.proxy.reset_calls();
@@ -553,7 +745,7 @@ fn zips_travel_through_s3_and_stale_ones_are_deleted() {
         &aws,
         dir.path(),
         &last,
-        &["--s3-bucket", "artifacts", "--s3-keep", "2"],
+        &["--s3-bucket", &bucket, "--s3-keep", "2"],
     ));
     assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.calls());
 }
@@ -581,19 +773,22 @@ fn incompressible_zip(dir: &Path, name: &str, size: usize) -> PathBuf {
     path
 }
 
-#[test]
-fn large_upload_arrives_whole_and_removed_tags_are_untagged() {
-    let aws = Aws::start();
+fn large_upload_arrives_whole_and_removed_tags_are_untagged(aws: Double) {
     let dir = tempdir();
-    project(dir.path(), "tags = { team = \"core\", cost = \"c1\" }");
+    let name = aws.name("hello");
+    project(
+        dir.path(),
+        &name,
+        "tags = { team = \"core\", cost = \"c1\" }",
+    );
     // Over the size at which the upload is sliced for the byte bar.
     let big = incompressible_zip(dir.path(), "big.zip", 600 * 1024);
     let out = ok(deploy(&aws, dir.path(), &big, &[]));
-    let conf = aws.get_json("/2015-03-31/functions/hello/configuration");
+    let conf = aws.get_json(&format!("{}/configuration", path(&name)));
     assert_eq!(
         conf["CodeSha256"],
         function(&out)["code_sha256"],
-        "moto hashed exactly the bytes of the local zip"
+        "the double hashed exactly the bytes of the local zip"
     );
     assert_eq!(
         conf["CodeSize"].as_u64(),
@@ -604,7 +799,7 @@ fn large_upload_arrives_whole_and_removed_tags_are_untagged() {
     assert_eq!(tags["Tags"]["cost"], "c1", "{tags}");
 
     // `cost` leaves the configuration: merge keeps it, replace removes it.
-    project(dir.path(), "tags = { team = \"core\" }");
+    project(dir.path(), &name, "tags = { team = \"core\" }");
     aws.proxy.reset_calls();
     ok(deploy(&aws, dir.path(), &big, &["--tag-mode", "merge"]));
     assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.writes());

@@ -1,6 +1,6 @@
 //! Test harness for deploy: a moto server per test (fresh state, its own
 //! free port on 127.0.0.1) and a small counting, fault-injecting HTTP proxy
-//! between cargo-fn and moto.
+//! between cargo-fn and moto (or LocalStack: tests/it/doubles.rs).
 //!
 //! The proxy handles one request per connection (it answers with
 //! `Connection: close`), records each call as `METHOD /path` (Lambda's REST
@@ -162,6 +162,19 @@ pub enum FaultAction {
     DropAfterForward,
     /// Answer with this status and AWS error code.
     Error(u16, &'static str),
+    /// Run this first (e.g. someone else's write, straight to the double),
+    /// then forward the call.
+    Before(Hook),
+}
+
+/// A step [`FaultAction::Before`] runs.
+#[derive(Clone)]
+pub struct Hook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -341,6 +354,7 @@ fn handle(mut conn: TcpStream, upstream: u16, state: &Mutex<ProxyState>) {
             let _ = conn.shutdown(Shutdown::Both);
             return;
         }
+        Some(FaultAction::Before(Hook(ref f))) => f(),
         _ => {}
     }
     // Forward with Connection: close, so the answer ends at EOF.
@@ -393,18 +407,7 @@ impl Aws {
     /// The environment cargo-fn gets: fake credentials, the region, the
     /// proxy as endpoint, no shared files, no instance metadata.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID", "AKIATESTINGKEYID0000".into()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ENDPOINT_URL", self.proxy.url()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("AWS_CONFIG_FILE", "/nonexistent/aws-config".into()),
-            (
-                "AWS_SHARED_CREDENTIALS_FILE",
-                "/nonexistent/aws-credentials".into(),
-            ),
-        ]
+        client_env(self.proxy.url())
     }
 
     /// A raw GET straight to moto (bypassing the proxy and its counters).
@@ -418,6 +421,23 @@ impl Aws {
         );
         serde_json::from_slice(&body).expect("JSON")
     }
+}
+
+/// The environment cargo-fn gets to talk to a double at `endpoint`: fake
+/// credentials, the region, no shared files, no instance metadata.
+pub fn client_env(endpoint: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "AKIATESTINGKEYID0000".into()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_CONFIG_FILE", "/nonexistent/aws-config".into()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials".into(),
+        ),
+    ]
 }
 
 /// A secret key value that must never show up in any output.
