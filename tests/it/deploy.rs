@@ -620,24 +620,93 @@ fn someone_elses_code_before_the_publish(aws: &Double) -> (Run, String, Value) {
         "ZipFile": base64::engine::general_purpose::STANDARD.encode(std::fs::read(&theirs).unwrap()),
     })
     .to_string();
-    let port = aws.port;
-    let code_path = format!("{fn_path}/code");
-    aws.proxy.inject(
-        &format!("POST {fn_path}/versions"),
-        FaultAction::Before(super::moto::Hook(std::sync::Arc::new(move || {
-            let (status, body) = super::moto::http(port, "PUT", &code_path, body.as_bytes());
-            assert!(
-                (200..300).contains(&status),
-                "their update: HTTP {status} {}",
-                String::from_utf8_lossy(&body)
-            );
-        }))),
-        1,
+    their_write_before(
+        aws,
+        format!("POST {fn_path}/versions"),
+        format!("{fn_path}/code"),
+        body,
     );
     let v2 = zip(dir.path(), "v2.zip", "two");
     let run = deploy(aws, dir.path(), &v2, &[]);
     let a = alias(aws, &name, "live");
     (run, name, a)
+}
+
+/// Makes the proxy send someone else's PUT of `body` to `path`, straight to
+/// the double, just before it forwards the next `call`.
+fn their_write_before(aws: &Double, call: String, path: String, body: String) {
+    let port = aws.port;
+    aws.proxy.inject(
+        &call,
+        FaultAction::Before(super::moto::Hook(std::sync::Arc::new(move || {
+            let (status, answer) = super::moto::http(port, "PUT", &path, body.as_bytes());
+            assert!(
+                (200..300).contains(&status),
+                "their PUT {path}: HTTP {status} {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }))),
+        1,
+    );
+}
+
+/// Someone else changes the alias between this deploy's plan (which read
+/// its RevisionId) and its alias move. Returns the deploy's run, the
+/// project dir, the function's name and the alias afterwards.
+fn someone_moves_the_alias_first(aws: &Double) -> (Run, tempfile::TempDir, String, Value) {
+    let dir = tempdir();
+    let name = aws.name("hello");
+    let fn_path = path(&name);
+    project(dir.path(), &name, "");
+    let v1 = zip(dir.path(), "v1.zip", "one");
+    ok(deploy(aws, dir.path(), &v1, &[]));
+    their_write_before(
+        aws,
+        format!("PUT {fn_path}/aliases/live"),
+        format!("{fn_path}/aliases/live"),
+        r#"{"FunctionVersion":"1","Description":"pinned by someone else"}"#.into(),
+    );
+    let v2 = zip(dir.path(), "v2.zip", "two");
+    let run = deploy(aws, dir.path(), &v2, &[]);
+    let a = alias(aws, &name, "live");
+    (run, dir, name, a)
+}
+
+/// The alias move is guarded by the alias's RevisionId: LocalStack, like
+/// AWS, refuses it (a real 412, not an injected one); the re-run moves it
+/// on top of the other change.
+#[test]
+fn someone_moves_the_alias_first_localstack_refuses_the_move() {
+    let aws = Double::start(Kind::LocalStack);
+    let (run, dir, name, a) = someone_moves_the_alias_first(&aws);
+    assert!(!run.ok, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("lambda:UpdateAlias failed with PreconditionFailedException"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("changed by someone else"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(a["FunctionVersion"], "1");
+    assert_eq!(a["Description"], "pinned by someone else");
+    let v2 = dir.path().join("v2.zip");
+    let out = ok(deploy(&aws, dir.path(), &v2, &[]));
+    assert_eq!(function(&out)["alias_version"], "2");
+    assert_eq!(alias(&aws, &name, "live")["FunctionVersion"], "2");
+}
+
+/// moto does not check UpdateAlias's RevisionId: the move overwrites the
+/// other change.
+#[test]
+fn someone_moves_the_alias_first_moto_checks_no_guard() {
+    let aws = Double::start(Kind::Moto);
+    let (run, _, _, a) = someone_moves_the_alias_first(&aws);
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(a["FunctionVersion"], "2");
 }
 
 /// The publish is guarded by the RevisionId after our update (and the
