@@ -1,11 +1,14 @@
 //! `cargo xtask bench` (deploy part): calls and wall time of a first deploy,
-//! a no-change redeploy and a code-change redeploy of the built cargo-fn
-//! against moto, counted by the test proxy (tests/it/moto.rs, included).
-//! Baselines from the same run: `cargo-fn --version` (process start) and
-//! one GET straight to moto (a round trip). Then the same three for an
-//! image function (`deploy --image --no-build`): moto for ECR and Lambda, a
-//! local `docker-registry` behind the ECR shim of the tests (registry
-//! requests counted too).
+//! a no-change redeploy and a code-change redeploy of the built cargo-fn,
+//! counted by the test proxy (tests/it/moto.rs, included), against both AWS
+//! doubles in one run: moto, and LocalStack (tests/it/localstack.rs, the
+//! stricter one; its start-up is measured too). Baselines from the same
+//! run: `cargo-fn --version` (process start) and one GET straight to each
+//! double, cold (it loads its Lambda backend) and warm (a round trip). Then
+//! the same three for an image function (`deploy --image --no-build`) on
+//! moto only (LocalStack has no ECR here): moto for ECR and Lambda, a local
+//! `docker-registry` behind the ECR shim of the tests (registry requests
+//! counted too).
 
 use std::io::Write;
 use std::path::Path;
@@ -16,6 +19,9 @@ use anyhow::{Context, Result, bail};
 
 #[path = "../../tests/it/moto.rs"]
 mod moto;
+
+#[path = "../../tests/it/localstack.rs"]
+mod localstack;
 
 #[path = "../../tests/it/ecr_shim.rs"]
 mod ecr_shim;
@@ -40,6 +46,16 @@ struct Sample {
     registry: Option<Vec<String>>,
 }
 
+/// One double's figures: its baselines and the three zip deploys.
+struct DoubleRun {
+    name: &'static str,
+    /// Spawn to answering its readiness check.
+    startup: Duration,
+    cold_trip: Duration,
+    round_trip: Duration,
+    samples: Vec<Sample>,
+}
+
 pub fn run() -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     // The dev build the tests use: a deploy's time is AWS round trips, and
@@ -49,12 +65,96 @@ pub fn run() -> Result<()> {
             .current_dir(&root)
             .args(["build", "--bin", "cargo-fn"]),
     )?;
+    crate::tools::setup()?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let bin = target.join("debug/cargo-fn");
 
-    let aws = moto::Aws::start();
+    let started = Instant::now();
+    let status = Command::new(&bin).arg("--version").output()?.status;
+    let process_start = started.elapsed();
+    if !status.success() {
+        bail!("cargo-fn --version failed");
+    }
+
+    let mut runs = Vec::new();
+    {
+        let started = Instant::now();
+        let moto = moto::Moto::start();
+        let startup = started.elapsed();
+        runs.push(zip_run(&bin, "moto 5.2", moto.port, startup)?);
+    }
+    {
+        let started = Instant::now();
+        let ls = localstack::LocalStack::start();
+        let startup = started.elapsed();
+        runs.push(zip_run(&bin, "LocalStack 2026.3", ls.port, startup)?);
+    }
+    let image = image_samples(&bin)?;
+
+    println!("deploy benchmark (via the counting proxy, dev build)");
+    println!(
+        "  baseline: cargo-fn --version      {:>8.1?}",
+        process_start
+    );
+    for r in &runs {
+        println!("  {}:", r.name);
+        println!("    start-up (spawn to ready)       {:>8.1?}", r.startup);
+        println!("    first Lambda GET (cold)         {:>8.1?}", r.cold_trip);
+        println!("    one Lambda GET (warm)           {:>8.1?}", r.round_trip);
+        print_samples(&r.samples);
+    }
+    println!("  moto 5.2, image function:");
+    print_samples(&image);
+    println!("  no-change redeploy, side by side:");
+    for r in &runs {
+        if let Some(s) = r.samples.iter().find(|s| s.name == "no-change redeploy") {
+            println!(
+                "    {:<30} {:>8.1?}  {} calls ({} writes)",
+                r.name,
+                s.wall,
+                s.calls.len(),
+                s.calls.iter().filter(|c| !moto::is_read(c)).count()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_samples(samples: &[Sample]) {
+    for s in samples {
+        let reads = s.calls.iter().filter(|c| moto::is_read(c)).count();
+        println!(
+            "    {:<30} {:>8.1?}  {} calls ({} reads, {} writes)",
+            s.name,
+            s.wall,
+            s.calls.len(),
+            reads,
+            s.calls.len() - reads
+        );
+        for c in &s.calls {
+            println!("        {c}");
+        }
+        if let Some(r) = &s.registry {
+            let blobs = r
+                .iter()
+                .filter(|c| {
+                    (c.starts_with("PUT ") || c.starts_with("PATCH ")) && c.contains("/blobs/")
+                })
+                .count();
+            println!(
+                "        registry: {} requests, {blobs} blob uploads",
+                r.len()
+            );
+        }
+    }
+}
+
+/// First deploy, no-change and code-change redeploys of a zip function
+/// against the double on `port`, through a proxy of its own.
+fn zip_run(bin: &Path, name: &'static str, port: u16, startup: Duration) -> Result<DoubleRun> {
+    let proxy = moto::Proxy::start(port);
     let dir = tempfile::tempdir()?;
     std::fs::create_dir_all(dir.path().join("src"))?;
     std::fs::write(
@@ -67,29 +167,22 @@ pub fn run() -> Result<()> {
     zip(&v1, "one")?;
     zip(&v2, "two")?;
 
-    // Baselines.
+    // The first Lambda request makes the double load its Lambda backend:
+    // time it (every first deploy pays it) and a warm one separately.
     let started = Instant::now();
-    let status = Command::new(&bin).arg("--version").output()?.status;
-    let process_start = started.elapsed();
-    if !status.success() {
-        bail!("cargo-fn --version failed");
-    }
-    // The first Lambda request makes moto load its Lambda backend: time it
-    // (every first deploy pays it) and a warm one separately.
-    let started = Instant::now();
-    moto::http(aws.moto.port, "GET", "/2015-03-31/functions/", b"");
+    moto::http(port, "GET", "/2015-03-31/functions/", b"");
     let cold_trip = started.elapsed();
     let started = Instant::now();
-    moto::http(aws.moto.port, "GET", "/2015-03-31/functions/", b"");
+    moto::http(port, "GET", "/2015-03-31/functions/", b"");
     let round_trip = started.elapsed();
 
     let deploy = |zip: &Path| -> Result<Duration> {
-        let mut cmd = Command::new(&bin);
+        let mut cmd = Command::new(bin);
         cmd.current_dir(dir.path())
             .args(["deploy", "--quiet", "--zip"])
             .arg(zip)
             .env_remove("AWS_PROFILE");
-        for (k, v) in aws.env() {
+        for (k, v) in moto::client_env(proxy.url()) {
             cmd.env(k, v);
         }
         let started = Instant::now();
@@ -97,65 +190,38 @@ pub fn run() -> Result<()> {
         let wall = started.elapsed();
         if !out.status.success() {
             bail!(
-                "deploy failed: {}",
+                "deploy against {name} failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
         Ok(wall)
     };
     let mut samples = Vec::new();
-    for (name, zip) in [
+    for (sample, zip) in [
         ("first deploy", &v1),
         ("no-change redeploy", &v1),
         ("code-change redeploy", &v2),
     ] {
-        aws.proxy.reset_calls();
+        proxy.reset_calls();
         let wall = deploy(zip)?;
         samples.push(Sample {
-            name,
+            name: sample,
             wall,
-            calls: aws.proxy.calls(),
+            calls: proxy.calls(),
             registry: None,
         });
     }
-    samples.extend(image_samples(&bin)?);
-
-    println!("deploy benchmark (moto 5.2 via the counting proxy, dev build)");
-    println!(
-        "  baseline: cargo-fn --version      {:>8.1?}",
-        process_start
-    );
-    println!("  baseline: first GET to moto (cold){:>8.1?}", cold_trip);
-    println!("  baseline: one GET to moto (warm)  {:>8.1?}", round_trip);
-    for s in &samples {
-        let reads = s.calls.iter().filter(|c| moto::is_read(c)).count();
-        println!(
-            "  {:<32} {:>8.1?}  {} calls ({} reads, {} writes)",
-            s.name,
-            s.wall,
-            s.calls.len(),
-            reads,
-            s.calls.len() - reads
-        );
-        for c in &s.calls {
-            println!("      {c}");
-        }
-        if let Some(r) = &s.registry {
-            let blobs = r
-                .iter()
-                .filter(|c| {
-                    (c.starts_with("PUT ") || c.starts_with("PATCH ")) && c.contains("/blobs/")
-                })
-                .count();
-            println!("      registry: {} requests, {blobs} blob uploads", r.len());
-        }
-    }
-    Ok(())
+    Ok(DoubleRun {
+        name,
+        startup,
+        cold_trip,
+        round_trip,
+        samples,
+    })
 }
 
 /// First deploy, no-change and code-change redeploys of an image function.
 fn image_samples(bin: &Path) -> Result<Vec<Sample>> {
-    crate::tools::setup()?;
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/image-fn");
     let target = crate::tools::tools_dir().join("test-target");
     crate::run(
