@@ -285,6 +285,11 @@ fn canary_promote_and_rollback_localstack_routing_config_bug() {
     assert_eq!(alias(&aws, &name, "live")["FunctionVersion"], "2");
     let promote = cargo_fn_in(&aws, dir.path(), &["promote", &name]);
     assert!(!promote.ok, "nothing to promote: {}", promote.stdout);
+    assert!(
+        promote.stderr.contains("has no canary"),
+        "{}",
+        promote.stderr
+    );
     rollbacks(&aws, dir.path(), &name);
 }
 
