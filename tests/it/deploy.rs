@@ -172,9 +172,9 @@ fn first_deploy_then_no_change_then_code_change(aws: Double) {
     );
 }
 
-/// Deploys v1 and then v2 with a 10% canary; returns the project dir and
-/// the function's name.
-fn canary_setup(aws: &Double) -> (tempfile::TempDir, String) {
+/// A project (no settings) deployed once from `v1.zip`; returns its dir
+/// and the function's name.
+fn deployed_v1(aws: &Double) -> (tempfile::TempDir, String) {
     let dir = tempdir();
     let name = aws.name("hello");
     project(dir.path(), &name, "");
@@ -186,7 +186,7 @@ fn canary_setup(aws: &Double) -> (tempfile::TempDir, String) {
 #[test]
 fn canary_promote_and_rollback_moto() {
     let aws = Double::start(Kind::Moto);
-    let (dir, name) = canary_setup(&aws);
+    let (dir, name) = deployed_v1(&aws);
     let v2 = zip(dir.path(), "v2.zip", "two");
     let out = ok(deploy(&aws, dir.path(), &v2, &["--canary", "10"]));
     assert_eq!(function(&out)["version"], "2");
@@ -255,7 +255,7 @@ fn rollbacks(aws: &Double, dir: &Path, name: &str) {
 #[test]
 fn canary_promote_and_rollback_localstack_routing_config_bug() {
     let aws = Double::start(Kind::LocalStack);
-    let (dir, name) = canary_setup(&aws);
+    let (dir, name) = deployed_v1(&aws);
     let v2 = zip(dir.path(), "v2.zip", "two");
     let run = deploy(&aws, dir.path(), &v2, &["--canary", "10"]);
     assert!(
@@ -359,11 +359,8 @@ fn configuration_changes_are_detected_field_by_field(aws: Double) {
 /// Changes only the ephemeral storage of a deployed function; returns the
 /// size the double reports afterwards.
 fn ephemeral_storage_after_update(aws: &Double) -> u64 {
-    let dir = tempdir();
-    let name = aws.name("hello");
-    project(dir.path(), &name, "");
-    let v1 = zip(dir.path(), "v1.zip", "one");
-    ok(deploy(aws, dir.path(), &v1, &[]));
+    let (dir, name) = deployed_v1(aws);
+    let v1 = dir.path().join("v1.zip");
     project(dir.path(), &name, "ephemeral-storage = 1024");
     aws.proxy.reset_calls();
     ok(deploy(aws, dir.path(), &v1, &[]));
@@ -555,18 +552,7 @@ fn persistent_failure_leaves_the_alias_and_a_rerun_converges(aws: Double) {
         1,
     );
     let run = deploy(&aws, dir.path(), &v2, &[]);
-    assert!(!run.ok);
-    assert!(
-        run.stderr
-            .contains("lambda:UpdateAlias failed with PreconditionFailedException"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("changed by someone else"),
-        "{}",
-        run.stderr
-    );
+    refused_by_a_guard(&run, "UpdateAlias");
     assert_eq!(alias(&aws, &name, "live")["FunctionVersion"], "1");
 
     // A conflict on the code update (an update in progress) once: deploy
@@ -614,12 +600,8 @@ fn persistent_failure_leaves_the_alias_and_a_rerun_converges(aws: Double) {
 /// deploy's run, the function's name and the alias afterwards.
 fn someone_elses_code_before_the_publish(aws: &Double) -> (Run, String, Value) {
     use base64::Engine;
-    let dir = tempdir();
-    let name = aws.name("hello");
+    let (dir, name) = deployed_v1(aws);
     let fn_path = path(&name);
-    project(dir.path(), &name, "");
-    let v1 = zip(dir.path(), "v1.zip", "one");
-    ok(deploy(aws, dir.path(), &v1, &[]));
     let theirs = zip(dir.path(), "theirs.zip", "someone else's");
     let body = serde_json::json!({
         "ZipFile": base64::engine::general_purpose::STANDARD.encode(std::fs::read(&theirs).unwrap()),
@@ -635,6 +617,23 @@ fn someone_elses_code_before_the_publish(aws: &Double) -> (Run, String, Value) {
     let run = deploy(aws, dir.path(), &v2, &[]);
     let a = alias(aws, &name, "live");
     (run, name, a)
+}
+
+/// The run failed at `operation` on a RevisionId guard, and said so.
+fn refused_by_a_guard(run: &Run, operation: &str) {
+    assert!(!run.ok, "{}", run.stdout);
+    assert!(
+        run.stderr.contains(&format!(
+            "lambda:{operation} failed with PreconditionFailedException"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("changed by someone else"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// Makes the proxy send someone else's PUT of `body` to `path`, straight to
@@ -659,12 +658,8 @@ fn their_write_before(aws: &Double, call: String, path: String, body: String) {
 /// its RevisionId) and its alias move. Returns the deploy's run, the
 /// project dir, the function's name and the alias afterwards.
 fn someone_moves_the_alias_first(aws: &Double) -> (Run, tempfile::TempDir, String, Value) {
-    let dir = tempdir();
-    let name = aws.name("hello");
+    let (dir, name) = deployed_v1(aws);
     let fn_path = path(&name);
-    project(dir.path(), &name, "");
-    let v1 = zip(dir.path(), "v1.zip", "one");
-    ok(deploy(aws, dir.path(), &v1, &[]));
     their_write_before(
         aws,
         format!("PUT {fn_path}/aliases/live"),
@@ -684,18 +679,7 @@ fn someone_moves_the_alias_first(aws: &Double) -> (Run, tempfile::TempDir, Strin
 fn someone_moves_the_alias_first_localstack_refuses_the_move() {
     let aws = Double::start(Kind::LocalStack);
     let (run, dir, name, a) = someone_moves_the_alias_first(&aws);
-    assert!(!run.ok, "{}", run.stdout);
-    assert!(
-        run.stderr
-            .contains("lambda:UpdateAlias failed with PreconditionFailedException"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("changed by someone else"),
-        "{}",
-        run.stderr
-    );
+    refused_by_a_guard(&run, "UpdateAlias");
     assert_eq!(a["FunctionVersion"], "1");
     assert_eq!(a["Description"], "pinned by someone else");
     let v2 = dir.path().join("v2.zip");
@@ -721,18 +705,7 @@ fn someone_moves_the_alias_first_moto_checks_no_guard() {
 fn someone_elses_code_is_not_published_localstack() {
     let aws = Double::start(Kind::LocalStack);
     let (run, _, a) = someone_elses_code_before_the_publish(&aws);
-    assert!(!run.ok, "{}", run.stdout);
-    assert!(
-        run.stderr
-            .contains("lambda:PublishVersion failed with PreconditionFailedException"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("changed by someone else"),
-        "{}",
-        run.stderr
-    );
+    refused_by_a_guard(&run, "PublishVersion");
     assert_eq!(a["FunctionVersion"], "1");
 }
 

@@ -4,10 +4,11 @@
 //! our runtime-executor plugin (xtask/localstack-plugin: functions reach
 //! Active without Docker; their code never runs).
 //!
-//! One LocalStack serves a whole test run ([`LocalStack::shared`]): a start
-//! is ~1.5 s, but every service then loads on its first request (~5 s for
-//! IAM and Lambda together) and holds ~0.5 GB, so one per test would cost
-//! more than the tests. Tests keep apart by naming their resources uniquely
+//! One LocalStack serves a whole test run ([`LocalStack::shared`]): it is
+//! ready in ~1.5 s on an idle machine (7.5 s on a loaded one), but each
+//! service then loads on its first request (IAM and Lambda ~4 s together,
+//! idle) and it holds ~0.5 GB, so one per test would cost more than the
+//! tests. Tests keep apart by naming their resources uniquely
 //! (tests/it/doubles.rs). It listens on 127.0.0.1 only, keeps its files in
 //! a temp dir, and is killed (its whole process group) when the test
 //! process ends: a watchdog shell waits for its stdin to close.
@@ -21,18 +22,10 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::moto::http;
+use super::moto::{http, tools_dir};
 
 /// The services the deploy tests (and what builds on deploy) use.
 const SERVICES: &str = "lambda,iam,sts,s3,sqs,scheduler,cloudwatch,logs";
-
-fn tools_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CARGO_FN_DEV_TOOLS") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-    PathBuf::from(home).join(".cache/cargo-fn-dev")
-}
 
 /// A running LocalStack.
 pub struct LocalStack {

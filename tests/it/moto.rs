@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 /// The dev tools dir filled by `cargo xtask setup` (also used by
 /// `cargo xtask bench`, which includes this file).
-fn tools_dir() -> PathBuf {
+pub fn tools_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_FN_DEV_TOOLS") {
         return PathBuf::from(dir);
     }
