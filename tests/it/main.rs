@@ -9,6 +9,7 @@ mod deploy_image;
 mod ecr_shim;
 mod emulator;
 mod extensions;
+mod guide;
 mod http_front;
 mod image;
 mod invoke;
