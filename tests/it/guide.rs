@@ -263,3 +263,74 @@ fn redaction_keeps_what_matters_and_hides_what_changes() {
         "Created ~/hello in [TIME]\nid [ID] took [TIME]\nsha [SHA256]\nmemory 128 MB, timeout 20 s\nPackaged x ([SIZE])"
     );
 }
+
+/// The README's quick start, typed as a newcomer types it, ends with the
+/// function deployed behind its alias and invoked there (moto plays AWS; the
+/// build is the real `cargo fn` build for Lambda). The local half (`watch`,
+/// `invoke`, `curl`) is what the `watch`, `invoke` and `http_front` tests cover.
+#[test]
+fn the_readme_quick_start_deploys_and_invokes_the_function() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let new = ["new", "hello", "--http"];
+    let deploy = ["deploy", "--alias", "prod"];
+    let invoke = [
+        "invoke",
+        "--remote",
+        "--qualifier",
+        "prod",
+        "--data-file",
+        "events/function-url.json",
+    ];
+    for args in [&new[..], &deploy[..], &invoke[..]] {
+        let line = format!("$ cargo fn {}", args.join(" "));
+        assert!(
+            readme.contains(&line),
+            "the README's quick start no longer says `{line}`: update this test with it"
+        );
+    }
+    let aws = crate::moto::Aws::start();
+    let dir = support::tempdir();
+    let run = |cwd: &Path, args: &[&str]| {
+        let mut cmd = support::cargo_fn();
+        cmd.current_dir(cwd)
+            .args(args)
+            .env("PATH", support::path_with_tools())
+            .env("CARGO_TARGET_DIR", support::shared_target_dir())
+            .env_remove("AWS_PROFILE");
+        for (k, v) in aws.env() {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "`cargo fn {}` failed:\n{stderr}\n{stdout}",
+            args.join(" ")
+        );
+        assert!(
+            !stderr.contains(crate::moto::SECRET_KEY) && !stdout.contains(crate::moto::SECRET_KEY)
+        );
+        (stdout, stderr)
+    };
+    run(dir.path(), &new);
+    let hello = dir.path().join("hello");
+    let (_, deployed) = run(&hello, &deploy);
+    assert!(
+        deployed.contains("prod"),
+        "deploy names the alias: {deployed}"
+    );
+    let alias = aws.get_json("/2015-03-31/functions/hello/aliases/prod");
+    assert_eq!(alias["FunctionVersion"], "1", "{alias}");
+    let function = aws.get_json("/2015-03-31/functions/hello");
+    assert_eq!(function["Configuration"]["Runtime"], "provided.al2023");
+    assert_eq!(
+        function["Configuration"]["Timeout"], 10,
+        "the template's timeout"
+    );
+    let (answer, _) = run(&hello, &invoke);
+    assert!(
+        !answer.trim().is_empty(),
+        "the remote invoke printed nothing"
+    );
+}
