@@ -240,11 +240,21 @@ fn sentence(s: &str) -> String {
     out
 }
 
-/// Markdown table cells: no raw pipes or line breaks.
+/// Markdown table cells: no raw pipes, line breaks or bare `<tags>`.
 fn cell(s: &str) -> String {
-    s.replace('|', "\\|")
-        .replace("\n\n", "<br>")
-        .replace('\n', " ")
+    // `<name>` outside code spans would be swallowed by HTML as a tag.
+    let mut out = String::new();
+    for (i, part) in s.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        if i % 2 == 0 {
+            out.push_str(&part.replace('<', "&lt;").replace('>', "&gt;"));
+        } else {
+            out.push_str(part);
+        }
+    }
+    out.replace('|', "\\|").replace('\n', " ")
 }
 
 fn configuration_page() -> String {
