@@ -311,7 +311,8 @@ pub fn build_book() -> Result<()> {
         .arg(root.join("docs"))
         .arg("--dest-dir")
         .arg(&out))?;
-    let broken = check_links(&out)?;
+    let mut broken = check_links(&out)?;
+    broken.extend(check_readme_links(&root.join("README.md"))?);
     if !broken.is_empty() {
         bail!(
             "the guide has {} broken internal link(s):\n  {}",
@@ -329,6 +330,10 @@ pub fn build_book() -> Result<()> {
 /// Every `href`/`src` in the book's HTML pages that stays inside the book must
 /// name a file that exists and, with a `#fragment`, an `id` in that file.
 fn check_links(book: &Path) -> Result<Vec<String>> {
+    // Link targets are normalised paths: the pages' must be too.
+    let book = &book
+        .canonicalize()
+        .with_context(|| format!("reading {}", book.display()))?;
     let mut pages = Vec::new();
     collect_html(book, &mut pages)?;
     let mut ids: BTreeMap<PathBuf, BTreeSet<String>> = BTreeMap::new();
@@ -385,6 +390,25 @@ fn check_links(book: &Path) -> Result<Vec<String>> {
             {
                 broken.push(format!("{shown}: `{link}` (no #{fragment} in that page)"));
             }
+        }
+    }
+    Ok(broken)
+}
+
+/// The README is not part of the book: its relative links must name files
+/// of the repository.
+fn check_readme_links(readme: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(readme)?;
+    let dir = readme.parent().unwrap();
+    let mut broken = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("](") {
+        rest = &rest[at + 2..];
+        let Some(end) = rest.find(')') else { break };
+        let link = &rest[..end];
+        let file = link.split('#').next().unwrap_or_default();
+        if !file.is_empty() && !link.contains("://") && !dir.join(file).exists() {
+            broken.push(format!("README.md: `{link}` (no such file)"));
         }
     }
     Ok(broken)

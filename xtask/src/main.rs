@@ -45,6 +45,9 @@ enum Task {
     Docs {
         #[arg(long)]
         check: bool,
+        /// Also build the guide into target/book and check its internal links
+        #[arg(long)]
+        book: bool,
     },
     /// Generate shell completions and the man page into target/dist
     Dist,
@@ -65,7 +68,13 @@ fn main() -> Result<()> {
     match Xtask::parse().task {
         Task::Setup => tools::setup(),
         Task::Ci => ci(),
-        Task::Docs { check } => docs::run_docs(check),
+        Task::Docs { check, book } => {
+            docs::run_docs(check)?;
+            if book {
+                docs::build_book()?;
+            }
+            Ok(())
+        }
         Task::Dist => dist(),
         Task::BenchProfile => bench_profile::run(),
         Task::Demo => demo::demo(),
