@@ -36,7 +36,7 @@ pub enum Allowed {
 
 /// The value a key has when nothing sets it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Default {
+pub enum DefaultValue {
     /// A literal value, written as in Cargo.toml without quotes.
     Value(&'static str),
     /// Computed from something else, in words.
@@ -51,7 +51,7 @@ pub enum Default {
 pub struct KeyDoc {
     pub key: &'static str,
     pub ty: &'static str,
-    pub default: Default,
+    pub default: DefaultValue,
     pub allowed: Allowed,
     pub description: &'static str,
 }
@@ -74,12 +74,12 @@ impl Allowed {
     }
 }
 
-impl Default {
+impl DefaultValue {
     pub fn text(&self) -> String {
         match self {
-            Default::Value(v) => format!("`{v}`"),
-            Default::Derived(d) => d.to_string(),
-            Default::None => "-".to_string(),
+            DefaultValue::Value(v) => format!("`{v}`"),
+            DefaultValue::Derived(d) => d.to_string(),
+            DefaultValue::None => "-".to_string(),
         }
     }
 }
@@ -87,7 +87,7 @@ impl Default {
 const fn key(
     key: &'static str,
     ty: &'static str,
-    default: Default,
+    default: DefaultValue,
     allowed: Allowed,
     description: &'static str,
 ) -> KeyDoc {
@@ -105,7 +105,7 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "name",
         "string",
-        Default::Derived("the binary name"),
+        DefaultValue::Derived("the binary name"),
         Allowed::Count {
             min: 1,
             max: 64,
@@ -116,21 +116,21 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "architecture",
         "string",
-        Default::Value("x86_64"),
+        DefaultValue::Value("x86_64"),
         Allowed::OneOf(&["x86_64", "arm64"]),
         "Instruction set the function is built for and runs on.",
     ),
     key(
         "runtime",
         "string",
-        Default::Value("provided.al2023"),
+        DefaultValue::Value("provided.al2023"),
         Allowed::OneOf(&["provided.al2023", "provided.al2"]),
         "The OS-only runtime: `provided.al2023` has glibc 2.34, `provided.al2` glibc 2.26; the build pins that glibc.",
     ),
     key(
         "memory",
         "integer",
-        Default::Value("128"),
+        DefaultValue::Value("128"),
         Allowed::Range {
             min: 128,
             max: 10240,
@@ -141,7 +141,7 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "timeout",
         "integer",
-        Default::Value("3"),
+        DefaultValue::Value("3"),
         Allowed::Range {
             min: 1,
             max: 900,
@@ -152,7 +152,7 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "ephemeral-storage",
         "integer",
-        Default::Value("512"),
+        DefaultValue::Value("512"),
         Allowed::Range {
             min: 512,
             max: 10240,
@@ -163,7 +163,7 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "env",
         "table of strings",
-        Default::None,
+        DefaultValue::None,
         Allowed::Count {
             min: 0,
             max: 4096,
@@ -174,21 +174,21 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "env-file",
         "path",
-        Default::None,
+        DefaultValue::None,
         Allowed::Rule("a dotenv file, relative to the Cargo.toml that names it"),
         "More environment variables from a file; `env` entries win over it.",
     ),
     key(
         "secrets",
         "table of strings",
-        Default::None,
+        DefaultValue::None,
         Allowed::Rule("`ENV_NAME = \"secret-name-or-arn\"`"),
         "The function gets the Secrets Manager secret's *name* in `ENV_NAME`, never its value.",
     ),
     key(
         "layers",
         "list of strings",
-        Default::None,
+        DefaultValue::None,
         Allowed::Count {
             min: 0,
             max: 5,
@@ -199,21 +199,21 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "role",
         "string",
-        Default::Derived("created by `deploy`"),
+        DefaultValue::Derived("created by `deploy`"),
         Allowed::Rule("an IAM role ARN (`arn:aws:iam::<account>:role/<name>`)"),
         "The execution role. Without it, `deploy` creates `cargo-fn-<function>` with the policy the configuration needs (logs, X-Ray, VPC).",
     ),
     key(
         "tracing",
         "string",
-        Default::Value("PassThrough"),
+        DefaultValue::Value("PassThrough"),
         Allowed::OneOf(&["Active", "PassThrough"]),
         "X-Ray tracing mode.",
     ),
     key(
         "vpc.subnets",
         "list of strings",
-        Default::None,
+        DefaultValue::None,
         Allowed::Count {
             min: 1,
             max: 16,
@@ -224,7 +224,7 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "vpc.security-groups",
         "list of strings",
-        Default::None,
+        DefaultValue::None,
         Allowed::Count {
             min: 1,
             max: 5,
@@ -235,7 +235,7 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "reserved-concurrency",
         "integer",
-        Default::None,
+        DefaultValue::None,
         Allowed::Range {
             min: 0,
             max: 1_000_000,
@@ -246,7 +246,7 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "provisioned-concurrency.<alias>",
         "integer",
-        Default::None,
+        DefaultValue::None,
         Allowed::Range {
             min: 1,
             max: 1_000_000,
@@ -257,21 +257,21 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "log-format",
         "string",
-        Default::Value("Text"),
+        DefaultValue::Value("Text"),
         Allowed::OneOf(&["Text", "JSON"]),
         "CloudWatch log format.",
     ),
     key(
         "log-level",
         "string",
-        Default::None,
+        DefaultValue::None,
         Allowed::OneOf(&["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]),
         "Application log level; only with `log-format = \"JSON\"`.",
     ),
     key(
         "tags",
         "table of strings",
-        Default::None,
+        DefaultValue::None,
         Allowed::Count {
             min: 0,
             max: 50,
@@ -282,21 +282,21 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "function-url.auth",
         "string",
-        Default::Value("NONE"),
+        DefaultValue::Value("NONE"),
         Allowed::OneOf(&["NONE", "AWS_IAM"]),
         "Who may call the function URL `deploy` creates on the alias: anyone (`NONE`), or SigV4-signed callers.",
     ),
     key(
         "function-url.invoke-mode",
         "string",
-        Default::Value("BUFFERED"),
+        DefaultValue::Value("BUFFERED"),
         Allowed::OneOf(&["BUFFERED", "RESPONSE_STREAM"]),
         "`RESPONSE_STREAM` streams the answer to the HTTP client (locally too).",
     ),
     key(
         "function-url.cors.allow-origins",
         "list of strings",
-        Default::None,
+        DefaultValue::None,
         Allowed::Count {
             min: 0,
             max: 100,
@@ -307,7 +307,7 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "function-url.cors.allow-methods",
         "list of strings",
-        Default::None,
+        DefaultValue::None,
         Allowed::Count {
             min: 0,
             max: 6,
@@ -318,7 +318,7 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "function-url.cors.allow-headers",
         "list of strings",
-        Default::None,
+        DefaultValue::None,
         Allowed::Count {
             min: 0,
             max: 100,
@@ -329,7 +329,7 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "function-url.cors.expose-headers",
         "list of strings",
-        Default::None,
+        DefaultValue::None,
         Allowed::Count {
             min: 0,
             max: 100,
@@ -340,14 +340,14 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "function-url.cors.allow-credentials",
         "boolean",
-        Default::Value("false"),
+        DefaultValue::Value("false"),
         Allowed::Bool,
         "Whether cookies and credentials are allowed.",
     ),
     key(
         "function-url.cors.max-age",
         "integer",
-        Default::None,
+        DefaultValue::None,
         Allowed::Range {
             min: 0,
             max: 86400,
@@ -358,56 +358,56 @@ pub const REFERENCE: &[KeyDoc] = &[
     key(
         "alias",
         "string",
-        Default::Derived("`live` (in `deploy`)"),
+        DefaultValue::Derived("`live` (in `deploy`)"),
         Allowed::Rule("1-128 of `a-z A-Z 0-9 - _`, not all digits"),
         "The alias `deploy` moves when `--alias` is not given.",
     ),
     key(
         "include",
         "list of paths",
-        Default::None,
+        DefaultValue::None,
         Allowed::Rule("relative to the package, never `..`"),
         "Extra files or directories put into the zip beside `bootstrap`.",
     ),
     key(
         "extension",
         "boolean",
-        Default::Value("false"),
+        DefaultValue::Value("false"),
         Allowed::Bool,
         "`true` marks the binary as a Lambda extension: packaged under `extensions/`, started by `watch` beside every function.",
     ),
     key(
         "event-format",
         "string",
-        Default::Value("function-url"),
+        DefaultValue::Value("function-url"),
         Allowed::OneOf(&["function-url", "http-api", "rest-api", "alb"]),
         "The event `watch`'s HTTP front builds from a request.",
     ),
     key(
         "package-type",
         "string",
-        Default::Value("zip"),
+        DefaultValue::Value("zip"),
         Allowed::OneOf(&["zip", "image"]),
         "What `deploy` ships; `image` is what `deploy --image` does.",
     ),
     key(
         "image.repository",
         "string",
-        Default::Derived("the function name, lower case"),
+        DefaultValue::Derived("the function name, lower case"),
         Allowed::Rule("an ECR repository name"),
         "The ECR repository images are pushed to (created if missing).",
     ),
     key(
         "image.scan-on-push",
         "boolean",
-        Default::Value("true"),
+        DefaultValue::Value("true"),
         Allowed::Bool,
         "Scan on push, for a repository `deploy` creates.",
     ),
     key(
         "image.keep",
         "integer",
-        Default::None,
+        DefaultValue::None,
         Allowed::Range {
             min: 1,
             max: 1000,
@@ -556,7 +556,7 @@ mod tests {
     #[test]
     fn every_stated_default_is_the_resolved_default() {
         for doc in REFERENCE {
-            let Default::Value(text) = doc.default else {
+            let DefaultValue::Value(text) = doc.default else {
                 continue;
             };
             let value: Value = serde_json::from_str(text).unwrap_or_else(|_| json!(text));
