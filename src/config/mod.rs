@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 mod layers;
+pub mod reference;
 mod validate;
 
 pub use layers::{KEYS, resolve, resolve_with_env};

@@ -10,6 +10,7 @@ mod doubles;
 mod ecr_shim;
 mod emulator;
 mod extensions;
+mod guide;
 mod http_front;
 mod image;
 mod invoke;

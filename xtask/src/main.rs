@@ -4,7 +4,10 @@
 //!   (apt packages, a Python venv with zig, cargo-zigbuild and moto, one with
 //!   LocalStack (Python 3.13) and our plugin for it, rustup
 //!   targets) into a tools dir outside the clone, so it is reused across runs.
-//! - `ci`: setup, then fmt --check, clippy -D warnings, and all tests.
+//! - `ci`: setup, then fmt --check, the generated docs check, clippy -D
+//!   warnings, all tests, and the guide build with its link check.
+//! - `docs`: the guide's generated reference pages (`--check` compares);
+//!   `ci` also builds the guide and checks its internal links.
 //! - `dist`: shell completions and a man page from the clap definitions.
 //! - `demo`: the main job end to end (see README).
 //! - `bench-profile`: release profile candidates for the templates (size, start-up).
@@ -19,6 +22,7 @@ mod bench_profile;
 mod bench_ship;
 mod bench_url;
 mod demo;
+mod docs;
 mod tools;
 
 use std::process::Command;
@@ -38,6 +42,14 @@ enum Task {
     Setup,
     /// Setup, then formatting, lints and every test
     Ci,
+    /// Regenerate the guide's reference pages from the code (`--check`: fail if they differ)
+    Docs {
+        #[arg(long)]
+        check: bool,
+        /// Also build the guide into target/book and check its internal links
+        #[arg(long)]
+        book: bool,
+    },
     /// Generate shell completions and the man page into target/dist
     Dist,
     /// Release profile candidates for the templates: binary size and startup
@@ -57,6 +69,13 @@ fn main() -> Result<()> {
     match Xtask::parse().task {
         Task::Setup => tools::setup(),
         Task::Ci => ci(),
+        Task::Docs { check, book } => {
+            docs::run_docs(check)?;
+            if book {
+                docs::build_book()?;
+            }
+            Ok(())
+        }
         Task::Dist => dist(),
         Task::BenchProfile => bench_profile::run(),
         Task::Demo => demo::demo(),
@@ -82,6 +101,7 @@ fn ci() -> Result<()> {
     tools::setup()?;
     let path = tools::path_with_tools()?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    docs::run_docs(true)?;
     run(cargo()
         .args([
             "clippy",
@@ -95,6 +115,7 @@ fn ci() -> Result<()> {
     run(cargo()
         .args(["test", "--workspace", "--", "--test-threads", "2"])
         .env("PATH", &path))?;
+    docs::build_book()?;
     eprintln!("xtask: ci passed in {:.0?}", started.elapsed());
     Ok(())
 }

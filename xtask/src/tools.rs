@@ -75,6 +75,7 @@ pub fn setup() -> Result<()> {
     venv()?;
     localstack_venv()?;
     rustup()?;
+    mdbook()?;
     eprintln!("xtask: tools ready in {}", tools_dir().display());
     Ok(())
 }
@@ -234,4 +235,22 @@ fn rustup() -> Result<()> {
         bail!("clippy is not installed: run `rustup component add clippy rustfmt`");
     }
     Ok(())
+}
+
+/// The mdBook that builds the guide, pinned, compiled once into the tools dir.
+const MDBOOK_VERSION: &str = "0.5.4";
+
+/// Path to the pinned mdBook, installed with `cargo install --root` if missing.
+pub fn mdbook() -> Result<PathBuf> {
+    let root = tools_dir().join(format!("mdbook-{MDBOOK_VERSION}"));
+    let bin = root.join("bin/mdbook");
+    if !bin.exists() {
+        run(crate::cargo()
+            .args(["install", "--locked", "--quiet", "--root"])
+            .arg(&root)
+            .args(["--version", MDBOOK_VERSION])
+            // Only `build` is used: no file watcher or web server.
+            .args(["--no-default-features", "--features", "search", "mdbook"]))?;
+    }
+    Ok(bin)
 }
