@@ -18,8 +18,11 @@ pub mod fake;
 pub mod progress;
 pub mod sdk;
 mod sdk_ecr;
+mod sdk_triggers;
+pub mod triggers;
 
 pub use ecr::EcrApi;
+pub use triggers::TriggerApi;
 
 /// The function handler for `provided.*` runtimes: the binary is `bootstrap`.
 pub const HANDLER: &str = "bootstrap";

@@ -43,10 +43,12 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 /// The SDK clients behind the traits.
 #[derive(Debug, Clone)]
 pub struct SdkAws {
-    lambda: aws_sdk_lambda::Client,
-    iam: aws_sdk_iam::Client,
-    s3: aws_sdk_s3::Client,
+    pub(super) lambda: aws_sdk_lambda::Client,
+    pub(super) iam: aws_sdk_iam::Client,
+    pub(super) s3: aws_sdk_s3::Client,
     pub(super) ecr: aws_sdk_ecr::Client,
+    pub(super) scheduler: aws_sdk_scheduler::Client,
+    pub(super) apigw: aws_sdk_apigatewayv2::Client,
     pub region: String,
 }
 
@@ -88,6 +90,8 @@ pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<SdkAws> {
         iam: aws_sdk_iam::Client::new(&config),
         s3: aws_sdk_s3::Client::from_conf(s3.build()),
         ecr: aws_sdk_ecr::Client::new(&config),
+        scheduler: aws_sdk_scheduler::Client::new(&config),
+        apigw: aws_sdk_apigatewayv2::Client::new(&config),
         region,
     })
 }

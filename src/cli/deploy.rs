@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use super::{ConfigFlags, GlobalArgs};
 use crate::aws::sdk::{ConnectOptions, SdkAws, connect};
 use crate::config::{self, FunctionConfig};
+use crate::deploy::triggers;
 use crate::deploy::{
     self, DEFAULT_ALIAS, DIRECT_UPLOAD_LIMIT, DeployOptions, EnvMode, Package, S3Target,
 };
@@ -273,16 +274,38 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
             }),
         };
         let (plan, outcome) = deploy_one(&api, f, &pkg, &opts, args.dry_run, &ui).await?;
+        let arn = outcome.as_ref().map(|o| o.function_arn.as_str());
+        let triggers = triggers::after_deploy(&api, f, &opts.alias, arn, args.dry_run, &ui)
+            .await
+            .map_err(crate::aws::with_api_hint)?;
         if args.dry_run && !ui.is_json() {
             print!("{}", plan.render());
+            if let Some((t, _)) = &triggers {
+                print!("{}", t.render());
+            }
         }
         if let Some(o) = &outcome
             && !ui.is_json()
         {
             print_outcome(o);
+            if let Some((_, Some(t))) = &triggers {
+                for (name, url) in &t.urls {
+                    println!("  trigger {name}: {url}");
+                }
+            }
         }
-        plans.push(plan_json(&plan));
-        outcomes.extend(outcome);
+        let mut pj = plan_json(&plan);
+        if let Some((t, done)) = &triggers {
+            pj["triggers"] = serde_json::json!({ "changes": t.lines(), "notes": t.notes });
+            if let (Some(o), Some(done)) = (&outcome, done) {
+                let mut oj = serde_json::to_value(o)?;
+                oj["triggers"] = serde_json::to_value(done)?;
+                outcomes.push(oj);
+            }
+        } else {
+            outcomes.extend(outcome.map(serde_json::to_value).transpose()?);
+        }
+        plans.push(pj);
     }
     if ui.is_json() {
         let value = if args.dry_run {

@@ -747,6 +747,11 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         Some((v, src)) => one_of("package-type", v, src, &[("zip", false), ("image", true)])?,
     };
 
+    let triggers = match f.get("triggers") {
+        None => Vec::new(),
+        Some((v, src)) => super::triggers::build(v, src)?,
+    };
+
     for (key, _) in super::KEYS {
         if !f.merged.maps.contains_key(*key)
             && !matches!(*key, "env" | "secrets" | "tags" | "provisioned-concurrency")
@@ -786,6 +791,7 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         include,
         event_format,
         image,
+        triggers,
         sources,
         warnings,
     })
