@@ -651,3 +651,76 @@ prefix = "in/"
             .any(|s| s["Sid"] == "cargo-fn-s3-uploads")
     );
 }
+
+/// Each template's trigger passes validation: the active ones as generated,
+/// the commented ones once uncommented with a real-looking ARN.
+#[test]
+fn templates_generate_triggers_that_validate() {
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("t-sqs", &["--event", "sqs"], "sqs"),
+        ("t-kinesis", &["--event", "kinesis"], "kinesis"),
+        (
+            "t-dynamodb",
+            &["--template", "stream", "--var", "source=dynamodb"],
+            "dynamodb",
+        ),
+        ("t-scheduled", &["--event", "scheduled"], "schedule"),
+        ("t-s3", &["--event", "s3"], "s3"),
+        ("t-http", &["--http"], "http-api"),
+    ];
+    for (name, flags, ty) in cases {
+        let tmp = tempdir();
+        let out = super::support::cargo_fn()
+            .current_dir(tmp.path())
+            .arg("new")
+            .arg(name)
+            .args(*flags)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let manifest = tmp.path().join(name).join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        assert!(
+            text.contains("[[package.metadata.fn.triggers]]"),
+            "{name}: {text}"
+        );
+        // Uncomment a commented trigger block and fill in its placeholders.
+        let mut lines = Vec::new();
+        let mut in_block = false;
+        for line in text.lines() {
+            if line == "# [[package.metadata.fn.triggers]]" {
+                in_block = true;
+            } else if !line.starts_with("# ") {
+                in_block = false;
+            }
+            match line.strip_prefix("# ") {
+                Some(rest) if in_block => lines.push(rest.to_string()),
+                _ => lines.push(line.to_string()),
+            }
+        }
+        let filled = lines
+            .join("\n")
+            .replace("<region>", "us-east-1")
+            .replace("<account>", "123456789012")
+            .replace("<name>", "clicks")
+            .replace("<table>", "orders")
+            .replace("<label>", "2024-01-01T00:00:00.000");
+        std::fs::write(&manifest, filled).unwrap();
+        let out = super::support::cargo_fn()
+            .args(["config", "--output", "json", "--manifest-path"])
+            .arg(&manifest)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v[0]["triggers"][0]["type"], *ty, "{name}: {v}");
+    }
+}
