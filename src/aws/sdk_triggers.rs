@@ -79,7 +79,9 @@ fn normalise_json(s: &str) -> String {
 
 /// The request fields shared by create and update.
 macro_rules! mapping_fields {
-    ($b:expr, $s:expr) => {{
+    // `$clear_filters`: send the filter list even when empty (an update
+    // clears remote filters that way; a create has none to clear).
+    ($b:expr, $s:expr, $clear_filters:expr) => {{
         let s: &MappingSpec = $s;
         let mut b = $b
             .set_batch_size(s.batch_size)
@@ -95,7 +97,7 @@ macro_rules! mapping_fields {
             } else {
                 vec![]
             }))
-            .filter_criteria(
+            .set_filter_criteria($clear_filters.then(|| {
                 lt::FilterCriteria::builder()
                     .set_filters(Some(
                         s.filters
@@ -103,8 +105,8 @@ macro_rules! mapping_fields {
                             .map(|p| lt::Filter::builder().pattern(p).build())
                             .collect(),
                     ))
-                    .build(),
-            );
+                    .build()
+            }));
         if let Some(d) = &s.on_failure {
             b = b.destination_config(
                 lt::DestinationConfig::builder()
@@ -324,7 +326,7 @@ impl TriggerApi for SdkAws {
                     .map(aws_smithy_types::DateTime::from_secs),
             )
             .set_tags(Some(tags.clone().into_iter().collect::<HashMap<_, _>>()));
-        let out = mapping_fields!(b, spec)
+        let out = mapping_fields!(b, spec, !spec.filters.is_empty())
             .send()
             .await
             .map_err(|e| api_err("lambda:CreateEventSourceMapping", e))?;
@@ -333,7 +335,7 @@ impl TriggerApi for SdkAws {
 
     async fn update_mapping(&self, uuid: &str, spec: &MappingSpec) -> ApiResult<MappingState> {
         let b = self.lambda.update_event_source_mapping().uuid(uuid);
-        let out = mapping_fields!(b, spec)
+        let out = mapping_fields!(b, spec, true)
             .send()
             .await
             .map_err(|e| api_err("lambda:UpdateEventSourceMapping", e))?;

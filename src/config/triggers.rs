@@ -65,7 +65,7 @@ pub struct SqsTrigger {
     pub queue: String,
     /// 1-10,000 (1-10 for a FIFO queue); AWS default 10.
     pub batch_size: Option<u32>,
-    /// Seconds, 0-300; at least 1 when `batch_size` > 10.
+    /// Seconds, 0-300; at least 1 when `batch_size` > 10; none for FIFO.
     pub maximum_batching_window: Option<u32>,
     /// 2-1,000 concurrent invocations.
     pub maximum_concurrency: Option<u32>,
@@ -514,6 +514,13 @@ fn sqs(t: &Table) -> Result<SqsTrigger> {
         t.int("batch-size", 1, 10_000, "")?
     };
     let window = t.int("maximum-batching-window", 0, 300, " seconds")?;
+    if fifo && let Some(v) = t.get("maximum-batching-window") {
+        return Err(t.bad(
+            "maximum-batching-window",
+            v,
+            "nothing: Lambda has no batching window for FIFO queues",
+        ));
+    }
     if batch_size.is_some_and(|b| b > 10) && window.unwrap_or(0) < 1 {
         return Err(t.bad(
             "maximum-batching-window",

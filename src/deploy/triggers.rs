@@ -433,7 +433,9 @@ pub fn sqs_spec(t: &Target, s: &SqsTrigger) -> MappingSpec {
     MappingSpec {
         event_source_arn: queue_arn(t, &s.queue),
         batch_size: Some(s.batch_size.unwrap_or(10) as i32),
-        maximum_batching_window: Some(s.maximum_batching_window.unwrap_or(0) as i32),
+        // FIFO queues have no batching window: never sent, never compared.
+        maximum_batching_window: (!s.is_fifo())
+            .then(|| s.maximum_batching_window.unwrap_or(0) as i32),
         maximum_concurrency: s.maximum_concurrency.map(|n| n as i32),
         report_batch_item_failures: s.report_batch_item_failures,
         filters: s.filters.clone(),

@@ -182,7 +182,8 @@ fn sqs_rules() {
     assert!(rejected(with(sqs(), "batch-size", json!(10_001))).contains("1-10000"));
     let fifo = with(sqs(), "queue", json!("orders.fifo"));
     assert!(rejected(with(fifo.clone(), "batch-size", json!(11))).contains("1-10 (a FIFO queue)"));
-    accepted(with(fifo, "batch-size", json!(10)));
+    accepted(with(fifo.clone(), "batch-size", json!(10)));
+    assert!(rejected(with(fifo, "maximum-batching-window", json!(1))).contains("FIFO"));
     // Above 10 messages, a batching window of at least one second.
     let big = with(sqs(), "batch-size", json!(100));
     assert!(rejected(big.clone()).contains("at least 1 second"));
