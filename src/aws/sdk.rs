@@ -49,6 +49,7 @@ pub struct SdkAws {
     pub(super) ecr: aws_sdk_ecr::Client,
     pub(super) scheduler: aws_sdk_scheduler::Client,
     pub(super) apigw: aws_sdk_apigatewayv2::Client,
+    pub(super) sts: aws_sdk_sts::Client,
     pub region: String,
 }
 
@@ -92,6 +93,7 @@ pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<SdkAws> {
         ecr: aws_sdk_ecr::Client::new(&config),
         scheduler: aws_sdk_scheduler::Client::new(&config),
         apigw: aws_sdk_apigatewayv2::Client::new(&config),
+        sts: aws_sdk_sts::Client::new(&config),
         region,
     })
 }

@@ -11,11 +11,10 @@ use aws_sdk_scheduler::types as sc;
 
 use super::sdk::{SdkAws, api_err};
 use super::triggers::{
-    BucketNotifications, HttpApi, Integration, MappingSpec, MappingState, Notification,
-    NotificationKind, Permission, Route, ScheduleSpec, TriggerApi,
+    BucketNotifications, Caller, HttpApi, HttpCors, Integration, MappingSpec, MappingState,
+    Notification, NotificationKind, Permission, Route, ScheduleSpec, TriggerApi,
 };
 use super::{ApiError, ApiResult};
-use crate::config::Cors;
 
 fn not_found<T>(e: ApiError) -> ApiResult<Option<T>> {
     if e.is_not_found() { Ok(None) } else { Err(e) }
@@ -181,7 +180,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn to_gw_cors(c: &Cors) -> gt::Cors {
+fn to_gw_cors(c: &HttpCors) -> gt::Cors {
     gt::Cors::builder()
         .set_allow_origins(Some(c.allow_origins.clone()))
         .set_allow_methods(Some(c.allow_methods.clone()))
@@ -192,8 +191,8 @@ fn to_gw_cors(c: &Cors) -> gt::Cors {
         .build()
 }
 
-fn from_gw_cors(c: &gt::Cors) -> Cors {
-    Cors {
+fn from_gw_cors(c: &gt::Cors) -> HttpCors {
+    HttpCors {
         allow_origins: c.allow_origins().to_vec(),
         allow_methods: c.allow_methods().to_vec(),
         allow_headers: c.allow_headers().to_vec(),
@@ -253,6 +252,25 @@ fn invalid(op: &str, e: impl std::fmt::Display) -> ApiError {
 }
 
 impl TriggerApi for SdkAws {
+    async fn caller(&self) -> ApiResult<Caller> {
+        let o = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| api_err("sts:GetCallerIdentity", e))?;
+        let partition = o
+            .arn()
+            .and_then(|a| a.split(':').nth(1))
+            .unwrap_or("aws")
+            .to_string();
+        Ok(Caller {
+            partition,
+            account: o.account().unwrap_or_default().to_string(),
+            region: self.region.clone(),
+        })
+    }
+
     async fn list_mappings(&self, function: &str) -> ApiResult<Vec<MappingState>> {
         let mut out = Vec::new();
         let mut marker: Option<String> = None;
@@ -673,7 +691,7 @@ impl TriggerApi for SdkAws {
     async fn create_http_api(
         &self,
         name: &str,
-        cors: Option<&Cors>,
+        cors: Option<&HttpCors>,
         tags: &BTreeMap<String, String>,
     ) -> ApiResult<HttpApi> {
         let o = self
@@ -695,7 +713,7 @@ impl TriggerApi for SdkAws {
         })
     }
 
-    async fn update_http_api_cors(&self, api: &str, cors: Option<&Cors>) -> ApiResult<()> {
+    async fn update_http_api_cors(&self, api: &str, cors: Option<&HttpCors>) -> ApiResult<()> {
         match cors {
             Some(c) => self
                 .apigw

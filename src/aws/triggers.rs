@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 
 use super::ApiResult;
-use crate::config::Cors;
 
 /// The settings of an event source mapping that deploy manages. Fields that
 /// do not apply to a source stay `None` (never sent, never compared).
@@ -121,6 +120,26 @@ pub struct BucketNotifications {
     pub eventbridge: bool,
 }
 
+/// The CORS configuration of an HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpCors {
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age: Option<u32>,
+}
+
+/// Where the credentials in use create things.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Caller {
+    pub partition: String,
+    pub account: String,
+    /// The client's region.
+    pub region: String,
+}
+
 /// An API Gateway v2 HTTP API.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct HttpApi {
@@ -129,7 +148,7 @@ pub struct HttpApi {
     /// `https://<id>.execute-api.<region>.amazonaws.com`.
     pub endpoint: String,
     pub tags: BTreeMap<String, String>,
-    pub cors: Option<Cors>,
+    pub cors: Option<HttpCors>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -154,6 +173,9 @@ pub struct Route {
 /// in the plan, so a re-run after a failure converges.
 #[allow(async_fn_in_trait)] // used from one task; no Send bound needed
 pub trait TriggerApi {
+    /// `sts:GetCallerIdentity` and the client's region: where ARNs point.
+    async fn caller(&self) -> ApiResult<Caller>;
+
     // Lambda event source mappings.
     /// Mappings whose function is exactly `function` (a qualified ARN),
     /// each with its tags.
@@ -196,11 +218,11 @@ pub trait TriggerApi {
     async fn create_http_api(
         &self,
         name: &str,
-        cors: Option<&Cors>,
+        cors: Option<&HttpCors>,
         tags: &BTreeMap<String, String>,
     ) -> ApiResult<HttpApi>;
     /// Sets (or, with `None`, removes) the API's CORS configuration.
-    async fn update_http_api_cors(&self, api: &str, cors: Option<&Cors>) -> ApiResult<()>;
+    async fn update_http_api_cors(&self, api: &str, cors: Option<&HttpCors>) -> ApiResult<()>;
     async fn delete_http_api(&self, api: &str) -> ApiResult<()>;
     async fn list_integrations(&self, api: &str) -> ApiResult<Vec<Integration>>;
     async fn create_integration(

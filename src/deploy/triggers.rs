@@ -24,8 +24,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::aws::triggers::{
-    BucketNotifications, HttpApi, Integration, MappingSpec, MappingState, Notification,
-    NotificationKind, Permission, Route, ScheduleSpec,
+    BucketNotifications, Caller, HttpApi, HttpCors, Integration, MappingSpec, MappingState,
+    Notification, NotificationKind, Permission, Route, ScheduleSpec,
 };
 use crate::aws::{ApiError, IamApi, TriggerApi};
 use crate::config::triggers::{
@@ -78,6 +78,23 @@ impl Target {
             account: parts[4].to_string(),
             own_role,
         })
+    }
+
+    /// For a function that does not exist yet: where it will be created.
+    pub fn from_caller(
+        c: &Caller,
+        function: &str,
+        alias: &str,
+        own_role: Option<String>,
+    ) -> Target {
+        Target {
+            function: function.to_string(),
+            alias: alias.to_string(),
+            partition: c.partition.clone(),
+            region: c.region.clone(),
+            account: c.account.clone(),
+            own_role,
+        }
     }
 
     /// The qualified ARN every trigger targets.
@@ -180,7 +197,7 @@ pub struct HttpApiChange {
     /// The API when it exists.
     pub api: Option<HttpApi>,
     pub tags: BTreeMap<String, String>,
-    pub cors: Option<Cors>,
+    pub cors: Option<HttpCors>,
     pub update_cors: bool,
     pub integration: Option<Integration>,
     pub update_integration: bool,
@@ -687,10 +704,13 @@ fn same_json(a: &str, b: &serde_json::Value) -> bool {
 }
 
 /// Computes the trigger changes of one function. Reads only.
+/// `exists`: whether the function (and so its alias) exists already; when
+/// not, nothing bound to it is read.
 pub async fn plan<A: TriggerApi + IamApi>(
     api: &A,
     cfg: &FunctionConfig,
     t: &Target,
+    exists: bool,
 ) -> Result<TriggerPlan> {
     let mut plan = TriggerPlan {
         function: t.function.clone(),
@@ -699,10 +719,14 @@ pub async fn plan<A: TriggerApi + IamApi>(
     };
     let alias_arn = t.alias_arn();
     let triggers = &cfg.triggers;
-    let permissions = api.list_permissions(&alias_arn).await?;
+    let permissions = if exists {
+        api.list_permissions(&alias_arn).await?
+    } else {
+        Vec::new()
+    };
 
     plan_role_policy(api, t, triggers, &mut plan).await?;
-    plan_mappings(api, t, triggers, &mut plan).await?;
+    plan_mappings(api, t, triggers, exists, &mut plan).await?;
     plan_schedules(api, t, triggers, &mut plan).await?;
     plan_s3(api, t, triggers, &permissions, &mut plan).await?;
     plan_http(api, t, triggers, &permissions, &mut plan).await?;
@@ -748,6 +772,7 @@ async fn plan_mappings<A: TriggerApi>(
     api: &A,
     t: &Target,
     triggers: &[Trigger],
+    exists: bool,
     plan: &mut TriggerPlan,
 ) -> Result<()> {
     let desired: Vec<(&str, MappingSpec)> = triggers
@@ -760,7 +785,11 @@ async fn plan_mappings<A: TriggerApi>(
             _ => None,
         })
         .collect();
-    let remote = api.list_mappings(&t.alias_arn()).await?;
+    let remote = if exists {
+        api.list_mappings(&t.alias_arn()).await?
+    } else {
+        Vec::new()
+    };
     let ours = |m: &MappingState| {
         m.tags.get(MANAGED_BY_KEY).map(String::as_str) == Some(MANAGED_BY_VALUE)
             && m.tags.contains_key(TRIGGER_TAG)
@@ -1158,6 +1187,17 @@ async fn plan_s3<A: TriggerApi>(
     Ok(())
 }
 
+fn http_cors(c: &Cors) -> HttpCors {
+    HttpCors {
+        allow_origins: c.allow_origins.clone(),
+        allow_methods: c.allow_methods.clone(),
+        allow_headers: c.allow_headers.clone(),
+        expose_headers: c.expose_headers.clone(),
+        allow_credentials: c.allow_credentials,
+        max_age: c.max_age,
+    }
+}
+
 fn execute_api_arn(t: &Target, api_id: &str) -> String {
     format!(
         "arn:{}:execute-api:{}:{}:{api_id}/*",
@@ -1217,7 +1257,7 @@ async fn plan_http<A: TriggerApi>(
             name: api_name(&t.function, name),
             api: existing.clone(),
             tags,
-            cors: h.cors.clone(),
+            cors: h.cors.as_ref().map(http_cors),
             update_cors: false,
             integration: None,
             update_integration: false,
@@ -1234,7 +1274,7 @@ async fn plan_http<A: TriggerApi>(
                 change.create_stage = Some(h.stage.clone());
             }
             Some(a) => {
-                change.update_cors = a.cors != h.cors;
+                change.update_cors = a.cors != change.cors;
                 let integrations = api.list_integrations(&a.id).await?;
                 let integ = integrations.iter().find(|i| i.uri == alias_arn).cloned();
                 change.update_integration = integ
@@ -1615,7 +1655,7 @@ pub async fn deploy<A: TriggerApi + IamApi>(
     dry_run: bool,
     ui: &Ui,
 ) -> Result<(TriggerPlan, Option<TriggerOutcome>)> {
-    let plan = plan(api, cfg, t).await?;
+    let plan = plan(api, cfg, t, true).await?;
     if dry_run {
         return Ok((plan, None));
     }
@@ -1623,6 +1663,13 @@ pub async fn deploy<A: TriggerApi + IamApi>(
         .await
         .with_context(|| format!("deploying the triggers of {}", t.function))?;
     Ok((plan, Some(outcome)))
+}
+
+/// The execution role cargo-fn manages for this function, if any.
+fn own_role(cfg: &FunctionConfig) -> Option<String> {
+    cfg.role
+        .is_none()
+        .then(|| super::managed_role_name(&cfg.name))
 }
 
 /// Whether deploy looks at triggers at all: when the configuration sets
@@ -1657,26 +1704,15 @@ pub async fn after_deploy<A: TriggerApi + IamApi + crate::aws::LambdaApi>(
         None => match api.get_function(&cfg.name).await? {
             Some(f) => f.arn,
             None => {
-                let mut plan = TriggerPlan {
-                    function: cfg.name.clone(),
-                    alias_arn: format!("{}:{alias}", cfg.name),
-                    ..Default::default()
-                };
-                for t in &cfg.triggers {
-                    plan.notes.push(format!(
-                        "after the function exists: create trigger {} ({})",
-                        t.name,
-                        crate::config::triggers::summary(t)
-                    ));
-                }
-                return Ok(Some((plan, None)));
+                // A dry run of a first deploy: plan against what exists.
+                let caller = api.caller().await?;
+                let own_role = own_role(cfg);
+                let t = Target::from_caller(&caller, &cfg.name, alias, own_role);
+                return Ok(Some((plan(api, cfg, &t, false).await?, None)));
             }
         },
     };
-    let own_role = cfg
-        .role
-        .is_none()
-        .then(|| super::managed_role_name(&cfg.name));
+    let own_role = own_role(cfg);
     let target = Target::from_function_arn(&arn, alias, own_role)?;
     deploy(api, cfg, &target, dry_run, ui).await.map(Some)
 }

@@ -724,3 +724,29 @@ fn templates_generate_triggers_that_validate() {
         assert_eq!(v[0]["triggers"][0]["type"], *ty, "{name}: {v}");
     }
 }
+
+#[test]
+fn a_first_deploy_dry_run_lists_each_trigger_and_writes_nothing() {
+    let aws = Aws::start();
+    queue(&aws, "jobs");
+    let dir = tempdir();
+    let code = zip(dir.path(), "v1.zip", "one");
+    write(dir.path(), &format!("{SQS}{SCHEDULE}{HTTP}"));
+    let dry = cargo_fn_in(
+        &aws,
+        dir.path(),
+        &["deploy", "--zip", code.to_str().unwrap(), "--dry-run"],
+    );
+    assert!(dry.ok, "{}", dry.stderr);
+    for expected in [
+        "CreateEventSourceMapping arn:aws:sqs:us-east-1:123456789012:jobs",
+        "iam:CreateRole cargo-fn-hello-scheduler",
+        "scheduler:CreateSchedule hello.tick rate(5 minutes)",
+        "create API hello-api",
+        "route GET /items/{id}",
+        ALIAS_ARN,
+    ] {
+        assert!(dry.stdout.contains(expected), "{expected}: {}", dry.stdout);
+    }
+    assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.writes());
+}
