@@ -373,7 +373,7 @@ impl TriggerApi for SdkAws {
         }
     }
 
-    async fn list_permissions(&self, function: &str) -> ApiResult<Vec<Permission>> {
+    async fn list_trigger_permissions(&self, function: &str) -> ApiResult<Vec<Permission>> {
         match self
             .lambda
             .get_policy()
@@ -388,7 +388,7 @@ impl TriggerApi for SdkAws {
         }
     }
 
-    async fn add_permission(&self, function: &str, p: &Permission) -> ApiResult<()> {
+    async fn add_trigger_permission(&self, function: &str, p: &Permission) -> ApiResult<()> {
         self.lambda
             .add_permission()
             .function_name(function)
@@ -403,7 +403,7 @@ impl TriggerApi for SdkAws {
             .map_err(|e| api_err("lambda:AddPermission", e))
     }
 
-    async fn remove_permission(&self, function: &str, sid: &str) -> ApiResult<()> {
+    async fn remove_trigger_permission(&self, function: &str, sid: &str) -> ApiResult<()> {
         match self
             .lambda
             .remove_permission()

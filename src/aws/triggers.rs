@@ -192,10 +192,10 @@ pub trait TriggerApi {
     async fn delete_mapping(&self, uuid: &str) -> ApiResult<()>;
 
     // Lambda resource-based policy of a qualified function ARN.
-    async fn list_permissions(&self, function: &str) -> ApiResult<Vec<Permission>>;
+    async fn list_trigger_permissions(&self, function: &str) -> ApiResult<Vec<Permission>>;
     /// `lambda:InvokeFunction` for `p.principal`, limited by source ARN and account.
-    async fn add_permission(&self, function: &str, p: &Permission) -> ApiResult<()>;
-    async fn remove_permission(&self, function: &str, sid: &str) -> ApiResult<()>;
+    async fn add_trigger_permission(&self, function: &str, p: &Permission) -> ApiResult<()>;
+    async fn remove_trigger_permission(&self, function: &str, sid: &str) -> ApiResult<()>;
 
     // EventBridge Scheduler (default group).
     async fn list_schedules(&self, prefix: &str) -> ApiResult<Vec<String>>;

@@ -10,7 +10,6 @@ use clap::{Args, ValueEnum};
 use super::{ConfigFlags, GlobalArgs};
 use crate::aws::sdk::{ConnectOptions, SdkAws, connect};
 use crate::config::{self, FunctionConfig};
-use crate::deploy::triggers;
 use crate::deploy::{
     self, DEFAULT_ALIAS, DIRECT_UPLOAD_LIMIT, DeployOptions, EnvMode, Package, S3Target,
 };
@@ -274,38 +273,19 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
             }),
         };
         let (plan, outcome) = deploy_one(&api, f, &pkg, &opts, args.dry_run, &ui).await?;
-        let arn = outcome.as_ref().map(|o| o.function_arn.as_str());
-        let triggers = triggers::after_deploy(&api, f, &opts.alias, arn, args.dry_run, &ui)
-            .await
-            .map_err(crate::aws::with_api_hint)?;
         if args.dry_run && !ui.is_json() {
             print!("{}", plan.render());
-            if let Some((t, _)) = &triggers {
-                print!("{}", t.render());
-            }
+        }
+        for w in &plan.warnings {
+            ui.warn(format!("{}: {w}", plan.function));
         }
         if let Some(o) = &outcome
             && !ui.is_json()
         {
             print_outcome(o);
-            if let Some((_, Some(t))) = &triggers {
-                for (name, url) in &t.urls {
-                    println!("  trigger {name}: {url}");
-                }
-            }
         }
-        let mut pj = plan_json(&plan);
-        if let Some((t, done)) = &triggers {
-            pj["triggers"] = serde_json::json!({ "changes": t.lines(), "notes": t.notes });
-            if let (Some(o), Some(done)) = (&outcome, done) {
-                let mut oj = serde_json::to_value(o)?;
-                oj["triggers"] = serde_json::to_value(done)?;
-                outcomes.push(oj);
-            }
-        } else {
-            outcomes.extend(outcome.map(serde_json::to_value).transpose()?);
-        }
-        plans.push(pj);
+        plans.push(serde_json::to_value(plan.json())?);
+        outcomes.extend(outcome);
     }
     if ui.is_json() {
         let value = if args.dry_run {
@@ -341,7 +321,7 @@ fn image_package(
         Some(r) => r.clone(),
         None => {
             let r = f.name.to_ascii_lowercase();
-            deploy::image::check_repository_name(&r).map_err(|e| {
+            config::check_repository_name(&r).map_err(|e| {
                 hinted(
                     format!("{}: the default ECR repository name {e}", f.name),
                     "set `image = { repository = \"...\" }` in [package.metadata.fn]",
@@ -362,21 +342,6 @@ fn image_package(
     Ok(Package::image(image))
 }
 
-fn plan_json(plan: &deploy::Plan) -> serde_json::Value {
-    serde_json::json!({
-        "function": plan.function,
-        "alias": plan.alias,
-        "exists": plan.exists,
-        "code_changed": plan.exists && plan.code_changed,
-        "changes": plan.changes,
-        "env_mode": plan.env_mode,
-        "tags": plan.tags,
-        "untag": plan.untag,
-        "publish": plan.publish,
-        "calls": plan.calls,
-    })
-}
-
 fn print_outcome(o: &deploy::Outcome) {
     let routing = match o.routing.iter().next() {
         Some((v, w)) => format!(" (canary: {}% on version {v})", (w * 1000.0).round() / 10.0),
@@ -394,6 +359,9 @@ fn print_outcome(o: &deploy::Outcome) {
     }
     if let Some(u) = &o.url {
         println!("  URL {u}");
+    }
+    for (trigger, url) in &o.triggers {
+        println!("  trigger {trigger}: {url}");
     }
 }
 

@@ -1,6 +1,7 @@
 //! Triggers in deploy: the configured triggers of a function compared with
-//! what AWS has, as a list of typed changes ([`TriggerChange`]) that the
-//! dry-run prints and [`execute`] applies.
+//! what AWS has, as typed changes ([`TriggerChange`]), each carried in the
+//! deploy plan as one `Change::Trigger` ([`TriggerStep`]) after the alias
+//! move: `--dry-run` shows its view, the plan's executor applies it.
 //!
 //! Invariants: (1) every trigger targets the alias deploy moves (its
 //! qualified ARN), never `$LATEST`. (2) cargo-fn only changes what it owns:
@@ -35,6 +36,7 @@ use crate::config::{Cors, FunctionConfig, Trigger, TriggerKind};
 use crate::error::hinted;
 use crate::ui::Ui;
 
+use super::change::{Action, Aws, Change, Ctx, Step, View};
 use super::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
 
 /// Tag on each event source mapping and HTTP API cargo-fn creates: the trigger name.
@@ -51,7 +53,7 @@ const MAPPING_WAIT: Duration = Duration::from_secs(300);
 const IAM_WAIT: Duration = Duration::from_secs(90);
 
 /// The function and alias the triggers point at.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub function: String,
     pub alias: String,
@@ -233,6 +235,8 @@ pub struct TriggerPlan {
     pub urls: BTreeMap<String, String>,
     /// Notes for the user (a configured role needs these statements, ...).
     pub notes: Vec<String>,
+    /// What the changes point at (set by [`plan_changes`]).
+    pub target: Option<Target>,
 }
 
 impl TriggerPlan {
@@ -720,7 +724,7 @@ pub async fn plan<A: TriggerApi + IamApi>(
     let alias_arn = t.alias_arn();
     let triggers = &cfg.triggers;
     let permissions = if exists {
-        api.list_permissions(&alias_arn).await?
+        api.list_trigger_permissions(&alias_arn).await?
     } else {
         Vec::new()
     };
@@ -1414,7 +1418,7 @@ fn mapping_tags(trigger: &str) -> BTreeMap<String, String> {
 
 /// Applies one trigger change. Each is idempotent: a re-run after a failure
 /// re-plans from AWS and finishes the job.
-pub async fn apply<A: TriggerApi + IamApi>(
+pub async fn apply<A: Aws>(
     api: &A,
     t: &Target,
     change: &TriggerChange,
@@ -1526,7 +1530,7 @@ pub async fn apply<A: TriggerApi + IamApi>(
         }
         TriggerChange::RemovePermission { sid } => {
             ui.status("Removing", format!("permission {sid}"));
-            api.remove_permission(&alias_arn, sid).await?;
+            api.remove_trigger_permission(&alias_arn, sid).await?;
         }
         TriggerChange::PutNotifications {
             bucket,
@@ -1554,11 +1558,11 @@ pub async fn apply<A: TriggerApi + IamApi>(
 
 /// AddPermission that tolerates the statement left by an interrupted run.
 async fn add_permission<A: TriggerApi>(api: &A, alias_arn: &str, p: &Permission) -> Result<()> {
-    match api.add_permission(alias_arn, p).await {
+    match api.add_trigger_permission(alias_arn, p).await {
         Ok(()) => Ok(()),
         Err(e) if e.is("ResourceConflictException") => {
-            api.remove_permission(alias_arn, &p.sid).await?;
-            api.add_permission(alias_arn, p).await?;
+            api.remove_trigger_permission(alias_arn, &p.sid).await?;
+            api.add_trigger_permission(alias_arn, p).await?;
             Ok(())
         }
         Err(e) => Err(e.into()),
@@ -1625,51 +1629,11 @@ async fn apply_http<A: TriggerApi>(
     Ok(invoke_url(&a, &h.stage))
 }
 
-/// Applies a whole plan in order.
-pub async fn execute<A: TriggerApi + IamApi>(
-    api: &A,
-    t: &Target,
-    plan: &TriggerPlan,
-    ui: &Ui,
-) -> Result<TriggerOutcome> {
-    let mut outcome = TriggerOutcome {
-        urls: plan.urls.clone(),
-        changes: 0,
-    };
-    for n in &plan.notes {
-        ui.warn(n);
-    }
-    for change in &plan.changes {
-        apply(api, t, change, &mut outcome, ui)
-            .await
-            .with_context(|| format!("applying: {}", describe(change)))?;
-    }
-    Ok(outcome)
-}
-
-/// Plans and, unless `dry_run`, applies the triggers of a deployed function.
-pub async fn deploy<A: TriggerApi + IamApi>(
-    api: &A,
-    cfg: &FunctionConfig,
-    t: &Target,
-    dry_run: bool,
-    ui: &Ui,
-) -> Result<(TriggerPlan, Option<TriggerOutcome>)> {
-    let plan = plan(api, cfg, t, true).await?;
-    if dry_run {
-        return Ok((plan, None));
-    }
-    let outcome = execute(api, t, &plan, ui)
-        .await
-        .with_context(|| format!("deploying the triggers of {}", t.function))?;
-    Ok((plan, Some(outcome)))
-}
-
 /// The execution role cargo-fn manages for this function, if any.
 fn own_role(cfg: &FunctionConfig) -> Option<String> {
     cfg.role
         .is_none()
-        .then(|| super::managed_role_name(&cfg.name))
+        .then(|| super::role::managed_role_name(&cfg.name))
 }
 
 /// Whether deploy looks at triggers at all: when the configuration sets
@@ -1683,38 +1647,148 @@ pub fn configured(cfg: &FunctionConfig) -> bool {
             .is_some_and(|s| *s != crate::config::Source::Default)
 }
 
-/// The trigger step of `cargo fn deploy`, after the function and its alias:
-/// plans (reads only) and, unless `dry_run`, applies. `function_arn` is the
-/// deployed function's ARN; without it (a dry run) it is looked up, and a
-/// function that does not exist yet gets a plan of creations from the
-/// configuration alone.
-pub async fn after_deploy<A: TriggerApi + IamApi + crate::aws::LambdaApi>(
+/// The trigger changes of a deploy, in the plan's vocabulary, with the
+/// notes to show and the invoke URLs of HTTP APIs that need no change.
+/// `function_arn`: the function's ARN when it exists (else the account
+/// comes from `sts:GetCallerIdentity`); `alias_exists`: whether anything
+/// can be bound to the alias yet. `None` when the configuration has no
+/// `triggers` key: no call at all.
+pub async fn plan_changes<A: Aws>(
     api: &A,
     cfg: &FunctionConfig,
     alias: &str,
     function_arn: Option<&str>,
-    dry_run: bool,
-    ui: &Ui,
-) -> Result<Option<(TriggerPlan, Option<TriggerOutcome>)>> {
+    alias_exists: bool,
+) -> Result<Option<TriggerPlan>> {
     if !configured(cfg) {
         return Ok(None);
     }
-    let arn = match function_arn {
-        Some(a) => a.to_string(),
-        None => match api.get_function(&cfg.name).await? {
-            Some(f) => f.arn,
-            None => {
-                // A dry run of a first deploy: plan against what exists.
-                let caller = api.caller().await?;
-                let own_role = own_role(cfg);
-                let t = Target::from_caller(&caller, &cfg.name, alias, own_role);
-                return Ok(Some((plan(api, cfg, &t, false).await?, None)));
-            }
-        },
+    let target = match function_arn {
+        Some(arn) => Target::from_function_arn(arn, alias, own_role(cfg))?,
+        None => {
+            let caller = api.caller().await?;
+            Target::from_caller(&caller, &cfg.name, alias, own_role(cfg))
+        }
     };
-    let own_role = own_role(cfg);
-    let target = Target::from_function_arn(&arn, alias, own_role)?;
-    deploy(api, cfg, &target, dry_run, ui).await.map(Some)
+    let mut p = plan(api, cfg, &target, function_arn.is_some() && alias_exists).await?;
+    p.target = Some(target);
+    Ok(Some(p))
+}
+
+impl TriggerPlan {
+    /// The changes as steps of the deploy plan.
+    pub fn into_changes(self) -> Vec<Change> {
+        let Some(target) = self.target else {
+            return Vec::new();
+        };
+        self.changes
+            .into_iter()
+            .map(|change| {
+                Change::Trigger(Box::new(TriggerStep {
+                    target: target.clone(),
+                    change,
+                }))
+            })
+            .collect()
+    }
+}
+
+/// One trigger change as a step of the deploy plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerStep {
+    pub target: Target,
+    pub change: TriggerChange,
+}
+
+impl TriggerStep {
+    fn kind_resource_action(&self) -> (&'static str, String, Action) {
+        match &self.change {
+            TriggerChange::PutRolePolicy { role, policy, .. } => {
+                ("role-policy", format!("{role}/{policy}"), Action::Update)
+            }
+            TriggerChange::DeleteRolePolicy { role, policy } => {
+                ("role-policy", format!("{role}/{policy}"), Action::Delete)
+            }
+            TriggerChange::CreateSchedulerRole { role, .. } => {
+                ("scheduler-role", role.clone(), Action::Create)
+            }
+            TriggerChange::DeleteSchedulerRole { role } => {
+                ("scheduler-role", role.clone(), Action::Delete)
+            }
+            TriggerChange::CreateMapping { trigger, .. } => {
+                ("event-source-mapping", trigger.clone(), Action::Create)
+            }
+            TriggerChange::UpdateMapping { trigger, .. } => {
+                ("event-source-mapping", trigger.clone(), Action::Update)
+            }
+            TriggerChange::DeleteMapping { trigger, .. } => {
+                ("event-source-mapping", trigger.clone(), Action::Delete)
+            }
+            TriggerChange::CreateSchedule { spec, .. } => {
+                ("schedule", spec.name.clone(), Action::Create)
+            }
+            TriggerChange::UpdateSchedule { spec, .. } => {
+                ("schedule", spec.name.clone(), Action::Update)
+            }
+            TriggerChange::DeleteSchedule { name } => ("schedule", name.clone(), Action::Delete),
+            TriggerChange::AddPermission { permission } => {
+                ("trigger-permission", permission.sid.clone(), Action::Create)
+            }
+            TriggerChange::RemovePermission { sid } => {
+                ("trigger-permission", sid.clone(), Action::Delete)
+            }
+            TriggerChange::PutNotifications { bucket, .. } => {
+                ("bucket-notifications", bucket.clone(), Action::Update)
+            }
+            TriggerChange::HttpApi(h) => (
+                "http-api",
+                h.name.clone(),
+                if h.api.is_none() {
+                    Action::Create
+                } else {
+                    Action::Update
+                },
+            ),
+            TriggerChange::DeleteHttpApi { name, .. } => ("http-api", name.clone(), Action::Delete),
+        }
+    }
+}
+
+impl Step for TriggerStep {
+    fn view(&self) -> View {
+        let (kind, resource, action) = self.kind_resource_action();
+        let mut v = View::new(kind, resource, action).call(describe(&self.change));
+        match &self.change {
+            TriggerChange::CreateMapping { spec, .. } => {
+                v = v.after(format!(
+                    "{} -> {} ({})",
+                    spec.event_source_arn,
+                    self.target.alias_arn(),
+                    mapping_text(spec)
+                ));
+            }
+            TriggerChange::CreateSchedule { spec, .. } => {
+                v = v.after(format!("{} -> {}", spec.expression, spec.target_arn));
+            }
+            TriggerChange::UpdateMapping { fields, .. }
+            | TriggerChange::UpdateSchedule { fields, .. } => {
+                for f in fields {
+                    v = v.call(format!("  {f}"));
+                }
+            }
+            _ => {}
+        }
+        v
+    }
+
+    async fn apply<A: Aws>(&self, api: &A, cx: &mut Ctx<'_>) -> Result<()> {
+        let mut outcome = TriggerOutcome::default();
+        apply(api, &self.target, &self.change, &mut outcome, cx.ui)
+            .await
+            .with_context(|| format!("applying: {}", describe(&self.change)))?;
+        cx.trigger_urls.extend(outcome.urls);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

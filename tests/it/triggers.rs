@@ -151,12 +151,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -253,7 +254,7 @@ fn sqs_schedule_and_http_api_are_created_changed_and_removed() {
     let out = ok(deploy(&aws, dir.path(), &code, &[]));
     let (first_calls, first_time) = (aws.proxy.calls().len(), started.elapsed());
     let f = &out["functions"][0];
-    let url = f["triggers"]["urls"]["api"]
+    let url = f["triggers"]["api"]
         .as_str()
         .expect("invoke URL")
         .to_string();
