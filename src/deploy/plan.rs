@@ -308,6 +308,12 @@ pub async fn plan<A: Aws>(
     if pkg.image.is_some() {
         image::adjust_settings(&mut desired);
     }
+    if !cfg.triggers.is_empty() {
+        records.insert(
+            triggers::record_tag(&opts.alias),
+            cfg.triggers.len().to_string(),
+        );
+    }
     let want_url = url::url_settings(cfg);
     if let Some(u) = &want_url {
         records.insert(record_tag(&opts.alias), u.auth.clone());
@@ -501,7 +507,7 @@ pub async fn plan<A: Aws>(
     let mut warnings = Vec::new();
     let mut trigger_urls = BTreeMap::new();
     if let Some(t) =
-        triggers::plan_changes(api, cfg, &opts.alias, Some(&remote.arn), alias.is_some()).await?
+        triggers::plan_changes(api, cfg, &opts.alias, Some(&remote), alias.is_some()).await?
     {
         warnings.extend(t.notes.clone());
         trigger_urls = t.urls.clone();

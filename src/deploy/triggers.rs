@@ -1636,33 +1636,46 @@ fn own_role(cfg: &FunctionConfig) -> Option<String> {
         .then(|| super::role::managed_role_name(&cfg.name))
 }
 
+/// The function tag recording that cargo-fn made triggers for `alias`
+/// (written last, with the plan's other records).
+pub fn record_tag(alias: &str) -> String {
+    format!("{}triggers:{alias}", super::tags::RECORD_PREFIX)
+}
+
 /// Whether deploy looks at triggers at all: when the configuration sets
-/// `triggers` (an empty list removes every trigger cargo-fn made), so a
-/// function that never had any costs no call.
-pub fn configured(cfg: &FunctionConfig) -> bool {
+/// `triggers`, or the function's records say cargo-fn made some for this
+/// alias (so removing the key removes them). A function that never had any
+/// costs no call.
+pub fn configured(
+    cfg: &FunctionConfig,
+    alias: &str,
+    remote_tags: Option<&BTreeMap<String, String>>,
+) -> bool {
     !cfg.triggers.is_empty()
         || cfg
             .sources
             .get("triggers")
             .is_some_and(|s| *s != crate::config::Source::Default)
+        || remote_tags.is_some_and(|t| t.contains_key(&record_tag(alias)))
 }
 
 /// The trigger changes of a deploy, in the plan's vocabulary, with the
 /// notes to show and the invoke URLs of HTTP APIs that need no change.
-/// `function_arn`: the function's ARN when it exists (else the account
-/// comes from `sts:GetCallerIdentity`); `alias_exists`: whether anything
-/// can be bound to the alias yet. `None` when the configuration has no
-/// `triggers` key: no call at all.
+/// `remote`: the function when it exists (else the account comes from
+/// `sts:GetCallerIdentity`); `alias_exists`: whether anything can be bound
+/// to the alias yet. `None` when neither the configuration nor the
+/// function's records mention triggers: no call at all.
 pub async fn plan_changes<A: Aws>(
     api: &A,
     cfg: &FunctionConfig,
     alias: &str,
-    function_arn: Option<&str>,
+    remote: Option<&crate::aws::FunctionState>,
     alias_exists: bool,
 ) -> Result<Option<TriggerPlan>> {
-    if !configured(cfg) {
+    if !configured(cfg, alias, remote.map(|r| &r.tags)) {
         return Ok(None);
     }
+    let function_arn = remote.map(|r| r.arn.as_str());
     let target = match function_arn {
         Some(arn) => Target::from_function_arn(arn, alias, own_role(cfg))?,
         None => {

@@ -544,9 +544,25 @@ batch-size = 50
     assert_eq!(d["StartingPosition"], "TRIM_HORIZON");
     assert_ne!(d["UUID"], old_ddb_uuid);
 
-    project(dir.path(), "timeout = 10\ntriggers = []");
+    // The function records that it has triggers on this alias, so removing
+    // the key altogether removes them too (and then the record).
+    let tags = || aws.get_json("/2015-03-31/functions/hello")["Tags"].clone();
+    assert_eq!(tags()["cargo-fn:triggers:live"], "2");
+    project(dir.path(), "timeout = 10");
     ok(deploy(&aws, dir.path(), &code, &[]));
     assert!(mappings(&aws).is_empty());
+    assert!(tags().get("cargo-fn:triggers:live").is_none(), "{}", tags());
+    assert!(role_policy(&aws, "cargo-fn-hello", "cargo-fn-triggers").is_none());
+    // Without triggers or records, deploy makes no trigger call at all.
+    aws.proxy.reset_calls();
+    ok(deploy(&aws, dir.path(), &code, &[]));
+    let calls = aws.proxy.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains("event-source-mappings") || c.contains("schedules")),
+        "{calls:?}"
+    );
 }
 
 #[test]
