@@ -17,11 +17,9 @@
 //! Knows the configuration model and the AWS traits; not clap, not the SDK.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::aws::triggers::{
@@ -237,45 +235,6 @@ pub struct TriggerPlan {
     pub notes: Vec<String>,
     /// What the changes point at (set by [`plan_changes`]).
     pub target: Option<Target>,
-}
-
-impl TriggerPlan {
-    pub fn is_noop(&self) -> bool {
-        self.changes.is_empty()
-    }
-
-    /// One line per change, for `--dry-run`.
-    pub fn lines(&self) -> Vec<String> {
-        self.changes.iter().map(describe).collect()
-    }
-
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        if self.changes.is_empty() && self.notes.is_empty() {
-            let _ = writeln!(out, "  triggers: up to date, no call needed");
-            return out;
-        }
-        let _ = writeln!(
-            out,
-            "  triggers of {} -> {}:",
-            self.function, self.alias_arn
-        );
-        for l in self.lines() {
-            let _ = writeln!(out, "    {l}");
-        }
-        for n in &self.notes {
-            let _ = writeln!(out, "    note: {n}");
-        }
-        out
-    }
-}
-
-/// The result of applying a trigger plan.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct TriggerOutcome {
-    /// Trigger name -> invoke URL of its HTTP API.
-    pub urls: BTreeMap<String, String>,
-    pub changes: usize,
 }
 
 fn describe(c: &TriggerChange) -> String {
@@ -1422,7 +1381,7 @@ pub async fn apply<A: Aws>(
     api: &A,
     t: &Target,
     change: &TriggerChange,
-    outcome: &mut TriggerOutcome,
+    urls: &mut BTreeMap<String, String>,
     ui: &Ui,
 ) -> Result<()> {
     let alias_arn = t.alias_arn();
@@ -1545,14 +1504,13 @@ pub async fn apply<A: Aws>(
         }
         TriggerChange::HttpApi(h) => {
             let url = apply_http(api, t, h, ui).await?;
-            outcome.urls.insert(h.trigger.clone(), url);
+            urls.insert(h.trigger.clone(), url);
         }
         TriggerChange::DeleteHttpApi { trigger, id, name } => {
             ui.status("Removing", format!("HTTP API {name} (trigger {trigger})"));
             api.delete_http_api(id).await?;
         }
     }
-    outcome.changes += 1;
     Ok(())
 }
 
@@ -1795,12 +1753,9 @@ impl Step for TriggerStep {
     }
 
     async fn apply<A: Aws>(&self, api: &A, cx: &mut Ctx<'_>) -> Result<()> {
-        let mut outcome = TriggerOutcome::default();
-        apply(api, &self.target, &self.change, &mut outcome, cx.ui)
+        apply(api, &self.target, &self.change, &mut cx.trigger_urls, cx.ui)
             .await
-            .with_context(|| format!("applying: {}", describe(&self.change)))?;
-        cx.trigger_urls.extend(outcome.urls);
-        Ok(())
+            .with_context(|| format!("applying: {}", describe(&self.change)))
     }
 }
 
