@@ -823,9 +823,13 @@ async fn plan_mappings<A: TriggerApi>(
         }
     }
     let wanted: BTreeSet<&str> = desired.iter().map(|(n, _)| *n).collect();
+    let mut seen = BTreeSet::new();
     for m in live.iter().filter(|m| ours(m)) {
         let name = m.tags.get(TRIGGER_TAG).cloned().unwrap_or_default();
-        if !wanted.contains(name.as_str()) {
+        // A second mapping of one trigger (a create retried after its answer
+        // was lost) goes too: the first one found is the trigger's.
+        let extra = !seen.insert(name.clone());
+        if !wanted.contains(name.as_str()) || extra {
             plan.changes.push(TriggerChange::DeleteMapping {
                 trigger: name,
                 uuid: m.uuid.clone(),

@@ -346,6 +346,22 @@ fn sqs_schedule_and_http_api_are_created_changed_and_removed() {
          no-change redeploy {noop_calls} calls (0 writes) {noop_time:?}"
     );
 
+    // A code change moves the alias; the triggers, on the alias, stay wired
+    // (no mapping, schedule or API call).
+    let v2 = zip(dir.path(), "v2.zip", "two");
+    aws.proxy.reset_calls();
+    ok(deploy(&aws, dir.path(), &v2, &[]));
+    let rewired: Vec<String> = aws
+        .proxy
+        .writes()
+        .into_iter()
+        .filter(|w| {
+            w.contains("event-source-mappings") || w.contains("schedules") || w.contains("/v2/apis")
+        })
+        .collect();
+    assert!(rewired.is_empty(), "{rewired:?}");
+    assert_eq!(mappings(&aws).len(), 1);
+
     // The dry run shows each change, and changes nothing.
     let sqs5 = SQS.replace("batch-size = 10", "batch-size = 5");
     let schedule2 = SCHEDULE.replace("rate(5 minutes)", "rate(2 hours)");
@@ -358,7 +374,7 @@ fn sqs_schedule_and_http_api_are_created_changed_and_removed() {
     let dry = cargo_fn_in(
         &aws,
         dir.path(),
-        &["deploy", "--zip", code.to_str().unwrap(), "--dry-run"],
+        &["deploy", "--zip", v2.to_str().unwrap(), "--dry-run"],
     );
     assert!(dry.ok, "{}", dry.stderr);
     assert!(
@@ -376,7 +392,7 @@ fn sqs_schedule_and_http_api_are_created_changed_and_removed() {
     assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.writes());
 
     // Change each of them.
-    ok(deploy(&aws, dir.path(), &code, &[]));
+    ok(deploy(&aws, dir.path(), &v2, &[]));
     assert_eq!(mappings(&aws)[0]["BatchSize"], 5);
     assert_eq!(
         schedule(&aws, "hello.tick").unwrap()["ScheduleExpression"],
@@ -589,6 +605,30 @@ fn a_fault_in_the_middle_converges_on_rerun() {
     assert!(schedule(&aws, "hello.tick").is_some());
     assert_eq!(apis(&aws).len(), 1);
 
+    aws.proxy.reset_calls();
+    ok(deploy(&aws, dir.path(), &code, &[]));
+    assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.writes());
+}
+
+#[test]
+fn a_lost_answer_to_a_mapping_create_converges_to_one_mapping() {
+    let aws = Aws::start();
+    queue(&aws, "jobs");
+    let dir = tempdir();
+    let code = zip(dir.path(), "v1.zip", "one");
+    write(dir.path(), SQS);
+    // moto creates the mapping but the answer never arrives: the SDK
+    // retries, and the retry may create a second one.
+    aws.proxy.inject(
+        "=POST /2015-03-31/event-source-mappings",
+        FaultAction::DropAfterForward,
+        1,
+    );
+    let _ = deploy(&aws, dir.path(), &code, &[]);
+    aws.proxy.clear_faults();
+    ok(deploy(&aws, dir.path(), &code, &[]));
+    let m = mappings(&aws);
+    assert_eq!(m.len(), 1, "{m:?}");
     aws.proxy.reset_calls();
     ok(deploy(&aws, dir.path(), &code, &[]));
     assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.writes());
