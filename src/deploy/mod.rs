@@ -32,7 +32,7 @@
 //! Module map: `plan` (reads, decides, orders), `change` (the vocabulary
 //! and dispatch), one module per concern with its changes' executors
 //! (`role`, `function`, `alias`, `limits`, `url`, `tags`, `upload`,
-//! `image`, `layer`), `promote` (promote and rollback).
+//! `image`, `layer`, `triggers`), `promote` (promote and rollback).
 //!
 //! This module knows the configuration model and the AWS traits; it does not
 //! know clap, the SDK or how packages are built.

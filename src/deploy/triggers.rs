@@ -34,7 +34,7 @@ use crate::config::{Cors, FunctionConfig, Trigger, TriggerKind};
 use crate::error::hinted;
 use crate::ui::Ui;
 
-use super::change::{Action, Aws, Change, Ctx, Step, View};
+use super::change::{Action, Aws, Change, Ctx, FieldChange, Step, View};
 use super::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
 
 /// Tag on each event source mapping and HTTP API cargo-fn creates: the trigger name.
@@ -1747,9 +1747,25 @@ impl Step for TriggerStep {
             }
             TriggerChange::UpdateMapping { fields, .. }
             | TriggerChange::UpdateSchedule { fields, .. } => {
-                for f in fields {
-                    v = v.call(format!("  {f}"));
-                }
+                // `field old -> new`, as the diff wrote them.
+                v.fields = fields
+                    .iter()
+                    .filter_map(|f| {
+                        let (field, rest) = f.split_once(' ')?;
+                        let (old, new) = rest.split_once(" -> ")?;
+                        Some(FieldChange {
+                            field: field.to_string(),
+                            old: old.to_string(),
+                            new: new.to_string(),
+                        })
+                    })
+                    .collect();
+                v.calls = vec![match &self.change {
+                    TriggerChange::UpdateMapping { trigger, uuid, .. } => {
+                        format!("trigger {trigger}: lambda:UpdateEventSourceMapping {uuid}")
+                    }
+                    _ => format!("scheduler:UpdateSchedule {}", v.resource),
+                }];
             }
             _ => {}
         }

@@ -382,9 +382,10 @@ fn sqs_schedule_and_http_api_are_created_changed_and_removed() {
         "{}",
         dry.stdout
     );
-    assert!(dry.stdout.contains("batch-size 10 -> 5"), "{}", dry.stdout);
+    assert!(dry.stdout.contains("batch-size: 10 -> 5"), "{}", dry.stdout);
     assert!(
-        dry.stdout.contains("rate(5 minutes) -> rate(2 hours)"),
+        dry.stdout
+            .contains("expression: rate(5 minutes) -> rate(2 hours)"),
         "{}",
         dry.stdout
     );
