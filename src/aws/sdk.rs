@@ -23,8 +23,8 @@ use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 use super::progress::UploadProgress;
 use super::{
     AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, HANDLER, IamApi,
-    LambdaApi, LayerVersion, ObjectStore, RoleState, Settings, StoredObject, UrlSettings, UrlState,
-    VersionInfo, VpcSettings,
+    LambdaApi, LayerVersion, ObjectStore, Permission, RoleState, Settings, StoredObject,
+    UrlSettings, UrlState, VersionInfo, VpcSettings,
 };
 
 /// How to reach AWS (all optional: the standard chain fills the rest).
@@ -43,10 +43,13 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 /// The SDK clients behind the traits.
 #[derive(Debug, Clone)]
 pub struct SdkAws {
-    lambda: aws_sdk_lambda::Client,
-    iam: aws_sdk_iam::Client,
-    s3: aws_sdk_s3::Client,
+    pub(super) lambda: aws_sdk_lambda::Client,
+    pub(super) iam: aws_sdk_iam::Client,
+    pub(super) s3: aws_sdk_s3::Client,
     pub(super) ecr: aws_sdk_ecr::Client,
+    pub(super) scheduler: aws_sdk_scheduler::Client,
+    pub(super) apigw: aws_sdk_apigatewayv2::Client,
+    pub(super) sts: aws_sdk_sts::Client,
     pub region: String,
 }
 
@@ -88,8 +91,86 @@ pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<SdkAws> {
         iam: aws_sdk_iam::Client::new(&config),
         s3: aws_sdk_s3::Client::from_conf(s3.build()),
         ecr: aws_sdk_ecr::Client::new(&config),
+        scheduler: aws_sdk_scheduler::Client::new(&config),
+        apigw: aws_sdk_apigatewayv2::Client::new(&config),
+        sts: aws_sdk_sts::Client::new(&config),
         region,
     })
+}
+
+/// A Lambda client for `invoke --remote`: the standard chain plus
+/// `--profile`, `--region` and `--endpoint-url`, the SDK's default retries.
+pub async fn remote_lambda_client(opts: &ConnectOptions) -> aws_sdk_lambda::Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = &opts.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &opts.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    if let Some(u) = &opts.endpoint_url {
+        loader = loader.endpoint_url(u);
+    }
+    aws_sdk_lambda::Client::new(&loader.load().await)
+}
+
+/// A Lambda client for the local emulator. The emulator ignores
+/// signatures; fixed local credentials keep the developer's real ones out
+/// of local traffic, and a local failure is reported, not retried.
+pub fn local_lambda_client(endpoint: &str) -> aws_sdk_lambda::Client {
+    let conf = aws_sdk_lambda::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "AKIDLOCALEMULATOR",
+            "local-emulator",
+            None,
+            None,
+            "cargo-fn-local",
+        ))
+        .retry_config(RetryConfig::disabled())
+        .build();
+    aws_sdk_lambda::Client::from_conf(conf)
+}
+
+/// The developer's credentials (standard chain, optional profile) as the
+/// variables Lambda gives a function, for `watch --aws-credentials`. The
+/// values are never printed or logged.
+pub async fn developer_credentials(
+    profile: Option<&str>,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    use aws_sdk_lambda::config::ProvideCredentials;
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
+    }
+    let conf = loader.load().await;
+    let provider = conf.credentials_provider().ok_or_else(|| {
+        crate::error::hinted(
+            "--aws-credentials: no AWS credentials provider is configured",
+            "configure credentials (aws configure, AWS_PROFILE) or drop --aws-credentials",
+        )
+    })?;
+    let creds = provider.provide_credentials().await.map_err(|e| {
+        crate::error::hinted(
+            format!("--aws-credentials: could not load your AWS credentials: {e}"),
+            "check `aws sts get-caller-identity` works for the profile, or drop --aws-credentials",
+        )
+    })?;
+    let mut env = BTreeMap::new();
+    env.insert(
+        "AWS_ACCESS_KEY_ID".into(),
+        creds.access_key_id().to_string(),
+    );
+    env.insert(
+        "AWS_SECRET_ACCESS_KEY".into(),
+        creds.secret_access_key().to_string(),
+    );
+    if let Some(token) = creds.session_token() {
+        env.insert("AWS_SESSION_TOKEN".into(), token.to_string());
+    }
+    Ok(env)
 }
 
 /// Turns an SDK error into an [`ApiError`] naming the operation.
@@ -248,7 +329,7 @@ macro_rules! url_state {
                     .invoke_mode()
                     .map(|m| m.as_str().to_string())
                     .unwrap_or_else(|| "BUFFERED".to_string()),
-                cors: u.cors().map(|c| crate::config::Cors {
+                cors: u.cors().map(|c| super::UrlCors {
                     allow_origins: c.allow_origins().to_vec(),
                     allow_methods: c.allow_methods().to_vec(),
                     allow_headers: c.allow_headers().to_vec(),
@@ -326,7 +407,7 @@ fn routing(weights: &BTreeMap<String, f64>) -> lt::AliasRoutingConfiguration {
         .build()
 }
 
-fn cors(c: &crate::config::Cors) -> lt::Cors {
+fn cors(c: &super::UrlCors) -> lt::Cors {
     lt::Cors::builder()
         .set_allow_origins(Some(c.allow_origins.clone()))
         .set_allow_methods(Some(c.allow_methods.clone()))
@@ -373,6 +454,10 @@ where
 }
 
 impl LambdaApi for SdkAws {
+    fn region(&self) -> String {
+        self.region.clone()
+    }
+
     async fn get_function(&self, name: &str) -> ApiResult<Option<FunctionState>> {
         let out = match self.lambda.get_function().function_name(name).send().await {
             Ok(o) => o,
@@ -768,29 +853,80 @@ impl LambdaApi for SdkAws {
         Ok(url_state!(&u))
     }
 
-    async fn allow_public_url(&self, name: &str, alias: &str) -> ApiResult<()> {
-        let r = self
+    async fn delete_url(&self, name: &str, alias: &str) -> ApiResult<()> {
+        match self
+            .lambda
+            .delete_function_url_config()
+            .function_name(name)
+            .qualifier(alias)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => not_found::<()>(api_err("lambda:DeleteFunctionUrlConfig", e)).map(|_| ()),
+        }
+    }
+
+    async fn get_policy(&self, name: &str, alias: &str) -> ApiResult<Option<String>> {
+        match self
+            .lambda
+            .get_policy()
+            .function_name(name)
+            .qualifier(alias)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(o.policy().map(str::to_string)),
+            Err(e) => not_found(api_err("lambda:GetPolicy", e)),
+        }
+    }
+
+    async fn add_permission(
+        &self,
+        name: &str,
+        alias: &str,
+        permission: &Permission,
+    ) -> ApiResult<()> {
+        let mut req = self
             .lambda
             .add_permission()
             .function_name(name)
             .qualifier(alias)
-            .statement_id("cargo-fn-function-url-public")
-            .action("lambda:InvokeFunctionUrl")
-            .principal("*")
-            .function_url_auth_type(lt::FunctionUrlAuthType::None)
-            .send()
-            .await;
-        match r {
+            .statement_id(&permission.sid)
+            .action(&permission.action)
+            .principal(&permission.principal);
+        if let Some(t) = &permission.function_url_auth_type {
+            req = req.function_url_auth_type(lt::FunctionUrlAuthType::from(t.as_str()));
+        }
+        if permission.invoked_via_function_url {
+            req = req.invoked_via_function_url(true);
+        }
+        match req.send().await {
             Ok(_) => Ok(()),
             Err(e) => {
                 let e = api_err("lambda:AddPermission", e);
-                // The statement is already there from an earlier deploy.
+                // A statement with this id is already there.
                 if e.is("ResourceConflictException") {
                     Ok(())
                 } else {
                     Err(e)
                 }
             }
+        }
+    }
+
+    async fn remove_permission(&self, name: &str, alias: &str, sid: &str) -> ApiResult<()> {
+        match self
+            .lambda
+            .remove_permission()
+            .function_name(name)
+            .qualifier(alias)
+            .statement_id(sid)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => not_found::<()>(api_err("lambda:RemovePermission", e)).map(|_| ()),
         }
     }
 
@@ -924,6 +1060,71 @@ impl IamApi for SdkAws {
             .map_err(|e| api_err("iam:PutRolePolicy", e))?;
         Ok(())
     }
+
+    async fn role_policies(&self, role: &str) -> ApiResult<Vec<String>> {
+        let mut docs = Vec::new();
+        let inline = self
+            .iam
+            .list_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .map_err(|e| api_err("iam:ListRolePolicies", e))?;
+        for name in inline.policy_names() {
+            let p = self
+                .iam
+                .get_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .send()
+                .await
+                .map_err(|e| api_err("iam:GetRolePolicy", e))?;
+            docs.push(policy_text(p.policy_document()));
+        }
+        let attached = self
+            .iam
+            .list_attached_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .map_err(|e| api_err("iam:ListAttachedRolePolicies", e))?;
+        for a in attached.attached_policies() {
+            let Some(arn) = a.policy_arn() else { continue };
+            let p = self
+                .iam
+                .get_policy()
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| api_err("iam:GetPolicy", e))?;
+            let Some(version) = p.policy().and_then(|p| p.default_version_id()) else {
+                continue;
+            };
+            let v = self
+                .iam
+                .get_policy_version()
+                .policy_arn(arn)
+                .version_id(version)
+                .send()
+                .await
+                .map_err(|e| api_err("iam:GetPolicyVersion", e))?;
+            if let Some(doc) = v.policy_version().and_then(|v| v.document()) {
+                docs.push(policy_text(doc));
+            }
+        }
+        Ok(docs)
+    }
+}
+
+/// IAM returns policy documents URL-encoded (RFC 3986); some emulators
+/// return them as plain JSON.
+fn policy_text(doc: &str) -> String {
+    if doc.trim_start().starts_with('{') {
+        return doc.to_string();
+    }
+    percent_encoding::percent_decode_str(doc)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 impl ObjectStore for SdkAws {

@@ -17,13 +17,15 @@ use serde::Serialize;
 
 mod layers;
 pub mod reference;
+pub mod triggers;
 mod validate;
 
 pub use layers::{KEYS, resolve, resolve_with_env};
+pub use triggers::{Trigger, TriggerKind};
 pub use validate::{
     ENV_MAX_BYTES, InvalidValue, RESERVED_ENV, check_alias_name, check_env_key,
-    check_function_name, check_include_path, check_layer_arn, check_role_arn, check_secret_ref,
-    looks_secret,
+    check_function_name, check_include_path, check_layer_arn, check_repository_name,
+    check_role_arn, check_secret_ref, looks_secret,
 };
 
 /// Lambda instruction set architecture.
@@ -309,6 +311,8 @@ pub struct FunctionConfig {
     pub event_format: EventFormat,
     /// `package-type` and the `image` table.
     pub image: ImageConfig,
+    /// What invokes the function once deployed (`triggers`).
+    pub triggers: Vec<Trigger>,
     /// Field (or `env.KEY`, `tags.KEY`, ...) -> where its value came from.
     pub sources: BTreeMap<String, Source>,
     /// Things that are allowed but probably a mistake (shown, never fatal).
@@ -496,6 +500,13 @@ pub fn display_rows(f: &FunctionConfig) -> Vec<(String, String, Source)> {
         ),
         src("image"),
     ));
+    for t in &f.triggers {
+        rows.push((
+            format!("triggers.{}", t.name),
+            triggers::summary(t),
+            src("triggers"),
+        ));
+    }
     rows
 }
 

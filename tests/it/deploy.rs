@@ -14,7 +14,7 @@ use super::support::{cargo_fn, tempdir};
 
 /// A crate with one binary `name` (the function's name) and the given
 /// `[package.metadata.fn]` body.
-fn project(dir: &Path, name: &str, metadata: &str) {
+pub(super) fn project(dir: &Path, name: &str, metadata: &str) {
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::write(
         dir.join("Cargo.toml"),
@@ -27,7 +27,7 @@ fn project(dir: &Path, name: &str, metadata: &str) {
 }
 
 /// A small zip holding an executable `bootstrap` with `content`.
-fn zip(dir: &Path, name: &str, content: &str) -> PathBuf {
+pub(super) fn zip(dir: &Path, name: &str, content: &str) -> PathBuf {
     let path = dir.join(name);
     let file = std::fs::File::create(&path).unwrap();
     let mut z = zip::ZipWriter::new(file);
@@ -41,21 +41,21 @@ fn zip(dir: &Path, name: &str, content: &str) -> PathBuf {
     path
 }
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub(super) struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Run {
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!("stdout is not JSON ({e}): {}\n{}", self.stdout, self.stderr)
         })
     }
 }
 
-fn cargo_fn_in(aws: &Double, dir: &Path, args: &[&str]) -> Run {
+pub(super) fn cargo_fn_in(aws: &Double, dir: &Path, args: &[&str]) -> Run {
     let mut cmd = cargo_fn();
     cmd.current_dir(dir).args(args).env_remove("AWS_PROFILE");
     for (k, v) in aws.env() {
@@ -76,14 +76,14 @@ fn cargo_fn_in(aws: &Double, dir: &Path, args: &[&str]) -> Run {
     run
 }
 
-fn deploy(aws: &Double, dir: &Path, zip: &Path, extra: &[&str]) -> Run {
+pub(super) fn deploy(aws: &Double, dir: &Path, zip: &Path, extra: &[&str]) -> Run {
     let zip = zip.to_str().unwrap();
     let mut args = vec!["deploy", "--zip", zip, "--output", "json"];
     args.extend_from_slice(extra);
     cargo_fn_in(aws, dir, &args)
 }
 
-fn ok(run: Run) -> Value {
+pub(super) fn ok(run: Run) -> Value {
     assert!(run.ok, "failed:\n{}\n{}", run.stdout, run.stderr);
     run.json()
 }

@@ -116,6 +116,26 @@ pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) 
 
 /// A one-shot request to moto for `service` (e.g. `s3`).
 pub fn http_as(port: u16, service: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    http_with(
+        port,
+        service,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body,
+    )
+}
+
+/// A one-shot request to moto for `service` with the given headers (JSON
+/// 1.x services need `X-Amz-Target`, query services a form body).
+pub fn http_with(
+    port: u16,
+    service: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, Vec::new());
     };
@@ -128,8 +148,12 @@ pub fn http_as(port: u16, service: &str, method: &str, path: &str, body: &[u8]) 
             "Authorization: AWS4-HMAC-SHA256 Credential=AKIATESTINGKEYID0000/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n"
         )
     };
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         body.len()
     );
     if s.write_all(head.as_bytes()).is_err() || s.write_all(body).is_err() {

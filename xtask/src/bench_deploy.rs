@@ -8,7 +8,8 @@
 //! the same three for an image function (`deploy --image --no-build`) on
 //! moto only (LocalStack has no ECR here): moto for ECR and Lambda, a local
 //! `docker-registry` behind the ECR shim of the tests (registry requests
-//! counted too).
+//! counted too). The zip run also adds a public function URL and a secret,
+//! then redeploys that unchanged.
 
 use std::io::Write;
 use std::path::Path;
@@ -204,6 +205,23 @@ fn zip_run(bin: &Path, name: &'static str, port: u16, startup: Duration) -> Resu
     ] {
         proxy.reset_calls();
         let wall = deploy(zip)?;
+        samples.push(Sample {
+            name: sample,
+            wall,
+            calls: proxy.calls(),
+            registry: None,
+        });
+    }
+    // A public URL and a secret: the URL statements and the role policy
+    // are decided from the function's tags, then two more reads (the URL
+    // and its policy) per deploy.
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n[package.metadata.fn]\nmemory = 256\nfunction-url = { auth = \"NONE\" }\nsecrets = { DB_SECRET = \"prod/db\" }\n",
+    )?;
+    for sample in ["URL + secret added", "URL + secret, no change"] {
+        proxy.reset_calls();
+        let wall = deploy(&v2)?;
         samples.push(Sample {
             name: sample,
             wall,
