@@ -415,6 +415,15 @@ pub const REFERENCE: &[KeyDoc] = &[
         },
         "Lifecycle policy: keep the newest N images.",
     ),
+    key(
+        "triggers",
+        "array of tables",
+        DefaultValue::None,
+        Allowed::Rule(
+            "each has a `type` (`sqs`, `kinesis`, `dynamodb`, `schedule`, `s3`, `http-api`), a stable `name` and the keys of its type; not in `[workspace.metadata.fn]`",
+        ),
+        "What invokes the function, connected by `deploy` to the alias it moves (see Triggers).",
+    ),
 ];
 
 #[cfg(test)]
