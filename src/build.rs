@@ -315,6 +315,7 @@ mod tests {
             include: vec![],
             event_format: Default::default(),
             image: Default::default(),
+            deployment: Default::default(),
             sources: Default::default(),
             warnings: vec![],
         }

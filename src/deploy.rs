@@ -43,6 +43,7 @@ pub const DEFAULT_ALIAS: &str = "live";
 pub const DIRECT_UPLOAD_LIMIT: u64 = 50 * 1024 * 1024;
 
 pub mod image;
+pub mod rollout;
 
 /// A packaged function (a zip, or an image: see [`image`]) and its
 /// Lambda-style hash.

@@ -13,13 +13,17 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub mod cloudwatch;
 pub mod ecr;
 pub mod fake;
 pub mod progress;
 pub mod sdk;
 mod sdk_ecr;
+pub mod traffic;
 
+pub use cloudwatch::CloudWatchApi;
 pub use ecr::EcrApi;
+pub use traffic::TrafficApi;
 
 /// The function handler for `provided.*` runtimes: the binary is `bootstrap`.
 pub const HANDLER: &str = "bootstrap";

@@ -43,10 +43,11 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 /// The SDK clients behind the traits.
 #[derive(Debug, Clone)]
 pub struct SdkAws {
-    lambda: aws_sdk_lambda::Client,
+    pub(super) lambda: aws_sdk_lambda::Client,
     iam: aws_sdk_iam::Client,
     s3: aws_sdk_s3::Client,
     pub(super) ecr: aws_sdk_ecr::Client,
+    pub(super) cloudwatch: aws_sdk_cloudwatch::Client,
     pub region: String,
 }
 
@@ -88,6 +89,7 @@ pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<SdkAws> {
         iam: aws_sdk_iam::Client::new(&config),
         s3: aws_sdk_s3::Client::from_conf(s3.build()),
         ecr: aws_sdk_ecr::Client::new(&config),
+        cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
         region,
     })
 }
@@ -145,7 +147,7 @@ fn status_code_name(status: Option<u16>) -> String {
     }
 }
 
-fn not_found<T>(e: ApiError) -> ApiResult<Option<T>> {
+pub(super) fn not_found<T>(e: ApiError) -> ApiResult<Option<T>> {
     if e.is_not_found() { Ok(None) } else { Err(e) }
 }
 
@@ -236,6 +238,7 @@ macro_rules! alias_state {
         }
     }};
 }
+pub(super) use alias_state;
 
 macro_rules! url_state {
     ($u:expr) => {{
@@ -319,7 +322,7 @@ fn tracing(s: &Settings) -> lt::TracingConfig {
         .build()
 }
 
-fn routing(weights: &BTreeMap<String, f64>) -> lt::AliasRoutingConfiguration {
+pub(super) fn routing(weights: &BTreeMap<String, f64>) -> lt::AliasRoutingConfiguration {
     let w: HashMap<String, f64> = weights.clone().into_iter().collect();
     lt::AliasRoutingConfiguration::builder()
         .set_additional_version_weights(Some(w))

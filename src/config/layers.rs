@@ -57,6 +57,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "image",
         "{ repository = \"name\", scan-on-push = true, keep = N } (ECR, deploy --image)",
     ),
+    (
+        "deployment",
+        "{ strategy, alarms, pre-traffic, post-traffic, error-threshold } (gradual deploys)",
+    ),
 ];
 
 /// Keys whose values are tables merged entry by entry.
@@ -297,7 +301,12 @@ fn cargo_lambda_layer(file: &Path, prefix: &str, table: &Value) -> Layer {
 fn env_layer(env: &BTreeMap<String, String>) -> Layer {
     let mut entries = Map::new();
     for (key, _) in KEYS {
-        if MAP_KEYS.contains(key) || matches!(*key, "vpc" | "function-url" | "name" | "image") {
+        if MAP_KEYS.contains(key)
+            || matches!(
+                *key,
+                "vpc" | "function-url" | "name" | "image" | "deployment"
+            )
+        {
             continue;
         }
         let Some(raw) = env.get(&env_var_name(key)) else {

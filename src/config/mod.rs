@@ -15,8 +15,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub mod deployment;
 mod layers;
 mod validate;
+
+pub use deployment::{Deployment, Strategy};
 
 pub use layers::{KEYS, resolve, resolve_with_env};
 pub use validate::{
@@ -308,6 +311,8 @@ pub struct FunctionConfig {
     pub event_format: EventFormat,
     /// `package-type` and the `image` table.
     pub image: ImageConfig,
+    /// The `deployment` table: strategy, alarms, hooks, error threshold.
+    pub deployment: Deployment,
     /// Field (or `env.KEY`, `tags.KEY`, ...) -> where its value came from.
     pub sources: BTreeMap<String, Source>,
     /// Things that are allowed but probably a mistake (shown, never fatal).
@@ -494,6 +499,19 @@ pub fn display_rows(f: &FunctionConfig) -> Vec<(String, String, Source)> {
             opt(f.image.keep.map(|k| k.to_string()))
         ),
         src("image"),
+    ));
+    let d = &f.deployment;
+    rows.push((
+        "deployment".into(),
+        format!(
+            "strategy {}, alarms {}, pre-traffic {}, post-traffic {}, error-threshold {}%",
+            opt(d.strategy.map(|s| s.name())),
+            list(&d.alarms),
+            opt(d.pre_traffic.clone()),
+            opt(d.post_traffic.clone()),
+            d.error_threshold
+        ),
+        src("deployment"),
     ));
     rows
 }

@@ -747,6 +747,11 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         Some((v, src)) => one_of("package-type", v, src, &[("zip", false), ("image", true)])?,
     };
 
+    let deployment = match f.get("deployment") {
+        None => super::Deployment::default(),
+        Some((v, src)) => super::deployment::parse(v, src)?,
+    };
+
     for (key, _) in super::KEYS {
         if !f.merged.maps.contains_key(*key)
             && !matches!(*key, "env" | "secrets" | "tags" | "provisioned-concurrency")
@@ -786,6 +791,7 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         include,
         event_format,
         image,
+        deployment,
         sources,
         warnings,
     })

@@ -10,7 +10,7 @@ use super::moto::{Aws, FaultAction, SECRET_KEY};
 use super::support::{cargo_fn, tempdir};
 
 /// A crate with one binary `hello` and the given `[package.metadata.fn]` body.
-fn project(dir: &Path, metadata: &str) {
+pub(super) fn project(dir: &Path, metadata: &str) {
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::write(
         dir.join("Cargo.toml"),
@@ -23,7 +23,7 @@ fn project(dir: &Path, metadata: &str) {
 }
 
 /// A small zip holding an executable `bootstrap` with `content`.
-fn zip(dir: &Path, name: &str, content: &str) -> PathBuf {
+pub(super) fn zip(dir: &Path, name: &str, content: &str) -> PathBuf {
     let path = dir.join(name);
     let file = std::fs::File::create(&path).unwrap();
     let mut z = zip::ZipWriter::new(file);

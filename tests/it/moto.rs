@@ -4,7 +4,7 @@
 //!
 //! The proxy handles one request per connection (it answers with
 //! `Connection: close`), records each call as `METHOD /path` (Lambda's REST
-//! API) or `iam:Action` (query APIs), and can answer chosen calls with an
+//! API) or `iam:Action` / `cloudwatch:Action` (query APIs), and can answer chosen calls with an
 //! AWS-shaped error or drop the connection without an answer.
 
 #![allow(dead_code)]
@@ -162,6 +162,10 @@ pub enum FaultAction {
     DropAfterForward,
     /// Answer with this status and AWS error code.
     Error(u16, &'static str),
+    /// Answer 200 with this extra header (`name`, `value`) and JSON body,
+    /// without forwarding: e.g. an Invoke whose function failed
+    /// (`X-Amz-Function-Error`), which moto cannot produce without Docker.
+    Answer(&'static str, &'static str, &'static str),
 }
 
 #[derive(Debug, Clone)]
@@ -239,6 +243,8 @@ pub fn is_read(label: &str) -> bool {
         || label.starts_with("iam:List")
         || label.starts_with("ecr:Describe")
         || label.starts_with("ecr:Get")
+        || label.starts_with("cloudwatch:Describe")
+        || label.starts_with("cloudwatch:Get")
 }
 
 pub fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
@@ -291,7 +297,13 @@ fn label(head: &str, body: &[u8]) -> String {
     if path == "/" {
         let body = String::from_utf8_lossy(body);
         if let Some(action) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
-            return format!("iam:{action}");
+            // Query APIs: IAM, or CloudWatch (`monitoring` in the scope).
+            let service = if head.contains("/monitoring/aws4_request") {
+                "cloudwatch"
+            } else {
+                "iam"
+            };
+            return format!("{service}:{action}");
         }
     }
     format!("{method} {path}")
@@ -335,6 +347,15 @@ fn handle(mut conn: TcpStream, upstream: u16, state: &Mutex<ProxyState>) {
             };
             let resp = format!(
                 "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nx-amzn-ErrorType: {code}\r\nx-amzn-RequestId: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(resp.as_bytes());
+            let _ = conn.shutdown(Shutdown::Both);
+            return;
+        }
+        Some(FaultAction::Answer(name, value, body)) => {
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{name}: {value}\r\nx-amzn-RequestId: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = conn.write_all(resp.as_bytes());
