@@ -579,10 +579,10 @@ impl Template {
             if let Some(bytes) = files.get(name) {
                 return Ok(Some(String::from_utf8_lossy(bytes).into_owned()));
             }
-            if name.starts_with("_shared/") {
-                if let Some(text) = BUILTIN.get_file(name).and_then(|f| f.contents_utf8()) {
-                    return Ok(Some(text.to_string()));
-                }
+            if name.starts_with("_shared/")
+                && let Some(text) = BUILTIN.get_file(name).and_then(|f| f.contents_utf8())
+            {
+                return Ok(Some(text.to_string()));
             }
             Ok(None)
         });

@@ -9,14 +9,11 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
-use base64::Engine;
-use sha2::{Digest, Sha256};
-
 use super::ecr::{EcrApi, PushTarget, Pushed, RegistryAuth, Repository};
 use super::{
     AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, IamApi, LambdaApi,
-    LayerVersion, ObjectStore, RoleState, Settings, StoredObject, UrlSettings, UrlState,
-    VersionInfo,
+    LayerVersion, ObjectStore, Permission, RoleState, Settings, StoredObject, UrlSettings,
+    UrlState, VersionInfo,
 };
 
 const ACCOUNT: &str = "123456789012";
@@ -29,7 +26,8 @@ struct FakeFunction {
     aliases: BTreeMap<String, AliasState>,
     urls: BTreeMap<String, UrlState>,
     provisioned: BTreeMap<String, u32>,
-    public_url: bool,
+    /// Resource policy statements per alias.
+    permissions: BTreeMap<String, Vec<Permission>>,
 }
 
 #[derive(Debug, Default)]
@@ -37,6 +35,8 @@ struct State {
     functions: BTreeMap<String, FakeFunction>,
     roles: BTreeMap<String, RoleState>,
     policies: BTreeMap<(String, String), String>,
+    /// Managed policy documents attached to a role.
+    attached: BTreeMap<String, Vec<String>>,
     layers: BTreeMap<String, i64>,
     /// (bucket, key) -> (bytes, sequence number as "last modified").
     objects: BTreeMap<(String, String), (Vec<u8>, i64)>,
@@ -57,10 +57,7 @@ pub struct FakeAws {
     state: Mutex<State>,
 }
 
-/// Base64 SHA-256, as Lambda reports CodeSha256.
-pub fn sha256_b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
-}
+pub use crate::package::sha256_b64;
 
 impl FakeAws {
     pub fn new() -> Self {
@@ -145,10 +142,27 @@ impl FakeAws {
             .collect()
     }
 
-    pub fn url(&self, name: &str, alias: &str) -> Option<(UrlState, bool)> {
+    pub fn url(&self, name: &str, alias: &str) -> Option<UrlState> {
         let s = self.state.lock().unwrap();
-        let f = s.functions.get(name)?;
-        f.urls.get(alias).map(|u| (u.clone(), f.public_url))
+        s.functions.get(name)?.urls.get(alias).cloned()
+    }
+
+    /// The resource policy statements of an alias.
+    pub fn statements(&self, name: &str, alias: &str) -> Vec<Permission> {
+        let s = self.state.lock().unwrap();
+        s.functions
+            .get(name)
+            .and_then(|f| f.permissions.get(alias).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Attaches a managed policy document to a role.
+    pub fn attach_policy(&self, role: &str, document: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.attached
+            .entry(role.to_string())
+            .or_default()
+            .push(document.to_string());
     }
 
     /// Records the call and returns a queued fault for it, if any.
@@ -284,6 +298,10 @@ fn finish_update(s: &mut State, name: &str) {
 }
 
 impl LambdaApi for FakeAws {
+    fn region(&self) -> String {
+        REGION.to_string()
+    }
+
     async fn get_function(&self, name: &str) -> ApiResult<Option<FunctionState>> {
         let s = self.enter("lambda:GetFunction")?;
         Ok(s.functions.get(name).map(|f| f.latest.clone()))
@@ -659,10 +677,72 @@ impl LambdaApi for FakeAws {
         Ok(u.clone())
     }
 
-    async fn allow_public_url(&self, name: &str, _alias: &str) -> ApiResult<()> {
+    async fn delete_url(&self, name: &str, alias: &str) -> ApiResult<()> {
+        let op = "lambda:DeleteFunctionUrlConfig";
+        let mut s = self.enter(op)?;
+        function_mut(&mut s, op, name)?.urls.remove(alias);
+        Ok(())
+    }
+
+    async fn get_policy(&self, name: &str, alias: &str) -> ApiResult<Option<String>> {
+        let op = "lambda:GetPolicy";
+        let mut s = self.enter(op)?;
+        let f = function_mut(&mut s, op, name)?;
+        let arn = format!("{}:{alias}", f.latest.arn);
+        let statements: Vec<serde_json::Value> = f
+            .permissions
+            .get(alias)
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                // The shape AWS reports: parameters become conditions.
+                let condition = match (&p.function_url_auth_type, p.invoked_via_function_url) {
+                    (Some(t), _) => {
+                        serde_json::json!({"StringEquals": {"lambda:FunctionUrlAuthType": t}})
+                    }
+                    (None, true) => {
+                        serde_json::json!({"Bool": {"lambda:InvokedViaFunctionUrl": "true"}})
+                    }
+                    _ => serde_json::Value::Null,
+                };
+                serde_json::json!({"Sid": p.sid, "Effect": "Allow", "Principal": p.principal,
+                    "Action": p.action, "Resource": arn, "Condition": condition})
+            })
+            .collect();
+        Ok((!statements.is_empty()).then(|| {
+            serde_json::json!({"Version": "2012-10-17", "Id": "default", "Statement": statements})
+                .to_string()
+        }))
+    }
+
+    async fn add_permission(
+        &self,
+        name: &str,
+        alias: &str,
+        permission: &Permission,
+    ) -> ApiResult<()> {
         let op = "lambda:AddPermission";
         let mut s = self.enter(op)?;
-        function_mut(&mut s, op, name)?.public_url = true;
+        let f = function_mut(&mut s, op, name)?;
+        if !f.aliases.contains_key(alias) {
+            return Err(not_found(op, "Alias"));
+        }
+        let list = f.permissions.entry(alias.to_string()).or_default();
+        // AWS refuses a second statement with the same id (the adapter
+        // reports that as success); the fake keeps one.
+        if !list.iter().any(|p| p.sid == permission.sid) {
+            list.push(permission.clone());
+        }
+        Ok(())
+    }
+
+    async fn remove_permission(&self, name: &str, alias: &str, sid: &str) -> ApiResult<()> {
+        let op = "lambda:RemovePermission";
+        let mut s = self.enter(op)?;
+        let f = function_mut(&mut s, op, name)?;
+        if let Some(list) = f.permissions.get_mut(alias) {
+            list.retain(|p| p.sid != sid);
+        }
         Ok(())
     }
 
@@ -759,6 +839,18 @@ impl IamApi for FakeAws {
             document.to_string(),
         );
         Ok(())
+    }
+
+    async fn role_policies(&self, role: &str) -> ApiResult<Vec<String>> {
+        let s = self.enter("iam:ListRolePolicies")?;
+        let mut docs: Vec<String> = s
+            .policies
+            .iter()
+            .filter(|((r, _), _)| r == role)
+            .map(|(_, d)| d.clone())
+            .collect();
+        docs.extend(s.attached.get(role).cloned().unwrap_or_default());
+        Ok(docs)
     }
 }
 

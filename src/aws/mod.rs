@@ -1,7 +1,7 @@
 //! AWS behind a narrow seam: the few Lambda and IAM operations `deploy`,
 //! `promote` and `rollback` use, as plain Rust types ([`LambdaApi`],
-//! [`IamApi`]), with one SDK adapter ([`sdk`]) and one in-memory fake
-//! ([`fake`]) for fast tests of the plan logic.
+//! [`IamApi`]), with one SDK adapter ([`sdk`]) and, in tests only, one
+//! in-memory fake (`fake`) for fast tests of the plan logic.
 //!
 //! This module knows nothing about cargo, the project or the configuration
 //! model: it speaks Lambda's vocabulary (names, versions, aliases, settings)
@@ -15,6 +15,7 @@ use std::fmt;
 
 pub mod cloudwatch;
 pub mod ecr;
+#[cfg(test)]
 pub mod fake;
 pub mod progress;
 pub mod sdk;
@@ -24,6 +25,10 @@ pub mod traffic;
 pub use cloudwatch::CloudWatchApi;
 pub use ecr::EcrApi;
 pub use traffic::TrafficApi;
+
+/// Tag put on every function, role and repository cargo-fn creates.
+pub const MANAGED_BY_KEY: &str = "managed-by";
+pub const MANAGED_BY_VALUE: &str = "cargo-fn";
 
 /// The function handler for `provided.*` runtimes: the binary is `bootstrap`.
 pub const HANDLER: &str = "bootstrap";
@@ -152,7 +157,31 @@ pub struct UrlSettings {
     pub auth: String,
     /// `BUFFERED` or `RESPONSE_STREAM`.
     pub invoke_mode: String,
-    pub cors: Option<crate::config::Cors>,
+    pub cors: Option<UrlCors>,
+}
+
+/// The CORS settings of a function URL.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct UrlCors {
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age: Option<u32>,
+}
+
+/// One statement of a function's (alias's) resource-based policy, as
+/// `AddPermission` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Permission {
+    pub sid: String,
+    pub action: String,
+    pub principal: String,
+    /// Adds the condition `lambda:FunctionUrlAuthType` = this.
+    pub function_url_auth_type: Option<String>,
+    /// Adds the condition `lambda:InvokedViaFunctionUrl` = true.
+    pub invoked_via_function_url: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -293,6 +322,8 @@ pub struct CreateFunction {
 /// `Ok(None)` for a resource that does not exist.
 #[allow(async_fn_in_trait)] // used from one task; no Send bound needed
 pub trait LambdaApi {
+    /// The region the client talks to (ARNs of secrets are built with it).
+    fn region(&self) -> String;
     async fn get_function(&self, name: &str) -> ApiResult<Option<FunctionState>>;
     /// `GetFunctionConfiguration` of a version or alias.
     async fn get_version(&self, name: &str, qualifier: &str) -> ApiResult<Option<FunctionState>>;
@@ -347,9 +378,19 @@ pub trait LambdaApi {
     async fn get_url(&self, name: &str, alias: &str) -> ApiResult<Option<UrlState>>;
     async fn create_url(&self, name: &str, alias: &str, url: &UrlSettings) -> ApiResult<UrlState>;
     async fn update_url(&self, name: &str, alias: &str, url: &UrlSettings) -> ApiResult<UrlState>;
-    /// Adds the resource-based permission a public (`NONE`) URL needs.
-    /// An already present statement is not an error.
-    async fn allow_public_url(&self, name: &str, alias: &str) -> ApiResult<()>;
+    /// Deletes the URL configuration; an absent one is not an error.
+    async fn delete_url(&self, name: &str, alias: &str) -> ApiResult<()>;
+    /// The resource-based policy (JSON) of the alias, if it has one.
+    async fn get_policy(&self, name: &str, alias: &str) -> ApiResult<Option<String>>;
+    /// Adds a statement; one with the same id already there is not an error.
+    async fn add_permission(
+        &self,
+        name: &str,
+        alias: &str,
+        permission: &Permission,
+    ) -> ApiResult<()>;
+    /// Removes a statement by id; an absent one is not an error.
+    async fn remove_permission(&self, name: &str, alias: &str, sid: &str) -> ApiResult<()>;
     async fn tag(&self, arn: &str, tags: &BTreeMap<String, String>) -> ApiResult<()>;
     async fn untag(&self, arn: &str, keys: &[String]) -> ApiResult<()>;
     async fn publish_layer(
@@ -391,6 +432,9 @@ pub trait IamApi {
     /// Creates or replaces an inline policy.
     async fn put_role_policy(&self, role: &str, policy_name: &str, document: &str)
     -> ApiResult<()>;
+    /// The documents (JSON) of every policy of a role: its inline ones and
+    /// the default versions of its attached managed ones.
+    async fn role_policies(&self, role: &str) -> ApiResult<Vec<String>>;
 }
 
 /// Gives an error whose chain holds an [`ApiError`] that error's hint (what

@@ -23,8 +23,8 @@ use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 use super::progress::UploadProgress;
 use super::{
     AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, HANDLER, IamApi,
-    LambdaApi, LayerVersion, ObjectStore, RoleState, Settings, StoredObject, UrlSettings, UrlState,
-    VersionInfo, VpcSettings,
+    LambdaApi, LayerVersion, ObjectStore, Permission, RoleState, Settings, StoredObject,
+    UrlSettings, UrlState, VersionInfo, VpcSettings,
 };
 
 /// How to reach AWS (all optional: the standard chain fills the rest).
@@ -251,7 +251,7 @@ macro_rules! url_state {
                     .invoke_mode()
                     .map(|m| m.as_str().to_string())
                     .unwrap_or_else(|| "BUFFERED".to_string()),
-                cors: u.cors().map(|c| crate::config::Cors {
+                cors: u.cors().map(|c| super::UrlCors {
                     allow_origins: c.allow_origins().to_vec(),
                     allow_methods: c.allow_methods().to_vec(),
                     allow_headers: c.allow_headers().to_vec(),
@@ -329,7 +329,7 @@ pub(super) fn routing(weights: &BTreeMap<String, f64>) -> lt::AliasRoutingConfig
         .build()
 }
 
-fn cors(c: &crate::config::Cors) -> lt::Cors {
+fn cors(c: &super::UrlCors) -> lt::Cors {
     lt::Cors::builder()
         .set_allow_origins(Some(c.allow_origins.clone()))
         .set_allow_methods(Some(c.allow_methods.clone()))
@@ -376,6 +376,10 @@ where
 }
 
 impl LambdaApi for SdkAws {
+    fn region(&self) -> String {
+        self.region.clone()
+    }
+
     async fn get_function(&self, name: &str) -> ApiResult<Option<FunctionState>> {
         let out = match self.lambda.get_function().function_name(name).send().await {
             Ok(o) => o,
@@ -771,29 +775,80 @@ impl LambdaApi for SdkAws {
         Ok(url_state!(&u))
     }
 
-    async fn allow_public_url(&self, name: &str, alias: &str) -> ApiResult<()> {
-        let r = self
+    async fn delete_url(&self, name: &str, alias: &str) -> ApiResult<()> {
+        match self
+            .lambda
+            .delete_function_url_config()
+            .function_name(name)
+            .qualifier(alias)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => not_found::<()>(api_err("lambda:DeleteFunctionUrlConfig", e)).map(|_| ()),
+        }
+    }
+
+    async fn get_policy(&self, name: &str, alias: &str) -> ApiResult<Option<String>> {
+        match self
+            .lambda
+            .get_policy()
+            .function_name(name)
+            .qualifier(alias)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(o.policy().map(str::to_string)),
+            Err(e) => not_found(api_err("lambda:GetPolicy", e)),
+        }
+    }
+
+    async fn add_permission(
+        &self,
+        name: &str,
+        alias: &str,
+        permission: &Permission,
+    ) -> ApiResult<()> {
+        let mut req = self
             .lambda
             .add_permission()
             .function_name(name)
             .qualifier(alias)
-            .statement_id("cargo-fn-function-url-public")
-            .action("lambda:InvokeFunctionUrl")
-            .principal("*")
-            .function_url_auth_type(lt::FunctionUrlAuthType::None)
-            .send()
-            .await;
-        match r {
+            .statement_id(&permission.sid)
+            .action(&permission.action)
+            .principal(&permission.principal);
+        if let Some(t) = &permission.function_url_auth_type {
+            req = req.function_url_auth_type(lt::FunctionUrlAuthType::from(t.as_str()));
+        }
+        if permission.invoked_via_function_url {
+            req = req.invoked_via_function_url(true);
+        }
+        match req.send().await {
             Ok(_) => Ok(()),
             Err(e) => {
                 let e = api_err("lambda:AddPermission", e);
-                // The statement is already there from an earlier deploy.
+                // A statement with this id is already there.
                 if e.is("ResourceConflictException") {
                     Ok(())
                 } else {
                     Err(e)
                 }
             }
+        }
+    }
+
+    async fn remove_permission(&self, name: &str, alias: &str, sid: &str) -> ApiResult<()> {
+        match self
+            .lambda
+            .remove_permission()
+            .function_name(name)
+            .qualifier(alias)
+            .statement_id(sid)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => not_found::<()>(api_err("lambda:RemovePermission", e)).map(|_| ()),
         }
     }
 
@@ -927,6 +982,71 @@ impl IamApi for SdkAws {
             .map_err(|e| api_err("iam:PutRolePolicy", e))?;
         Ok(())
     }
+
+    async fn role_policies(&self, role: &str) -> ApiResult<Vec<String>> {
+        let mut docs = Vec::new();
+        let inline = self
+            .iam
+            .list_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .map_err(|e| api_err("iam:ListRolePolicies", e))?;
+        for name in inline.policy_names() {
+            let p = self
+                .iam
+                .get_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .send()
+                .await
+                .map_err(|e| api_err("iam:GetRolePolicy", e))?;
+            docs.push(policy_text(p.policy_document()));
+        }
+        let attached = self
+            .iam
+            .list_attached_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .map_err(|e| api_err("iam:ListAttachedRolePolicies", e))?;
+        for a in attached.attached_policies() {
+            let Some(arn) = a.policy_arn() else { continue };
+            let p = self
+                .iam
+                .get_policy()
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| api_err("iam:GetPolicy", e))?;
+            let Some(version) = p.policy().and_then(|p| p.default_version_id()) else {
+                continue;
+            };
+            let v = self
+                .iam
+                .get_policy_version()
+                .policy_arn(arn)
+                .version_id(version)
+                .send()
+                .await
+                .map_err(|e| api_err("iam:GetPolicyVersion", e))?;
+            if let Some(doc) = v.policy_version().and_then(|v| v.document()) {
+                docs.push(policy_text(doc));
+            }
+        }
+        Ok(docs)
+    }
+}
+
+/// IAM returns policy documents URL-encoded (RFC 3986); some emulators
+/// return them as plain JSON.
+fn policy_text(doc: &str) -> String {
+    if doc.trim_start().starts_with('{') {
+        return doc.to_string();
+    }
+    percent_encoding::percent_decode_str(doc)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 impl ObjectStore for SdkAws {

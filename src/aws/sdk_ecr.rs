@@ -41,8 +41,8 @@ impl EcrApi for SdkAws {
 
     async fn create_repository(&self, name: &str, scan_on_push: bool) -> ApiResult<Repository> {
         let tag = et::Tag::builder()
-            .key(crate::deploy::MANAGED_BY_KEY)
-            .value(crate::deploy::MANAGED_BY_VALUE)
+            .key(super::MANAGED_BY_KEY)
+            .value(super::MANAGED_BY_VALUE)
             .build()
             .expect("key and value are set");
         let out = self

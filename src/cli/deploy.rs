@@ -276,12 +276,15 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
         if args.dry_run && !ui.is_json() {
             print!("{}", plan.render());
         }
+        for w in &plan.warnings {
+            ui.warn(format!("{}: {w}", plan.function));
+        }
         if let Some(o) = &outcome
             && !ui.is_json()
         {
             print_outcome(o);
         }
-        plans.push(plan_json(&plan));
+        plans.push(serde_json::to_value(plan.json())?);
         outcomes.extend(outcome);
     }
     if ui.is_json() {
@@ -318,7 +321,7 @@ fn image_package(
         Some(r) => r.clone(),
         None => {
             let r = f.name.to_ascii_lowercase();
-            deploy::image::check_repository_name(&r).map_err(|e| {
+            config::check_repository_name(&r).map_err(|e| {
                 hinted(
                     format!("{}: the default ECR repository name {e}", f.name),
                     "set `image = { repository = \"...\" }` in [package.metadata.fn]",
@@ -337,21 +340,6 @@ fn image_package(
         registry_url,
     )?;
     Ok(Package::image(image))
-}
-
-fn plan_json(plan: &deploy::Plan) -> serde_json::Value {
-    serde_json::json!({
-        "function": plan.function,
-        "alias": plan.alias,
-        "exists": plan.exists,
-        "code_changed": plan.exists && plan.code_changed,
-        "changes": plan.changes,
-        "env_mode": plan.env_mode,
-        "tags": plan.tags,
-        "untag": plan.untag,
-        "publish": plan.publish,
-        "calls": plan.calls,
-    })
 }
 
 fn print_outcome(o: &deploy::Outcome) {

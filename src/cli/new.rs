@@ -265,10 +265,10 @@ fn prompt_with(
         if answer.is_empty() {
             return Ok(default);
         }
-        if let Ok(n) = answer.parse::<usize>() {
-            if (1..=choices.len()).contains(&n) {
-                return Ok(n - 1);
-            }
+        if let Ok(n) = answer.parse::<usize>()
+            && (1..=choices.len()).contains(&n)
+        {
+            return Ok(n - 1);
         }
         if let Some(i) = choices.iter().position(|(name, _)| name == answer) {
             return Ok(i);

@@ -24,8 +24,8 @@ pub use deployment::{Deployment, Strategy};
 pub use layers::{KEYS, resolve, resolve_with_env};
 pub use validate::{
     ENV_MAX_BYTES, InvalidValue, RESERVED_ENV, check_alias_name, check_env_key,
-    check_function_name, check_include_path, check_layer_arn, check_role_arn, check_secret_ref,
-    looks_secret,
+    check_function_name, check_include_path, check_layer_arn, check_repository_name,
+    check_role_arn, check_secret_ref, looks_secret,
 };
 
 /// Lambda instruction set architecture.

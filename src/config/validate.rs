@@ -806,7 +806,7 @@ fn image_config(v: &Value, src: &Source) -> Result<ImageConfig> {
                 "image.repository",
                 &Value::String(r.clone()),
                 src,
-                crate::deploy::image::check_repository_name(r),
+                check_repository_name(r),
             )?;
             Some(r.clone())
         }
@@ -1042,4 +1042,24 @@ fn cors_config(v: &Value, src: &Source) -> Result<Cors> {
         allow_credentials,
         max_age,
     })
+}
+
+/// Checks an ECR repository name: 2-256 characters, lower-case letters and
+/// digits in parts separated by `.`, `_`, `-` or `/`.
+pub fn check_repository_name(name: &str) -> std::result::Result<(), String> {
+    let parts_ok = name.split('/').all(|part| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+            && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && part.ends_with(|c: char| c.is_ascii_alphanumeric())
+    });
+    if (2..=256).contains(&name.len()) && parts_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not an ECR repository name: 2-256 lower-case letters, digits, and `.`, `_`, `-`, `/` between them"
+        ))
+    }
 }

@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::{Package, Plan};
-use crate::aws::ecr::{EcrApi, PushTarget, Repository, keep_newest_policy, same_policy};
+use super::Package;
+use super::change::{Action, Aws, Change, Ctx, Step, View};
+use crate::aws::ecr::{EcrApi, PushTarget, keep_newest_policy, same_policy};
 use crate::aws::{Code, FunctionState, Settings};
 use crate::error::hinted;
 use crate::ui::Ui;
@@ -29,7 +30,7 @@ use crate::ui::Ui;
 pub const REGISTRY_ENV: &str = "CARGO_FN_ECR_REGISTRY";
 
 /// An image to deploy: the layout and where it goes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImagePackage {
     /// The OCI image layout directory.
     pub layout: PathBuf,
@@ -114,35 +115,6 @@ pub fn read_layout(
     })
 }
 
-/// Checks an ECR repository name: 2-256 characters, lower-case letters and
-/// digits in parts separated by `.`, `_`, `-` or `/`.
-pub fn check_repository_name(name: &str) -> std::result::Result<(), String> {
-    let parts_ok = name.split('/').all(|part| {
-        !part.is_empty()
-            && part
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-            && part.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && part.ends_with(|c: char| c.is_ascii_alphanumeric())
-    });
-    if (2..=256).contains(&name.len()) && parts_ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not an ECR repository name: 2-256 lower-case letters, digits, and `.`, `_`, `-`, `/` between them"
-        ))
-    }
-}
-
-/// The repository steps of a plan, decided from reads.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImagePlan {
-    /// The repository as it exists, or `None` when it must be created.
-    pub repository: Option<Repository>,
-    /// The lifecycle policy to put (missing or different).
-    pub lifecycle: Option<String>,
-}
-
 /// Image functions have no runtime, handler or layers.
 pub fn adjust_settings(desired: &mut Settings) {
     desired.runtime.clear();
@@ -199,8 +171,8 @@ pub fn remote_digest(remote: &FunctionState) -> Option<String> {
 }
 
 /// Reads the repository (and its lifecycle policy when one is configured)
-/// and adds the repository and push steps to the plan's calls.
-pub async fn plan_push<A: EcrApi>(api: &A, plan: &mut Plan, image: &ImagePackage) -> Result<()> {
+/// and returns the repository and push changes.
+pub async fn plan_push<A: EcrApi>(api: &A, image: &ImagePackage) -> Result<Vec<Change>> {
     let repository = api.get_repository(&image.repository).await?;
     let want = image.keep.map(keep_newest_policy);
     let lifecycle = match (&want, &repository) {
@@ -211,57 +183,74 @@ pub async fn plan_push<A: EcrApi>(api: &A, plan: &mut Plan, image: &ImagePackage
             _ => Some(w.clone()),
         },
     };
-    if repository.is_none() {
-        plan.calls.push(format!(
-            "ecr:CreateRepository {} (scan on push {}, tag {}={})",
-            image.repository,
-            if image.scan_on_push { "on" } else { "off" },
-            super::MANAGED_BY_KEY,
-            super::MANAGED_BY_VALUE
-        ));
+    let mut changes = Vec::new();
+    if repository.is_none() || lifecycle.is_some() {
+        changes.push(Change::Repository(RepositoryChange {
+            image: image.clone(),
+            exists: repository.is_some(),
+            lifecycle,
+        }));
     }
-    if lifecycle.is_some() {
-        plan.calls.push(format!(
-            "ecr:PutLifecyclePolicy {} (keep the newest {} images)",
-            image.repository,
-            image.keep.unwrap_or_default()
-        ));
-    }
-    plan.calls.push("ecr:GetAuthorizationToken".to_string());
-    let mut line = format!(
-        "registry push {}@{} ({}; blobs the registry has are skipped)",
-        image.repository,
-        image.digest,
-        crate::package::human_size(image.size)
-    );
-    if let Some(url) = &image.registry_url {
-        let _ = write!(line, " to {url}");
-    }
-    plan.calls.push(line);
-    plan.image = Some(ImagePlan {
-        repository,
-        lifecycle,
-    });
-    Ok(())
+    changes.push(Change::ImagePush(ImagePush {
+        image: image.clone(),
+        repository_uri: repository.map(|r| r.uri),
+    }));
+    Ok(changes)
 }
 
-/// Carries out the repository and push steps; returns the code to give
-/// Lambda (pinned by digest). Nothing references the image before this
-/// returns Ok.
-pub async fn push<A: EcrApi>(
-    api: &A,
-    plan: &ImagePlan,
-    image: &ImagePackage,
-    ui: &Ui,
-) -> Result<Code> {
-    let repository = match &plan.repository {
-        Some(r) => r.clone(),
-        None => {
-            ui.status(
+/// Creates the repository (scan on push, tagged) and/or puts its
+/// lifecycle policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepositoryChange {
+    pub image: ImagePackage,
+    pub exists: bool,
+    /// The lifecycle policy to put (missing or different).
+    pub lifecycle: Option<String>,
+}
+
+impl Step for RepositoryChange {
+    fn view(&self) -> View {
+        let image = &self.image;
+        let mut v = View::new(
+            "ecr-repository",
+            &image.repository,
+            if self.exists {
+                Action::Update
+            } else {
+                Action::Create
+            },
+        )
+        .after(serde_json::json!({
+            "scan_on_push": image.scan_on_push,
+            "keep": image.keep,
+        }));
+        if !self.exists {
+            v = v.call(format!(
+                "ecr:CreateRepository {} (scan on push {}, tag {}={})",
+                image.repository,
+                if image.scan_on_push { "on" } else { "off" },
+                super::MANAGED_BY_KEY,
+                super::MANAGED_BY_VALUE
+            ));
+        }
+        if self.lifecycle.is_some() {
+            v = v.call(format!(
+                "ecr:PutLifecyclePolicy {} (keep the newest {} images)",
+                image.repository,
+                image.keep.unwrap_or_default()
+            ));
+        }
+        v
+    }
+
+    async fn apply<A: Aws>(&self, api: &A, cx: &mut Ctx<'_>) -> Result<()> {
+        let image = &self.image;
+        if !self.exists {
+            cx.ui.status(
                 "Creating",
                 format!("ECR repository {} (scan on push)", image.repository),
             );
-            match api
+            let repository = match api
                 .create_repository(&image.repository, image.scan_on_push)
                 .await
             {
@@ -272,18 +261,79 @@ pub async fn push<A: EcrApi>(
                     .await?
                     .ok_or_else(|| anyhow::Error::new(e.clone()))?,
                 Err(e) => return Err(e.into()),
-            }
+            };
+            cx.repository_uri = Some(repository.uri);
         }
-    };
-    if let Some(policy) = &plan.lifecycle {
-        api.put_lifecycle_policy(&image.repository, policy).await?;
+        if let Some(policy) = &self.lifecycle {
+            api.put_lifecycle_policy(&image.repository, policy).await?;
+        }
+        Ok(())
     }
+}
+
+/// Pushes the image's blobs and manifest; the function's code then names
+/// it by digest. Nothing references the image before this succeeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImagePush {
+    pub image: ImagePackage,
+    /// The repository's URI when it exists at plan time.
+    pub repository_uri: Option<String>,
+}
+
+impl Step for ImagePush {
+    fn view(&self) -> View {
+        let image = &self.image;
+        let mut line = format!(
+            "registry push {}@{} ({}; blobs the registry has are skipped)",
+            image.repository,
+            image.digest,
+            crate::package::human_size(image.size)
+        );
+        if let Some(url) = &image.registry_url {
+            let _ = write!(line, " to {url}");
+        }
+        View::new(
+            "image",
+            format!("{}@{}", image.repository, short(&image.digest)),
+            Action::Publish,
+        )
+        .after(serde_json::json!({"digest": image.digest, "size": image.size}))
+        .call("ecr:GetAuthorizationToken")
+        .call(line)
+    }
+
+    async fn apply<A: Aws>(&self, api: &A, cx: &mut Ctx<'_>) -> Result<()> {
+        let image = &self.image;
+        let uri = match (&self.repository_uri, &cx.repository_uri) {
+            (Some(u), _) | (None, Some(u)) => u.clone(),
+            (None, None) => api
+                .get_repository(&image.repository)
+                .await?
+                .map(|r| r.uri)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the ECR repository {} does not exist; re-run the deploy",
+                        image.repository
+                    )
+                })?,
+        };
+        cx.code = push(api, &uri, image, cx.ui).await?;
+        Ok(())
+    }
+}
+
+/// Pushes the layout; returns the code to give Lambda (pinned by digest).
+async fn push<A: EcrApi>(
+    api: &A,
+    repository_uri: &str,
+    image: &ImagePackage,
+    ui: &Ui,
+) -> Result<Code> {
     let auth = api.authorization().await?;
-    let host = repository
-        .uri
+    let host = repository_uri
         .split_once('/')
         .map(|(h, _)| h)
-        .unwrap_or(&repository.uri);
+        .unwrap_or(repository_uri);
     let registry_url = image
         .registry_url
         .clone()
@@ -323,7 +373,7 @@ pub async fn push<A: EcrApi>(
         ),
     );
     Ok(Code::Image {
-        uri: format!("{}@{}", repository.uri, image.digest),
+        uri: format!("{repository_uri}@{}", image.digest),
     })
 }
 

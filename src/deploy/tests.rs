@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::aws::fake::FakeAws;
+use crate::aws::{ApiError, IamApi, LambdaApi};
 use crate::project::{FunctionTarget, Project};
 
 /// A function configuration resolved by the real config model from
@@ -169,7 +170,8 @@ async fn configuration_diff_is_field_by_field_and_redacts_secrets() {
         "env": {"API_TOKEN": "s3cr3t-two", "MODE": "b"},
     }));
     let p = plan(&api, &c2, &pkg("v1"), &o).await.unwrap();
-    let fields: Vec<&str> = p.changes.iter().map(|c| c.field.as_str()).collect();
+    let diff = p.config_changes();
+    let fields: Vec<&str> = diff.iter().map(|c| c.field.as_str()).collect();
     assert_eq!(
         fields,
         [
@@ -183,13 +185,17 @@ async fn configuration_diff_is_field_by_field_and_redacts_secrets() {
             "env.MODE"
         ]
     );
-    assert!(!p.code_changed);
+    assert!(!p.code_changed());
     let text = p.render();
     assert!(!text.contains("s3cr3t"), "{text}");
     assert!(text.contains("env.MODE: \"a\" -> \"b\""), "{text}");
     assert!(text.contains("memory: 128 MB -> 1024 MB"), "{text}");
     // Tracing turned Active: the managed role gains X-Ray, nothing else.
-    assert!(p.calls[0].starts_with("iam:PutRolePolicy"), "{:?}", p.calls);
+    assert!(
+        p.calls()[0].starts_with("iam:PutRolePolicy"),
+        "{:?}",
+        p.calls()
+    );
     run(&api, &c2, &pkg("v1"), &o).await.unwrap();
     let s = api.latest("hello").unwrap().settings;
     assert_eq!((s.memory, s.timeout, s.ephemeral_storage), (1024, 30, 1024));
@@ -225,9 +231,10 @@ async fn env_merge_keeps_remote_variables_replace_drops_them() {
             .is_noop()
     );
     let p = plan(&api, &only_a, &pkg("v1"), &opts()).await.unwrap();
-    assert_eq!(p.changes.len(), 1);
-    assert_eq!(p.changes[0].field, "env.BB");
-    assert_eq!(p.changes[0].new, "(unset)");
+    let diff = p.config_changes();
+    assert_eq!(diff.len(), 1);
+    assert_eq!(diff[0].field, "env.BB");
+    assert_eq!(diff[0].new, "(unset)");
 }
 
 #[tokio::test]
@@ -318,7 +325,9 @@ async fn publish_is_guarded_by_code_sha256() {
     // Lambda refuses, so code we did not upload is never published.
     let p = plan(&api, &c, &pkg("v2"), &opts()).await.unwrap();
     let mut p_no_upload = p.clone();
-    p_no_upload.code_changed = false;
+    p_no_upload
+        .changes
+        .retain(|c| !matches!(c, Change::Code(_)));
     let err = execute(&api, &p_no_upload, &pkg("v2"), &opts(), &Ui::silent())
         .await
         .unwrap_err();
@@ -390,11 +399,11 @@ async fn dry_run_reads_only() {
     assert!(out.is_none());
     assert!(writes(&api).is_empty(), "{:?}", api.calls());
     assert!(
-        p.calls
+        p.calls()
             .iter()
             .any(|c| c.starts_with("lambda:CreateFunction"))
     );
-    assert!(p.calls.iter().any(|c| c.starts_with("iam:CreateRole")));
+    assert!(p.calls().iter().any(|c| c.starts_with("iam:CreateRole")));
 }
 
 #[tokio::test]
@@ -411,7 +420,6 @@ async fn configured_role_is_used_and_no_iam_call_made() {
 
 #[tokio::test]
 async fn a_foreign_role_with_our_name_is_not_taken_over() {
-    use crate::aws::IamApi;
     let api = FakeAws::new();
     api.create_role("cargo-fn-hello", TRUST_POLICY, &BTreeMap::new())
         .await
@@ -454,9 +462,14 @@ async fn function_url_with_public_permission() {
     let api = FakeAws::new();
     let c = cfg(json!({"function-url": {"auth": "NONE"}}));
     let out = run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
-    let (url, public) = api.url("hello", "live").unwrap();
+    let url = api.url("hello", "live").unwrap();
     assert_eq!(out.url.as_deref(), Some(url.url.as_str()));
-    assert!(public);
+    let sids: Vec<String> = api
+        .statements("hello", "live")
+        .into_iter()
+        .map(|s| s.sid)
+        .collect();
+    assert_eq!(sids, [url::PUBLIC_URL_SID, url::INVOKE_VIA_URL_SID]);
     assert_eq!(url.settings.auth, "NONE");
     api.clear_calls();
     run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
@@ -596,8 +609,8 @@ async fn tags_removed_from_config_are_untagged_unless_merging() {
         "merge keeps the remote tag"
     );
     let p = plan(&api, &only_team, &pkg("v1"), &opts()).await.unwrap();
-    assert_eq!(p.untag, vec!["cost".to_string()]);
-    assert!(!p.publish, "a tag change publishes no version");
+    assert_eq!(p.untag(), vec!["cost".to_string()]);
+    assert!(!p.publishes(), "a tag change publishes no version");
     run(&api, &only_team, &pkg("v1"), &opts()).await.unwrap();
     let tags = api.latest("hello").unwrap().tags;
     assert!(!tags.contains_key("cost"), "{tags:?}");
@@ -613,4 +626,342 @@ async fn tags_removed_from_config_are_untagged_unless_merging() {
             .unwrap()
             .is_noop()
     );
+}
+
+fn sids(api: &FakeAws) -> Vec<String> {
+    api.statements("hello", "live")
+        .into_iter()
+        .map(|s| s.sid)
+        .collect()
+}
+
+fn public_url() -> FunctionConfig {
+    cfg(json!({"function-url": {"auth": "NONE"}}))
+}
+
+#[tokio::test]
+async fn public_url_gets_both_statements_with_their_conditions() {
+    let api = FakeAws::new();
+    run(&api, &public_url(), &pkg("v1"), &opts()).await.unwrap();
+    let policy: Value =
+        serde_json::from_str(&api.get_policy("hello", "live").await.unwrap().unwrap()).unwrap();
+    let statements = policy["Statement"].as_array().unwrap();
+    let by_sid = |sid: &str| statements.iter().find(|s| s["Sid"] == sid).unwrap().clone();
+    let url_stmt = by_sid(url::PUBLIC_URL_SID);
+    assert_eq!(url_stmt["Action"], "lambda:InvokeFunctionUrl");
+    assert_eq!(url_stmt["Principal"], "*");
+    assert_eq!(
+        url_stmt["Condition"]["StringEquals"]["lambda:FunctionUrlAuthType"],
+        "NONE"
+    );
+    let invoke = by_sid(url::INVOKE_VIA_URL_SID);
+    assert_eq!(invoke["Action"], "lambda:InvokeFunction");
+    assert_eq!(
+        invoke["Condition"]["Bool"]["lambda:InvokedViaFunctionUrl"],
+        "true"
+    );
+    assert_eq!(statements.len(), 2);
+}
+
+#[tokio::test]
+async fn a_url_from_an_older_cargo_fn_gains_the_missing_statement_once() {
+    let api = FakeAws::new();
+    run(&api, &public_url(), &pkg("v1"), &opts()).await.unwrap();
+    // What an older cargo-fn left: the URL statement only, no URL record.
+    api.remove_permission("hello", "live", url::INVOKE_VIA_URL_SID)
+        .await
+        .unwrap();
+    let arn = api.latest("hello").unwrap().arn;
+    api.untag(&arn, &[url::record_tag("live")]).await.unwrap();
+    api.clear_calls();
+    run(&api, &public_url(), &pkg("v1"), &opts()).await.unwrap();
+    assert_eq!(writes(&api), ["lambda:AddPermission", "lambda:TagResource"]);
+    assert_eq!(sids(&api), [url::PUBLIC_URL_SID, url::INVOKE_VIA_URL_SID]);
+    api.clear_calls();
+    run(&api, &public_url(), &pkg("v1"), &opts()).await.unwrap();
+    assert!(writes(&api).is_empty(), "{:?}", api.calls());
+}
+
+#[tokio::test]
+async fn url_leaving_the_configuration_takes_both_statements_and_the_url() {
+    let api = FakeAws::new();
+    run(&api, &public_url(), &pkg("v1"), &opts()).await.unwrap();
+    let p = plan(&api, &cfg(json!({})), &pkg("v1"), &opts())
+        .await
+        .unwrap();
+    let text = p.render();
+    assert!(
+        text.contains("lambda:RemovePermission hello:live cargo-fn-function-url-public"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lambda:DeleteFunctionUrlConfig hello:live"),
+        "{text}"
+    );
+    api.clear_calls();
+    run(&api, &cfg(json!({})), &pkg("v1"), &opts())
+        .await
+        .unwrap();
+    assert_eq!(
+        writes(&api),
+        [
+            "lambda:RemovePermission",
+            "lambda:RemovePermission",
+            "lambda:DeleteFunctionUrlConfig",
+            "lambda:UntagResource"
+        ]
+    );
+    assert!(api.url("hello", "live").is_none());
+    assert!(sids(&api).is_empty());
+    // Nothing recorded any more: no URL read on the next deploy.
+    api.clear_calls();
+    run(&api, &cfg(json!({})), &pkg("v1"), &opts())
+        .await
+        .unwrap();
+    assert!(api.calls().len() <= 3, "{:?}", api.calls());
+}
+
+#[tokio::test]
+async fn a_url_turning_iam_loses_the_public_statements_before_it_changes() {
+    let api = FakeAws::new();
+    run(&api, &public_url(), &pkg("v1"), &opts()).await.unwrap();
+    api.clear_calls();
+    let iam = cfg(json!({"function-url": {"auth": "AWS_IAM"}}));
+    run(&api, &iam, &pkg("v1"), &opts()).await.unwrap();
+    assert_eq!(
+        writes(&api),
+        [
+            "lambda:RemovePermission",
+            "lambda:RemovePermission",
+            "lambda:UpdateFunctionUrlConfig",
+            "lambda:TagResource"
+        ]
+    );
+    assert!(sids(&api).is_empty());
+    assert_eq!(api.url("hello", "live").unwrap().settings.auth, "AWS_IAM");
+}
+
+#[tokio::test]
+async fn removing_the_url_of_one_alias_leaves_the_other_aliases_alone() {
+    let api = FakeAws::new();
+    run(&api, &public_url(), &pkg("v1"), &opts()).await.unwrap();
+    // Deploying alias `staging` without a URL touches nothing of `live`.
+    let staging = DeployOptions {
+        alias: "staging".into(),
+        ..opts()
+    };
+    run(&api, &public_url(), &pkg("v1"), &staging)
+        .await
+        .unwrap();
+    run(&api, &cfg(json!({})), &pkg("v1"), &staging)
+        .await
+        .unwrap();
+    assert!(api.url("hello", "live").is_some());
+    assert_eq!(sids(&api).len(), 2);
+    assert!(api.url("hello", "staging").is_none());
+    assert!(api.statements("hello", "staging").is_empty());
+    let tags = api.latest("hello").unwrap().tags;
+    assert!(tags.contains_key(&url::record_tag("live")), "{tags:?}");
+}
+
+#[tokio::test]
+async fn dry_run_shows_both_url_statements() {
+    let api = FakeAws::new();
+    let (p, _) = deploy(
+        &api,
+        &public_url(),
+        &pkg("v1"),
+        &opts(),
+        true,
+        &Ui::silent(),
+    )
+    .await
+    .unwrap();
+    let text = p.render();
+    assert!(
+        text.contains(r#"lambda:AddPermission hello:live lambda:InvokeFunctionUrl for * if {"StringEquals":{"lambda:FunctionUrlAuthType":"NONE"}}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"lambda:AddPermission hello:live lambda:InvokeFunction for * if {"Bool":{"lambda:InvokedViaFunctionUrl":"true"}}"#),
+        "{text}"
+    );
+}
+
+fn with_secrets(secrets: Value) -> FunctionConfig {
+    cfg(json!({ "secrets": secrets }))
+}
+
+fn granted_secrets(api: &FakeAws) -> Vec<String> {
+    let doc: Value =
+        serde_json::from_str(&api.role_policy("cargo-fn-hello", ROLE_POLICY_NAME).unwrap())
+            .unwrap();
+    doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Action"] == "secretsmanager:GetSecretValue")
+        .flat_map(|s| s["Resource"].as_array().unwrap().clone())
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn created_role_grants_exactly_the_configured_secrets() {
+    let api = FakeAws::new();
+    let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:api-key-AbCdEf";
+    let c = with_secrets(json!({"DB_SECRET": "prod/db", "API_KEY": arn}));
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    assert_eq!(
+        granted_secrets(&api),
+        [
+            arn,
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-??????"
+        ]
+    );
+    // Names travel in the environment, never values.
+    assert_eq!(
+        api.latest("hello").unwrap().settings.env["DB_SECRET"],
+        "prod/db"
+    );
+    // No change: no IAM call at all (the policy record is a tag).
+    api.clear_calls();
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    assert!(
+        api.calls().iter().all(|c| !c.starts_with("iam:")),
+        "{:?}",
+        api.calls()
+    );
+    // A secret leaves the configuration: it leaves the policy.
+    let p = plan(
+        &api,
+        &with_secrets(json!({"API_KEY": arn})),
+        &pkg("v1"),
+        &opts(),
+    )
+    .await
+    .unwrap();
+    assert!(p.calls()[0].starts_with("iam:PutRolePolicy cargo-fn-hello cargo-fn-execution (logs, secretsmanager:GetSecretValue on arn:"), "{:?}", p.calls());
+    run(
+        &api,
+        &with_secrets(json!({"API_KEY": arn})),
+        &pkg("v1"),
+        &opts(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(granted_secrets(&api), [arn]);
+    run(&api, &cfg(json!({})), &pkg("v1"), &opts())
+        .await
+        .unwrap();
+    assert!(granted_secrets(&api).is_empty());
+    let doc = api.role_policy("cargo-fn-hello", ROLE_POLICY_NAME).unwrap();
+    assert!(!doc.contains("secretsmanager"), "{doc}");
+}
+
+#[tokio::test]
+async fn a_function_from_an_older_cargo_fn_gets_its_policy_put_once() {
+    let api = FakeAws::new();
+    let c = with_secrets(json!({"DB_SECRET": "prod/db"}));
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    let arn = api.latest("hello").unwrap().arn;
+    api.untag(&arn, &[role::POLICY_TAG.to_string()])
+        .await
+        .unwrap();
+    api.clear_calls();
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    assert_eq!(writes(&api), ["iam:PutRolePolicy", "lambda:TagResource"]);
+    api.clear_calls();
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    assert!(writes(&api).is_empty(), "{:?}", api.calls());
+}
+
+#[tokio::test]
+async fn a_supplied_role_is_never_changed_and_a_dry_run_warns_when_it_lacks_a_secret() {
+    let api = FakeAws::new();
+    let role = "arn:aws:iam::123456789012:role/mine";
+    let c = cfg(json!({"role": role, "secrets": {"DB_SECRET": "prod/db"}}));
+    api.attach_policy(
+        "mine",
+        r#"{"Statement":[{"Effect":"Allow","Action":"logs:*","Resource":"*"}]}"#,
+    );
+    let (p, _) = deploy(&api, &c, &pkg("v1"), &opts(), true, &Ui::silent())
+        .await
+        .unwrap();
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(p.warnings[0].contains("prod/db"), "{:?}", p.warnings);
+    assert!(
+        p.render()
+            .contains("warning: the role mine does not appear to allow")
+    );
+    api.attach_policy(
+        "mine",
+        r#"{"Statement":[{"Effect":"Allow","Action":["secretsmanager:GetSecretValue"],"Resource":"arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/*"}]}"#,
+    );
+    let (p, _) = deploy(&api, &c, &pkg("v1"), &opts(), true, &Ui::silent())
+        .await
+        .unwrap();
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    // Unreadable: said so, still no change.
+    api.fail_next("iam:ListRolePolicies", "AccessDenied", "no");
+    let (p, _) = deploy(&api, &c, &pkg("v1"), &opts(), true, &Ui::silent())
+        .await
+        .unwrap();
+    assert!(p.warnings[0].contains("could not read"), "{:?}", p.warnings);
+    api.clear_calls();
+    run(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    assert!(
+        api.calls().iter().all(|c| !c.starts_with("iam:")),
+        "{:?}",
+        api.calls()
+    );
+}
+
+#[tokio::test]
+async fn dry_run_json_lists_typed_changes_in_order() {
+    let api = FakeAws::new();
+    let c = cfg(json!({"secrets": {"DB_SECRET": "prod/db"}, "function-url": {"auth": "NONE"}}));
+    let p = plan(&api, &c, &pkg("v1"), &opts()).await.unwrap();
+    let json = serde_json::to_value(p.json()).unwrap();
+    let kinds: Vec<&str> = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "role",
+            "role-policy",
+            "function",
+            "version",
+            "alias",
+            "function-url",
+            "permission",
+            "permission"
+        ]
+    );
+    let policy = &json["steps"][1]["after"]["Statement"];
+    let secrets = policy
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Action"] == "secretsmanager:GetSecretValue")
+        .unwrap();
+    assert_eq!(
+        secrets["Resource"],
+        json!(["arn:aws:secretsmanager:us-east-1:<account>:secret:prod/db-??????"])
+    );
+    assert_eq!(json["steps"][4]["action"], "create");
+    assert_eq!(
+        json["steps"][7]["after"]["Condition"]["Bool"]["lambda:InvokedViaFunctionUrl"],
+        "true"
+    );
+    // The environment in a create step shows names, and redacts values
+    // whose key looks like a credential.
+    let c = cfg(json!({"env": {"API_TOKEN": "s3cr3t"}}));
+    let text =
+        serde_json::to_string(&plan(&api, &c, &pkg("v1"), &opts()).await.unwrap().json()).unwrap();
+    assert!(!text.contains("s3cr3t"), "{text}");
 }

@@ -294,6 +294,13 @@ pub fn check_unzipped(name: &str, unzipped: u64, limits: &Limits) -> Result<()> 
     Ok(())
 }
 
+/// Lambda's `CodeSha256` of a zip: base64 of its SHA-256.
+pub fn sha256_b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes))
+}
+
 /// `12.3 MB` (decimal megabytes, as Lambda's limits are stated).
 pub fn human_size(bytes: u64) -> String {
     if bytes >= 1_000_000 {

@@ -6,6 +6,7 @@ mod build;
 mod config;
 mod deploy;
 mod deploy_image;
+mod deploy_plan;
 mod ecr_shim;
 mod emulator;
 mod extensions;

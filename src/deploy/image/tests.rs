@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::aws::fake::FakeAws;
+use crate::config::check_repository_name;
 use crate::deploy::tests::{cfg, opts, pkg as zip};
 use crate::deploy::{DeployOptions, Outcome, deploy};
 use crate::project::{FunctionTarget, Project};

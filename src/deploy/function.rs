@@ -1,0 +1,466 @@
+//! The function itself: the settings the configuration asks for, their
+//! field-by-field diff with what Lambda has, and the changes that create
+//! it, update its code and configuration (each guarded by the RevisionId
+//! last seen) and publish a version (guarded by the local CodeSha256 and
+//! the RevisionId after our updates). Updates in progress are waited for,
+//! never raced.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::change::{Action, Aws, Ctx, FieldChange, Step, View};
+use super::{EnvMode, Package};
+use crate::aws::{ApiError, Code, FunctionState, LambdaApi, Settings, VpcSettings};
+use crate::config::{FunctionConfig, LogFormat, REDACTED, Tracing};
+use crate::error::hinted;
+use crate::package::human_size;
+use crate::ui::Ui;
+
+/// The settings the configuration asks for (`role` filled in by the plan).
+pub fn desired_settings(
+    cfg: &FunctionConfig,
+    role: &str,
+    remote_env: Option<&BTreeMap<String, String>>,
+    mode: EnvMode,
+) -> Settings {
+    let mut env = match (mode, remote_env) {
+        (EnvMode::Merge, Some(r)) => r.clone(),
+        _ => BTreeMap::new(),
+    };
+    env.extend(cfg.env.clone());
+    // Secrets travel as names only; the function resolves them at run time.
+    env.extend(cfg.secrets.clone());
+    Settings {
+        runtime: cfg.runtime.as_str().to_string(),
+        architecture: cfg.architecture.as_str().to_string(),
+        memory: cfg.memory,
+        timeout: cfg.timeout,
+        ephemeral_storage: cfg.ephemeral_storage,
+        env,
+        layers: cfg.layers.clone(),
+        role: role.to_string(),
+        tracing: match cfg.tracing {
+            Tracing::Active => "Active",
+            Tracing::PassThrough => "PassThrough",
+        }
+        .to_string(),
+        vpc: cfg.vpc.as_ref().and_then(|v| {
+            VpcSettings {
+                subnets: v.subnets.clone(),
+                security_groups: v.security_groups.clone(),
+            }
+            .normalized()
+        }),
+        log_format: match cfg.log_format {
+            LogFormat::Text => "Text",
+            LogFormat::Json => "JSON",
+        }
+        .to_string(),
+        log_level: cfg.log_level.clone(),
+    }
+}
+
+fn shown_env(key: &str, value: Option<&String>) -> String {
+    match value {
+        None => "(unset)".into(),
+        Some(_) if crate::config::looks_secret(key) => REDACTED.into(),
+        Some(v) => format!("{v:?}"),
+    }
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() {
+        "[]".into()
+    } else {
+        format!("[{}]", v.join(", "))
+    }
+}
+
+fn vpc_text(v: &Option<VpcSettings>) -> String {
+    match v {
+        None => "none".into(),
+        Some(v) => format!(
+            "subnets {} / security groups {}",
+            list(&v.subnets),
+            list(&v.security_groups)
+        ),
+    }
+}
+
+/// Field-by-field differences between two settings (configuration only:
+/// the architecture goes with the code). Env values are redacted when
+/// their key looks like a credential.
+pub fn diff_settings(old: &Settings, new: &Settings) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    let mut field = |name: &str, o: String, n: String| {
+        if o != n {
+            out.push(FieldChange {
+                field: name.to_string(),
+                old: o,
+                new: n,
+            });
+        }
+    };
+    field("runtime", old.runtime.clone(), new.runtime.clone());
+    field(
+        "memory",
+        format!("{} MB", old.memory),
+        format!("{} MB", new.memory),
+    );
+    field(
+        "timeout",
+        format!("{} s", old.timeout),
+        format!("{} s", new.timeout),
+    );
+    field(
+        "ephemeral-storage",
+        format!("{} MB", old.ephemeral_storage),
+        format!("{} MB", new.ephemeral_storage),
+    );
+    field("layers", list(&old.layers), list(&new.layers));
+    field("role", old.role.clone(), new.role.clone());
+    field("tracing", old.tracing.clone(), new.tracing.clone());
+    field("vpc", vpc_text(&old.vpc), vpc_text(&new.vpc));
+    field("log-format", old.log_format.clone(), new.log_format.clone());
+    field(
+        "log-level",
+        old.log_level.clone().unwrap_or_else(|| "-".into()),
+        new.log_level.clone().unwrap_or_else(|| "-".into()),
+    );
+    let keys: BTreeSet<&String> = old.env.keys().chain(new.env.keys()).collect();
+    for k in keys {
+        let (o, n) = (old.env.get(k), new.env.get(k));
+        if o != n {
+            out.push(FieldChange {
+                field: format!("env.{k}"),
+                old: shown_env(k, o),
+                new: shown_env(k, n),
+            });
+        }
+    }
+    out
+}
+
+/// The code's description in plan lines.
+pub fn code_text(pkg: &Package, runtime: &str) -> String {
+    match &pkg.image {
+        Some(img) => super::image::code_text(img),
+        None => format!("{} zip, {runtime}", human_size(pkg.bytes.len() as u64)),
+    }
+}
+
+/// The settings as shown in a plan: environment values redacted when
+/// their key looks like a credential.
+fn settings_view(s: &Settings) -> serde_json::Value {
+    let env: BTreeMap<&String, String> = s
+        .env
+        .iter()
+        .map(|(k, v)| {
+            let shown = if crate::config::looks_secret(k) {
+                REDACTED.to_string()
+            } else {
+                v.clone()
+            };
+            (k, shown)
+        })
+        .collect();
+    serde_json::json!({
+        "runtime": s.runtime, "architecture": s.architecture, "memory": s.memory,
+        "timeout": s.timeout, "ephemeral_storage": s.ephemeral_storage, "env": env,
+        "layers": s.layers, "role": s.role, "tracing": s.tracing,
+        "vpc": s.vpc.as_ref().map(|v| serde_json::json!({"subnets": v.subnets, "security_groups": v.security_groups})),
+        "log_format": s.log_format, "log_level": s.log_level,
+    })
+}
+
+/// `lambda:CreateFunction` with the desired settings and tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateFunction {
+    pub name: String,
+    pub settings: Settings,
+    pub tags: BTreeMap<String, String>,
+    /// The code, as the plan line shows it.
+    pub code: String,
+    pub code_sha256: String,
+}
+
+impl Step for CreateFunction {
+    fn view(&self) -> View {
+        let s = &self.settings;
+        View::new("function", &self.name, Action::Create)
+            .after(serde_json::json!({
+                "code_sha256": self.code_sha256,
+                "settings": settings_view(s),
+                "tags": self.tags,
+            }))
+            .call(format!(
+                "lambda:CreateFunction {} ({}, {}, {} MB, {} s)",
+                self.name, self.code, s.architecture, s.memory, s.timeout
+            ))
+    }
+
+    async fn apply<A: Aws>(&self, api: &A, cx: &mut Ctx<'_>) -> Result<()> {
+        let name = &self.name;
+        cx.ui.status("Creating", format!("function {name}"));
+        let input = crate::aws::CreateFunction {
+            name: name.clone(),
+            settings: cx.desired.clone(),
+            code: cx.code.clone(),
+            description: cx.opts.description.clone(),
+            tags: self.tags.clone(),
+        };
+        let created = create_with_role_wait(api, &input, cx.ui).await?;
+        let latest = if created.state.as_deref() == Some("Active") {
+            created
+        } else {
+            let _s = cx.ui.step(format!("waiting for {name} to become Active"));
+            api.wait_active(name).await?
+        };
+        cx.latest = Some(latest);
+        Ok(())
+    }
+}
+
+/// `lambda:UpdateFunctionCode`, guarded by the RevisionId last seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateCode {
+    pub name: String,
+    /// CodeSha256 (or image digest) Lambda has, and ours.
+    pub before: String,
+    pub after: String,
+    /// The code, as the plan line shows it.
+    pub code: String,
+    pub architecture: (String, String),
+}
+
+impl Step for UpdateCode {
+    fn view(&self) -> View {
+        let (old_arch, new_arch) = &self.architecture;
+        let mut line = format!(
+            "lambda:UpdateFunctionCode {} ({}, RevisionId guard)",
+            self.name, self.code
+        );
+        if old_arch != new_arch {
+            line.push_str(&format!(" architecture {old_arch} -> {new_arch}"));
+        }
+        View::new("function-code", &self.name, Action::Update)
+            .before(&self.before)
+            .after(&self.after)
+            .call(line)
+    }
+
+    async fn apply<A: Aws>(&self, api: &A, cx: &mut Ctx<'_>) -> Result<()> {
+        let name = &self.name;
+        match &cx.code {
+            Code::Image { uri } => cx.ui.status("Updating", format!("{name} code to {uri}")),
+            _ => cx.ui.status(
+                "Uploading",
+                format!("{name} code ({})", human_size(cx.pkg.bytes.len() as u64)),
+            ),
+        }
+        let rev = cx.latest.as_ref().and_then(|l| l.revision_id.clone());
+        let (code, arch) = (cx.code.clone(), cx.desired.architecture.clone());
+        let latest = after_conflict_wait(api, name, cx.ui, || {
+            api.update_code(name, &code, &arch, rev.as_deref())
+        })
+        .await?;
+        cx.latest = Some(settle(api, name, latest, cx.ui).await?);
+        Ok(())
+    }
+}
+
+/// `lambda:UpdateFunctionConfiguration`, guarded by the RevisionId.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateConfiguration {
+    pub name: String,
+    pub fields: Vec<FieldChange>,
+}
+
+impl Step for UpdateConfiguration {
+    fn view(&self) -> View {
+        let names: Vec<&str> = self.fields.iter().map(|c| c.field.as_str()).collect();
+        let mut v = View::new("function-configuration", &self.name, Action::Update).call(format!(
+            "lambda:UpdateFunctionConfiguration {} ({}; RevisionId guard)",
+            self.name,
+            names.join(", ")
+        ));
+        v.fields = self.fields.clone();
+        v
+    }
+
+    async fn apply<A: Aws>(&self, api: &A, cx: &mut Ctx<'_>) -> Result<()> {
+        let name = &self.name;
+        cx.ui.status("Updating", format!("{name} configuration"));
+        let rev = cx.latest.as_ref().and_then(|l| l.revision_id.clone());
+        let desired = cx.desired.clone();
+        let latest = after_conflict_wait(api, name, cx.ui, || {
+            api.update_configuration(name, &desired, rev.as_deref())
+        })
+        .await?;
+        cx.latest = Some(settle(api, name, latest, cx.ui).await?);
+        Ok(())
+    }
+}
+
+/// `lambda:PublishVersion`, guarded by our CodeSha256 and the RevisionId
+/// after our updates; waits for the version to be Active.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publish {
+    pub name: String,
+    pub code_sha256: String,
+    /// Guarded by RevisionId too (an existing function).
+    pub revision_guard: bool,
+}
+
+impl Step for Publish {
+    fn view(&self) -> View {
+        View::new("version", format!("{}:(new)", self.name), Action::Publish)
+            .after(serde_json::json!({"code_sha256": self.code_sha256}))
+            .call(format!(
+                "lambda:PublishVersion {} (guarded by CodeSha256 {}{})",
+                self.name,
+                self.code_sha256,
+                if self.revision_guard {
+                    " and RevisionId"
+                } else {
+                    ""
+                }
+            ))
+    }
+
+    async fn apply<A: Aws>(&self, api: &A, cx: &mut Ctx<'_>) -> Result<()> {
+        let name = &self.name;
+        let latest = cx
+            .latest
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("{name} does not exist; nothing to publish"))?;
+        if latest.last_update_status.as_deref() == Some("Failed")
+            || latest.state.as_deref() == Some("Failed")
+        {
+            return Err(hinted(
+                format!(
+                    "the last update of {name} failed: {}",
+                    latest.last_update_reason.clone().unwrap_or_default()
+                ),
+                "nothing was published and the alias was not moved; fix the cause and re-run",
+            ));
+        }
+        cx.ui
+            .status("Publishing", format!("{name} ({})", cx.opts.description));
+        let rev = latest.revision_id.clone();
+        let description = cx.opts.description.clone();
+        let v = after_conflict_wait(api, name, cx.ui, || {
+            api.publish_version(name, &self.code_sha256, rev.as_deref(), &description)
+        })
+        .await?;
+        let v = if v.state.as_deref().is_none_or(|s| s == "Active") {
+            v
+        } else {
+            let _s = cx.ui.step(format!(
+                "waiting for version {} to become Active",
+                v.version
+            ));
+            api.wait_version_active(name, &v.version).await?
+        };
+        if v.version == "$LATEST" {
+            anyhow::bail!("PublishVersion returned $LATEST; refusing to point an alias at it");
+        }
+        cx.version = Some(v.version);
+        Ok(())
+    }
+}
+
+/// Runs a guarded write; on ResourceConflictException (an update still in
+/// progress, ours or someone else's) waits for it to finish and tries once
+/// more with the same guards, so a change made meanwhile is refused (412)
+/// rather than overwritten.
+pub async fn after_conflict_wait<A, T, F, Fut>(
+    api: &A,
+    name: &str,
+    ui: &Ui,
+    call: F,
+) -> std::result::Result<T, ApiError>
+where
+    A: LambdaApi,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, ApiError>>,
+{
+    match call().await {
+        Err(e) if e.is("ResourceConflictException") => {
+            let _s = ui.step(format!("{name} is being updated; waiting to retry"));
+            api.wait_updated(name).await?;
+            call().await
+        }
+        other => other,
+    }
+}
+
+/// Waits for an update to finish unless the response already says so.
+async fn settle<A: LambdaApi>(
+    api: &A,
+    name: &str,
+    latest: FunctionState,
+    ui: &Ui,
+) -> Result<FunctionState> {
+    if latest.last_update_status.as_deref() == Some("Successful") {
+        return Ok(latest);
+    }
+    let _s = ui.step(format!("waiting for the update of {name} to finish"));
+    Ok(api.wait_updated(name).await?)
+}
+
+/// How long a new role may take to become assumable by Lambda.
+const ROLE_WAIT: Duration = Duration::from_secs(40);
+
+fn is_role_not_ready(e: &ApiError) -> bool {
+    e.is("InvalidParameterValueException") && e.message.contains("cannot be assumed")
+}
+
+/// CreateFunction, retried while a new role is not assumable yet (bounded).
+async fn create_with_role_wait<A: LambdaApi>(
+    api: &A,
+    input: &crate::aws::CreateFunction,
+    ui: &Ui,
+) -> Result<FunctionState> {
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match api.create_function(input).await {
+            Ok(f) => return Ok(f),
+            Err(e) if is_role_not_ready(&e) && started.elapsed() < ROLE_WAIT => {
+                let _s = ui.step(format!(
+                    "waiting for the role {} to become assumable",
+                    input.settings.role
+                ));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) if is_role_not_ready(&e) => {
+                return Err(hinted(
+                    format!("{e}"),
+                    format!(
+                        "the role was still not assumable after {} s; re-run in a minute",
+                        ROLE_WAIT.as_secs()
+                    ),
+                ));
+            }
+            Err(e) if e.is("ResourceConflictException") => {
+                // A retried request whose first attempt did create it: use
+                // it only if it holds exactly our code.
+                let f = api.get_function(&input.name).await?.ok_or(e.clone())?;
+                let ours = match &input.code {
+                    Code::Zip(b) => crate::package::sha256_b64(b) == f.code_sha256,
+                    Code::S3 { .. } => false,
+                    Code::Image { uri } => f.image_uri.as_deref() == Some(uri.as_str()),
+                };
+                if !ours {
+                    return Err(e.into());
+                }
+                return Ok(f);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
