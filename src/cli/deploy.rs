@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use super::{ConfigFlags, GlobalArgs};
 use crate::aws::sdk::{ConnectOptions, SdkAws, connect};
 use crate::config::{self, FunctionConfig};
+use crate::deploy::rollout;
 use crate::deploy::{
     self, DEFAULT_ALIAS, DIRECT_UPLOAD_LIMIT, DeployOptions, EnvMode, Package, S3Target,
 };
@@ -127,6 +128,8 @@ pub struct DeployArgs {
     #[arg(long, value_name = "URL", env = "CARGO_FN_ECR_REGISTRY")]
     pub registry_url: Option<String>,
     #[command(flatten)]
+    pub rollout: super::rollout::RolloutArgs,
+    #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
     pub flags: ConfigFlags,
@@ -172,6 +175,18 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
         }
         functions.retain(|f| args.functions.contains(&f.name));
     }
+    if args.rollout.resume {
+        return super::rollout::resume(
+            global,
+            &args.rollout,
+            &functions,
+            args.alias.as_deref(),
+            &args.aws,
+        )
+        .await;
+    }
+    let strategy = args.rollout.strategy(args.canary, &functions)?;
+    let poll = args.rollout.poll()?;
     if args.s3_keep == 0 {
         return Err(
             UsageError("--s3-keep must be at least 1 (the zip just deployed)".into()).into(),
@@ -259,6 +274,7 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
     let api = args.aws.connect_with_progress(ui).await?;
     let mut plans = Vec::new();
     let mut outcomes = Vec::new();
+    let mut release = Vec::new();
     for (f, alias, pkg) in jobs {
         let opts = DeployOptions {
             alias,
@@ -271,6 +287,7 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
                 key: args.s3_key.clone(),
                 keep: args.s3_keep,
             }),
+            hold_alias: strategy.is_some(),
         };
         let (plan, outcome) = deploy_one(&api, f, &pkg, &opts, args.dry_run, &ui).await?;
         if args.dry_run && !ui.is_json() {
@@ -285,17 +302,62 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
             print_outcome(o);
         }
         plans.push(serde_json::to_value(plan.json())?);
+        if let Some(o) = &outcome
+            && o.alias_version != o.version
+            && strategy.is_some()
+        {
+            release.push((f, o.alias.clone(), o.version.clone()));
+        }
         outcomes.extend(outcome);
+    }
+    if let Some(s) = strategy
+        && args.dry_run
+        && !ui.is_json()
+    {
+        println!("then roll out {s} (aliases held above move step by step)");
+    }
+    let mut report = None;
+    if let Some(s) = strategy
+        && !release.is_empty()
+    {
+        let r = super::rollout::run(&api, ui, s, poll, release).await?;
+        for o in outcomes.iter_mut() {
+            if let Some(m) = r.functions.iter().find(|m| m.function == o.function) {
+                let now = match r.outcome {
+                    rollout::Outcome::Completed => &m.to,
+                    rollout::Outcome::RolledBack { .. } => &m.from,
+                    _ => &o.alias_version,
+                };
+                o.alias_version = now.clone();
+                if !matches!(
+                    r.outcome,
+                    rollout::Outcome::Left | rollout::Outcome::Stopped { .. }
+                ) {
+                    o.routing.clear();
+                }
+            }
+        }
+        report = Some(r);
     }
     if ui.is_json() {
         let value = if args.dry_run {
-            serde_json::json!({ "dry_run": true, "plans": plans })
+            serde_json::json!({ "dry_run": true, "plans": plans, "strategy": strategy })
+        } else if report.is_some() {
+            serde_json::json!({ "functions": outcomes, "rollout": report })
         } else {
             serde_json::json!({ "functions": outcomes })
         };
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        if report.is_some() {
+            // After one event per line, the result is one line too.
+            println!("{}", serde_json::to_string(&value)?);
+        } else {
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
     }
-    Ok(())
+    match report {
+        Some(r) => r.into_result().map(|_| ()),
+        None => Ok(()),
+    }
 }
 
 async fn deploy_one(

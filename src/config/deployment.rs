@@ -162,9 +162,9 @@ fn number(p: f64) -> String {
 /// `5Minutes`, `1Minute`, `90Seconds`, `2Hours`: the largest whole unit.
 fn duration_name(d: Duration) -> String {
     let s = d.as_secs();
-    let (n, unit) = if s % 3600 == 0 {
+    let (n, unit) = if s.is_multiple_of(3600) {
         (s / 3600, "Hour")
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         (s / 60, "Minute")
     } else {
         (s, "Second")

@@ -56,8 +56,8 @@ pub mod layer;
 pub mod limits;
 pub mod plan;
 pub mod promote;
-pub mod rollout;
 pub mod role;
+pub mod rollout;
 pub mod tags;
 pub mod upload;
 pub mod url;
@@ -149,6 +149,9 @@ pub struct DeployOptions {
     pub description: String,
     /// Upload the zip through S3 instead of in the request.
     pub s3: Option<S3Target>,
+    /// Publish but leave an existing alias where it is: a gradual rollout
+    /// ([`rollout`]) moves it afterwards. A missing alias is still created.
+    pub hold_alias: bool,
 }
 
 /// Where zips go when they travel through S3.

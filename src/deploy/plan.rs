@@ -445,7 +445,9 @@ pub async fn plan<A: Aws>(
         }
         _ => true,
     };
-    if moves {
+    // A gradual rollout moves an existing alias itself, step by step.
+    let held = opts.hold_alias && alias.is_some();
+    if moves && !held {
         changes.push(Change::Alias(AliasMove {
             function: name.clone(),
             alias: opts.alias.clone(),

@@ -16,6 +16,7 @@ mod invoke;
 mod moto;
 mod new;
 mod package;
+mod rollout;
 mod ship;
 mod streaming;
 mod watch;

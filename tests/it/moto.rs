@@ -116,6 +116,29 @@ pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) 
 
 /// A one-shot request to moto for `service` (e.g. `s3`).
 pub fn http_as(port: u16, service: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    http_typed(port, service, method, path, "application/json", body)
+}
+
+/// A query-API call (IAM, CloudWatch): a form-encoded POST to `/`.
+pub fn http_form(port: u16, service: &str, body: &str) -> (u16, Vec<u8>) {
+    http_typed(
+        port,
+        service,
+        "POST",
+        "/",
+        "application/x-www-form-urlencoded",
+        body.as_bytes(),
+    )
+}
+
+fn http_typed(
+    port: u16,
+    service: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, Vec::new());
     };
@@ -129,7 +152,7 @@ pub fn http_as(port: u16, service: &str, method: &str, path: &str, body: &[u8]) 
         )
     };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Length: {}\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     if s.write_all(head.as_bytes()).is_err() || s.write_all(body).is_err() {

@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::deploy::{project, zip};
-use super::moto::{Aws, FaultAction, http_as};
+use super::moto::{Aws, FaultAction, http_as, http_form};
 use super::support::{cargo_fn, tempdir};
 
 /// A CloudWatch query-API call straight to moto (no proxy).
@@ -23,7 +23,7 @@ fn cloudwatch(aws: &Aws, params: &[(&str, &str)]) {
         .extend_pairs(params.iter().copied())
         .append_pair("Version", "2010-08-01")
         .finish();
-    let (status, body) = http_as(aws.moto.port, "monitoring", "POST", &format!("/?{query}"), b"");
+    let (status, body) = http_form(aws.moto.port, "monitoring", &query);
     assert!(
         (200..300).contains(&status),
         "{params:?}: HTTP {status} {}",
@@ -70,11 +70,20 @@ fn put_metric(aws: &Aws, metric: &str, version: &str, value: &str) {
             ("MetricData.member.1.MetricName", metric),
             ("MetricData.member.1.Value", value),
             ("MetricData.member.1.Unit", "Count"),
-            ("MetricData.member.1.Dimensions.member.1.Name", "FunctionName"),
+            (
+                "MetricData.member.1.Dimensions.member.1.Name",
+                "FunctionName",
+            ),
             ("MetricData.member.1.Dimensions.member.1.Value", "hello"),
             ("MetricData.member.1.Dimensions.member.2.Name", "Resource"),
-            ("MetricData.member.1.Dimensions.member.2.Value", "hello:live"),
-            ("MetricData.member.1.Dimensions.member.3.Name", "ExecutedVersion"),
+            (
+                "MetricData.member.1.Dimensions.member.2.Value",
+                "hello:live",
+            ),
+            (
+                "MetricData.member.1.Dimensions.member.3.Name",
+                "ExecutedVersion",
+            ),
             ("MetricData.member.1.Dimensions.member.3.Value", version),
         ],
     );
@@ -252,7 +261,7 @@ fn a_healthy_linear_rollout_reaches_100_through_each_weight_with_hooks() {
     assert_eq!(moves, 3, "{calls:?}");
     let invokes = calls
         .iter()
-        .filter(|c| c.ends_with("/functions/hello:1/invocations"))
+        .filter(|c| c.ends_with("/functions/hello%3A1/invocations"))
         .count();
     assert_eq!(invokes, 2, "{calls:?}");
     let polls = run.of("poll").len();
@@ -274,12 +283,14 @@ fn an_alarm_set_to_alarm_mid_rollout_rolls_back_within_one_poll() {
         &aws,
         dir.path(),
         &[
-            "deploy", "--zip", &v2, "--linear", "20", "--every", "60s", "--poll", "1s",
-            "--output", "json",
+            "deploy", "--zip", &v2, "--linear", "20", "--every", "60s", "--poll", "1s", "--output",
+            "json",
         ],
     );
     run.until(step(20.0));
-    let seen = run.until(|e| e["event"] == "poll")["poll"].as_u64().unwrap();
+    let seen = run.until(|e| e["event"] == "poll")["poll"]
+        .as_u64()
+        .unwrap();
     let a = alias(&aws);
     assert_eq!(a["FunctionVersion"], "1");
     assert_eq!(weights(&a), vec![("2".to_string(), 0.2)]);
@@ -290,9 +301,15 @@ fn an_alarm_set_to_alarm_mid_rollout_rolls_back_within_one_poll() {
     // The poll in flight when the alarm changed may have read it before;
     // the one after it cannot miss it.
     let at = rollback["poll"].as_u64().unwrap();
-    assert!(at <= seen + 2, "alarm set after poll {seen}, rolled back at poll {at}");
     assert!(
-        rollback["reason"].as_str().unwrap().contains("hello-errors"),
+        at <= seen + 2,
+        "alarm set after poll {seen}, rolled back at poll {at}"
+    );
+    assert!(
+        rollback["reason"]
+            .as_str()
+            .unwrap()
+            .contains("hello-errors"),
         "{rollback}"
     );
     eprintln!("alarm -> rollback event: {took:?} with a 1 s poll");
@@ -334,7 +351,10 @@ fn errors_of_the_new_version_over_the_threshold_roll_back_without_any_alarm() {
     put_metric(&aws, "Errors", "2", "3");
     let rollback = run.until(|e| e["event"] == "rollback");
     let reason = rollback["reason"].as_str().unwrap();
-    assert!(reason.contains("15.0%") && reason.contains("threshold"), "{reason}");
+    assert!(
+        reason.contains("15.0%") && reason.contains("threshold"),
+        "{reason}"
+    );
     let (ok, _) = run.finish();
     assert!(!ok);
     assert_eq!(alias(&aws)["FunctionVersion"], "1");
@@ -348,7 +368,7 @@ fn a_pre_traffic_hook_answering_a_function_error_moves_nothing_proxy_injected() 
     // moto without Docker cannot run a failing function: the proxy answers
     // the hook's Invoke as Lambda does when the handler returns an error.
     aws.proxy.inject(
-        "/functions/hello:1/invocations",
+        "/functions/hello%3A1/invocations",
         FaultAction::Answer(
             "X-Amz-Function-Error",
             "Unhandled",
@@ -360,7 +380,15 @@ fn a_pre_traffic_hook_answering_a_function_error_moves_nothing_proxy_injected() 
     let mut run = spawn(
         &aws,
         dir.path(),
-        &["deploy", "--zip", &v2, "--strategy", "AllAtOnce", "--output", "json"],
+        &[
+            "deploy",
+            "--zip",
+            &v2,
+            "--strategy",
+            "AllAtOnce",
+            "--output",
+            "json",
+        ],
     );
     let (ok, err) = run.finish();
     assert!(!ok);
@@ -389,7 +417,10 @@ fn an_interrupted_rollout_is_resumed_from_a_second_process() {
     let a = alias(&aws);
     assert_eq!(weights(&a), vec![("2".to_string(), 0.5)]);
     assert!(
-        a["Description"].as_str().unwrap().starts_with("cargo-fn rollout {"),
+        a["Description"]
+            .as_str()
+            .unwrap()
+            .starts_with("cargo-fn rollout {"),
         "{a}"
     );
 
@@ -399,12 +430,21 @@ fn an_interrupted_rollout_is_resumed_from_a_second_process() {
         &aws,
         dir.path(),
         &[
-            "deploy", "--zip", v3.to_str().unwrap(), "--strategy", "AllAtOnce", "--output", "json",
+            "deploy",
+            "--zip",
+            v3.to_str().unwrap(),
+            "--strategy",
+            "AllAtOnce",
+            "--output",
+            "json",
         ],
     );
     let (ok, err) = other.finish();
     assert!(!ok);
-    assert!(err.contains("is running") && err.contains("--resume"), "{err}");
+    assert!(
+        err.contains("is running") && err.contains("--resume"),
+        "{err}"
+    );
 
     let mut second = spawn(
         &aws,
@@ -433,8 +473,8 @@ fn a_concurrent_alias_change_stops_the_rollout_without_overwriting_it() {
         &aws,
         dir.path(),
         &[
-            "deploy", "--zip", &v2, "--linear", "10", "--every", "60s", "--poll", "1s",
-            "--output", "json",
+            "deploy", "--zip", &v2, "--linear", "10", "--every", "60s", "--poll", "1s", "--output",
+            "json",
         ],
     );
     run.until(step(10.0));
@@ -447,7 +487,7 @@ fn a_concurrent_alias_change_stops_the_rollout_without_overwriting_it() {
         "/2015-03-31/functions/hello/aliases/live",
         body,
     );
-    assert_eq!(status, 200);
+    assert!((200..300).contains(&status), "HTTP {status}");
     aws.proxy.reset_calls();
     let stopped = run.until(|e| e["event"] == "stopped");
     assert!(
@@ -461,7 +501,10 @@ fn a_concurrent_alias_change_stops_the_rollout_without_overwriting_it() {
     assert_eq!(a["Description"], "by hand");
     assert_eq!(a["FunctionVersion"], "1");
     let writes = aws.proxy.writes();
-    assert!(writes.is_empty(), "nothing written after the change: {writes:?}");
+    assert!(
+        writes.is_empty(),
+        "nothing written after the change: {writes:?}"
+    );
 }
 
 #[test]
@@ -497,7 +540,7 @@ fn promote_and_rollback_end_a_recorded_rollout() {
                 "/2015-03-31/functions/hello/aliases/live",
                 br#"{"FunctionVersion":"1","Description":""}"#,
             );
-            assert_eq!(status, 200);
+            assert!((200..300).contains(&status), "HTTP {status}");
         }
     }
 }
