@@ -604,6 +604,21 @@ where
         functions: views(&run.members),
         resumed: true,
     });
+    // A rollout left by Ctrl-C is driven again: say so on the aliases.
+    for k in 0..run.members.len() {
+        let seen = &run.members[k].seen;
+        let Some(mut r) = Record::parse(&seen.description) else {
+            continue;
+        };
+        if r.state == RecordState::Running {
+            continue;
+        }
+        r.state = RecordState::Running;
+        let (version, weights) = (seen.version.clone(), seen.weights.clone());
+        if let Err(reason) = run.write(k, &version, &weights, &r.description()).await? {
+            return Ok(run.stopped(reason));
+        }
+    }
     let at = UNIX_EPOCH + Duration::from_secs(first.at);
     run.drive(first.step, Some(at)).await
 }

@@ -544,3 +544,32 @@ fn promote_and_rollback_end_a_recorded_rollout() {
         }
     }
 }
+
+#[test]
+fn ctrl_c_without_a_terminal_rolls_back_the_documented_default() {
+    let aws = Aws::start();
+    let (dir, v2) = deployed(&aws, "");
+    let mut run = spawn(
+        &aws,
+        dir.path(),
+        &[
+            "deploy", "--zip", &v2, "--linear", "10", "--every", "60s", "--poll", "1s", "--output",
+            "json",
+        ],
+    );
+    run.until(step(10.0));
+    // The child is ours and not yet waited for: its pid cannot be reused.
+    let pid = run.child.id() as libc::pid_t;
+    // SAFETY: kill(2) with a pid we own and a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let rollback = run.until(|e| e["event"] == "rollback");
+    assert!(
+        rollback["reason"].as_str().unwrap().contains("interrupted"),
+        "{rollback}"
+    );
+    let (ok, _) = run.finish();
+    assert!(!ok);
+    let a = alias(&aws);
+    assert_eq!(a["FunctionVersion"], "1");
+    assert!(weights(&a).is_empty(), "{a}");
+}

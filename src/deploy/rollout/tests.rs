@@ -559,8 +559,8 @@ fn resume_continues_at_the_recorded_step_with_the_time_left() {
         after: 7,
         decision: Decision::Leave,
     };
-    // 50% every 5 s: shift 50%, 5 polls, shift 100%... interrupted after
-    // 7 sleeps: at 100%? No: 40% steps: 40, 80, 100.
+    // 40% every 5 s with a 1 s poll: 40% (sleeps 1-5), 80% (sleeps 6-7),
+    // then Ctrl-C, answered with "leave".
     run(start(
         &api,
         &clock,
@@ -595,6 +595,12 @@ fn resume_continues_at_the_recorded_step_with_the_time_left() {
     assert_eq!(clock2.sleeps.get(), 3);
     assert_eq!(api.alias("f").version, "2");
     assert!(matches!(&ev.0[0], Event::Start { resumed: true, .. }));
+    // 80% written by the shift, by "leave" (record left), by resume
+    // (record running again), then 100%.
+    assert_eq!(
+        api.weights_written("f"),
+        vec![40.0, 80.0, 80.0, 80.0, 100.0]
+    );
 }
 
 #[test]
