@@ -573,3 +573,83 @@ fn ctrl_c_without_a_terminal_rolls_back_the_documented_default() {
     assert_eq!(a["FunctionVersion"], "1");
     assert!(weights(&a).is_empty(), "{a}");
 }
+
+/// A crate with two functions, `front` and `back`, whose zips are put
+/// where `cargo fn package` leaves them (deployed with `--no-build`).
+fn two_functions(dir: &Path, content: &str) {
+    std::fs::create_dir_all(dir.join("src/bin")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"shop\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n\
+         [package.metadata.fn.functions.back]\ndeployment = { alarms = [\"back-errors\"] }\n",
+    )
+    .unwrap();
+    for f in ["front", "back"] {
+        std::fs::write(dir.join(format!("src/bin/{f}.rs")), "fn main() {}\n").unwrap();
+        let out = dir.join("target/lambda").join(f);
+        std::fs::create_dir_all(&out).unwrap();
+        let z = zip(dir, "tmp.zip", &format!("{f} {content}"));
+        std::fs::rename(z, out.join("bootstrap.zip")).unwrap();
+    }
+}
+
+fn alias_of(aws: &Aws, function: &str) -> Value {
+    aws.get_json(&format!("/2015-03-31/functions/{function}/aliases/live"))
+}
+
+#[test]
+fn one_unhealthy_function_rolls_the_whole_release_back() {
+    let aws = Aws::start();
+    let dir = tempdir();
+    two_functions(dir.path(), "one");
+    let (ok, err) = spawn(
+        &aws,
+        dir.path(),
+        &["deploy", "--no-build", "--output", "json"],
+    )
+    .finish();
+    assert!(ok, "{err}");
+    put_alarm(&aws, "back-errors");
+    set_alarm(&aws, "back-errors", "OK");
+    two_functions(dir.path(), "two");
+    let mut run = spawn(
+        &aws,
+        dir.path(),
+        &[
+            "deploy",
+            "--no-build",
+            "--linear",
+            "25",
+            "--every",
+            "60s",
+            "--poll",
+            "1s",
+            "--output",
+            "json",
+        ],
+    );
+    let start = run.until(|e| e["event"] == "start");
+    assert_eq!(start["functions"].as_array().unwrap().len(), 2, "{start}");
+    run.until(step(25.0));
+    for f in ["front", "back"] {
+        assert_eq!(
+            weights(&alias_of(&aws, f)),
+            vec![("2".to_string(), 0.25)],
+            "{f}"
+        );
+    }
+    // Only back's alarm fires; front goes back too.
+    set_alarm(&aws, "back-errors", "ALARM");
+    let rollback = run.until(|e| e["event"] == "rollback");
+    assert!(
+        rollback["reason"].as_str().unwrap().contains("back-errors"),
+        "{rollback}"
+    );
+    let (ok, _) = run.finish();
+    assert!(!ok);
+    for f in ["front", "back"] {
+        let a = alias_of(&aws, f);
+        assert_eq!(a["FunctionVersion"], "1", "{f}: {a}");
+        assert!(weights(&a).is_empty(), "{f}: {a}");
+    }
+}
