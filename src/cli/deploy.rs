@@ -296,8 +296,10 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
         for w in &plan.warnings {
             ui.warn(format!("{}: {w}", plan.function));
         }
+        // With a rollout, the outcome is printed once the aliases moved.
         if let Some(o) = &outcome
             && !ui.is_json()
+            && strategy.is_none()
         {
             print_outcome(o);
         }
@@ -338,6 +340,9 @@ async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
             }
         }
         report = Some(r);
+    }
+    if strategy.is_some() && !ui.is_json() {
+        outcomes.iter().for_each(print_outcome);
     }
     if ui.is_json() {
         let value = if args.dry_run {

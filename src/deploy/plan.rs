@@ -406,6 +406,10 @@ pub async fn plan<A: Aws>(
     }
 
     let alias = api.get_alias(name, &opts.alias).await?;
+    // A rollout recorded on the alias owns it until it ends.
+    if let Some(a) = &alias {
+        super::rollout::refuse_if_recorded(name, a)?;
+    }
     let mut publish = code_changed || config_changed;
     let mut existing_version = None;
     if !publish {

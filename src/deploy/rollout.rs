@@ -404,6 +404,15 @@ fn running_error(function: &str, alias: &str, r: &Record) -> anyhow::Error {
     )
 }
 
+/// An error when `alias` carries a rollout (running or left): a deploy
+/// must not move it under the rollout's feet, nor start another one.
+pub fn refuse_if_recorded(function: &str, alias: &AliasState) -> Result<()> {
+    match Record::parse(&alias.description) {
+        Some(r) => Err(running_error(function, &alias.name, &r)),
+        None => Ok(()),
+    }
+}
+
 /// Starts a rollout of `members` (their new versions are published and
 /// Active; each alias exists). Refuses when an alias carries a rollout.
 pub async fn start<A, C, K, O>(
@@ -430,9 +439,7 @@ where
                 "a gradual rollout shifts an existing alias: deploy once without a strategy to create it",
             ));
         };
-        if let Some(r) = Record::parse(&a.description) {
-            return Err(running_error(&m.function, &m.alias, &r));
-        }
+        refuse_if_recorded(&m.function, &a)?;
         if a.version == m.to {
             done.push(MemberView {
                 function: m.function,

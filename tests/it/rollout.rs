@@ -424,7 +424,8 @@ fn an_interrupted_rollout_is_resumed_from_a_second_process() {
         "{a}"
     );
 
-    // A new rollout refuses to start over it.
+    // A new rollout refuses to start over it, before any write.
+    aws.proxy.reset_calls();
     let v3 = zip(dir.path(), "v3.zip", "three");
     let mut other = spawn(
         &aws,
@@ -445,6 +446,8 @@ fn an_interrupted_rollout_is_resumed_from_a_second_process() {
         err.contains("is running") && err.contains("--resume"),
         "{err}"
     );
+    let writes = aws.proxy.writes();
+    assert!(writes.is_empty(), "{writes:?}");
 
     let mut second = spawn(
         &aws,
