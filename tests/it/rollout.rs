@@ -656,3 +656,36 @@ fn one_unhealthy_function_rolls_the_whole_release_back() {
         assert!(weights(&a).is_empty(), "{f}: {a}");
     }
 }
+
+#[test]
+fn bad_strategy_flags_are_usage_errors_before_any_aws_call() {
+    let dir = tempdir();
+    project(dir.path(), "");
+    let v1 = zip(dir.path(), "v1.zip", "one");
+    let v1 = v1.to_str().unwrap();
+    for (args, text) in [
+        (vec!["--strategy", "Fast"], "Canary10Percent5Minutes"),
+        (vec!["--linear", "0", "--every", "1m"], "more than 0"),
+        (
+            vec!["--canary", "10", "--bake", "5 minutes"],
+            "not a duration",
+        ),
+        (
+            vec!["--linear", "10", "--every", "1m", "--poll", "0s"],
+            "1 second to 1 hour",
+        ),
+    ] {
+        let out = cargo_fn()
+            .current_dir(dir.path())
+            .args(["deploy", "--zip", v1])
+            .args(&args)
+            // Nowhere to go: an AWS call would fail differently.
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(text), "{args:?}: {err}");
+    }
+}
