@@ -19,6 +19,11 @@
 //!    [`record`]), so `deploy --resume`, `promote` and `rollback` on any
 //!    machine see it, and a new rollout refuses to start over it.
 //!
+//! Files: this one (start, resume, the step loop, health, rollback),
+//! `schedule` (a strategy's steps), `record` (the alias-description
+//! record), `by_hand` (record-aware promote and rollback), `terminal`
+//! (signals, the question, progress and JSON events).
+//!
 //! This module knows the configuration's `deployment` table and the AWS
 //! traits ([`TrafficApi`], [`CloudWatchApi`]); time comes from a [`Clock`]
 //! and interruptions from a [`Control`], so tests run whole rollouts in
@@ -26,20 +31,23 @@
 //! published.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use serde::Serialize;
 
 use crate::aws::cloudwatch::MetricQuery;
-use crate::aws::{AliasState, CloudWatchApi, LambdaApi, TrafficApi};
+use crate::aws::{AliasState, CloudWatchApi, TrafficApi};
 use crate::config::{Deployment, Strategy};
 use crate::error::hinted;
-use crate::ui::Ui;
 
+mod by_hand;
 pub mod record;
 pub mod schedule;
+mod terminal;
+
+pub use by_hand::{promote, rollback};
+pub use terminal::{SignalControl, UiObserver};
 
 use record::{Record, RecordState};
 use schedule::Step;
@@ -240,81 +248,6 @@ impl Report {
                 "someone else changed an alias of the release; it was not overwritten. Check the aliases, then run `cargo fn deploy --resume` or `cargo fn rollback FUNCTION` for the others",
             )),
             _ => Ok(self),
-        }
-    }
-}
-
-/// Ctrl-C (SIGINT) or SIGTERM. On a terminal the user chooses; elsewhere
-/// (CI, a pipe, SIGTERM from a supervisor) the rollout rolls back: nobody
-/// would watch a half-shifted alias left behind.
-pub struct SignalControl {
-    interactive: bool,
-    #[cfg(unix)]
-    signals: tokio::sync::Mutex<Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>>,
-}
-
-impl SignalControl {
-    /// Installs the handlers (from then on Ctrl-C no longer kills the
-    /// process: a signal that arrives between two waits is kept).
-    pub fn install() -> Self {
-        #[cfg(unix)]
-        let signals = {
-            use tokio::signal::unix::{SignalKind, signal};
-            match (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) {
-                (Ok(i), Ok(t)) => Some((i, t)),
-                _ => None,
-            }
-        };
-        SignalControl {
-            interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
-            #[cfg(unix)]
-            signals: tokio::sync::Mutex::new(signals),
-        }
-    }
-}
-
-impl Control for SignalControl {
-    async fn interrupted(&self) {
-        #[cfg(unix)]
-        {
-            let mut guard = self.signals.lock().await;
-            match guard.as_mut() {
-                Some((int, term)) => {
-                    tokio::select! {
-                        _ = int.recv() => {},
-                        _ = term.recv() => {},
-                    }
-                }
-                None => std::future::pending::<()>().await,
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-
-    fn decide(&self) -> Decision {
-        if !self.interactive {
-            return Decision::RollBack;
-        }
-        loop {
-            eprint!(
-                "\nInterrupted. Roll back to the old versions [r], or leave the rollout as it is [l]? "
-            );
-            let mut answer = String::new();
-            match std::io::stdin().read_line(&mut answer) {
-                Ok(0) | Err(_) => return Decision::RollBack,
-                Ok(_) => {}
-            }
-            match answer.trim().to_ascii_lowercase().as_str() {
-                "r" | "roll back" | "rollback" => return Decision::RollBack,
-                "l" | "leave" => return Decision::Leave,
-                _ => {}
-            }
         }
     }
 }
@@ -1046,223 +979,6 @@ pub fn routing_text(version: &str, weights: &BTreeMap<String, f64>) -> String {
         s.push_str(&format!(" + {}% on {v}", percent(*w)));
     }
     s
-}
-
-/// `promote` aware of rollouts: an alias carrying a rollout record moves to
-/// the rollout's new version with all traffic (remaining steps and the
-/// post-traffic hook skipped) and the record ends; otherwise the plain
-/// canary promote of [`crate::deploy::promote`].
-pub async fn promote<A: LambdaApi + TrafficApi>(
-    api: &A,
-    function: &str,
-    alias: &str,
-    dry_run: bool,
-) -> Result<(AliasState, String)> {
-    by_hand(api, function, alias, dry_run, true).await
-}
-
-/// `rollback` aware of rollouts: an alias carrying a rollout record goes
-/// back to the rollout's old version with no weights and the record ends;
-/// otherwise (or with `to`) [`crate::deploy::rollback`].
-pub async fn rollback<A: LambdaApi + TrafficApi>(
-    api: &A,
-    function: &str,
-    alias: &str,
-    to: Option<&str>,
-    dry_run: bool,
-) -> Result<(AliasState, String)> {
-    if to.is_some() {
-        return crate::deploy::rollback(api, function, alias, to, dry_run).await;
-    }
-    by_hand(api, function, alias, dry_run, false).await
-}
-
-async fn by_hand<A: LambdaApi + TrafficApi>(
-    api: &A,
-    function: &str,
-    alias: &str,
-    dry_run: bool,
-    promote: bool,
-) -> Result<(AliasState, String)> {
-    let a = TrafficApi::read_alias(api, function, alias).await?;
-    let record = a.as_ref().and_then(|a| Record::parse(&a.description));
-    let (Some(a), Some(r)) = (a, record) else {
-        return if promote {
-            crate::deploy::promote(api, function, alias, dry_run).await
-        } else {
-            crate::deploy::rollback(api, function, alias, None, dry_run).await
-        };
-    };
-    let (target, what) = if promote {
-        (&r.to, format!("promoted by hand: version {}", r.to))
-    } else {
-        (
-            &r.from,
-            format!("rolled back by hand to version {}", r.from),
-        )
-    };
-    let others = if r.n > 1 {
-        format!(
-            "; release {} has {} functions: do the same for the others",
-            r.id, r.n
-        )
-    } else {
-        String::new()
-    };
-    let line = format!(
-        "lambda:UpdateAlias {alias}: {} -> {target}, ending rollout {} ({}) (RevisionId guard){others}",
-        routing_text(&a.version, &a.weights),
-        r.id,
-        r.strategy
-    );
-    if dry_run {
-        return Ok((a, line));
-    }
-    let moved = api
-        .write_alias(
-            function,
-            alias,
-            target,
-            &BTreeMap::new(),
-            &record::ended(&r.id, &what),
-            a.revision_id.as_deref(),
-        )
-        .await?;
-    Ok((moved, line))
-}
-
-/// Shows events: one JSON line each with `--output json`, otherwise status
-/// lines and, on a terminal, a bar counting down to the next step.
-pub struct UiObserver {
-    ui: Ui,
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl UiObserver {
-    pub fn new(ui: Ui) -> Self {
-        UiObserver { ui, bar: None }
-    }
-
-    fn clear_bar(&mut self) {
-        if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
-        }
-    }
-}
-
-impl Observer for UiObserver {
-    fn event(&mut self, e: &Event) {
-        if self.ui.is_json() {
-            println!("{}", serde_json::to_string(e).expect("events serialise"));
-            return;
-        }
-        if self.ui.quiet {
-            return;
-        }
-        match e {
-            Event::Start {
-                release,
-                strategy,
-                steps,
-                functions,
-                resumed,
-            } => {
-                let fns: Vec<String> = functions
-                    .iter()
-                    .map(|m| format!("{}:{} {} -> {}", m.function, m.alias, m.from, m.to))
-                    .collect();
-                self.ui.status(
-                    if *resumed { "Resuming" } else { "Rolling out" },
-                    format!(
-                        "release {release} ({strategy}: {}%): {}",
-                        steps
-                            .iter()
-                            .map(|p| p.to_string())
-                            .collect::<Vec<_>>()
-                            .join("/"),
-                        fns.join(", ")
-                    ),
-                );
-            }
-            Event::Hook {
-                phase,
-                function,
-                hook,
-                ok,
-                error,
-            } => {
-                if *ok {
-                    self.ui
-                        .status("Hook", format!("{phase} {hook} of {function} passed"));
-                } else {
-                    self.ui.warn(format!(
-                        "{phase} hook {hook} of {function} failed: {}",
-                        error.clone().unwrap_or_default()
-                    ));
-                }
-            }
-            Event::Step {
-                step,
-                of,
-                percent,
-                next_in,
-                ..
-            } => {
-                self.clear_bar();
-                self.ui.status(
-                    "Shifted",
-                    format!("step {step}/{of}: {percent}% on the new version"),
-                );
-                if let Some(secs) = next_in
-                    && std::io::stderr().is_terminal()
-                {
-                    let bar = indicatif::ProgressBar::new(*secs);
-                    bar.set_style(
-                        indicatif::ProgressStyle::with_template(
-                            "{msg} [{bar:30}] next step in {eta}",
-                        )
-                        .expect("static bar template")
-                        .progress_chars("=> "),
-                    );
-                    bar.set_message(format!("{percent}% on the new version"));
-                    self.bar = Some(bar);
-                }
-            }
-            Event::Poll { next_in, .. } => {
-                if let Some(b) = &self.bar {
-                    b.set_position(b.length().unwrap_or(0).saturating_sub(*next_in));
-                }
-            }
-            Event::Rollback { reason, .. } => {
-                self.clear_bar();
-                self.ui.warn(format!("rolling back: {reason}"));
-            }
-            Event::Stopped { reason, .. } => {
-                self.clear_bar();
-                self.ui.warn(format!("rollout stopped: {reason}"));
-            }
-            Event::Left {
-                release,
-                step,
-                percent,
-            } => {
-                self.clear_bar();
-                self.ui.status(
-                    "Left",
-                    format!(
-                        "release {release} at step {step} ({percent}%): `cargo fn deploy --resume` continues it, `cargo fn rollback FUNCTION` reverts it"
-                    ),
-                );
-            }
-            Event::Done { release, .. } => {
-                self.clear_bar();
-                self.ui.status(
-                    "Rolled out",
-                    format!("release {release}: 100% on the new versions"),
-                );
-            }
-        }
-    }
 }
 
 #[cfg(test)]
