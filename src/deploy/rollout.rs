@@ -36,6 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use serde::Serialize;
 
+use super::alias::routing_text;
 use crate::aws::cloudwatch::MetricQuery;
 use crate::aws::{AliasState, CloudWatchApi, TrafficApi};
 use crate::config::{Deployment, Strategy};
@@ -970,15 +971,6 @@ where
             }
         }
     }
-}
-
-/// `4` or `3 + 10% on 4`.
-pub fn routing_text(version: &str, weights: &BTreeMap<String, f64>) -> String {
-    let mut s = version.to_string();
-    for (v, w) in weights {
-        s.push_str(&format!(" + {}% on {v}", percent(*w)));
-    }
-    s
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 
 use super::record::{self, Record};
-use super::routing_text;
 use crate::aws::{AliasState, LambdaApi, TrafficApi};
+use crate::deploy::alias::routing_text;
 
 /// `promote` aware of rollouts: an alias carrying a rollout record moves to
 /// the rollout's new version with all traffic (remaining steps and the
