@@ -9,7 +9,6 @@
 //! internals.
 
 use anyhow::{Context, Result};
-use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{InvocationType, LogType};
 use base64::Engine;
@@ -140,40 +139,19 @@ pub fn check_json(payload: &[u8], source: &str) -> Result<()> {
 
 async fn client(target: &Target) -> aws_sdk_lambda::Client {
     match target {
-        Target::Local { endpoint } => {
-            // The emulator ignores signatures; fixed local credentials keep
-            // the developer's real ones out of local traffic.
-            let conf = aws_sdk_lambda::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .endpoint_url(endpoint)
-                .region(Region::new("us-east-1"))
-                .credentials_provider(Credentials::new(
-                    "AKIDLOCALEMULATOR",
-                    "local-emulator",
-                    None,
-                    None,
-                    "cargo-fn-local",
-                ))
-                .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
-                .build();
-            aws_sdk_lambda::Client::from_conf(conf)
-        }
+        Target::Local { endpoint } => crate::aws::sdk::local_lambda_client(endpoint),
         Target::Remote {
             profile,
             region,
             endpoint_url,
         } => {
-            let mut loader = aws_config::defaults(BehaviorVersion::latest());
-            if let Some(p) = profile {
-                loader = loader.profile_name(p);
-            }
-            if let Some(r) = region {
-                loader = loader.region(Region::new(r.clone()));
-            }
-            if let Some(u) = endpoint_url {
-                loader = loader.endpoint_url(u);
-            }
-            aws_sdk_lambda::Client::new(&loader.load().await)
+            crate::aws::sdk::remote_lambda_client(&crate::aws::sdk::ConnectOptions {
+                profile: profile.clone(),
+                region: region.clone(),
+                endpoint_url: endpoint_url.clone(),
+                upload_progress: None,
+            })
+            .await
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod image;
 pub mod invoke;
 pub mod launch;
 pub mod package;
+pub mod pipeline;
 pub mod project;
 pub mod templates;
 pub mod toolchain;

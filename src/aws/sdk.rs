@@ -94,6 +94,81 @@ pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<SdkAws> {
     })
 }
 
+/// A Lambda client for `invoke --remote`: the standard chain plus
+/// `--profile`, `--region` and `--endpoint-url`, the SDK's default retries.
+pub async fn remote_lambda_client(opts: &ConnectOptions) -> aws_sdk_lambda::Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = &opts.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &opts.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    if let Some(u) = &opts.endpoint_url {
+        loader = loader.endpoint_url(u);
+    }
+    aws_sdk_lambda::Client::new(&loader.load().await)
+}
+
+/// A Lambda client for the local emulator. The emulator ignores
+/// signatures; fixed local credentials keep the developer's real ones out
+/// of local traffic, and a local failure is reported, not retried.
+pub fn local_lambda_client(endpoint: &str) -> aws_sdk_lambda::Client {
+    let conf = aws_sdk_lambda::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "AKIDLOCALEMULATOR",
+            "local-emulator",
+            None,
+            None,
+            "cargo-fn-local",
+        ))
+        .retry_config(RetryConfig::disabled())
+        .build();
+    aws_sdk_lambda::Client::from_conf(conf)
+}
+
+/// The developer's credentials (standard chain, optional profile) as the
+/// variables Lambda gives a function, for `watch --aws-credentials`. The
+/// values are never printed or logged.
+pub async fn developer_credentials(
+    profile: Option<&str>,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    use aws_sdk_lambda::config::ProvideCredentials;
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
+    }
+    let conf = loader.load().await;
+    let provider = conf.credentials_provider().ok_or_else(|| {
+        crate::error::hinted(
+            "--aws-credentials: no AWS credentials provider is configured",
+            "configure credentials (aws configure, AWS_PROFILE) or drop --aws-credentials",
+        )
+    })?;
+    let creds = provider.provide_credentials().await.map_err(|e| {
+        crate::error::hinted(
+            format!("--aws-credentials: could not load your AWS credentials: {e}"),
+            "check `aws sts get-caller-identity` works for the profile, or drop --aws-credentials",
+        )
+    })?;
+    let mut env = BTreeMap::new();
+    env.insert(
+        "AWS_ACCESS_KEY_ID".into(),
+        creds.access_key_id().to_string(),
+    );
+    env.insert(
+        "AWS_SECRET_ACCESS_KEY".into(),
+        creds.secret_access_key().to_string(),
+    );
+    if let Some(token) = creds.session_token() {
+        env.insert("AWS_SESSION_TOKEN".into(), token.to_string());
+    }
+    Ok(env)
+}
+
 /// Turns an SDK error into an [`ApiError`] naming the operation.
 pub(super) fn api_err<E>(operation: &str, err: SdkError<E, HttpResponse>) -> ApiError
 where

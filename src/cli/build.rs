@@ -1,15 +1,15 @@
-//! `cargo fn build`, and the build flags `cargo fn package` shares.
+//! `cargo fn build`: arguments -> [`pipeline::build`] -> the built
+//! artifacts printed; and the build flags `cargo fn package` shares.
 
 use std::io::{IsTerminal, Write};
 
 use clap::{Args, ValueEnum};
 
 use super::{ConfigFlags, GlobalArgs};
-use crate::build::{self, BuildOptions, BuiltFunction};
-use crate::config::{self, FunctionConfig};
+use crate::build::BuildOptions;
+use crate::pipeline;
 use crate::project::Project;
-use crate::toolchain::{Driver, MissingTools};
-use crate::ui::Ui;
+use crate::toolchain::Driver;
 
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
@@ -77,8 +77,14 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<()> {
     let ui = global.ui();
     crate::toolchain::prefetch();
     let project = Project::load(&global.selection())?;
-    let functions = resolve(&project, &args.flags, &ui)?;
-    let built = build_functions(&project, &functions, &args.build.options(global), &ui)?;
+    let functions = pipeline::resolve(&project, &args.flags.overrides()?, &ui)?;
+    let built = pipeline::build(
+        &project,
+        &functions,
+        &args.build.options(global),
+        Some(&ask_install),
+        &ui,
+    )?;
     if ui.is_json() {
         println!("{}", serde_json::to_string_pretty(&built)?);
         return Ok(());
@@ -109,53 +115,15 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves the selected functions' configuration and shows its warnings.
-pub(super) fn resolve(
-    project: &Project,
-    flags: &ConfigFlags,
-    ui: &Ui,
-) -> anyhow::Result<Vec<FunctionConfig>> {
-    let functions = config::resolve(project, &flags.overrides()?)?;
-    for f in &functions {
-        for w in &f.warnings {
-            ui.warn(format!("{}: {w}", f.name));
-        }
+/// Offers to install missing build tools when at a terminal: the
+/// interactive answer to `--install-missing`.
+pub(super) fn ask_install(e: &anyhow::Error) -> bool {
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return false;
     }
-    Ok(functions)
-}
-
-/// Builds; when tools are missing and we are at a terminal, offers to
-/// install them (the `--install-missing` answer) and tries again.
-pub(super) fn build_functions(
-    project: &Project,
-    functions: &[FunctionConfig],
-    opts: &BuildOptions,
-    ui: &Ui,
-) -> anyhow::Result<Vec<BuiltFunction>> {
-    match build::build(project, functions, opts, ui) {
-        Err(e)
-            if !opts.install_missing
-                && e.downcast_ref::<MissingTools>().is_some()
-                && interactive() =>
-        {
-            eprintln!("{e}");
-            eprint!("Install them now? [y/N] ");
-            std::io::stderr().flush().ok();
-            let mut answer = String::new();
-            std::io::stdin().read_line(&mut answer)?;
-            if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                return Err(e);
-            }
-            let opts = BuildOptions {
-                install_missing: true,
-                ..opts.clone()
-            };
-            build::build(project, functions, &opts, ui)
-        }
-        other => other,
-    }
-}
-
-fn interactive() -> bool {
-    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    eprintln!("{e}");
+    eprint!("Install them now? [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
 }

@@ -1,6 +1,6 @@
-//! `cargo fn deploy`: arguments -> resolved configuration and packages ->
-//! [`crate::deploy`]. Configuration is resolved and validated before any
-//! AWS call.
+//! `cargo fn deploy`: arguments -> [`pipeline::DeployRequest`] ->
+//! [`pipeline::deploy`] (build, package, plan, execute) -> printed plans
+//! and outcomes. Also the AWS connection flags promote and rollback share.
 
 use std::path::PathBuf;
 
@@ -9,14 +9,9 @@ use clap::{Args, ValueEnum};
 
 use super::{ConfigFlags, GlobalArgs};
 use crate::aws::sdk::{ConnectOptions, SdkAws, connect};
-use crate::config::{self, FunctionConfig};
-use crate::deploy::rollout;
-use crate::deploy::{
-    self, DEFAULT_ALIAS, DIRECT_UPLOAD_LIMIT, DeployOptions, EnvMode, Package, S3Target,
-};
-use crate::error::{UsageError, hinted};
-use crate::project::Project;
-use crate::ui::Ui;
+use crate::build::BuildOptions;
+use crate::deploy::{self, EnvMode};
+use crate::pipeline::{self, DeployRequest, Deployed, LayerRequest, S3Request};
 
 /// How to reach AWS; shared by deploy, promote and rollback.
 #[derive(Debug, Args, Clone, Default)]
@@ -34,7 +29,7 @@ pub struct AwsArgs {
 }
 
 impl AwsArgs {
-    fn options(&self) -> ConnectOptions {
+    pub fn options(&self) -> ConnectOptions {
         ConnectOptions {
             profile: self.profile.clone(),
             region: self.region.clone(),
@@ -45,15 +40,6 @@ impl AwsArgs {
 
     pub async fn connect(&self) -> Result<SdkAws> {
         connect(&self.options()).await
-    }
-
-    /// Like [`AwsArgs::connect`], with a byte bar for each large upload.
-    pub async fn connect_with_progress(&self, ui: Ui) -> Result<SdkAws> {
-        connect(&ConnectOptions {
-            upload_progress: Some(ui),
-            ..self.options()
-        })
-        .await
     }
 }
 
@@ -136,277 +122,121 @@ pub struct DeployArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
-    runtime()?.block_on(run_async(global, args))
-}
-
-pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
-async fn run_async(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
     let ui = global.ui();
+    let connect = ConnectOptions {
+        // A byte bar for each large upload.
+        upload_progress: Some(ui),
+        ..args.aws.options()
+    };
     let overrides = args.flags.overrides()?;
     if let Some(layer) = &args.layer {
-        return deploy_layer(global, &args, layer, &overrides).await;
-    }
-    if let Some(p) = args.canary
-        && !(p > 0.0 && p < 100.0)
-    {
-        return Err(UsageError(format!(
-            "--canary expects a percentage between 0 and 100 (exclusive), got {p}"
-        ))
-        .into());
-    }
-    let project = Project::load(&global.selection())?;
-    // Everything is validated here, before any AWS call.
-    let mut functions = config::resolve(&project, &overrides)?;
-    if !args.functions.is_empty() {
-        let known: Vec<String> = functions.iter().map(|f| f.name.clone()).collect();
-        for wanted in &args.functions {
-            if !known.contains(wanted) {
-                return Err(UsageError(format!(
-                    "no function named `{wanted}` in this workspace (functions: {})",
-                    known.join(", ")
-                ))
-                .into());
-            }
+        let req = LayerRequest {
+            layer: layer.clone(),
+            zip: args.zip.clone(),
+            selection: global.selection(),
+            architecture: overrides.architecture.unwrap_or_default(),
+            runtime: overrides.runtime.clone(),
+            dry_run: args.dry_run,
+            connect,
+        };
+        if !args.dry_run {
+            ui.status("Publishing", format!("layer {layer}"));
         }
-        functions.retain(|f| args.functions.contains(&f.name));
+        let (view, published) = runtime()?.block_on(pipeline::publish_layer(&req))?;
+        match published {
+            None => view.calls.iter().for_each(|c| println!("call {c}")),
+            Some(v) if ui.is_json() => println!(
+                "{}",
+                serde_json::json!({"layer": layer, "arn": v.arn, "version": v.version})
+            ),
+            Some(v) => println!("{}", v.arn),
+        }
+        return Ok(());
     }
-    if args.rollout.resume {
-        return super::rollout::resume(
-            global,
-            &args.rollout,
-            &functions,
-            args.alias.as_deref(),
-            &args.aws,
-        )
-        .await;
-    }
-    let strategy = args.rollout.strategy(args.canary, &functions)?;
-    let poll = args.rollout.poll()?;
-    if args.s3_keep == 0 {
-        return Err(
-            UsageError("--s3-keep must be at least 1 (the zip just deployed)".into()).into(),
-        );
-    }
-    if (args.zip.is_some() || args.s3_key.is_some()) && functions.len() != 1 {
-        return Err(UsageError(format!(
-            "--zip and --s3-key name one package but {} functions are selected: name one FUNCTION",
-            functions.len()
-        ))
-        .into());
-    }
-    if let Some(url) = &args.registry_url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        return Err(UsageError(format!(
-            "--registry-url / CARGO_FN_ECR_REGISTRY `{url}`: expected an http:// or https:// URL"
-        ))
-        .into());
-    }
-    let is_image = |f: &FunctionConfig| args.image || f.image.enabled;
-    let (images, zips): (Vec<FunctionConfig>, Vec<FunctionConfig>) =
-        functions.iter().cloned().partition(|f| is_image(f));
-    if !images.is_empty() && (args.zip.is_some() || args.s3_bucket.is_some()) {
-        return Err(UsageError(format!(
-            "--zip and --s3-bucket are for zip functions, but {} deploy as images (package-type = \"image\")",
-            images.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
-        ))
-        .into());
-    }
-    // Package first (the build is a no-op when nothing changed), so what
-    // ships is never missing or stale. A dry run packages too: that changes
-    // nothing in AWS and lets the plan compare the real CodeSha256.
-    if args.zip.is_none() && !args.no_build {
-        let build = super::build::BuildFlags {
-            profile: "release".into(),
+    let req = DeployRequest {
+        selection: global.selection(),
+        overrides,
+        functions: args.functions.clone(),
+        alias: args.alias.clone(),
+        canary: args.canary,
+        dry_run: args.dry_run,
+        zip: args.zip.clone(),
+        build: (args.zip.is_none() && !args.no_build).then(|| BuildOptions {
             musl: args.musl,
-            install_missing: false,
-            compiler: super::build::CompilerArg::Auto,
-        };
-        if !zips.is_empty() {
-            super::package::package_functions(global, &project, &zips, &build, &ui)?;
+            cargo_flags: global.cargo_flags(),
+            manifest_path: global.manifest_path.clone(),
+            ..BuildOptions::default()
+        }),
+        env_mode: args.env_mode.into(),
+        tag_mode: args.tag_mode.into(),
+        s3: args.s3_bucket.clone().map(|bucket| S3Request {
+            bucket,
+            key: args.s3_key.clone(),
+            keep: args.s3_keep,
+        }),
+        image: args.image,
+        registry_url: args.registry_url.clone(),
+        connect,
+        rollout: args.rollout.request(args.canary)?,
+    };
+    if args.rollout.resume {
+        let report = runtime()?.block_on(pipeline::resume(&req, &ui))?;
+        if ui.is_json() {
+            println!("{}", serde_json::json!({ "rollout": report }));
         }
-        if !images.is_empty() {
-            super::package::package_function_images(global, &project, &images, &build, &ui)?;
-        }
+        return report.into_result().map(|_| ());
     }
-    let mut jobs = Vec::new();
-    for f in &functions {
-        for w in &f.warnings {
-            ui.warn(format!("{}: {w}", f.name));
+    let mut print = |d: &Deployed| {
+        for w in &d.plan.warnings {
+            ui.warn(format!("{}: {w}", d.plan.function));
         }
-        let alias = args
-            .alias
-            .clone()
-            .or_else(|| f.alias.clone())
-            .unwrap_or_else(|| DEFAULT_ALIAS.to_string());
-        config::check_alias_name(&alias)
-            .map_err(|e| UsageError(format!("--alias `{alias}`: {e}")))?;
-        if is_image(f) {
-            let pkg = image_package(&project, f, args.registry_url.clone())?;
-            jobs.push((f, alias, pkg));
-            continue;
+        if ui.is_json() {
+            return;
         }
-        let zip = args
-            .zip
-            .clone()
-            .unwrap_or_else(|| deploy::default_zip_path(&project.lambda_dir(), &f.name));
-        deploy::package_if_missing_or_stale(&zip)?;
-        let pkg = Package::read(&zip)?;
-        if pkg.bytes.len() as u64 > DIRECT_UPLOAD_LIMIT && args.s3_bucket.is_none() {
-            return Err(hinted(
-                format!(
-                    "{} is {} bytes, over Lambda's 50 MB direct-upload limit",
-                    zip.display(),
-                    pkg.bytes.len()
-                ),
-                "pass --s3-bucket BUCKET to upload it through S3",
-            ));
+        if args.dry_run {
+            print!("{}", d.plan.render());
         }
-        jobs.push((f, alias, pkg));
-    }
-
-    let description = deploy::git_description(&project.workspace_root);
-    let api = args.aws.connect_with_progress(ui).await?;
-    let mut plans = Vec::new();
-    let mut outcomes = Vec::new();
-    let mut release = Vec::new();
-    for (f, alias, pkg) in jobs {
-        let opts = DeployOptions {
-            alias,
-            canary: args.canary.map(|p| p / 100.0),
-            env_mode: args.env_mode.into(),
-            tag_mode: args.tag_mode.into(),
-            description: description.clone(),
-            s3: args.s3_bucket.clone().map(|bucket| S3Target {
-                bucket,
-                key: args.s3_key.clone(),
-                keep: args.s3_keep,
-            }),
-            hold_alias: strategy.is_some(),
-        };
-        let (plan, outcome) = deploy_one(&api, f, &pkg, &opts, args.dry_run, &ui).await?;
-        if args.dry_run && !ui.is_json() {
-            print!("{}", plan.render());
-        }
-        for w in &plan.warnings {
-            ui.warn(format!("{}: {w}", plan.function));
-        }
-        // With a rollout, the outcome is printed once the aliases moved.
-        if let Some(o) = &outcome
-            && !ui.is_json()
-            && strategy.is_none()
-        {
+        if let Some(o) = &d.outcome {
             print_outcome(o);
         }
-        plans.push(serde_json::to_value(plan.json())?);
-        if let Some(o) = &outcome
-            && o.alias_version != o.version
-            && strategy.is_some()
-        {
-            release.push((f, o.alias.clone(), o.version.clone()));
-        }
-        outcomes.extend(outcome);
-    }
-    if let Some(s) = strategy
+    };
+    let ask = super::build::ask_install;
+    let shipped = runtime()?.block_on(pipeline::deploy(&req, Some(&ask), &ui, &mut print))?;
+    let done = &shipped.functions;
+    if let Some(s) = shipped.strategy
         && args.dry_run
         && !ui.is_json()
     {
-        println!("then roll out {s} (aliases held above move step by step)");
-    }
-    let mut report = None;
-    if let Some(s) = strategy
-        && !release.is_empty()
-    {
-        let r = super::rollout::run(&api, ui, s, poll, release).await?;
-        for o in outcomes.iter_mut() {
-            if let Some(m) = r.functions.iter().find(|m| m.function == o.function) {
-                let now = match r.outcome {
-                    rollout::Outcome::Completed => &m.to,
-                    rollout::Outcome::RolledBack { .. } => &m.from,
-                    _ => &o.alias_version,
-                };
-                o.alias_version = now.clone();
-                if !matches!(
-                    r.outcome,
-                    rollout::Outcome::Left | rollout::Outcome::Stopped { .. }
-                ) {
-                    o.routing.clear();
-                }
-            }
-        }
-        report = Some(r);
-    }
-    if strategy.is_some() && !ui.is_json() {
-        outcomes.iter().for_each(print_outcome);
+        println!("then roll out {s} (the aliases held above move step by step)");
     }
     if ui.is_json() {
         let value = if args.dry_run {
-            serde_json::json!({ "dry_run": true, "plans": plans, "strategy": strategy })
-        } else if report.is_some() {
-            serde_json::json!({ "functions": outcomes, "rollout": report })
+            let plans: Vec<_> = done.iter().map(|d| d.plan.json()).collect();
+            serde_json::json!({ "dry_run": true, "plans": plans, "strategy": shipped.strategy })
         } else {
-            serde_json::json!({ "functions": outcomes })
+            let outcomes: Vec<_> = done.iter().filter_map(|d| d.outcome.as_ref()).collect();
+            match &shipped.rollout {
+                Some(r) => serde_json::json!({ "functions": outcomes, "rollout": r }),
+                None => serde_json::json!({ "functions": outcomes }),
+            }
         };
-        if report.is_some() {
+        if shipped.rollout.is_some() {
             // After one event per line, the result is one line too.
             println!("{}", serde_json::to_string(&value)?);
         } else {
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
     }
-    match report {
+    match shipped.rollout {
         Some(r) => r.into_result().map(|_| ()),
         None => Ok(()),
     }
 }
 
-async fn deploy_one(
-    api: &SdkAws,
-    f: &FunctionConfig,
-    pkg: &Package,
-    opts: &DeployOptions,
-    dry_run: bool,
-    ui: &crate::ui::Ui,
-) -> Result<(deploy::Plan, Option<deploy::Outcome>)> {
-    deploy::deploy(api, f, pkg, opts, dry_run, ui)
-        .await
-        .map_err(crate::aws::with_api_hint)
-}
-
-/// The image `package --image` left for `f`, and where it goes.
-fn image_package(
-    project: &Project,
-    f: &FunctionConfig,
-    registry_url: Option<String>,
-) -> Result<Package> {
-    let repository = match &f.image.repository {
-        Some(r) => r.clone(),
-        None => {
-            let r = f.name.to_ascii_lowercase();
-            config::check_repository_name(&r).map_err(|e| {
-                hinted(
-                    format!("{}: the default ECR repository name {e}", f.name),
-                    "set `image = { repository = \"...\" }` in [package.metadata.fn]",
-                )
-            })?;
-            r
-        }
-    };
-    let layout = project.lambda_dir().join(&f.name).join("image");
-    let image = deploy::image::read_layout(
-        &layout,
-        f.architecture,
-        repository,
-        f.image.scan_on_push,
-        f.image.keep,
-        registry_url,
-    )?;
-    Ok(Package::image(image))
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn print_outcome(o: &deploy::Outcome) {
@@ -427,81 +257,4 @@ fn print_outcome(o: &deploy::Outcome) {
     if let Some(u) = &o.url {
         println!("  URL {u}");
     }
-}
-
-async fn deploy_layer(
-    global: &GlobalArgs,
-    args: &DeployArgs,
-    layer: &str,
-    overrides: &config::Overrides,
-) -> Result<()> {
-    if layer.is_empty()
-        || layer.len() > 140
-        || !layer
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(UsageError(format!(
-            "--layer `{layer}`: a layer name is 1-140 characters of letters, digits, `-` and `_`"
-        ))
-        .into());
-    }
-    let ui = global.ui();
-    let zip = match &args.zip {
-        Some(z) => z.clone(),
-        None => {
-            let project = Project::load(&global.selection())?;
-            project
-                .lambda_dir()
-                .join("layers")
-                .join(format!("{layer}.zip"))
-        }
-    };
-    let arch = overrides.architecture.unwrap_or_default();
-    let runtimes = match &overrides.runtime {
-        Some(r) => match config::Runtime::parse(r) {
-            Some(r) => vec![r.as_str().to_string()],
-            None => {
-                return Err(UsageError(format!(
-                    "--runtime `{r}`: expected provided.al2023 or provided.al2"
-                ))
-                .into());
-            }
-        },
-        None => vec!["provided.al2023".to_string(), "provided.al2".to_string()],
-    };
-    if args.dry_run {
-        println!(
-            "call lambda:PublishLayerVersion {layer} ({}, {}, {})",
-            zip.display(),
-            arch,
-            runtimes.join(", ")
-        );
-        return Ok(());
-    }
-    let api = args.aws.connect_with_progress(ui).await?;
-    let description = match &global.manifest_path {
-        Some(p) => deploy::git_description(p.parent().unwrap_or(std::path::Path::new("."))),
-        None => deploy::git_description(std::path::Path::new(".")),
-    };
-    ui.status("Publishing", format!("layer {layer}"));
-    let v = deploy::publish_layer(
-        &api,
-        layer,
-        &zip,
-        &[arch.as_str().to_string()],
-        &runtimes,
-        &description,
-    )
-    .await
-    .map_err(crate::aws::with_api_hint)?;
-    if ui.is_json() {
-        println!(
-            "{}",
-            serde_json::json!({"layer": layer, "arn": v.arn, "version": v.version})
-        );
-    } else {
-        println!("{}", v.arn);
-    }
-    Ok(())
 }

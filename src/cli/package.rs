@@ -1,17 +1,15 @@
-//! `cargo fn package`: build (unless told not to), then zip.
+//! `cargo fn package`: arguments -> [`pipeline::PackageRequest`] ->
+//! [`pipeline::package`] (build unless told not to, then zip or image) ->
+//! the packages printed.
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
-use super::build::{BuildFlags, build_functions, resolve};
+use super::build::BuildFlags;
 use super::{ConfigFlags, GlobalArgs};
-use crate::config::{Arch, Runtime};
-use crate::error::{UsageError, hinted};
-use crate::package::image::{ImageOptions, package_image};
-use crate::package::{self, Input, PackageOptions};
-use crate::project::Project;
+use crate::package::{self, image::ImageOptions};
+use crate::pipeline::{self, Binaries, PackageRequest, PackageResult};
 
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
@@ -67,228 +65,69 @@ pub struct PackageArgs {
 
 pub fn run(global: &GlobalArgs, args: PackageArgs) -> anyhow::Result<()> {
     let ui = global.ui();
-    crate::toolchain::prefetch();
-    let opts = PackageOptions {
+    let req = PackageRequest {
+        selection: global.selection(),
+        overrides: args.flags.overrides()?,
+        binaries: match (&args.binary, args.no_build) {
+            (Some(b), _) => Binaries::Given(b.clone()),
+            (None, true) => Binaries::Built,
+            (None, false) => Binaries::Build(args.build.options(global)),
+        },
+        include: args.include.clone(),
         layer: args.layer.clone(),
-        limits: Default::default(),
         out: args.out.clone(),
+        image: args.image.then(|| ImageOptions {
+            base: args.base_image.clone(),
+            plain_http: args.plain_http,
+            ca_certificates: args.ca_certificates,
+            tzdata: args.tzdata,
+        }),
     };
-    let (inputs, lambda_dir) = match Project::load(&global.selection()) {
-        Ok(project) => inputs_from_project(global, &args, &project, &ui)?,
-        // A binary given by path can be packaged outside any cargo project.
-        Err(_) if args.binary.is_some() && global.manifest_path.is_none() => standalone(&args)?,
-        Err(e) => return Err(e),
-    };
-    if args.image {
-        return images(&args, &inputs, &lambda_dir, &ui);
-    }
-    let packaged = package::package(&inputs, &opts, &lambda_dir, &ui)?;
+    let ask = super::build::ask_install;
+    let result = pipeline::package(&req, Some(&ask), &ui)?;
     if ui.is_json() {
-        println!("{}", serde_json::to_string_pretty(&packaged)?);
+        let value = match &result {
+            PackageResult::Zips(z) => serde_json::to_string_pretty(z)?,
+            PackageResult::Images(i) => serde_json::to_string_pretty(i)?,
+        };
+        println!("{value}");
         return Ok(());
     }
     let cwd = std::env::current_dir().unwrap_or_default();
-    for p in &packaged {
-        let shown = p.path.strip_prefix(&cwd).unwrap_or(&p.path);
-        ui.status(
-            "Packaged",
-            format!(
-                "{} -> {} ({}, {} unzipped)",
-                p.name,
-                shown.display(),
-                package::human_size(p.zipped_size),
-                package::human_size(p.unzipped_size)
-            ),
-        );
-        // The hash is the result: stdout, one line per package.
-        println!("{}  CodeSha256={}", shown.display(), p.code_sha256);
-    }
-    Ok(())
-}
-
-fn images(
-    args: &PackageArgs,
-    inputs: &[Input],
-    lambda_dir: &std::path::Path,
-    ui: &crate::ui::Ui,
-) -> anyhow::Result<()> {
-    let opts = ImageOptions {
-        base: args.base_image.clone(),
-        plain_http: args.plain_http,
-        ca_certificates: args.ca_certificates,
-        tzdata: args.tzdata,
-    };
-    let mut built = Vec::new();
-    for input in inputs {
-        let step = ui.step(format!("Building the image of {}", input.name));
-        let image = package_image(input, &opts, lambda_dir)?;
-        step.finish();
-        built.push(image);
-    }
-    if ui.is_json() {
-        println!("{}", serde_json::to_string_pretty(&built)?);
-        return Ok(());
-    }
-    for i in &built {
-        ui.status(
-            "Image",
-            format!(
-                "{} ({}, {} in {} layer(s)) -> {}",
-                i.name,
-                i.architecture,
-                package::human_size(i.size),
-                i.layers.len(),
-                i.layout.display()
-            ),
-        );
-        println!("{}  {}", i.archive.display(), i.manifest_digest);
-    }
-    Ok(())
-}
-
-/// Builds and zips the given functions into their standard places: what
-/// `deploy` runs first so it never ships a missing or stale package (cargo
-/// makes the build a no-op when nothing changed, and the zip is
-/// reproducible, so an unchanged function keeps its CodeSha256).
-pub(super) fn package_functions(
-    global: &GlobalArgs,
-    project: &Project,
-    functions: &[crate::config::FunctionConfig],
-    build: &BuildFlags,
-    ui: &crate::ui::Ui,
-) -> anyhow::Result<Vec<package::Packaged>> {
-    let built = build_functions(project, functions, &build.options(global), ui)?;
-    let mut inputs = Vec::new();
-    for (f, b) in functions.iter().zip(built) {
-        inputs.push(input_for(project, f, b.path, &[])?);
-    }
-    let opts = PackageOptions {
-        layer: None,
-        limits: Default::default(),
-        out: None,
-    };
-    package::package(&inputs, &opts, &project.lambda_dir(), ui)
-}
-
-/// Builds the given functions and their images into their standard places
-/// (`target/lambda/<function>/image`): what `deploy --image` runs first.
-pub(super) fn package_function_images(
-    global: &GlobalArgs,
-    project: &Project,
-    functions: &[crate::config::FunctionConfig],
-    build: &BuildFlags,
-    ui: &crate::ui::Ui,
-) -> anyhow::Result<Vec<crate::package::image::PackagedImage>> {
-    let built = build_functions(project, functions, &build.options(global), ui)?;
-    let mut out = Vec::new();
-    for (f, b) in functions.iter().zip(built) {
-        let input = input_for(project, f, b.path, &[])?;
-        let step = ui.step(format!("Building the image of {}", f.name));
-        out.push(package_image(
-            &input,
-            &ImageOptions::default(),
-            &project.lambda_dir(),
-        )?);
-        step.finish();
-    }
-    Ok(out)
-}
-
-fn input_for(
-    project: &Project,
-    f: &crate::config::FunctionConfig,
-    binary: PathBuf,
-    extra_include: &[PathBuf],
-) -> anyhow::Result<Input> {
-    let target = project
-        .functions
-        .iter()
-        .find(|t| t.package == f.package && t.bin == f.bin)
-        .with_context(|| format!("function `{}` is not in the project", f.name))?;
-    let mut include = f.include.clone();
-    include.extend(extra_include.iter().cloned());
-    Ok(Input {
-        name: f.name.clone(),
-        extension: f.extension,
-        architecture: f.architecture,
-        runtime: f.runtime,
-        binary,
-        package_dir: target.package_dir().to_path_buf(),
-        include,
-    })
-}
-
-fn inputs_from_project(
-    global: &GlobalArgs,
-    args: &PackageArgs,
-    project: &Project,
-    ui: &crate::ui::Ui,
-) -> anyhow::Result<(Vec<Input>, PathBuf)> {
-    let functions = resolve(project, &args.flags, ui)?;
-    let lambda_dir = project.lambda_dir();
-    let binaries: Vec<PathBuf> = if let Some(binary) = &args.binary {
-        if functions.len() != 1 {
-            return Err(UsageError(format!(
-                "--binary packages one function, but {} are selected; pick one with --bin or -p",
-                functions.len()
-            ))
-            .into());
-        }
-        vec![binary.clone()]
-    } else if args.no_build {
-        let mut out = Vec::new();
-        for f in &functions {
-            let path = crate::build::output_path(&lambda_dir, f);
-            if !path.is_file() {
-                return Err(hinted(
+    match result {
+        PackageResult::Zips(packaged) => {
+            for p in &packaged {
+                let shown = p.path.strip_prefix(&cwd).unwrap_or(&p.path);
+                ui.status(
+                    "Packaged",
                     format!(
-                        "{} does not exist (--no-build packages what `cargo fn build` produced)",
-                        path.display()
+                        "{} -> {} ({}, {} unzipped)",
+                        p.name,
+                        shown.display(),
+                        package::human_size(p.zipped_size),
+                        package::human_size(p.unzipped_size)
                     ),
-                    "run `cargo fn build` first, or drop --no-build",
-                ));
+                );
+                // The hash is the result: stdout, one line per package.
+                println!("{}  CodeSha256={}", shown.display(), p.code_sha256);
             }
-            out.push(path);
         }
-        out
-    } else {
-        let built = build_functions(project, &functions, &args.build.options(global), ui)?;
-        built.into_iter().map(|b| b.path).collect()
-    };
-    let mut inputs = Vec::new();
-    for (f, binary) in functions.iter().zip(binaries) {
-        inputs.push(input_for(project, f, binary, &args.include)?);
+        PackageResult::Images(built) => {
+            for i in &built {
+                ui.status(
+                    "Image",
+                    format!(
+                        "{} ({}, {} in {} layer(s)) -> {}",
+                        i.name,
+                        i.architecture,
+                        package::human_size(i.size),
+                        i.layers.len(),
+                        i.layout.display()
+                    ),
+                );
+                println!("{}  {}", i.archive.display(), i.manifest_digest);
+            }
+        }
     }
-    Ok((inputs, lambda_dir))
-}
-
-/// `--binary PATH` outside a cargo project: architecture and runtime come
-/// from the flags (or the defaults), includes are relative to the current
-/// directory, and the zip goes next to it unless `--out` says otherwise.
-fn standalone(args: &PackageArgs) -> anyhow::Result<(Vec<Input>, PathBuf)> {
-    let binary = args.binary.clone().expect("checked by the caller");
-    let overrides = args.flags.overrides()?;
-    let runtime = match &overrides.runtime {
-        Some(r) => Runtime::parse(r).ok_or_else(|| {
-            UsageError(format!(
-                "--runtime `{r}` is not a Lambda OS-only runtime: use provided.al2023 or provided.al2"
-            ))
-        })?,
-        None => Runtime::default(),
-    };
-    let cwd = std::env::current_dir()?;
-    let name = binary
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "bootstrap".into());
-    let input = Input {
-        name,
-        extension: false,
-        architecture: overrides.architecture.unwrap_or(Arch::X86_64),
-        runtime,
-        binary,
-        package_dir: cwd.clone(),
-        include: args.include.clone(),
-    };
-    Ok((vec![input], cwd))
+    Ok(())
 }

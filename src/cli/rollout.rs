@@ -1,23 +1,16 @@
 //! The gradual-rollout flags of `cargo fn deploy` (`--strategy`,
 //! `--canary P --bake D`, `--linear P --every D`, `--poll`, `--resume`):
-//! arguments -> a [`Strategy`] checked before any AWS call -> one call of
-//! [`crate::deploy::rollout`].
+//! arguments -> a [`RolloutRequest`] checked before any AWS call.
 
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
 
-use super::GlobalArgs;
-use super::deploy::AwsArgs;
-use crate::aws::sdk::SdkAws;
+use crate::config::Strategy;
 use crate::config::deployment::parse_duration;
-use crate::config::{self, FunctionConfig, Strategy};
-use crate::deploy::rollout::{
-    self, Member, Options, Report, ResumeTarget, SignalControl, SystemClock, UiObserver,
-};
 use crate::error::UsageError;
-use crate::ui::Ui;
+use crate::pipeline::RolloutRequest;
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct RolloutArgs {
@@ -56,14 +49,8 @@ fn usage(flag: &str, value: &str, e: String) -> anyhow::Error {
 }
 
 impl RolloutArgs {
-    /// The release's strategy: the flags, else the functions' configured
-    /// one (which must be the same for all: they shift together). `--canary`
-    /// without `--bake` is the manual canary: no rollout.
-    pub fn strategy(
-        &self,
-        canary: Option<f64>,
-        functions: &[FunctionConfig],
-    ) -> Result<Option<Strategy>> {
+    /// The strategy the flags ask for, if any (`--canary` alone: none).
+    pub fn strategy(&self, canary: Option<f64>) -> Result<Option<Strategy>> {
         if let Some(name) = &self.strategy {
             return Strategy::parse(name)
                 .map(Some)
@@ -81,111 +68,24 @@ impl RolloutArgs {
                 .map(Some)
                 .map_err(|e| usage("--linear", &p.to_string(), e));
         }
-        if canary.is_some() {
-            return Ok(None);
-        }
-        let mut configured = functions
-            .iter()
-            .filter_map(|f| f.deployment.strategy.map(|s| (f, s)));
-        let Some((first, s)) = configured.next() else {
-            return Ok(None);
+        Ok(None)
+    }
+
+    pub fn request(&self, canary: Option<f64>) -> Result<RolloutRequest> {
+        let poll = match parse_duration(&self.poll) {
+            Ok(d) if !d.is_zero() && d <= Duration::from_secs(3600) => d,
+            Ok(_) => {
+                return Err(usage(
+                    "--poll",
+                    &self.poll,
+                    "the poll interval is 1 second to 1 hour".into(),
+                ));
+            }
+            Err(e) => return Err(usage("--poll", &self.poll, e)),
         };
-        if let Some((other, t)) = configured.find(|(_, t)| *t != s) {
-            return Err(UsageError(format!(
-                "{} and {} configure different strategies ({s} and {t}), but one deploy is one release that shifts together: pass --strategy NAME, or deploy them separately",
-                first.name, other.name
-            ))
-            .into());
-        }
-        Ok(Some(s))
-    }
-
-    pub fn poll(&self) -> Result<Duration> {
-        match parse_duration(&self.poll) {
-            Ok(d) if !d.is_zero() && d <= Duration::from_secs(3600) => Ok(d),
-            Ok(_) => Err(usage(
-                "--poll",
-                &self.poll,
-                "the poll interval is 1 second to 1 hour".into(),
-            )),
-            Err(e) => Err(usage("--poll", &self.poll, e)),
-        }
-    }
-}
-
-/// The rollout of a release whose new versions `deploy` just published
-/// (aliases held): each `(function config, alias, new version)`. A
-/// rolled back or stopped rollout is a report here, an error after
-/// [`Report::into_result`].
-pub async fn run(
-    api: &SdkAws,
-    ui: Ui,
-    strategy: Strategy,
-    poll: Duration,
-    members: Vec<(&FunctionConfig, String, String)>,
-) -> Result<Report> {
-    let members = members
-        .into_iter()
-        .map(|(f, alias, to)| Member {
-            function: f.name.clone(),
-            alias,
-            to,
-            deployment: f.deployment.clone(),
+        Ok(RolloutRequest {
+            strategy: self.strategy(canary)?,
+            poll,
         })
-        .collect();
-    let opts = Options {
-        strategy,
-        poll,
-        time_scale: rollout::time_scale_from_env(),
-    };
-    let control = SignalControl::install();
-    let mut observer = UiObserver::new(ui);
-    rollout::start(api, &SystemClock, &control, &mut observer, members, &opts)
-        .await
-        .map_err(crate::aws::with_api_hint)
-}
-
-/// `cargo fn deploy --resume`: the selected functions' aliases are read
-/// for a recorded rollout, which continues where it stands.
-pub async fn resume(
-    global: &GlobalArgs,
-    args: &RolloutArgs,
-    functions: &[FunctionConfig],
-    alias_flag: Option<&str>,
-    aws: &AwsArgs,
-) -> Result<()> {
-    let ui = global.ui();
-    let poll = args.poll()?;
-    let mut targets = Vec::new();
-    for f in functions {
-        let alias = alias_flag
-            .map(str::to_string)
-            .or_else(|| f.alias.clone())
-            .unwrap_or_else(|| crate::deploy::DEFAULT_ALIAS.to_string());
-        config::check_alias_name(&alias)
-            .map_err(|e| UsageError(format!("--alias `{alias}`: {e}")))?;
-        targets.push(ResumeTarget {
-            function: f.name.clone(),
-            alias,
-            deployment: f.deployment.clone(),
-        });
     }
-    let api = aws.connect().await?;
-    let control = SignalControl::install();
-    let mut observer = UiObserver::new(ui);
-    let report = rollout::resume(
-        &api,
-        &SystemClock,
-        &control,
-        &mut observer,
-        targets,
-        poll,
-        rollout::time_scale_from_env(),
-    )
-    .await
-    .map_err(crate::aws::with_api_hint)?;
-    if ui.is_json() {
-        println!("{}", serde_json::json!({ "rollout": report }));
-    }
-    report.into_result().map(|_| ())
 }

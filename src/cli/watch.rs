@@ -120,7 +120,7 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
         let extra_env = if args.aws_credentials {
-            developer_credentials(args.aws_profile.as_deref()).await?
+            crate::aws::sdk::developer_credentials(args.aws_profile.as_deref()).await?
         } else {
             BTreeMap::new()
         };
@@ -147,40 +147,4 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
         };
         crate::watch::run(opts, ui, None, shutdown).await
     })
-}
-
-/// The developer's credentials as Lambda-style variables. Never printed.
-async fn developer_credentials(profile: Option<&str>) -> Result<BTreeMap<String, String>> {
-    use aws_config::BehaviorVersion;
-    use aws_sdk_lambda::config::ProvideCredentials;
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(p) = profile {
-        loader = loader.profile_name(p);
-    }
-    let conf = loader.load().await;
-    let provider = conf.credentials_provider().ok_or_else(|| {
-        crate::error::hinted(
-            "--aws-credentials: no AWS credentials provider is configured",
-            "configure credentials (aws configure, AWS_PROFILE) or drop --aws-credentials",
-        )
-    })?;
-    let creds = provider.provide_credentials().await.map_err(|e| {
-        crate::error::hinted(
-            format!("--aws-credentials: could not load your AWS credentials: {e}"),
-            "check `aws sts get-caller-identity` works for the profile, or drop --aws-credentials",
-        )
-    })?;
-    let mut env = BTreeMap::new();
-    env.insert(
-        "AWS_ACCESS_KEY_ID".into(),
-        creds.access_key_id().to_string(),
-    );
-    env.insert(
-        "AWS_SECRET_ACCESS_KEY".into(),
-        creds.secret_access_key().to_string(),
-    );
-    if let Some(token) = creds.session_token() {
-        env.insert("AWS_SESSION_TOKEN".into(), token.to_string());
-    }
-    Ok(env)
 }

@@ -348,12 +348,69 @@ fn with_rule(
     rule.map_err(|allowed| Fields::bad(key, v, src, allowed))
 }
 
-/// Builds and validates one function's configuration.
+/// Builds and validates one function's configuration, key group by key
+/// group; the groups only meet in the result.
 pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result<FunctionConfig> {
     let f = Fields { merged };
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
     let mut warnings = Vec::new();
 
+    let name = name(&f, function)?;
+    let (architecture, runtime) = platform(&f)?;
+    let (memory, timeout, ephemeral_storage) = sizes(&f)?;
+    let Environment {
+        env,
+        env_file,
+        secrets,
+    } = environment(&f, &mut sources, &mut warnings)?;
+    let (layers, role, vpc) = access(&f)?;
+    let (reserved_concurrency, provisioned_concurrency) = concurrency(&f, &mut sources)?;
+    let (tracing, log_format, log_level) = observability(&f)?;
+    let tags = tags(&f, &mut sources)?;
+    let (function_url, alias, event_format) = serving(&f)?;
+    let (include, extension, image) = packaging(&f)?;
+    let deployment = match f.get("deployment") {
+        None => super::Deployment::default(),
+        Some((v, src)) => super::deployment::parse(v, src)?,
+    };
+    record_sources(&f, &mut sources);
+
+    Ok(FunctionConfig {
+        name,
+        package: function.package.clone(),
+        bin: function.bin.clone(),
+        extension,
+        architecture,
+        runtime,
+        memory,
+        timeout,
+        ephemeral_storage,
+        env,
+        env_file,
+        secrets,
+        layers,
+        role,
+        tracing,
+        vpc,
+        reserved_concurrency,
+        provisioned_concurrency,
+        log_format,
+        log_level,
+        tags,
+        function_url,
+        alias,
+        include,
+        event_format,
+        image,
+        deployment,
+        sources,
+        warnings,
+    })
+}
+
+/// `name`, defaulting to the binary's name (checked too: cargo allows
+/// characters Lambda does not).
+fn name(f: &Fields, function: &FunctionTarget) -> anyhow::Result<String> {
     let name = match f.string("name")? {
         Some((n, src)) => {
             with_rule(
@@ -379,7 +436,11 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
             function.bin.clone()
         }
     };
+    Ok(name)
+}
 
+/// `architecture` and `runtime`.
+fn platform(f: &Fields) -> Result<(Arch, Runtime)> {
     let architecture = match f.get("architecture") {
         None => Arch::default(),
         Some((v, src)) => one_of(
@@ -402,13 +463,32 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
             ],
         )?,
     };
+    Ok((architecture, runtime))
+}
 
+/// `memory`, `timeout`, `ephemeral-storage`.
+fn sizes(f: &Fields) -> Result<(u32, u32, u32)> {
     let memory = f.integer("memory", 128, 10240, " MB")?.unwrap_or(128) as u32;
     let timeout = f.integer("timeout", 1, 900, " seconds")?.unwrap_or(3) as u32;
     let ephemeral_storage = f
         .integer("ephemeral-storage", 512, 10240, " MB")?
         .unwrap_or(512) as u32;
+    Ok((memory, timeout, ephemeral_storage))
+}
 
+/// What the function's environment holds.
+struct Environment {
+    env: BTreeMap<String, String>,
+    env_file: Option<PathBuf>,
+    secrets: BTreeMap<String, String>,
+}
+
+/// `env-file`, `env` and `secrets`, and Lambda's 4 KB limit on all of them.
+fn environment(
+    f: &Fields,
+    sources: &mut BTreeMap<String, Source>,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Environment> {
     // The env file sits below the `env` table: explicit entries win.
     let mut env = BTreeMap::new();
     let env_file = match f.string("env-file")? {
@@ -524,7 +604,15 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         }
         .into());
     }
+    Ok(Environment {
+        env,
+        env_file,
+        secrets,
+    })
+}
 
+/// `layers`, `role`, `vpc`: what the function may reach.
+fn access(f: &Fields) -> Result<(Vec<String>, Option<String>, Option<Vpc>)> {
     let layers = match f.strings("layers")? {
         None => Vec::new(),
         Some((list, src)) => {
@@ -535,8 +623,7 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
                     &v,
                     &src,
                     format!("at most 5 layers, found {}", list.len()),
-                )
-                .into());
+                ));
             }
             for arn in &list {
                 with_rule(
@@ -549,7 +636,6 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
             list
         }
     };
-
     let role = match f.string("role")? {
         None => None,
         Some((arn, src)) => {
@@ -562,7 +648,56 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
             Some(arn)
         }
     };
+    let vpc = match f.get("vpc") {
+        None => None,
+        Some((v, src)) => Some(vpc_config(v, src)?),
+    };
+    Ok((layers, role, vpc))
+}
 
+/// `reserved-concurrency` and `provisioned-concurrency` (per alias, within
+/// the reservation).
+fn concurrency(
+    f: &Fields,
+    sources: &mut BTreeMap<String, Source>,
+) -> Result<(Option<u32>, BTreeMap<String, u32>)> {
+    let reserved_concurrency = f
+        .integer("reserved-concurrency", 0, 1_000_000, "")?
+        .map(|n| n as u32);
+
+    let mut provisioned_concurrency = BTreeMap::new();
+    for (alias, v, src) in f.map("provisioned-concurrency") {
+        let key = format!("provisioned-concurrency.{alias}");
+        with_rule(&key, &v, &src, check_alias_name(&alias))?;
+        let n = v.as_i64().filter(|n| *n >= 1 && *n <= 1_000_000);
+        let Some(n) = n else {
+            return Err(Fields::bad(
+                &key,
+                &v,
+                &src,
+                "a whole number of environments, 1 or more",
+            ));
+        };
+        if let Some(reserved) = reserved_concurrency
+            && n as u32 > reserved
+        {
+            return Err(Fields::bad(
+                &key,
+                &v,
+                &src,
+                format!(
+                    "at most the reserved concurrency ({reserved}): provisioned environments count toward it"
+                ),
+            ));
+        }
+        provisioned_concurrency.insert(alias, n as u32);
+        sources.insert(key, src);
+    }
+    Ok((reserved_concurrency, provisioned_concurrency))
+}
+
+/// `tracing`, `log-format`, `log-level`.
+fn observability(f: &Fields) -> Result<(Tracing, LogFormat, Option<String>)> {
     let tracing = match f.get("tracing") {
         None => Tracing::default(),
         Some((v, src)) => one_of(
@@ -575,41 +710,6 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
             ],
         )?,
     };
-
-    let vpc = match f.get("vpc") {
-        None => None,
-        Some((v, src)) => Some(vpc_config(v, src)?),
-    };
-
-    let reserved_concurrency = f
-        .integer("reserved-concurrency", 0, 1_000_000, "")?
-        .map(|n| n as u32);
-
-    let mut provisioned_concurrency = BTreeMap::new();
-    for (alias, v, src) in f.map("provisioned-concurrency") {
-        let key = format!("provisioned-concurrency.{alias}");
-        with_rule(&key, &v, &src, check_alias_name(&alias))?;
-        let n = v.as_i64().filter(|n| *n >= 1 && *n <= 1_000_000);
-        let Some(n) = n else {
-            return Err(
-                Fields::bad(&key, &v, &src, "a whole number of environments, 1 or more").into(),
-            );
-        };
-        if let Some(reserved) = reserved_concurrency
-            && n as u32 > reserved
-        {
-            return Err(Fields::bad(
-                &key,
-                &v,
-                &src,
-                format!("at most the reserved concurrency ({reserved}): provisioned environments count toward it"),
-            )
-            .into());
-        }
-        provisioned_concurrency.insert(alias, n as u32);
-        sources.insert(key, src);
-    }
-
     let log_format = match f.get("log-format") {
         None => LogFormat::default(),
         Some((v, src)) => one_of(
@@ -630,8 +730,7 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
                     &v,
                     &src,
                     format!("one of {}", LOG_LEVELS.join(", ")),
-                )
-                .into());
+                ));
             }
             if log_format != LogFormat::Json {
                 return Err(Fields::bad(
@@ -639,19 +738,22 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
                     &v,
                     &src,
                     "a log level needs `log-format = \"JSON\"` (Lambda filters levels only for JSON logs)",
-                )
-                .into());
+                ));
             }
             Some(level)
         }
     };
+    Ok((tracing, log_format, log_level))
+}
 
+/// `tags`: at most 50, keys 1-128 characters not starting with `aws:`.
+fn tags(f: &Fields, sources: &mut BTreeMap<String, Source>) -> Result<BTreeMap<String, String>> {
     let mut tags = BTreeMap::new();
     let tag_entries = f.map("tags");
     for (k, v, src) in tag_entries.iter().cloned() {
         let key = format!("tags.{k}");
         let Value::String(s) = &v else {
-            return Err(Fields::bad(&key, &v, &src, "a string value").into());
+            return Err(Fields::bad(&key, &v, &src, "a string value"));
         };
         if k.is_empty() || k.len() > 128 || k.starts_with("aws:") {
             return Err(Fields::bad(
@@ -659,13 +761,15 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
                 &v,
                 &src,
                 "tag keys are 1-128 characters and may not start with `aws:`",
-            )
-            .into());
+            ));
         }
         if s.len() > 256 {
-            return Err(
-                Fields::bad(&key, &v, &src, "tag values are at most 256 characters").into(),
-            );
+            return Err(Fields::bad(
+                &key,
+                &v,
+                &src,
+                "tag values are at most 256 characters",
+            ));
         }
         tags.insert(k, s.clone());
         sources.insert(key, src);
@@ -683,7 +787,11 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         }
         .into());
     }
+    Ok(tags)
+}
 
+/// `function-url`, `alias`, `event-format`: how the function is reached.
+fn serving(f: &Fields) -> Result<(Option<FunctionUrl>, Option<String>, EventFormat)> {
     let function_url = match f.get("function-url") {
         None => None,
         Some((v, src)) => Some(function_url_config(v, src)?),
@@ -701,7 +809,25 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
             Some(a)
         }
     };
+    let event_format = match f.get("event-format") {
+        None => EventFormat::default(),
+        Some((v, src)) => one_of(
+            "event-format",
+            v,
+            src,
+            &[
+                ("function-url", EventFormat::FunctionUrl),
+                ("http-api", EventFormat::HttpApi),
+                ("rest-api", EventFormat::RestApi),
+                ("alb", EventFormat::Alb),
+            ],
+        )?,
+    };
+    Ok((function_url, alias, event_format))
+}
 
+/// `include`, `extension`, `image` and `package-type`: what ships.
+fn packaging(f: &Fields) -> Result<(Vec<PathBuf>, bool, ImageConfig)> {
     let include = match f.strings("include")? {
         None => Vec::new(),
         Some((list, src)) => {
@@ -720,24 +846,8 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
     let extension = match f.get("extension") {
         None => false,
         Some((Value::Bool(b), _)) => *b,
-        Some((v, src)) => return Err(Fields::bad("extension", v, src, "true or false").into()),
+        Some((v, src)) => return Err(Fields::bad("extension", v, src, "true or false")),
     };
-
-    let event_format = match f.get("event-format") {
-        None => EventFormat::default(),
-        Some((v, src)) => one_of(
-            "event-format",
-            v,
-            src,
-            &[
-                ("function-url", EventFormat::FunctionUrl),
-                ("http-api", EventFormat::HttpApi),
-                ("rest-api", EventFormat::RestApi),
-                ("alb", EventFormat::Alb),
-            ],
-        )?,
-    };
-
     let mut image = match f.get("image") {
         None => ImageConfig::default(),
         Some((v, src)) => image_config(v, src)?,
@@ -746,12 +856,11 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         None => false,
         Some((v, src)) => one_of("package-type", v, src, &[("zip", false), ("image", true)])?,
     };
+    Ok((include, extension, image))
+}
 
-    let deployment = match f.get("deployment") {
-        None => super::Deployment::default(),
-        Some((v, src)) => super::deployment::parse(v, src)?,
-    };
-
+/// Where each scalar key's value came from (maps record theirs per entry).
+fn record_sources(f: &Fields, sources: &mut BTreeMap<String, Source>) {
     for (key, _) in super::KEYS {
         if !f.merged.maps.contains_key(*key)
             && !matches!(*key, "env" | "secrets" | "tags" | "provisioned-concurrency")
@@ -763,38 +872,6 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
             sources.insert(key.to_string(), src);
         }
     }
-
-    Ok(FunctionConfig {
-        name,
-        package: function.package.clone(),
-        bin: function.bin.clone(),
-        extension,
-        architecture,
-        runtime,
-        memory,
-        timeout,
-        ephemeral_storage,
-        env,
-        env_file,
-        secrets,
-        layers,
-        role,
-        tracing,
-        vpc,
-        reserved_concurrency,
-        provisioned_concurrency,
-        log_format,
-        log_level,
-        tags,
-        function_url,
-        alias,
-        include,
-        event_format,
-        image,
-        deployment,
-        sources,
-        warnings,
-    })
 }
 
 fn image_config(v: &Value, src: &Source) -> Result<ImageConfig> {

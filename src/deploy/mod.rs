@@ -107,23 +107,6 @@ impl Package {
     }
 }
 
-/// Where `cargo fn package` writes a function's zip.
-pub fn default_zip_path(lambda_dir: &Path, function: &str) -> PathBuf {
-    lambda_dir.join(function).join("bootstrap.zip")
-}
-
-/// The zip to deploy must exist. `cargo fn deploy` packages first unless
-/// told `--zip PATH` or `--no-build`; this is the check for those paths.
-pub fn package_if_missing_or_stale(zip: &Path) -> Result<()> {
-    if zip.is_file() {
-        return Ok(());
-    }
-    Err(hinted(
-        format!("no package at {}", zip.display()),
-        "run `cargo fn package` first (or pass --zip PATH to a packaged zip)",
-    ))
-}
-
 /// How a configured map (the environment, the tags) is combined with the
 /// remote one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -293,30 +276,6 @@ pub async fn deploy<A: Aws>(
         .await
         .with_context(|| format!("deploying {}", cfg.name))?;
     Ok((plan, Some(outcome)))
-}
-
-/// The version description: the git commit and whether the tree was dirty.
-pub fn git_description(dir: &Path) -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "HEAD"]) {
-        Some(commit) if !commit.is_empty() => {
-            let dirty = git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty());
-            format!(
-                "cargo-fn: commit {commit}{}",
-                if dirty { " (dirty)" } else { "" }
-            )
-        }
-        _ => "cargo-fn: not a git checkout".to_string(),
-    }
 }
 
 #[cfg(test)]

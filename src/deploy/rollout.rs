@@ -236,6 +236,20 @@ pub struct Report {
 }
 
 impl Report {
+    /// Where a deploy outcome's alias stands after this rollout.
+    pub fn settle(&self, o: &mut super::Outcome) {
+        let Some(m) = self.functions.iter().find(|m| m.function == o.function) else {
+            return;
+        };
+        let now = match self.outcome {
+            Outcome::Completed => &m.to,
+            Outcome::RolledBack { .. } => &m.from,
+            _ => return,
+        };
+        o.alias_version = now.clone();
+        o.routing.clear();
+    }
+
     /// An error for the outcomes that are failures of the deploy (rolled
     /// back, stopped), with what to do next.
     pub fn into_result(self) -> Result<Report> {
@@ -251,6 +265,36 @@ impl Report {
             _ => Ok(self),
         }
     }
+}
+
+/// The release's strategy: the one from the flags, else the functions'
+/// configured one, which must be the same for all (they shift together).
+/// A manual canary (`--canary P` alone) is no rollout.
+pub fn release_strategy(
+    flag: Option<Strategy>,
+    manual_canary: bool,
+    functions: &[crate::config::FunctionConfig],
+) -> Result<Option<Strategy>> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    if manual_canary {
+        return Ok(None);
+    }
+    let mut configured = functions
+        .iter()
+        .filter_map(|f| f.deployment.strategy.map(|s| (f, s)));
+    let Some((first, s)) = configured.next() else {
+        return Ok(None);
+    };
+    if let Some((other, t)) = configured.find(|(_, t)| *t != s) {
+        return Err(crate::error::UsageError(format!(
+            "{} and {} configure different strategies ({s} and {t}), but one deploy is one release that shifts together: pass --strategy NAME, or deploy them separately",
+            first.name, other.name
+        ))
+        .into());
+    }
+    Ok(Some(s))
 }
 
 /// One member while the rollout runs.

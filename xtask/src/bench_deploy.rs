@@ -1,6 +1,7 @@
 //! `cargo xtask bench` (deploy part): calls and wall time of a first deploy,
 //! a no-change redeploy and a code-change redeploy of the built cargo-fn
-//! against moto, counted by the test proxy (tests/it/moto.rs, included).
+//! against moto, counted by the test proxy (tests/it/moto.rs, included),
+//! then adding a public function URL and a secret, and redeploying that.
 //! Baselines from the same run: `cargo-fn --version` (process start) and
 //! one GET straight to moto (a round trip). Then the same three for an
 //! image function (`deploy --image --no-build`): moto for ECR and Lambda, a
@@ -111,6 +112,23 @@ pub fn run() -> Result<()> {
     ] {
         aws.proxy.reset_calls();
         let wall = deploy(zip)?;
+        samples.push(Sample {
+            name,
+            wall,
+            calls: aws.proxy.calls(),
+            registry: None,
+        });
+    }
+    // A public URL and a secret: the URL statements and the role policy
+    // are decided from the function's tags, then two more reads (the URL
+    // and its policy) per deploy.
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n[package.metadata.fn]\nmemory = 256\nfunction-url = { auth = \"NONE\" }\nsecrets = { DB_SECRET = \"prod/db\" }\n",
+    )?;
+    for name in ["URL + secret added", "URL + secret, no change"] {
+        aws.proxy.reset_calls();
+        let wall = deploy(&v2)?;
         samples.push(Sample {
             name,
             wall,
