@@ -1,8 +1,9 @@
 //! The ship pipeline: build -> package -> deploy, as library operations that
 //! `cargo fn build`, `package` and `deploy` call with a request and whose
 //! result they print. Owns the order of the steps, the checks that must
-//! pass before any AWS call, and which package each function ships (a zip,
-//! an image, or one given by path); it does no printing of results.
+//! pass before any AWS call, which package each function ships (a zip,
+//! an image, or one given by path), and the gradual rollout of the release
+//! after the publish; it does no printing of results.
 //!
 //! Knows the configuration model, the build, packaging and deploy
 //! operations and how to reach AWS (`aws::sdk::connect`); knows nothing of
