@@ -316,6 +316,7 @@ mod tests {
             event_format: Default::default(),
             image: Default::default(),
             triggers: vec![],
+            deployment: Default::default(),
             sources: Default::default(),
             warnings: vec![],
         }

@@ -1,8 +1,9 @@
 //! The ship pipeline: build -> package -> deploy, as library operations that
 //! `cargo fn build`, `package` and `deploy` call with a request and whose
 //! result they print. Owns the order of the steps, the checks that must
-//! pass before any AWS call, and which package each function ships (a zip,
-//! an image, or one given by path); it does no printing of results.
+//! pass before any AWS call, which package each function ships (a zip,
+//! an image, or one given by path), and the gradual rollout of the release
+//! after the publish; it does no printing of results.
 //!
 //! Knows the configuration model, the build, packaging and deploy
 //! operations and how to reach AWS (`aws::sdk::connect`); knows nothing of
@@ -10,12 +11,14 @@
 //! tools) is a callback the command supplies.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use crate::aws::sdk::ConnectOptions;
 use crate::build::{BuildOptions, BuiltFunction};
-use crate::config::{self, Arch, FunctionConfig, Overrides, Runtime};
+use crate::config::{self, Arch, FunctionConfig, Overrides, Runtime, Strategy};
+use crate::deploy::rollout::{self, Member};
 use crate::deploy::{
     self, DEFAULT_ALIAS, DIRECT_UPLOAD_LIMIT, DeployOptions, EnvMode, Outcome, Package, Plan,
     S3Target,
@@ -274,6 +277,18 @@ pub struct DeployRequest {
     pub image: bool,
     pub registry_url: Option<String>,
     pub connect: ConnectOptions,
+    /// A gradual rollout after the publish (see [`RolloutRequest`]).
+    pub rollout: RolloutRequest,
+}
+
+/// How the aliases move after the publish.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutRequest {
+    /// The strategy from the flags; `None`: the functions' configured one
+    /// (unless `canary` asks for a manual canary).
+    pub strategy: Option<Strategy>,
+    /// Time between two health checks.
+    pub poll: Duration,
 }
 
 /// What happened to one function (or, in a dry run, would).
@@ -336,10 +351,12 @@ pub async fn deploy(
     ask: Option<AskInstall<'_>>,
     ui: &Ui,
     each: &mut dyn FnMut(&Deployed),
-) -> Result<Vec<Deployed>> {
+) -> Result<Shipped> {
     check(req)?;
     let project = Project::load(&req.selection)?;
     let functions = select(resolve(&project, &req.overrides, ui)?, &req.functions)?;
+    let strategy =
+        rollout::release_strategy(req.rollout.strategy, req.canary.is_some(), &functions)?;
     if (req.zip.is_some() || req.s3.as_ref().is_some_and(|s| s.key.is_some()))
         && functions.len() != 1
     {
@@ -396,7 +413,8 @@ pub async fn deploy(
     for ((f, alias), pkg) in functions.iter().zip(aliases).zip(packages) {
         let opts = DeployOptions {
             alias,
-            canary: req.canary.map(|p| p / 100.0),
+            // With a strategy, `--canary P` is its first step, not a weight.
+            canary: req.canary.filter(|_| strategy.is_none()).map(|p| p / 100.0),
             env_mode: req.env_mode,
             tag_mode: req.tag_mode,
             description: description.clone(),
@@ -405,15 +423,121 @@ pub async fn deploy(
                 key: s.key.clone(),
                 keep: s.keep,
             }),
+            hold_alias: strategy.is_some(),
         };
         let (plan, outcome) = deploy::deploy(&api, f, &pkg, &opts, req.dry_run, ui)
             .await
             .map_err(crate::aws::with_api_hint)?;
         let d = Deployed { plan, outcome };
-        each(&d);
+        if strategy.is_none() {
+            each(&d);
+        }
         done.push(d);
     }
-    Ok(done)
+    let mut report = None;
+    if let Some(s) = strategy
+        && !req.dry_run
+    {
+        let members: Vec<Member> = functions
+            .iter()
+            .zip(&done)
+            .filter_map(|(f, d)| {
+                let o = d.outcome.as_ref()?;
+                (o.alias_version != o.version).then(|| Member {
+                    function: f.name.clone(),
+                    alias: o.alias.clone(),
+                    to: o.version.clone(),
+                    deployment: f.deployment.clone(),
+                })
+            })
+            .collect();
+        if !members.is_empty() {
+            let r = roll_out(&api, ui, s, req.rollout.poll, members).await?;
+            for o in done.iter_mut().filter_map(|d| d.outcome.as_mut()) {
+                r.settle(o);
+            }
+            report = Some(r);
+        }
+    }
+    if strategy.is_some() {
+        done.iter().for_each(&mut *each);
+    }
+    Ok(Shipped {
+        functions: done,
+        strategy,
+        rollout: report,
+    })
+}
+
+/// What `deploy` did: each function, and the rollout that moved their
+/// aliases (a rolled back or stopped one is an error only after
+/// [`rollout::Report::into_result`], so the caller can print it first).
+pub struct Shipped {
+    pub functions: Vec<Deployed>,
+    pub strategy: Option<Strategy>,
+    pub rollout: Option<rollout::Report>,
+}
+
+async fn roll_out(
+    api: &crate::aws::sdk::SdkAws,
+    ui: &Ui,
+    strategy: Strategy,
+    poll: Duration,
+    members: Vec<Member>,
+) -> Result<rollout::Report> {
+    let opts = rollout::Options {
+        strategy,
+        poll,
+        time_scale: rollout::time_scale_from_env(),
+    };
+    let control = rollout::SignalControl::install();
+    let mut observer = rollout::UiObserver::new(*ui);
+    rollout::start(
+        api,
+        &rollout::SystemClock,
+        &control,
+        &mut observer,
+        members,
+        &opts,
+    )
+    .await
+    .map_err(crate::aws::with_api_hint)
+}
+
+/// `deploy --resume`: the rollout recorded on the selected functions'
+/// aliases continues where it stands.
+pub async fn resume(req: &DeployRequest, ui: &Ui) -> Result<rollout::Report> {
+    let project = Project::load(&req.selection)?;
+    let functions = select(resolve(&project, &req.overrides, ui)?, &req.functions)?;
+    let mut targets = Vec::new();
+    for f in &functions {
+        let alias = req
+            .alias
+            .clone()
+            .or_else(|| f.alias.clone())
+            .unwrap_or_else(|| DEFAULT_ALIAS.to_string());
+        config::check_alias_name(&alias)
+            .map_err(|e| UsageError(format!("--alias `{alias}`: {e}")))?;
+        targets.push(rollout::ResumeTarget {
+            function: f.name.clone(),
+            alias,
+            deployment: f.deployment.clone(),
+        });
+    }
+    let api = crate::aws::sdk::connect(&req.connect).await?;
+    let control = rollout::SignalControl::install();
+    let mut observer = rollout::UiObserver::new(*ui);
+    rollout::resume(
+        &api,
+        &rollout::SystemClock,
+        &control,
+        &mut observer,
+        targets,
+        req.rollout.poll,
+        rollout::time_scale_from_env(),
+    )
+    .await
+    .map_err(crate::aws::with_api_hint)
 }
 
 /// The zip of a function: `--zip`, else the one `package` wrote; checked

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub mod cloudwatch;
 pub mod ecr;
 #[cfg(test)]
 pub mod fake;
@@ -23,9 +24,12 @@ pub mod sdk;
 mod sdk_ecr;
 mod sdk_triggers;
 pub mod triggers;
+pub mod traffic;
 
+pub use cloudwatch::CloudWatchApi;
 pub use ecr::EcrApi;
 pub use triggers::TriggerApi;
+pub use traffic::TrafficApi;
 
 /// Tag put on every function, role and repository cargo-fn creates.
 pub const MANAGED_BY_KEY: &str = "managed-by";

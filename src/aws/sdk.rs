@@ -50,6 +50,7 @@ pub struct SdkAws {
     pub(super) scheduler: aws_sdk_scheduler::Client,
     pub(super) apigw: aws_sdk_apigatewayv2::Client,
     pub(super) sts: aws_sdk_sts::Client,
+    pub(super) cloudwatch: aws_sdk_cloudwatch::Client,
     pub region: String,
 }
 
@@ -94,6 +95,7 @@ pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<SdkAws> {
         scheduler: aws_sdk_scheduler::Client::new(&config),
         apigw: aws_sdk_apigatewayv2::Client::new(&config),
         sts: aws_sdk_sts::Client::new(&config),
+        cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
         region,
     })
 }
@@ -226,7 +228,7 @@ fn status_code_name(status: Option<u16>) -> String {
     }
 }
 
-fn not_found<T>(e: ApiError) -> ApiResult<Option<T>> {
+pub(super) fn not_found<T>(e: ApiError) -> ApiResult<Option<T>> {
     if e.is_not_found() { Ok(None) } else { Err(e) }
 }
 
@@ -317,6 +319,7 @@ macro_rules! alias_state {
         }
     }};
 }
+pub(super) use alias_state;
 
 macro_rules! url_state {
     ($u:expr) => {{
@@ -400,7 +403,7 @@ fn tracing(s: &Settings) -> lt::TracingConfig {
         .build()
 }
 
-fn routing(weights: &BTreeMap<String, f64>) -> lt::AliasRoutingConfiguration {
+pub(super) fn routing(weights: &BTreeMap<String, f64>) -> lt::AliasRoutingConfiguration {
     let w: HashMap<String, f64> = weights.clone().into_iter().collect();
     lt::AliasRoutingConfiguration::builder()
         .set_additional_version_weights(Some(w))

@@ -114,6 +114,8 @@ pub struct DeployArgs {
     #[arg(long, value_name = "URL", env = "CARGO_FN_ECR_REGISTRY")]
     pub registry_url: Option<String>,
     #[command(flatten)]
+    pub rollout: super::rollout::RolloutArgs,
+    #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
     pub flags: ConfigFlags,
@@ -175,7 +177,15 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
         image: args.image,
         registry_url: args.registry_url.clone(),
         connect,
+        rollout: args.rollout.request(args.canary)?,
     };
+    if args.rollout.resume {
+        let report = runtime()?.block_on(pipeline::resume(&req, &ui))?;
+        if ui.is_json() {
+            println!("{}", serde_json::json!({ "rollout": report }));
+        }
+        return report.into_result().map(|_| ());
+    }
     let mut print = |d: &Deployed| {
         for w in &d.plan.warnings {
             ui.warn(format!("{}: {w}", d.plan.function));
@@ -191,18 +201,36 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
         }
     };
     let ask = super::build::ask_install;
-    let done = runtime()?.block_on(pipeline::deploy(&req, Some(&ask), &ui, &mut print))?;
+    let shipped = runtime()?.block_on(pipeline::deploy(&req, Some(&ask), &ui, &mut print))?;
+    let done = &shipped.functions;
+    if let Some(s) = shipped.strategy
+        && args.dry_run
+        && !ui.is_json()
+    {
+        println!("then roll out {s} (the aliases held above move step by step)");
+    }
     if ui.is_json() {
         let value = if args.dry_run {
             let plans: Vec<_> = done.iter().map(|d| d.plan.json()).collect();
-            serde_json::json!({ "dry_run": true, "plans": plans })
+            serde_json::json!({ "dry_run": true, "plans": plans, "strategy": shipped.strategy })
         } else {
             let outcomes: Vec<_> = done.iter().filter_map(|d| d.outcome.as_ref()).collect();
-            serde_json::json!({ "functions": outcomes })
+            match &shipped.rollout {
+                Some(r) => serde_json::json!({ "functions": outcomes, "rollout": r }),
+                None => serde_json::json!({ "functions": outcomes }),
+            }
         };
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        if shipped.rollout.is_some() {
+            // After one event per line, the result is one line too.
+            println!("{}", serde_json::to_string(&value)?);
+        } else {
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
     }
-    Ok(())
+    match shipped.rollout {
+        Some(r) => r.into_result().map(|_| ()),
+        None => Ok(()),
+    }
 }
 
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {

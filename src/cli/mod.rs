@@ -18,6 +18,7 @@ mod new;
 mod package;
 mod promote;
 mod rollback;
+mod rollout;
 mod watch;
 
 /// The whole developer toolchain for AWS Lambda functions written in Rust.

@@ -1,4 +1,5 @@
-//! `cargo fn promote`: the alias's canary version takes all traffic.
+//! `cargo fn promote`: the alias's canary version (or the new version of
+//! the rollout recorded on it) takes all traffic.
 
 use anyhow::Result;
 use clap::Args;
@@ -30,9 +31,10 @@ pub fn run(global: &GlobalArgs, args: PromoteArgs) -> Result<()> {
     let ui = global.ui();
     super::deploy::runtime()?.block_on(async {
         let api = args.aws.connect().await?;
-        let (alias, line) = crate::deploy::promote(&api, &args.function, &args.alias, args.dry_run)
-            .await
-            .map_err(crate::aws::with_api_hint)?;
+        let (alias, line) =
+            crate::deploy::rollout::promote(&api, &args.function, &args.alias, args.dry_run)
+                .await
+                .map_err(crate::aws::with_api_hint)?;
         super::rollback::print_alias(&ui, &args.function, &alias, &line, args.dry_run)
     })
 }

@@ -44,7 +44,7 @@ pub fn run(global: &GlobalArgs, args: RollbackArgs) -> Result<()> {
     let ui = global.ui();
     super::deploy::runtime()?.block_on(async {
         let api = args.aws.connect().await?;
-        let (alias, line) = crate::deploy::rollback(
+        let (alias, line) = crate::deploy::rollout::rollback(
             &api,
             &args.function,
             &args.alias,

@@ -61,6 +61,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "triggers",
         "[[triggers]]: sqs, kinesis, dynamodb, schedule, s3 or http-api, each with a name",
     ),
+    (
+        "deployment",
+        "{ strategy, alarms, pre-traffic, post-traffic, error-threshold } (gradual deploys)",
+    ),
 ];
 
 /// Keys whose values are tables merged entry by entry.
@@ -302,7 +306,10 @@ fn env_layer(env: &BTreeMap<String, String>) -> Layer {
     let mut entries = Map::new();
     for (key, _) in KEYS {
         if MAP_KEYS.contains(key)
-            || matches!(*key, "vpc" | "function-url" | "name" | "image" | "triggers")
+            || matches!(
+                *key,
+                "vpc" | "function-url" | "name" | "image" | "triggers" | "deployment"
+            )
         {
             continue;
         }

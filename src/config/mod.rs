@@ -15,10 +15,13 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub mod deployment;
 mod layers;
 pub mod reference;
 pub mod triggers;
 mod validate;
+
+pub use deployment::{Deployment, Strategy};
 
 pub use layers::{KEYS, resolve, resolve_with_env};
 pub use triggers::{Trigger, TriggerKind};
@@ -313,6 +316,8 @@ pub struct FunctionConfig {
     pub image: ImageConfig,
     /// What invokes the function once deployed (`triggers`).
     pub triggers: Vec<Trigger>,
+    /// The `deployment` table: strategy, alarms, hooks, error threshold.
+    pub deployment: Deployment,
     /// Field (or `env.KEY`, `tags.KEY`, ...) -> where its value came from.
     pub sources: BTreeMap<String, Source>,
     /// Things that are allowed but probably a mistake (shown, never fatal).
@@ -507,6 +512,19 @@ pub fn display_rows(f: &FunctionConfig) -> Vec<(String, String, Source)> {
             src("triggers"),
         ));
     }
+    let d = &f.deployment;
+    rows.push((
+        "deployment".into(),
+        format!(
+            "strategy {}, alarms {}, pre-traffic {}, post-traffic {}, error-threshold {}%",
+            opt(d.strategy.map(|s| s.name())),
+            list(&d.alarms),
+            opt(d.pre_traffic.clone()),
+            opt(d.post_traffic.clone()),
+            d.error_threshold
+        ),
+        src("deployment"),
+    ));
     rows
 }
 

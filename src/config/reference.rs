@@ -424,6 +424,15 @@ pub const REFERENCE: &[KeyDoc] = &[
         ),
         "What invokes the function, connected by `deploy` to the alias it moves (see Triggers).",
     ),
+    key(
+        "deployment",
+        "table",
+        DefaultValue::None,
+        Allowed::Rule(
+            "`{ strategy, alarms (at most 100), pre-traffic, post-traffic, error-threshold (percent, 0-100, default 5) }`; strategy: CodeDeploy's names (`Canary10Percent5Minutes`, `Linear10PercentEvery1Minute`, `AllAtOnce`, ...)",
+        ),
+        "How `deploy` shifts the alias to a new version: gradually, with alarms, hooks and automatic rollback (see Gradual rollouts).",
+    ),
 ];
 
 #[cfg(test)]

@@ -534,3 +534,24 @@ fn duplicate_function_names_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn the_deployment_table_is_resolved_and_its_errors_name_file_key_and_allowed() {
+    let package = json!({ "fn": {
+        "deployment": { "strategy": "Canary10Percent5Minutes", "alarms": ["a"] },
+        "functions": { "hello": { "deployment": { "strategy": "AllAtOnce" } } }
+    }});
+    let c = resolve_one(Value::Null, package).unwrap();
+    // A nested table is replaced whole by a higher layer.
+    assert_eq!(
+        c.deployment.strategy,
+        Some(crate::config::Strategy::AllAtOnce)
+    );
+    assert!(c.deployment.alarms.is_empty());
+    let e = rejected("deployment", json!({ "strategy": "Fast" }));
+    assert!(e.contains("deployment.strategy"), "{e}");
+    assert!(e.contains("Cargo.toml"), "{e}");
+    assert!(e.contains("Linear10PercentEvery1Minute"), "{e}");
+    let e = rejected("deployment", json!({ "error-threshold": -1 }));
+    assert!(e.contains("0-100"), "{e}");
+}

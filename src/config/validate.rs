@@ -373,6 +373,10 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         None => Vec::new(),
         Some((v, src)) => super::triggers::build(v, src)?,
     };
+    let deployment = match f.get("deployment") {
+        None => super::Deployment::default(),
+        Some((v, src)) => super::deployment::parse(v, src)?,
+    };
     record_sources(&f, &mut sources);
 
     Ok(FunctionConfig {
@@ -403,6 +407,7 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         event_format,
         image,
         triggers,
+        deployment,
         sources,
         warnings,
     })

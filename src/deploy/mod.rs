@@ -57,6 +57,7 @@ pub mod limits;
 pub mod plan;
 pub mod promote;
 pub mod role;
+pub mod rollout;
 pub mod tags;
 pub mod triggers;
 pub mod upload;
@@ -132,6 +133,9 @@ pub struct DeployOptions {
     pub description: String,
     /// Upload the zip through S3 instead of in the request.
     pub s3: Option<S3Target>,
+    /// Publish but leave an existing alias where it is: a gradual rollout
+    /// ([`rollout`]) moves it afterwards. A missing alias is still created.
+    pub hold_alias: bool,
 }
 
 /// Where zips go when they travel through S3.

@@ -421,6 +421,10 @@ pub async fn plan<A: Aws>(
     }
 
     let alias = api.get_alias(name, &opts.alias).await?;
+    // A rollout recorded on the alias owns it until it ends.
+    if let Some(a) = &alias {
+        super::rollout::refuse_if_recorded(name, a)?;
+    }
     let mut publish = code_changed || config_changed;
     let mut existing_version = None;
     if !publish {
@@ -460,7 +464,9 @@ pub async fn plan<A: Aws>(
         }
         _ => true,
     };
-    if moves {
+    // A gradual rollout moves an existing alias itself, step by step.
+    let held = opts.hold_alias && alias.is_some();
+    if moves && !held {
         changes.push(Change::Alias(AliasMove {
             function: name.clone(),
             alias: opts.alias.clone(),

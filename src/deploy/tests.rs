@@ -50,6 +50,7 @@ pub(crate) fn opts() -> DeployOptions {
         tag_mode: EnvMode::Replace,
         description: "cargo-fn: commit abc".into(),
         s3: None,
+        hold_alias: false,
     }
 }
 

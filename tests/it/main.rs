@@ -19,6 +19,7 @@ mod localstack;
 mod moto;
 mod new;
 mod package;
+mod rollout;
 mod ship;
 mod streaming;
 mod triggers;

@@ -4,7 +4,7 @@
 //!
 //! The proxy handles one request per connection (it answers with
 //! `Connection: close`), records each call as `METHOD /path` (Lambda's REST
-//! API) or `iam:Action` (query APIs), and can answer chosen calls with an
+//! API) or `iam:Action` / `cloudwatch:Action` (query APIs), and can answer chosen calls with an
 //! AWS-shaped error or drop the connection without an answer.
 
 #![allow(dead_code)]
@@ -126,6 +126,18 @@ pub fn http_as(port: u16, service: &str, method: &str, path: &str, body: &[u8]) 
     )
 }
 
+/// A query-API call (IAM, CloudWatch): a form-encoded POST to `/`.
+pub fn http_form(port: u16, service: &str, body: &str) -> (u16, Vec<u8>) {
+    http_with(
+        port,
+        service,
+        "POST",
+        "/",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    )
+}
+
 /// A one-shot request to moto for `service` with the given headers (JSON
 /// 1.x services need `X-Amz-Target`, query services a form body).
 pub fn http_with(
@@ -186,6 +198,10 @@ pub enum FaultAction {
     DropAfterForward,
     /// Answer with this status and AWS error code.
     Error(u16, &'static str),
+    /// Answer 200 with this extra header (`name`, `value`) and JSON body,
+    /// without forwarding: e.g. an Invoke whose function failed
+    /// (`X-Amz-Function-Error`), which moto cannot produce without Docker.
+    Answer(&'static str, &'static str, &'static str),
     /// Run this first (e.g. someone else's write, straight to the double),
     /// then forward the call.
     Before(Hook),
@@ -276,6 +292,8 @@ pub fn is_read(label: &str) -> bool {
         || label.starts_with("iam:List")
         || label.starts_with("ecr:Describe")
         || label.starts_with("ecr:Get")
+        || label.starts_with("cloudwatch:Describe")
+        || label.starts_with("cloudwatch:Get")
 }
 
 pub fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
@@ -328,7 +346,13 @@ fn label(head: &str, body: &[u8]) -> String {
     if path == "/" {
         let body = String::from_utf8_lossy(body);
         if let Some(action) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
-            return format!("iam:{action}");
+            // Query APIs: IAM, or CloudWatch (`monitoring` in the scope).
+            let service = if head.contains("/monitoring/aws4_request") {
+                "cloudwatch"
+            } else {
+                "iam"
+            };
+            return format!("{service}:{action}");
         }
     }
     format!("{method} {path}")
@@ -379,6 +403,15 @@ fn handle(mut conn: TcpStream, upstream: u16, state: &Mutex<ProxyState>) {
             return;
         }
         Some(FaultAction::Before(Hook(ref f))) => f(),
+        Some(FaultAction::Answer(name, value, body)) => {
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{name}: {value}\r\nx-amzn-RequestId: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(resp.as_bytes());
+            let _ = conn.shutdown(Shutdown::Both);
+            return;
+        }
         _ => {}
     }
     // Forward with Connection: close, so the answer ends at EOF.
