@@ -17,4 +17,5 @@ mod new;
 mod package;
 mod ship;
 mod streaming;
+mod tune;
 mod watch;
