@@ -19,5 +19,6 @@ pub mod package;
 pub mod project;
 pub mod templates;
 pub mod toolchain;
+pub mod tune;
 pub mod ui;
 pub mod watch;

@@ -508,7 +508,7 @@ fn executables_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn spec_from_config(
+pub(crate) fn spec_from_config(
     cfg: &FunctionConfig,
     command: PathBuf,
     extra_env: &BTreeMap<String, String>,
