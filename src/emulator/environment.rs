@@ -135,10 +135,10 @@ impl EnvShared {
     pub fn sample_memory(&self) -> u64 {
         let pid = *self.pid.lock().expect("pid");
         let mut max = self.max_memory_mb.lock().expect("memory");
-        // The whole environment's peak, from its cgroup (limits.rs).
+        // The whole environment's peak, from its cgroup (limits.rs); it
+        // leaves out file pages others loaded first, so the RSS counts too.
         if let Some(mb) = self.cgroup.as_ref().and_then(|c| c.peak_mb()) {
             *max = (*max).max(mb);
-            return *max;
         }
         if let Some(pid) = pid
             && let Some(mb) = peak_rss_mb(pid)

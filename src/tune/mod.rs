@@ -342,8 +342,10 @@ async fn local_samples(
         async move {
             let out = crate::invoke::invoke(&opts_i).await?;
             let log = out.log.unwrap_or_default();
-            stats::parse_report(&log)
-                .with_context(|| format!("no REPORT line in the log tail:\n{log}"))
+            let mut sample = stats::parse_report(&log)
+                .with_context(|| format!("no REPORT line in the log tail:\n{log}"))?;
+            sample.error |= out.function_error.is_some();
+            Ok(sample)
         }
     };
     if opts.parallel {

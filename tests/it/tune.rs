@@ -119,3 +119,146 @@ async fn out_of_memory_kills_the_environment_and_the_next_call_gets_a_fresh_one(
     );
     emu.shutdown().await;
 }
+
+// ---- `cargo fn tune --remote` against moto -------------------------------
+
+use std::path::Path;
+
+use crate::deploy::{deploy, ok, project, zip};
+use crate::moto::{Aws, FaultAction};
+use crate::support::tempdir;
+
+/// Versions and aliases moto holds for `hello`, and its memory.
+fn state(aws: &Aws) -> (Vec<String>, Vec<String>, u64) {
+    let versions = aws.get_json("/2015-03-31/functions/hello/versions");
+    let versions = versions["Versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["Version"].as_str().unwrap().to_string())
+        .collect();
+    let aliases = aws.get_json("/2015-03-31/functions/hello/aliases");
+    let aliases = aliases["Aliases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["Name"].as_str().unwrap().to_string())
+        .collect();
+    let config = aws.get_json("/2015-03-31/functions/hello/configuration");
+    (versions, aliases, config["MemorySize"].as_u64().unwrap())
+}
+
+fn deployed(aws: &Aws, dir: &Path) {
+    project(dir, "memory = 256");
+    let v1 = zip(dir, "v1.zip", "one");
+    ok(deploy(aws, dir, &v1, &[]));
+    assert_eq!(
+        state(aws),
+        (vec!["$LATEST".into(), "1".into()], vec!["live".into()], 256)
+    );
+}
+
+fn tune_cmd(aws: &Aws, dir: &Path) -> std::process::Command {
+    // A plain std command: the interruption test signals the child.
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("cargo-fn"));
+    cmd.current_dir(dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .args([
+            "tune",
+            "hello",
+            "--remote",
+            "--memory",
+            "128,512",
+            "--invocations",
+            "2",
+        ])
+        .env_remove("AWS_PROFILE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in aws.env() {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+#[test]
+fn remote_tune_makes_its_calls_and_leaves_nothing_behind() {
+    let aws = Aws::start();
+    let dir = tempdir();
+    deployed(&aws, dir.path());
+    aws.proxy.reset_calls();
+    // moto runs no code: its Invoke answers carry no REPORT, so the run
+    // stops after the first size's set-up, and must clean up.
+    let out = tune_cmd(&aws, dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("removed"), "{stderr}");
+    let calls = aws.proxy.calls();
+    let has = |needle: &str| calls.iter().any(|c| c.contains(needle));
+    assert!(
+        has("PUT /2015-03-31/functions/hello/configuration"),
+        "{calls:#?}"
+    );
+    assert!(
+        has("POST /2015-03-31/functions/hello/versions"),
+        "{calls:#?}"
+    );
+    assert!(
+        has("POST /2015-03-31/functions/hello/aliases"),
+        "{calls:#?}"
+    );
+    assert!(
+        has("POST /2015-03-31/functions/hello/invocations"),
+        "{calls:#?}"
+    );
+    assert!(
+        has("DELETE /2015-03-31/functions/hello/aliases/cargo-fn-tune-"),
+        "{calls:#?}"
+    );
+    assert!(has("DELETE /2015-03-31/functions/hello"), "{calls:#?}");
+    // The user's alias and version were never written to.
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains("aliases/live") && !c.starts_with("GET")),
+        "{calls:#?}"
+    );
+    assert_eq!(
+        state(&aws),
+        (vec!["$LATEST".into(), "1".into()], vec!["live".into()], 256)
+    );
+}
+
+#[test]
+fn remote_tune_interrupted_still_cleans_up() {
+    let aws = Aws::start();
+    let dir = tempdir();
+    deployed(&aws, dir.path());
+    // Invocations hang (dropped, retried) so Ctrl-C lands mid-measurement.
+    aws.proxy.inject(
+        "POST /2015-03-31/functions/hello/invocations",
+        FaultAction::Drop,
+        100,
+    );
+    let child = tune_cmd(&aws, dir.path()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !aws.proxy.calls().iter().any(|c| c.contains("/invocations")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no invocation was made"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: our own unreaped child, so the pid is still its.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(
+        state(&aws),
+        (vec!["$LATEST".into(), "1".into()], vec!["live".into()], 256)
+    );
+}
