@@ -262,3 +262,68 @@ fn remote_tune_interrupted_still_cleans_up() {
         (vec!["$LATEST".into(), "1".into()], vec!["live".into()], 256)
     );
 }
+
+// ---- `cargo fn tune` locally, with --apply --------------------------------
+
+#[test]
+fn local_tune_of_the_template_reports_and_applies_only_the_memory_line() {
+    use crate::support::{cargo_fn, path_with_tools, shared_target_dir};
+    let dir = tempdir();
+    let krate = dir.path().join("hello");
+    let rendered = cargo_fn::templates::builtin("basic")
+        .unwrap()
+        .render("hello", &Default::default())
+        .unwrap();
+    cargo_fn::templates::create_new(&krate, &rendered).unwrap();
+    let manifest = krate.join("Cargo.toml");
+    let before = std::fs::read_to_string(&manifest).unwrap();
+    assert!(before.contains("\nmemory = 128\n"), "{before}");
+
+    let out = cargo_fn()
+        .current_dir(&krate)
+        .env("PATH", path_with_tools())
+        .arg("--target-dir")
+        .arg(shared_target_dir())
+        .args(["tune", "--memory", "256,512", "--invocations", "2"])
+        .args([
+            "--data",
+            r#"{"name":"tune"}"#,
+            "--strategy",
+            "cost",
+            "--apply",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Local estimate"), "{stdout}");
+    assert!(stdout.contains("pick (cost):"), "{stdout}");
+
+    // Only the memory line changed; the comment above it stays.
+    let after = std::fs::read_to_string(&manifest).unwrap();
+    let changed: Vec<(&str, &str)> = before
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(before.lines().count(), after.lines().count(), "{after}");
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0].0, "memory = 128");
+    assert!(
+        ["memory = 256", "memory = 512"].contains(&changed[0].1),
+        "{changed:?}"
+    );
+    assert!(
+        stdout.contains("-memory = 128"),
+        "the diff is printed: {stdout}"
+    );
+
+    let html = shared_target_dir().join("lambda/hello/tune.html");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("<svg") && !page.contains("<script"),
+        "{}",
+        html.display()
+    );
+}
