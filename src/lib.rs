@@ -20,5 +20,6 @@ pub mod pipeline;
 pub mod project;
 pub mod templates;
 pub mod toolchain;
+pub mod tune;
 pub mod ui;
 pub mod watch;

@@ -118,6 +118,7 @@ pub async fn run(
     let snapshots = snapshot_dir(&project);
     let (first_specs, env_files) = specs(&opts, &project, &built, &snapshots, generation)?;
     let emulator = Emulator::start(opts.emulator.clone(), first_specs.clone()).await?;
+    limits_notice(&emulator, &ui);
     if let Some(name) = &opts.default_function {
         emulator.set_default(Some(name)).map_err(|e| {
             crate::error::hinted(
@@ -507,7 +508,7 @@ fn executables_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn spec_from_config(
+pub(crate) fn spec_from_config(
     cfg: &FunctionConfig,
     command: PathBuf,
     extra_env: &BTreeMap<String, String>,
@@ -688,5 +689,17 @@ fn http_front(cfg: &FunctionConfig, flag: Option<EventFormat>) -> HttpFront {
         format,
         cors,
         invoke_mode,
+    }
+}
+/// Says once how Lambda's memory and CPU limits are enforced, or why not.
+pub fn limits_notice(emulator: &Emulator, ui: &Ui) {
+    match emulator.limits() {
+        crate::emulator::LimitsStatus::Off => {}
+        crate::emulator::LimitsStatus::Enforced(how) => {
+            ui.status("Limits", format!("memory and CPU as in Lambda ({how})"))
+        }
+        crate::emulator::LimitsStatus::Unavailable(why) => ui.warn(format!(
+            "running without Lambda's memory and CPU limits: {why} (--no-limits silences this)"
+        )),
     }
 }

@@ -11,9 +11,9 @@ use std::sync::Mutex;
 
 use super::ecr::{EcrApi, PushTarget, Pushed, RegistryAuth, Repository};
 use super::{
-    AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, IamApi, LambdaApi,
-    LayerVersion, ObjectStore, Permission, RoleState, Settings, StoredObject, UrlSettings,
-    UrlState, VersionInfo,
+    AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, IamApi, Invoked,
+    LambdaApi, LayerVersion, ObjectStore, Permission, RoleState, Settings, StoredObject,
+    UrlSettings, UrlState, VersionInfo,
 };
 
 const ACCOUNT: &str = "123456789012";
@@ -28,6 +28,8 @@ struct FakeFunction {
     provisioned: BTreeMap<String, u32>,
     /// Resource policy statements per alias.
     permissions: BTreeMap<String, Vec<Permission>>,
+    /// Versions that have had an invocation (the next one is warm).
+    warm: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +51,8 @@ struct State {
     repositories: BTreeMap<String, (Repository, Option<String>)>,
     /// Images in the registry: `<repository uri>@<digest>`.
     images: Vec<String>,
+    /// The modelled invocation's CPU time at one vCPU (ms); 1,000 by default.
+    cpu_work_ms: Option<f64>,
 }
 
 /// The fake. Cheap to create; one per test.
@@ -80,6 +84,20 @@ impl FakeAws {
             .entry(operation.to_string())
             .or_default()
             .push_back(ApiError::new(operation, code, message));
+    }
+
+    /// The CPU time (ms at one vCPU) the modelled invocations take.
+    pub fn set_cpu_work_ms(&self, ms: f64) {
+        self.state.lock().unwrap().cpu_work_ms = Some(ms);
+    }
+
+    /// Aliases of a function, by name.
+    pub fn aliases(&self, name: &str) -> Vec<String> {
+        let s = self.state.lock().unwrap();
+        s.functions
+            .get(name)
+            .map(|f| f.aliases.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Makes the next code or configuration update end in `Failed`.
@@ -523,6 +541,82 @@ impl LambdaApi for FakeAws {
             code_sha256: v.code_sha256.clone(),
         }));
         Ok(out)
+    }
+
+    async fn delete_alias(&self, name: &str, alias: &str) -> ApiResult<()> {
+        let op = "lambda:DeleteAlias";
+        let mut s = self.enter(op)?;
+        let f = function_mut(&mut s, op, name)?;
+        f.aliases
+            .remove(alias)
+            .map(|_| ())
+            .ok_or_else(|| not_found(op, &format!("Alias {alias}")))
+    }
+
+    async fn delete_version(&self, name: &str, version: &str) -> ApiResult<()> {
+        let op = "lambda:DeleteFunction";
+        let mut s = self.enter(op)?;
+        let f = function_mut(&mut s, op, name)?;
+        if f.aliases.values().any(|a| a.version == version) {
+            return Err(ApiError::new(
+                op,
+                "ResourceConflictException",
+                "an alias points to this version",
+            ));
+        }
+        let before = f.versions.len();
+        f.versions.retain(|v| v.version != version);
+        if f.versions.len() == before {
+            return Err(not_found(op, &format!("Version {version}")));
+        }
+        Ok(())
+    }
+
+    /// Runs nothing: answers `{}` with a REPORT whose duration is a model
+    /// of a CPU-bound function (1,000 ms at one vCPU, so slower below
+    /// 1,769 MB and flat beyond), cold the first time per version, scaled
+    /// by `cpu_work_ms` when set.
+    async fn invoke(&self, name: &str, qualifier: &str, _payload: &[u8]) -> ApiResult<Invoked> {
+        // A real invocation takes a while: let other tasks (Ctrl-C) run.
+        tokio::task::yield_now().await;
+        let op = "lambda:InvokeFunction";
+        let mut s = self.enter(op)?;
+        let work = s.cpu_work_ms;
+        let f = function_mut(&mut s, op, name)?;
+        let version = match f.aliases.get(qualifier) {
+            Some(a) => a.version.clone(),
+            None => qualifier.to_string(),
+        };
+        let config = if version == "$LATEST" {
+            f.latest.clone()
+        } else {
+            f.versions
+                .iter()
+                .find(|v| v.version == version)
+                .cloned()
+                .ok_or_else(|| not_found(op, &format!("Version {version}")))?
+        };
+        let memory = config.settings.memory;
+        let share = (f64::from(memory) / 1769.0).min(1.0);
+        let duration = work.unwrap_or(1000.0) / share;
+        let cold = !f.warm.contains(&version);
+        f.warm.push(version);
+        let init = if cold {
+            "Init Duration: 120.00 ms\t"
+        } else {
+            ""
+        };
+        let log = format!(
+            "START RequestId: fake Version: {}\nEND RequestId: fake\nREPORT RequestId: fake\tDuration: {duration:.2} ms\tBilled Duration: {} ms\tMemory Size: {memory} MB\tMax Memory Used: 30 MB\t{init}\n",
+            config.version,
+            duration.ceil() as u64
+        );
+        Ok(Invoked {
+            status: 200,
+            function_error: None,
+            payload: b"{}".to_vec(),
+            log,
+        })
     }
 
     async fn get_alias(&self, name: &str, alias: &str) -> ApiResult<Option<AliasState>> {

@@ -23,13 +23,13 @@ pub mod progress;
 pub mod sdk;
 mod sdk_ecr;
 mod sdk_triggers;
-pub mod triggers;
 pub mod traffic;
+pub mod triggers;
 
 pub use cloudwatch::CloudWatchApi;
 pub use ecr::EcrApi;
-pub use triggers::TriggerApi;
 pub use traffic::TrafficApi;
+pub use triggers::TriggerApi;
 
 /// Tag put on every function, role and repository cargo-fn creates.
 pub const MANAGED_BY_KEY: &str = "managed-by";
@@ -323,6 +323,17 @@ pub struct CreateFunction {
     pub tags: BTreeMap<String, String>,
 }
 
+/// What one `Invoke` (RequestResponse, `LogType=Tail`) returned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Invoked {
+    pub status: i32,
+    /// `Unhandled` (or `Handled`) when the function failed.
+    pub function_error: Option<String>,
+    pub payload: Vec<u8>,
+    /// The decoded log tail (last 4 KB: the function's lines, END, REPORT).
+    pub log: String,
+}
+
 /// The Lambda operations deploy, promote and rollback use. Reads return
 /// `Ok(None)` for a resource that does not exist.
 #[allow(async_fn_in_trait)] // used from one task; no Send bound needed
@@ -376,6 +387,11 @@ pub trait LambdaApi {
         weights: &BTreeMap<String, f64>,
         revision_id: Option<&str>,
     ) -> ApiResult<AliasState>;
+    async fn delete_alias(&self, name: &str, alias: &str) -> ApiResult<()>;
+    /// `DeleteFunction` of one published version (never `$LATEST`).
+    async fn delete_version(&self, name: &str, version: &str) -> ApiResult<()>;
+    /// A synchronous invocation of `qualifier` with the log tail.
+    async fn invoke(&self, name: &str, qualifier: &str, payload: &[u8]) -> ApiResult<Invoked>;
     async fn put_reserved_concurrency(&self, name: &str, n: u32) -> ApiResult<()>;
     async fn delete_reserved_concurrency(&self, name: &str) -> ApiResult<()>;
     async fn get_provisioned_concurrency(&self, name: &str, alias: &str) -> ApiResult<Option<u32>>;

@@ -22,7 +22,7 @@ use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 
 use super::progress::UploadProgress;
 use super::{
-    AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, HANDLER, IamApi,
+    AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, HANDLER, IamApi, Invoked,
     LambdaApi, LayerVersion, ObjectStore, Permission, RoleState, Settings, StoredObject,
     UrlSettings, UrlState, VersionInfo, VpcSettings,
 };
@@ -690,6 +690,63 @@ impl LambdaApi for SdkAws {
             }
         }
         Ok(versions)
+    }
+
+    async fn delete_alias(&self, name: &str, alias: &str) -> ApiResult<()> {
+        self.lambda
+            .delete_alias()
+            .function_name(name)
+            .name(alias)
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:DeleteAlias", e))?;
+        Ok(())
+    }
+
+    async fn delete_version(&self, name: &str, version: &str) -> ApiResult<()> {
+        if version == "$LATEST" || version.is_empty() {
+            return Err(ApiError::new(
+                "lambda:DeleteFunction",
+                "InvalidParameterValueException",
+                "refusing to delete anything but a published version",
+            ));
+        }
+        self.lambda
+            .delete_function()
+            .function_name(name)
+            .qualifier(version)
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:DeleteFunction", e))?;
+        Ok(())
+    }
+
+    async fn invoke(&self, name: &str, qualifier: &str, payload: &[u8]) -> ApiResult<Invoked> {
+        use base64::Engine;
+        let out = self
+            .lambda
+            .invoke()
+            .function_name(name)
+            .qualifier(qualifier)
+            .log_type(lt::LogType::Tail)
+            .payload(Blob::new(payload.to_vec()))
+            .send()
+            .await
+            .map_err(|e| api_err("lambda:InvokeFunction", e))?;
+        let log = out
+            .log_result()
+            .and_then(|l| base64::engine::general_purpose::STANDARD.decode(l).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        Ok(Invoked {
+            status: out.status_code(),
+            function_error: out.function_error().map(str::to_string),
+            payload: out
+                .payload()
+                .map(|b| b.as_ref().to_vec())
+                .unwrap_or_default(),
+            log,
+        })
     }
 
     async fn get_alias(&self, name: &str, alias: &str) -> ApiResult<Option<AliasState>> {

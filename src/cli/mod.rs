@@ -19,6 +19,7 @@ mod package;
 mod promote;
 mod rollback;
 mod rollout;
+mod tune;
 mod watch;
 
 /// The whole developer toolchain for AWS Lambda functions written in Rust.
@@ -58,6 +59,8 @@ pub enum Command {
     Promote(promote::PromoteArgs),
     /// Put an alias back on the previous published version (or drop its canary)
     Rollback(rollback::RollbackArgs),
+    /// Power tuning: measure memory sizes (locally under Lambda's limits, or in AWS) and pick one
+    Tune(Box<tune::TuneArgs>),
 }
 
 /// Flags every command understands, defined once.
@@ -254,6 +257,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => deploy::run(g, *args),
         Command::Promote(args) => promote::run(g, args),
         Command::Rollback(args) => rollback::run(g, args),
+        Command::Tune(args) => tune::run(g, *args),
     }
 }
 

@@ -75,6 +75,9 @@ pub struct WatchArgs {
     /// (by default only a lone function does)
     #[arg(long, value_name = "NAME")]
     pub default_function: Option<String>,
+    /// Run functions without Lambda's memory and CPU limits (cgroups)
+    #[arg(long)]
+    pub no_limits: bool,
     #[command(flatten)]
     pub config: ConfigFlags,
 }
@@ -134,6 +137,7 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
                 concurrency: usize::from(args.concurrency),
                 region: args.region.clone(),
                 log_sink: stderr_sink(),
+                limits: !args.no_limits,
             },
             extra_env,
             debounce: Duration::from_millis(args.debounce_ms),

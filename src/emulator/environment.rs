@@ -76,6 +76,8 @@ pub(crate) struct EnvShared {
     pub extensions: Extensions,
     /// Telemetry and Logs API subscriptions and records.
     pub telemetry: Telemetry,
+    /// Memory and CPU limits (`limits.rs`): every process joins at spawn.
+    pub cgroup: Option<super::limits::Cgroup>,
 }
 
 impl EnvShared {
@@ -133,6 +135,11 @@ impl EnvShared {
     pub fn sample_memory(&self) -> u64 {
         let pid = *self.pid.lock().expect("pid");
         let mut max = self.max_memory_mb.lock().expect("memory");
+        // The whole environment's peak, from its cgroup (limits.rs); it
+        // leaves out file pages others loaded first, so the RSS counts too.
+        if let Some(mb) = self.cgroup.as_ref().and_then(|c| c.peak_mb()) {
+            *max = (*max).max(mb);
+        }
         if let Some(pid) = pid
             && let Some(mb) = peak_rss_mb(pid)
         {
@@ -165,6 +172,8 @@ impl Environment {
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
 
         let (invoke_tx, invoke_rx) = mpsc::channel(1);
+        let cgroup =
+            super::limits::Cgroup::for_environment(emulator.limits.as_ref(), id, spec.memory_mb)?;
         let shared = Arc::new(EnvShared {
             function: spec.name.clone(),
             env_id: id,
@@ -184,6 +193,7 @@ impl Environment {
                     .get("AWS_LAMBDA_LOG_FORMAT")
                     .is_some_and(|f| f == "JSON"),
             ),
+            cgroup,
         });
         // One listener serves the Runtime, Extensions and Telemetry APIs.
         let app = super::runtime_api::router(shared.clone())
@@ -218,6 +228,9 @@ impl Environment {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 Ok(())
             });
+        }
+        if let Some(cgroup) = &shared.cgroup {
+            cgroup.attach(&mut cmd);
         }
         let mut child = match cmd.spawn() {
             Ok(child) => child,

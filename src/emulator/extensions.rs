@@ -536,6 +536,9 @@ pub(crate) fn spawn_processes(
                 Ok(())
             });
         }
+        if let Some(cgroup) = &shared.cgroup {
+            cgroup.attach(&mut cmd); // the environment's limits (limits.rs)
+        }
         let mut child = cmd.spawn().map_err(|error| LaunchError {
             path: path.clone(),
             error,

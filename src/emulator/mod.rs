@@ -23,6 +23,7 @@ mod extensions;
 mod extensions_api;
 mod http_front;
 mod invoke_api;
+mod limits;
 mod pool;
 mod report;
 mod runtime_api;
@@ -41,6 +42,7 @@ use tokio::task::JoinHandle;
 
 pub use http_front::{CorsPolicy, HttpEventFormat, HttpFront, InvokeMode};
 pub use invoke_api::InvocationType;
+pub use limits::{LimitsStatus, MAX_VCPUS, MB_PER_VCPU, vcpus};
 pub use report::{Architecture, cost_estimate};
 
 use pool::FunctionPool;
@@ -136,6 +138,8 @@ pub struct EmulatorOptions {
     pub concurrency: usize,
     pub region: String,
     pub log_sink: LogSink,
+    /// Enforce Lambda's memory and CPU limits with cgroups (`limits.rs`).
+    pub limits: bool,
 }
 
 impl Default for EmulatorOptions {
@@ -145,6 +149,7 @@ impl Default for EmulatorOptions {
             concurrency: 8,
             region: "us-east-1".to_string(),
             log_sink: stderr_sink(),
+            limits: false,
         }
     }
 }
@@ -173,6 +178,8 @@ pub(crate) struct Shared {
     pub functions: RwLock<HashMap<String, Arc<FunctionPool>>>,
     /// The function that serves HTTP paths outside `/lambda-url/<fn>/`.
     pub default_function: RwLock<Option<String>>,
+    /// Per-environment cgroups, when limits are on and usable.
+    pub limits: Option<limits::Limits>,
 }
 
 impl Shared {
@@ -191,6 +198,7 @@ pub struct Emulator {
     shared: Arc<Shared>,
     addr: SocketAddr,
     server: Option<JoinHandle<()>>,
+    limits: LimitsStatus,
 }
 
 impl Emulator {
@@ -206,6 +214,7 @@ impl Emulator {
                 )
             })?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        let (limits, limits_status) = limits::start(options.limits);
         let shared = Arc::new(Shared {
             options,
             running: AtomicUsize::new(0),
@@ -215,10 +224,12 @@ impl Emulator {
             shutting_down: AtomicUsize::new(0),
             functions: RwLock::new(HashMap::new()),
             default_function: RwLock::new(None),
+            limits,
         });
         let emulator = Emulator {
             shared: shared.clone(),
             addr,
+            limits: limits_status,
             server: Some(tokio::spawn(async move {
                 let app =
                     invoke_api::router(shared).into_make_service_with_connect_info::<SocketAddr>();
@@ -240,6 +251,12 @@ impl Emulator {
     /// The address the Invoke API listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Whether Lambda's memory and CPU limits are enforced, and how (or
+    /// why not): for a one-time notice at start.
+    pub fn limits(&self) -> &LimitsStatus {
+        &self.limits
     }
 
     /// The endpoint URL to give Invoke API clients.

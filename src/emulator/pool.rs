@@ -349,7 +349,8 @@ impl FunctionPool {
             Ended::Answer(Outcome::Error { body }) => (EndStatus::FunctionError, body),
             Ended::Exit => {
                 let status = env.wait_exit().await;
-                exited(&env, status, &request_id)
+                out_of_memory(&env, &request_id)
+                    .unwrap_or_else(|| exited(&env, status, &request_id))
             }
             Ended::Timeout => timed_out(&env, &spec, &request_id),
         };
@@ -538,6 +539,19 @@ fn exited(
         EndStatus::Crashed("Runtime.ExitError".into()),
         error_body("Runtime.ExitError", &message),
     )
+}
+
+/// Lambda's answer when the environment was killed at its memory limit
+/// (contract 10): `Runtime.OutOfMemory`, and REPORT says so.
+fn out_of_memory(env: &Environment, request_id: &str) -> Option<(EndStatus, Bytes)> {
+    if !env.shared.cgroup.as_ref()?.oom_killed() {
+        return None;
+    }
+    let message =
+        format!("RequestId: {request_id} Error: Runtime exited with error: signal: killed");
+    env.shared.log(LogStream::Platform, &message);
+    let kind = "Runtime.OutOfMemory";
+    Some((EndStatus::Crashed(kind.into()), error_body(kind, &message)))
 }
 
 fn timed_out(env: &Environment, spec: &FunctionSpec, request_id: &str) -> (EndStatus, Bytes) {

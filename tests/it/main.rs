@@ -23,4 +23,5 @@ mod rollout;
 mod ship;
 mod streaming;
 mod triggers;
+mod tune;
 mod watch;

@@ -668,13 +668,7 @@ prefix = "in/"
     write(dir.path(), s3);
     ok(deploy(&aws, dir.path(), &code, &[]));
     let read = || {
-        let (status, body) = http_as(
-            aws.port,
-            "s3",
-            "GET",
-            "/uploads-bucket?notification",
-            b"",
-        );
+        let (status, body) = http_as(aws.port, "s3", "GET", "/uploads-bucket?notification", b"");
         assert_eq!(status, 200);
         String::from_utf8_lossy(&body).to_string()
     };

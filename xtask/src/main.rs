@@ -20,6 +20,7 @@ mod bench_image;
 mod bench_package;
 mod bench_profile;
 mod bench_ship;
+mod bench_tune;
 mod bench_url;
 mod demo;
 mod docs;
@@ -131,18 +132,21 @@ fn bench(only: Option<&str>) -> Result<()> {
             bench_release("ship")?;
             bench_release("emulator")?;
             bench_release("extensions")?;
+            bench_tune::run()?;
             bench_release("url")
         }
         Some("package") => bench_package::run_all(),
         Some("image") => bench_release("image"),
         Some("deploy") => bench_deploy::run(),
         Some("ship") => bench_release("ship"),
+        // The function's release build is what is timed: no release xtask.
+        Some("tune") => bench_tune::run(),
         Some(part @ ("emulator" | "invoke" | "reload" | "extensions" | "url")) => {
             bench_release(part)
         }
         Some(other) => {
             bail!(
-                "--only expects package, image, ship, deploy, emulator, invoke, reload, extensions or url; got `{other}`"
+                "--only expects package, image, ship, deploy, emulator, invoke, reload, extensions, tune or url; got `{other}`"
             )
         }
     }
