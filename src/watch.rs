@@ -117,7 +117,13 @@ pub async fn run(
     let mut generation = 0u64;
     let snapshots = snapshot_dir(&project);
     let (first_specs, env_files) = specs(&opts, &project, &built, &snapshots, generation)?;
-    let emulator = Emulator::start(opts.emulator.clone(), first_specs.clone()).await?;
+    let dashboard = crate::dashboard::Dashboard::default();
+    let emulator_options = EmulatorOptions {
+        routes: Some(dashboard.router()),
+        ..opts.emulator.clone()
+    };
+    let emulator = Emulator::start(emulator_options, first_specs.clone()).await?;
+    dashboard.serving(&first_specs, generation);
     if let Some(name) = &opts.default_function {
         emulator.set_default(Some(name)).map_err(|e| {
             crate::error::hinted(
@@ -151,6 +157,8 @@ pub async fn run(
             .collect();
         ui.status("Extensions", names.join(", "));
     }
+    let page = format!("{}{}", emulator.endpoint(), crate::dashboard::PATH);
+    ui.status("Dashboard", page);
     emit(WatchEvent::Ready {
         endpoint: emulator.endpoint(),
     });
@@ -209,6 +217,7 @@ pub async fn run(
         emit(WatchEvent::Rebuilding {
             trigger: trigger.clone(),
         });
+        dashboard.set_build(crate::dashboard::BuildState::Building);
         // A manifest or ignore file may change the functions or the filter.
         if changed.iter().any(|p| {
             p.file_name()
@@ -221,6 +230,7 @@ pub async fn run(
                 }
                 Err(e) => {
                     ui.warn(format!("{e:#}; still serving the last good build"));
+                    dashboard.failed(&format!("{e:#}"));
                     emit(WatchEvent::BuildFailed);
                     continue;
                 }
@@ -243,6 +253,7 @@ pub async fn run(
                         emulator.remove_function(&old);
                     }
                 }
+                dashboard.serving(&new_specs, generation);
                 for spec in new_specs {
                     emulator.set_function(spec);
                 }
@@ -263,6 +274,7 @@ pub async fn run(
             }
             Err(e) => {
                 ui.warn(format!("{e:#}; still serving the last good build"));
+                dashboard.failed(&format!("{e:#}"));
                 emit(WatchEvent::BuildFailed);
             }
         }

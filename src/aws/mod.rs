@@ -15,6 +15,7 @@ use std::fmt;
 
 pub mod ecr;
 pub mod fake;
+pub mod logs;
 pub mod progress;
 pub mod sdk;
 mod sdk_ecr;

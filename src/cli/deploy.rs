@@ -33,7 +33,7 @@ pub struct AwsArgs {
 }
 
 impl AwsArgs {
-    fn options(&self) -> ConnectOptions {
+    pub(super) fn options(&self) -> ConnectOptions {
         ConnectOptions {
             profile: self.profile.clone(),
             region: self.region.clone(),

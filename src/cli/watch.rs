@@ -134,6 +134,7 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
                 concurrency: usize::from(args.concurrency),
                 region: args.region.clone(),
                 log_sink: stderr_sink(),
+                routes: None,
             },
             extra_env,
             debounce: Duration::from_millis(args.debounce_ms),

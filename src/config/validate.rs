@@ -646,6 +646,15 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         }
     };
 
+    let log_group = match f.string("log-group")? {
+        Some((g, src)) => Some(
+            super::check_log_group(&g)
+                .map(|()| g.clone())
+                .map_err(|rule| Fields::bad("log-group", &Value::String(g), &src, rule))?,
+        ),
+        None => None,
+    };
+
     let mut tags = BTreeMap::new();
     let tag_entries = f.map("tags");
     for (k, v, src) in tag_entries.iter().cloned() {
@@ -780,6 +789,7 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         provisioned_concurrency,
         log_format,
         log_level,
+        log_group,
         tags,
         function_url,
         alias,

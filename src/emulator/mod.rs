@@ -21,6 +21,7 @@ mod environment;
 mod event_stream;
 mod extensions;
 mod extensions_api;
+mod history;
 mod http_front;
 mod invoke_api;
 mod pool;
@@ -136,6 +137,9 @@ pub struct EmulatorOptions {
     pub concurrency: usize,
     pub region: String,
     pub log_sink: LogSink,
+    /// More routes served on the Invoke API's address (the dashboard);
+    /// the emulator serves them as given.
+    pub routes: Option<axum::Router>,
 }
 
 impl Default for EmulatorOptions {
@@ -145,6 +149,7 @@ impl Default for EmulatorOptions {
             concurrency: 8,
             region: "us-east-1".to_string(),
             log_sink: stderr_sink(),
+            routes: None,
         }
     }
 }
@@ -173,6 +178,8 @@ pub(crate) struct Shared {
     pub functions: RwLock<HashMap<String, Arc<FunctionPool>>>,
     /// The function that serves HTTP paths outside `/lambda-url/<fn>/`.
     pub default_function: RwLock<Option<String>>,
+    /// Finished invocations, for `cargo fn logs` and the dashboard.
+    pub history: history::History,
 }
 
 impl Shared {
@@ -215,13 +222,16 @@ impl Emulator {
             shutting_down: AtomicUsize::new(0),
             functions: RwLock::new(HashMap::new()),
             default_function: RwLock::new(None),
+            history: history::History::default(),
         });
         let emulator = Emulator {
             shared: shared.clone(),
             addr,
             server: Some(tokio::spawn(async move {
-                let app =
-                    invoke_api::router(shared).into_make_service_with_connect_info::<SocketAddr>();
+                let extra = shared.options.routes.clone().unwrap_or_default();
+                let app = invoke_api::router(shared)
+                    .merge(extra)
+                    .into_make_service_with_connect_info::<SocketAddr>();
                 // Streamed chunks go out as written, not held by Nagle's algorithm.
                 let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
                     let _ = tcp.set_nodelay(true);

@@ -4,6 +4,7 @@ mod support;
 
 mod build;
 mod config;
+mod dashboard;
 mod deploy;
 mod deploy_image;
 mod ecr_shim;
@@ -12,6 +13,7 @@ mod extensions;
 mod http_front;
 mod image;
 mod invoke;
+mod logs;
 mod moto;
 mod new;
 mod package;

@@ -116,6 +116,43 @@ pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) 
 
 /// A one-shot request to moto for `service` (e.g. `s3`).
 pub fn http_as(port: u16, service: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    http_with(
+        port,
+        service,
+        method,
+        path,
+        "Content-Type: application/json\r\n",
+        body,
+    )
+}
+
+/// A JSON-protocol call (`X-Amz-Target`), e.g. `Logs_20140328.PutLogEvents`.
+pub fn json_call(
+    port: u16,
+    service: &str,
+    target: &str,
+    body: &serde_json::Value,
+) -> (u16, Vec<u8>) {
+    let headers = format!("Content-Type: application/x-amz-json-1.1\r\nX-Amz-Target: {target}\r\n");
+    http_with(
+        port,
+        service,
+        "POST",
+        "/",
+        &headers,
+        body.to_string().as_bytes(),
+    )
+}
+
+/// A one-shot request with extra header lines (each ending in CRLF).
+fn http_with(
+    port: u16,
+    service: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, Vec::new());
     };
@@ -129,7 +166,7 @@ pub fn http_as(port: u16, service: &str, method: &str, path: &str, body: &[u8]) 
         )
     };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Length: {}\r\n{headers}Connection: close\r\n\r\n",
         body.len()
     );
     if s.write_all(head.as_bytes()).is_err() || s.write_all(body).is_err() {
