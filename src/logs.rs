@@ -481,11 +481,15 @@ impl Printer {
     }
 }
 
-/// A timestamp as RFC 3339 with milliseconds.
+/// A timestamp as RFC 3339 with three decimals (fixed width, so lines align).
 fn iso(ms: i64) -> String {
-    aws_smithy_types::DateTime::from_millis(ms)
+    let secs = aws_smithy_types::DateTime::from_secs(ms.div_euclid(1000))
         .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| ms.to_string())
+        .unwrap_or_else(|_| ms.to_string());
+    match secs.strip_suffix('Z') {
+        Some(s) => format!("{s}.{:03}Z", ms.rem_euclid(1000)),
+        None => secs,
+    }
 }
 
 /// Reads every event of `source` from `since_ms` to now (all pages).
@@ -912,6 +916,12 @@ mod tests {
         );
         assert_eq!(r.status.as_deref(), Some("timeout"));
         assert!(parse_report("hello").is_none());
+    }
+
+    #[test]
+    fn times_have_fixed_width_milliseconds() {
+        assert_eq!(iso(1_795_996_800_540), "2026-11-30T00:00:00.540Z");
+        assert_eq!(iso(1_795_996_800_000), "2026-11-30T00:00:00.000Z");
     }
 
     #[test]

@@ -217,7 +217,7 @@ pub async fn run(
         emit(WatchEvent::Rebuilding {
             trigger: trigger.clone(),
         });
-        dashboard.set_build(crate::dashboard::BuildState::Building);
+        dashboard.building();
         // A manifest or ignore file may change the functions or the filter.
         if changed.iter().any(|p| {
             p.file_name()
@@ -274,7 +274,11 @@ pub async fn run(
             }
             Err(e) => {
                 ui.warn(format!("{e:#}; still serving the last good build"));
-                dashboard.failed(&format!("{e:#}"));
+                let first = e.chain().find_map(|c| {
+                    c.downcast_ref::<crate::toolchain::BuildFailed>()
+                        .and_then(|b| b.first_error.clone())
+                });
+                dashboard.failed(&first.unwrap_or_else(|| format!("{e:#}")));
                 emit(WatchEvent::BuildFailed);
             }
         }

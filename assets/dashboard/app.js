@@ -35,7 +35,8 @@ async function refresh() {
   catch (_) { $("#build").textContent = "disconnected"; $("#build").className = "badge bad"; return; }
   const b = state.build, badge = $("#build"), errBox = $("#build-error");
   badge.textContent = b.state === "serving" ? `serving generation ${b.generation}`
-    : b.state === "failed" ? `build failed (serving generation ${b.generation})` : "building…";
+    : b.state === "failed" ? `build failed (serving generation ${b.generation})`
+    : `building… (serving generation ${b.generation})`;
   badge.className = "badge " + (b.state === "serving" ? "ok" : b.state === "failed" ? "bad" : "busy");
   errBox.hidden = b.state !== "failed";
   errBox.textContent = b.state === "failed" ? b.error : "";
@@ -108,6 +109,14 @@ function addInvocation(inv) {
   // When the row reached the page: the test reads it to measure latency.
   tr.dataset.shownMs = String(Date.now());
   $("#count").textContent = `${rows.size} shown`;
+  soon();
+}
+
+// Environments and counters change with each invocation: refresh shortly
+// after one arrives (once for a burst), besides the regular poll.
+let pending = null;
+function soon() {
+  if (!pending) pending = setTimeout(() => { pending = null; refresh(); }, 150);
 }
 
 async function toggle(tr, details, inv) {

@@ -41,7 +41,10 @@ const STYLE: &str = include_str!("../../assets/dashboard/app.css");
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum BuildState {
-    Building,
+    /// A rebuild runs; `generation` keeps serving.
+    Building {
+        generation: u64,
+    },
     /// The last build failed (the previous generation keeps serving).
     Failed {
         /// The compiler's first error, or the failure itself.
@@ -108,7 +111,7 @@ impl Default for Dashboard {
     fn default() -> Self {
         Dashboard {
             state: Arc::new(RwLock::new(State {
-                build: BuildState::Building,
+                build: BuildState::Building { generation: 0 },
                 functions: Vec::new(),
                 sections: BTreeMap::new(),
             })),
@@ -117,8 +120,21 @@ impl Default for Dashboard {
 }
 
 impl Dashboard {
-    pub fn set_build(&self, build: BuildState) {
-        self.state.write().expect("dashboard").build = build;
+    /// The generation serving now.
+    fn generation(st: &State) -> u64 {
+        match st.build {
+            BuildState::Building { generation }
+            | BuildState::Serving { generation }
+            | BuildState::Failed { generation, .. } => generation,
+        }
+    }
+
+    /// A rebuild started.
+    pub fn building(&self) {
+        let mut st = self.state.write().expect("dashboard");
+        st.build = BuildState::Building {
+            generation: Self::generation(&st),
+        };
     }
 
     /// Generation `generation` of `specs` is live.
@@ -132,15 +148,9 @@ impl Dashboard {
     /// picked out of it when there is one).
     pub fn failed(&self, error: &str) {
         let mut st = self.state.write().expect("dashboard");
-        let generation = match st.build {
-            BuildState::Serving { generation } | BuildState::Failed { generation, .. } => {
-                generation
-            }
-            BuildState::Building => 0,
-        };
         st.build = BuildState::Failed {
             error: first_error(error),
-            generation,
+            generation: Self::generation(&st),
         };
     }
 
@@ -244,6 +254,7 @@ mod tests {
     fn failure_keeps_the_serving_generation() {
         let d = Dashboard::default();
         d.serving(&[FunctionSpec::new("f", "/bin/f")], 4);
+        d.building();
         d.failed("error: expected `;`\n\n");
         let st = d.state.read().unwrap().clone();
         assert_eq!(

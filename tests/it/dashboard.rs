@@ -394,6 +394,11 @@ async fn dashboard_in_chromium_shows_invocations_live_and_invokes_again() {
     assert!(log.contains(&format!("echo handling {id}")), "{log}");
     assert!(log.contains(&format!("REPORT RequestId: {id}")), "{log}");
     assert_eq!(shown["caller"], "Invoke API");
+    page.wait_for(
+        "the environments column counts the cold start",
+        "document.querySelector('#functions tr[data-function=\"echo\"] .env').textContent.includes('cold starts 1')",
+    )
+    .await;
     // Latency from the end of the invocation to its row (measured, not asserted).
     let record = get_json(&emu, &format!("/_cargo-fn/api/invocations/{id}")).await;
     let ended = record["started_ms"].as_f64().unwrap() + record["duration_ms"].as_f64().unwrap();

@@ -147,7 +147,7 @@ fn remote_logs_filter_by_pattern_version_and_print_json() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect();
-    assert_eq!(events.len(), 10, "{out}");
+    assert_eq!(events.len(), 9, "{out}");
     let report = events
         .iter()
         .find(|e| {
