@@ -10,7 +10,7 @@ use super::moto::{Aws, FaultAction, SECRET_KEY};
 use super::support::{cargo_fn, tempdir};
 
 /// A crate with one binary `hello` and the given `[package.metadata.fn]` body.
-fn project(dir: &Path, metadata: &str) {
+pub(crate) fn project(dir: &Path, metadata: &str) {
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::write(
         dir.join("Cargo.toml"),
@@ -23,7 +23,7 @@ fn project(dir: &Path, metadata: &str) {
 }
 
 /// A small zip holding an executable `bootstrap` with `content`.
-fn zip(dir: &Path, name: &str, content: &str) -> PathBuf {
+pub(crate) fn zip(dir: &Path, name: &str, content: &str) -> PathBuf {
     let path = dir.join(name);
     let file = std::fs::File::create(&path).unwrap();
     let mut z = zip::ZipWriter::new(file);
@@ -37,7 +37,7 @@ fn zip(dir: &Path, name: &str, content: &str) -> PathBuf {
     path
 }
 
-struct Run {
+pub(crate) struct Run {
     ok: bool,
     stdout: String,
     stderr: String,
@@ -72,14 +72,14 @@ fn cargo_fn_in(aws: &Aws, dir: &Path, args: &[&str]) -> Run {
     run
 }
 
-fn deploy(aws: &Aws, dir: &Path, zip: &Path, extra: &[&str]) -> Run {
+pub(crate) fn deploy(aws: &Aws, dir: &Path, zip: &Path, extra: &[&str]) -> Run {
     let zip = zip.to_str().unwrap();
     let mut args = vec!["deploy", "--zip", zip, "--output", "json"];
     args.extend_from_slice(extra);
     cargo_fn_in(aws, dir, &args)
 }
 
-fn ok(run: Run) -> Value {
+pub(crate) fn ok(run: Run) -> Value {
     assert!(run.ok, "failed:\n{}\n{}", run.stdout, run.stderr);
     run.json()
 }

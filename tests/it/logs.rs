@@ -194,6 +194,51 @@ fn remote_logs_name_a_missing_group_and_reject_bad_flags_before_any_call() {
     assert!(aws.proxy.calls().is_empty(), "{:?}", aws.proxy.calls());
 }
 
+#[test]
+fn alias_selects_the_log_streams_of_its_version() {
+    let aws = Aws::start();
+    let dir = tempdir();
+    crate::deploy::project(dir.path(), "");
+    let zip = crate::deploy::zip(dir.path(), "hello.zip", "v1");
+    // Creates the function, publishes version 1 and points `live` at it.
+    crate::deploy::ok(crate::deploy::deploy(&aws, dir.path(), &zip, &[]));
+    setup(&aws);
+    two_invocations(&aws);
+    // The function comes from the project's configuration.
+    let out = cargo_fn()
+        .current_dir(dir.path())
+        .envs(aws.env())
+        .args([
+            "fn", "logs", "--remote", "--alias", "live", "--color", "never",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("hello from one"), "{text}");
+    assert!(
+        !text.contains("r-two"),
+        "version 2 is not behind `live`: {text}"
+    );
+
+    let out = cargo_fn()
+        .current_dir(dir.path())
+        .envs(aws.env())
+        .args(["fn", "logs", "--remote", "--alias", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("function `hello` has no alias `nope`"),
+        "{err}"
+    );
+}
+
 /// Kills the follower when the test ends, however it ends.
 struct Follower(Child);
 

@@ -145,7 +145,7 @@ pub fn json_call(
 }
 
 /// A one-shot request with extra header lines (each ending in CRLF).
-fn http_with(
+pub fn http_with(
     port: u16,
     service: &str,
     method: &str,
