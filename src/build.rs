@@ -309,6 +309,7 @@ mod tests {
             provisioned_concurrency: Default::default(),
             log_format: Default::default(),
             log_level: None,
+            log_group: None,
             tags: Default::default(),
             function_url: None,
             alias: None,

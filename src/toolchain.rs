@@ -78,7 +78,14 @@ impl BuildRequest {
                 c
             }
         };
-        cmd.arg("--message-format=json-render-diagnostics")
+        // Diagnostics come in the JSON stream (rendered by rustc, in colour
+        // on a terminal): `cargo_build` prints them and keeps the first error.
+        let format = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            "--message-format=json-diagnostic-rendered-ansi"
+        } else {
+            "--message-format=json"
+        };
+        cmd.arg(format)
             .arg("--profile")
             .arg(if self.profile.is_empty() {
                 "dev"
@@ -139,27 +146,78 @@ pub fn cargo_build(req: &BuildRequest) -> Result<Vec<BuiltBinary>> {
     })?;
     let stdout = child.stdout.take().expect("piped stdout");
     let mut built = Vec::new();
+    let mut first_error = None;
     for message in Message::parse_stream(BufReader::new(stdout)) {
-        if let Message::CompilerArtifact(artifact) = message.context("reading cargo's output")?
-            && artifact.target.is_bin()
-            && let Some(exe) = artifact.executable
-        {
-            built.push(BuiltBinary {
-                package: artifact.package_id.repr.clone(),
-                manifest_path: artifact.manifest_path.into_std_path_buf(),
-                bin: artifact.target.name.clone(),
-                path: exe.into_std_path_buf(),
-            });
+        match message.context("reading cargo's output")? {
+            Message::CompilerArtifact(artifact) if artifact.target.is_bin() => {
+                if let Some(exe) = artifact.executable {
+                    built.push(BuiltBinary {
+                        package: artifact.package_id.repr.clone(),
+                        manifest_path: artifact.manifest_path.into_std_path_buf(),
+                        bin: artifact.target.name.clone(),
+                        path: exe.into_std_path_buf(),
+                    });
+                }
+            }
+            Message::CompilerMessage(m) => {
+                if let Some(text) = &m.message.rendered {
+                    eprint!("{text}");
+                }
+                if first_error.is_none() {
+                    first_error = error_summary(&m.message);
+                }
+            }
+            _ => {}
         }
     }
     let status = child.wait().context("waiting for cargo")?;
     if !status.success() {
-        bail!(
-            "{} failed ({status}); see the compiler output above",
-            req.driver
-        );
+        return Err(BuildFailed {
+            message: format!(
+                "{} failed ({status}); see the compiler output above",
+                req.driver
+            ),
+            first_error,
+        }
+        .into());
     }
     Ok(built)
+}
+
+/// A failed build, with the compiler's first error when there was one.
+#[derive(Debug)]
+pub struct BuildFailed {
+    message: String,
+    /// `error[E0425]: cannot find value `x` in this scope` and its place.
+    pub first_error: Option<String>,
+}
+
+impl fmt::Display for BuildFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BuildFailed {}
+
+/// `error[CODE]: message` and ` --> file:line:column` of an error (plain
+/// text, whatever the terminal), or `None` for warnings and notes.
+fn error_summary(d: &cargo_metadata::diagnostic::Diagnostic) -> Option<String> {
+    use cargo_metadata::diagnostic::DiagnosticLevel;
+    if !matches!(d.level, DiagnosticLevel::Error | DiagnosticLevel::Ice) {
+        return None;
+    }
+    let mut text = match &d.code {
+        Some(code) => format!("error[{}]: {}", code.code, d.message),
+        None => format!("error: {}", d.message),
+    };
+    if let Some(span) = d.spans.iter().find(|s| s.is_primary) {
+        text.push_str(&format!(
+            "\n --> {}:{}:{}",
+            span.file_name, span.line_start, span.column_start
+        ));
+    }
+    Some(text)
 }
 
 /// The target triple for an architecture.

@@ -117,7 +117,13 @@ pub async fn run(
     let mut generation = 0u64;
     let snapshots = snapshot_dir(&project);
     let (first_specs, env_files) = specs(&opts, &project, &built, &snapshots, generation)?;
-    let emulator = Emulator::start(opts.emulator.clone(), first_specs.clone()).await?;
+    let dashboard = crate::dashboard::Dashboard::default();
+    let emulator_options = EmulatorOptions {
+        routes: Some(dashboard.router()),
+        ..opts.emulator.clone()
+    };
+    let emulator = Emulator::start(emulator_options, first_specs.clone()).await?;
+    dashboard.serving(&first_specs, generation);
     limits_notice(&emulator, &ui);
     if let Some(name) = &opts.default_function {
         emulator.set_default(Some(name)).map_err(|e| {
@@ -152,6 +158,8 @@ pub async fn run(
             .collect();
         ui.status("Extensions", names.join(", "));
     }
+    let page = format!("{}{}", emulator.endpoint(), crate::dashboard::PATH);
+    ui.status("Dashboard", page);
     emit(WatchEvent::Ready {
         endpoint: emulator.endpoint(),
     });
@@ -210,6 +218,7 @@ pub async fn run(
         emit(WatchEvent::Rebuilding {
             trigger: trigger.clone(),
         });
+        dashboard.building();
         // A manifest or ignore file may change the functions or the filter.
         if changed.iter().any(|p| {
             p.file_name()
@@ -222,6 +231,7 @@ pub async fn run(
                 }
                 Err(e) => {
                     ui.warn(format!("{e:#}; still serving the last good build"));
+                    dashboard.failed(&format!("{e:#}"));
                     emit(WatchEvent::BuildFailed);
                     continue;
                 }
@@ -244,6 +254,7 @@ pub async fn run(
                         emulator.remove_function(&old);
                     }
                 }
+                dashboard.serving(&new_specs, generation);
                 for spec in new_specs {
                     emulator.set_function(spec);
                 }
@@ -264,6 +275,11 @@ pub async fn run(
             }
             Err(e) => {
                 ui.warn(format!("{e:#}; still serving the last good build"));
+                let first = e.chain().find_map(|c| {
+                    c.downcast_ref::<crate::toolchain::BuildFailed>()
+                        .and_then(|b| b.first_error.clone())
+                });
+                dashboard.failed(&first.unwrap_or_else(|| format!("{e:#}")));
                 emit(WatchEvent::BuildFailed);
             }
         }

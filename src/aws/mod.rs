@@ -19,6 +19,7 @@ pub mod ecr;
 pub mod fake;
 #[cfg(test)]
 mod fake_triggers;
+pub mod logs;
 pub mod progress;
 pub mod sdk;
 mod sdk_ecr;

@@ -56,6 +56,33 @@ pub struct SdkAws {
 
 /// Loads the configuration chain and builds the clients.
 pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<SdkAws> {
+    let (config, region) = load_config(opts).await?;
+    // Emulators (moto, LocalStack) serve buckets by path, not by host.
+    let mut s3 = aws_sdk_s3::config::Builder::from(&config)
+        .force_path_style(config.endpoint_url().is_some());
+    let mut lambda = aws_sdk_lambda::config::Builder::from(&config);
+    if let Some(ui) = opts.upload_progress {
+        s3 = s3.interceptor(UploadProgress { ui });
+        lambda = lambda.interceptor(UploadProgress { ui });
+    }
+    Ok(SdkAws {
+        lambda: aws_sdk_lambda::Client::from_conf(lambda.build()),
+        iam: aws_sdk_iam::Client::new(&config),
+        s3: aws_sdk_s3::Client::from_conf(s3.build()),
+        ecr: aws_sdk_ecr::Client::new(&config),
+        scheduler: aws_sdk_scheduler::Client::new(&config),
+        apigw: aws_sdk_apigatewayv2::Client::new(&config),
+        sts: aws_sdk_sts::Client::new(&config),
+        cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+        region,
+    })
+}
+
+/// The shared configuration chain (credentials, region, endpoint, retries)
+/// every SDK client here is built from, and the region it resolved.
+pub(super) async fn load_config(
+    opts: &ConnectOptions,
+) -> anyhow::Result<(aws_config::SdkConfig, String)> {
     // Lambda's control plane throttles at ~15 req/s: more attempts and a
     // longer backoff ceiling than the SDK default ride out a burst.
     let retry = RetryConfig::standard()
@@ -79,25 +106,7 @@ pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<SdkAws> {
             "pass --region, set AWS_REGION, or set `region` in the profile (~/.aws/config)",
         ));
     };
-    // Emulators (moto, LocalStack) serve buckets by path, not by host.
-    let mut s3 = aws_sdk_s3::config::Builder::from(&config)
-        .force_path_style(config.endpoint_url().is_some());
-    let mut lambda = aws_sdk_lambda::config::Builder::from(&config);
-    if let Some(ui) = opts.upload_progress {
-        s3 = s3.interceptor(UploadProgress { ui });
-        lambda = lambda.interceptor(UploadProgress { ui });
-    }
-    Ok(SdkAws {
-        lambda: aws_sdk_lambda::Client::from_conf(lambda.build()),
-        iam: aws_sdk_iam::Client::new(&config),
-        s3: aws_sdk_s3::Client::from_conf(s3.build()),
-        ecr: aws_sdk_ecr::Client::new(&config),
-        scheduler: aws_sdk_scheduler::Client::new(&config),
-        apigw: aws_sdk_apigatewayv2::Client::new(&config),
-        sts: aws_sdk_sts::Client::new(&config),
-        cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-        region,
-    })
+    Ok((config, region))
 }
 
 /// A Lambda client for `invoke --remote`: the standard chain plus

@@ -14,6 +14,7 @@ mod build;
 mod config;
 mod deploy;
 mod invoke;
+mod logs;
 mod new;
 mod package;
 mod promote;
@@ -53,6 +54,9 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// Invoke a function on the local emulator or in AWS
     Invoke(invoke::InvokeArgs),
+    /// Print function logs from the local emulator or CloudWatch Logs (--remote)
+    #[command(disable_version_flag = true)]
+    Logs(logs::LogsArgs),
     /// Create or update functions in AWS, publish a version and move an alias
     Deploy(Box<deploy::DeployArgs>),
     /// Move an alias fully to its canary version
@@ -254,6 +258,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Package(args) => package::run(g, args),
         Command::Watch(args) => watch::run(g, args),
         Command::Invoke(args) => invoke::run(g, args),
+        Command::Logs(args) => logs::run(g, args),
         Command::Deploy(args) => deploy::run(g, *args),
         Command::Promote(args) => promote::run(g, args),
         Command::Rollback(args) => rollback::run(g, args),

@@ -138,6 +138,7 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
                 region: args.region.clone(),
                 log_sink: stderr_sink(),
                 limits: !args.no_limits,
+                routes: None,
             },
             extra_env,
             debounce: Duration::from_millis(args.debounce_ms),

@@ -40,6 +40,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("log-format", "Text or JSON"),
     ("log-level", "application log level (JSON format only)"),
+    (
+        "log-group",
+        "CloudWatch log group `cargo fn logs` reads (default /aws/lambda/<name>)",
+    ),
     ("tags", "resource tags, a table of strings"),
     (
         "function-url",

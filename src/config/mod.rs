@@ -304,6 +304,9 @@ pub struct FunctionConfig {
     pub log_format: LogFormat,
     /// Application log level (TRACE..FATAL); requires the JSON log format.
     pub log_level: Option<String>,
+    /// The CloudWatch log group the function logs to, when not Lambda's
+    /// default `/aws/lambda/<name>`.
+    pub log_group: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub function_url: Option<FunctionUrl>,
     /// The alias `deploy` moves when none is given.
@@ -442,6 +445,11 @@ pub fn display_rows(f: &FunctionConfig) -> Vec<(String, String, Source)> {
         opt(f.log_level.clone()),
         src("log-level"),
     ));
+    rows.push((
+        "log-group".into(),
+        opt(f.log_group.clone()),
+        src("log-group"),
+    ));
     for (k, v) in &f.tags {
         rows.push((format!("tags.{k}"), v.clone(), src(&format!("tags.{k}"))));
     }
@@ -550,3 +558,12 @@ pub fn redacted_json(f: &FunctionConfig) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests;
+
+/// A CloudWatch log group name: 1-512 characters of `A-Za-z0-9_-./#`.
+pub fn check_log_group(name: &str) -> std::result::Result<(), String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "_-./#".contains(c);
+    if name.is_empty() || name.len() > 512 || !name.chars().all(ok) {
+        return Err("1-512 characters of letters, digits and _ - . / #".into());
+    }
+    Ok(())
+}

@@ -419,6 +419,14 @@ fn tracing_log_format_and_level() {
 }
 
 #[test]
+fn log_group_is_a_cloudwatch_name() {
+    let err = rejected("log-group", json!("my group"));
+    assert!(err.contains("log-group") && err.contains("1-512"), "{err}");
+    let c = resolve_one(Value::Null, json!({"fn": {"log-group": "/shared/app#1"}})).unwrap();
+    assert_eq!(c.log_group.as_deref(), Some("/shared/app#1"));
+}
+
+#[test]
 fn concurrency_rules() {
     assert!(rejected("reserved-concurrency", json!(-1)).contains("0-"));
     assert!(rejected("provisioned-concurrency", json!({"live": 0})).contains("1 or more"));

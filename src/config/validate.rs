@@ -366,6 +366,7 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
     let (layers, role, vpc) = access(&f)?;
     let (reserved_concurrency, provisioned_concurrency) = concurrency(&f, &mut sources)?;
     let (tracing, log_format, log_level) = observability(&f)?;
+    let log_group = log_group(&f)?;
     let tags = tags(&f, &mut sources)?;
     let (function_url, alias, event_format) = serving(&f)?;
     let (include, extension, image) = packaging(&f)?;
@@ -400,6 +401,7 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         provisioned_concurrency,
         log_format,
         log_level,
+        log_group,
         tags,
         function_url,
         alias,
@@ -749,6 +751,18 @@ fn observability(f: &Fields) -> Result<(Tracing, LogFormat, Option<String>)> {
         }
     };
     Ok((tracing, log_format, log_level))
+}
+
+/// `log-group`: a CloudWatch Logs group name.
+fn log_group(f: &Fields) -> Result<Option<String>> {
+    Ok(match f.string("log-group")? {
+        Some((g, src)) => Some(
+            super::check_log_group(&g)
+                .map(|()| g.clone())
+                .map_err(|rule| Fields::bad("log-group", &Value::String(g), &src, rule))?,
+        ),
+        None => None,
+    })
 }
 
 /// `tags`: at most 50, keys 1-128 characters not starting with `aws:`.

@@ -264,6 +264,8 @@ async fn serve(
         now: SystemTime::now(),
     };
     let event = build_event(front.format, &incoming);
+    let caller = format!("HTTP {} {path}", parts.method);
+    emulator.history.note_caller(&request_id, caller);
     let job = Job {
         request_id: request_id.clone(),
         payload: Bytes::from(event.to_string()),

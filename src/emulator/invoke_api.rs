@@ -55,6 +55,7 @@ pub(crate) fn router(emulator: Arc<Shared>) -> Router {
             post(invoke_with_response_stream),
         );
     super::http_front::routes(routes)
+        .merge(super::history::routes())
         .fallback(
             |State(emulator): State<Arc<Shared>>, req: axum::extract::Request| async move {
                 // With one function, any other path is its HTTP front.
@@ -305,6 +306,9 @@ async fn invoke_as(
     match invocation_type {
         InvocationType::DryRun => (StatusCode::NO_CONTENT, ok_headers).into_response(),
         InvocationType::Event => {
+            emulator
+                .history
+                .note_caller(&request_id, "Invoke API (Event)");
             // Client context is delivered only to synchronous invocations.
             job.client_context = None;
             pool.enqueue(job);

@@ -21,6 +21,7 @@ mod environment;
 mod event_stream;
 mod extensions;
 mod extensions_api;
+mod history;
 mod http_front;
 mod invoke_api;
 mod limits;
@@ -140,6 +141,9 @@ pub struct EmulatorOptions {
     pub log_sink: LogSink,
     /// Enforce Lambda's memory and CPU limits with cgroups (`limits.rs`).
     pub limits: bool,
+    /// More routes served on the Invoke API's address (the dashboard);
+    /// the emulator serves them as given.
+    pub routes: Option<axum::Router>,
 }
 
 impl Default for EmulatorOptions {
@@ -150,6 +154,7 @@ impl Default for EmulatorOptions {
             region: "us-east-1".to_string(),
             log_sink: stderr_sink(),
             limits: false,
+            routes: None,
         }
     }
 }
@@ -180,6 +185,8 @@ pub(crate) struct Shared {
     pub default_function: RwLock<Option<String>>,
     /// Per-environment cgroups, when limits are on and usable.
     pub limits: Option<limits::Limits>,
+    /// Finished invocations, for `cargo fn logs` and the dashboard.
+    pub history: history::History,
 }
 
 impl Shared {
@@ -225,14 +232,17 @@ impl Emulator {
             functions: RwLock::new(HashMap::new()),
             default_function: RwLock::new(None),
             limits,
+            history: history::History::default(),
         });
         let emulator = Emulator {
             shared: shared.clone(),
             addr,
             limits: limits_status,
             server: Some(tokio::spawn(async move {
-                let app =
-                    invoke_api::router(shared).into_make_service_with_connect_info::<SocketAddr>();
+                let extra = shared.options.routes.clone().unwrap_or_default();
+                let app = invoke_api::router(shared)
+                    .merge(extra)
+                    .into_make_service_with_connect_info::<SocketAddr>();
                 // Streamed chunks go out as written, not held by Nagle's algorithm.
                 let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
                     let _ = tcp.set_nodelay(true);

@@ -72,6 +72,9 @@ pub(crate) struct Lease {
     env: Option<Environment>,
     /// The invocation's trace header, for the XRAY line.
     trace_id: String,
+    /// The event and when it was handed over, for the history.
+    payload: Bytes,
+    handed_at: std::time::SystemTime,
 }
 
 impl Drop for Lease {
@@ -101,6 +104,12 @@ impl FunctionPool {
     /// The spec new invocations get.
     pub fn spec(&self) -> Arc<FunctionSpec> {
         self.state.lock().expect("pool").spec.clone()
+    }
+
+    /// Idle and busy environments, and the spec generation (dashboard).
+    pub fn counts(&self) -> (usize, usize, u64) {
+        let st = self.state.lock().expect("pool");
+        (st.idle.len(), st.busy, st.generation)
     }
 
     pub fn replace_spec(&self, spec: FunctionSpec) {
@@ -161,6 +170,8 @@ impl FunctionPool {
             generation: st.generation,
             env: st.idle.pop(),
             trace_id: String::new(),
+            payload: Bytes::new(),
+            handed_at: std::time::SystemTime::now(),
         })
     }
 
@@ -205,6 +216,7 @@ impl FunctionPool {
     ) -> JobResult {
         let spec = lease.spec.clone();
         lease.trace_id = job.trace_id.clone();
+        (lease.payload, lease.handed_at) = (job.payload.clone(), std::time::SystemTime::now());
         let mut env = match lease.env.take() {
             Some(env) => env,
             None => match Environment::spawn(&self.emulator, &spec) {
@@ -417,6 +429,7 @@ impl FunctionPool {
         };
         env.shared.drain_pipes().await;
         let max_memory_mb = env.shared.sample_memory();
+        let history_status = status.clone();
         for line in report::lines(&ReportData {
             request_id,
             duration,
@@ -445,6 +458,18 @@ impl FunctionPool {
             .expect("capture")
             .take()
             .unwrap_or_default();
+        self.emulator.history.record(super::history::Finished {
+            spec,
+            request_id,
+            started: lease.handed_at,
+            duration,
+            init,
+            max_memory_mb,
+            status: &history_status,
+            log: &log,
+            payload: &lease.payload,
+            response: &body,
+        });
         if !failed && !env.shared.extensions.broken() {
             // Back to the pool when the lease drops, in the same step that
             // frees the slot.

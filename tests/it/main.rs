@@ -4,6 +4,7 @@ mod support;
 
 mod build;
 mod config;
+mod dashboard;
 mod deploy;
 mod deploy_image;
 mod deploy_plan;
@@ -16,6 +17,7 @@ mod http_front;
 mod image;
 mod invoke;
 mod localstack;
+mod logs;
 mod moto;
 mod new;
 mod package;

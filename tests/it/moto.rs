@@ -126,6 +126,26 @@ pub fn http_as(port: u16, service: &str, method: &str, path: &str, body: &[u8]) 
     )
 }
 
+/// A JSON-protocol call (`X-Amz-Target`), e.g. `Logs_20140328.PutLogEvents`.
+pub fn json_call(
+    port: u16,
+    service: &str,
+    target: &str,
+    body: &serde_json::Value,
+) -> (u16, Vec<u8>) {
+    http_with(
+        port,
+        service,
+        "POST",
+        "/",
+        &[
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("X-Amz-Target", target),
+        ],
+        body.to_string().as_bytes(),
+    )
+}
+
 /// A query-API call (IAM, CloudWatch): a form-encoded POST to `/`.
 pub fn http_form(port: u16, service: &str, body: &str) -> (u16, Vec<u8>) {
     http_with(

@@ -207,6 +207,22 @@ async fn hot_reload_under_load_loses_nothing_and_serves_each_new_build() {
             other => panic!("expected BuildFailed, got {other:?}"),
         }
     }
+    // The dashboard shows the compiler's first error and the generation serving.
+    let (_, _, body) = crate::emulator::http(
+        "GET",
+        &format!("{endpoint}/_cargo-fn/api/state"),
+        &[],
+        vec![],
+    )
+    .await;
+    let state: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let error = state["build"]["error"].as_str().unwrap_or_default();
+    assert_eq!(state["build"]["state"], "failed", "{state}");
+    assert_eq!(state["build"]["generation"], u64::from(reloads), "{state}");
+    assert!(
+        error.starts_with("error") && error.contains("src/main.rs:1:"),
+        "{error}"
+    );
     let out = invoke(&client, "hot", json!({})).await;
     assert_eq!(out.body["version"], u64::from(reloads));
 

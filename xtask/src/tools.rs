@@ -22,6 +22,8 @@ const APT_PACKAGES: &[&str] = &[
     "apache2-utils",
     "gcc",
     "time",
+    // The dashboard test drives a real headless browser.
+    "chromium",
 ];
 
 /// PyPI packages, in the tools venv.

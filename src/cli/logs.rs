@@ -1,0 +1,142 @@
+//! `cargo fn logs`: arguments -> [`crate::logs::LogsOptions`], then the
+//! local history (`cargo fn watch`) or CloudWatch Logs (`--remote`).
+
+use std::io::IsTerminal;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::deploy::AwsArgs;
+use super::{ColorArg, GlobalArgs};
+use crate::error::UsageError;
+use crate::logs::{LogsOptions, Style};
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Functions (Lambda names; default: every function of the project)
+    #[arg(value_name = "FUNCTION")]
+    pub functions: Vec<String>,
+    /// Oldest line: a duration back from now (30s, 10m, 2h, 1d) or an RFC 3339 time
+    #[arg(long, value_name = "WHEN", default_value = "10m")]
+    pub since: String,
+    /// Only matching lines (remote: CloudWatch filter pattern syntax;
+    /// local: every space-separated term must appear, `-term` must not)
+    #[arg(long, value_name = "PATTERN")]
+    pub filter: Option<String>,
+    /// Keep printing new lines as they arrive
+    #[arg(long, short = 'f', visible_alias = "follow")]
+    pub tail: bool,
+    /// Only the log streams of the versions this alias routes to (with --remote)
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "remote",
+        conflicts_with = "version"
+    )]
+    pub alias: Option<String>,
+    /// Only the log streams of this published version (with --remote)
+    #[arg(long, value_name = "N", requires = "remote")]
+    pub version: Option<String>,
+    /// Pretty-print JSON log lines
+    #[arg(long)]
+    pub pretty: bool,
+    /// Read CloudWatch Logs of the deployed functions instead of the local emulator
+    #[arg(long)]
+    pub remote: bool,
+    /// Port of the local emulator (`cargo fn watch`)
+    #[arg(long, default_value_t = 9000, value_name = "PORT", conflicts_with_all = ["endpoint", "remote"])]
+    pub port: u16,
+    /// Endpoint of the local emulator, e.g. http://127.0.0.1:9000
+    #[arg(long, value_name = "URL", conflicts_with = "remote")]
+    pub endpoint: Option<String>,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+pub fn run(global: &GlobalArgs, args: LogsArgs) -> Result<()> {
+    for f in &args.functions {
+        crate::config::check_function_name(f)
+            .map_err(|e| UsageError(format!("FUNCTION `{f}`: {e}")))?;
+    }
+    let since_ms = crate::logs::parse_since(&args.since, crate::logs::now_ms())
+        .map_err(|e| UsageError(format!("--since {e}")))?;
+    if let Some(v) = &args.version
+        && v != "$LATEST"
+        && (v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(UsageError(format!(
+            "--version `{v}`: expected a published version number or $LATEST"
+        ))
+        .into());
+    }
+    if let Some(a) = &args.alias {
+        crate::config::check_alias_name(a)
+            .map_err(|e| UsageError(format!("--alias `{a}`: {e}")))?;
+    }
+    let color = match global.color {
+        ColorArg::Always => true,
+        ColorArg::Never => false,
+        ColorArg::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let mut opts = LogsOptions {
+        since_ms,
+        filter: args.filter.clone(),
+        follow: args.tail,
+        versions: args.version.clone().map(|v| vec![v]),
+        style: Style {
+            color,
+            pretty: args.pretty,
+            json: global.ui().is_json(),
+        },
+    };
+    let mut out = std::io::stdout().lock();
+    let result = if args.remote {
+        let configs = match crate::project::Project::load(&global.selection()) {
+            Ok(project) => crate::config::resolve(&project, &Default::default())?,
+            // Outside a project, named functions still have default groups.
+            Err(_) if !args.functions.is_empty() => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let sources = crate::logs::sources(&configs, &args.functions)?;
+        super::deploy::runtime()?.block_on(async {
+            let connect = args.aws.options();
+            if let Some(alias) = &args.alias {
+                let [source] = sources.as_slice() else {
+                    return Err(UsageError(
+                        "--alias needs exactly one FUNCTION (aliases belong to one function)"
+                            .into(),
+                    )
+                    .into());
+                };
+                let lambda = args.aws.connect().await?;
+                opts.versions = Some(
+                    crate::logs::alias_versions(&lambda, &source.function, alias)
+                        .await
+                        .map_err(crate::aws::with_api_hint)?,
+                );
+            }
+            let api = crate::aws::logs::connect(&connect).await?;
+            crate::logs::remote(&api, &sources, &opts, &mut out)
+                .await
+                .map_err(crate::aws::with_api_hint)
+        })
+    } else {
+        let endpoint = args
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", args.port));
+        crate::logs::local(&endpoint, &args.functions, &opts, &mut out)
+    };
+    match result {
+        // `cargo fn logs | head`: the reader is done, so are we.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
+}

@@ -1,0 +1,268 @@
+//! The dashboard `cargo fn watch` serves at `/_cargo-fn/` on the emulator's
+//! own (loopback) address: one page (HTML, CSS and JS embedded in the
+//! binary, no framework, no CDN) and the state the page polls,
+//! `GET /_cargo-fn/api/state`:
+//!
+//! ```json
+//! { "build": {"state": "serving", "generation": 3},
+//!   "functions": [{"name": "...", "settings": [["memory", "128 MB"], ...]}],
+//!   "sections": {"triggers": {...}} }
+//! ```
+//!
+//! Invocations, environments and extensions come from the emulator's own
+//! API (`/_cargo-fn/api/invocations`, `events`, `environments`), which the
+//! page reads directly. `sections` is where other producers (triggers, a
+//! tune report) add their data with [`Dashboard::set_section`]: the page
+//! shows a section only when its key is present, as a generic table.
+//!
+//! Knows nothing of cargo or configuration: `watch` translates its build
+//! state and specs into [`BuildState`] and [`FunctionInfo`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::emulator::FunctionSpec;
+
+/// Where the page is served.
+pub const PATH: &str = "/_cargo-fn/";
+
+const INDEX: &str = include_str!("../../assets/dashboard/index.html");
+const SCRIPT: &str = include_str!("../../assets/dashboard/app.js");
+const STYLE: &str = include_str!("../../assets/dashboard/app.css");
+
+/// The state of the build behind the served code.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum BuildState {
+    /// A rebuild runs; `generation` keeps serving.
+    Building {
+        generation: u64,
+    },
+    /// The last build failed (the previous generation keeps serving).
+    Failed {
+        /// The compiler's first error, or the failure itself.
+        error: String,
+        generation: u64,
+    },
+    Serving {
+        generation: u64,
+    },
+}
+
+/// One served function and the settings it runs with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionInfo {
+    pub name: String,
+    /// (setting, value) rows; environment variables by name only.
+    pub settings: Vec<(String, String)>,
+}
+
+impl FunctionInfo {
+    /// What the emulator runs the function with (values of environment
+    /// variables are left out: they may be secrets).
+    pub fn from_spec(spec: &FunctionSpec) -> FunctionInfo {
+        let mut settings = vec![
+            ("memory".to_string(), format!("{} MB", spec.memory_mb)),
+            (
+                "timeout".to_string(),
+                format!("{} s", spec.timeout.as_secs_f64()),
+            ),
+            (
+                "architecture".to_string(),
+                spec.architecture.as_str().to_string(),
+            ),
+            ("executable".to_string(), spec.command.display().to_string()),
+        ];
+        if let Some(n) = spec.reserved_concurrency {
+            settings.push(("reserved concurrency".into(), n.to_string()));
+        }
+        if !spec.env.is_empty() {
+            let names: Vec<&str> = spec.env.keys().map(String::as_str).collect();
+            settings.push(("environment".into(), names.join(", ")));
+        }
+        FunctionInfo {
+            name: spec.name.clone(),
+            settings,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct State {
+    build: BuildState,
+    functions: Vec<FunctionInfo>,
+    sections: BTreeMap<String, Value>,
+}
+
+/// The dashboard's state; cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    state: Arc<RwLock<State>>,
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Dashboard {
+            state: Arc::new(RwLock::new(State {
+                build: BuildState::Building { generation: 0 },
+                functions: Vec::new(),
+                sections: BTreeMap::new(),
+            })),
+        }
+    }
+}
+
+impl Dashboard {
+    /// The generation serving now.
+    fn generation(st: &State) -> u64 {
+        match st.build {
+            BuildState::Building { generation }
+            | BuildState::Serving { generation }
+            | BuildState::Failed { generation, .. } => generation,
+        }
+    }
+
+    /// A rebuild started.
+    pub fn building(&self) {
+        let mut st = self.state.write().expect("dashboard");
+        st.build = BuildState::Building {
+            generation: Self::generation(&st),
+        };
+    }
+
+    /// Generation `generation` of `specs` is live.
+    pub fn serving(&self, specs: &[FunctionSpec], generation: u64) {
+        let mut st = self.state.write().expect("dashboard");
+        st.build = BuildState::Serving { generation };
+        st.functions = specs.iter().map(FunctionInfo::from_spec).collect();
+    }
+
+    /// A build failed; `error` is its message (the first compiler error is
+    /// picked out of it when there is one).
+    pub fn failed(&self, error: &str) {
+        let mut st = self.state.write().expect("dashboard");
+        st.build = BuildState::Failed {
+            error: first_error(error),
+            generation: Self::generation(&st),
+        };
+    }
+
+    /// Adds or replaces a section of the page (`None` removes it).
+    pub fn set_section(&self, key: &str, value: Option<Value>) {
+        let mut st = self.state.write().expect("dashboard");
+        match value {
+            Some(v) => st.sections.insert(key.to_string(), v),
+            None => st.sections.remove(key),
+        };
+    }
+
+    /// The page and its state, to serve on the emulator's address.
+    pub fn router(&self) -> Router {
+        let state = self.state.clone();
+        Router::new()
+            .route("/_cargo-fn", get(|| async { Redirect::permanent(PATH) }))
+            .route(
+                PATH,
+                get(|| async { asset("text/html; charset=utf-8", INDEX) }),
+            )
+            .route(
+                "/_cargo-fn/app.js",
+                get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+            )
+            .route(
+                "/_cargo-fn/app.css",
+                get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+            )
+            .route(
+                "/_cargo-fn/api/state",
+                get(move || {
+                    let st = state.read().expect("dashboard").clone();
+                    async move { axum::Json(st).into_response() }
+                }),
+            )
+    }
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The first compiler error in a build failure's text (from `error` or
+/// `error[E...]` to the next blank line), else the text itself.
+fn first_error(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(start) = lines
+        .iter()
+        .position(|l| l.starts_with("error[") || l.starts_with("error:"))
+    else {
+        return text.trim().to_string();
+    };
+    lines[start..]
+        .iter()
+        .take_while(|l| !l.trim().is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The page's total size in bytes (HTML, CSS and JS), for the report.
+pub fn page_weight() -> usize {
+    INDEX.len() + SCRIPT.len() + STYLE.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_error_is_picked_from_compiler_output() {
+        let text = "cargo build failed\nwarning: unused\n\nerror[E0425]: cannot find value `x`\n --> src/main.rs:3:5\n\nerror: aborting";
+        assert_eq!(
+            first_error(text),
+            "error[E0425]: cannot find value `x`\n --> src/main.rs:3:5"
+        );
+        assert_eq!(first_error("no cargo here"), "no cargo here");
+    }
+
+    #[test]
+    fn environment_values_never_reach_the_page() {
+        let mut spec = FunctionSpec::new("f", "/bin/f");
+        spec.env.insert("API_KEY".into(), "s3cr3t".into());
+        let info = FunctionInfo::from_spec(&spec);
+        let text = serde_json::to_string(&info).unwrap();
+        assert!(
+            text.contains("API_KEY") && !text.contains("s3cr3t"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn failure_keeps_the_serving_generation() {
+        let d = Dashboard::default();
+        d.serving(&[FunctionSpec::new("f", "/bin/f")], 4);
+        d.building();
+        d.failed("error: expected `;`\n\n");
+        let st = d.state.read().unwrap().clone();
+        assert_eq!(
+            st.build,
+            BuildState::Failed {
+                error: "error: expected `;`".into(),
+                generation: 4
+            }
+        );
+    }
+}

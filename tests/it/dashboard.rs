@@ -1,0 +1,522 @@
+//! The watch dashboard: its JSON API (the emulator's history, environments,
+//! live events; the dashboard's state) and the page itself in a real
+//! headless Chromium driven over the DevTools protocol.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cargo_fn::dashboard::Dashboard;
+use cargo_fn::emulator::{Emulator, EmulatorOptions};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::emulator::{Logs, http, invoke, lambda_client, spec};
+
+async fn start_with_dashboard() -> (Emulator, Dashboard, aws_sdk_lambda::Client) {
+    let logs = Logs::default();
+    let dashboard = Dashboard::default();
+    let specs = vec![spec("echo", "echo"), spec("fail", "fail")];
+    let options = EmulatorOptions {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        log_sink: logs.sink(),
+        routes: Some(dashboard.router()),
+        ..EmulatorOptions::default()
+    };
+    let emu = Emulator::start(options, specs.clone()).await.unwrap();
+    dashboard.serving(&specs, 1);
+    let client = lambda_client(&emu.endpoint());
+    (emu, dashboard, client)
+}
+
+async fn get_json(emu: &Emulator, path: &str) -> Value {
+    let (status, _, body) = http("GET", &format!("{}{path}", emu.endpoint()), &[], vec![]).await;
+    assert_eq!(
+        status,
+        200,
+        "GET {path}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn request_id(log: &str) -> String {
+    log.lines()
+        .find_map(|l| l.strip_prefix("START RequestId: "))
+        .and_then(|r| r.split_whitespace().next())
+        .expect("a START line")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_api_lists_details_filters_and_counts() {
+    let (emu, dashboard, client) = start_with_dashboard().await;
+    let ok = invoke(&client, "echo", json!({"hello": "world"})).await;
+    let id = request_id(&ok.log);
+    let failed = invoke(&client, "fail", json!({})).await;
+    assert!(failed.function_error.is_some());
+
+    let list = get_json(&emu, "/_cargo-fn/api/invocations").await;
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let first = &list[0];
+    assert_eq!(first["request_id"], id.as_str());
+    assert_eq!(first["function"], "echo");
+    assert_eq!(first["status"], "success");
+    assert_eq!(first["caller"], "Invoke API");
+    assert!(first["init_ms"].as_f64().is_some(), "a cold start: {first}");
+    assert!(first["billed_ms"].as_u64().unwrap() >= 1);
+    assert!(first["cost_usd"].as_f64().unwrap() > 0.0);
+    let log: Vec<&str> = first["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        log[0].starts_with(&format!("START RequestId: {id}")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains(&format!("echo handling {id}"))),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with(&format!("REPORT RequestId: {id}")))
+    );
+    assert!(
+        first.get("payload").is_none(),
+        "the list leaves payloads out"
+    );
+    assert_eq!(list[1]["status"], "error");
+
+    let seq = first["seq"].as_u64().unwrap();
+    let one = get_json(&emu, &format!("/_cargo-fn/api/invocations/{seq}")).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(one["payload"].as_str().unwrap()).unwrap(),
+        json!({"hello": "world"})
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(one["response"].as_str().unwrap()).unwrap(),
+        ok.body
+    );
+    let by_id = get_json(&emu, &format!("/_cargo-fn/api/invocations/{id}")).await;
+    assert_eq!(by_id["seq"], seq);
+    let (status, _, _) = http(
+        "GET",
+        &format!("{}/_cargo-fn/api/invocations/999", emu.endpoint()),
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let errors = get_json(&emu, "/_cargo-fn/api/invocations?status=error").await;
+    assert_eq!(errors.as_array().unwrap().len(), 1);
+    assert_eq!(errors[0]["function"], "fail");
+    let echo = get_json(&emu, "/_cargo-fn/api/invocations?function=echo&after=0").await;
+    assert_eq!(echo.as_array().unwrap().len(), 1);
+    let after = get_json(&emu, &format!("/_cargo-fn/api/invocations?after={seq}")).await;
+    assert_eq!(after.as_array().unwrap().len(), 1);
+
+    let envs = get_json(&emu, "/_cargo-fn/api/environments").await;
+    let echo_env = envs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["function"] == "echo")
+        .unwrap();
+    assert_eq!(echo_env["warm"], 1, "{echo_env}");
+    assert_eq!(echo_env["busy"], 0);
+    assert_eq!(echo_env["invocations"], 1);
+    assert_eq!(echo_env["cold_starts"], 1);
+    assert_eq!(echo_env["memory_mb"], 128);
+
+    let state = get_json(&emu, "/_cargo-fn/api/state").await;
+    assert_eq!(state["build"], json!({"state": "serving", "generation": 1}));
+    assert_eq!(state["functions"][0]["name"], "echo");
+    assert_eq!(state["sections"], json!({}), "no triggers or tune data yet");
+    dashboard.set_section(
+        "tune",
+        Some(json!({"title": "Tune", "rows": [{"memory": 256}]})),
+    );
+    let state = get_json(&emu, "/_cargo-fn/api/state").await;
+    assert_eq!(state["sections"]["tune"]["rows"][0]["memory"], 256);
+
+    let (status, headers, body) = http(
+        "GET",
+        &format!("{}/_cargo-fn/", emu.endpoint()),
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(String::from_utf8_lossy(&body).contains("/_cargo-fn/app.js"));
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_sends_the_backlog_then_each_new_invocation_once() {
+    let (emu, _dashboard, client) = start_with_dashboard().await;
+    let first = request_id(&invoke(&client, "echo", json!({})).await.log);
+    let url = format!("{}/_cargo-fn/api/events?after=0", emu.endpoint());
+    let client_http =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let resp = client_http.get(url.parse().unwrap()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    let mut text = String::new();
+    let mut next_event = async |text: &mut String| -> Value {
+        use http_body_util::BodyExt;
+        loop {
+            if let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
+                    return serde_json::from_str(data.trim()).unwrap();
+                }
+                continue;
+            }
+            let frame = tokio::time::timeout(Duration::from_secs(60), body.frame())
+                .await
+                .expect("an event within a minute")
+                .expect("the stream stays open")
+                .unwrap();
+            if let Ok(data) = frame.into_data() {
+                text.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+    };
+    let backlog = next_event(&mut text).await;
+    assert_eq!(backlog["request_id"], first.as_str());
+    let second = request_id(&invoke(&client, "echo", json!({})).await.log);
+    let live = next_event(&mut text).await;
+    assert_eq!(live["request_id"], second.as_str());
+    assert_eq!(live["seq"], backlog["seq"].as_u64().unwrap() + 1);
+    emu.shutdown().await;
+}
+
+/// Headless Chromium with a fresh profile; killed on drop.
+struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+    port: u16,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromium() -> PathBuf {
+    for p in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("chromium is not installed: run `cargo xtask setup` (Debian package `chromium`)");
+}
+
+impl Browser {
+    fn open(url: &str) -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let child = Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--window-size=1280,900",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromium");
+        // Chromium writes the port it picked into the profile.
+        let file = profile.path().join("DevToolsActivePort");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let port = loop {
+            if let Some(port) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| t.lines().next().and_then(|l| l.parse().ok()))
+            {
+                break port;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromium did not open its DevTools port"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Browser {
+            child,
+            _profile: profile,
+            port,
+        }
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A minimal DevTools protocol client on one page.
+struct Page {
+    ws: Socket,
+    next_id: u64,
+}
+
+impl Page {
+    async fn attach(browser: &Browser) -> Page {
+        let list_url = format!("http://127.0.0.1:{}/json/list", browser.port);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let ws_url = loop {
+            let (_, _, body) = http("GET", &list_url, &[], vec![]).await;
+            let targets: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let page = targets.as_array().and_then(|t| {
+                t.iter()
+                    .find(|t| {
+                        t["type"] == "page"
+                            && t["url"].as_str().unwrap_or("").contains("/_cargo-fn/")
+                    })
+                    .and_then(|t| t["webSocketDebuggerUrl"].as_str().map(str::to_string))
+            });
+            if let Some(url) = page {
+                break url;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no dashboard page target: {targets}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+            .await
+            .unwrap();
+        Page { ws, next_id: 1 }
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let msg = json!({"id": id, "method": method, "params": params}).to_string();
+        self.ws.send(Message::text(msg)).await.unwrap();
+        loop {
+            let msg = self.ws.next().await.expect("devtools socket open").unwrap();
+            let Message::Text(text) = msg else { continue };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    async fn eval(&mut self, expression: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        assert!(r.get("exceptionDetails").is_none(), "{expression}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// Evaluates until the value is truthy (generous bound, no timing claim).
+    async fn wait_for(&mut self, what: &str, expression: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = self.eval(expression).await;
+            if !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0)) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{what}: never happened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
+
+fn row(id: &str) -> String {
+    format!("document.querySelector('tr.inv[data-request-id=\"{id}\"]')")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_chromium_shows_invocations_live_and_invokes_again() {
+    let (emu, _dashboard, client) = start_with_dashboard().await;
+    let browser = Browser::open(&format!("{}/_cargo-fn/", emu.endpoint()));
+    let mut page = Page::attach(&browser).await;
+    page.wait_for(
+        "the page follows the live stream",
+        "document.querySelector('#live')?.classList.contains('ok')",
+    )
+    .await;
+    page.wait_for(
+        "the functions table is filled",
+        "document.querySelector('#functions tr[data-function=\"echo\"] .env')?.textContent",
+    )
+    .await;
+
+    let invoked = invoke(&client, "echo", json!({"from": "the test"})).await;
+    let id = request_id(&invoked.log);
+    let shown = page
+        .wait_for(
+            "the invocation's row",
+            &format!(
+                "(() => {{ const r = {}; if (!r) return null; return {{ duration: r.querySelector('.duration').textContent, shown: Number(r.dataset.shownMs), log: r.nextElementSibling.querySelector('.log').textContent, caller: r.querySelector('.caller').textContent }}; }})()",
+                row(&id)
+            ),
+        )
+        .await;
+    assert!(
+        shown["duration"].as_str().unwrap().ends_with(" ms"),
+        "{shown}"
+    );
+    let log = shown["log"].as_str().unwrap();
+    assert!(log.contains(&format!("echo handling {id}")), "{log}");
+    assert!(log.contains(&format!("REPORT RequestId: {id}")), "{log}");
+    assert_eq!(shown["caller"], "Invoke API");
+    page.wait_for(
+        "the environments column counts the cold start",
+        "document.querySelector('#functions tr[data-function=\"echo\"] .env').textContent.includes('cold starts 1')",
+    )
+    .await;
+    // Measured, not asserted: for warm invocations, the caller's round trip
+    // (the baseline) and the time from the caller's answer to the row.
+    let mut round_trips = Vec::new();
+    let mut to_row = Vec::new();
+    for _ in 0..10 {
+        let sent = now_ms();
+        let out = invoke(&client, "echo", json!({"measure": true})).await;
+        let answered = now_ms();
+        let id = request_id(&out.log);
+        let shown = page
+            .wait_for(
+                "a measured invocation's row",
+                &format!("{}?.dataset.shownMs", row(&id)),
+            )
+            .await;
+        let shown: f64 = shown.as_str().unwrap().parse().unwrap();
+        round_trips.push(answered - sent);
+        to_row.push(shown - answered);
+    }
+    round_trips.sort_by(f64::total_cmp);
+    to_row.sort_by(f64::total_cmp);
+    eprintln!(
+        "dashboard: Invoke round trip (baseline) median {:.0} ms, max {:.0} ms; answer -> row on the page median {:.0} ms, max {:.0} ms (10 warm invocations)",
+        round_trips[5], round_trips[9], to_row[5], to_row[9]
+    );
+    eprintln!(
+        "dashboard: page weight {} bytes (HTML + CSS + JS, uncompressed)",
+        cargo_fn::dashboard::page_weight()
+    );
+
+    // Open the row: its payload loads; "Invoke again" sends it once more.
+    page.eval(&format!("{}.click()", row(&id))).await;
+    page.wait_for(
+        "the payload in the details",
+        &format!(
+            "{}.nextElementSibling.querySelector('.payload').value",
+            row(&id)
+        ),
+    )
+    .await;
+    page.eval(&format!(
+        "{}.nextElementSibling.querySelector('.again').click()",
+        row(&id)
+    ))
+    .await;
+    // 11 rows so far (the first and 10 measured); the newest is on top.
+    let newest = |count: usize| {
+        format!(
+            "document.querySelectorAll('tr.inv[data-function=\"echo\"]').length === {count} && document.querySelector('tr.inv[data-function=\"echo\"]').dataset.requestId"
+        )
+    };
+    let again = page
+        .wait_for("a new invocation from \"Invoke again\"", &newest(12))
+        .await;
+    let again = again.as_str().unwrap();
+    let record = get_json(&emu, &format!("/_cargo-fn/api/invocations/{again}")).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(record["payload"].as_str().unwrap()).unwrap(),
+        json!({"from": "the test"})
+    );
+
+    // "Edit and invoke": a changed payload.
+    page.eval(&format!(
+        "(() => {{ const d = {}.nextElementSibling; d.querySelector('.edit').click(); d.querySelector('.payload').value = '{{\"edited\": true}}'; d.querySelector('.send').click(); }})()",
+        row(&id)
+    ))
+    .await;
+    let edited = page
+        .wait_for("a new invocation from \"Edit and invoke\"", &newest(13))
+        .await;
+    let edited = edited.as_str().unwrap();
+    let record = get_json(&emu, &format!("/_cargo-fn/api/invocations/{edited}")).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(record["payload"].as_str().unwrap()).unwrap(),
+        json!({"edited": true})
+    );
+
+    // Filter by status: a failing function's row hides under "success".
+    let failed = invoke(&client, "fail", json!({})).await;
+    let failed_id = request_id(&failed.log);
+    page.wait_for("the failed row", &row(&failed_id)).await;
+    let hidden = page
+        .eval(&format!(
+            "(() => {{ const s = document.querySelector('#f-status'); s.value = 'success'; s.dispatchEvent(new Event('change')); return {}.hidden; }})()",
+            row(&failed_id)
+        ))
+        .await;
+    assert_eq!(hidden, json!(true));
+    page.eval("(() => { const s = document.querySelector('#f-status'); s.value = ''; s.dispatchEvent(new Event('change')); })()")
+        .await;
+
+    page.wait_for(
+        "the counters follow every invocation",
+        "document.querySelector('#functions tr[data-function=\"fail\"] .env').textContent.includes('errors 1') && document.querySelector('#functions tr[data-function=\"echo\"] .env').textContent.includes('invocations 13')",
+    )
+    .await;
+    page.eval("document.activeElement.blur(); window.scrollTo(0, 0)")
+        .await;
+    let shot = page
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await;
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().unwrap())
+        .unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png");
+    std::fs::write(&path, &png).unwrap();
+    eprintln!("dashboard: screenshot at {}", path.display());
+    assert!(png.starts_with(b"\x89PNG"));
+    drop(page);
+    drop(browser);
+    emu.shutdown().await;
+}
