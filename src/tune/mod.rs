@@ -249,6 +249,7 @@ pub async fn local(opts: &TuneOptions, target: &LocalTarget, ui: &Ui) -> Result<
                 region: "us-east-1".into(),
                 log_sink: Arc::new(|_| {}),
                 limits: true,
+                routes: None,
             },
             Vec::new(),
         )
