@@ -89,17 +89,7 @@ pub(super) async fn load_config(
         .with_max_attempts(6)
         .with_initial_backoff(Duration::from_millis(200))
         .with_max_backoff(Duration::from_secs(10));
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry);
-    if let Some(p) = &opts.profile {
-        loader = loader.profile_name(p);
-    }
-    if let Some(r) = &opts.region {
-        loader = loader.region(aws_config::Region::new(r.clone()));
-    }
-    if let Some(u) = &opts.endpoint_url {
-        loader = loader.endpoint_url(u);
-    }
-    let config = loader.load().await;
+    let config = loader(opts).retry_config(retry).load().await;
     let Some(region) = config.region().map(|r| r.to_string()) else {
         return Err(crate::error::hinted(
             "no AWS region configured",
@@ -112,6 +102,12 @@ pub(super) async fn load_config(
 /// A Lambda client for `invoke --remote`: the standard chain plus
 /// `--profile`, `--region` and `--endpoint-url`, the SDK's default retries.
 pub async fn remote_lambda_client(opts: &ConnectOptions) -> aws_sdk_lambda::Client {
+    aws_sdk_lambda::Client::new(&loader(opts).load().await)
+}
+
+/// The standard configuration chain with `--profile`, `--region` and
+/// `--endpoint-url` applied.
+fn loader(opts: &ConnectOptions) -> aws_config::ConfigLoader {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(p) = &opts.profile {
         loader = loader.profile_name(p);
@@ -122,7 +118,7 @@ pub async fn remote_lambda_client(opts: &ConnectOptions) -> aws_sdk_lambda::Clie
     if let Some(u) = &opts.endpoint_url {
         loader = loader.endpoint_url(u);
     }
-    aws_sdk_lambda::Client::new(&loader.load().await)
+    loader
 }
 
 /// A Lambda client for the local emulator. The emulator ignores
@@ -152,11 +148,12 @@ pub async fn developer_credentials(
     profile: Option<&str>,
 ) -> anyhow::Result<BTreeMap<String, String>> {
     use aws_sdk_lambda::config::ProvideCredentials;
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(p) = profile {
-        loader = loader.profile_name(p);
-    }
-    let conf = loader.load().await;
+    let conf = loader(&ConnectOptions {
+        profile: profile.map(str::to_string),
+        ..Default::default()
+    })
+    .load()
+    .await;
     let provider = conf.credentials_provider().ok_or_else(|| {
         crate::error::hinted(
             "--aws-credentials: no AWS credentials provider is configured",

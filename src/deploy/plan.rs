@@ -366,6 +366,7 @@ pub async fn plan<A: Aws>(
             warnings.extend(t.notes.clone());
             changes.extend(t.into_changes());
         }
+        changes.extend(clean_after_upload(name, opts, &changes));
         return Ok(Plan {
             function: name.clone(),
             alias: opts.alias.clone(),
@@ -524,17 +525,7 @@ pub async fn plan<A: Aws>(
     if !tag_change.is_empty() {
         changes.push(Change::Tags(tag_change));
     }
-    if let (Some(t), Some(Change::Upload(u))) = (
-        &opts.s3,
-        changes.iter().find(|c| matches!(c, Change::Upload(_))),
-    ) {
-        let clean = CleanObjects {
-            function: name.clone(),
-            target: t.clone(),
-            current: u.key.clone(),
-        };
-        changes.push(Change::CleanObjects(clean));
-    }
+    changes.extend(clean_after_upload(name, opts, &changes));
     Ok(Plan {
         function: name.clone(),
         alias: opts.alias.clone(),
@@ -570,6 +561,20 @@ async fn push_code<A: Aws>(
         })]),
         (None, None) => Ok(Vec::new()),
     }
+}
+
+/// After an S3 upload: our older objects beyond the newest N go.
+fn clean_after_upload(function: &str, opts: &DeployOptions, changes: &[Change]) -> Option<Change> {
+    let target = opts.s3.as_ref()?;
+    let current = changes.iter().find_map(|c| match c {
+        Change::Upload(u) => Some(u.key.clone()),
+        _ => None,
+    })?;
+    Some(Change::CleanObjects(CleanObjects {
+        function: function.to_string(),
+        target: target.clone(),
+        current,
+    }))
 }
 
 /// The URL and its statements. Reads them only when the configuration asks
