@@ -142,10 +142,22 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
             extensions_dir: args.extensions_dir.clone(),
             default_function: args.default_function.clone(),
         };
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        crate::watch::run(opts, ui, None, shutdown).await
+        crate::watch::run(opts, ui, None, stop_signal()?).await
+    })
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (`kill`, IDEs, systemd,
+/// container runtimes): both stop watch gracefully. The handlers are
+/// installed now, so a signal during the first build is not lost.
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
     })
 }
 
