@@ -588,9 +588,9 @@ impl EnvShared {
         self.telemetry.extension_line(line);
     }
 
-    /// Init failed because of an extension: the error goes to the
-    /// invocation waiting for init, and the runtime is stopped so that
-    /// invocation learns it now rather than at the init limit.
+    /// Init failed because of an extension: the error goes at once to the
+    /// invocation waiting for init, which discards the environment (its
+    /// whole process group) rather than waiting for the init limit.
     pub fn fail_init(&self, error_type: &str, message: &str) {
         self.extensions.lock().init_failed = true;
         let body = super::runtime_api::error_body(error_type, message);
@@ -599,12 +599,6 @@ impl EnvShared {
             .expect("init error")
             .get_or_insert(body);
         self.init_failed.notify_one();
-        if let Some(pid) = *self.pid.lock().expect("pid") {
-            // SAFETY: plain syscall on our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
     }
 }
 
