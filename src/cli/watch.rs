@@ -19,7 +19,9 @@ pub struct WatchArgs {
     /// Port of the Invoke API
     #[arg(long, default_value_t = 9000, value_name = "PORT")]
     pub port: u16,
-    /// Address to listen on; binding beyond loopback exposes your functions to the network
+    /// Address to listen on (a loopback address also gets the other one, ::1 or
+    /// 127.0.0.1, so `localhost` works); binding beyond loopback exposes your
+    /// functions to the network
     #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
     pub bind: IpAddr,
     /// Most invocations running at once across functions (429 beyond)

@@ -83,26 +83,30 @@ fn parse_addr(field: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// Does a process of group `pgid` have `socket:[inode]` open?
+/// Does a process of group `pgid` have `socket:[inode]` open? The
+/// group's leader (the runtime) first, the usual caller; then the others.
 fn group_holds(pgid: i32, inode: u64) -> bool {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return false;
-    };
     let wanted = format!("socket:[{inode}]");
-    procs.flatten().any(|entry| {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            return false;
-        };
-        if process_group(pid) != Some(pgid) {
-            return false;
-        }
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+    let holds = |pid: i32| {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             return false;
         };
         fds.flatten().any(|fd| {
             std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == wanted.as_str())
         })
+    };
+    if process_group(pgid) == Some(pgid) && holds(pgid) {
+        return true;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|entry| {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            return false;
+        };
+        pid != pgid && process_group(pid) == Some(pgid) && holds(pid)
     })
 }
 
