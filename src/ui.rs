@@ -155,3 +155,30 @@ impl Drop for Step {
         }
     }
 }
+
+/// A closed stdout (`cargo fn config | head -1`) ends the command quietly
+/// with success, as cargo and ripgrep do. `println!` panics on EPIPE (Rust
+/// ignores SIGPIPE), so the panic hook exits 0 for that panic, and only it.
+pub fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// Did the command fail only because its stdout was closed?
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -7,7 +7,9 @@
 //! [`FunctionSpec`]s; the emulator never sees either. Each generation's
 //! binary is copied to `target/lambda/watch/` before it is served, so cargo
 //! rewriting `target/debug/<bin>` can never change code under a running or
-//! starting environment.
+//! starting environment. Each run holds a lock on its snapshot directory;
+//! a run that starts removes the directories no live run holds (left by a
+//! run killed with SIGKILL).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -115,7 +117,8 @@ pub async fn run(
     ui.status("Building", describe(&project));
     let built = build(&opts, &project, ui).await?;
     let mut generation = 0u64;
-    let snapshots = snapshot_dir(&project);
+    let run_dir = SnapshotDir::create(&project)?;
+    let snapshots = run_dir.path.clone();
     let (first_specs, env_files) = specs(&opts, &project, &built, &snapshots, generation)?;
     let dashboard = crate::dashboard::Dashboard::default();
     let emulator_options = EmulatorOptions {
@@ -182,6 +185,7 @@ pub async fn run(
         .watch(&project.workspace_root, RecursiveMode::Recursive)
         .with_context(|| format!("watching {}", project.workspace_root.display()))?;
     let mut filter = Filter::new(&project, env_files);
+    let mut bins = bin_files(&project);
     ui.status("Watching", project.workspace_root.display());
 
     tokio::pin!(shutdown);
@@ -219,15 +223,20 @@ pub async fn run(
             trigger: trigger.clone(),
         });
         dashboard.building();
-        // A manifest or ignore file may change the functions or the filter.
-        if changed.iter().any(|p| {
-            p.file_name()
-                .is_some_and(|n| n == "Cargo.toml" || n == ".gitignore" || n == ".fnignore")
-        }) {
+        // A manifest or ignore file may change the functions or the filter;
+        // a binary source file added or removed changes the functions.
+        let now_bins = bin_files(&project);
+        if now_bins != bins
+            || changed.iter().any(|p| {
+                p.file_name()
+                    .is_some_and(|n| n == "Cargo.toml" || n == ".gitignore" || n == ".fnignore")
+            })
+        {
             match Project::load(&opts.selection) {
                 Ok(p) => {
                     project = p;
                     filter = Filter::new(&project, filter.always.clone());
+                    bins = bin_files(&project);
                 }
                 Err(e) => {
                     ui.warn(format!("{e:#}; still serving the last good build"));
@@ -287,8 +296,34 @@ pub async fn run(
     drop(watcher);
     ui.status("Stopping", "function environments");
     emulator.shutdown().await;
-    let _ = std::fs::remove_dir_all(&snapshots);
+    drop(run_dir);
     result
+}
+
+/// The binary source files cargo discovers on its own (`src/main.rs`,
+/// `src/bin/*.rs`, `src/bin/*/main.rs`) of the project's packages: when
+/// this set changes, so may the functions.
+fn bin_files(project: &Project) -> std::collections::BTreeSet<PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut dirs: Vec<&Path> = project.functions.iter().map(|f| f.package_dir()).collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        let main = dir.join("src/main.rs");
+        if main.is_file() {
+            out.insert(main);
+        }
+        let Ok(entries) = std::fs::read_dir(dir.join("src/bin")) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "rs") || path.join("main.rs").is_file() {
+                out.insert(path);
+            }
+        }
+    }
+    out
 }
 
 fn describe(project: &Project) -> String {
@@ -560,18 +595,88 @@ pub(crate) fn spec_from_config(
         },
         http: Default::default(),
         extensions: Vec::new(),
+        // Invocations through the configured alias run this code too.
+        aliases: cfg.alias.iter().cloned().collect(),
     }
 }
 
 /// One directory per watcher (process id and a counter), so watchers
-/// sharing a target dir never touch each other's snapshots.
-fn snapshot_dir(project: &Project) -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    project
-        .lambda_dir()
-        .join("watch")
-        .join(format!("{}-{n}", std::process::id()))
+/// sharing a target dir never touch each other's snapshots. Beside it a
+/// `.lock` file, locked while the run lives; dropping it removes both.
+struct SnapshotDir {
+    path: PathBuf,
+    lock_path: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl SnapshotDir {
+    fn create(project: &Project) -> Result<SnapshotDir> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let parent = project.lambda_dir().join("watch");
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        remove_stale_snapshots(&parent);
+        let name = format!("{}-{n}", std::process::id());
+        let path = parent.join(&name);
+        let lock_path = parent.join(format!("{name}.lock"));
+        // Locked before the directory exists, so no other run ever sees
+        // this directory unlocked.
+        let lock = std::fs::File::create(&lock_path)
+            .with_context(|| format!("creating {}", lock_path.display()))?;
+        try_lock(&lock).with_context(|| format!("locking {}", lock_path.display()))?;
+        Ok(SnapshotDir {
+            path,
+            lock_path,
+            _lock: lock,
+        })
+    }
+}
+
+impl Drop for SnapshotDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+/// Removes the snapshot directories of runs that are gone: their lock is
+/// free (or, for a directory without one, its process id is not running).
+fn remove_stale_snapshots(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let lock_path = parent.join(format!("{name}.lock"));
+        let stale = match std::fs::File::open(&lock_path) {
+            Ok(lock) => try_lock(&lock).is_ok(),
+            Err(_) => name
+                .split_once('-')
+                .and_then(|(pid, _)| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()),
+        };
+        if stale {
+            let _ = std::fs::remove_dir_all(&path);
+            let _ = std::fs::remove_file(&lock_path);
+        }
+    }
+}
+
+/// An exclusive lock on a file, held until it is closed (`flock`, so a
+/// run killed with SIGKILL releases it).
+fn try_lock(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Pins this build's binary under a new name. A hard link is instant and

@@ -70,7 +70,7 @@ pub fn run(global: &GlobalArgs, args: InvokeArgs) -> Result<()> {
     let payload = payload(&args)?;
     let function = match &args.function {
         Some(f) => f.clone(),
-        None => only_function(global)?,
+        None => only_function(global, "invoke")?,
     };
     let target = if args.remote {
         Target::Remote {
@@ -171,20 +171,23 @@ fn payload(args: &InvokeArgs) -> Result<Vec<u8>> {
     Ok(b"{}".to_vec())
 }
 
-/// The function name when the project has exactly one function.
-fn only_function(global: &GlobalArgs) -> Result<String> {
+/// The function name when the project has exactly one function (its
+/// extensions aside), for commands whose FUNCTION is optional (`command`
+/// names the command in the hint).
+pub(super) fn only_function(global: &GlobalArgs, command: &str) -> Result<String> {
     let project = crate::project::Project::load(&global.selection())?;
     let configs = crate::config::resolve(&project, &Default::default())?;
-    match configs.as_slice() {
+    let functions: Vec<_> = configs.iter().filter(|c| !c.extension).collect();
+    match functions.as_slice() {
         [one] => Ok(one.name.clone()),
         [] => Err(hinted(
-            "no function to invoke",
-            "name it: cargo fn invoke FUNCTION",
+            "no function in this project",
+            format!("name it: cargo fn {command} FUNCTION"),
         )),
         many => Err(hinted(
             "this project has several functions; which one?",
             format!(
-                "name it: cargo fn invoke FUNCTION (one of {})",
+                "name it: cargo fn {command} FUNCTION (one of {})",
                 many.iter()
                     .map(|c| c.name.as_str())
                     .collect::<Vec<_>>()

@@ -10,9 +10,9 @@ use crate::error::UsageError;
 
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
-    /// The function (Lambda name)
+    /// The function (Lambda name; default: the only function of the project)
     #[arg(value_name = "FUNCTION")]
-    pub function: String,
+    pub function: Option<String>,
     /// The alias whose canary is promoted
     #[arg(long, value_name = "NAME", default_value = crate::deploy::DEFAULT_ALIAS)]
     pub alias: String,
@@ -24,17 +24,21 @@ pub struct PromoteArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: PromoteArgs) -> Result<()> {
-    crate::config::check_function_name(&args.function)
-        .map_err(|e| UsageError(format!("FUNCTION `{}`: {e}", args.function)))?;
+    let function = match &args.function {
+        Some(name) => name.clone(),
+        None => super::invoke::only_function(global, "promote")?,
+    };
+    crate::config::check_function_name(&function)
+        .map_err(|e| UsageError(format!("FUNCTION `{function}`: {e}")))?;
     crate::config::check_alias_name(&args.alias)
         .map_err(|e| UsageError(format!("--alias `{}`: {e}", args.alias)))?;
     let ui = global.ui();
     super::deploy::runtime()?.block_on(async {
         let api = args.aws.connect().await?;
         let (alias, line) =
-            crate::deploy::rollout::promote(&api, &args.function, &args.alias, args.dry_run)
+            crate::deploy::rollout::promote(&api, &function, &args.alias, args.dry_run)
                 .await
                 .map_err(crate::aws::with_api_hint)?;
-        super::rollback::print_alias(&ui, &args.function, &alias, &line, args.dry_run)
+        super::rollback::print_alias(&ui, &function, &alias, &line, args.dry_run)
     })
 }

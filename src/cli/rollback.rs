@@ -12,9 +12,9 @@ use crate::ui::Ui;
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    /// The function (Lambda name)
+    /// The function (Lambda name; default: the only function of the project)
     #[arg(value_name = "FUNCTION")]
-    pub function: String,
+    pub function: Option<String>,
     /// The alias to move back
     #[arg(long, value_name = "NAME", default_value = crate::deploy::DEFAULT_ALIAS)]
     pub alias: String,
@@ -29,8 +29,12 @@ pub struct RollbackArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: RollbackArgs) -> Result<()> {
-    crate::config::check_function_name(&args.function)
-        .map_err(|e| UsageError(format!("FUNCTION `{}`: {e}", args.function)))?;
+    let function = match &args.function {
+        Some(name) => name.clone(),
+        None => super::invoke::only_function(global, "rollback")?,
+    };
+    crate::config::check_function_name(&function)
+        .map_err(|e| UsageError(format!("FUNCTION `{function}`: {e}")))?;
     crate::config::check_alias_name(&args.alias)
         .map_err(|e| UsageError(format!("--alias `{}`: {e}", args.alias)))?;
     if let Some(v) = &args.to
@@ -46,14 +50,14 @@ pub fn run(global: &GlobalArgs, args: RollbackArgs) -> Result<()> {
         let api = args.aws.connect().await?;
         let (alias, line) = crate::deploy::rollout::rollback(
             &api,
-            &args.function,
+            &function,
             &args.alias,
             args.to.as_deref(),
             args.dry_run,
         )
         .await
         .map_err(crate::aws::with_api_hint)?;
-        print_alias(&ui, &args.function, &alias, &line, args.dry_run)
+        print_alias(&ui, &function, &alias, &line, args.dry_run)
     })
 }
 

@@ -19,7 +19,9 @@ pub struct WatchArgs {
     /// Port of the Invoke API
     #[arg(long, default_value_t = 9000, value_name = "PORT")]
     pub port: u16,
-    /// Address to listen on; binding beyond loopback exposes your functions to the network
+    /// Address to listen on (a loopback address also gets the other one, ::1 or
+    /// 127.0.0.1, so `localhost` works); binding beyond loopback exposes your
+    /// functions to the network
     #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
     pub bind: IpAddr,
     /// Most invocations running at once across functions (429 beyond)
@@ -147,9 +149,21 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
             extensions_dir: args.extensions_dir.clone(),
             default_function: args.default_function.clone(),
         };
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        crate::watch::run(opts, ui, None, shutdown).await
+        crate::watch::run(opts, ui, None, stop_signal()?).await
+    })
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (`kill`, IDEs, systemd,
+/// container runtimes): both stop watch gracefully. The handlers are
+/// installed now, so a signal during the first build is not lost.
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
     })
 }

@@ -5,19 +5,19 @@
 //! Dropping an [`Environment`] kills its process group and stops its
 //! listener: ownership is the lifecycle.
 
-use std::os::fd::AsRawFd;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::extensions::{Extensions, extension_name};
+use super::log_pipe::PipeSet;
+use super::server::{Admit, ServeOptions};
 use super::telemetry::Telemetry;
 use super::{FunctionSpec, LogLine, LogStream, Shared};
 
@@ -65,13 +65,22 @@ pub(crate) struct EnvShared {
     pub current: Mutex<Option<Current>>,
     /// Body of `/runtime/init/error`, given to the invocation that started the environment.
     pub init_error: Mutex<Option<Bytes>>,
+    /// Told when init fails (`/runtime/init/error`, an extension's crash),
+    /// so the waiting invocation fails at once.
+    pub init_failed: Notify,
+    /// The runtime has taken its first invocation: init is over.
+    pub initialized: AtomicBool,
+    /// The Runtime API refused the runtime's answer (too large, bad
+    /// response mode): its client gives up (the Rust runtime exits), so
+    /// the environment is reset after the invocation.
+    pub answer_refused: AtomicBool,
     /// Lines of the invocation in progress, for `X-Amz-Log-Type: Tail`.
     pub capture: Mutex<Option<String>>,
     /// Peak resident memory seen so far (MB).
     pub max_memory_mb: Mutex<u64>,
     pub sink: super::LogSink,
-    /// The function's stdout/stderr read ends, while their pumps run.
-    pub pipe_fds: Mutex<Vec<i32>>,
+    /// The stdout/stderr of the function and its extensions, read as lines.
+    pub pipes: Arc<PipeSet>,
     /// Extensions API state (registrations, event queues, processes).
     pub extensions: Extensions,
     /// Telemetry and Logs API subscriptions and records.
@@ -98,37 +107,11 @@ impl EnvShared {
         }
     }
 
-    /// Waits (briefly) until the log pumps have read what the function
-    /// wrote to its pipes. Whatever it printed before answering is already
-    /// in the pipe, so this keeps its lines inside START..END.
+    /// Waits (briefly) until every line the processes wrote so far is
+    /// logged: what the function printed before answering stays inside
+    /// START..END.
     pub async fn drain_pipes(&self) {
-        // The pump usually just needs to be scheduled: yield first, and
-        // only fall back to the timer (1 ms granularity) if it lags.
-        for round in 0..120 {
-            if self.pending_pipe_bytes() == 0 {
-                break;
-            }
-            if round < 100 {
-                tokio::task::yield_now().await;
-            } else {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
-        }
-        tokio::task::yield_now().await;
-    }
-
-    fn pending_pipe_bytes(&self) -> i32 {
-        self.pipe_fds
-            .lock()
-            .expect("pipes")
-            .iter()
-            .map(|fd| {
-                let mut n: libc::c_int = 0;
-                // SAFETY: FIONREAD only writes the byte count into `n`.
-                let rc = unsafe { libc::ioctl(*fd, libc::FIONREAD, &mut n) };
-                if rc == 0 { n } else { 0 }
-            })
-            .sum()
+        self.pipes.drain().await;
     }
 
     /// Reads the process's peak resident set (VmHWM) and remembers the maximum.
@@ -181,10 +164,13 @@ impl Environment {
             next_rx: tokio::sync::Mutex::new(invoke_rx),
             current: Mutex::new(None),
             init_error: Mutex::new(None),
+            init_failed: Notify::new(),
+            initialized: AtomicBool::new(false),
+            answer_refused: AtomicBool::new(false),
             capture: Mutex::new(None),
             max_memory_mb: Mutex::new(0),
             sink: emulator.options.log_sink.clone(),
-            pipe_fds: Mutex::new(Vec::new()),
+            pipes: Arc::new(PipeSet::default()),
             extensions: Extensions::new(
                 spec.extensions.iter().map(|p| extension_name(p)).collect(),
             ),
@@ -195,13 +181,11 @@ impl Environment {
             ),
             cgroup,
         });
-        // One listener serves the Runtime, Extensions and Telemetry APIs.
+        // One listener serves the Runtime, Extensions and Telemetry APIs;
+        // it accepts connections once the process group is known.
         let app = super::runtime_api::router(shared.clone())
             .merge(super::extensions_api::router(shared.clone()))
             .merge(super::telemetry::router(shared.clone()));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(super::streaming::QuickAckListener(listener), app).await;
-        });
 
         let mut cmd = tokio::process::Command::new(&spec.command);
         cmd.args(&spec.args);
@@ -232,16 +216,19 @@ impl Environment {
         if let Some(cgroup) = &shared.cgroup {
             cgroup.attach(&mut cmd);
         }
-        let mut child = match cmd.spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                server.abort();
-                return Err(
-                    anyhow::Error::new(e).context(format!("starting `{}`", spec.command.display()))
-                );
-            }
-        };
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting `{}`", spec.command.display()))?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
+        let server = super::server::spawn(
+            vec![listener],
+            app,
+            ServeOptions {
+                quickack: true,
+                admit: Some(own_processes_only(&shared, pid)),
+                header_timeout: None,
+            },
+        );
         *shared.pid.lock().expect("pid") = Some(pid);
         emulator
             .processes
@@ -249,15 +236,20 @@ impl Environment {
             .expect("process table")
             .insert(id, pid);
 
-        if let Some(out) = child.stdout.take() {
-            let fd = out.as_raw_fd();
-            shared.pipe_fds.lock().expect("pipes").push(fd);
-            tokio::spawn(pump(out, fd, shared.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            let fd = err.as_raw_fd();
-            shared.pipe_fds.lock().expect("pipes").push(fd);
-            tokio::spawn(pump(err, fd, shared.clone()));
+        let pipes = [
+            child.stdout.take().map(|p| p.into_owned_fd()),
+            child.stderr.take().map(|p| p.into_owned_fd()),
+        ];
+        for pipe in pipes.into_iter().flatten() {
+            let weak = Arc::downgrade(&shared);
+            let emit: super::log_pipe::Emit = Arc::new(move |line: &str| {
+                if let Some(shared) = weak.upgrade() {
+                    shared.log(LogStream::Function, line);
+                }
+            });
+            if let Err(e) = pipe.and_then(|fd| shared.pipes.spawn(fd, emit)) {
+                tracing::warn!("reading the output of `{}`: {e}", spec.command.display());
+            }
         }
         if let Err(e) = super::extensions::spawn_processes(&shared, &spec.extensions, pid, &env) {
             kill_group(pid);
@@ -330,14 +322,31 @@ pub(crate) fn kill_group(pgid: i32) {
     }
 }
 
-/// Forwards a process pipe line by line to the log.
-async fn pump(pipe: impl AsyncRead + Unpin, fd: i32, shared: Arc<EnvShared>) {
-    let mut lines = BufReader::new(pipe).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        shared.log(LogStream::Function, &line);
-    }
-    // Forget the fd before the pipe (and so the fd) is closed.
-    shared.pipe_fds.lock().expect("pipes").retain(|f| *f != fd);
+/// The admission check of an environment's listener: only connections
+/// from its own process group (the runtime, what it starts, its external
+/// extensions). The first refusal is logged.
+fn own_processes_only(shared: &Arc<EnvShared>, pgid: i32) -> Admit {
+    let weak = Arc::downgrade(shared);
+    let told = AtomicBool::new(false);
+    Arc::new(move |peer, local| {
+        if super::peer::in_group(peer, local, pgid) {
+            return true;
+        }
+        if !told.swap(true, Ordering::SeqCst)
+            && let Some(shared) = weak.upgrade()
+        {
+            // Straight to the sink: not part of any invocation's log.
+            (shared.sink)(LogLine {
+                function: &shared.function,
+                environment: shared.env_id,
+                stream: LogStream::Platform,
+                text: &format!(
+                    "Runtime API: refused a connection from {peer}: only the processes of this environment may connect"
+                ),
+            });
+        }
+        false
+    })
 }
 
 /// Peak resident set size of a process in MB (rounded up), from /proc.

@@ -18,7 +18,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 
 use super::environment::{EnvShared, Environment};
@@ -544,11 +543,21 @@ pub(crate) fn spawn_processes(
             error,
         })?;
         shared.extensions.process_started();
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(pump(out, name.clone(), shared.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(pump(err, name.clone(), shared.clone()));
+        let pipes = [
+            child.stdout.take().map(|p| p.into_owned_fd()),
+            child.stderr.take().map(|p| p.into_owned_fd()),
+        ];
+        for pipe in pipes.into_iter().flatten() {
+            let weak = Arc::downgrade(shared);
+            let owner = name.clone();
+            let emit: super::log_pipe::Emit = Arc::new(move |line: &str| {
+                if let Some(shared) = weak.upgrade() {
+                    shared.log_extension(&owner, line);
+                }
+            });
+            if let Err(e) = pipe.and_then(|fd| shared.pipes.spawn(fd, emit)) {
+                tracing::warn!("reading the output of extension `{name}`: {e}");
+            }
         }
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -574,14 +583,6 @@ pub(crate) fn spawn_processes(
     Ok(())
 }
 
-/// Forwards an extension's output, line by line, to the log.
-async fn pump(pipe: impl AsyncRead + Unpin, name: String, shared: Arc<EnvShared>) {
-    let mut lines = BufReader::new(pipe).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        shared.log_extension(&name, &line);
-    }
-}
-
 impl EnvShared {
     /// One line an extension wrote: to the sink (prefixed with its name)
     /// and to telemetry as an `extension` record.
@@ -590,9 +591,9 @@ impl EnvShared {
         self.telemetry.extension_line(line);
     }
 
-    /// Init failed because of an extension: the error goes to the
-    /// invocation waiting for init, and the runtime is stopped so that
-    /// invocation learns it now rather than at the init limit.
+    /// Init failed because of an extension: the error goes at once to the
+    /// invocation waiting for init, which discards the environment (its
+    /// whole process group) rather than waiting for the init limit.
     pub fn fail_init(&self, error_type: &str, message: &str) {
         self.extensions.lock().init_failed = true;
         let body = super::runtime_api::error_body(error_type, message);
@@ -600,12 +601,7 @@ impl EnvShared {
             .lock()
             .expect("init error")
             .get_or_insert(body);
-        if let Some(pid) = *self.pid.lock().expect("pid") {
-            // SAFETY: plain syscall on our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
+        self.init_failed.notify_one();
     }
 }
 

@@ -235,14 +235,7 @@ async fn serve(
     }
     let body = match axum::body::to_bytes(body, MAX_SYNC_REQUEST - 1).await {
         Ok(b) => b,
-        Err(_) => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                [("content-type", "application/json")],
-                json!({"Message": "Request must be smaller than 6291556 bytes for the function URL"}).to_string(),
-            )
-                .into_response();
-        }
+        Err(_) => return too_large(),
     };
     let source_ip = parts
         .extensions
@@ -263,12 +256,17 @@ async fn serve(
         region: &emulator.options.region,
         now: SystemTime::now(),
     };
-    let event = build_event(front.format, &incoming);
+    // The limit is on the event the function gets (a binary body grows by
+    // a third in base64, headers and context add more), as on AWS.
+    let event = build_event(front.format, &incoming).to_string();
+    if event.len() >= MAX_SYNC_REQUEST {
+        return too_large();
+    }
     let caller = format!("HTTP {} {path}", parts.method);
     emulator.history.note_caller(&request_id, caller);
     let job = Job {
         request_id: request_id.clone(),
-        payload: Bytes::from(event.to_string()),
+        payload: Bytes::from(event),
         qualifier: None,
         client_context: None,
         cognito_identity: None,
@@ -305,6 +303,17 @@ async fn serve(
     set(headers, "x-amzn-requestid", &request_id);
     set(headers, "x-amzn-trace-id", &trace_id);
     resp
+}
+
+/// 413, as function URLs answer a request whose event is over the
+/// synchronous invoke payload limit.
+fn too_large() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [("content-type", "application/json")],
+        json!({"Message": format!("Request must be smaller than {MAX_SYNC_REQUEST} bytes for the InvokeFunction operation")}).to_string(),
+    )
+        .into_response()
 }
 
 /// `RESPONSE_STREAM`: status and headers as soon as the prelude is complete

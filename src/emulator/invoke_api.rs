@@ -23,8 +23,11 @@ use super::{LOCAL_ACCOUNT_ID, Shared};
 pub(crate) const MAX_SYNC_REQUEST: usize = 6_291_556;
 /// Asynchronous (`Event`) payload limit: 1 MB.
 pub(crate) const MAX_ASYNC_REQUEST: usize = 1_048_576;
-/// Decoded size limit of `X-Amz-Client-Context`.
+/// Size limit of `X-Amz-Client-Context`, on its base64 text as sent.
 const MAX_CLIENT_CONTEXT: usize = 3_583;
+/// Longest `FunctionName` (an ARN with a qualifier), and longest name.
+const MAX_FUNCTION_REF: usize = 170;
+const MAX_NAME: usize = 64;
 
 /// `X-Amz-Invocation-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -118,6 +121,63 @@ fn parse_function_name(raw: &str) -> (String, Option<String>) {
     }
 }
 
+/// A restJson1 `ValidationException` (400), which Lambda answers for a
+/// `FunctionName` outside the model's constraints.
+fn validation_error(message: &str) -> Response {
+    aws_error(
+        StatusCode::BAD_REQUEST,
+        "ValidationException",
+        "message",
+        message,
+    )
+}
+
+/// Checks a `FunctionName` against the Invoke model: 1-170 characters, a
+/// name of 1-64 letters, digits, hyphens and underscores, in one of the
+/// accepted forms. The refusal, if any.
+fn function_ref_error(raw: &str, name: &str) -> Option<Response> {
+    if raw.chars().count() > MAX_FUNCTION_REF {
+        return Some(validation_error(&format!(
+            "1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy constraint: Member must have length less than or equal to {MAX_FUNCTION_REF}"
+        )));
+    }
+    let prefix_ok = match raw.find("function:") {
+        None => true,
+        Some(i) => {
+            let head = &raw[..i];
+            // `arn:aws:lambda:region:account:` or `account:`
+            head.is_empty()
+                || head.strip_suffix(':').is_some_and(|h| {
+                    let parts: Vec<&str> = h.split(':').collect();
+                    match parts.as_slice() {
+                        [account] => is_account(account),
+                        ["arn", partition, "lambda", region, account] => {
+                            partition.starts_with("aws")
+                                && !region.is_empty()
+                                && is_account(account)
+                        }
+                        _ => false,
+                    }
+                })
+        }
+    };
+    let name_ok = !name.is_empty()
+        && name.chars().count() <= MAX_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !prefix_ok || !name_ok {
+        return Some(validation_error(&format!(
+            "1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{{2}}(-gov)?-[a-z]+-\\d{{1}}:)?(\\d{{12}}:)?(function:)?([a-zA-Z0-9-_.]{{1,{MAX_NAME}}})(:(\\$LATEST|[a-zA-Z0-9-_]+))?"
+        )));
+    }
+    None
+}
+
+fn is_account(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn valid_qualifier(q: &str) -> bool {
     !q.is_empty()
         && q.len() <= 128
@@ -194,6 +254,9 @@ async fn invoke_as(
     };
 
     let (name, path_qualifier) = parse_function_name(&function);
+    if let Some(resp) = function_ref_error(&function, &name) {
+        return resp;
+    }
     let qualifier = match (path_qualifier, query.qualifier) {
         (Some(a), Some(b)) if a != b => {
             return invalid_parameter(
@@ -209,24 +272,32 @@ async fn invoke_as(
             "1 validation error detected: Value '{q}' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)"
         ));
     }
-    let Some(pool) = emulator.function(&name) else {
+    let not_found = |name: &str, qualifier: Option<&String>| {
         let arn = format!(
             "arn:aws:lambda:{}:{}:function:{}{}",
             emulator.options.region,
             LOCAL_ACCOUNT_ID,
             name,
-            qualifier
-                .as_ref()
-                .map(|q| format!(":{q}"))
-                .unwrap_or_default()
+            qualifier.map(|q| format!(":{q}")).unwrap_or_default()
         );
-        return aws_error(
+        aws_error(
             StatusCode::NOT_FOUND,
             "ResourceNotFoundException",
             "Message",
             &format!("Function not found: {arn}"),
-        );
+        )
     };
+    let Some(pool) = emulator.function(&name) else {
+        return not_found(&name, qualifier.as_ref());
+    };
+    // `$LATEST` and the aliases the function is served under; any other
+    // alias or version does not exist here.
+    if let Some(q) = &qualifier
+        && q != "$LATEST"
+        && !pool.spec().aliases.contains(q)
+    {
+        return not_found(&name, qualifier.as_ref());
+    }
 
     let limit = if invocation_type == InvocationType::Event {
         MAX_ASYNC_REQUEST
@@ -251,7 +322,14 @@ async fn invoke_as(
     let payload = if payload.iter().all(|b| b.is_ascii_whitespace()) {
         Bytes::from_static(b"{}")
     } else {
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
+        // JSON is UTF-8: checked as a whole, since skipping over a string
+        // does not look at its bytes.
+        let parsed = std::str::from_utf8(&payload)
+            .map_err(|e| format!("Invalid UTF-8 in the request body: {e}"))
+            .and_then(|text| {
+                serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| e.to_string())
+            });
+        if let Err(e) = parsed {
             return aws_error(
                 StatusCode::BAD_REQUEST,
                 "InvalidRequestContentException",
@@ -264,20 +342,23 @@ async fn invoke_as(
 
     let client_context = match header("x-amz-client-context") {
         None => None,
+        Some(encoded) if encoded.len() > MAX_CLIENT_CONTEXT => {
+            return invalid_parameter(&format!(
+                "Client context must be at most {MAX_CLIENT_CONTEXT} bytes of Base64 (got {})",
+                encoded.len()
+            ));
+        }
         Some(encoded) => {
+            // A JSON object: the runtime clients read it into a struct.
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(encoded)
                 .ok()
-                .filter(|d| serde_json::from_slice::<serde_json::Value>(d).is_ok());
+                .and_then(|d| String::from_utf8(d).ok())
+                .filter(|d| {
+                    serde_json::from_str::<serde_json::Value>(d).is_ok_and(|v| v.is_object())
+                });
             match decoded {
-                Some(d) if d.len() <= MAX_CLIENT_CONTEXT => {
-                    Some(String::from_utf8_lossy(&d).into_owned())
-                }
-                Some(_) => {
-                    return invalid_parameter(&format!(
-                        "Client context must be at most {MAX_CLIENT_CONTEXT} bytes"
-                    ));
-                }
+                Some(d) => Some(d),
                 None => {
                     return aws_error(
                         StatusCode::BAD_REQUEST,
@@ -492,6 +573,23 @@ mod tests {
             parse_function_name("123456789012:function:echo"),
             ("echo".into(), None)
         );
+    }
+
+    #[test]
+    fn function_references_follow_the_model_constraints() {
+        let check = |raw: &str| function_ref_error(raw, &parse_function_name(raw).0).is_none();
+        assert!(check("echo"));
+        assert!(check("echo:live"));
+        assert!(check("123456789012:function:echo"));
+        assert!(check(
+            "arn:aws:lambda:us-east-1:123456789012:function:echo:$LATEST"
+        ));
+        assert!(check(&"n".repeat(64)));
+        assert!(!check(&"n".repeat(65)), "names are 1-64 characters");
+        assert!(!check(&"n".repeat(300)));
+        assert!(!check("bad/name"));
+        assert!(!check("arn:aws:s3:us-east-1:123456789012:function:echo"));
+        assert!(!check("12345:function:echo"));
     }
 
     #[test]

@@ -16,6 +16,11 @@
 //! listener serves the Extensions API (`2020-01-01`), the Telemetry API
 //! (`2022-07-01`) and the legacy Logs API to the environment's external
 //! extensions ([`FunctionSpec::extensions`]), which start and end with it.
+//! That listener admits only the environment's own processes ([`peer`]).
+//!
+//! The Invoke API listens on both loopback addresses (127.0.0.1 and ::1)
+//! when bound to one of them, so `localhost` works whichever its clients
+//! resolve first.
 
 mod environment;
 mod event_stream;
@@ -25,14 +30,17 @@ mod history;
 mod http_front;
 mod invoke_api;
 mod limits;
+mod log_pipe;
+mod peer;
 mod pool;
 mod report;
 mod runtime_api;
+mod server;
 mod streaming;
 mod telemetry;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -77,6 +85,9 @@ pub struct FunctionSpec {
     /// environment (Lambda's `/opt/extensions/*`); each registers under its
     /// file name.
     pub extensions: Vec<PathBuf>,
+    /// Aliases the function answers to besides `$LATEST` (same code);
+    /// any other qualifier is an unknown version or alias (404).
+    pub aliases: Vec<String>,
 }
 
 impl FunctionSpec {
@@ -94,6 +105,7 @@ impl FunctionSpec {
             architecture: Architecture::X86_64,
             http: HttpFront::default(),
             extensions: Vec::new(),
+            aliases: Vec::new(),
         }
     }
 }
@@ -132,7 +144,9 @@ pub fn stderr_sink() -> LogSink {
 /// How the emulator is started.
 #[derive(Clone)]
 pub struct EmulatorOptions {
-    /// Address of the Invoke API; 127.0.0.1:9000 by default.
+    /// Address of the Invoke API; 127.0.0.1:9000 by default. A loopback
+    /// address also gets the other loopback (::1 beside 127.0.0.1, on the
+    /// same port) when it is free.
     pub bind: SocketAddr,
     /// Most invocations running at once across all functions (Lambda's
     /// account concurrency); 429 beyond.
@@ -222,6 +236,15 @@ impl Emulator {
             })?;
         let addr = listener.local_addr().context("reading the bound address")?;
         let (limits, limits_status) = limits::start(options.limits);
+        let mut listeners = vec![listener];
+        if let Some(twin) = loopback_twin(addr.ip()) {
+            // Best effort: a machine without IPv6 still serves 127.0.0.1.
+            match tokio::net::TcpListener::bind((twin, addr.port())).await {
+                Ok(l) => listeners.push(l),
+                Err(e) => tracing::debug!("not listening on {twin} as well: {e}"),
+            }
+        }
+        let extra_routes = options.routes.clone().unwrap_or_default();
         let shared = Arc::new(Shared {
             options,
             running: AtomicUsize::new(0),
@@ -238,19 +261,11 @@ impl Emulator {
             shared: shared.clone(),
             addr,
             limits: limits_status,
-            server: Some(tokio::spawn(async move {
-                let extra = shared.options.routes.clone().unwrap_or_default();
-                let app = invoke_api::router(shared)
-                    .merge(extra)
-                    .into_make_service_with_connect_info::<SocketAddr>();
-                // Streamed chunks go out as written, not held by Nagle's algorithm.
-                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!("the Invoke API server stopped: {e}");
-                }
-            })),
+            server: Some(server::spawn(
+                listeners,
+                invoke_api::router(shared.clone()).merge(extra_routes),
+                server::ServeOptions::default(),
+            )),
         };
         for spec in functions {
             emulator.set_function(spec);
@@ -269,7 +284,8 @@ impl Emulator {
         &self.limits
     }
 
-    /// The endpoint URL to give Invoke API clients.
+    /// The endpoint URL to give Invoke API clients: an IP literal, which
+    /// every client reaches without a name lookup.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -399,6 +415,15 @@ impl Emulator {
         {
             environment::kill_group(*pgid);
         }
+    }
+}
+
+/// The other loopback address of a loopback address.
+fn loopback_twin(ip: IpAddr) -> Option<IpAddr> {
+    match ip {
+        IpAddr::V4(v4) if v4 == Ipv4Addr::LOCALHOST => Some(Ipv6Addr::LOCALHOST.into()),
+        IpAddr::V6(v6) if v6 == Ipv6Addr::LOCALHOST => Some(Ipv4Addr::LOCALHOST.into()),
+        _ => None,
     }
 }
 

@@ -164,11 +164,17 @@ impl FunctionPool {
             return Err(Throttle::Account);
         }
         st.busy += 1;
+        // A runtime that exited while idle left a dead environment: skip it
+        // (dropping it reaps its process group); the next one, or a cold start.
+        let mut env = st.idle.pop();
+        while env.as_ref().is_some_and(|e| e.exited.borrow().is_some()) {
+            env = st.idle.pop();
+        }
         Ok(Lease {
             pool: self.clone(),
             spec: st.spec.clone(),
             generation: st.generation,
-            env: st.idle.pop(),
+            env,
             trace_id: String::new(),
             payload: Bytes::new(),
             handed_at: std::time::SystemTime::now(),
@@ -269,10 +275,13 @@ impl FunctionPool {
         // this never waits; a closed channel means the environment is gone.
         let _ = env.invoke_tx.send(invocation).await;
 
-        // Phase 1: the runtime takes the invocation (on a cold start, after init).
+        // Phase 1: the runtime takes the invocation (on a cold start, after
+        // init), or init fails (at once on an init error), or times out.
+        let init_failed = env.shared.clone();
         let picked = tokio::select! {
             biased;
             t = picked_rx => t.ok(),
+            _ = init_failed.init_failed.notified() => None,
             _ = env.wait_exit() => None,
             _ = tokio::time::sleep(INIT_LIMIT) => None,
         };
@@ -355,9 +364,8 @@ impl FunctionPool {
             Ended::Answer(Outcome::Stream(stream)) => {
                 relay(stream, head, &mut env, deadline, &spec, &request_id).await
             }
-            // Lambda resets an environment after a failed invocation (a
-            // panic may have left it in any state): the next invocation
-            // gets a fresh one.
+            // A handled error (a caught panic included) keeps the
+            // environment warm, with its state, as on Lambda.
             Ended::Answer(Outcome::Error { body }) => (EndStatus::FunctionError, body),
             Ended::Exit => {
                 let status = env.wait_exit().await;
@@ -406,8 +414,10 @@ impl FunctionPool {
         .await
     }
 
-    /// Writes END/REPORT/COST, collects the log, and either keeps the
-    /// environment warm (after a success) or kills it.
+    /// Writes END/REPORT (and COST, outside the invocation's log), collects
+    /// the log, and either keeps the environment warm (after a success or a
+    /// handled error) or resets it (after a crash, a timeout, or an
+    /// extension's failure).
     #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
@@ -421,16 +431,16 @@ impl FunctionPool {
         body: Bytes,
     ) -> JobResult {
         let failed = status != EndStatus::Success;
-        let (telemetry_status, reason) = match &status {
-            EndStatus::Success => ("success", ShutdownReason::Spindown),
-            EndStatus::FunctionError => ("error", ShutdownReason::Failure),
-            EndStatus::Timeout => ("timeout", ShutdownReason::Timeout),
-            EndStatus::Crashed(_) => ("failure", ShutdownReason::Failure),
+        let (telemetry_status, reset) = match &status {
+            EndStatus::Success => ("success", None),
+            EndStatus::FunctionError => ("error", None),
+            EndStatus::Timeout => ("timeout", Some(ShutdownReason::Timeout)),
+            EndStatus::Crashed(_) => ("failure", Some(ShutdownReason::Failure)),
         };
         env.shared.drain_pipes().await;
         let max_memory_mb = env.shared.sample_memory();
         let history_status = status.clone();
-        for line in report::lines(&ReportData {
+        let data = ReportData {
             request_id,
             duration,
             memory_mb: spec.memory_mb,
@@ -439,7 +449,8 @@ impl FunctionPool {
             status,
             arch: spec.architecture,
             trace: Some(&lease.trace_id),
-        }) {
+        };
+        for line in report::lines(&data) {
             env.shared.log(LogStream::Platform, &line);
         }
         env.shared.telemetry.report(
@@ -458,6 +469,10 @@ impl FunctionPool {
             .expect("capture")
             .take()
             .unwrap_or_default();
+        // The estimate is the emulator's, not Lambda's: in the watch output,
+        // not in the log callers get back.
+        env.shared
+            .log(LogStream::Platform, &report::cost_line(&data));
         self.emulator.history.record(super::history::Finished {
             spec,
             request_id,
@@ -470,12 +485,19 @@ impl FunctionPool {
             payload: &lease.payload,
             response: &body,
         });
-        if !failed && !env.shared.extensions.broken() {
+        let reset = match reset {
+            None if env.shared.extensions.broken()
+                || env.shared.answer_refused.load(Ordering::SeqCst) =>
+            {
+                Some(ShutdownReason::Failure)
+            }
+            r => r,
+        };
+        match reset {
             // Back to the pool when the lease drops, in the same step that
             // frees the slot.
-            lease.env = Some(env);
-        } else {
-            shut_down(env, &self.emulator, reason);
+            None => lease.env = Some(env),
+            Some(reason) => shut_down(env, &self.emulator, reason),
         }
         JobResult {
             body,

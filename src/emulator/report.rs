@@ -81,7 +81,8 @@ pub(crate) struct ReportData<'a> {
     pub trace: Option<&'a str>,
 }
 
-/// The XRAY line Lambda writes after REPORT for a traced invocation.
+/// The XRAY line Lambda writes after REPORT for a traced (sampled)
+/// invocation; none for one that is not traced.
 fn xray_line(header: &str) -> Option<String> {
     let field = |key: &str| {
         header
@@ -90,9 +91,11 @@ fn xray_line(header: &str) -> Option<String> {
     };
     let root = field("Root=")?;
     let segment = field("Parent=").unwrap_or_default();
-    let sampled = field("Sampled=").as_deref() == Some("1");
+    if field("Sampled=").as_deref() != Some("1") {
+        return None;
+    }
     Some(format!(
-        "XRAY TraceId: {root}\tSegmentId: {segment}\tSampled: {sampled}"
+        "XRAY TraceId: {root}\tSegmentId: {segment}\tSampled: true"
     ))
 }
 
@@ -108,7 +111,7 @@ pub(crate) fn billed_ms(duration: Duration, init: Option<Duration>) -> u64 {
     total.ceil().max(1.0) as u64
 }
 
-/// END, REPORT and COST lines for one invocation.
+/// END, REPORT (and XRAY when traced) for one invocation, as Lambda writes them.
 pub(crate) fn lines(r: &ReportData<'_>) -> Vec<String> {
     let billed = billed_ms(r.duration, r.init);
     let mut report = format!(
@@ -127,19 +130,23 @@ pub(crate) fn lines(r: &ReportData<'_>) -> Vec<String> {
         EndStatus::Timeout => report.push_str("Status: timeout"),
         EndStatus::Crashed(kind) => report.push_str(&format!("Status: error\tError Type: {kind}")),
     }
-    let cost = cost_estimate(r.arch, r.memory_mb, billed);
     let mut out = vec![format!("END RequestId: {}", r.request_id), report];
     out.extend(r.trace.and_then(xray_line));
-    out.push(format!(
-            "COST RequestId: {}\tEstimate: ${:.10}\t({:.6} GB-s {} at ${}/GB-s + ${:.7} per request; us-east-1 list price, before free tier)",
-            r.request_id,
-            cost.total(),
-            cost.gb_seconds,
-            r.arch.as_str(),
-            r.arch.price_per_gb_second(),
-            cost.request_usd,
-        ));
     out
+}
+
+/// The emulator's own COST line: the invocation's price by Lambda's list prices.
+pub(crate) fn cost_line(r: &ReportData<'_>) -> String {
+    let cost = cost_estimate(r.arch, r.memory_mb, billed_ms(r.duration, r.init));
+    format!(
+        "COST RequestId: {}\tEstimate: ${:.10}\t({:.6} GB-s {} at ${}/GB-s + ${:.7} per request; us-east-1 list price, before free tier)",
+        r.request_id,
+        cost.total(),
+        cost.gb_seconds,
+        r.arch.as_str(),
+        r.arch.price_per_gb_second(),
+        cost.request_usd,
+    )
 }
 
 #[cfg(test)]
@@ -165,7 +172,25 @@ mod tests {
             lines[2],
             "XRAY TraceId: 1-5759e988-bd862e3fe1be46a994272793\tSegmentId: 53995c3f42cd8ad8\tSampled: true"
         );
-        assert!(lines[3].starts_with("COST "));
+        assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn no_xray_line_for_an_untraced_invocation() {
+        let lines = lines(&ReportData {
+            request_id: "abc",
+            duration: Duration::from_millis(3),
+            memory_mb: 128,
+            max_memory_mb: 10,
+            init: None,
+            status: EndStatus::Success,
+            arch: Architecture::X86_64,
+            trace: Some(
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
+            ),
+        });
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(!lines.iter().any(|l| l.starts_with("XRAY")));
     }
 
     #[test]
@@ -185,7 +210,7 @@ mod tests {
             lines[1],
             "REPORT RequestId: abc\tDuration: 1234.56 ms\tBilled Duration: 1256 ms\tMemory Size: 128 MB\tMax Memory Used: 17 MB\tInit Duration: 20.50 ms\t"
         );
-        assert!(lines[2].starts_with("COST RequestId: abc\tEstimate: $"));
+        assert_eq!(lines.len(), 2);
     }
 
     #[test]

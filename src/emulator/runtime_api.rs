@@ -108,6 +108,9 @@ async fn next(State(env): State<Arc<EnvShared>>) -> Response {
             "State transition from Running to Ready failed for runtime. Error: the current invocation has not been answered",
         );
     }
+    if init_failed(&env) {
+        return init_failed_error();
+    }
     // Init ends when the runtime and every extension wait for an event.
     super::extensions_api::runtime_waits(&env).await;
     let mut rx = env.next_rx.lock().await;
@@ -119,6 +122,13 @@ async fn next(State(env): State<Arc<EnvShared>>) -> Response {
         );
     };
     drop(rx);
+    if init_failed(&env) {
+        // The invocation already failed with the init error; this
+        // environment is being discarded and never runs it.
+        return init_failed_error();
+    }
+    env.initialized
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -161,6 +171,20 @@ async fn next(State(env): State<Arc<EnvShared>>) -> Response {
     }
     set("content-type", "application/json");
     (StatusCode::OK, headers, inv.payload).into_response()
+}
+
+/// Has init failed (an init error reported, an extension crashed in init)?
+fn init_failed(env: &EnvShared) -> bool {
+    env.init_error.lock().expect("init error").is_some()
+        && !env.initialized.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn init_failed_error() -> Response {
+    runtime_error(
+        StatusCode::FORBIDDEN,
+        "InvalidStateTransition",
+        "State transition from InitError to Ready failed for runtime. Error: init failed; the environment is being discarded",
+    )
 }
 
 /// Checks the path id against the invocation in progress, before any state
@@ -223,6 +247,8 @@ async fn response(
         Ok(s) => s,
         Err(r) => {
             if let Ok(reply) = take_reply(&env, &request_id) {
+                env.answer_refused
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 let _ = reply.send(Outcome::Error {
                     body: error_body(
                         "Runtime.InvalidResponseModeHeader",
@@ -247,6 +273,8 @@ async fn response(
             accepted()
         }
         Err(_) => {
+            env.answer_refused
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = reply.send(Outcome::Error {
                 body: error_body(
                     "Function.ResponseSizeTooLarge",
@@ -344,9 +372,17 @@ async fn error(
     accepted()
 }
 
-/// `POST /runtime/init/error`: kept for the invocation that started this
-/// environment; the runtime is expected to exit next.
+/// `POST /runtime/init/error`: the invocation that started this
+/// environment fails at once with this error, and the environment is
+/// discarded (the runtime is expected to exit; it gets no event).
 async fn init_error(State(env): State<Arc<EnvShared>>, headers: HeaderMap, body: Body) -> Response {
+    if env.initialized.load(std::sync::atomic::Ordering::SeqCst) {
+        return runtime_error(
+            StatusCode::FORBIDDEN,
+            "InvalidStateTransition",
+            "State transition from Ready to InitError failed for runtime. Error: init is over",
+        );
+    }
     let body = axum::body::to_bytes(body, MAX_ERROR_BYTES)
         .await
         .unwrap_or_default();
@@ -359,5 +395,6 @@ async fn init_error(State(env): State<Arc<EnvShared>>, headers: HeaderMap, body:
         ),
     );
     *env.init_error.lock().expect("init error") = Some(body);
+    env.init_failed.notify_one();
     accepted()
 }

@@ -330,28 +330,11 @@ impl HttpBody for ChannelBody {
     }
 }
 
-/// A Runtime API listener whose connections acknowledge what they read at
-/// once (`TCP_QUICKACK`). The Rust runtime's client leaves Nagle's
-/// algorithm on, so each small chunk it streams waits for the ACK of the
-/// previous write; with Linux's delayed ACK that is a 40 ms stall per chunk.
-pub(crate) struct QuickAckListener(pub tokio::net::TcpListener);
-
-impl axum::serve::Listener for QuickAckListener {
-    type Io = QuickAck;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (QuickAck, std::net::SocketAddr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        (QuickAck(stream), addr)
-    }
-
-    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.0.local_addr()
-    }
-}
-
-/// A TCP stream that sends the ACK for each read right away.
-pub(crate) struct QuickAck(tokio::net::TcpStream);
+/// A TCP stream that sends the ACK for each read right away. The Rust
+/// runtime's client leaves Nagle's algorithm on, so each small chunk it
+/// streams waits for the ACK of the previous write; with Linux's delayed
+/// ACK that is a 40 ms stall per chunk.
+pub(crate) struct QuickAck(pub tokio::net::TcpStream);
 
 impl QuickAck {
     fn ack_now(&self) {

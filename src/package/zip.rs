@@ -123,6 +123,13 @@ pub fn write(dest: &Path, mut entries: Vec<Entry>) -> Result<Archive> {
         .into_inner()
         .map_err(|e| e.into_error())
         .context("writing the zip")?;
+    // A temp file is created 0600; the zip is a build output like any
+    // other (0644), readable by the tools and users that ship it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("setting the mode of {}", dest.display()))?;
+    }
     file.sync_all().ok();
     drop(file);
 
@@ -229,6 +236,23 @@ mod tests {
         );
         assert_eq!(one.entries, vec!["bootstrap", "conf/app.toml"]);
         assert_eq!(one.unzipped_size, 21);
+    }
+
+    #[test]
+    fn zips_are_written_readable_like_other_build_outputs() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("bootstrap");
+        std::fs::write(&src, b"bytes").unwrap();
+        let zip = dir.path().join("fn.zip");
+        let entry = Entry {
+            name: "bootstrap".into(),
+            source: src,
+            mode: 0o755,
+        };
+        write(&zip, vec![entry]).unwrap();
+        let mode = std::fs::metadata(&zip).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{mode:o}");
     }
 
     #[test]

@@ -210,7 +210,10 @@ async fn echo_through_the_sdk_with_tail_log_and_warm_reuse() {
         fields[5].starts_with("Init Duration: "),
         "cold start: {report}"
     );
-    assert!(first.log.contains("COST RequestId: "), "{}", first.log);
+    // The cost estimate is the emulator's: in its output, not in the
+    // log AWS clients get back.
+    assert!(!first.log.contains("COST"), "{}", first.log);
+    assert_eq!(logs.count("COST RequestId: "), 1);
 
     let second = invoke(&client, "echo", json!([1, 2, 3])).await;
     assert_eq!(second.body, json!([1, 2, 3]));
@@ -236,6 +239,7 @@ async fn the_function_sees_lambdas_environment_and_context() {
     let mut s = spec("ctx", "context");
     s.env = BTreeMap::from([("GREETING".to_string(), "hi".to_string())]);
     s.memory_mb = 256;
+    s.aliases = vec!["live".into()];
     let (emu, client, _logs) = start(vec![s]).await;
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -416,37 +420,118 @@ async fn event_invocations_are_queued_and_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn panics_and_errors_are_unhandled_and_reset_the_environment() {
-    let (emu, client, _logs) = start(vec![spec("panic", "panic"), spec("fail", "fail")]).await;
-    let ok = invoke(&client, "panic", json!({})).await;
-    let pid = ok.body["pid"].as_u64().unwrap();
-    let bad = invoke(&client, "panic", json!({"panic": true})).await;
-    assert_eq!(bad.status, 200);
-    assert_eq!(bad.function_error.as_deref(), Some("Unhandled"));
+async fn handled_errors_and_caught_panics_keep_the_environment_warm() {
+    let (emu, client, logs) = start(vec![spec("counter", "counter"), spec("fail", "fail")]).await;
+    let first = invoke(&client, "counter", json!({})).await;
+    assert_eq!(first.body["count"], 1);
+    let pid = first.body["pid"].as_u64().unwrap();
+
+    let error = invoke(&client, "counter", json!({"error": true})).await;
+    assert_eq!(error.status, 200);
+    assert_eq!(error.function_error.as_deref(), Some("Unhandled"));
+    assert_eq!(error.body["errorMessage"], "handled failure at count 2");
+    let after_error = invoke(&client, "counter", json!({})).await;
+    assert_eq!(after_error.function_error, None);
+    assert_eq!(after_error.body["count"], 3, "the state survives an error");
+    assert_eq!(after_error.body["pid"].as_u64().unwrap(), pid);
     assert!(
-        bad.body["errorMessage"]
+        !after_error.log.contains("Init Duration"),
+        "warm: {}",
+        after_error.log
+    );
+
+    let panic = invoke(&client, "counter", json!({"panic": true})).await;
+    assert_eq!(panic.function_error.as_deref(), Some("Unhandled"));
+    assert!(
+        panic.body["errorMessage"]
             .as_str()
             .unwrap()
-            .contains("fixture panic"),
+            .contains("fixture panic at count 4"),
         "{}",
-        bad.body
+        panic.body
     );
-    let after = invoke(&client, "panic", json!({})).await;
-    assert_eq!(after.function_error, None);
-    assert_ne!(
-        after.body["pid"].as_u64().unwrap(),
-        pid,
-        "fresh environment"
-    );
-    assert!(
-        after.log.contains("Init Duration"),
-        "cold again: {}",
-        after.log
-    );
+    let after_panic = invoke(&client, "counter", json!({})).await;
+    assert_eq!(after_panic.body["count"], 5, "a caught panic keeps it warm");
+    assert_eq!(after_panic.body["pid"].as_u64().unwrap(), pid);
+    assert_eq!(logs.count("Init Duration"), 1, "{:#?}", logs.lines());
 
     let failed = invoke(&client, "fail", json!({})).await;
     assert_eq!(failed.function_error.as_deref(), Some("Unhandled"));
     assert_eq!(failed.body["errorMessage"], "fixture failure");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalid_utf8_output_never_closes_the_functions_pipe() {
+    let (emu, client, logs) = start(vec![spec("counter", "counter")]).await;
+    for count in 1..=2 {
+        let out = invoke(&client, "counter", json!({"bad_utf8": true})).await;
+        assert_eq!(out.function_error, None, "{}", out.body);
+        assert_eq!(out.body["count"], count);
+        assert!(
+            out.log.contains("bytes \u{fffd}\u{fffd} are not text"),
+            "shown lossily: {}",
+            out.log
+        );
+        assert!(
+            out.log.contains("still printing after invalid UTF-8"),
+            "{}",
+            out.log
+        );
+    }
+    assert_eq!(logs.count("still printing after invalid UTF-8"), 2);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_line_is_split_into_cloudwatch_sized_events() {
+    let (emu, client, logs) = start(vec![spec("counter", "counter")]).await;
+    let out = invoke(&client, "counter", json!({"long": 600_000})).await;
+    assert_eq!(out.function_error, None, "{}", out.body);
+    let pieces: Vec<usize> = logs
+        .lines()
+        .iter()
+        .filter_map(|l| l.split_once(' ').map(|(_, text)| text.to_string()))
+        .filter(|text| !text.is_empty() && text.bytes().all(|b| b == b'x'))
+        .map(|text| text.len())
+        .collect();
+    assert_eq!(pieces, [262_144, 262_144, 75_712]);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_line_of_an_invocation_is_logged_before_its_end() {
+    let (emu, client, logs) = start(vec![spec("counter", "counter")]).await;
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { invoke(&c, "counter", json!({"lines": 300})).await })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap().function_error, None);
+    }
+    // Per environment, the 300 lines come between START and END.
+    let lines = logs.lines();
+    let mut envs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for l in &lines {
+        let (env, text) = l.split_once(' ').unwrap();
+        envs.entry(env.to_string())
+            .or_default()
+            .push(text.to_string());
+    }
+    for (env, texts) in envs {
+        let mut printed = 0;
+        for text in texts {
+            if text.starts_with("line ") {
+                printed += 1;
+            } else if text.starts_with("END RequestId") {
+                assert_eq!(printed, 300, "{env}: a line landed after END");
+                printed = 0;
+            }
+        }
+        assert_eq!(printed, 0, "{env}: lines after the last END");
+    }
     emu.shutdown().await;
 }
 
@@ -595,18 +680,12 @@ async fn reserved_concurrency_throttles_with_429() {
     emu.shutdown().await;
 }
 
-/// A "runtime" that is just a shell writing its Runtime API address to a
-/// file, so the test can speak the Runtime API itself.
+/// A "runtime" the test drives by hand: the relay fixture, inside the
+/// environment (the emulator admits only the environment's own processes),
+/// writes the address it relays from to a file, so the test can speak the
+/// Runtime API itself through it.
 pub fn manual_runtime(dir: &Path) -> FunctionSpec {
-    let addr_file = dir.join("runtime-api");
-    let mut s = FunctionSpec::new("manual", "/bin/sh");
-    s.args = vec![
-        "-c".into(),
-        format!(
-            "echo \"$AWS_LAMBDA_RUNTIME_API\" > {}.tmp && mv {0}.tmp {0} && exec sleep 60",
-            addr_file.display()
-        ),
-    ];
+    let mut s = FunctionSpec::new("manual", fixture("relay"));
     s.working_dir = Some(dir.to_path_buf());
     s.timeout = Duration::from_secs(30);
     s
@@ -775,4 +854,255 @@ async fn shutdown_leaves_no_function_process() {
         std::net::TcpStream::connect(addr).is_err(),
         "nothing listens after shutdown"
     );
+}
+
+/// Like [`http`], but a failed connection is an answer too (`Err`).
+pub async fn try_http(method: &str, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+    try_http_with(method, url, &[], body).await
+}
+
+/// [`try_http`] with headers.
+pub async fn try_http_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), String> {
+    let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(bytes::Bytes::from(body))).unwrap();
+    let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .to_vec();
+    Ok((status, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_runtime_api_refuses_processes_outside_the_environment() {
+    let (emu, client, logs) = start(vec![spec("ctx", "context")]).await;
+    let out = invoke(&client, "ctx", json!({})).await;
+    let api = out.body["env"]["AWS_LAMBDA_RUNTIME_API"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // This test process is not in the environment: it may not take the
+    // next event, twice over.
+    for _ in 0..2 {
+        let url = format!("http://{api}/2018-06-01/runtime/invocation/next");
+        let refused = tokio::time::timeout(Duration::from_secs(60), try_http("GET", &url, vec![]))
+            .await
+            .expect("refused, not left waiting for an event");
+        assert!(refused.is_err(), "a foreign process got {refused:?}");
+    }
+    // The runtime itself still works, on the same environment.
+    let again = invoke(&client, "ctx", json!({})).await;
+    assert_eq!(again.function_error, None, "{}", again.body);
+    assert_eq!(again.body["pid"], out.body["pid"]);
+    assert_eq!(
+        logs.count("refused a connection"),
+        1,
+        "logged once: {:#?}",
+        logs.lines()
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_init_error_fails_the_waiting_invocation_at_once_and_discards_the_environment() {
+    let dir = crate::support::tempdir();
+    let (emu, client, _logs) = start(vec![manual_runtime(dir.path())]).await;
+    let c = client.clone();
+    let call = tokio::spawn(async move { invoke(&c, "manual", json!({"secret": 1})).await });
+    let api = format!(
+        "http://{}/2018-06-01/runtime",
+        runtime_api_addr(dir.path()).await
+    );
+    // Accepted (202), and the environment is discarded at once: the relay
+    // this test speaks through may be gone before the 202 gets back.
+    let accepted = try_http_with(
+        "POST",
+        &format!("{api}/init/error"),
+        &[("lambda-runtime-function-error-type", "Runtime.ConfigError")],
+        br#"{"errorType":"Runtime.ConfigError","errorMessage":"missing TABLE_NAME"}"#.to_vec(),
+    )
+    .await;
+    if let Ok((status, body)) = &accepted {
+        assert_eq!(*status, 202, "{}", String::from_utf8_lossy(body));
+    }
+    // The runtime does not get the event after its init error (the
+    // environment may already be gone: a refused connection is fine too).
+    let next = try_http("GET", &format!("{api}/invocation/next"), vec![]).await;
+    if let Ok((status, body)) = &next {
+        assert_ne!(*status, 200, "{}", String::from_utf8_lossy(body));
+    }
+    // The caller has the init error, without waiting for the init limit:
+    // the runtime never exits, so only the init error can end the call.
+    let out = call.await.unwrap();
+    assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
+    assert_eq!(out.body["errorType"], "Runtime.ConfigError");
+    assert_eq!(out.body["errorMessage"], "missing TABLE_NAME");
+    assert!(out.log.contains("INIT_REPORT Status: error"), "{}", out.log);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_invoke_api_validates_names_qualifiers_payloads_and_client_context() {
+    let mut s = spec("ctx", "context");
+    s.aliases = vec!["live".into()];
+    let (emu, _client, _logs) = start(vec![s]).await;
+    let base = format!("{}/2015-03-31/functions", emu.endpoint());
+    let post = |url: String, headers: Vec<(&'static str, String)>, body: Vec<u8>| async move {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, h, body) = http("POST", &url, &headers, body).await;
+        let kind = h
+            .get("x-amzn-errortype")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, kind, body)
+    };
+    // Unknown alias or version: 404; $LATEST and the served alias: 200.
+    for q in ["?Qualifier=prod", "?Qualifier=7"] {
+        let (status, kind, _) =
+            post(format!("{base}/ctx/invocations{q}"), vec![], b"{}".to_vec()).await;
+        assert_eq!(
+            (status, kind.as_deref()),
+            (404, Some("ResourceNotFoundException")),
+            "{q}"
+        );
+    }
+    let (status, _, _) = post(
+        format!("{base}/ctx:prod/invocations"),
+        vec![],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    for q in ["?Qualifier=$LATEST", "?Qualifier=live", ""] {
+        let (status, kind, body) =
+            post(format!("{base}/ctx/invocations{q}"), vec![], b"{}".to_vec()).await;
+        assert_eq!(
+            status,
+            200,
+            "{q}: {kind:?} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // Names are 1-64 characters; a FunctionName at most 170.
+    for name in ["n".repeat(65), "n".repeat(300), "bad/name".into()] {
+        let url = format!("{base}/{}/invocations", name.replace('/', "%2F"));
+        let (status, kind, _) = post(url, vec![], b"{}".to_vec()).await;
+        assert_eq!(
+            (status, kind.as_deref()),
+            (400, Some("ValidationException")),
+            "{name}"
+        );
+    }
+    // JSON is UTF-8, inside strings too.
+    let (status, kind, _) = post(
+        format!("{base}/ctx/invocations"),
+        vec![],
+        b"{\"a\":\"\xff\"}".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (status, kind.as_deref()),
+        (400, Some("InvalidRequestContentException"))
+    );
+    // Client context: a JSON object, at most 3,583 bytes of base64.
+    let b64 = |v: Value| base64::engine::general_purpose::STANDARD.encode(v.to_string());
+    let array = b64(json!([1, 2]));
+    let (status, kind, _) = post(
+        format!("{base}/ctx/invocations"),
+        vec![("x-amz-client-context", array)],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (status, kind.as_deref()),
+        (400, Some("InvalidRequestContentException"))
+    );
+    // Decoded it fits (2,700 bytes), encoded it does not (3,600).
+    let large = b64(json!({"custom": {"k": "v".repeat(2_680)}}));
+    assert!(large.len() > 3_583);
+    let (status, _, _) = post(
+        format!("{base}/ctx/invocations"),
+        vec![("x-amz-client-context", large)],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let fits = b64(json!({"custom": {"k": "v".repeat(2_000)}}));
+    let (status, _, body) = post(
+        format!("{base}/ctx/invocations"),
+        vec![("x-amz-client-context", fits)],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["client_context"]["k"].as_str().unwrap().len(), 2_000);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn localhost_reaches_the_emulator_over_ipv6_too() {
+    let (emu, _client, _logs) = start(vec![spec("echo", "echo")]).await;
+    let port = emu.addr().port();
+    // Clients that resolve `localhost` to ::1 first.
+    let v6 = lambda_client(&format!("http://[::1]:{port}"));
+    let out = invoke(&v6, "echo", json!({"over": "ipv6"})).await;
+    assert_eq!(out.body, json!({"over": "ipv6"}));
+    let v4 = lambda_client(&format!("http://127.0.0.1:{port}"));
+    assert_eq!(invoke(&v4, "echo", json!(1)).await.body, json!(1));
+    assert!(emu.endpoint().starts_with("http://127.0.0.1:"));
+    emu.shutdown().await;
+    assert!(
+        std::net::TcpStream::connect(("::1", port)).is_err(),
+        "nothing listens on ::1 after shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_tail_log_has_no_cost_line_and_xray_only_when_traced() {
+    let (emu, client, logs) = start(vec![spec("echo", "echo")]).await;
+    let plain = invoke(&client, "echo", json!({})).await;
+    assert!(plain.log.contains("REPORT RequestId"), "{}", plain.log);
+    assert!(!plain.log.contains("XRAY"), "not traced: {}", plain.log);
+    assert!(!plain.log.contains("COST"), "{}", plain.log);
+    assert_eq!(logs.count("COST RequestId"), 1, "the watch output keeps it");
+    assert_eq!(logs.count("XRAY"), 0);
+
+    let url = format!("{}/2015-03-31/functions/echo/invocations", emu.endpoint());
+    let (status, headers, _) = http(
+        "POST",
+        &url,
+        &[
+            ("x-amz-log-type", "Tail"),
+            (
+                "x-amzn-trace-id",
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+            ),
+        ],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let tail = base64::engine::general_purpose::STANDARD
+        .decode(headers["x-amz-log-result"].to_str().unwrap())
+        .unwrap();
+    let tail = String::from_utf8(tail).unwrap();
+    assert!(
+        tail.contains("XRAY TraceId: 1-5759e988-bd862e3fe1be46a994272793"),
+        "{tail}"
+    );
+    assert!(!tail.contains("COST"), "{tail}");
+    emu.shutdown().await;
 }

@@ -344,3 +344,34 @@ async fn invoke_with_response_stream_frames_events_for_the_sdk() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_whose_event_exceeds_the_payload_limit_gets_413() {
+    let (emu, _client, logs) = start(vec![spec("plain", "plain")]).await;
+    let url = format!("{}/lambda-url/plain/upload", emu.endpoint());
+    // Under 6 MB as a body, over it as an event (base64 grows it by a third).
+    let body = vec![0xABu8; 5_000_000];
+    let (status, _, answer) = http(
+        "POST",
+        &url,
+        &[("content-type", "application/octet-stream")],
+        body,
+    )
+    .await;
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(
+        logs.count("START RequestId"),
+        0,
+        "never reaches the function"
+    );
+    // A body whose event fits still goes through.
+    let (status, _, _) = http(
+        "POST",
+        &url,
+        &[("content-type", "application/octet-stream")],
+        vec![0xABu8; 4_000_000],
+    )
+    .await;
+    assert_eq!(status, 200);
+    emu.shutdown().await;
+}

@@ -14,12 +14,12 @@ async fn emulator() -> (Emulator, Logs) {
     let logs = Logs::default();
     let mut sleepy = spec("sleep", "sleep");
     sleepy.timeout = Duration::from_secs(1);
-    let emu = Emulator::start(
-        options(&logs),
-        vec![spec("echo", "echo"), spec("panic", "panic"), sleepy],
-    )
-    .await
-    .unwrap();
+    // `echo` is served under the alias `live` too, as a deployed one would be.
+    let mut echo = spec("echo", "echo");
+    echo.aliases = vec!["live".into()];
+    let emu = Emulator::start(options(&logs), vec![echo, spec("panic", "panic"), sleepy])
+        .await
+        .unwrap();
     (emu, logs)
 }
 

@@ -3,6 +3,7 @@
 mod support;
 
 mod build;
+mod cli_boundary;
 mod config;
 mod dashboard;
 mod deploy;

@@ -259,12 +259,50 @@ async fn hot_reload_under_load_loses_nothing_and_serves_each_new_build() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_stops_the_cli_and_every_function_process() {
+    stop_the_cli_with(libc::SIGINT, "ctrlc");
+}
+
+/// SIGTERM (`kill`, IDEs, systemd, container runtimes) stops watch like
+/// Ctrl-C: exit 0, extensions get SHUTDOWN, no process or snapshot left;
+/// and a run removes the snapshots of runs killed with SIGKILL.
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_cli_like_ctrl_c_and_stale_snapshots_are_removed() {
+    stop_the_cli_with(libc::SIGTERM, "sigterm");
+}
+
+#[cfg(unix)]
+fn stop_the_cli_with(signal: i32, name: &str) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
     let dir = tempdir();
-    function_crate(dir.path(), "ctrlc", 7);
-    // Build first so the watcher starts fast.
+    function_crate(dir.path(), name, 7);
+    let records = tempdir();
+    let extension = crate::extensions::extension("recorder", records.path());
+    // Left by a run that died with SIGKILL: unlocked, or without a lock
+    // and a process id that is not running. A live run's stays.
+    let watch_dir = shared_target_dir().join("lambda/watch");
+    std::fs::create_dir_all(&watch_dir).unwrap();
+    let stale_locked = watch_dir.join(format!("stale-{name}-0"));
+    std::fs::create_dir_all(&stale_locked).unwrap();
+    std::fs::write(watch_dir.join(format!("stale-{name}-0.lock")), "").unwrap();
+    let stale_pid = watch_dir.join(format!("{}-0", i32::MAX));
+    std::fs::create_dir_all(&stale_pid).unwrap();
+    let live = watch_dir.join(format!("live-{name}-0"));
+    std::fs::create_dir_all(&live).unwrap();
+    let live_lock = std::fs::File::create(watch_dir.join(format!("live-{name}-0.lock"))).unwrap();
+    // SAFETY: plain syscall on a descriptor we own.
+    assert_eq!(
+        unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&live_lock),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        },
+        0
+    );
+
     let bin = env!("CARGO_BIN_EXE_cargo-fn");
     let mut child = std::process::Command::new(bin)
         .args([
@@ -273,8 +311,12 @@ fn ctrl_c_stops_the_cli_and_every_function_process() {
             "0",
             "--color",
             "never",
-            "--manifest-path",
+            "--extensions-dir",
         ])
+        .arg(extension.parent().unwrap())
+        .arg("--env-var")
+        .arg(format!("EXT_RECORD_DIR={}", records.path().display()))
+        .arg("--manifest-path")
         .arg(dir.path().join("Cargo.toml"))
         .arg("--target-dir")
         .arg(shared_target_dir())
@@ -284,35 +326,69 @@ fn ctrl_c_stops_the_cli_and_every_function_process() {
         .unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let mut lines = stderr.lines();
+    let prefix = format!("Serving {name} at ");
     let endpoint = loop {
         let line = lines.next().expect("watch exited before serving").unwrap();
-        if let Some(rest) = line.trim_start().strip_prefix("Serving ctrlc at ") {
+        if let Some(rest) = line.trim_start().strip_prefix(prefix.as_str()) {
             break rest.split("/2015-03-31").next().unwrap().to_string();
         }
     };
     let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    assert!(!stale_locked.exists(), "an unlocked snapshot dir is stale");
+    assert!(
+        !stale_pid.exists(),
+        "a dead process's snapshot dir is stale"
+    );
+    assert!(live.exists(), "a live run's snapshot dir stays");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let out = rt.block_on(async { invoke(&lambda_client(&endpoint), "ctrlc", json!({})).await });
+    let out = rt.block_on(async { invoke(&lambda_client(&endpoint), name, json!({})).await });
     assert_eq!(out.body["version"], 7);
     let pid = out.body["pid"].as_u64().unwrap();
     assert!(process_alive(pid));
+    let mine: Vec<PathBuf> = std::fs::read_dir(&watch_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{}-", child.id()))
+        })
+        .collect();
+    assert!(
+        !mine.is_empty(),
+        "this run's snapshots in {}",
+        watch_dir.display()
+    );
 
     // SAFETY: signalling our own child.
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
+        libc::kill(child.id() as i32, signal);
     }
     let status = child.wait().unwrap();
     let output = rest.join().unwrap();
     assert!(status.success(), "watch exit {status}: {output:#?}");
     assert!(
         !process_alive(pid),
-        "function process {pid} survived Ctrl-C"
+        "function process {pid} survived the signal"
     );
     let addr = endpoint.trim_start_matches("http://");
     assert!(
         std::net::TcpStream::connect(addr).is_err(),
-        "nothing listens after Ctrl-C"
+        "nothing listens after the signal"
     );
+    let recorded = std::fs::read_to_string(records.path().join("recorder.jsonl")).unwrap();
+    assert!(
+        recorded.contains(r#""shutdownReason":"spindown""#),
+        "the extension got SHUTDOWN: {recorded}"
+    );
+    for p in mine {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+    drop(live_lock);
+    let _ = std::fs::remove_dir_all(&live);
+    let _ = std::fs::remove_file(watch_dir.join(format!("live-{name}-0.lock")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -395,6 +471,69 @@ async fn main() -> Result<(), Error> {
     let out = invoke(&client, "envy", json!({})).await;
     assert_eq!(out.body["memory"], "512");
     assert!(out.log.contains("Memory Size: 512 MB"), "{}", out.log);
+
+    stop_tx.send(()).unwrap();
+    watch.await.unwrap().expect("watch ends cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_bin_file_is_served_after_the_reload_that_announces_it() {
+    let dir = tempdir();
+    let root = dir.path().to_path_buf();
+    function_crate(&root, "firstbin", 0);
+    let logs = Logs::default();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let watch = tokio::spawn(cargo_fn::watch::run(
+        watch_options(&root, &logs),
+        Ui::silent(),
+        Some(tx),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let endpoint = match next_event(&mut rx).await {
+        WatchEvent::Ready { endpoint } => endpoint,
+        other => panic!("expected Ready, got {other:?}"),
+    };
+    let client = lambda_client(&endpoint);
+    assert_eq!(
+        invoke(&client, "firstbin", json!({})).await.body["version"],
+        0
+    );
+
+    // A new binary target, discovered by cargo from its file alone.
+    std::fs::create_dir_all(root.join("src/bin")).unwrap();
+    let tmp = root.join("src/bin/second.rs.tmp~");
+    std::fs::write(
+        &tmp,
+        r#"use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::{json, Value};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::run(service_fn(|_e: LambdaEvent<Value>| async move {
+        Ok::<Value, Error>(json!({"second": true}))
+    }))
+    .await
+}
+"#,
+    )
+    .unwrap();
+    std::fs::rename(&tmp, root.join("src/bin/second.rs")).unwrap();
+    loop {
+        match next_event(&mut rx).await {
+            WatchEvent::Reloaded { .. } => break,
+            WatchEvent::Rebuilding { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let out = invoke(&client, "second", json!({})).await;
+    assert_eq!(out.body, json!({"second": true}));
+    assert_eq!(
+        invoke(&client, "firstbin", json!({})).await.body["version"],
+        0
+    );
 
     stop_tx.send(()).unwrap();
     watch.await.unwrap().expect("watch ends cleanly");

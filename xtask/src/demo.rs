@@ -3,6 +3,11 @@
 //! `cargo fn build` (zig-pinned glibc, artifact checked) and packages it,
 //! starts `cargo fn watch` (the embedded emulator) on a free loopback port,
 //! invokes it with `cargo fn invoke`, prints the answer and shuts down.
+//!
+//! It installs only what the main job needs, the way a user gets it:
+//! `cargo fn build --install-missing` (zig, cargo-zigbuild, the rustup
+//! target). The test tools (`cargo xtask setup`: qemu, skopeo, a registry,
+//! moto) are for the test suite, not for this.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -35,8 +40,7 @@ impl Drop for KillOnDrop {
 }
 
 pub fn demo() -> Result<()> {
-    tools::setup()?;
-    let path = tools::path_with_tools()?;
+    let started = Instant::now();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     run(cargo()
         .current_dir(&root)
@@ -53,9 +57,7 @@ pub fn demo() -> Result<()> {
 
     let fn_cmd = |dir: &Path| {
         let mut c = Command::new(&cargo_fn);
-        c.current_dir(dir)
-            .env("PATH", &path)
-            .env("CARGO_TARGET_DIR", &shared_target);
+        c.current_dir(dir).env("CARGO_TARGET_DIR", &shared_target);
         c
     };
 
@@ -63,8 +65,10 @@ pub fn demo() -> Result<()> {
     run(fn_cmd(&work).args(["new", "hello-fn", "--template", "basic", "--yes"]))?;
     let crate_dir = work.join("hello-fn");
 
-    println!("\n== 2. build for Lambda and package: cargo fn build && cargo fn package");
-    run(fn_cmd(&crate_dir).arg("build"))?;
+    println!(
+        "\n== 2. build for Lambda and package: cargo fn build --install-missing && cargo fn package"
+    );
+    run(fn_cmd(&crate_dir).args(["build", "--install-missing"]))?;
     run(fn_cmd(&crate_dir).arg("package"))?;
 
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -91,7 +95,11 @@ pub fn demo() -> Result<()> {
             .output()?;
         if out.status.success() {
             let payload = String::from_utf8_lossy(&out.stdout);
-            println!("\nthe function answered: {}", payload.trim());
+            println!(
+                "\nthe function answered: {} ({:.0?} after the demo started)",
+                payload.trim(),
+                started.elapsed()
+            );
             if !payload.contains("Hello, cargo-fn!") {
                 bail!("unexpected answer from the function: {payload}");
             }
