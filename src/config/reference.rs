@@ -433,6 +433,13 @@ pub const REFERENCE: &[KeyDoc] = &[
         ),
         "How `deploy` shifts the alias to a new version: gradually, with alarms, hooks and automatic rollback (see Gradual rollouts).",
     ),
+    key(
+        "log-group",
+        "string",
+        DefaultValue::Derived("`/aws/lambda/<name>`"),
+        Allowed::Rule("1-512 characters of letters, digits and `_ - . / #`"),
+        "The CloudWatch log group `cargo fn logs --remote` reads.",
+    ),
 ];
 
 #[cfg(test)]
