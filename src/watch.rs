@@ -163,10 +163,6 @@ pub async fn run(
     }
     let page = format!("{}{}", emulator.endpoint(), crate::dashboard::PATH);
     ui.status("Dashboard", page);
-    emit(WatchEvent::Ready {
-        endpoint: emulator.endpoint(),
-    });
-
     let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(event) = res
@@ -187,6 +183,11 @@ pub async fn run(
     let mut filter = Filter::new(&project, env_files);
     let mut bins = bin_files(&project);
     ui.status("Watching", project.workspace_root.display());
+    // Ready only once saves are seen: a change made right after Ready
+    // (a test, an editor's first save) must not be lost.
+    emit(WatchEvent::Ready {
+        endpoint: emulator.endpoint(),
+    });
 
     tokio::pin!(shutdown);
     let mut project = project;
