@@ -346,12 +346,7 @@ impl Table<'_> {
 
 /// Trigger names: 1-40 of `a-z A-Z 0-9 - _` (they become part of AWS names).
 pub fn check_trigger_name(name: &str) -> std::result::Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 40
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
+    if super::validate::is_name(name, 40) {
         Ok(())
     } else {
         Err("a trigger name: 1-40 characters from a-z, A-Z, 0-9, `-` and `_`".into())
@@ -477,11 +472,7 @@ pub fn check_queue(q: &str) -> std::result::Result<(), String> {
         q
     };
     let base = name.strip_suffix(".fifo").unwrap_or(name);
-    let ok = !base.is_empty()
-        && name.len() <= 80
-        && base
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let ok = name.len() <= 80 && super::validate::is_name(base, 80);
     if ok {
         Ok(())
     } else {
@@ -1154,12 +1145,7 @@ fn http_api(t: &Table) -> Result<HttpApiTrigger> {
         ));
     }
     let stage = t.string("stage")?.unwrap_or_else(|| "$default".into());
-    let stage_ok = stage == "$default"
-        || (!stage.is_empty()
-            && stage.len() <= 128
-            && stage
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    let stage_ok = stage == "$default" || super::validate::is_name(&stage, 128);
     if !stage_ok {
         return Err(t.bad(
             "stage",

@@ -168,12 +168,7 @@ fn string_list(key: &str, v: &Value, src: &Source) -> Result<Vec<String>> {
 
 /// Lambda function names: `[a-zA-Z0-9-_]`, 1-64 characters.
 pub fn check_function_name(name: &str) -> std::result::Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
+    if is_name(name, 64) {
         Ok(())
     } else {
         Err("1-64 characters from a-z, A-Z, 0-9, `-` and `_`".to_string())
@@ -182,12 +177,7 @@ pub fn check_function_name(name: &str) -> std::result::Result<(), String> {
 
 /// Alias names: 1-128 of `[a-zA-Z0-9-_]`, and not all digits (those are versions).
 pub fn check_alias_name(name: &str) -> std::result::Result<(), String> {
-    let charset = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !charset {
+    if !is_name(name, 128) {
         return Err("1-128 characters from a-z, A-Z, 0-9, `-` and `_`".to_string());
     }
     if name.chars().all(|c| c.is_ascii_digit()) {
@@ -235,7 +225,8 @@ fn is_region(r: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-fn is_name(n: &str, max: usize) -> bool {
+/// 1-`max` characters of `[a-zA-Z0-9-_]`: the alphabet of most AWS names.
+pub(super) fn is_name(n: &str, max: usize) -> bool {
     !n.is_empty()
         && n.len() <= max
         && n.chars()
