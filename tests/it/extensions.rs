@@ -73,6 +73,31 @@ async fn records_until(file: &Path, done: impl Fn(&[Value]) -> bool) -> Vec<Valu
     }
 }
 
+/// Waits until no environment of `function` is busy. An invocation whose
+/// extensions are still busy after the answer keeps its environment (the
+/// caller already has the answer); a call made in that window gets a new
+/// environment, as on Lambda, so tests that assert warm reuse wait here.
+async fn until_idle(emu: &cargo_fn::emulator::Emulator, function: &str) {
+    let until = Instant::now() + Duration::from_secs(30);
+    let url = format!("{}/_cargo-fn/api/environments", emu.endpoint());
+    loop {
+        let (status, _, body) = http("GET", &url, &[], Vec::new()).await;
+        assert_eq!(status, 200);
+        let envs: Value = serde_json::from_slice(&body).unwrap();
+        let busy = envs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["function"] == function)
+            .map(|e| e["busy"].as_u64().unwrap());
+        if busy == Some(0) {
+            return;
+        }
+        assert!(Instant::now() < until, "`{function}` stayed busy: {envs}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn count(lines: &[Value], event_type: &str) -> usize {
     lines
         .iter()
@@ -111,6 +136,7 @@ async fn invoke_and_shutdown_events_reach_a_lambda_extension_on_reload_and_stop(
 
     let first = invoke(&client, "echo", json!({"n": 1})).await;
     assert_eq!(first.body, json!({"n": 1}));
+    until_idle(&emu, "echo").await;
     let before = now_ms();
     let second = invoke(&client, "echo", json!({"n": 2})).await;
     assert_eq!(second.function_error, None);
@@ -1124,6 +1150,7 @@ async fn a_handled_error_keeps_the_environment_and_gives_extensions_no_shutdown(
     let failed = invoke(&client, "counter", json!({"error": true})).await;
     assert_eq!(failed.function_error.as_deref(), Some("Unhandled"));
     let id = request_id(&failed.log);
+    until_idle(&emu, "counter").await;
     let ok = invoke(&client, "counter", json!({})).await;
     assert_eq!(ok.body["count"], 2, "the same environment: {}", ok.body);
 
