@@ -879,6 +879,8 @@ async fn the_extension_template_runs_beside_a_function() {
     for n in 0..2 {
         let out = invoke(&client, "echo", json!({"n": n})).await;
         assert_eq!(out.body, json!({"n": n}));
+        // Both invocations on one environment: its extension counts them.
+        until_idle(&emu, "echo").await;
     }
     emu.shutdown().await;
     let wanted = |l: &String, words: &[&str]| {
