@@ -172,6 +172,36 @@ fn first_deploy_then_no_change_then_code_change(aws: Double) {
     );
 }
 
+/// The http template's logging settings round-trip: a redeploy of the same
+/// code and settings is up to date. On LocalStack only: moto 5.2.5 keeps no
+/// `LoggingConfig` (it answers `Text` whatever was sent), so every redeploy
+/// there shows a configuration change that AWS would not.
+#[test]
+fn logging_settings_round_trip_and_an_unchanged_redeploy_publishes_nothing() {
+    let aws = Double::start(Kind::LocalStack);
+    let dir = tempdir();
+    let name = aws.name("logged");
+    project(
+        dir.path(),
+        &name,
+        "log-format = \"JSON\"\nlog-level = \"INFO\"",
+    );
+    let v1 = zip(dir.path(), "v1.zip", "one");
+    let out = ok(deploy(&aws, dir.path(), &v1, &[]));
+    assert_eq!(function(&out)["version"], "1");
+    let conf = aws.get_json(&format!("{}/configuration", path(&name)));
+    assert_eq!(conf["LoggingConfig"]["LogFormat"], "JSON", "{conf}");
+    assert_eq!(
+        conf["LoggingConfig"]["ApplicationLogLevel"], "INFO",
+        "{conf}"
+    );
+    aws.proxy.reset_calls();
+    let out = ok(deploy(&aws, dir.path(), &v1, &[]));
+    assert_eq!(function(&out)["version"], "1");
+    assert_eq!(function(&out)["changed"], false);
+    assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.calls());
+}
+
 /// A project (no settings) deployed once from `v1.zip`; returns its dir
 /// and the function's name.
 fn deployed_v1(aws: &Double) -> (tempfile::TempDir, String) {
