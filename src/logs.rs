@@ -47,7 +47,7 @@ pub struct Source {
 impl Source {
     /// The default log group Lambda writes to.
     pub fn default_group(function: &str) -> String {
-        format!("/aws/lambda/{function}")
+        crate::aws::default_log_group(function)
     }
 }
 
@@ -57,10 +57,7 @@ impl Source {
 pub fn sources(configs: &[crate::config::FunctionConfig], names: &[String]) -> Result<Vec<Source>> {
     let from = |c: &crate::config::FunctionConfig| Source {
         function: c.name.clone(),
-        group: c
-            .log_group
-            .clone()
-            .unwrap_or_else(|| Source::default_group(&c.name)),
+        group: c.log_group_name(),
         arch: match c.architecture {
             crate::config::Arch::X86_64 => Architecture::X86_64,
             crate::config::Arch::Arm64 => Architecture::Arm64,

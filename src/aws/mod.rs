@@ -59,6 +59,14 @@ pub struct Settings {
     /// `Text` or `JSON`.
     pub log_format: String,
     pub log_level: Option<String>,
+    /// A custom CloudWatch log group; `None` is Lambda's default
+    /// `/aws/lambda/<function>`.
+    pub log_group: Option<String>,
+}
+
+/// Lambda's default log group of a function.
+pub fn default_log_group(function: &str) -> String {
+    format!("/aws/lambda/{function}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -24,7 +24,7 @@ use super::progress::UploadProgress;
 use super::{
     AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, HANDLER, IamApi, Invoked,
     LambdaApi, LayerVersion, ObjectStore, Permission, RoleState, Settings, StoredObject,
-    UrlSettings, UrlState, VersionInfo, VpcSettings,
+    UrlSettings, UrlState, VersionInfo, VpcSettings, default_log_group,
 };
 
 /// How to reach AWS (all optional: the standard chain fills the rest).
@@ -296,6 +296,11 @@ macro_rules! function_state {
                     .logging_config()
                     .and_then(|l| l.application_log_level())
                     .map(|l| l.as_str().to_string()),
+                log_group: c
+                    .logging_config()
+                    .and_then(|l| l.log_group())
+                    .filter(|g| Some(*g) != c.function_name().map(default_log_group).as_deref())
+                    .map(str::to_string),
             },
             tags: BTreeMap::new(),
             reserved_concurrency: None,
@@ -388,8 +393,16 @@ fn vpc(s: &Settings) -> lt::VpcConfig {
         .build()
 }
 
-fn logging(s: &Settings) -> lt::LoggingConfig {
-    let mut b = lt::LoggingConfig::builder().log_format(lt::LogFormat::from(s.log_format.as_str()));
+/// Always names the group: going back from a custom group to the default
+/// needs the default sent explicitly.
+fn logging(name: &str, s: &Settings) -> lt::LoggingConfig {
+    let group = s
+        .log_group
+        .clone()
+        .unwrap_or_else(|| default_log_group(name));
+    let mut b = lt::LoggingConfig::builder()
+        .log_format(lt::LogFormat::from(s.log_format.as_str()))
+        .log_group(group);
     if let Some(level) = &s.log_level {
         b = b.application_log_level(lt::ApplicationLogLevel::from(level.as_str()));
     }
@@ -524,7 +537,7 @@ impl LambdaApi for SdkAws {
             .ephemeral_storage(ephemeral(s))
             .environment(environment(s))
             .tracing_config(tracing(s))
-            .logging_config(logging(s))
+            .logging_config(logging(&input.name, s))
             .set_tags(Some(input.tags.clone().into_iter().collect()))
             .publish(false);
         // An image carries its own runtime and entrypoint: Lambda refuses
@@ -587,7 +600,7 @@ impl LambdaApi for SdkAws {
             .ephemeral_storage(ephemeral(s))
             .environment(environment(s))
             .tracing_config(tracing(s))
-            .logging_config(logging(s))
+            .logging_config(logging(name, s))
             .vpc_config(vpc(s))
             .set_revision_id(revision_id.map(str::to_string));
         // An empty runtime is an image function: no runtime, handler, layers.

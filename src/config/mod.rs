@@ -560,6 +560,22 @@ pub fn redacted_json(f: &FunctionConfig) -> serde_json::Value {
 mod tests;
 
 /// A CloudWatch log group name: 1-512 characters of `A-Za-z0-9_-./#`.
+impl FunctionConfig {
+    /// The configured log group when it is not Lambda's default.
+    pub fn custom_log_group(&self) -> Option<&str> {
+        self.log_group
+            .as_deref()
+            .filter(|g| *g != crate::aws::default_log_group(&self.name))
+    }
+
+    /// The log group the function writes to.
+    pub fn log_group_name(&self) -> String {
+        self.log_group
+            .clone()
+            .unwrap_or_else(|| crate::aws::default_log_group(&self.name))
+    }
+}
+
 pub fn check_log_group(name: &str) -> std::result::Result<(), String> {
     let ok = |c: char| c.is_ascii_alphanumeric() || "_-./#".contains(c);
     if name.is_empty() || name.len() > 512 || !name.chars().all(ok) {

@@ -438,7 +438,7 @@ pub const REFERENCE: &[KeyDoc] = &[
         "string",
         DefaultValue::Derived("`/aws/lambda/<name>`"),
         Allowed::Rule("1-512 characters of letters, digits and `_ - . / #`"),
-        "The CloudWatch log group `cargo fn logs --remote` reads.",
+        "The CloudWatch log group the function logs to (`LoggingConfig.LogGroup`; the managed role may write there) and `cargo fn logs --remote` reads.",
     ),
 ];
 

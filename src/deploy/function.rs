@@ -59,6 +59,7 @@ pub fn desired_settings(
         }
         .to_string(),
         log_level: cfg.log_level.clone(),
+        log_group: cfg.custom_log_group().map(str::to_string),
     }
 }
 
@@ -129,6 +130,11 @@ pub fn diff_settings(old: &Settings, new: &Settings) -> Vec<FieldChange> {
         old.log_level.clone().unwrap_or_else(|| "-".into()),
         new.log_level.clone().unwrap_or_else(|| "-".into()),
     );
+    field(
+        "log-group",
+        old.log_group.clone().unwrap_or_else(|| "(default)".into()),
+        new.log_group.clone().unwrap_or_else(|| "(default)".into()),
+    );
     let keys: BTreeSet<&String> = old.env.keys().chain(new.env.keys()).collect();
     for k in keys {
         let (o, n) = (old.env.get(k), new.env.get(k));
@@ -171,7 +177,7 @@ fn settings_view(s: &Settings) -> serde_json::Value {
         "timeout": s.timeout, "ephemeral_storage": s.ephemeral_storage, "env": env,
         "layers": s.layers, "role": s.role, "tracing": s.tracing,
         "vpc": s.vpc.as_ref().map(|v| serde_json::json!({"subnets": v.subnets, "security_groups": v.security_groups})),
-        "log_format": s.log_format, "log_level": s.log_level,
+        "log_format": s.log_format, "log_level": s.log_level, "log_group": s.log_group,
     })
 }
 

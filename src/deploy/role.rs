@@ -77,6 +77,8 @@ pub fn secret_resource(secret: &str, region: &str, account: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicySpec {
     pub function: String,
+    /// Where the function logs (`/aws/lambda/<function>` by default).
+    pub log_group: String,
     pub tracing: bool,
     pub vpc: bool,
     /// Configured secrets (names or ARNs), sorted, without repeats.
@@ -92,6 +94,7 @@ impl PolicySpec {
         let secrets: BTreeSet<String> = cfg.secrets.values().cloned().collect();
         PolicySpec {
             function: cfg.name.clone(),
+            log_group: cfg.log_group_name(),
             tracing: cfg.tracing == Tracing::Active,
             vpc: cfg.vpc.is_some(),
             secrets: secrets.into_iter().collect(),
@@ -101,13 +104,13 @@ impl PolicySpec {
 
     /// The policy document for the role's account.
     pub fn document(&self, account: &str) -> serde_json::Value {
-        let function = &self.function;
+        let group = &self.log_group;
         let mut statements = vec![serde_json::json!({
             "Effect": "Allow",
             "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": [
-                format!("arn:aws:logs:*:*:log-group:/aws/lambda/{function}"),
-                format!("arn:aws:logs:*:*:log-group:/aws/lambda/{function}:*"),
+                format!("arn:aws:logs:*:*:log-group:{group}"),
+                format!("arn:aws:logs:*:*:log-group:{group}:*"),
             ],
         })];
         if self.tracing {
@@ -395,9 +398,30 @@ mod tests {
     }
 
     #[test]
+    fn a_custom_log_group_is_where_the_role_may_log() {
+        let spec = PolicySpec {
+            function: "hello".into(),
+            log_group: "/custom/hello".into(),
+            tracing: false,
+            vpc: false,
+            secrets: vec![],
+            region: "us-east-1".into(),
+        };
+        let doc = spec.document("123456789012");
+        assert_eq!(
+            doc["Statement"][0]["Resource"],
+            serde_json::json!([
+                "arn:aws:logs:*:*:log-group:/custom/hello",
+                "arn:aws:logs:*:*:log-group:/custom/hello:*"
+            ])
+        );
+    }
+
+    #[test]
     fn fingerprint_follows_the_grants_not_the_account() {
         let spec = PolicySpec {
             function: "hello".into(),
+            log_group: "/aws/lambda/hello".into(),
             tracing: false,
             vpc: false,
             secrets: vec!["prod/db".into()],

@@ -168,6 +168,7 @@ async fn configuration_diff_is_field_by_field_and_redacts_secrets() {
     let c2 = cfg(json!({
         "memory": 1024, "timeout": 30, "ephemeral-storage": 1024,
         "tracing": "Active", "log-format": "JSON", "log-level": "DEBUG",
+        "log-group": "/custom/hello",
         "env": {"API_TOKEN": "s3cr3t-two", "MODE": "b"},
     }));
     let p = plan(&api, &c2, &pkg("v1"), &o).await.unwrap();
@@ -182,6 +183,7 @@ async fn configuration_diff_is_field_by_field_and_redacts_secrets() {
             "tracing",
             "log-format",
             "log-level",
+            "log-group",
             "env.API_TOKEN",
             "env.MODE"
         ]
@@ -191,6 +193,10 @@ async fn configuration_diff_is_field_by_field_and_redacts_secrets() {
     assert!(!text.contains("s3cr3t"), "{text}");
     assert!(text.contains("env.MODE: \"a\" -> \"b\""), "{text}");
     assert!(text.contains("memory: 128 MB -> 1024 MB"), "{text}");
+    assert!(
+        text.contains("log-group: (default) -> /custom/hello"),
+        "{text}"
+    );
     // Tracing turned Active: the managed role gains X-Ray, nothing else.
     assert!(
         p.calls()[0].starts_with("iam:PutRolePolicy"),
@@ -206,7 +212,9 @@ async fn configuration_diff_is_field_by_field_and_redacts_secrets() {
     );
     let policy = api.role_policy("cargo-fn-hello", ROLE_POLICY_NAME).unwrap();
     assert!(policy.contains("xray:PutTraceSegments"));
+    assert!(policy.contains("log-group:/custom/hello:*"), "{policy}");
     assert!(!policy.contains("ec2:"));
+    assert_eq!(s.log_group.as_deref(), Some("/custom/hello"));
 }
 
 #[tokio::test]

@@ -172,7 +172,7 @@ fn first_deploy_then_no_change_then_code_change(aws: Double) {
     );
 }
 
-/// The http template's logging settings round-trip: a redeploy of the same
+/// The logging settings (the http template's, and a custom group) round-trip: a redeploy of the same
 /// code and settings is up to date. On LocalStack only: moto 5.2.5 keeps no
 /// `LoggingConfig` (it answers `Text` whatever was sent), so every redeploy
 /// there shows a configuration change that AWS would not.
@@ -184,7 +184,7 @@ fn logging_settings_round_trip_and_an_unchanged_redeploy_publishes_nothing() {
     project(
         dir.path(),
         &name,
-        "log-format = \"JSON\"\nlog-level = \"INFO\"",
+        "log-format = \"JSON\"\nlog-level = \"INFO\"\nlog-group = \"/custom/logged\"",
     );
     let v1 = zip(dir.path(), "v1.zip", "one");
     let out = ok(deploy(&aws, dir.path(), &v1, &[]));
@@ -193,6 +193,10 @@ fn logging_settings_round_trip_and_an_unchanged_redeploy_publishes_nothing() {
     assert_eq!(conf["LoggingConfig"]["LogFormat"], "JSON", "{conf}");
     assert_eq!(
         conf["LoggingConfig"]["ApplicationLogLevel"], "INFO",
+        "{conf}"
+    );
+    assert_eq!(
+        conf["LoggingConfig"]["LogGroup"], "/custom/logged",
         "{conf}"
     );
     aws.proxy.reset_calls();
