@@ -127,6 +127,8 @@ pub async fn run(
     };
     let emulator = Emulator::start(emulator_options, first_specs.clone()).await?;
     dashboard.serving(&first_specs, generation);
+    // The last `cargo fn tune` report of each function, when there is one.
+    dashboard.follow_reports("tune", project.lambda_dir(), crate::tune::JSON_FILE);
     limits_notice(&emulator, &ui);
     if let Some(name) = &opts.default_function {
         emulator.set_default(Some(name)).map_err(|e| {

@@ -41,6 +41,59 @@ async fn get_json(emu: &Emulator, path: &str) -> Value {
     serde_json::from_slice(&body).unwrap()
 }
 
+/// Polls the dashboard's state until `ok` holds (generous bound, no timing
+/// claim) and returns it.
+async fn wait_state(emu: &Emulator, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = get_json(emu, "/_cargo-fn/api/state").await;
+        if ok(&state) {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "{what}: never happened: {state}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A tune report as `cargo fn tune` makes it, from REPORT-like samples.
+fn tune_report(function: &str, points: &[(u32, f64)]) -> cargo_fn::tune::TuneReport {
+    use cargo_fn::tune::stats;
+    let points: Vec<_> = points
+        .iter()
+        .map(|&(memory, ms)| {
+            let sample = stats::Sample {
+                duration_ms: ms,
+                billed_ms: ms.ceil() as u64,
+                init_ms: None,
+                max_memory_mb: 18,
+                error: false,
+            };
+            stats::point(cargo_fn::config::Arch::X86_64, memory, &[sample; 5])
+        })
+        .collect();
+    cargo_fn::tune::TuneReport {
+        function: function.into(),
+        mode: "local",
+        label: "Local estimate: the release build under the emulator with Lambda's memory limit and CPU share.".into(),
+        picks: stats::picks(&points, 0.5),
+        points,
+    }
+}
+
+/// Triggers as `watch` publishes them (the shape of `GET /_cargo-fn/api/triggers`).
+fn triggers_section() -> Value {
+    let next =
+        aws_smithy_types::DateTime::from(std::time::SystemTime::now() + Duration::from_secs(300))
+            .fmt(aws_smithy_types::date_time::Format::DateTime)
+            .unwrap();
+    json!([
+        {"function": "echo", "name": "orders", "type": "sqs",
+         "status": {"queue": "orders", "visible": 3, "in flight": 1, "dlq": "orders-dlq (2)"}},
+        {"function": "echo", "name": "nightly", "type": "schedule",
+         "status": {"expression": "rate(5 minutes)", "next": next}},
+    ])
+}
+
 fn request_id(log: &str) -> String {
     log.lines()
         .find_map(|l| l.strip_prefix("START RequestId: "))
@@ -161,6 +214,45 @@ async fn history_api_lists_details_filters_and_counts() {
             .starts_with("text/html")
     );
     assert!(String::from_utf8_lossy(&body).contains("/_cargo-fn/app.js"));
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_tune_reports_become_the_tune_section_and_follow_each_run() {
+    let (emu, dashboard, _client) = start_with_dashboard().await;
+    let dir = tempfile::tempdir().unwrap();
+    dashboard.follow_reports("tune", dir.path().to_path_buf(), cargo_fn::tune::JSON_FILE);
+    let state = get_json(&emu, "/_cargo-fn/api/state").await;
+    assert!(state["sections"].get("tune").is_none(), "no report yet");
+
+    cargo_fn::tune::write_report(&tune_report("echo", &[(128, 90.0)]), dir.path()).unwrap();
+    let state = wait_state(&emu, "the saved report on the dashboard", |s| {
+        s["sections"]["tune"][0]["report"]["function"] == "echo"
+    })
+    .await;
+    let item = &state["sections"]["tune"][0];
+    assert_eq!(item["report"]["mode"], "local");
+    assert_eq!(item["report"]["points"][0]["memory_mb"], 128);
+    assert!(item["saved_ms"].as_u64().unwrap() > 0, "{item}");
+
+    // The next run replaces it; a report removed leaves the page.
+    cargo_fn::tune::write_report(
+        &tune_report("echo", &[(128, 90.0), (512, 30.0)]),
+        dir.path(),
+    )
+    .unwrap();
+    let state = wait_state(&emu, "the next run's report", |s| {
+        s["sections"]["tune"][0]["report"]["points"]
+            .as_array()
+            .is_some_and(|p| p.len() == 2)
+    })
+    .await;
+    assert_eq!(state["sections"]["tune"][0]["report"]["picks"]["speed"], 1);
+    std::fs::remove_file(dir.path().join("echo").join(cargo_fn::tune::JSON_FILE)).unwrap();
+    wait_state(&emu, "the section to go with its file", |s| {
+        s["sections"].get("tune").is_none()
+    })
+    .await;
     emu.shutdown().await;
 }
 
@@ -369,7 +461,7 @@ fn row(id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_chromium_shows_invocations_live_and_invokes_again() {
-    let (emu, _dashboard, client) = start_with_dashboard().await;
+    let (emu, dashboard, client) = start_with_dashboard().await;
     let browser = Browser::open(&format!("{}/_cargo-fn/", emu.endpoint()));
     let mut page = Page::attach(&browser).await;
     page.wait_for(
@@ -503,6 +595,49 @@ async fn dashboard_in_chromium_shows_invocations_live_and_invokes_again() {
         "document.querySelector('#functions tr[data-function=\"fail\"] .env').textContent.includes('errors 1') && document.querySelector('#functions tr[data-function=\"echo\"] .env').textContent.includes('invocations 13')",
     )
     .await;
+    // Triggers and a tune report, as watch publishes them.
+    let tune_dir = tempfile::tempdir().unwrap();
+    dashboard.set_section("triggers", Some(triggers_section()));
+    cargo_fn::tune::write_report(
+        &tune_report("echo", &[(128, 42.0), (512, 11.0), (1024, 6.0)]),
+        tune_dir.path(),
+    )
+    .unwrap();
+    dashboard.follow_reports(
+        "tune",
+        tune_dir.path().to_path_buf(),
+        cargo_fn::tune::JSON_FILE,
+    );
+    let status = page
+        .wait_for(
+            "the queue's depth and DLQ",
+            "document.querySelector('#triggers tr[data-trigger=\"orders\"] .status')?.textContent",
+        )
+        .await;
+    let status = status.as_str().unwrap();
+    assert!(
+        status.contains("visible 3") && status.contains("dlq orders-dlq (2)"),
+        "{status}"
+    );
+    let next = page
+        .wait_for(
+            "the schedule's next firing",
+            "document.querySelector('#triggers tr[data-trigger=\"nightly\"] .status')?.textContent",
+        )
+        .await;
+    assert!(next.as_str().unwrap().contains("(in "), "{next}");
+    assert_eq!(
+        page.eval("document.querySelectorAll('#triggers button.fire').length")
+            .await,
+        2
+    );
+    let picked = page
+        .wait_for(
+            "the tune report's picks",
+            "[...document.querySelectorAll('section[data-section=\"tune\"] tr.picked')].map((r) => r.dataset.memory + ':' + r.querySelector('.pick').textContent).join(' ')",
+        )
+        .await;
+    assert!(picked.as_str().unwrap().contains("1024:"), "{picked}");
     page.eval("document.activeElement.blur(); window.scrollTo(0, 0)")
         .await;
     let shot = page
