@@ -2,16 +2,14 @@
 //! live events; the dashboard's state) and the page itself in a real
 //! headless Chromium driven over the DevTools protocol.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cargo_fn::dashboard::Dashboard;
 use cargo_fn::emulator::{Emulator, EmulatorOptions};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
+use crate::browser::{Browser, Page};
 use crate::emulator::{Logs, http, invoke, lambda_client, spec};
 
 async fn start_with_dashboard() -> (Emulator, Dashboard, aws_sdk_lambda::Client) {
@@ -298,163 +296,6 @@ async fn events_stream_sends_the_backlog_then_each_new_invocation_once() {
     emu.shutdown().await;
 }
 
-/// Headless Chromium with a fresh profile; killed on drop.
-struct Browser {
-    child: Child,
-    _profile: tempfile::TempDir,
-    port: u16,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn chromium() -> PathBuf {
-    for p in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
-        if Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!("chromium is not installed: run `cargo xtask setup` (Debian package `chromium`)");
-}
-
-impl Browser {
-    fn open(url: &str) -> Browser {
-        let profile = tempfile::tempdir().unwrap();
-        let child = Command::new(chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--window-size=1280,900",
-                "--remote-debugging-address=127.0.0.1",
-                "--remote-debugging-port=0",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(url)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromium");
-        // Chromium writes the port it picked into the profile.
-        let file = profile.path().join("DevToolsActivePort");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let port = loop {
-            if let Some(port) = std::fs::read_to_string(&file)
-                .ok()
-                .and_then(|t| t.lines().next().and_then(|l| l.parse().ok()))
-            {
-                break port;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromium did not open its DevTools port"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Browser {
-            child,
-            _profile: profile,
-            port,
-        }
-    }
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A minimal DevTools protocol client on one page.
-struct Page {
-    ws: Socket,
-    next_id: u64,
-}
-
-impl Page {
-    async fn attach(browser: &Browser) -> Page {
-        let list_url = format!("http://127.0.0.1:{}/json/list", browser.port);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let ws_url = loop {
-            let (_, _, body) = http("GET", &list_url, &[], vec![]).await;
-            let targets: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let page = targets.as_array().and_then(|t| {
-                t.iter()
-                    .find(|t| {
-                        t["type"] == "page"
-                            && t["url"].as_str().unwrap_or("").contains("/_cargo-fn/")
-                    })
-                    .and_then(|t| t["webSocketDebuggerUrl"].as_str().map(str::to_string))
-            });
-            if let Some(url) = page {
-                break url;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no dashboard page target: {targets}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
-            .await
-            .unwrap();
-        Page { ws, next_id: 1 }
-    }
-
-    async fn call(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let msg = json!({"id": id, "method": method, "params": params}).to_string();
-        self.ws.send(Message::text(msg)).await.unwrap();
-        loop {
-            let msg = self.ws.next().await.expect("devtools socket open").unwrap();
-            let Message::Text(text) = msg else { continue };
-            let v: Value = serde_json::from_str(&text).unwrap();
-            if v["id"] == id {
-                assert!(v.get("error").is_none(), "{method}: {v}");
-                return v["result"].clone();
-            }
-        }
-    }
-
-    async fn eval(&mut self, expression: &str) -> Value {
-        let r = self
-            .call(
-                "Runtime.evaluate",
-                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
-            )
-            .await;
-        assert!(r.get("exceptionDetails").is_none(), "{expression}: {r}");
-        r["result"]["value"].clone()
-    }
-
-    /// Evaluates until the value is truthy (generous bound, no timing claim).
-    async fn wait_for(&mut self, what: &str, expression: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let v = self.eval(expression).await;
-            if !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0)) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "{what}: never happened");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-fn now_ms() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-        * 1000.0
-}
-
 fn row(id: &str) -> String {
     format!("document.querySelector('tr.inv[data-request-id=\"{id}\"]')")
 }
@@ -463,7 +304,7 @@ fn row(id: &str) -> String {
 async fn dashboard_in_chromium_shows_invocations_live_and_invokes_again() {
     let (emu, dashboard, client) = start_with_dashboard().await;
     let browser = Browser::open(&format!("{}/_cargo-fn/", emu.endpoint()));
-    let mut page = Page::attach(&browser).await;
+    let mut page = Page::attach(&browser, "/_cargo-fn/").await;
     page.wait_for(
         "the page follows the live stream",
         "document.querySelector('#live')?.classList.contains('ok')",
@@ -499,35 +340,13 @@ async fn dashboard_in_chromium_shows_invocations_live_and_invokes_again() {
         "document.querySelector('#functions tr[data-function=\"echo\"] .env').textContent.includes('cold starts 1')",
     )
     .await;
-    // Measured, not asserted: for warm invocations, the caller's round trip
-    // (the baseline) and the time from the caller's answer to the row.
-    let mut round_trips = Vec::new();
-    let mut to_row = Vec::new();
+    // Ten warm invocations, each reaching the page (their latency is
+    // measured by `cargo xtask bench --only dashboard`, not here).
     for _ in 0..10 {
-        let sent = now_ms();
-        let out = invoke(&client, "echo", json!({"measure": true})).await;
-        let answered = now_ms();
-        let id = request_id(&out.log);
-        let shown = page
-            .wait_for(
-                "a measured invocation's row",
-                &format!("{}?.dataset.shownMs", row(&id)),
-            )
-            .await;
-        let shown: f64 = shown.as_str().unwrap().parse().unwrap();
-        round_trips.push(answered - sent);
-        to_row.push(shown - answered);
+        let out = invoke(&client, "echo", json!({"warm": true})).await;
+        let warm = request_id(&out.log);
+        page.wait_for("a warm invocation's row", &row(&warm)).await;
     }
-    round_trips.sort_by(f64::total_cmp);
-    to_row.sort_by(f64::total_cmp);
-    eprintln!(
-        "dashboard: Invoke round trip (baseline) median {:.0} ms, max {:.0} ms; answer -> row on the page median {:.0} ms, max {:.0} ms (10 warm invocations)",
-        round_trips[5], round_trips[9], to_row[5], to_row[9]
-    );
-    eprintln!(
-        "dashboard: page weight {} bytes (HTML + CSS + JS, uncompressed)",
-        cargo_fn::dashboard::page_weight()
-    );
 
     // Open the row: its payload loads; "Invoke again" sends it once more.
     page.eval(&format!("{}.click()", row(&id))).await;

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod browser;
 mod build;
 mod cli_boundary;
 mod config;

@@ -13,6 +13,7 @@
 //! - `bench-profile`: release profile candidates for the templates (size, start-up).
 //! - `bench`: the benchmarks.
 
+mod bench_dashboard;
 mod bench_deploy;
 mod bench_emulator;
 mod bench_extensions;
@@ -60,7 +61,8 @@ enum Task {
     /// Run the benchmarks and print their figures (packaging, build overhead, deploy, emulator)
     Bench {
         /// Only one part: `package`, `image`, `ship`, `deploy`, `emulator`, the emulator's
-        /// `invoke` or `reload`, `extensions`, or `url` (function URL vs Invoke API round trip)
+        /// `invoke` or `reload`, `extensions`, `url` (function URL vs Invoke API round trip),
+        /// or `dashboard` (page weight, invocation -> row latency in headless Chromium)
         #[arg(long)]
         only: Option<String>,
     },
@@ -133,7 +135,8 @@ fn bench(only: Option<&str>) -> Result<()> {
             bench_release("emulator")?;
             bench_release("extensions")?;
             bench_tune::run()?;
-            bench_release("url")
+            bench_release("url")?;
+            bench_release("dashboard")
         }
         Some("package") => bench_package::run_all(),
         Some("image") => bench_release("image"),
@@ -141,12 +144,12 @@ fn bench(only: Option<&str>) -> Result<()> {
         Some("ship") => bench_release("ship"),
         // The function's release build is what is timed: no release xtask.
         Some("tune") => bench_tune::run(),
-        Some(part @ ("emulator" | "invoke" | "reload" | "extensions" | "url")) => {
+        Some(part @ ("emulator" | "invoke" | "reload" | "extensions" | "url" | "dashboard")) => {
             bench_release(part)
         }
         Some(other) => {
             bail!(
-                "--only expects package, image, ship, deploy, emulator, invoke, reload, extensions, tune or url; got `{other}`"
+                "--only expects package, image, ship, deploy, emulator, invoke, reload, extensions, tune, url or dashboard; got `{other}`"
             )
         }
     }
@@ -175,6 +178,8 @@ fn bench_release(part: &str) -> Result<()> {
         bench_extensions::run()
     } else if part == "url" {
         bench_url::run()
+    } else if part == "dashboard" {
+        bench_dashboard::run()
     } else {
         bench_emulator::run(Some(part))
     }
