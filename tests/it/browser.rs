@@ -82,21 +82,43 @@ impl Browser {
         }
     }
 
-    /// The DevTools targets (`GET /json/list`; plain HTTP/1.0 on loopback).
+    /// The DevTools targets (`GET /json/list` on loopback; Chromium answers
+    /// HTTP/1.1 only and keeps the connection open: read Content-Length).
     async fn targets(&self) -> Value {
-        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
-            return Value::Null;
+        let read = async {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+            // The page's WebSocket URL is built from the Host header.
+            let request = format!(
+                "GET /json/list HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+                self.port
+            );
+            stream.write_all(request.as_bytes()).await?;
+            let mut data = Vec::new();
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                let n = stream.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok::<_, std::io::Error>(None);
+                }
+                data.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&data);
+                let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                    continue;
+                };
+                let length = head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                });
+                if length.is_some_and(|n| body.len() >= n) {
+                    return Ok(serde_json::from_str(body).ok());
+                }
+            }
         };
-        let request = "GET /json/list HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-        let mut text = String::new();
-        if stream.write_all(request.as_bytes()).await.is_err()
-            || stream.read_to_string(&mut text).await.is_err()
-        {
-            return Value::Null;
+        match tokio::time::timeout(Duration::from_secs(5), read).await {
+            Ok(Ok(Some(v))) => v,
+            _ => Value::Null,
         }
-        text.split_once("\r\n\r\n")
-            .and_then(|(_, body)| serde_json::from_str(body).ok())
-            .unwrap_or(Value::Null)
     }
 }
 
