@@ -91,6 +91,10 @@ function until(iso) {
   return s < 60 ? ` (in ${s} s)` : s < 3600 ? ` (in ${Math.floor(s / 60)} m ${s % 60} s)` : ` (in ${Math.floor(s / 3600)} h ${Math.floor(s / 60) % 60} m)`;
 }
 
+// What a trigger is comes first in its status, then its depth and progress.
+const FIRST = ["queue", "stream", "table", "bucket", "expression", "next", "routes", "visible", "in flight", "dlq"];
+const rank = (k) => { const i = FIRST.indexOf(k); return i < 0 ? FIRST.length : i; };
+
 // [{function, name, type, status: {flat display values}}]: one row each,
 // kept (with its last "fire now" result) while the trigger exists.
 function renderTriggers(body, list) {
@@ -114,7 +118,7 @@ function renderTriggers(body, list) {
         el("td", { class: "status" }), el("td", { class: "fire-cell" }, button, result));
       tbody.append(tr);
     }
-    const status = Object.entries(t.status || {}).map(([k, v]) => {
+    const status = Object.entries(t.status || {}).sort(([a], [b]) => rank(a) - rank(b)).map(([k, v]) => {
       const text = typeof v === "object" ? JSON.stringify(v) : String(v);
       return [k, k === "next" ? text + until(text) : text];
     });
@@ -141,24 +145,43 @@ function showInvocation(id) {
   tr.scrollIntoView({ block: "center" });
 }
 
+// Fired triggers whose invocation has not reached the page yet: a queue or
+// stream trigger answers with the message it sent, and its poller invokes
+// the function a moment later, with the trigger as caller ("sqs:orders").
+const awaiting = [];
+const firedBy = (t, inv) => inv.function === t.function && (inv.caller === `${t.type}:${t.name}` || inv.caller.endsWith(`:${t.name}`));
+
+function linkInvocation(result, inv) {
+  const a = el("a", { href: "#", class: "invocation", "data-request-id": inv.request_id }, `${inv.request_id} (${inv.status})`);
+  a.addEventListener("click", (e) => { e.preventDefault(); showInvocation(inv.request_id); });
+  result.append(" → ", a);
+  result.dataset.requestIds = [result.dataset.requestIds, inv.request_id].filter(Boolean).join(" ");
+}
+
+// Called for each new invocation row: completes a waiting "fire now".
+function settleFired(inv) {
+  const i = awaiting.findIndex((w) => inv.seq > w.after && firedBy(w.t, inv));
+  if (i >= 0) linkInvocation(awaiting.splice(i, 1)[0].result, inv);
+}
+
 async function fire(t, button, result) {
   button.disabled = true;
   result.replaceChildren("firing…");
+  delete result.dataset.requestIds;
+  const after = lastSeq;
   try {
     const r = await fetch(`${api}triggers/${encodeURIComponent(t.function)}/${encodeURIComponent(t.name)}/fire`, { method: "POST" });
     const text = await r.text();
     let v = null;
     try { v = JSON.parse(text); } catch (_) { /* shown as text */ }
     if (!r.ok) { result.replaceChildren(el("span", { class: "st-error" }, `HTTP ${r.status}: ${v?.message ?? text}`)); return; }
+    // What the trigger did (message sent, invocation made), in short.
+    result.replaceChildren(el("span", { class: "st-success" }, "fired"), " ", el("code", {}, text.length > 160 ? text.slice(0, 160) + "…" : text));
     const ids = requestIds(v);
-    const failed = JSON.stringify(v).includes("Unhandled");
-    result.replaceChildren(el("span", { class: failed ? "st-error" : "st-success" }, failed ? "function error" : "invoked"),
-      ...ids.flatMap((id) => [" ", el("a", { href: "#", class: "invocation", "data-request-id": id }, id)]));
-    if (!ids.length) result.append(" ", el("code", {}, text.slice(0, 200)));
-    for (const a of result.querySelectorAll("a.invocation")) {
-      a.addEventListener("click", (e) => { e.preventDefault(); showInvocation(a.dataset.requestId); });
-    }
-    result.dataset.requestIds = ids.join(" ");
+    const already = [...rows.values()].filter((inv) => inv.seq > after && (ids.includes(inv.request_id) || (!ids.length && firedBy(t, inv))));
+    if (already.length) { already.slice(0, ids.length || 1).forEach((inv) => linkInvocation(result, inv)); return; }
+    if (ids.length) { ids.forEach((id) => linkInvocation(result, { request_id: id, status: "running" })); return; }
+    awaiting.push({ t, after, result });
   } catch (e) {
     result.replaceChildren(el("span", { class: "st-error" }, e.message));
   } finally {
@@ -230,6 +253,7 @@ function addInvocation(inv) {
   // When the row reached the page: the test reads it to measure latency.
   tr.dataset.shownMs = String(Date.now());
   $("#count").textContent = `${rows.size} shown`;
+  settleFired(inv);
   soon();
 }
 

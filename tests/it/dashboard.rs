@@ -457,6 +457,14 @@ async fn dashboard_in_chromium_shows_invocations_live_and_invokes_again() {
         )
         .await;
     assert!(picked.as_str().unwrap().contains("1024:"), "{picked}");
+    screenshot(&mut page, "dashboard.png").await;
+    drop(page);
+    drop(browser);
+    emu.shutdown().await;
+}
+
+/// Saves the page's screenshot under target/ (for the README's picture).
+async fn screenshot(page: &mut Page, name: &str) {
     page.eval("document.activeElement.blur(); window.scrollTo(0, 0)")
         .await;
     let shot = page
@@ -466,11 +474,168 @@ async fn dashboard_in_chromium_shows_invocations_live_and_invokes_again() {
     let png = base64::engine::general_purpose::STANDARD
         .decode(shot["data"].as_str().unwrap())
         .unwrap();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png");
+    assert!(png.starts_with(b"\x89PNG"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(name);
     std::fs::write(&path, &png).unwrap();
     eprintln!("dashboard: screenshot at {}", path.display());
-    assert!(png.starts_with(b"\x89PNG"));
+}
+
+/// `cargo fn watch` (in-process) on a function with two SQS triggers and a
+/// saved tune report: the page shows the queues, "Fire now" on the polled
+/// queue produces an invocation whose row names the trigger as caller, and
+/// on the disabled one the message waits in the queue (its depth shows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dashboard_under_watch_fires_a_queue_trigger_and_shows_the_tune_report() {
+    use cargo_fn::ui::Ui;
+    use cargo_fn::watch::WatchEvent;
+    use tokio::sync::{mpsc, oneshot};
+
+    let dir = crate::support::tempdir();
+    let root = dir.path().to_path_buf();
+    crate::watch::function_crate(&root, "dashwatch", 0);
+    let manifest = root.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(
+        "[package.metadata.fn]\ntimeout = 10\n",
+        r#"[package.metadata.fn]
+timeout = 10
+
+[[package.metadata.fn.triggers]]
+type = "sqs"
+name = "orders"
+queue = "orders"
+
+[[package.metadata.fn.triggers]]
+type = "sqs"
+name = "paused"
+queue = "backlog"
+enabled = false
+"#,
+    );
+    std::fs::write(&manifest, text).unwrap();
+    // A report as `cargo fn tune` leaves it in the project's target dir.
+    let lambda_dir = crate::support::shared_target_dir().join("lambda");
+    cargo_fn::tune::write_report(
+        &tune_report("dashwatch", &[(128, 38.0), (512, 9.5), (1024, 5.0)]),
+        &lambda_dir,
+    )
+    .unwrap();
+
+    let logs = Logs::default();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let watch = tokio::spawn(cargo_fn::watch::run(
+        crate::watch::watch_options(&root, &logs),
+        Ui::silent(),
+        Some(tx),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let endpoint = loop {
+        let event = tokio::time::timeout(Duration::from_secs(600), rx.recv())
+            .await
+            .expect("watch ready within 10 minutes")
+            .expect("watch still running");
+        if let WatchEvent::Ready { endpoint } = event {
+            break endpoint;
+        }
+    };
+    let browser = Browser::open(&format!("{endpoint}/_cargo-fn/"));
+    let mut page = Page::attach(&browser, "/_cargo-fn/").await;
+    let trigger =
+        |name: &str| format!("document.querySelector('#triggers tr[data-trigger=\"{name}\"]')");
+    let status = page
+        .wait_for(
+            "the queue trigger's status",
+            &format!(
+                "{}?.querySelector('.status').textContent",
+                trigger("orders")
+            ),
+        )
+        .await;
+    assert!(
+        status.as_str().unwrap().contains("queue orders"),
+        "{status}"
+    );
+    page.wait_for(
+        "the saved tune report",
+        "document.querySelector('section[data-section=\"tune\"] tr[data-memory=\"1024\"] .pick')?.textContent.includes('speed')",
+    )
+    .await;
+
+    // "Fire now" on the polled queue: the poller's invocation comes back
+    // to the button, and its row names the trigger.
+    page.eval(&format!(
+        "{}.querySelector('button.fire').click()",
+        trigger("orders")
+    ))
+    .await;
+    let id = page
+        .wait_for(
+            "the fired trigger's invocation",
+            &format!(
+                "{}.querySelector('.result').dataset.requestIds",
+                trigger("orders")
+            ),
+        )
+        .await;
+    let id = id.as_str().unwrap().to_string();
+    let caller = page
+        .wait_for(
+            "the invocation's row",
+            &format!("{}?.querySelector('.caller').textContent", row(&id)),
+        )
+        .await;
+    assert_eq!(caller, "sqs:orders");
+    let (status, _, body) = http(
+        "GET",
+        &format!("{endpoint}/_cargo-fn/api/invocations/{id}"),
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let record: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(record["status"], "success", "{record}");
+    let event: Value = serde_json::from_str(record["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(event["Records"][0]["eventSource"], "aws:sqs", "{event}");
+
+    // "Fire now" on the disabled trigger: the message waits, the depth shows.
+    page.eval(&format!(
+        "{}.querySelector('button.fire').click()",
+        trigger("paused")
+    ))
+    .await;
+    page.wait_for(
+        "the waiting message in the queue's depth",
+        &format!(
+            "{}.querySelector('.status').textContent.includes('visible 1')",
+            trigger("paused")
+        ),
+    )
+    .await;
+    // Loading the page invoked nothing (no favicon request reached the
+    // function URL front, which serves every path for a lone function).
+    let (_, _, body) = http(
+        "GET",
+        &format!("{endpoint}/_cargo-fn/api/invocations"),
+        &[],
+        vec![],
+    )
+    .await;
+    let callers: Vec<Value> = serde_json::from_slice::<Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["caller"].clone())
+        .collect();
+    assert_eq!(callers, [json!("sqs:orders")]);
+    screenshot(&mut page, "dashboard-watch.png").await;
     drop(page);
     drop(browser);
-    emu.shutdown().await;
+    let _ = stop_tx.send(());
+    watch.await.unwrap().unwrap();
 }

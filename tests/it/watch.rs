@@ -74,7 +74,7 @@ async fn main() -> Result<(), Error> {{
     std::fs::rename(tmp, dir.join("src/main.rs")).unwrap();
 }
 
-fn watch_options(dir: &Path, logs: &Logs) -> WatchOptions {
+pub fn watch_options(dir: &Path, logs: &Logs) -> WatchOptions {
     WatchOptions {
         selection: Selection {
             manifest_path: Some(dir.join("Cargo.toml")),
