@@ -154,6 +154,7 @@ const firedBy = (t, inv) => inv.function === t.function && (inv.caller === `${t.
 function linkInvocation(result, inv) {
   const a = el("a", { href: "#", class: "invocation", "data-request-id": inv.request_id }, `${inv.request_id} (${inv.status})`);
   a.addEventListener("click", (e) => { e.preventDefault(); showInvocation(inv.request_id); });
+  result.querySelector(".pending")?.remove();
   result.append(" → ", a);
   result.dataset.requestIds = [result.dataset.requestIds, inv.request_id].filter(Boolean).join(" ");
 }
@@ -181,7 +182,9 @@ async function fire(t, button, result) {
     const already = [...rows.values()].filter((inv) => inv.seq > after && (ids.includes(inv.request_id) || (!ids.length && firedBy(t, inv))));
     if (already.length) { already.slice(0, ids.length || 1).forEach((inv) => linkInvocation(result, inv)); return; }
     if (ids.length) { ids.forEach((id) => linkInvocation(result, { request_id: id, status: "running" })); return; }
+    result.append(el("span", { class: "pending" }, " · waiting for its invocation…"));
     awaiting.push({ t, after, result });
+    if (awaiting.length > 50) awaiting.shift();
   } catch (e) {
     result.replaceChildren(el("span", { class: "st-error" }, e.message));
   } finally {
