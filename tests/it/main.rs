@@ -18,6 +18,7 @@ mod guide;
 mod http_front;
 mod image;
 mod invoke;
+mod local_sqs;
 mod localstack;
 mod logs;
 mod moto;
