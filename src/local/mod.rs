@@ -3,6 +3,7 @@
 
 pub mod kinesis;
 pub mod stream_poller;
+pub mod streams;
 
 use futures_util::future::BoxFuture;
 

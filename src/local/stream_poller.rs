@@ -725,10 +725,14 @@ pub struct Poller {
     pub on_failure: FailureFn,
     pub say: LogFn,
     pub stats: Arc<Stats>,
-    /// Recent outcomes, newest last (for `fire`).
-    pub outcomes: Arc<Mutex<VecDeque<Value>>>,
+    /// Recent outcomes, numbered, newest last (for `fire`).
+    pub outcomes: Mutex<VecDeque<(u64, Value)>>,
+    /// Outcomes ever recorded.
+    pub outcome_total: AtomicU64,
+    /// Records in the shards before the poller's starting positions.
+    pub started: AtomicU64,
     /// Woken whenever records finish.
-    pub progress: Arc<Notify>,
+    pub progress: Notify,
 }
 
 impl Poller {
@@ -755,7 +759,9 @@ impl Poller {
 
     async fn run_shard(self: Arc<Self>, shard: usize) {
         let shard_id = self.log.shard_ids()[shard].clone();
-        let mut state = ShardState::new(self.cfg.clone(), &shard_id, self.start_position(shard));
+        let start = self.start_position(shard);
+        self.started.fetch_add(start as u64, Ordering::Relaxed);
+        let mut state = ShardState::new(self.cfg.clone(), &shard_id, start);
         let mut running: JoinSet<(Batch, Invoked)> = JoinSet::new();
         loop {
             let notified = self.log.notify().notified();
@@ -832,14 +838,29 @@ impl Poller {
         }
     }
 
+    /// Outcomes recorded so far.
+    pub fn outcome_count(&self) -> u64 {
+        self.outcome_total.load(Ordering::Relaxed)
+    }
+
+    /// The outcomes recorded after the first `n`.
+    pub fn outcomes_since(&self, n: u64) -> Vec<Value> {
+        let o = self.outcomes.lock().unwrap();
+        o.iter()
+            .filter(|(i, _)| *i >= n)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     fn remember(&self, batch: &Batch, request_id: &str, outcome: &Outcome) {
         let mut o = self.outcomes.lock().unwrap();
-        o.push_back(json!({
+        let n = self.outcome_total.fetch_add(1, Ordering::Relaxed);
+        o.push_back((n, json!({
             "requestId": request_id,
             "records": batch.work.records.len(),
             "firstSequenceNumber": batch.work.records.first().map(|r| r.sequence_number.clone()),
             "functionError": match outcome { Outcome::FunctionError { error } => Some(error.clone()), _ => None },
-        }));
+        })));
         while o.len() > 100 {
             o.pop_front();
         }
