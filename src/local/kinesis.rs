@@ -187,11 +187,7 @@ impl ShardLog for Stream {
 }
 
 fn err(status: u16, code: &str, message: impl Into<String>) -> AwsError {
-    AwsError {
-        status,
-        code: code.to_string(),
-        message: message.into(),
-    }
+    AwsError::new(status, code, message)
 }
 
 fn invalid(message: impl Into<String>) -> AwsError {

@@ -21,12 +21,13 @@ use tokio::task::JoinHandle;
 
 use crate::config::triggers::{Trigger, TriggerKind};
 
-use super::Source;
 use super::kinesis::{KinesisStore, REGION, Stream};
+use super::sqs::{Outgoing, SqsService};
 use super::stream_poller::{
-    FailureFn, InvokeFn, LogFn, Poller, PollerConfig, ShardLog, Stats, StreamKind, StreamRecord,
-    now_ms,
+    FailureFn, InvokeFn, LogFn, Outcome, Poller, PollerConfig, ShardLog, Stats, StreamKind,
+    StreamRecord, now_ms,
 };
+use super::{Context, Source};
 
 /// How long `fire` waits for its records to be processed before answering.
 const FIRE_WAIT: Duration = Duration::from_secs(60);
@@ -169,6 +170,103 @@ impl Drop for StreamSource {
             t.abort();
         }
     }
+}
+
+/// Starts a `kinesis` or `dynamodb` trigger under watch: its poller invokes
+/// through the emulator, its failures go to the local SQS queue its
+/// `on-failure` ARN names, its lines to the watch output.
+pub fn start(
+    cx: &Context,
+    kinesis: &KinesisStore,
+    sqs: &Arc<SqsService>,
+    function: &str,
+    trigger: &Trigger,
+) -> Result<()> {
+    let kind = trigger.kind.type_name();
+    let label = format!("{kind}:{}", trigger.name);
+    let invoke: InvokeFn = {
+        let (invoker, function, caller) = (cx.invoker.clone(), function.to_string(), label.clone());
+        Arc::new(move |payload| {
+            let (invoker, function, caller) = (invoker.clone(), function.clone(), caller.clone());
+            Box::pin(async move {
+                let r = invoker
+                    .invoke(&function, payload, &caller)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let outcome = match r.function_error {
+                    Some(error) => Outcome::FunctionError { error },
+                    None => {
+                        Outcome::Success(serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+                    }
+                };
+                Ok((r.request_id, outcome))
+            })
+        })
+    };
+    let destination = match &trigger.kind {
+        TriggerKind::Kinesis(t) | TriggerKind::DynamoDb(t) => t.on_failure.clone(),
+        _ => None,
+    };
+    let ui = cx.ui;
+    let say: LogFn = Arc::new(move |line: &str| ui.status("Trigger", line));
+    let on_failure: FailureFn = match destination {
+        Some(arn) if arn.starts_with("arn:aws:sqs:") => {
+            let queue = arn.rsplit(':').next().unwrap_or(&arn).to_string();
+            let url = sqs
+                .with(|st, now| st.ensure(&queue, now))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let sqs = sqs.clone();
+            Arc::new(move |record: Value| {
+                let out = sqs.with(|st, now| {
+                    st.send(
+                        &url,
+                        Outgoing {
+                            body: record.to_string(),
+                            ..Default::default()
+                        },
+                        now,
+                    )
+                });
+                Box::pin(async move { out.map(|_| ()).map_err(|e| e.to_string()) })
+            })
+        }
+        // SNS is not emulated: the record goes to the watch output.
+        _ => {
+            let say = say.clone();
+            Arc::new(move |record: Value| {
+                say(&format!(
+                    "[{label}] failure record (no local SNS): {record}"
+                ));
+                Box::pin(async { Ok(()) })
+            })
+        }
+    };
+    if let Some(source) = StreamSource::start(function, trigger, kinesis, invoke, on_failure, say) {
+        let cfg = &source.poller.cfg;
+        cx.log(
+            kind,
+            &trigger.name,
+            format!(
+                "polling {} for {function} (batch size {}, window {} s, parallelization {}, {} shard(s))",
+                match cfg.kind {
+                    StreamKind::Kinesis => kinesis_stream_name(&cfg.stream_arn),
+                    StreamKind::DynamoDb => "a local stream fed by `cargo fn invoke --trigger`",
+                },
+                cfg.batch_size,
+                cfg.window_ms / 1000,
+                cfg.parallelization,
+                source.poller.log.shard_ids().len()
+            ),
+        );
+        cx.triggers.add_source(Arc::new(source));
+    } else {
+        cx.log(
+            kind,
+            &trigger.name,
+            "disabled (enabled = false): not polling",
+        );
+    }
+    Ok(())
 }
 
 /// The stream name of a Kinesis stream ARN.
