@@ -14,8 +14,11 @@
 //! front hook) and `config`; the emulator knows nothing of it. Nothing here
 //! talks to AWS.
 
+pub mod kinesis;
 pub mod sqs;
 pub mod sqs_poller;
+pub mod stream_poller;
+pub mod streams;
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -193,19 +196,23 @@ impl LocalTriggers {
         *self.inner.sqs.write().expect("sqs") = Some(sqs.clone());
         self.register_service(sqs.clone());
         ui.status("SQS", format!("AWS_ENDPOINT_URL_SQS={}", cx.endpoint));
+        let kinesis = kinesis::KinesisService::default();
+        self.register_service(Arc::new(kinesis.clone()));
+        ui.status(
+            "Kinesis",
+            format!("AWS_ENDPOINT_URL_KINESIS={}", cx.endpoint),
+        );
         for (function, list) in triggers {
             for trigger in list {
                 match &trigger.kind {
                     TriggerKind::Sqs(t) => {
                         sqs_poller::start(&cx, &sqs, function, &trigger.name, t)?;
                     }
-                    // Kinesis and DynamoDB streams (lstreams), schedules,
-                    // S3 and HTTP APIs (lsched) start here.
-                    TriggerKind::Kinesis(_)
-                    | TriggerKind::DynamoDb(_)
-                    | TriggerKind::Schedule(_)
-                    | TriggerKind::S3(_)
-                    | TriggerKind::HttpApi(_) => {}
+                    TriggerKind::Kinesis(_) | TriggerKind::DynamoDb(_) => {
+                        streams::start(&cx, &kinesis.0, &sqs, function, trigger)?;
+                    }
+                    // Schedules, S3 and HTTP APIs (lsched) start here.
+                    TriggerKind::Schedule(_) | TriggerKind::S3(_) | TriggerKind::HttpApi(_) => {}
                 }
             }
         }
