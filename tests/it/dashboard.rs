@@ -467,8 +467,14 @@ async fn dashboard_in_chromium_shows_invocations_live_and_invokes_again() {
 async fn screenshot(page: &mut Page, name: &str) {
     page.eval("document.activeElement.blur(); window.scrollTo(0, 0)")
         .await;
+    // The whole page, not only the window.
+    let height = page.eval("document.documentElement.scrollHeight").await;
+    let clip = json!({"x": 0, "y": 0, "width": 1280, "height": height, "scale": 1});
     let shot = page
-        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .call(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true, "clip": clip}),
+        )
         .await;
     use base64::Engine;
     let png = base64::engine::general_purpose::STANDARD
@@ -482,12 +488,13 @@ async fn screenshot(page: &mut Page, name: &str) {
     eprintln!("dashboard: screenshot at {}", path.display());
 }
 
-/// `cargo fn watch` (in-process) on a function with two SQS triggers and a
-/// saved tune report: the page shows the queues, "Fire now" on the polled
-/// queue produces an invocation whose row names the trigger as caller, and
-/// on the disabled one the message waits in the queue (its depth shows).
+/// `cargo fn watch` (in-process) on a function with two SQS triggers, a
+/// Kinesis trigger and a saved tune report: the page shows the queues and
+/// the stream, "Fire now" on the polled queue and on the stream produces an
+/// invocation whose row names the trigger as caller, and on the disabled
+/// queue the message waits (its depth shows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn dashboard_under_watch_fires_a_queue_trigger_and_shows_the_tune_report() {
+async fn dashboard_under_watch_fires_queue_and_stream_triggers_and_shows_the_tune_report() {
     use cargo_fn::ui::Ui;
     use cargo_fn::watch::WatchEvent;
     use tokio::sync::{mpsc, oneshot};
@@ -511,6 +518,12 @@ type = "sqs"
 name = "paused"
 queue = "backlog"
 enabled = false
+
+[[package.metadata.fn.triggers]]
+type = "kinesis"
+name = "clicks"
+stream = "arn:aws:kinesis:us-east-1:123456789012:stream/clicks"
+starting-position = "TRIM_HORIZON"
 "#,
     );
     std::fs::write(&manifest, text).unwrap();
@@ -633,6 +646,45 @@ enabled = false
         .map(|i| i["caller"].clone())
         .collect();
     assert_eq!(callers, [json!("sqs:orders")]);
+
+    // A stream trigger: "Fire now" puts a record; the shard's poller invokes.
+    let status = page
+        .wait_for(
+            "the stream trigger's status",
+            &format!(
+                "{}?.querySelector('.status').textContent",
+                trigger("clicks")
+            ),
+        )
+        .await;
+    assert!(
+        status.as_str().unwrap().contains("stream clicks"),
+        "{status}"
+    );
+    page.eval(&format!(
+        "{}.querySelector('button.fire').click()",
+        trigger("clicks")
+    ))
+    .await;
+    let id = page
+        .wait_for(
+            "the stream trigger's invocation",
+            &format!(
+                "{}.querySelector('.result').dataset.requestIds",
+                trigger("clicks")
+            ),
+        )
+        .await;
+    let caller = page
+        .wait_for(
+            "the stream invocation's row",
+            &format!(
+                "{}?.querySelector('.caller').textContent",
+                row(id.as_str().unwrap())
+            ),
+        )
+        .await;
+    assert_eq!(caller, "kinesis:clicks");
     screenshot(&mut page, "dashboard-watch.png").await;
     drop(page);
     drop(browser);
