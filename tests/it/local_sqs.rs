@@ -98,7 +98,10 @@ fn md5_hex(text: &str) -> String {
 async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     let give_up = std::time::Instant::now() + Duration::from_secs(180);
     while !done().await {
-        assert!(std::time::Instant::now() < give_up, "never happened: {what}");
+        assert!(
+            std::time::Instant::now() < give_up,
+            "never happened: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -127,7 +130,11 @@ fn seen(logs: &Logs) -> Vec<(String, String, u32)> {
         .map(|rest| {
             let mut parts = rest.split(' ');
             let body = parts.next().unwrap().to_string();
-            let group = parts.next().unwrap().trim_start_matches("group=").to_string();
+            let group = parts
+                .next()
+                .unwrap()
+                .trim_start_matches("group=")
+                .to_string();
             let count = parts
                 .next()
                 .unwrap()
@@ -231,10 +238,7 @@ async fn the_sdk_sends_receives_deletes_and_changes_visibility_with_checked_md5s
         assert!(a.contains_key(&MessageSystemAttributeName::SentTimestamp));
         assert!(a.contains_key(&MessageSystemAttributeName::ApproximateFirstReceiveTimestamp));
     }
-    let hello = messages
-        .iter()
-        .find(|m| m.body() == Some("hello"))
-        .unwrap();
+    let hello = messages.iter().find(|m| m.body() == Some("hello")).unwrap();
     assert_eq!(
         hello.md5_of_message_attributes(),
         sent.md5_of_message_attributes()
@@ -283,7 +287,11 @@ async fn the_sdk_sends_receives_deletes_and_changes_visibility_with_checked_md5s
         .await
         .unwrap();
     let mut delete = c.delete_message_batch().queue_url(&url);
-    for (i, m) in messages.iter().filter(|m| m.body() != Some("hello")).enumerate() {
+    for (i, m) in messages
+        .iter()
+        .filter(|m| m.body() != Some("hello"))
+        .enumerate()
+    {
         delete = delete.entries(
             aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
                 .id(format!("d{i}"))
@@ -304,14 +312,20 @@ async fn the_sdk_sends_receives_deletes_and_changes_visibility_with_checked_md5s
         .send()
         .await
         .unwrap_err();
-    assert!(err.as_service_error().unwrap().is_message_not_inflight(), "{err:?}");
+    assert!(
+        err.as_service_error().unwrap().is_message_not_inflight(),
+        "{err:?}"
+    );
     let err = c
         .get_queue_url()
         .queue_name("missing")
         .send()
         .await
         .unwrap_err();
-    assert!(err.as_service_error().unwrap().is_queue_does_not_exist(), "{err:?}");
+    assert!(
+        err.as_service_error().unwrap().is_queue_does_not_exist(),
+        "{err:?}"
+    );
     let mut too_many = c.send_message_batch().queue_url(&url);
     for i in 0..11 {
         too_many = too_many.entries(
@@ -345,7 +359,12 @@ async fn the_sdk_sends_receives_deletes_and_changes_visibility_with_checked_md5s
     c.purge_queue().queue_url(&url).send().await.unwrap();
     assert_eq!(counts(c, &url).await, (0, 0));
     c.delete_queue().queue_url(&url).send().await.unwrap();
-    let err = c.get_queue_url().queue_name("plain").send().await.unwrap_err();
+    let err = c
+        .get_queue_url()
+        .queue_name("plain")
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.as_service_error().unwrap().is_queue_does_not_exist());
     local.triggers.stop();
     local.emulator.shutdown().await;
@@ -379,7 +398,9 @@ async fn a_partial_batch_failure_redelivers_only_the_failed_message_until_the_dl
     c.set_queue_attributes()
         .queue_url(&url)
         .attributes(QueueAttributeName::RedrivePolicy, policy.to_string())
-        .attributes(QueueAttributeName::VisibilityTimeout, "1")
+        // Longer than an invocation takes on a loaded machine: a message
+        // still in flight when it ends is delivered again (at least once).
+        .attributes(QueueAttributeName::VisibilityTimeout, "5")
         .send()
         .await
         .unwrap();
@@ -418,7 +439,11 @@ async fn a_partial_batch_failure_redelivers_only_the_failed_message_until_the_dl
     let times = |body: &str| seen.iter().filter(|(b, _, _)| b == body).count();
     assert_eq!(times("ok-1"), 1, "{seen:?}");
     assert_eq!(times("ok-2"), 1, "{seen:?}");
-    assert_eq!(times("fail-1"), 2, "received maxReceiveCount times: {seen:?}");
+    assert_eq!(
+        times("fail-1"),
+        2,
+        "received maxReceiveCount times: {seen:?}"
+    );
     let counts_of_fail: Vec<u32> = seen
         .iter()
         .filter(|(b, _, _)| b == "fail-1")
@@ -449,7 +474,8 @@ async fn a_partial_batch_failure_redelivers_only_the_failed_message_until_the_dl
     let list = local.triggers.list();
     assert_eq!(list[0]["name"], "orders");
     assert_eq!(list[0]["status"]["queue"], "orders");
-    assert_eq!(list[0]["status"]["dlq"], "orders-dlq (0)");
+    // The dead-letter queue holds the failed message (received above, in flight).
+    assert_eq!(list[0]["status"]["dlq"], "orders-dlq (1)");
     local.triggers.stop();
     local.emulator.shutdown().await;
 }
@@ -550,7 +576,10 @@ async fn fifo_groups_are_processed_in_order_and_duplicates_dropped() {
     assert_eq!(seen.len(), 30, "{seen:?}");
     let mut per_group: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (body, group, _) in &seen {
-        per_group.entry(group.clone()).or_default().push(body.clone());
+        per_group
+            .entry(group.clone())
+            .or_default()
+            .push(body.clone());
     }
     for g in groups {
         let expected: Vec<String> = (0..10).map(|i| format!("{g}-{i}")).collect();
@@ -621,12 +650,15 @@ async fn the_aws_cli_sends_a_message_the_poller_delivers() {
         std::process::Command::new(aws)
             .args(["sqs", "send-message", "--queue-url", &url])
             .args(["--message-body", "from-cli", "--output", "json"])
-            .env("AWS_ENDPOINT_URL_SQS", &endpoint)
+            .args(["--endpoint-url", &endpoint])
             .env("AWS_ACCESS_KEY_ID", "AKIDLOCALTEST")
             .env("AWS_SECRET_ACCESS_KEY", "local-test-secret")
             .env("AWS_DEFAULT_REGION", "us-east-1")
             .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/aws-credentials",
+            )
             .output()
             .expect("running aws")
     })
