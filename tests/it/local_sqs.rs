@@ -349,7 +349,7 @@ async fn the_sdk_sends_receives_deletes_and_changes_visibility_with_checked_md5s
         .send()
         .await
         .unwrap();
-    assert_eq!(listed.queue_urls(), [url.clone()]);
+    assert_eq!(listed.queue_urls(), std::slice::from_ref(&url));
     c.send_message()
         .queue_url(&url)
         .message_body("purged")
