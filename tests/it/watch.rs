@@ -99,7 +99,7 @@ pub fn watch_options(dir: &Path, logs: &Logs) -> WatchOptions {
     }
 }
 
-async fn next_event(rx: &mut mpsc::UnboundedReceiver<WatchEvent>) -> WatchEvent {
+pub async fn next_event(rx: &mut mpsc::UnboundedReceiver<WatchEvent>) -> WatchEvent {
     tokio::time::timeout(Duration::from_secs(300), rx.recv())
         .await
         .expect("a watch event within 5 minutes")

@@ -21,6 +21,7 @@ mod bench_image;
 mod bench_package;
 mod bench_profile;
 mod bench_ship;
+mod bench_sqs;
 mod bench_tune;
 mod bench_url;
 mod demo;
@@ -62,7 +63,7 @@ enum Task {
     Bench {
         /// Only one part: `package`, `image`, `ship`, `deploy`, `emulator`, the emulator's
         /// `invoke` or `reload`, `extensions`, `url` (function URL vs Invoke API round trip),
-        /// or `dashboard` (page weight, invocation -> row latency in headless Chromium)
+        /// `dashboard` (page weight, invocation -> row latency in headless Chromium), or `sqs`
         #[arg(long)]
         only: Option<String>,
     },
@@ -136,7 +137,8 @@ fn bench(only: Option<&str>) -> Result<()> {
             bench_release("extensions")?;
             bench_tune::run()?;
             bench_release("url")?;
-            bench_release("dashboard")
+            bench_release("dashboard")?;
+            bench_release("sqs")
         }
         Some("package") => bench_package::run_all(),
         Some("image") => bench_release("image"),
@@ -144,12 +146,12 @@ fn bench(only: Option<&str>) -> Result<()> {
         Some("ship") => bench_release("ship"),
         // The function's release build is what is timed: no release xtask.
         Some("tune") => bench_tune::run(),
-        Some(part @ ("emulator" | "invoke" | "reload" | "extensions" | "url" | "dashboard")) => {
+        Some(part @ ("emulator" | "invoke" | "reload" | "extensions" | "url" | "dashboard" | "sqs")) => {
             bench_release(part)
         }
         Some(other) => {
             bail!(
-                "--only expects package, image, ship, deploy, emulator, invoke, reload, extensions, tune, url or dashboard; got `{other}`"
+                "--only expects package, image, ship, deploy, emulator, invoke, reload, extensions, tune, url, dashboard or sqs; got `{other}`"
             )
         }
     }
@@ -180,6 +182,8 @@ fn bench_release(part: &str) -> Result<()> {
         bench_url::run()
     } else if part == "dashboard" {
         bench_dashboard::run()
+    } else if part == "sqs" {
+        bench_sqs::run()
     } else {
         bench_emulator::run(Some(part))
     }
