@@ -1167,7 +1167,7 @@ mod tests {
         assert_eq!(e.kinesis_event.records.len(), 1);
         assert_eq!(e.kinesis_event.records[0].kinesis.data.0, b"0".to_vec());
         let mut s = ShardState::new(cfg(|_| {}), "shardId-0", 0);
-        s.ingest(vec![rec(7, "k", 1_700_000_000_000)], 0);
+        s.ingest(vec![rec(7, "k", 1_700_000_000_987)], 0);
         let b = s.poll(0).0.remove(0);
         let e: aws_lambda_events::event::kinesis::KinesisEvent =
             serde_json::from_value(b.event).unwrap();
