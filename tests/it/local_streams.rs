@@ -215,6 +215,48 @@ fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(conf)
 }
 
+/// The AWS CLI of the tools venv against the local Kinesis endpoint, with
+/// the variable watch prints; its JSON answer.
+async fn aws_cli(endpoint: &str, args: &[&str]) -> Value {
+    let aws = crate::support::tools_dir().join("venv/bin/aws");
+    assert!(
+        aws.exists(),
+        "the AWS CLI is not installed at {}: run `cargo xtask setup`",
+        aws.display()
+    );
+    let endpoint = endpoint.to_string();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(aws)
+            .arg("kinesis")
+            .args(&args)
+            .args(["--output", "json"])
+            .env("AWS_ENDPOINT_URL_KINESIS", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", "AKIDLOCALTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "local-test-secret")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/aws-credentials",
+            )
+            .output()
+            .expect("running aws")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "aws kinesis failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if stdout.trim().is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(&stdout).unwrap()
+}
+
 /// The failure records in a local queue (received, then deleted).
 async fn failure_records(sqs: &aws_sdk_sqs::Client, queue: &str, want: usize) -> Vec<Value> {
     let url = sqs
@@ -308,6 +350,13 @@ async fn kinesis_and_dynamodb_stream_triggers_run_locally_with_lambda_semantics(
     let mut names = listed.stream_names().to_vec();
     names.sort();
     assert_eq!(names, vec!["bisect", "ordered"]);
+    let other = kinesis.describe_stream().stream_name("nope").send().await;
+    let err = other.expect_err("an unknown stream");
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "{err:?}"
+    );
     let shards = kinesis
         .list_shards()
         .stream_name("bisect")
@@ -315,6 +364,65 @@ async fn kinesis_and_dynamodb_stream_triggers_run_locally_with_lambda_semantics(
         .await
         .unwrap();
     assert_eq!(shards.shards().len(), 2);
+
+    // The AWS CLI: create a stream, put a record, read it back.
+    aws_cli(
+        &endpoint,
+        &[
+            "create-stream",
+            "--stream-name",
+            "cli",
+            "--shard-count",
+            "3",
+        ],
+    )
+    .await;
+    let summary = aws_cli(
+        &endpoint,
+        &["describe-stream-summary", "--stream-name", "cli"],
+    )
+    .await;
+    assert_eq!(summary["StreamDescriptionSummary"]["OpenShardCount"], 3);
+    let put = aws_cli(
+        &endpoint,
+        &[
+            "put-record",
+            "--stream-name",
+            "cli",
+            "--partition-key",
+            "user-1",
+            "--data",
+            "hello",
+        ],
+    )
+    .await;
+    let shard = put["ShardId"].as_str().unwrap().to_string();
+    let it = aws_cli(
+        &endpoint,
+        &[
+            "get-shard-iterator",
+            "--stream-name",
+            "cli",
+            "--shard-id",
+            &shard,
+            "--shard-iterator-type",
+            "TRIM_HORIZON",
+        ],
+    )
+    .await;
+    let got = aws_cli(
+        &endpoint,
+        &[
+            "get-records",
+            "--shard-iterator",
+            it["ShardIterator"].as_str().unwrap(),
+        ],
+    )
+    .await;
+    // awscli (v1, as the tools venv installs it) base64-encodes blobs itself.
+    assert_eq!(got["Records"][0]["Data"], "aGVsbG8=");
+    assert_eq!(got["Records"][0]["SequenceNumber"], put["SequenceNumber"]);
+    assert_eq!(got["Records"][0]["PartitionKey"], "user-1");
 
     // 1,000 records over 100 partition keys, parallelization factor 10.
     let mut expected: HashMap<String, Vec<String>> = HashMap::new();

@@ -17,6 +17,7 @@ mod guide;
 mod http_front;
 mod image;
 mod invoke;
+mod local_sqs;
 mod local_streams;
 mod localstack;
 mod logs;
