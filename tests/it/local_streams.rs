@@ -574,6 +574,33 @@ async fn kinesis_and_dynamodb_stream_triggers_run_locally_with_lambda_semantics(
         out["records"][0]["sequenceNumber"]
     );
 
+    // Firing a kinesis trigger puts the payload as one record.
+    let fire_kinesis = {
+        let url = format!("{endpoint}/_cargo-fn/api/triggers/streamfn/ordered/fire");
+        tokio::task::spawn_blocking(move || {
+            let mut resp = ureq::Agent::new_with_defaults()
+                .post(&url)
+                .send(r#"{"hello":"fired"}"#)
+                .expect("fire");
+            serde_json::from_str::<Value>(&resp.body_mut().read_to_string().unwrap()).unwrap()
+        })
+    };
+    let out = fire_kinesis.await.unwrap();
+    assert_eq!(out["processed"], true, "{out}");
+    let key = out["records"][0]["partitionKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fired: Vec<(String, String)> = calls(&batches, "stream/ordered")
+        .iter()
+        .flat_map(|c| c.kinesis_data())
+        .filter(|(k, _)| *k == key)
+        .collect();
+    assert_eq!(
+        fired,
+        vec![(key.clone(), r#"{"hello":"fired"}"#.to_string())]
+    );
+
     let _ = stop_tx.send(());
     watch.await.unwrap().unwrap();
 }
