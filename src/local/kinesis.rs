@@ -62,11 +62,14 @@ struct Shard {
     records: Mutex<Vec<Arc<StreamRecord>>>,
 }
 
-fn now_secs() -> f64 {
-    SystemTime::now()
+/// Seconds since the epoch to the millisecond, as AWS writes arrival
+/// times (`1545084650.987`; more digits break `aws_lambda_events`).
+pub fn now_secs() -> f64 {
+    let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    ms as f64 / 1000.0
 }
 
 /// The ARN of a local stream.

@@ -205,7 +205,12 @@ struct Lane {
     /// The open tumbling window (start, end) in ms, and its state.
     window: Option<(u64, u64)>,
     state: Value,
+    /// The state outgrew 1 MB: the window closes now.
+    terminated_early: bool,
 }
+
+/// A tumbling window's state above this ends the window early (AWS's limit).
+pub const MAX_WINDOW_STATE: usize = 1024 * 1024;
 
 /// One shard's poller state: pure, driven by the caller's clock (ms).
 pub struct ShardState {
@@ -341,11 +346,13 @@ impl ShardState {
         // A tumbling window closes with a final invocation once its time is
         // over and none of its records remain.
         if let Some((start, end)) = lane.window {
-            let next_in_window = lane
-                .pending
-                .front()
-                .is_some_and(|r| window_of(r) == Some((start, end)));
-            if !next_in_window && (now >= end || !lane.pending.is_empty()) {
+            let next_in_window = !lane.terminated_early
+                && lane
+                    .pending
+                    .front()
+                    .is_some_and(|r| window_of(r) == Some((start, end)));
+            if !next_in_window && (now >= end || !lane.pending.is_empty() || lane.terminated_early)
+            {
                 return Some(Work {
                     records: Vec::new(),
                     retries: 0,
@@ -403,7 +410,8 @@ impl ShardState {
             event["shardId"] = json!(self.shard_id);
             event["eventSourceARN"] = json!(self.cfg.stream_arn);
             event["isFinalInvokeForWindow"] = json!(work.final_window);
-            event["isWindowTerminatedEarly"] = json!(false);
+            event["isWindowTerminatedEarly"] =
+                json!(work.final_window && self.lanes[lane].terminated_early);
         }
         event
     }
@@ -460,11 +468,13 @@ impl ShardState {
             if work.final_window {
                 l.window = None;
                 l.state = Value::Null;
+                l.terminated_early = false;
                 effects.push(Effect::Log(format!("{label} tumbling window closed")));
                 return effects;
             }
             if let Some(state) = body.get("state") {
                 l.state = state.clone();
+                l.terminated_early = state.to_string().len() > MAX_WINDOW_STATE;
             }
         }
         match self.failed_from(&work, &body) {
@@ -1158,6 +1168,27 @@ mod tests {
     }
 
     #[test]
+    fn a_state_over_1_mb_ends_the_window_early() {
+        let mut s = ShardState::new(cfg(|c| c.tumbling_ms = Some(30_000)), "shardId-0", 0);
+        s.ingest(vec![rec(0, "k", 1_000), rec(1, "k", 2_000)], 2_000);
+        let b = s.poll(2_000).0.remove(0);
+        let big = json!({"state": {"big": "x".repeat(MAX_WINDOW_STATE)}});
+        s.complete(b, Outcome::Success(big), "r", 2_000);
+        s.ingest(vec![rec(2, "k", 3_000)], 3_000);
+        let b = s.poll(3_000).0.remove(0);
+        assert!(
+            b.work.records.is_empty(),
+            "the window closes before record 2"
+        );
+        assert_eq!(b.event["isFinalInvokeForWindow"], true);
+        assert_eq!(b.event["isWindowTerminatedEarly"], true);
+        s.complete(b, Outcome::Success(json!({})), "r", 3_000);
+        let b = s.poll(3_000).0.remove(0);
+        assert_eq!(seqs(&b), vec![2]);
+        assert_eq!(b.event["state"], json!({}));
+    }
+
+    #[test]
     fn events_deserialize_with_aws_lambda_events() {
         let mut s = ShardState::new(cfg(|c| c.tumbling_ms = Some(60_000)), "shardId-0", 0);
         s.ingest(vec![rec(0, "k", 1_700_000_000_000)], 0);
@@ -1167,7 +1198,7 @@ mod tests {
         assert_eq!(e.kinesis_event.records.len(), 1);
         assert_eq!(e.kinesis_event.records[0].kinesis.data.0, b"0".to_vec());
         let mut s = ShardState::new(cfg(|_| {}), "shardId-0", 0);
-        s.ingest(vec![rec(7, "k", 1_700_000_000_000)], 0);
+        s.ingest(vec![rec(7, "k", 1_700_000_000_987)], 0);
         let b = s.poll(0).0.remove(0);
         let e: aws_lambda_events::event::kinesis::KinesisEvent =
             serde_json::from_value(b.event).unwrap();

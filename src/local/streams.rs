@@ -59,7 +59,7 @@ impl DynamoDbStream {
             log.push(Arc::new(StreamRecord {
                 sequence_number: seq.clone(),
                 partition_key: keys,
-                arrival: now_ms() as f64 / 1000.0,
+                arrival: super::kinesis::now_secs(),
                 size,
                 data: Bytes::new(),
                 payload,
@@ -323,6 +323,16 @@ impl StreamSource {
             input,
             tasks,
         })
+    }
+
+    /// Records finished (processed or dropped) so far.
+    pub fn done(&self) -> u64 {
+        self.poller.stats.done.load(Ordering::Relaxed)
+    }
+
+    /// The most batches of one shard that ran at once so far.
+    pub fn max_parallel(&self) -> u64 {
+        self.poller.stats.max_parallel.load(Ordering::Relaxed)
     }
 
     /// Records not yet finished by the poller (read or not).

@@ -19,6 +19,7 @@ mod http_front;
 mod image;
 mod invoke;
 mod local_sqs;
+mod local_streams;
 mod localstack;
 mod logs;
 mod moto;

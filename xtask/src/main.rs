@@ -22,6 +22,7 @@ mod bench_package;
 mod bench_profile;
 mod bench_ship;
 mod bench_sqs;
+mod bench_streams;
 mod bench_tune;
 mod bench_url;
 mod demo;
@@ -63,7 +64,8 @@ enum Task {
     Bench {
         /// Only one part: `package`, `image`, `ship`, `deploy`, `emulator`, the emulator's
         /// `invoke` or `reload`, `extensions`, `url` (function URL vs Invoke API round trip),
-        /// `dashboard` (page weight, invocation -> row latency in headless Chromium), or `sqs`
+        /// `dashboard` (page weight, invocation -> row latency in headless Chromium), `sqs`, or
+        /// `streams` (records/s through a Kinesis shard to a function, factor 1 vs 10)
         #[arg(long)]
         only: Option<String>,
     },
@@ -138,7 +140,8 @@ fn bench(only: Option<&str>) -> Result<()> {
             bench_tune::run()?;
             bench_release("url")?;
             bench_release("dashboard")?;
-            bench_release("sqs")
+            bench_release("sqs")?;
+            bench_release("streams")
         }
         Some("package") => bench_package::run_all(),
         Some("image") => bench_release("image"),
@@ -146,12 +149,12 @@ fn bench(only: Option<&str>) -> Result<()> {
         Some("ship") => bench_release("ship"),
         // The function's release build is what is timed: no release xtask.
         Some("tune") => bench_tune::run(),
-        Some(part @ ("emulator" | "invoke" | "reload" | "extensions" | "url" | "dashboard" | "sqs")) => {
+        Some(part @ ("emulator" | "invoke" | "reload" | "extensions" | "url" | "dashboard" | "sqs" | "streams")) => {
             bench_release(part)
         }
         Some(other) => {
             bail!(
-                "--only expects package, image, ship, deploy, emulator, invoke, reload, extensions, tune, url, dashboard or sqs; got `{other}`"
+                "--only expects package, image, ship, deploy, emulator, invoke, reload, extensions, tune, url, dashboard, sqs or streams; got `{other}`"
             )
         }
     }
@@ -184,6 +187,8 @@ fn bench_release(part: &str) -> Result<()> {
         bench_dashboard::run()
     } else if part == "sqs" {
         bench_sqs::run()
+    } else if part == "streams" {
+        bench_streams::run()
     } else {
         bench_emulator::run(Some(part))
     }
