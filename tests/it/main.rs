@@ -17,6 +17,7 @@ mod guide;
 mod http_front;
 mod image;
 mod invoke;
+mod local_schedules;
 mod localstack;
 mod logs;
 mod moto;
