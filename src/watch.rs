@@ -121,11 +121,23 @@ pub async fn run(
     let snapshots = run_dir.path.clone();
     let (first_specs, env_files) = specs(&opts, &project, &built, &snapshots, generation)?;
     let dashboard = crate::dashboard::Dashboard::default();
+    let local = crate::local::LocalTriggers::new();
     let emulator_options = EmulatorOptions {
-        routes: Some(dashboard.router()),
+        routes: Some(dashboard.router().merge(local.router())),
+        front: Some(local.front()),
         ..opts.emulator.clone()
     };
     let emulator = Emulator::start(emulator_options, first_specs.clone()).await?;
+    local.start(&emulator, &triggers(&opts, &project)?, ui)?;
+    let refresh = {
+        let (local, dashboard) = (local.clone(), dashboard.clone());
+        tokio::spawn(async move {
+            loop {
+                dashboard.set_section("triggers", Some(local.list()));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
     dashboard.serving(&first_specs, generation);
     limits_notice(&emulator, &ui);
     serve_http_routes(&emulator, &project, &opts, Some(&ui))?;
@@ -299,6 +311,8 @@ pub async fn run(
         }
     };
     drop(watcher);
+    refresh.abort();
+    local.stop();
     ui.status("Stopping", "function environments");
     emulator.shutdown().await;
     drop(run_dir);
@@ -445,6 +459,18 @@ fn specs(
         out.push(spec);
     }
     Ok((out, env_files))
+}
+
+/// The configured triggers of each served function (by Lambda function name).
+fn triggers(
+    opts: &WatchOptions,
+    project: &Project,
+) -> Result<Vec<(String, Vec<crate::config::Trigger>)>> {
+    Ok(crate::config::resolve(project, &opts.overrides)?
+        .into_iter()
+        .filter(|c| !c.extension)
+        .map(|c| (c.name, c.triggers))
+        .collect())
 }
 
 /// Builds the function's image, unpacks it to `dest`, and points the spec

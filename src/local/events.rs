@@ -120,6 +120,19 @@ impl S3Fire<'_> {
     }
 }
 
+/// What "fire now" answers for one synchronous invocation: its request
+/// id, the function's response (JSON when it is JSON), and
+/// `functionError` when it failed.
+pub fn outcome(done: &crate::emulator::Invoked) -> Value {
+    let response = serde_json::from_slice::<Value>(&done.body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&done.body).into_owned()));
+    let mut v = json!({"requestId": done.request_id, "response": response});
+    if let Some(e) = &done.function_error {
+        v["functionError"] = Value::String(e.clone());
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

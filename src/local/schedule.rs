@@ -13,13 +13,18 @@
 //! depend on the machine's `/usr/share/zoneinfo`.
 //!
 //! This module knows no AWS SDK; the next firing is a pure function of the
-//! expression and a time ([`Schedule::next_after`]).
+//! expression and a time ([`Schedule::next_after`]), and the loop runs on a
+//! [`Clock`] its caller gives ([`ManualClock`] drives it from a test).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use jiff::Timestamp;
+
+use super::{Context, Source};
+use crate::config::triggers::ScheduleTrigger;
+use crate::emulator::{Invoker, LOCAL_ACCOUNT_ID};
 use jiff::civil::{Date, DateTime};
 use jiff::tz::{AmbiguousOffset, TimeZone};
 use serde_json::{Value, json};
@@ -564,6 +569,144 @@ impl Runner {
                 .sleep_until(Timestamp::from_second(at).unwrap_or(Timestamp::MAX))
                 .await;
         }
+    }
+}
+
+/// A configured schedule under `watch`: its firing loop and "fire now".
+pub struct ScheduleSource {
+    function: String,
+    trigger: String,
+    expression: String,
+    enabled: bool,
+    runner: Runner,
+    invoker: Invoker,
+    /// The last line the loop logged, for status.
+    last: Arc<Mutex<Option<String>>>,
+}
+
+/// Starts the schedule `name` of `function` on `clock` (the system clock
+/// under `watch`) and adds it to the triggers' status and fire API. A
+/// disabled schedule does not fire on its own; "fire now" still works.
+pub fn start(
+    cx: &Context,
+    function: &str,
+    name: &str,
+    t: &ScheduleTrigger,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    let schedule = Schedule::parse(&t.expression, t.timezone.as_deref())
+        .map_err(|e| anyhow::anyhow!("schedule `{name}` of `{function}`: {e}"))?;
+    let region = cx.invoker.region().to_string();
+    let last = Arc::new(Mutex::new(None));
+    let deliver: Deliver = {
+        let invoker = cx.invoker.clone();
+        let function = function.to_string();
+        let caller = format!("schedule:{name}");
+        Arc::new(move |payload| {
+            let (invoker, function, caller) = (invoker.clone(), function.clone(), caller.clone());
+            Box::pin(async move {
+                match invoker.invoke(&function, payload, &caller).await {
+                    Ok(done) => Attempt::Ran {
+                        request_id: done.request_id,
+                        error: done.function_error,
+                    },
+                    Err(refused) => Attempt::Refused(refused.to_string()),
+                }
+            })
+        })
+    };
+    let log: LogLine = {
+        // The watch output, without holding the trigger registry.
+        let ui = cx.ui;
+        let (name, last) = (name.to_string(), last.clone());
+        Arc::new(move |line: String| {
+            ui.status("Trigger", format!("[schedule:{name}] {line}"));
+            *last.lock().expect("last lock") = Some(line);
+        })
+    };
+    let runner = Runner {
+        schedule,
+        anchor: clock.now(),
+        clock,
+        maximum_retry_attempts: t.maximum_retry_attempts.unwrap_or(185),
+        maximum_event_age: t.maximum_event_age.unwrap_or(86_400),
+        input: t.input.clone(),
+        // Deploy names the schedule `<function>.<trigger>` in the default group.
+        schedule_arn: format!(
+            "arn:aws:scheduler:{region}:{LOCAL_ACCOUNT_ID}:schedule/default/{function}.{name}"
+        ),
+        region,
+        account: LOCAL_ACCOUNT_ID.to_string(),
+        deliver,
+        log,
+        next: Arc::default(),
+    };
+    if t.enabled {
+        cx.triggers.spawn(runner.clone().run());
+    }
+    cx.triggers.add_source(Arc::new(ScheduleSource {
+        function: function.to_string(),
+        trigger: name.to_string(),
+        expression: t.expression.clone(),
+        enabled: t.enabled,
+        runner,
+        invoker: cx.invoker.clone(),
+        last,
+    }));
+    Ok(())
+}
+
+impl Source for ScheduleSource {
+    fn function(&self) -> &str {
+        &self.function
+    }
+
+    fn trigger(&self) -> &str {
+        &self.trigger
+    }
+
+    fn kind(&self) -> &'static str {
+        "schedule"
+    }
+
+    fn status(&self) -> Value {
+        let next = *self.runner.next.lock().expect("next lock");
+        let mut v = json!({
+            "expression": self.expression,
+            "timezone": self.runner.schedule.timezone(),
+            "next": match (self.enabled, next) {
+                (false, _) => "disabled".to_string(),
+                (true, Some(t)) => t.to_string(),
+                (true, None) => "never".to_string(),
+            },
+        });
+        if let Some(last) = self.last.lock().expect("last lock").clone() {
+            v["last"] = Value::String(last);
+        }
+        v
+    }
+
+    /// Invokes the function once now, synchronously, with `payload` or the
+    /// event of a firing scheduled now; answers the function's response.
+    fn fire(&self, payload: Option<Value>) -> BoxFuture<'_, anyhow::Result<Value>> {
+        Box::pin(async move {
+            let now = self.runner.clock.now();
+            let time = Timestamp::from_second(now.as_second()).unwrap_or(now);
+            let body = match payload {
+                Some(v) => bytes::Bytes::from(v.to_string()),
+                None => self
+                    .runner
+                    .payload(time, &uuid::Uuid::new_v4().to_string(), 1),
+            };
+            let caller = format!("schedule:{}", self.trigger);
+            let done = self
+                .invoker
+                .invoke(&self.function, body, &caller)
+                .await
+                .map_err(|e| anyhow::anyhow!("`{}` was not invoked: {e}", self.function))?;
+            (self.runner.log)(format!("fired now -> {}", done.request_id));
+            Ok(super::events::outcome(&done))
+        })
     }
 }
 

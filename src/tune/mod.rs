@@ -250,6 +250,7 @@ pub async fn local(opts: &TuneOptions, target: &LocalTarget, ui: &Ui) -> Result<
                 log_sink: Arc::new(|_| {}),
                 limits: true,
                 routes: None,
+                front: None,
             },
             Vec::new(),
         )

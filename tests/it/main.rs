@@ -18,6 +18,7 @@ mod http_front;
 mod image;
 mod invoke;
 mod local_schedules;
+mod local_sqs;
 mod localstack;
 mod logs;
 mod moto;
