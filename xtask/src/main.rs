@@ -20,6 +20,7 @@ mod bench_image;
 mod bench_package;
 mod bench_profile;
 mod bench_ship;
+mod bench_sqs;
 mod bench_tune;
 mod bench_url;
 mod demo;
@@ -133,7 +134,8 @@ fn bench(only: Option<&str>) -> Result<()> {
             bench_release("emulator")?;
             bench_release("extensions")?;
             bench_tune::run()?;
-            bench_release("url")
+            bench_release("url")?;
+            bench_release("sqs")
         }
         Some("package") => bench_package::run_all(),
         Some("image") => bench_release("image"),
@@ -141,12 +143,12 @@ fn bench(only: Option<&str>) -> Result<()> {
         Some("ship") => bench_release("ship"),
         // The function's release build is what is timed: no release xtask.
         Some("tune") => bench_tune::run(),
-        Some(part @ ("emulator" | "invoke" | "reload" | "extensions" | "url")) => {
+        Some(part @ ("emulator" | "invoke" | "reload" | "extensions" | "url" | "sqs")) => {
             bench_release(part)
         }
         Some(other) => {
             bail!(
-                "--only expects package, image, ship, deploy, emulator, invoke, reload, extensions, tune or url; got `{other}`"
+                "--only expects package, image, ship, deploy, emulator, invoke, reload, extensions, tune, url or sqs; got `{other}`"
             )
         }
     }
@@ -175,6 +177,8 @@ fn bench_release(part: &str) -> Result<()> {
         bench_extensions::run()
     } else if part == "url" {
         bench_url::run()
+    } else if part == "sqs" {
+        bench_sqs::run()
     } else {
         bench_emulator::run(Some(part))
     }
