@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use crate::config::{Arch, EventFormat, FunctionConfig, Overrides};
 use crate::emulator::{
     Architecture, CorsPolicy, Emulator, EmulatorOptions, FunctionSpec, HttpEventFormat, HttpFront,
-    InvokeMode,
+    HttpRoute, InvokeMode, PayloadFormat,
 };
 use crate::launch;
 use crate::package::Input;
@@ -142,6 +142,7 @@ pub async fn run(
     // The last `cargo fn tune` report of each function, when there is one.
     dashboard.follow_reports("tune", project.lambda_dir(), crate::tune::JSON_FILE);
     limits_notice(&emulator, &ui);
+    serve_http_routes(&emulator, &project, &opts, Some(&ui))?;
     if let Some(name) = &opts.default_function {
         emulator.set_default(Some(name)).map_err(|e| {
             crate::error::hinted(
@@ -281,6 +282,9 @@ pub async fn run(
                 dashboard.serving(&new_specs, generation);
                 for spec in new_specs {
                     emulator.set_function(spec);
+                }
+                if let Err(e) = serve_http_routes(&emulator, &project, &opts, None) {
+                    ui.warn(format!("HTTP API routes unchanged: {e:#}"));
                 }
                 prune_snapshots(&snapshots, generation);
                 let total = saved_at.elapsed();
@@ -809,6 +813,74 @@ impl Filter {
     }
 }
 
+/// The `http-api` triggers of every served function as the emulator's
+/// route table (each trigger is one API: its routes, stage, payload
+/// format and CORS).
+fn http_routes(configs: &[FunctionConfig]) -> Vec<HttpRoute> {
+    let mut out = Vec::new();
+    for cfg in configs.iter().filter(|c| !c.extension) {
+        for t in &cfg.triggers {
+            let crate::config::triggers::TriggerKind::HttpApi(api) = &t.kind else {
+                continue;
+            };
+            for key in &api.routes {
+                out.push(HttpRoute {
+                    function: cfg.name.clone(),
+                    route_key: key.clone(),
+                    stage: api.stage.clone(),
+                    payload: if api.payload_format == "1.0" {
+                        PayloadFormat::V1
+                    } else {
+                        PayloadFormat::V2
+                    },
+                    cors: api.cors.as_ref().map(cors_policy),
+                    api: t.name.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Reads the configuration again and serves its HTTP API routes; says
+/// where each API is served the first time.
+fn serve_http_routes(
+    emulator: &Emulator,
+    project: &Project,
+    opts: &WatchOptions,
+    ui: Option<&Ui>,
+) -> Result<()> {
+    let configs = crate::config::resolve(project, &opts.overrides)?;
+    let routes = http_routes(&configs);
+    if let Some(ui) = ui {
+        let mut apis: Vec<(String, String, String)> = routes
+            .iter()
+            .map(|r| (r.function.clone(), r.api.clone(), r.stage.clone()))
+            .collect();
+        apis.dedup();
+        for (function, api, stage) in apis {
+            let base = if stage == "$default" {
+                emulator.endpoint()
+            } else {
+                format!("{}/{stage}", emulator.endpoint())
+            };
+            ui.status("HTTP API", format!("{function} ({api}) at {base}/"));
+        }
+    }
+    emulator.set_http_routes(routes)
+}
+
+fn cors_policy(c: &crate::config::Cors) -> CorsPolicy {
+    CorsPolicy {
+        allow_origins: c.allow_origins.clone(),
+        allow_methods: c.allow_methods.clone(),
+        allow_headers: c.allow_headers.clone(),
+        expose_headers: c.expose_headers.clone(),
+        allow_credentials: c.allow_credentials,
+        max_age: c.max_age,
+    }
+}
+
 /// How the HTTP front serves a function: `--event-format` over the
 /// configured `event-format`; CORS from `function-url.cors` when set;
 /// streaming with `function-url.invoke-mode = "RESPONSE_STREAM"`.
@@ -823,14 +895,7 @@ fn http_front(cfg: &FunctionConfig, flag: Option<EventFormat>) -> HttpFront {
         .function_url
         .as_ref()
         .and_then(|u| u.cors.as_ref())
-        .map(|c| CorsPolicy {
-            allow_origins: c.allow_origins.clone(),
-            allow_methods: c.allow_methods.clone(),
-            allow_headers: c.allow_headers.clone(),
-            expose_headers: c.expose_headers.clone(),
-            allow_credentials: c.allow_credentials,
-            max_age: c.max_age,
-        });
+        .map(cors_policy);
     let invoke_mode = match cfg.function_url.as_ref().map(|u| u.invoke_mode) {
         Some(crate::config::InvokeMode::ResponseStream) => InvokeMode::ResponseStream,
         _ => InvokeMode::Buffered,

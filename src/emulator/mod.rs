@@ -28,6 +28,7 @@ mod extensions;
 mod extensions_api;
 mod history;
 mod http_front;
+mod http_routes;
 mod invoke_api;
 mod limits;
 mod log_pipe;
@@ -50,6 +51,7 @@ use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
 
 pub use http_front::{CorsPolicy, HttpEventFormat, HttpFront, InvokeMode};
+pub use http_routes::{HttpRoute, PayloadFormat, RouteTable};
 pub use invoke_api::InvocationType;
 pub use limits::{LimitsStatus, MAX_VCPUS, MB_PER_VCPU, vcpus};
 pub use report::{Architecture, cost_estimate};
@@ -214,6 +216,8 @@ pub(crate) struct Shared {
     pub functions: RwLock<HashMap<String, Arc<FunctionPool>>>,
     /// The function that serves HTTP paths outside `/lambda-url/<fn>/`.
     pub default_function: RwLock<Option<String>>,
+    /// HTTP API routes, matched before the default function.
+    pub http_routes: RwLock<Arc<http_routes::RouteTable>>,
     /// Per-environment cgroups, when limits are on and usable.
     pub limits: Option<limits::Limits>,
     /// Finished invocations, for `cargo fn logs` and the dashboard.
@@ -272,6 +276,7 @@ impl Emulator {
             shutting_down: AtomicUsize::new(0),
             functions: RwLock::new(HashMap::new()),
             default_function: RwLock::new(None),
+            http_routes: RwLock::new(Arc::default()),
             limits,
             history: history::History::default(),
         });
@@ -354,6 +359,16 @@ impl Emulator {
             );
         }
         *self.shared.default_function.write().expect("default lock") = name.map(str::to_string);
+        Ok(())
+    }
+
+    /// Serves these HTTP API routes (replacing the previous ones) on every
+    /// path outside `/lambda-url/<function>/`: a matching route goes to its
+    /// function with API Gateway's event; without a match the default
+    /// function serves, or, without one, API Gateway's 404.
+    pub fn set_http_routes(&self, routes: Vec<HttpRoute>) -> Result<()> {
+        let table = RouteTable::new(routes).map_err(anyhow::Error::msg)?;
+        *self.shared.http_routes.write().expect("routes lock") = Arc::new(table);
         Ok(())
     }
 

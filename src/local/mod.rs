@@ -14,7 +14,10 @@
 //! front hook) and `config`; the emulator knows nothing of it. Nothing here
 //! talks to AWS.
 
+pub mod events;
 pub mod kinesis;
+pub mod s3;
+pub mod schedule;
 pub mod sqs;
 pub mod sqs_poller;
 pub mod stream_poller;
@@ -141,6 +144,8 @@ struct Inner {
     sources: RwLock<Vec<Arc<dyn Source>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     sqs: RwLock<Option<Arc<sqs::SqsService>>>,
+    /// The clock schedules run on (the system's unless set).
+    clock: RwLock<Option<Arc<dyn schedule::Clock>>>,
 }
 
 /// The local services and trigger sources of one watch run. Cheap to clone
@@ -170,6 +175,21 @@ impl LocalTriggers {
     pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         let handle = tokio::spawn(task);
         self.inner.tasks.lock().expect("tasks").push(handle);
+    }
+
+    /// Schedules started after this run on `clock` instead of the
+    /// system's (a test drives a [`schedule::ManualClock`]).
+    pub fn set_clock(&self, clock: Arc<dyn schedule::Clock>) {
+        *self.inner.clock.write().expect("clock") = Some(clock);
+    }
+
+    fn clock(&self) -> Arc<dyn schedule::Clock> {
+        self.inner
+            .clock
+            .read()
+            .expect("clock")
+            .clone()
+            .unwrap_or_else(|| Arc::new(schedule::SystemClock))
     }
 
     /// The local SQS service (there is one per run, started by [`start`](Self::start)).
@@ -211,8 +231,12 @@ impl LocalTriggers {
                     TriggerKind::Kinesis(_) | TriggerKind::DynamoDb(_) => {
                         streams::start(&cx, &kinesis.0, &sqs, function, trigger)?;
                     }
-                    // Schedules, S3 and HTTP APIs (lsched) start here.
-                    TriggerKind::Schedule(_) | TriggerKind::S3(_) | TriggerKind::HttpApi(_) => {}
+                    TriggerKind::Schedule(t) => {
+                        schedule::start(&cx, function, &trigger.name, t, self.clock())?;
+                    }
+                    TriggerKind::S3(t) => s3::start(&cx, function, &trigger.name, t),
+                    // HTTP API routes are the emulator's (watch gives them).
+                    TriggerKind::HttpApi(_) => {}
                 }
             }
         }

@@ -18,6 +18,7 @@ mod guide;
 mod http_front;
 mod image;
 mod invoke;
+mod local_schedules;
 mod local_sqs;
 mod local_streams;
 mod localstack;
