@@ -222,6 +222,100 @@ where
     }
 }
 
+/// `cargo fn invoke FUNCTION --trigger NAME`: asks a running `cargo fn
+/// watch` at `endpoint` to fire one of the function's local triggers now
+/// (`POST /_cargo-fn/api/triggers/{function}/{name}/fire`), with `payload`
+/// or, when `None`, the trigger's built-in example. Returns the trigger's
+/// outcome (JSON). An unknown trigger is an error listing the function's
+/// triggers.
+pub fn fire_trigger(
+    endpoint: &str,
+    function: &str,
+    trigger: &str,
+    payload: Option<&[u8]>,
+) -> Result<serde_json::Value> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let base = endpoint.trim_end_matches('/');
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let url = format!(
+        "{base}/_cargo-fn/api/triggers/{}/{}/fire",
+        enc(function),
+        enc(trigger)
+    );
+    let unreachable = |e: ureq::Error| {
+        hinted(
+            format!("could not reach `cargo fn watch` at {endpoint}: {e}"),
+            "is `cargo fn watch` running? Start it, or pass --port/--endpoint to reach it",
+        )
+    };
+    let req = agent.post(&url).header("content-type", "application/json");
+    let mut resp = match payload {
+        Some(p) => req.send(p),
+        None => req.send_empty(),
+    }
+    .map_err(unreachable)?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    let body: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.clone()));
+    let message = body
+        .get("message")
+        .and_then(|m| m.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| text.clone());
+    match status {
+        200 => Ok(body),
+        404 => {
+            let known = known_triggers(&agent, base, function);
+            Err(hinted(
+                format!(
+                    "`{function}` has no local trigger `{trigger}` in the `cargo fn watch` at {endpoint} ({message})"
+                ),
+                if known.is_empty() {
+                    format!(
+                        "`{function}` has no triggers there: add one under [package.metadata.fn] triggers"
+                    )
+                } else {
+                    format!("its triggers: {}", known.join(", "))
+                },
+            ))
+        }
+        400 => Err(hinted(
+            format!("trigger `{trigger}` of `{function}` refused the payload: {message}"),
+            "see the trigger's section in docs/src/local-triggers.md for the payloads it takes",
+        )),
+        _ => Err(anyhow::anyhow!(
+            "firing trigger `{trigger}` of `{function}` failed (HTTP {status}): {message}"
+        )),
+    }
+}
+
+/// The names of `function`'s local triggers (with their type), best effort.
+fn known_triggers(agent: &ureq::Agent, base: &str, function: &str) -> Vec<String> {
+    let Ok(mut resp) = agent.get(format!("{base}/_cargo-fn/api/triggers")).call() else {
+        return Vec::new();
+    };
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    let list: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["function"] == function)
+        .map(|t| {
+            format!(
+                "{} ({})",
+                t["name"].as_str().unwrap_or("?"),
+                t["type"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
 /// How a streamed invocation ended.
 #[derive(Debug, Clone, Default)]
 pub struct StreamOutcome {

@@ -16,6 +16,7 @@ pub mod error;
 pub mod image;
 pub mod invoke;
 pub mod launch;
+pub mod local;
 pub mod logs;
 pub mod package;
 pub mod pipeline;

@@ -12,6 +12,12 @@
 //! FilterLogEvents: each poll re-reads a look-back window behind the newest
 //! event seen and drops event ids already printed, so late-ingested events
 //! are not lost and none prints twice; throttling slows the polls down.
+//! Live Tail is only tried against AWS itself: the SDK sends StartLiveTail
+//! to a `streaming-` host prefix (no such host for `127.0.0.1`), LocalStack
+//! lacks the operation, and moto answers it with one replay of the stored
+//! events and ends the session. A session refused, failing or ending before
+//! its first event hands over to polling, so polling (tested against moto)
+//! is the path every endpoint can take.
 //!
 //! This module knows CloudWatch only through [`LogsApi`] and the local
 //! emulator only through its JSON API (`/_cargo-fn/api/...`).
@@ -678,7 +684,10 @@ async fn poll(
 }
 
 /// Follows with a Live Tail session (restarted when one ends: they last
-/// at most three hours).
+/// at most three hours). `Err` when the first session fails or ends before
+/// delivering anything (an endpoint without real Live Tail, e.g. moto's
+/// one-shot replay of stored events): the caller polls instead, and nothing
+/// was printed twice.
 async fn live_tail(
     api: &impl LogsApi,
     sources: &[Source],
@@ -688,28 +697,32 @@ async fn live_tail(
     attributor: &mut Attributor,
     out: &mut dyn Write,
 ) -> Result<()> {
+    let mut delivered = false;
     loop {
         let (tx, mut rx) = mpsc::channel(256);
         let session = api.live_tail(arns, opts.filter.as_deref(), tx);
         tokio::pin!(session);
-        let mut any = false;
         let ended = loop {
             tokio::select! {
                 r = &mut session => break r,
                 Some(e) = rx.recv() => {
-                    any = true;
+                    delivered = true;
                     print_tailed(sources, arns, opts, printer, attributor, out, e)?;
                 }
             }
         };
         while let Ok(e) = rx.try_recv() {
+            delivered = true;
             print_tailed(sources, arns, opts, printer, attributor, out, e)?;
         }
         match ended {
-            Ok(()) => continue,
-            Err(e) if !any => return Err(e.into()),
+            Err(e) if !delivered => return Err(e.into()),
+            Ok(()) if !delivered => anyhow::bail!("the Live Tail session ended at once"),
+            Ok(()) => {}
             Err(e) => tracing::warn!("Live Tail session ended ({e}); starting a new one"),
         }
+        // A session that ends at once again must not spin.
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -878,6 +891,120 @@ fn print_local(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const STREAM: &str = "2026/11/30/[$LATEST]abc";
+
+    /// CloudWatch Logs with a fixed set of events (a new one appears once
+    /// Live Tail was tried) and a Live Tail that fails or ends at once.
+    struct NoLiveTail {
+        events: std::sync::Mutex<Vec<LogEvent>>,
+        live_tail_ends_at_once: bool,
+        tried: std::sync::atomic::AtomicUsize,
+    }
+
+    impl LogsApi for NoLiveTail {
+        async fn group_arn(&self, group: &str) -> crate::aws::ApiResult<Option<String>> {
+            Ok(Some(format!(
+                "arn:aws:logs:us-east-1:123456789012:log-group:{group}"
+            )))
+        }
+        async fn filter(
+            &self,
+            q: &FilterQuery,
+        ) -> crate::aws::ApiResult<crate::aws::logs::EventPage> {
+            let events = self.events.lock().unwrap();
+            Ok(crate::aws::logs::EventPage {
+                events: events
+                    .iter()
+                    .filter(|e| e.timestamp >= q.start_ms)
+                    .cloned()
+                    .collect(),
+                next_token: None,
+            })
+        }
+        fn live_tail_available(&self) -> bool {
+            true
+        }
+        async fn live_tail(
+            &self,
+            _: &[String],
+            _: Option<&str>,
+            _: mpsc::Sender<LogEvent>,
+        ) -> crate::aws::ApiResult<()> {
+            self.tried.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let now = now_ms();
+            self.events
+                .lock()
+                .unwrap()
+                .push(event(now, STREAM, "written after the start"));
+            if self.live_tail_ends_at_once {
+                Ok(())
+            } else {
+                Err(crate::aws::ApiError::new(
+                    "logs:StartLiveTail",
+                    "AccessDeniedException",
+                    "not allowed",
+                ))
+            }
+        }
+    }
+
+    /// Collects the output; closes (like `| head`) once `until` was written.
+    struct Until {
+        text: Vec<u8>,
+        until: &'static str,
+    }
+
+    impl Write for Until {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if String::from_utf8_lossy(&self.text).contains(self.until) {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            self.text.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn tail_falls_back_to_polling_when_live_tail_is_refused_or_ends_at_once() {
+        for ends_at_once in [false, true] {
+            let now = now_ms();
+            let api = NoLiveTail {
+                events: std::sync::Mutex::new(vec![event(now - 1_000, STREAM, "before the start")]),
+                live_tail_ends_at_once: ends_at_once,
+                tried: Default::default(),
+            };
+            let sources = [Source {
+                function: "f".into(),
+                group: "/aws/lambda/f".into(),
+                arch: Architecture::X86_64,
+            }];
+            let opts = LogsOptions {
+                since_ms: now - 60_000,
+                filter: None,
+                follow: true,
+                versions: None,
+                style: Style::default(),
+            };
+            let mut out = Until {
+                text: Vec::new(),
+                until: "written after the start",
+            };
+            let err = remote(&api, &sources, &opts, &mut out).await.unwrap_err();
+            assert!(format!("{err:#}").contains("writing the log"), "{err:#}");
+            let text = String::from_utf8_lossy(&out.text);
+            assert_eq!(text.matches("before the start").count(), 1, "{text}");
+            assert_eq!(text.matches("written after the start").count(), 1, "{text}");
+            assert_eq!(
+                api.tried.load(std::sync::atomic::Ordering::SeqCst),
+                1,
+                "Live Tail is tried once, then polling takes over"
+            );
+        }
+    }
 
     #[test]
     fn since_takes_durations_and_times() {

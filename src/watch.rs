@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use crate::config::{Arch, EventFormat, FunctionConfig, Overrides};
 use crate::emulator::{
     Architecture, CorsPolicy, Emulator, EmulatorOptions, FunctionSpec, HttpEventFormat, HttpFront,
-    InvokeMode,
+    HttpRoute, InvokeMode, PayloadFormat,
 };
 use crate::launch;
 use crate::package::Input;
@@ -121,13 +121,28 @@ pub async fn run(
     let snapshots = run_dir.path.clone();
     let (first_specs, env_files) = specs(&opts, &project, &built, &snapshots, generation)?;
     let dashboard = crate::dashboard::Dashboard::default();
+    let local = crate::local::LocalTriggers::new();
     let emulator_options = EmulatorOptions {
-        routes: Some(dashboard.router()),
+        routes: Some(dashboard.router().merge(local.router())),
+        front: Some(local.front()),
         ..opts.emulator.clone()
     };
     let emulator = Emulator::start(emulator_options, first_specs.clone()).await?;
+    local.start(&emulator, &triggers(&opts, &project)?, ui)?;
+    let refresh = {
+        let (local, dashboard) = (local.clone(), dashboard.clone());
+        tokio::spawn(async move {
+            loop {
+                dashboard.set_section("triggers", Some(local.list()));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
     dashboard.serving(&first_specs, generation);
+    // The last `cargo fn tune` report of each function, when there is one.
+    dashboard.follow_reports("tune", project.lambda_dir(), crate::tune::JSON_FILE);
     limits_notice(&emulator, &ui);
+    serve_http_routes(&emulator, &project, &opts, Some(&ui))?;
     if let Some(name) = &opts.default_function {
         emulator.set_default(Some(name)).map_err(|e| {
             crate::error::hinted(
@@ -268,6 +283,9 @@ pub async fn run(
                 for spec in new_specs {
                     emulator.set_function(spec);
                 }
+                if let Err(e) = serve_http_routes(&emulator, &project, &opts, None) {
+                    ui.warn(format!("HTTP API routes unchanged: {e:#}"));
+                }
                 prune_snapshots(&snapshots, generation);
                 let total = saved_at.elapsed();
                 ui.status(
@@ -295,6 +313,8 @@ pub async fn run(
         }
     };
     drop(watcher);
+    refresh.abort();
+    local.stop();
     ui.status("Stopping", "function environments");
     emulator.shutdown().await;
     drop(run_dir);
@@ -441,6 +461,18 @@ fn specs(
         out.push(spec);
     }
     Ok((out, env_files))
+}
+
+/// The configured triggers of each served function (by Lambda function name).
+fn triggers(
+    opts: &WatchOptions,
+    project: &Project,
+) -> Result<Vec<(String, Vec<crate::config::Trigger>)>> {
+    Ok(crate::config::resolve(project, &opts.overrides)?
+        .into_iter()
+        .filter(|c| !c.extension)
+        .map(|c| (c.name, c.triggers))
+        .collect())
 }
 
 /// Builds the function's image, unpacks it to `dest`, and points the spec
@@ -781,6 +813,74 @@ impl Filter {
     }
 }
 
+/// The `http-api` triggers of every served function as the emulator's
+/// route table (each trigger is one API: its routes, stage, payload
+/// format and CORS).
+fn http_routes(configs: &[FunctionConfig]) -> Vec<HttpRoute> {
+    let mut out = Vec::new();
+    for cfg in configs.iter().filter(|c| !c.extension) {
+        for t in &cfg.triggers {
+            let crate::config::triggers::TriggerKind::HttpApi(api) = &t.kind else {
+                continue;
+            };
+            for key in &api.routes {
+                out.push(HttpRoute {
+                    function: cfg.name.clone(),
+                    route_key: key.clone(),
+                    stage: api.stage.clone(),
+                    payload: if api.payload_format == "1.0" {
+                        PayloadFormat::V1
+                    } else {
+                        PayloadFormat::V2
+                    },
+                    cors: api.cors.as_ref().map(cors_policy),
+                    api: t.name.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Reads the configuration again and serves its HTTP API routes; says
+/// where each API is served the first time.
+fn serve_http_routes(
+    emulator: &Emulator,
+    project: &Project,
+    opts: &WatchOptions,
+    ui: Option<&Ui>,
+) -> Result<()> {
+    let configs = crate::config::resolve(project, &opts.overrides)?;
+    let routes = http_routes(&configs);
+    if let Some(ui) = ui {
+        let mut apis: Vec<(String, String, String)> = routes
+            .iter()
+            .map(|r| (r.function.clone(), r.api.clone(), r.stage.clone()))
+            .collect();
+        apis.dedup();
+        for (function, api, stage) in apis {
+            let base = if stage == "$default" {
+                emulator.endpoint()
+            } else {
+                format!("{}/{stage}", emulator.endpoint())
+            };
+            ui.status("HTTP API", format!("{function} ({api}) at {base}/"));
+        }
+    }
+    emulator.set_http_routes(routes)
+}
+
+fn cors_policy(c: &crate::config::Cors) -> CorsPolicy {
+    CorsPolicy {
+        allow_origins: c.allow_origins.clone(),
+        allow_methods: c.allow_methods.clone(),
+        allow_headers: c.allow_headers.clone(),
+        expose_headers: c.expose_headers.clone(),
+        allow_credentials: c.allow_credentials,
+        max_age: c.max_age,
+    }
+}
+
 /// How the HTTP front serves a function: `--event-format` over the
 /// configured `event-format`; CORS from `function-url.cors` when set;
 /// streaming with `function-url.invoke-mode = "RESPONSE_STREAM"`.
@@ -795,14 +895,7 @@ fn http_front(cfg: &FunctionConfig, flag: Option<EventFormat>) -> HttpFront {
         .function_url
         .as_ref()
         .and_then(|u| u.cors.as_ref())
-        .map(|c| CorsPolicy {
-            allow_origins: c.allow_origins.clone(),
-            allow_methods: c.allow_methods.clone(),
-            allow_headers: c.allow_headers.clone(),
-            expose_headers: c.expose_headers.clone(),
-            allow_credentials: c.allow_credentials,
-            max_age: c.max_age,
-        });
+        .map(cors_policy);
     let invoke_mode = match cfg.function_url.as_ref().map(|u| u.invoke_mode) {
         Some(crate::config::InvokeMode::ResponseStream) => InvokeMode::ResponseStream,
         _ => InvokeMode::Buffered,

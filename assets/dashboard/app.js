@@ -54,21 +54,168 @@ async function refresh() {
   renderSections(state.sections || {});
 }
 
-// Data other parts of watch publish (triggers, tune reports): shown only
-// when present, as a table of its rows or as JSON.
+// Data other parts of watch publish: triggers and tune reports have their
+// own rendering; anything else is shown as a table of its rows or as JSON.
+// Sections are updated in place, so a button keeps working across polls.
+const renderers = { triggers: renderTriggers, tune: renderTune };
 function renderSections(sections) {
   const root = $("#sections");
-  root.replaceChildren(...Object.entries(sections).map(([key, value]) => {
-    const s = el("section", { "data-section": key }, el("h2", {}, value.title || key));
-    const items = Array.isArray(value) ? value : value.rows;
-    if (Array.isArray(items) && items.length && typeof items[0] === "object") {
-      const cols = Object.keys(items[0]);
-      s.append(el("table", {}, el("thead", {}, el("tr", {}, ...cols.map((c) => el("th", {}, c)))),
-        el("tbody", {}, ...items.map((r) => el("tr", {}, ...cols.map((c) => el("td", {}, typeof r[c] === "object" ? JSON.stringify(r[c]) : r[c])))))));
-    } else {
-      s.append(el("pre", {}, JSON.stringify(value, null, 2)));
+  for (const s of [...root.children]) if (!(s.dataset.section in sections)) s.remove();
+  for (const [key, value] of Object.entries(sections)) {
+    let s = root.querySelector(`section[data-section="${CSS.escape(key)}"]`);
+    if (!s) {
+      s = el("section", { "data-section": key }, el("h2", {}, value.title || key[0].toUpperCase() + key.slice(1)), el("div", { class: "body" }));
+      root.append(s);
     }
-    return s;
+    (renderers[key] || renderGeneric)($(".body", s), value);
+  }
+}
+
+function renderGeneric(body, value) {
+  const items = Array.isArray(value) ? value : value.rows;
+  if (Array.isArray(items) && items.length && typeof items[0] === "object") {
+    const cols = Object.keys(items[0]);
+    body.replaceChildren(el("table", {}, el("thead", {}, el("tr", {}, ...cols.map((c) => el("th", {}, c)))),
+      el("tbody", {}, ...items.map((r) => el("tr", {}, ...cols.map((c) => el("td", {}, typeof r[c] === "object" ? JSON.stringify(r[c]) : r[c])))))));
+  } else {
+    body.replaceChildren(el("pre", {}, JSON.stringify(value, null, 2)));
+  }
+}
+
+// "in 4 m 10 s" for a schedule's next firing.
+function until(iso) {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return "";
+  const s = Math.round((t - Date.now()) / 1000);
+  if (s < 0) return " (due)";
+  return s < 60 ? ` (in ${s} s)` : s < 3600 ? ` (in ${Math.floor(s / 60)} m ${s % 60} s)` : ` (in ${Math.floor(s / 3600)} h ${Math.floor(s / 60) % 60} m)`;
+}
+
+// What a trigger is comes first in its status, then its depth and progress.
+const FIRST = ["queue", "stream", "table", "bucket", "expression", "next", "routes", "visible", "in flight", "dlq"];
+const rank = (k) => { const i = FIRST.indexOf(k); return i < 0 ? FIRST.length : i; };
+
+// [{function, name, type, status: {flat display values}}]: one row each,
+// kept (with its last "fire now" result) while the trigger exists.
+function renderTriggers(body, list) {
+  let tbody = $("tbody", body);
+  if (!tbody) {
+    tbody = el("tbody");
+    body.replaceChildren(el("table", { id: "triggers" }, el("thead", {}, el("tr", {},
+      el("th", {}, "type"), el("th", {}, "trigger"), el("th", {}, "function"), el("th", {}, "status"), el("th", {}, ""))), tbody));
+  }
+  const keep = new Set();
+  for (const t of Array.isArray(list) ? list : []) {
+    const key = `${t.function}/${t.name}`;
+    keep.add(key);
+    let tr = [...tbody.rows].find((r) => r.dataset.key === key);
+    if (!tr) {
+      const result = el("span", { class: "result" });
+      const button = el("button", { class: "fire" }, "Fire now");
+      button.addEventListener("click", () => fire(t, button, result));
+      tr = el("tr", { "data-key": key, "data-function": t.function, "data-trigger": t.name },
+        el("td", { class: "type" }, t.type), el("td", {}, el("b", {}, t.name)), el("td", {}, t.function),
+        el("td", { class: "status" }), el("td", { class: "fire-cell" }, button, result));
+      tbody.append(tr);
+    }
+    const status = Object.entries(t.status || {}).sort(([a], [b]) => rank(a) - rank(b)).map(([k, v]) => {
+      const text = typeof v === "object" ? JSON.stringify(v) : String(v);
+      return [k, k === "next" ? text + until(text) : text];
+    });
+    $(".status", tr).replaceChildren(kv(status));
+  }
+  for (const tr of [...tbody.rows]) if (!keep.has(tr.dataset.key)) tr.remove();
+}
+
+// The request ids anywhere in a fire result (one per invocation made).
+function requestIds(v, out = []) {
+  if (Array.isArray(v)) v.forEach((x) => requestIds(x, out));
+  else if (v && typeof v === "object") {
+    for (const [k, x] of Object.entries(v)) {
+      if (/^request_?id$/i.test(k) && typeof x === "string") out.push(x); else requestIds(x, out);
+    }
+  }
+  return out;
+}
+
+function showInvocation(id) {
+  const tr = document.querySelector(`tr.inv[data-request-id="${CSS.escape(id)}"]`);
+  if (!tr) return;
+  if (tr.nextElementSibling.hidden) tr.click();
+  tr.scrollIntoView({ block: "center" });
+}
+
+// Fired triggers whose invocation has not reached the page yet: a queue or
+// stream trigger answers with the message it sent, and its poller invokes
+// the function a moment later, with the trigger as caller ("sqs:orders").
+const awaiting = [];
+const firedBy = (t, inv) => inv.function === t.function && (inv.caller === `${t.type}:${t.name}` || inv.caller.endsWith(`:${t.name}`));
+
+function linkInvocation(result, inv) {
+  const a = el("a", { href: "#", class: "invocation", "data-request-id": inv.request_id }, `${inv.request_id} (${inv.status})`);
+  a.addEventListener("click", (e) => { e.preventDefault(); showInvocation(inv.request_id); });
+  result.querySelector(".pending")?.remove();
+  result.append(" → ", a);
+  result.dataset.requestIds = [result.dataset.requestIds, inv.request_id].filter(Boolean).join(" ");
+}
+
+// Called for each new invocation row: completes a waiting "fire now".
+function settleFired(inv) {
+  const i = awaiting.findIndex((w) => inv.seq > w.after && firedBy(w.t, inv));
+  if (i >= 0) linkInvocation(awaiting.splice(i, 1)[0].result, inv);
+}
+
+async function fire(t, button, result) {
+  button.disabled = true;
+  result.replaceChildren("firing…");
+  delete result.dataset.requestIds;
+  const after = lastSeq;
+  try {
+    const r = await fetch(`${api}triggers/${encodeURIComponent(t.function)}/${encodeURIComponent(t.name)}/fire`, { method: "POST" });
+    const text = await r.text();
+    let v = null;
+    try { v = JSON.parse(text); } catch (_) { /* shown as text */ }
+    if (!r.ok) { result.replaceChildren(el("span", { class: "st-error" }, `HTTP ${r.status}: ${v?.message ?? text}`)); return; }
+    // What the trigger did (message sent, invocation made), in short.
+    result.replaceChildren(el("span", { class: "st-success" }, "fired"), " ", el("code", {}, text.length > 160 ? text.slice(0, 160) + "…" : text));
+    const ids = requestIds(v);
+    const already = [...rows.values()].filter((inv) => inv.seq > after && (ids.includes(inv.request_id) || (!ids.length && firedBy(t, inv))));
+    if (already.length) { already.slice(0, ids.length || 1).forEach((inv) => linkInvocation(result, inv)); return; }
+    if (ids.length) { ids.forEach((id) => linkInvocation(result, { request_id: id, status: "running" })); return; }
+    result.append(el("span", { class: "pending" }, " · waiting for its invocation…"));
+    awaiting.push({ t, after, result });
+    if (awaiting.length > 50) awaiting.shift();
+  } catch (e) {
+    result.replaceChildren(el("span", { class: "st-error" }, e.message));
+  } finally {
+    button.disabled = false;
+    soon();
+  }
+}
+
+// [{file, saved_ms, report | error}]: `cargo fn tune` reports, one table each.
+function renderTune(body, items) {
+  const stamp = JSON.stringify((items || []).map((i) => [i.file, i.saved_ms]));
+  if (body.dataset.stamp === stamp) return;
+  body.dataset.stamp = stamp;
+  body.replaceChildren(...(items || []).map((item) => {
+    const d = el("div", { class: "tune", "data-file": item.file });
+    const r = item.report;
+    if (!r) { d.append(el("h3", {}, item.file), el("div", { class: "st-error" }, item.error)); return d; }
+    d.append(el("h3", {}, `${r.function} · ${r.mode} · saved ${new Date(item.saved_ms).toLocaleString()}`), el("div", { class: "kv" }, r.label));
+    const picks = r.picks || {};
+    const f = (v, n) => v == null ? "" : Number(v).toFixed(n);
+    d.append(el("table", {}, el("thead", {}, el("tr", {}, ...["arch", "memory", "n", "mean", "p50", "p90", "billed", "max memory", "$/million", "pick"].map((c) => el("th", {}, c)))),
+      el("tbody", {}, ...(r.points || []).map((p, i) => {
+        const pick = ["cost", "speed", "balanced"].filter((k) => picks[k] === i);
+        return el("tr", { class: pick.length ? "picked" : "", "data-memory": p.memory_mb },
+          el("td", {}, p.arch), el("td", { class: "num" }, `${p.memory_mb} MB`), el("td", { class: "num" }, p.invocations),
+          el("td", { class: "num" }, `${f(p.trimmed_mean_ms, 2)} ms`), el("td", { class: "num" }, `${f(p.p50_ms, 2)} ms`),
+          el("td", { class: "num" }, `${f(p.p90_ms, 2)} ms`), el("td", { class: "num" }, `${f(p.billed_mean_ms, 1)} ms`),
+          el("td", { class: "num" }, `${p.max_memory_mb} MB`), el("td", { class: "num" }, `$${f(p.cost_per_million_usd, 4)}`),
+          el("td", { class: "pick" }, pick.join(", ") + (p.errors ? ` (${p.errors} failed)` : "")));
+      }))));
+    return d;
   }));
 }
 
@@ -109,6 +256,7 @@ function addInvocation(inv) {
   // When the row reached the page: the test reads it to measure latency.
   tr.dataset.shownMs = String(Date.now());
   $("#count").textContent = `${rows.size} shown`;
+  settleFired(inv);
   soon();
 }
 

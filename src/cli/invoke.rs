@@ -57,6 +57,11 @@ pub struct InvokeArgs {
     /// Use InvokeWithResponseStream: print each chunk as the function streams it
     #[arg(long, conflicts_with = "asynchronous")]
     pub stream: bool,
+    /// Fire the function's local trigger NAME now (schedule, s3, sqs, ...)
+    /// in a running `cargo fn watch`; the payload flags give its event or
+    /// record, else the trigger's built-in example
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["asynchronous", "stream", "qualifier", "log"])]
+    pub trigger: Option<String>,
 }
 
 pub fn run(global: &GlobalArgs, args: InvokeArgs) -> Result<()> {
@@ -67,11 +72,14 @@ pub fn run(global: &GlobalArgs, args: InvokeArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let payload = payload(&args)?;
     let function = match &args.function {
         Some(f) => f.clone(),
         None => only_function(global, "invoke")?,
     };
+    if let Some(trigger) = &args.trigger {
+        return fire(&args, &function, trigger);
+    }
+    let payload = payload(&args)?;
     let target = if args.remote {
         Target::Remote {
             profile: args.profile.clone(),
@@ -114,6 +122,36 @@ pub fn run(global: &GlobalArgs, args: InvokeArgs) -> Result<()> {
     if let Some(kind) = outcome.function_error {
         return Err(anyhow::anyhow!(
             "function `{function}` failed ({kind} error); its error is on stdout"
+        ));
+    }
+    Ok(())
+}
+
+/// `--trigger NAME`: local only; prints what the trigger reports.
+fn fire(args: &InvokeArgs, function: &str, trigger: &str) -> Result<()> {
+    if args.remote {
+        return Err(crate::error::UsageError(
+            "--trigger fires a trigger of the local emulator (`cargo fn watch`) and cannot be used \
+             with --remote: in AWS a trigger fires from its source (send to the queue, upload to \
+             the bucket); to send a trigger's event to the deployed function, use --remote with \
+             --data-file or --example"
+                .into(),
+        )
+        .into());
+    }
+    let given = args.data.is_some() || args.data_file.is_some() || args.example.is_some();
+    let payload = if given { Some(payload(args)?) } else { None };
+    let endpoint = args
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", args.port));
+    let outcome = crate::invoke::fire_trigger(&endpoint, function, trigger, payload.as_deref())?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{outcome}")?;
+    out.flush()?;
+    if let Some(kind) = outcome.get("functionError").and_then(|e| e.as_str()) {
+        return Err(anyhow::anyhow!(
+            "function `{function}` failed ({kind} error) on trigger `{trigger}`; its error is on stdout"
         ));
     }
     Ok(())

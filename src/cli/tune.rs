@@ -106,7 +106,7 @@ pub fn run(global: &GlobalArgs, args: TuneArgs) -> Result<()> {
     let lambda_dir = crate::project::Project::load(&global.selection())
         .map(|p| p.lambda_dir())
         .unwrap_or_else(|_| PathBuf::from("target/lambda"));
-    let html = crate::tune::write_html(&report, &lambda_dir)?;
+    let html = crate::tune::write_report(&report, &lambda_dir)?;
     let applied = if args.apply {
         apply(&target, &report, strategy, &opts)?
     } else {

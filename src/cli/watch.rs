@@ -141,6 +141,7 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
                 log_sink: stderr_sink(),
                 limits: !args.no_limits,
                 routes: None,
+                front: None,
             },
             extra_env,
             debounce: Duration::from_millis(args.debounce_ms),

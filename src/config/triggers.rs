@@ -134,6 +134,9 @@ pub struct StreamTrigger {
     pub report_batch_item_failures: bool,
     pub filters: Vec<String>,
     pub enabled: bool,
+    /// Kinesis only, `cargo fn watch` only: shards of the local stream
+    /// (1-64, default 1). Deploy ignores it: the real stream exists already.
+    pub local_shards: Option<u32>,
 }
 
 /// An EventBridge Scheduler schedule invoking the function.
@@ -554,9 +557,17 @@ fn stream(t: &Table, kinesis: bool) -> Result<StreamTrigger> {
             "report-batch-item-failures",
             "filters",
             "enabled",
+            "local-shards",
         ],
     )?;
     let stream = t.required("stream", "the stream ARN")?;
+    if !kinesis && let Some(v) = t.get("local-shards") {
+        return Err(t.bad(
+            "local-shards",
+            v,
+            "nothing: a local DynamoDB stream has one shard (local-shards is for kinesis triggers)",
+        ));
+    }
     let arn_ok = if kinesis {
         arn_rest(&stream, "kinesis")
             .is_some_and(|r| r.strip_prefix("stream/").is_some_and(|n| !n.is_empty()))
@@ -687,6 +698,9 @@ fn stream(t: &Table, kinesis: bool) -> Result<StreamTrigger> {
         report_batch_item_failures: t.boolean("report-batch-item-failures", true)?,
         filters: t.filters()?,
         enabled: t.boolean("enabled", true)?,
+        local_shards: t
+            .int("local-shards", 1, 64, " shards of the local stream")?
+            .map(|n| n as u32),
     })
 }
 

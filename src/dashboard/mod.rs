@@ -13,13 +13,18 @@
 //! API (`/_cargo-fn/api/invocations`, `events`, `environments`), which the
 //! page reads directly. `sections` is where other producers (triggers, a
 //! tune report) add their data with [`Dashboard::set_section`]: the page
-//! shows a section only when its key is present, as a generic table.
+//! shows a section only when its key is present: `triggers` (the list of
+//! `GET /_cargo-fn/api/triggers`, with a "fire now" button per trigger) and
+//! `tune` (reports saved on disk, see [`Dashboard::follow_reports`]) have
+//! their own rendering, anything else is shown as a generic table.
 //!
 //! Knows nothing of cargo or configuration: `watch` translates its build
 //! state and specs into [`BuildState`] and [`FunctionInfo`].
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::http::header;
@@ -163,6 +168,28 @@ impl Dashboard {
         };
     }
 
+    /// Shows the reports saved as `<dir>/*/<file>` (e.g. `cargo fn tune`'s
+    /// `target/lambda/<function>/tune.json`) as section `key`, and shows
+    /// them again when one is written or removed: checked every second
+    /// while the dashboard lives (polling: the directory may be outside
+    /// the watched workspace). Needs a tokio runtime.
+    pub fn follow_reports(&self, key: &str, dir: PathBuf, file: &str) {
+        let state = Arc::downgrade(&self.state);
+        let (key, file) = (key.to_string(), file.to_string());
+        tokio::spawn(async move {
+            let mut seen = None;
+            loop {
+                let now = stamps(&dir, &file);
+                let Some(state) = state.upgrade() else { return };
+                if seen.as_ref() != Some(&now) {
+                    Dashboard { state }.set_section(&key, reports(&now));
+                    seen = Some(now);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
     /// The page and its state, to serve on the emulator's address.
     pub fn router(&self) -> Router {
         let state = self.state.clone();
@@ -219,6 +246,52 @@ fn first_error(text: &str) -> String {
         .join("\n")
 }
 
+/// The report files `<dir>/*/<file>` with their modification time and
+/// size, sorted: when this list changes, the section is read again.
+fn stamps(dir: &Path, file: &str) -> Vec<(PathBuf, SystemTime, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<_> = entries
+        .filter_map(|e| {
+            let path = e.ok()?.path().join(file);
+            let meta = std::fs::metadata(&path).ok()?;
+            Some((path, meta.modified().ok()?, meta.len()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The section of saved reports: `[{"file", "saved_ms", "report"}]`
+/// (`"error"` instead of `"report"` for a file that is not JSON), `None`
+/// when there is none.
+fn reports(stamps: &[(PathBuf, SystemTime, u64)]) -> Option<Value> {
+    if stamps.is_empty() {
+        return None;
+    }
+    let items = stamps
+        .iter()
+        .map(|(path, modified, _)| {
+            let saved_ms = modified
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or_default();
+            let mut item =
+                serde_json::json!({"file": path.display().to_string(), "saved_ms": saved_ms});
+            match std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()))
+            {
+                Ok(report) => item["report"] = report,
+                Err(e) => item["error"] = Value::String(e),
+            }
+            item
+        })
+        .collect();
+    Some(Value::Array(items))
+}
+
 /// The page's total size in bytes (HTML, CSS and JS), for the report.
 pub fn page_weight() -> usize {
     INDEX.len() + SCRIPT.len() + STYLE.len()
@@ -248,6 +321,37 @@ mod tests {
             text.contains("API_KEY") && !text.contains("s3cr3t"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn saved_reports_become_a_section_and_bad_files_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(reports(&stamps(dir.path(), "tune.json")), None);
+        for (f, text) in [("a", r#"{"function": "a"}"#), ("b", "{not json")] {
+            std::fs::create_dir(dir.path().join(f)).unwrap();
+            std::fs::write(dir.path().join(f).join("tune.json"), text).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("c")).unwrap(); // no report
+        let before = stamps(dir.path(), "tune.json");
+        let section = reports(&before).unwrap();
+        let items = section.as_array().unwrap();
+        assert_eq!(items.len(), 2, "{section}");
+        assert_eq!(items[0]["report"]["function"], "a");
+        assert!(items[0]["saved_ms"].as_u64().unwrap() > 0);
+        assert!(items[1].get("report").is_none());
+        assert!(
+            items[1]["error"]
+                .as_str()
+                .unwrap()
+                .contains("key must be a string"),
+            "{section}"
+        );
+        std::fs::write(
+            dir.path().join("a/tune.json"),
+            r#"{"function": "a", "n": 1}"#,
+        )
+        .unwrap();
+        assert_ne!(stamps(dir.path(), "tune.json"), before, "a rewrite is seen");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use axum::routing::any;
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
+use super::http_routes::{PayloadFormat, Routed};
 use super::invoke_api::{MAX_SYNC_REQUEST, trace_id_from};
 use super::pool::{FunctionPool, Job};
 use super::{LOCAL_ACCOUNT_ID, Shared};
@@ -186,15 +187,44 @@ async fn named(State(emulator): State<Arc<Shared>>, req: Request) -> Response {
         )
             .into_response();
     };
-    serve(emulator, pool, sub, req).await
+    serve(emulator, pool, sub, req, None).await
 }
 
-/// Any other path: served by the default function, or by the only one.
-/// `None` when the request is not for the HTTP front.
+/// Any other path: an HTTP API route when one matches, else the default
+/// function, or the only one. With HTTP API routes configured and no
+/// default function, an unmatched path is API Gateway's 404. `Err` when
+/// the request is not for the HTTP front.
 pub(crate) async fn single(emulator: Arc<Shared>, req: Request) -> Result<Response, Request> {
     let path = req.uri().path();
     if path.starts_with("/2015-03-31/") || path.starts_with("/2021-11-15/") {
         return Err(req);
+    }
+    let routes = emulator.http_routes.read().expect("routes lock").clone();
+    if !routes.is_empty() {
+        if let Some(hit) = routes.find(req.method().as_str(), path) {
+            let Some(pool) = emulator.function(&hit.route.function) else {
+                return Ok(not_found());
+            };
+            let path = path.to_string();
+            let front = HttpFront {
+                format: match hit.route.payload {
+                    PayloadFormat::V2 => HttpEventFormat::HttpApi,
+                    PayloadFormat::V1 => HttpEventFormat::RestApi,
+                },
+                cors: hit.route.cors.clone(),
+                invoke_mode: InvokeMode::Buffered,
+            };
+            let routed = Some((front, hit.routed()));
+            return Ok(serve(emulator, pool, path, req, routed).await);
+        }
+        if emulator
+            .default_function
+            .read()
+            .expect("default lock")
+            .is_none()
+        {
+            return Ok(not_found());
+        }
     }
     let only = {
         let functions = emulator.functions.read().expect("functions lock");
@@ -209,21 +239,36 @@ pub(crate) async fn single(emulator: Arc<Shared>, req: Request) -> Result<Respon
     match only {
         Some(pool) => {
             let path = path.to_string();
-            Ok(serve(emulator, pool, path, req).await)
+            Ok(serve(emulator, pool, path, req, None).await)
         }
         None => Err(req),
     }
 }
 
-/// One HTTP request through one function.
+/// API Gateway's answer to a path no route matches.
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [("content-type", "application/json")],
+        json!({"message": "Not Found"}).to_string(),
+    )
+        .into_response()
+}
+
+/// One HTTP request through one function; `routed`: an HTTP API route
+/// matched it (its front and event fields), else the function's own front.
 async fn serve(
     emulator: Arc<Shared>,
     pool: Arc<FunctionPool>,
     path: String,
     req: Request,
+    routed: Option<(HttpFront, Routed)>,
 ) -> Response {
     let spec = pool.spec();
-    let front = spec.http.clone();
+    let (front, routed) = match routed {
+        Some((front, r)) => (front, Some(r)),
+        None => (spec.http.clone(), None),
+    };
     let (parts, body) = req.into_parts();
     let origin = header(&parts.headers, "origin").map(str::to_string);
     if let Some(cors) = &front.cors
@@ -258,7 +303,11 @@ async fn serve(
     };
     // The limit is on the event the function gets (a binary body grows by
     // a third in base64, headers and context add more), as on AWS.
-    let event = build_event(front.format, &incoming).to_string();
+    let mut event = build_event(front.format, &incoming);
+    if let Some(r) = &routed {
+        r.apply(&mut event, front.format.is_v2());
+    }
+    let event = event.to_string();
     if event.len() >= MAX_SYNC_REQUEST {
         return too_large();
     }

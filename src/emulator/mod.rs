@@ -28,6 +28,7 @@ mod extensions;
 mod extensions_api;
 mod history;
 mod http_front;
+mod http_routes;
 mod invoke_api;
 mod limits;
 mod log_pipe;
@@ -50,6 +51,7 @@ use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
 
 pub use http_front::{CorsPolicy, HttpEventFormat, HttpFront, InvokeMode};
+pub use http_routes::{HttpRoute, PayloadFormat, RouteTable};
 pub use invoke_api::InvocationType;
 pub use limits::{LimitsStatus, MAX_VCPUS, MB_PER_VCPU, vcpus};
 pub use report::{Architecture, cost_estimate};
@@ -158,7 +160,23 @@ pub struct EmulatorOptions {
     /// More routes served on the Invoke API's address (the dashboard);
     /// the emulator serves them as given.
     pub routes: Option<axum::Router>,
+    /// Consulted before every route of the Invoke API's address (local AWS
+    /// services answer `POST /` with an `X-Amz-Target`): it answers the
+    /// request, or hands it back for the emulator's own routes.
+    pub front: Option<FrontHook>,
 }
+
+/// A handler run ahead of the emulator's routes: `Ok(response)` when it
+/// served the request, `Err(request)` (unchanged) to pass it on.
+pub type FrontHook = Arc<
+    dyn Fn(
+            axum::extract::Request,
+        ) -> futures_util::future::BoxFuture<
+            'static,
+            std::result::Result<axum::response::Response, axum::extract::Request>,
+        > + Send
+        + Sync,
+>;
 
 impl Default for EmulatorOptions {
     fn default() -> Self {
@@ -169,6 +187,7 @@ impl Default for EmulatorOptions {
             log_sink: stderr_sink(),
             limits: false,
             routes: None,
+            front: None,
         }
     }
 }
@@ -197,6 +216,8 @@ pub(crate) struct Shared {
     pub functions: RwLock<HashMap<String, Arc<FunctionPool>>>,
     /// The function that serves HTTP paths outside `/lambda-url/<fn>/`.
     pub default_function: RwLock<Option<String>>,
+    /// HTTP API routes, matched before the default function.
+    pub http_routes: RwLock<Arc<http_routes::RouteTable>>,
     /// Per-environment cgroups, when limits are on and usable.
     pub limits: Option<limits::Limits>,
     /// Finished invocations, for `cargo fn logs` and the dashboard.
@@ -245,6 +266,7 @@ impl Emulator {
             }
         }
         let extra_routes = options.routes.clone().unwrap_or_default();
+        let front = options.front.clone();
         let shared = Arc::new(Shared {
             options,
             running: AtomicUsize::new(0),
@@ -254,16 +276,31 @@ impl Emulator {
             shutting_down: AtomicUsize::new(0),
             functions: RwLock::new(HashMap::new()),
             default_function: RwLock::new(None),
+            http_routes: RwLock::new(Arc::default()),
             limits,
             history: history::History::default(),
         });
+        let mut app = invoke_api::router(shared.clone()).merge(extra_routes);
+        if let Some(front) = front {
+            app = app.layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let front = front.clone();
+                    async move {
+                        match front(req).await {
+                            Ok(resp) => resp,
+                            Err(req) => next.run(req).await,
+                        }
+                    }
+                },
+            ));
+        }
         let emulator = Emulator {
             shared: shared.clone(),
             addr,
             limits: limits_status,
             server: Some(server::spawn(
                 listeners,
-                invoke_api::router(shared.clone()).merge(extra_routes),
+                app,
                 server::ServeOptions::default(),
             )),
         };
@@ -325,6 +362,16 @@ impl Emulator {
         Ok(())
     }
 
+    /// Serves these HTTP API routes (replacing the previous ones) on every
+    /// path outside `/lambda-url/<function>/`: a matching route goes to its
+    /// function with API Gateway's event; without a match the default
+    /// function serves, or, without one, API Gateway's 404.
+    pub fn set_http_routes(&self, routes: Vec<HttpRoute>) -> Result<()> {
+        let table = RouteTable::new(routes).map_err(anyhow::Error::msg)?;
+        *self.shared.http_routes.write().expect("routes lock") = Arc::new(table);
+        Ok(())
+    }
+
     /// Stops serving a function; its environments end after their invocation.
     pub fn remove_function(&self, name: &str) {
         let pool = self
@@ -336,6 +383,12 @@ impl Emulator {
         if let Some(pool) = pool {
             pool.close();
         }
+    }
+
+    /// A handle for in-process invocations (event source pollers), valid
+    /// while the emulator runs.
+    pub fn invoker(&self) -> Invoker {
+        Invoker(self.shared.clone())
     }
 
     /// Names of the functions served.
@@ -415,6 +468,102 @@ impl Emulator {
         {
             environment::kill_group(*pgid);
         }
+    }
+}
+
+/// Invokes functions from inside the process, as Lambda's event source
+/// mappings do: synchronously, under the same concurrency limits as the
+/// Invoke API, recorded in the history with who called.
+#[derive(Clone)]
+pub struct Invoker(Arc<Shared>);
+
+/// The outcome of an [`Invoker::invoke`]: a function error, timeout or
+/// crash is `function_error: Some(..)` with Lambda's error body.
+#[derive(Debug, Clone)]
+pub struct Invoked {
+    pub request_id: String,
+    pub body: bytes::Bytes,
+    /// `Some("Unhandled")` when the invocation failed.
+    pub function_error: Option<String>,
+    /// START..REPORT of the invocation.
+    pub log: String,
+}
+
+/// Why an [`Invoker::invoke`] did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvokeRefused {
+    /// No such function is served (now).
+    NoSuchFunction,
+    /// Reserved or emulator-wide concurrency is in use, or the emulator is
+    /// stopping: back off and retry.
+    Throttled,
+}
+
+impl std::fmt::Display for InvokeRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InvokeRefused::NoSuchFunction => "no such function is served",
+            InvokeRefused::Throttled => "throttled (concurrency in use)",
+        })
+    }
+}
+
+impl std::error::Error for InvokeRefused {}
+
+impl Invoker {
+    /// Synchronous (`RequestResponse`) invocation of `function`'s
+    /// `$LATEST` with `payload`; `caller` (e.g. `sqs:orders`) is recorded
+    /// in the history. The invocation runs to its end even if the returned
+    /// future is dropped, as in Lambda.
+    pub async fn invoke(
+        &self,
+        function: &str,
+        payload: bytes::Bytes,
+        caller: &str,
+    ) -> Result<Invoked, InvokeRefused> {
+        let pool = self
+            .0
+            .function(function)
+            .ok_or(InvokeRefused::NoSuchFunction)?;
+        let lease = pool.acquire().map_err(|_| InvokeRefused::Throttled)?;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        self.0.history.note_caller(&request_id, caller);
+        let job = pool::Job {
+            request_id: request_id.clone(),
+            payload,
+            qualifier: None,
+            client_context: None,
+            cognito_identity: None,
+            trace_id: invoke_api::trace_id_from(None),
+        };
+        let run = tokio::spawn(async move { pool.run(lease, job).await });
+        match run.await {
+            Ok(r) => Ok(Invoked {
+                request_id,
+                body: r.body,
+                function_error: r.function_error.map(str::to_string),
+                log: r.log,
+            }),
+            Err(_) => Ok(Invoked {
+                request_id,
+                body: bytes::Bytes::from_static(
+                    br#"{"errorType":"ServiceException","errorMessage":"the emulator failed while running the invocation"}"#,
+                ),
+                function_error: Some("Unhandled".to_string()),
+                log: String::new(),
+            }),
+        }
+    }
+
+    /// Concurrency of the emulator (`--concurrency`): how far a poller may
+    /// scale up by default.
+    pub fn concurrency(&self) -> usize {
+        self.0.options.concurrency
+    }
+
+    /// The region of the emulator's ARNs.
+    pub fn region(&self) -> &str {
+        &self.0.options.region
     }
 }
 

@@ -169,13 +169,26 @@ impl TuneReport {
     }
 }
 
-/// Writes the HTML report to `<dir>/<function>/tune.html` (atomically).
-pub fn write_html(report: &TuneReport, lambda_dir: &Path) -> Result<PathBuf> {
+/// The report file names under `<lambda dir>/<function>/`: the HTML for
+/// people, the JSON for `cargo fn watch`'s dashboard (its `tune` section).
+pub const HTML_FILE: &str = "tune.html";
+pub const JSON_FILE: &str = "tune.json";
+
+/// Saves the last report of `report.function` as `<dir>/<function>/tune.html`
+/// and `tune.json` (each written atomically: a reader never sees half a
+/// file). Returns the HTML's path.
+pub fn write_report(report: &TuneReport, lambda_dir: &Path) -> Result<PathBuf> {
     let dir = lambda_dir.join(&report.function);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("tune.html");
-    let tmp = dir.join(".tune.html.tmp");
-    std::fs::write(&tmp, html(report)).with_context(|| format!("writing {}", tmp.display()))?;
+    let json = serde_json::to_string_pretty(report).context("encoding the tune report")?;
+    write_atomic(&dir, JSON_FILE, json.as_bytes())?;
+    write_atomic(&dir, HTML_FILE, html(report).as_bytes())
+}
+
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
@@ -250,6 +263,7 @@ pub async fn local(opts: &TuneOptions, target: &LocalTarget, ui: &Ui) -> Result<
                 log_sink: Arc::new(|_| {}),
                 limits: true,
                 routes: None,
+                front: None,
             },
             Vec::new(),
         )

@@ -216,3 +216,56 @@ fn html_is_self_contained() {
     // Nothing fetched: no scripts, no external references.
     assert!(!page.contains("<script") && !page.contains("https://") && !page.contains("src="));
 }
+
+#[test]
+fn the_report_is_saved_as_html_and_json_and_replaced_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = |ms: f64| Sample {
+        duration_ms: ms,
+        billed_ms: ms.ceil() as u64,
+        init_ms: None,
+        max_memory_mb: 20,
+        error: false,
+    };
+    let first = TuneReport::new(
+        "f",
+        "local",
+        "Local estimate".into(),
+        vec![stats::point(Arch::X86_64, 128, &[sample(100.0)])],
+        0.5,
+    );
+    let html_path = write_report(&first, dir.path()).unwrap();
+    assert_eq!(html_path, dir.path().join("f").join(HTML_FILE));
+    let json_path = dir.path().join("f").join(JSON_FILE);
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert_eq!(saved["function"], "f");
+    assert_eq!(saved["mode"], "local");
+    assert_eq!(saved["points"][0]["memory_mb"], 128);
+    assert_eq!(saved["points"][0]["arch"], "x86_64");
+    assert_eq!(saved["picks"]["cost"], 0);
+
+    let second = TuneReport::new(
+        "f",
+        "local",
+        "Local estimate".into(),
+        vec![
+            stats::point(Arch::X86_64, 256, &[sample(40.0)]),
+            stats::point(Arch::X86_64, 512, &[sample(20.0)]),
+        ],
+        0.5,
+    );
+    write_report(&second, dir.path()).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert_eq!(
+        saved["points"].as_array().unwrap().len(),
+        2,
+        "the last run wins"
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("f"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "no temporary files left: {names:?}");
+}

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod browser;
 mod build;
 mod cli_boundary;
 mod config;
@@ -17,6 +18,9 @@ mod guide;
 mod http_front;
 mod image;
 mod invoke;
+mod local_schedules;
+mod local_sqs;
+mod local_streams;
 mod localstack;
 mod logs;
 mod moto;

@@ -74,7 +74,7 @@ async fn main() -> Result<(), Error> {{
     std::fs::rename(tmp, dir.join("src/main.rs")).unwrap();
 }
 
-fn watch_options(dir: &Path, logs: &Logs) -> WatchOptions {
+pub fn watch_options(dir: &Path, logs: &Logs) -> WatchOptions {
     WatchOptions {
         selection: Selection {
             manifest_path: Some(dir.join("Cargo.toml")),
@@ -99,7 +99,7 @@ fn watch_options(dir: &Path, logs: &Logs) -> WatchOptions {
     }
 }
 
-async fn next_event(rx: &mut mpsc::UnboundedReceiver<WatchEvent>) -> WatchEvent {
+pub async fn next_event(rx: &mut mpsc::UnboundedReceiver<WatchEvent>) -> WatchEvent {
     tokio::time::timeout(Duration::from_secs(300), rx.recv())
         .await
         .expect("a watch event within 5 minutes")

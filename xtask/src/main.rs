@@ -13,6 +13,7 @@
 //! - `bench-profile`: release profile candidates for the templates (size, start-up).
 //! - `bench`: the benchmarks.
 
+mod bench_dashboard;
 mod bench_deploy;
 mod bench_emulator;
 mod bench_extensions;
@@ -20,6 +21,8 @@ mod bench_image;
 mod bench_package;
 mod bench_profile;
 mod bench_ship;
+mod bench_sqs;
+mod bench_streams;
 mod bench_tune;
 mod bench_url;
 mod demo;
@@ -60,7 +63,9 @@ enum Task {
     /// Run the benchmarks and print their figures (packaging, build overhead, deploy, emulator)
     Bench {
         /// Only one part: `package`, `image`, `ship`, `deploy`, `emulator`, the emulator's
-        /// `invoke` or `reload`, `extensions`, or `url` (function URL vs Invoke API round trip)
+        /// `invoke` or `reload`, `extensions`, `url` (function URL vs Invoke API round trip),
+        /// `dashboard` (page weight, invocation -> row latency in headless Chromium), `sqs`, or
+        /// `streams` (records/s through a Kinesis shard to a function, factor 1 vs 10)
         #[arg(long)]
         only: Option<String>,
     },
@@ -133,7 +138,10 @@ fn bench(only: Option<&str>) -> Result<()> {
             bench_release("emulator")?;
             bench_release("extensions")?;
             bench_tune::run()?;
-            bench_release("url")
+            bench_release("url")?;
+            bench_release("dashboard")?;
+            bench_release("sqs")?;
+            bench_release("streams")
         }
         Some("package") => bench_package::run_all(),
         Some("image") => bench_release("image"),
@@ -141,12 +149,12 @@ fn bench(only: Option<&str>) -> Result<()> {
         Some("ship") => bench_release("ship"),
         // The function's release build is what is timed: no release xtask.
         Some("tune") => bench_tune::run(),
-        Some(part @ ("emulator" | "invoke" | "reload" | "extensions" | "url")) => {
+        Some(part @ ("emulator" | "invoke" | "reload" | "extensions" | "url" | "dashboard" | "sqs" | "streams")) => {
             bench_release(part)
         }
         Some(other) => {
             bail!(
-                "--only expects package, image, ship, deploy, emulator, invoke, reload, extensions, tune or url; got `{other}`"
+                "--only expects package, image, ship, deploy, emulator, invoke, reload, extensions, tune, url, dashboard, sqs or streams; got `{other}`"
             )
         }
     }
@@ -175,6 +183,12 @@ fn bench_release(part: &str) -> Result<()> {
         bench_extensions::run()
     } else if part == "url" {
         bench_url::run()
+    } else if part == "dashboard" {
+        bench_dashboard::run()
+    } else if part == "sqs" {
+        bench_sqs::run()
+    } else if part == "streams" {
+        bench_streams::run()
     } else {
         bench_emulator::run(Some(part))
     }

@@ -27,7 +27,8 @@ const APT_PACKAGES: &[&str] = &[
 ];
 
 /// PyPI packages, in the tools venv.
-const PIP_PACKAGES: &[&str] = &["ziglang", "cargo-zigbuild", "moto[server]"];
+/// `awscli`: the local SQS endpoint is tested with the AWS CLI too.
+const PIP_PACKAGES: &[&str] = &["ziglang", "cargo-zigbuild", "moto[server]", "awscli"];
 
 /// LocalStack's core: the second, stricter AWS double of the deploy tests
 /// (tests/it/localstack.rs). Its own venv, because it needs Python 3.13

@@ -449,3 +449,15 @@ fn http_api_rules() {
         .contains("explicit origins")
     );
 }
+
+#[test]
+fn local_shards_is_for_kinesis_only_and_bounded() {
+    let c = accepted(with(kinesis(), "local-shards", json!(4)));
+    let TriggerKind::Kinesis(s) = &c.triggers[0].kind else {
+        panic!()
+    };
+    assert_eq!(s.local_shards, Some(4));
+    assert!(rejected(with(kinesis(), "local-shards", json!(0))).contains("1-64"));
+    assert!(rejected(with(kinesis(), "local-shards", json!(65))).contains("1-64"));
+    assert!(rejected(with(dynamodb(), "local-shards", json!(2))).contains("kinesis triggers"));
+}

@@ -40,6 +40,7 @@ fn stream() -> StreamTrigger {
         report_batch_item_failures: true,
         filters: vec![],
         enabled: true,
+        local_shards: None,
     }
 }
 

@@ -1,0 +1,606 @@
+//! Stream triggers under `cargo fn watch`: an unmodified aws-sdk-kinesis
+//! producer feeds the local Kinesis endpoint; the poller keeps per-key order
+//! while running several batches of one shard at once (parallelization
+//! factor), bisects a failing batch down to the poison record and sends
+//! AWS's failure record to the local on-failure queue; a DynamoDB stream
+//! trigger is fed through the fire API and retried to its quota. Everything
+//! is asserted from the function's own record of its invocations.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use cargo_fn::emulator::EmulatorOptions;
+use cargo_fn::project::Selection;
+use cargo_fn::ui::Ui;
+use cargo_fn::watch::{WatchEvent, WatchOptions};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::emulator::Logs;
+use crate::support::{shared_target_dir, tempdir};
+
+const ACCOUNT: &str = "123456789012";
+
+/// A function that records every invocation in its own file under
+/// `$BATCH_DIR` (start and end time in ns, the event), sleeps a little so
+/// batches overlap when they can, and fails any batch holding a record
+/// whose data (Kinesis) or `NewImage.Message` (DynamoDB) is `poison`.
+fn stream_function(dir: &Path) {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            r#"[workspace]
+
+[package]
+name = "streamfn"
+version = "0.1.0"
+edition = "2021"
+
+[package.metadata.fn]
+timeout = 30
+
+[[package.metadata.fn.triggers]]
+type = "kinesis"
+name = "ordered"
+stream = "arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/ordered"
+batch-size = 10
+parallelization-factor = 10
+starting-position = "TRIM_HORIZON"
+
+[[package.metadata.fn.triggers]]
+type = "kinesis"
+name = "bisect"
+stream = "arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/bisect"
+local-shards = 2
+batch-size = 8
+maximum-batching-window = 1
+bisect-batch-on-function-error = true
+maximum-retry-attempts = 1
+on-failure = "arn:aws:sqs:us-east-1:{ACCOUNT}:bisect-failures"
+
+[[package.metadata.fn.triggers]]
+type = "dynamodb"
+name = "table"
+stream = "arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/items/stream/2026-01-01T00:00:00.000"
+maximum-retry-attempts = 2
+on-failure = "arn:aws:sqs:us-east-1:{ACCOUNT}:table-failures"
+
+[dependencies]
+lambda_runtime = "1.5"
+serde_json = "1"
+tokio = {{ version = "1", features = ["macros", "rt-multi-thread", "time"] }}
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/functions/Cargo.lock"),
+        dir.join("Cargo.lock"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/main.rs"),
+        r#"use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::{json, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn now_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+}
+
+fn poisoned(r: &Value) -> bool {
+    r["kinesis"]["data"] == "cG9pc29u" || r["dynamodb"]["NewImage"]["Message"]["S"] == "poison"
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let dir = std::env::var("BATCH_DIR").expect("BATCH_DIR");
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let dir = dir.clone();
+        async move {
+            let start = now_ns();
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            let records = event.payload["Records"].as_array().cloned().unwrap_or_default();
+            let failed = records.iter().any(poisoned);
+            let line = json!({
+                "start": start.to_string(),
+                "end": now_ns().to_string(),
+                "failed": failed,
+                "event": event.payload,
+            });
+            let path = format!("{dir}/{}.json", event.context.request_id);
+            std::fs::write(format!("{path}.tmp"), line.to_string()).unwrap();
+            std::fs::rename(format!("{path}.tmp"), path).unwrap();
+            if failed {
+                return Err(Error::from("poison record"));
+            }
+            Ok::<Value, Error>(json!({}))
+        }
+    }))
+    .await
+}
+"#,
+    )
+    .unwrap();
+}
+
+/// One invocation as the function recorded it.
+#[derive(Debug, Clone)]
+struct Call {
+    start: u128,
+    end: u128,
+    event: Value,
+}
+
+impl Call {
+    fn source(&self) -> &str {
+        self.event["Records"][0]["eventSourceARN"]
+            .as_str()
+            .unwrap_or("")
+    }
+    fn kinesis_data(&self) -> Vec<(String, String)> {
+        let e: aws_lambda_events::event::kinesis::KinesisEvent =
+            serde_json::from_value(self.event.clone()).expect("a KinesisEvent");
+        e.records
+            .iter()
+            .map(|r| {
+                (
+                    r.kinesis.partition_key.clone(),
+                    String::from_utf8(r.kinesis.data.0.clone()).unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn calls(dir: &Path, stream: &str) -> Vec<Call> {
+    let mut out: Vec<Call> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()? == "json").then_some(p)
+        })
+        .map(|p| {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            Call {
+                start: v["start"].as_str().unwrap().parse().unwrap(),
+                end: v["end"].as_str().unwrap().parse().unwrap(),
+                event: v["event"].clone(),
+            }
+        })
+        .filter(|c| c.source().contains(stream))
+        .collect();
+    out.sort_by_key(|c| c.start);
+    out
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("gave up waiting (2 minutes) for {what}");
+}
+
+fn kinesis_client(endpoint: &str) -> aws_sdk_kinesis::Client {
+    let conf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDLOCAL", "local", None, None, "tests"))
+        .build();
+    aws_sdk_kinesis::Client::from_conf(conf)
+}
+
+fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
+    let conf = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "AKIDLOCAL",
+            "local",
+            None,
+            None,
+            "tests",
+        ))
+        .build();
+    aws_sdk_sqs::Client::from_conf(conf)
+}
+
+/// The AWS CLI of the tools venv against the local Kinesis endpoint, with
+/// the variable watch prints; its JSON answer.
+async fn aws_cli(endpoint: &str, args: &[&str]) -> Value {
+    let aws = crate::support::tools_dir().join("venv/bin/aws");
+    assert!(
+        aws.exists(),
+        "the AWS CLI is not installed at {}: run `cargo xtask setup`",
+        aws.display()
+    );
+    let endpoint = endpoint.to_string();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(aws)
+            .arg("kinesis")
+            .args(&args)
+            .args(["--output", "json"])
+            .env("AWS_ENDPOINT_URL_KINESIS", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", "AKIDLOCALTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "local-test-secret")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/aws-credentials",
+            )
+            .output()
+            .expect("running aws")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "aws kinesis failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if stdout.trim().is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// The failure records in a local queue (received, then deleted).
+async fn failure_records(sqs: &aws_sdk_sqs::Client, queue: &str, want: usize) -> Vec<Value> {
+    let url = sqs
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .expect("the on-failure queue exists")
+        .queue_url
+        .unwrap();
+    let mut out = Vec::new();
+    for _ in 0..60 {
+        let got = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(2)
+            .send()
+            .await
+            .unwrap();
+        for m in got.messages() {
+            out.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            sqs.delete_message()
+                .queue_url(&url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        if out.len() >= want {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kinesis_and_dynamodb_stream_triggers_run_locally_with_lambda_semantics() {
+    let dir = tempdir();
+    let root: PathBuf = dir.path().to_path_buf();
+    stream_function(&root.join("fn"));
+    let batches = root.join("batches");
+    std::fs::create_dir_all(&batches).unwrap();
+    let logs = Logs::default();
+    let opts = WatchOptions {
+        selection: Selection {
+            manifest_path: Some(root.join("fn/Cargo.toml")),
+            packages: vec![],
+            bins: vec![],
+            target_dir: Some(shared_target_dir()),
+        },
+        overrides: Default::default(),
+        profile: "dev".into(),
+        cargo_flags: vec![],
+        emulator: EmulatorOptions {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            log_sink: logs.sink(),
+            ..EmulatorOptions::default()
+        },
+        extra_env: BTreeMap::from([(
+            "BATCH_DIR".to_string(),
+            batches.to_string_lossy().into_owned(),
+        )]),
+        debounce: Duration::from_millis(50),
+        event_format: None,
+        serve: Default::default(),
+        extensions_dir: None,
+        default_function: None,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let watch = tokio::spawn(cargo_fn::watch::run(opts, Ui::silent(), Some(tx), async {
+        let _ = stop_rx.await;
+    }));
+    let endpoint = loop {
+        match tokio::time::timeout(Duration::from_secs(600), rx.recv())
+            .await
+            .expect("watch ready within 10 minutes")
+            .expect("watch running")
+        {
+            WatchEvent::Ready { endpoint } => break endpoint,
+            WatchEvent::BuildFailed => panic!("the stream function failed to build"),
+            _ => {}
+        }
+    };
+    let kinesis = kinesis_client(&endpoint);
+    let sqs = sqs_client(&endpoint);
+
+    // The trigger's streams exist at start, with their configured shards.
+    let listed = kinesis.list_streams().send().await.unwrap();
+    let mut names = listed.stream_names().to_vec();
+    names.sort();
+    assert_eq!(names, vec!["bisect", "ordered"]);
+    let other = kinesis.describe_stream().stream_name("nope").send().await;
+    let err = other.expect_err("an unknown stream");
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "{err:?}"
+    );
+    let shards = kinesis
+        .list_shards()
+        .stream_name("bisect")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shards.shards().len(), 2);
+
+    // The AWS CLI: create a stream, put a record, read it back.
+    aws_cli(
+        &endpoint,
+        &[
+            "create-stream",
+            "--stream-name",
+            "cli",
+            "--shard-count",
+            "3",
+        ],
+    )
+    .await;
+    let summary = aws_cli(
+        &endpoint,
+        &["describe-stream-summary", "--stream-name", "cli"],
+    )
+    .await;
+    assert_eq!(summary["StreamDescriptionSummary"]["OpenShardCount"], 3);
+    let put = aws_cli(
+        &endpoint,
+        &[
+            "put-record",
+            "--stream-name",
+            "cli",
+            "--partition-key",
+            "user-1",
+            "--data",
+            "hello",
+        ],
+    )
+    .await;
+    let shard = put["ShardId"].as_str().unwrap().to_string();
+    let it = aws_cli(
+        &endpoint,
+        &[
+            "get-shard-iterator",
+            "--stream-name",
+            "cli",
+            "--shard-id",
+            &shard,
+            "--shard-iterator-type",
+            "TRIM_HORIZON",
+        ],
+    )
+    .await;
+    let got = aws_cli(
+        &endpoint,
+        &[
+            "get-records",
+            "--shard-iterator",
+            it["ShardIterator"].as_str().unwrap(),
+        ],
+    )
+    .await;
+    // awscli (v1, as the tools venv installs it) base64-encodes blobs itself.
+    assert_eq!(got["Records"][0]["Data"], "aGVsbG8=");
+    assert_eq!(got["Records"][0]["SequenceNumber"], put["SequenceNumber"]);
+    assert_eq!(got["Records"][0]["PartitionKey"], "user-1");
+
+    // 1,000 records over 100 partition keys, parallelization factor 10.
+    let mut expected: HashMap<String, Vec<String>> = HashMap::new();
+    for chunk in 0..2 {
+        let mut req = kinesis.put_records().stream_name("ordered");
+        for i in chunk * 500..(chunk + 1) * 500 {
+            let key = format!("key-{}", i % 100);
+            let data = format!("{key}/{i:04}");
+            expected.entry(key.clone()).or_default().push(data.clone());
+            req = req.records(
+                PutRecordsRequestEntry::builder()
+                    .partition_key(key)
+                    .data(Blob::new(data))
+                    .build()
+                    .unwrap(),
+            );
+        }
+        let out = req.send().await.expect("PutRecords");
+        assert_eq!(out.failed_record_count(), Some(0));
+        assert_eq!(out.records().len(), 500);
+    }
+    let count = || {
+        calls(&batches, "stream/ordered")
+            .iter()
+            .map(|c| c.event["Records"].as_array().map_or(0, Vec::len))
+            .sum::<usize>()
+    };
+    wait_for("1,000 records to reach the function", || count() >= 1000).await;
+    let ordered = calls(&batches, "stream/ordered");
+    assert_eq!(count(), 1000, "each record delivered once");
+    let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+    for c in &ordered {
+        assert!(c.event["Records"].as_array().unwrap().len() <= 10);
+        for (key, data) in c.kinesis_data() {
+            seen.entry(key).or_default().push(data);
+        }
+    }
+    assert_eq!(seen.len(), 100);
+    for (key, data) in &seen {
+        assert_eq!(data, &expected[key], "records of {key} in order");
+    }
+    let overlapping = ordered.iter().enumerate().any(|(i, a)| {
+        ordered[i + 1..]
+            .iter()
+            .any(|b| a.start < b.end && b.start < a.end)
+    });
+    assert!(
+        overlapping,
+        "with parallelization factor 10, batches of the one shard ran at once"
+    );
+
+    // Bisect down to the poison record; the on-failure queue gets AWS's record.
+    let mut req = kinesis.put_records().stream_name("bisect");
+    for i in 0..8 {
+        let data = if i == 5 {
+            "poison".to_string()
+        } else {
+            format!("ok-{i}")
+        };
+        req = req.records(
+            PutRecordsRequestEntry::builder()
+                .partition_key("one-key")
+                // One shard of the two, so the eight records form one batch.
+                .explicit_hash_key("0")
+                .data(Blob::new(data))
+                .build()
+                .unwrap(),
+        );
+    }
+    let put = req.send().await.unwrap();
+    let poison_seq = put.records()[5].sequence_number().unwrap().to_string();
+    let failures = failure_records(&sqs, "bisect-failures", 1).await;
+    assert_eq!(failures.len(), 1, "one failure record: {failures:?}");
+    let f = &failures[0];
+    assert_eq!(f["requestContext"]["condition"], "RetryAttemptsExhausted");
+    assert_eq!(
+        f["requestContext"]["functionArn"],
+        format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:streamfn")
+    );
+    assert_eq!(f["responseContext"]["functionError"], "Unhandled");
+    assert_eq!(f["version"], "1.0");
+    let info = &f["KinesisBatchInfo"];
+    assert_eq!(info["batchSize"], 1);
+    assert_eq!(info["startSequenceNumber"], poison_seq);
+    assert_eq!(info["endSequenceNumber"], poison_seq);
+    assert_eq!(info["shardId"], "shardId-000000000000");
+    assert_eq!(
+        info["streamArn"],
+        format!("arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/bisect")
+    );
+    wait_for("the batch after the poison record", || {
+        calls(&batches, "stream/bisect").len() >= 8
+    })
+    .await;
+    let sizes: Vec<usize> = calls(&batches, "stream/bisect")
+        .iter()
+        .map(|c| c.kinesis_data().len())
+        .collect();
+    // 8 -> 4 + 4 -> (first 4 ok) 2 + 2 -> 1 + 1 -> the poison retried once -> the last 2.
+    assert_eq!(sizes, vec![8, 4, 4, 2, 1, 1, 1, 2]);
+
+    // DynamoDB: fire the built-in INSERT example, then a poison record that
+    // is retried to the quota and reported.
+    let fire = |body: Option<Value>| {
+        let url = format!("{endpoint}/_cargo-fn/api/triggers/streamfn/table/fire");
+        tokio::task::spawn_blocking(move || {
+            let agent = ureq::Agent::new_with_defaults();
+            let mut resp = match body {
+                Some(b) => agent.post(&url).send(b.to_string()),
+                None => agent.post(&url).send_empty(),
+            }
+            .expect("fire");
+            serde_json::from_str::<Value>(&resp.body_mut().read_to_string().unwrap()).unwrap()
+        })
+    };
+    let out = fire(None).await.unwrap();
+    assert_eq!(out["processed"], true, "{out}");
+    let ddb = calls(&batches, "table/items/stream");
+    assert_eq!(ddb.len(), 1);
+    let e: aws_lambda_events::event::dynamodb::Event =
+        serde_json::from_value(ddb[0].event.clone()).expect("a DynamoDB event");
+    assert_eq!(e.records[0].event_name, "INSERT");
+    assert_eq!(
+        e.records[0].change.sequence_number.as_deref(),
+        out["records"][0]["sequenceNumber"].as_str()
+    );
+    let poison = json!([
+        {"eventName": "MODIFY", "dynamodb": {"Keys": {"Id": {"N": "7"}},
+            "NewImage": {"Id": {"N": "7"}, "Message": {"S": "poison"}}}},
+        {"eventName": "INSERT", "dynamodb": {"Keys": {"Id": {"N": "8"}},
+            "NewImage": {"Id": {"N": "8"}, "Message": {"S": "fine"}}}}
+    ]);
+    let out = fire(Some(poison)).await.unwrap();
+    assert_eq!(out["processed"], true, "{out}");
+    let ddb = calls(&batches, "table/items/stream");
+    assert_eq!(ddb.len(), 4, "the first batch and the poison batch 3 times");
+    for c in &ddb[1..] {
+        let e: aws_lambda_events::event::dynamodb::Event =
+            serde_json::from_value(c.event.clone()).unwrap();
+        assert_eq!(e.records.len(), 2);
+    }
+    let failures = failure_records(&sqs, "table-failures", 1).await;
+    assert_eq!(failures.len(), 1);
+    let f = &failures[0];
+    assert_eq!(f["requestContext"]["approximateInvokeCount"], 3);
+    assert_eq!(f["DDBStreamBatchInfo"]["batchSize"], 2);
+    assert_eq!(
+        f["DDBStreamBatchInfo"]["startSequenceNumber"],
+        out["records"][0]["sequenceNumber"]
+    );
+
+    // Firing a kinesis trigger puts the payload as one record.
+    let fire_kinesis = {
+        let url = format!("{endpoint}/_cargo-fn/api/triggers/streamfn/ordered/fire");
+        tokio::task::spawn_blocking(move || {
+            let mut resp = ureq::Agent::new_with_defaults()
+                .post(&url)
+                .send(r#"{"hello":"fired"}"#)
+                .expect("fire");
+            serde_json::from_str::<Value>(&resp.body_mut().read_to_string().unwrap()).unwrap()
+        })
+    };
+    let out = fire_kinesis.await.unwrap();
+    assert_eq!(out["processed"], true, "{out}");
+    let key = out["records"][0]["partitionKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fired: Vec<(String, String)> = calls(&batches, "stream/ordered")
+        .iter()
+        .flat_map(|c| c.kinesis_data())
+        .filter(|(k, _)| *k == key)
+        .collect();
+    assert_eq!(
+        fired,
+        vec![(key.clone(), r#"{"hello":"fired"}"#.to_string())]
+    );
+
+    let _ = stop_tx.send(());
+    watch.await.unwrap().unwrap();
+}
