@@ -209,10 +209,17 @@ impl LocalTriggers {
             endpoint: emulator.endpoint(),
             triggers: self.clone(),
         };
-        let sqs = sqs::SqsService::new(&cx.endpoint, cx.invoker.region());
-        *self.inner.sqs.write().expect("sqs") = Some(sqs.clone());
-        self.register_service(sqs.clone());
-        ui.status("SQS", format!("AWS_ENDPOINT_URL_SQS={}", cx.endpoint));
+        // The services outlive a restart (their queues and streams stay).
+        let sqs = match self.sqs() {
+            Some(sqs) => sqs,
+            None => {
+                let sqs = sqs::SqsService::new(&cx.endpoint, cx.invoker.region());
+                *self.inner.sqs.write().expect("sqs") = Some(sqs.clone());
+                self.register_service(sqs.clone());
+                ui.status("SQS", format!("AWS_ENDPOINT_URL_SQS={}", cx.endpoint));
+                sqs
+            }
+        };
         for (function, list) in triggers {
             for trigger in list {
                 match &trigger.kind {
@@ -232,6 +239,21 @@ impl LocalTriggers {
             }
         }
         Ok(())
+    }
+
+    /// After a reload that changed the triggers: stops the pollers and
+    /// timers and starts those of `triggers`. Services and their data stay;
+    /// a batch in flight finishes its invocation, and its messages come
+    /// back after their visibility timeout (at least once).
+    pub fn restart(
+        &self,
+        emulator: &Emulator,
+        triggers: &[(String, Vec<Trigger>)],
+        ui: Ui,
+    ) -> anyhow::Result<()> {
+        self.stop();
+        self.inner.sources.write().expect("sources").clear();
+        self.start(emulator, triggers, ui)
     }
 
     /// Stops every poller and timer (messages in flight stay in their
