@@ -128,7 +128,8 @@ pub async fn run(
         ..opts.emulator.clone()
     };
     let emulator = Emulator::start(emulator_options, first_specs.clone()).await?;
-    local.start(&emulator, &triggers(&opts, &project)?, ui)?;
+    let mut configured = triggers(&opts, &project)?;
+    local.start(&emulator, &configured, ui)?;
     let refresh = {
         let (local, dashboard) = (local.clone(), dashboard.clone());
         tokio::spawn(async move {
@@ -285,6 +286,15 @@ pub async fn run(
                 }
                 if let Err(e) = serve_http_routes(&emulator, &project, &opts, None) {
                     ui.warn(format!("HTTP API routes unchanged: {e:#}"));
+                }
+                // Changed triggers: pollers restarted on the same queues.
+                if let Ok(now) = triggers(&opts, &project)
+                    && now != configured
+                {
+                    match local.restart(&emulator, &now, ui) {
+                        Ok(()) => configured = now,
+                        Err(e) => ui.warn(format!("{e:#}; the triggers were not restarted")),
+                    }
                 }
                 prune_snapshots(&snapshots, generation);
                 let total = saved_at.elapsed();

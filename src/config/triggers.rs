@@ -725,11 +725,13 @@ fn schedule(t: &Table) -> Result<ScheduleTrigger> {
         .map_err(|a| t.bad("expression", &Value::String(expression.clone()), a))?;
     let timezone = t.string("timezone")?;
     if let Some(tz) = &timezone {
+        // The tz database built into cargo-fn (local schedules use it too).
         let ok = !tz.is_empty()
             && tz.len() <= 50
             && tz
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c));
+                .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c))
+            && jiff::tz::TimeZone::get(tz).is_ok();
         if !ok {
             return Err(t.bad(
                 "timezone",

@@ -144,6 +144,7 @@ struct Inner {
     sources: RwLock<Vec<Arc<dyn Source>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     sqs: RwLock<Option<Arc<sqs::SqsService>>>,
+    kinesis: RwLock<Option<kinesis::KinesisService>>,
     /// The clock schedules run on (the system's unless set).
     clock: RwLock<Option<Arc<dyn schedule::Clock>>>,
 }
@@ -197,6 +198,11 @@ impl LocalTriggers {
         self.inner.sqs.read().expect("sqs").clone()
     }
 
+    /// The local Kinesis service (one per run, like SQS).
+    pub fn kinesis(&self) -> Option<kinesis::KinesisService> {
+        self.inner.kinesis.read().expect("kinesis").clone()
+    }
+
     /// Starts the local services and the pollers of `triggers` (function
     /// name, its configured triggers) on a running emulator. Prints the
     /// endpoint variables to use.
@@ -212,16 +218,30 @@ impl LocalTriggers {
             endpoint: emulator.endpoint(),
             triggers: self.clone(),
         };
-        let sqs = sqs::SqsService::new(&cx.endpoint, cx.invoker.region());
-        *self.inner.sqs.write().expect("sqs") = Some(sqs.clone());
-        self.register_service(sqs.clone());
-        ui.status("SQS", format!("AWS_ENDPOINT_URL_SQS={}", cx.endpoint));
-        let kinesis = kinesis::KinesisService::default();
-        self.register_service(Arc::new(kinesis.clone()));
-        ui.status(
-            "Kinesis",
-            format!("AWS_ENDPOINT_URL_KINESIS={}", cx.endpoint),
-        );
+        // The services outlive a restart (their queues and streams stay).
+        let sqs = match self.sqs() {
+            Some(sqs) => sqs,
+            None => {
+                let sqs = sqs::SqsService::new(&cx.endpoint, cx.invoker.region());
+                *self.inner.sqs.write().expect("sqs") = Some(sqs.clone());
+                self.register_service(sqs.clone());
+                ui.status("SQS", format!("AWS_ENDPOINT_URL_SQS={}", cx.endpoint));
+                sqs
+            }
+        };
+        let kinesis = match self.kinesis() {
+            Some(kinesis) => kinesis,
+            None => {
+                let kinesis = kinesis::KinesisService::default();
+                *self.inner.kinesis.write().expect("kinesis") = Some(kinesis.clone());
+                self.register_service(Arc::new(kinesis.clone()));
+                ui.status(
+                    "Kinesis",
+                    format!("AWS_ENDPOINT_URL_KINESIS={}", cx.endpoint),
+                );
+                kinesis
+            }
+        };
         for (function, list) in triggers {
             for trigger in list {
                 match &trigger.kind {
@@ -241,6 +261,21 @@ impl LocalTriggers {
             }
         }
         Ok(())
+    }
+
+    /// After a reload that changed the triggers: stops the pollers and
+    /// timers and starts those of `triggers`. Services and their data stay;
+    /// a batch in flight finishes its invocation, and its messages come
+    /// back after their visibility timeout (at least once).
+    pub fn restart(
+        &self,
+        emulator: &Emulator,
+        triggers: &[(String, Vec<Trigger>)],
+        ui: Ui,
+    ) -> anyhow::Result<()> {
+        self.stop();
+        self.inner.sources.write().expect("sources").clear();
+        self.start(emulator, triggers, ui)
     }
 
     /// Stops every poller and timer (messages in flight stay in their

@@ -400,3 +400,69 @@ impl Source for SqsSource {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::sqs::{Outgoing, Store};
+
+    fn batch() -> Vec<Received> {
+        let mut st = Store::new("http://x", "us-east-1");
+        let url = st.ensure("q", 0).unwrap();
+        for body in ["a", "b"] {
+            st.send(
+                &url,
+                Outgoing {
+                    body: body.into(),
+                    ..Outgoing::default()
+                },
+                0,
+            )
+            .unwrap();
+        }
+        st.receive(&url, 10, None, 0).unwrap().0
+    }
+
+    #[test]
+    fn batch_item_failures_name_known_ids_or_fail_the_whole_batch() {
+        let b = batch();
+        let id = &b[1].message.id;
+        let body = format!(r#"{{"batchItemFailures":[{{"itemIdentifier":"{id}"}}]}}"#);
+        assert_eq!(
+            item_failures(body.as_bytes(), &b).unwrap(),
+            HashSet::from([id.clone()])
+        );
+        for ok in [
+            "",
+            "null",
+            "{}",
+            r#"{"batchItemFailures":[]}"#,
+            r#"{"batchItemFailures":null}"#,
+        ] {
+            assert!(item_failures(ok.as_bytes(), &b).unwrap().is_empty(), "{ok}");
+        }
+        for bad in [
+            r#"{"batchItemFailures":[{"itemIdentifier":""}]}"#,
+            r#"{"batchItemFailures":[{"itemIdentifier":"unknown"}]}"#,
+            r#"{"batchItemFailures":[{"itemIdentifier":null}]}"#,
+            r#"{"batchItemFailures":"x"}"#,
+            "not json",
+        ] {
+            assert!(item_failures(bad.as_bytes(), &b).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn records_deserialize_as_aws_lambda_events_would_read_them() {
+        let b = batch();
+        let r = record(&b[0], "arn:aws:sqs:us-east-1:012345678912:q", "us-east-1");
+        assert_eq!(r["eventSource"], "aws:sqs");
+        assert_eq!(r["attributes"]["ApproximateReceiveCount"], "1");
+        assert_eq!(r["md5OfBody"], crate::local::sqs::md5_hex("a"));
+        assert!(r["md5OfMessageAttributes"].is_null());
+        let typed: aws_lambda_events::event::sqs::SqsMessage =
+            serde_json::from_value(r).expect("an SqsMessage");
+        assert_eq!(typed.body.as_deref(), Some("a"));
+        assert_eq!(typed.message_id.as_deref(), Some(b[0].message.id.as_str()));
+    }
+}

@@ -14,13 +14,12 @@ use cargo_fn::config::triggers::{S3Trigger, ScheduleTrigger, TriggerKind};
 use cargo_fn::emulator::{Emulator, HttpRoute, PayloadFormat};
 use cargo_fn::local::LocalTriggers;
 use cargo_fn::local::schedule::ManualClock;
-use cargo_fn::project::Selection;
 use cargo_fn::ui::Ui;
-use cargo_fn::watch::{WatchEvent, WatchOptions};
+use cargo_fn::watch::WatchEvent;
 use serde_json::{Value, json};
 
 use crate::emulator::{Logs, http, options, spec, start};
-use crate::support::{cargo_fn, shared_target_dir, tempdir};
+use crate::support::{cargo_fn, tempdir};
 
 fn route(function: &str, key: &str, stage: &str, payload: PayloadFormat) -> HttpRoute {
     HttpRoute {
@@ -324,35 +323,14 @@ async fn invoke_trigger_fires_through_a_running_watch() {
     let root = dir.path().join("ticker");
     scheduled_crate(&root);
     let logs = Logs::default();
-    let opts = WatchOptions {
-        selection: Selection {
-            manifest_path: Some(root.join("Cargo.toml")),
-            packages: vec![],
-            bins: vec![],
-            target_dir: Some(shared_target_dir()),
-        },
-        overrides: Default::default(),
-        profile: "dev".into(),
-        cargo_flags: vec![],
-        emulator: cargo_fn::emulator::EmulatorOptions {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            log_sink: logs.sink(),
-            ..Default::default()
-        },
-        extra_env: Default::default(),
-        debounce: Duration::from_millis(50),
-        event_format: None,
-        serve: Default::default(),
-        extensions_dir: None,
-        default_function: None,
-    };
+    let opts = crate::watch::watch_options(&root, &logs);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let watch = tokio::spawn(cargo_fn::watch::run(opts, Ui::silent(), Some(tx), async {
         let _ = stopped.await;
     }));
-    let endpoint = match tokio::time::timeout(Duration::from_secs(300), rx.recv()).await {
-        Ok(Some(WatchEvent::Ready { endpoint })) => endpoint,
+    let endpoint = match crate::watch::next_event(&mut rx).await {
+        WatchEvent::Ready { endpoint } => endpoint,
         other => panic!("watch did not get ready: {other:?}"),
     };
 

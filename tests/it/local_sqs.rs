@@ -504,7 +504,7 @@ async fn a_function_error_returns_the_whole_batch() {
     c.set_queue_attributes()
         .queue_url(&url)
         .attributes(QueueAttributeName::RedrivePolicy, policy)
-        .attributes(QueueAttributeName::VisibilityTimeout, "1")
+        .attributes(QueueAttributeName::VisibilityTimeout, "3")
         .send()
         .await
         .unwrap();
@@ -514,8 +514,9 @@ async fn a_function_error_returns_the_whole_batch() {
         .send()
         .await
         .unwrap();
+    // Failed once (the whole batch returned), then moved on its next receive.
     until("the crashing message reaches the DLQ", async || {
-        counts(c, &dlq).await.0 == 1
+        counts(c, &dlq).await.0 == 1 && seen(&local.logs).iter().any(|(b, _, _)| b == "crash")
     })
     .await;
     assert_eq!(

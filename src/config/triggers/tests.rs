@@ -381,6 +381,13 @@ fn schedule_options() {
     assert!(rejected(with(base.clone(), "maximum-retry-attempts", json!(186))).contains("0-185"));
     assert!(rejected(with(base.clone(), "maximum-retry-attempts", json!(-1))).contains("0-185"));
     assert!(rejected(with(base.clone(), "timezone", json!("Not a zone"))).contains("IANA"));
+    // Well formed but not in the tz database.
+    assert!(rejected(with(base.clone(), "timezone", json!("Mars/Olympus"))).contains("IANA"));
+    accepted(with(
+        base.clone(),
+        "timezone",
+        json!("America/Argentina/Buenos_Aires"),
+    ));
     assert!(rejected(with(base.clone(), "input", json!("{oops"))).contains("valid JSON"));
     assert!(rejected(with(base.clone(), "input", json!(5))).contains("JSON text or a table"));
     let big = format!("\"{}\"", "x".repeat(9000));
