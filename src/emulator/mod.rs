@@ -31,6 +31,7 @@ mod http_front;
 mod invoke_api;
 mod limits;
 mod log_pipe;
+mod log_writer;
 mod peer;
 mod pool;
 mod report;
@@ -134,10 +135,15 @@ pub struct LogLine<'a> {
 /// Receives every log line of every environment.
 pub type LogSink = Arc<dyn Fn(LogLine<'_>) + Send + Sync>;
 
-/// A sink that writes `[function#env] line` to stderr.
+/// A sink that writes `[function#env] line` to stderr, from a writer
+/// thread (`log_writer.rs`): dropping the sink waits until all is written.
 pub fn stderr_sink() -> LogSink {
-    Arc::new(|line: LogLine<'_>| {
-        eprintln!("[{}#{}] {}", line.function, line.environment, line.text);
+    let writer = log_writer::StderrWriter::start();
+    Arc::new(move |line: LogLine<'_>| {
+        writer.line(format_args!(
+            "[{}#{}] {}",
+            line.function, line.environment, line.text
+        ));
     })
 }
 

@@ -60,9 +60,12 @@ enum Task {
     /// Run the benchmarks and print their figures (packaging, build overhead, deploy, emulator)
     Bench {
         /// Only one part: `package`, `image`, `ship`, `deploy`, `emulator`, the emulator's
-        /// `invoke` or `reload`, `extensions`, or `url` (function URL vs Invoke API round trip)
+        /// `invoke`, `reload`, `stamina` (`--calls N`) or `overload`, `extensions`, or `url` (function URL vs Invoke API round trip)
         #[arg(long)]
         only: Option<String>,
+        /// Calls of the emulator's `stamina` part
+        #[arg(long, default_value_t = 1_000_000)]
+        calls: u64,
     },
 }
 
@@ -80,7 +83,7 @@ fn main() -> Result<()> {
         Task::Dist => dist(),
         Task::BenchProfile => bench_profile::run(),
         Task::Demo => demo::demo(),
-        Task::Bench { only } => bench(only.as_deref()),
+        Task::Bench { only, calls } => bench(only.as_deref(), calls),
     }
 }
 
@@ -123,14 +126,14 @@ fn ci() -> Result<()> {
 
 /// Every benchmark, one after the other, each with its baseline measured in
 /// the same run.
-fn bench(only: Option<&str>) -> Result<()> {
+fn bench(only: Option<&str>, calls: u64) -> Result<()> {
     match only {
         None => {
             bench_package::run_all()?;
             bench_deploy::run()?;
             bench_release("image")?;
             bench_release("ship")?;
-            bench_release("emulator")?;
+            bench_emulator::run("emulator", calls)?;
             bench_release("extensions")?;
             bench_tune::run()?;
             bench_release("url")
@@ -141,12 +144,15 @@ fn bench(only: Option<&str>) -> Result<()> {
         Some("ship") => bench_release("ship"),
         // The function's release build is what is timed: no release xtask.
         Some("tune") => bench_tune::run(),
-        Some(part @ ("emulator" | "invoke" | "reload" | "extensions" | "url")) => {
-            bench_release(part)
+        // A release cargo-fn process driven from outside: the xtask itself
+        // need not be a release build.
+        Some(part @ ("emulator" | "invoke" | "reload" | "stamina" | "overload")) => {
+            bench_emulator::run(part, calls)
         }
+        Some(part @ ("extensions" | "url")) => bench_release(part),
         Some(other) => {
             bail!(
-                "--only expects package, image, ship, deploy, emulator, invoke, reload, extensions, tune or url; got `{other}`"
+                "--only expects package, image, ship, deploy, emulator, invoke, reload, stamina, overload, extensions, tune or url; got `{other}`"
             )
         }
     }
@@ -176,7 +182,7 @@ fn bench_release(part: &str) -> Result<()> {
     } else if part == "url" {
         bench_url::run()
     } else {
-        bench_emulator::run(Some(part))
+        bail!("no release part `{part}`")
     }
 }
 
