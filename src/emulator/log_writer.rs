@@ -1,13 +1,30 @@
 //! Writing log lines to stderr off the invocation's path. Lines are
 //! appended, in the order they are given, to one buffer that a writer
 //! thread empties into stderr with one write per batch: the answer to a
-//! caller never waits for a terminal or a file. Nothing is lost: dropping
-//! the last handle (the emulator's sink) waits until everything is
-//! written. Knows nothing of invocations; ordering within an invocation
+//! caller never waits for a terminal or a file. Nothing is lost: the
+//! process's writer ([`stderr`]) is flushed at exit, and dropping another
+//! handle waits until everything is written. Knows nothing of invocations; ordering within an invocation
 //! is its callers' (they log in order).
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex};
+
+static STDERR: std::sync::OnceLock<StderrWriter> = std::sync::OnceLock::new();
+
+/// The process's one writer to stderr, flushed when the process exits.
+pub(crate) fn stderr() -> &'static StderrWriter {
+    STDERR.get_or_init(|| {
+        // SAFETY: registers a plain function with no arguments.
+        unsafe { libc::atexit(flush_at_exit) };
+        StderrWriter::start()
+    })
+}
+
+extern "C" fn flush_at_exit() {
+    if let Some(w) = STDERR.get() {
+        w.flush();
+    }
+}
 
 #[derive(Default)]
 struct State {

@@ -136,11 +136,10 @@ pub struct LogLine<'a> {
 pub type LogSink = Arc<dyn Fn(LogLine<'_>) + Send + Sync>;
 
 /// A sink that writes `[function#env] line` to stderr, from a writer
-/// thread (`log_writer.rs`): dropping the sink waits until all is written.
+/// thread (`log_writer.rs`), flushed at exit.
 pub fn stderr_sink() -> LogSink {
-    let writer = log_writer::StderrWriter::start();
     Arc::new(move |line: LogLine<'_>| {
-        writer.line(format_args!(
+        log_writer::stderr().line(format_args!(
             "[{}#{}] {}",
             line.function, line.environment, line.text
         ));
