@@ -32,6 +32,7 @@ mod http_routes;
 mod invoke_api;
 mod limits;
 mod log_pipe;
+mod log_writer;
 mod peer;
 mod pool;
 mod report;
@@ -136,10 +137,14 @@ pub struct LogLine<'a> {
 /// Receives every log line of every environment.
 pub type LogSink = Arc<dyn Fn(LogLine<'_>) + Send + Sync>;
 
-/// A sink that writes `[function#env] line` to stderr.
+/// A sink that writes `[function#env] line` to stderr, from a writer
+/// thread (`log_writer.rs`), flushed at exit.
 pub fn stderr_sink() -> LogSink {
-    Arc::new(|line: LogLine<'_>| {
-        eprintln!("[{}#{}] {}", line.function, line.environment, line.text);
+    Arc::new(move |line: LogLine<'_>| {
+        log_writer::stderr().line(format_args!(
+            "[{}#{}] {}",
+            line.function, line.environment, line.text
+        ));
     })
 }
 

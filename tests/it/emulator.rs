@@ -680,6 +680,53 @@ async fn reserved_concurrency_throttles_with_429() {
     emu.shutdown().await;
 }
 
+#[tokio::test]
+async fn account_concurrency_throttles_the_excess_with_lambdas_429() {
+    let logs = Logs::default();
+    let opts = EmulatorOptions {
+        concurrency: 2,
+        ..options(&logs)
+    };
+    let emu = Emulator::start(opts, vec![spec("sleep", "sleep")])
+        .await
+        .expect("emulator starts");
+    let client = lambda_client(&emu.endpoint());
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { invoke(&c, "sleep", json!({"ms": 3000})).await })
+        })
+        .collect();
+    let until = Instant::now() + Duration::from_secs(20);
+    while logs.count("START RequestId") < 2 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Ten times the limit at once: every one is refused at once, none waits.
+    let url = format!("{}/2015-03-31/functions/sleep/invocations", emu.endpoint());
+    let excess: Vec<_> = (0..20)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { http("POST", &url, &[], b"{}".to_vec()).await })
+        })
+        .collect();
+    for e in excess {
+        let (status, headers, body) = e.await.unwrap();
+        assert_eq!(status, 429);
+        assert_eq!(headers["x-amzn-errortype"], "TooManyRequestsException");
+        assert_eq!(headers["retry-after"], "1");
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            json!({"Type": "User", "message": "Rate Exceeded.", "Reason": "ConcurrentInvocationLimitExceeded"})
+        );
+    }
+    assert_eq!(logs.count("START RequestId"), 2, "nothing queued");
+    for c in calls {
+        assert_eq!(c.await.unwrap().function_error, None);
+    }
+    emu.shutdown().await;
+}
+
 /// A "runtime" the test drives by hand: the relay fixture, inside the
 /// environment (the emulator admits only the environment's own processes),
 /// writes the address it relays from to a file, so the test can speak the

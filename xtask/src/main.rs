@@ -63,11 +63,14 @@ enum Task {
     /// Run the benchmarks and print their figures (packaging, build overhead, deploy, emulator)
     Bench {
         /// Only one part: `package`, `image`, `ship`, `deploy`, `emulator`, the emulator's
-        /// `invoke` or `reload`, `extensions`, `url` (function URL vs Invoke API round trip),
-        /// `dashboard` (page weight, invocation -> row latency in headless Chromium), `sqs`, or
-        /// `streams` (records/s through a Kinesis shard to a function, factor 1 vs 10)
+        /// `invoke`, `reload`, `stamina` (`--calls N`) or `overload`, `extensions`, `url` (function
+        /// URL vs Invoke API round trip), `dashboard` (page weight, invocation -> row latency in
+        /// headless Chromium), `sqs`, or `streams` (records/s through a Kinesis shard, factor 1 vs 10)
         #[arg(long)]
         only: Option<String>,
+        /// Calls of the emulator's `stamina` part
+        #[arg(long, default_value_t = 1_000_000)]
+        calls: u64,
     },
 }
 
@@ -85,7 +88,7 @@ fn main() -> Result<()> {
         Task::Dist => dist(),
         Task::BenchProfile => bench_profile::run(),
         Task::Demo => demo::demo(),
-        Task::Bench { only } => bench(only.as_deref()),
+        Task::Bench { only, calls } => bench(only.as_deref(), calls),
     }
 }
 
@@ -128,14 +131,14 @@ fn ci() -> Result<()> {
 
 /// Every benchmark, one after the other, each with its baseline measured in
 /// the same run.
-fn bench(only: Option<&str>) -> Result<()> {
+fn bench(only: Option<&str>, calls: u64) -> Result<()> {
     match only {
         None => {
             bench_package::run_all()?;
             bench_deploy::run()?;
             bench_release("image")?;
             bench_release("ship")?;
-            bench_release("emulator")?;
+            bench_emulator::run("emulator", calls)?;
             bench_release("extensions")?;
             bench_tune::run()?;
             bench_release("url")?;
@@ -149,12 +152,17 @@ fn bench(only: Option<&str>) -> Result<()> {
         Some("ship") => bench_release("ship"),
         // The function's release build is what is timed: no release xtask.
         Some("tune") => bench_tune::run(),
-        Some(part @ ("emulator" | "invoke" | "reload" | "extensions" | "url" | "dashboard" | "sqs" | "streams")) => {
+        // A release cargo-fn process driven from outside: the xtask itself
+        // need not be a release build.
+        Some(part @ ("emulator" | "invoke" | "reload" | "stamina" | "overload")) => {
+            bench_emulator::run(part, calls)
+        }
+        Some(part @ ("extensions" | "url" | "dashboard" | "sqs" | "streams")) => {
             bench_release(part)
         }
         Some(other) => {
             bail!(
-                "--only expects package, image, ship, deploy, emulator, invoke, reload, extensions, tune, url, dashboard, sqs or streams; got `{other}`"
+                "--only expects package, image, ship, deploy, emulator, invoke, reload, stamina, overload, extensions, tune, url, dashboard, sqs or streams; got `{other}`"
             )
         }
     }
@@ -190,7 +198,7 @@ fn bench_release(part: &str) -> Result<()> {
     } else if part == "streams" {
         bench_streams::run()
     } else {
-        bench_emulator::run(Some(part))
+        bail!("no release part `{part}`")
     }
 }
 

@@ -22,6 +22,9 @@ const APT_PACKAGES: &[&str] = &[
     "apache2-utils",
     "gcc",
     "time",
+    // The emulator bench: an external load client and a bare loopback baseline.
+    "wrk",
+    "nginx-light",
     // The dashboard test drives a real headless browser.
     "chromium",
 ];
