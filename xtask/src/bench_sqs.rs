@@ -26,20 +26,8 @@ const MESSAGES: usize = 2_000;
 const BATCH: u32 = 10;
 
 pub fn run() -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = root.join("target/bench");
-    eprintln!("bench: building the fixture functions (release)");
-    let status = super::cargo()
-        .args(["build", "--release", "--quiet", "--manifest-path"])
-        .arg(root.join("tests/fixtures/functions/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .status()
-        .context("running cargo")?;
-    if !status.success() {
-        bail!("building the fixture functions failed");
-    }
-    tokio::runtime::Runtime::new()?.block_on(measure(&target.join("release")))
+    let bins = super::release_fixtures()?;
+    tokio::runtime::Runtime::new()?.block_on(measure(&bins))
 }
 
 fn trigger(queue: &str, concurrency: u32) -> Trigger {

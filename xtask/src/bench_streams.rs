@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use cargo_fn::config::triggers::{StartingPosition, StreamTrigger, Trigger, TriggerKind};
 use cargo_fn::emulator::{Emulator, EmulatorOptions, FunctionSpec, LogLine};
@@ -21,20 +21,8 @@ const KEYS: usize = 100;
 const BATCH: u32 = 10;
 
 pub fn run() -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = root.join("target/bench");
-    eprintln!("bench: building the fixture functions (release)");
-    let status = super::cargo()
-        .args(["build", "--release", "--quiet", "--manifest-path"])
-        .arg(root.join("tests/fixtures/functions/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .status()
-        .context("running cargo")?;
-    if !status.success() {
-        bail!("building the fixture functions failed");
-    }
-    tokio::runtime::Runtime::new()?.block_on(measure(&target.join("release")))
+    let bins = super::release_fixtures()?;
+    tokio::runtime::Runtime::new()?.block_on(measure(&bins))
 }
 
 fn trigger(name: &str, factor: u32) -> Trigger {

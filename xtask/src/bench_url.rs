@@ -39,20 +39,7 @@ fn figures(mut samples: Vec<Duration>) -> Figures {
 }
 
 pub fn run() -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = root.join("target/bench");
-    eprintln!("bench: building the fixture functions (release)");
-    let status = super::cargo()
-        .args(["build", "--release", "--quiet", "--manifest-path"])
-        .arg(root.join("tests/fixtures/functions/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .status()
-        .context("running cargo")?;
-    if !status.success() {
-        bail!("building the fixture functions failed");
-    }
-    let bins = target.join("release");
+    let bins = super::release_fixtures()?;
     tokio::runtime::Runtime::new()?.block_on(measure(&bins))
 }
 

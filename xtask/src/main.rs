@@ -168,6 +168,26 @@ fn bench(only: Option<&str>, calls: u64) -> Result<()> {
     }
 }
 
+/// Builds the fixture functions (tests/fixtures/functions) in release
+/// into `target/bench` for the benches that serve them; returns where the
+/// binaries are.
+fn release_fixtures() -> Result<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = root.join("target/bench");
+    eprintln!("bench: building the fixture functions (release)");
+    let status = cargo()
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(root.join("tests/fixtures/functions/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("building the fixture functions failed");
+    }
+    Ok(target.join("release"))
+}
+
 /// The emulator and image building are measured as users run them: a
 /// release build. A debug xtask re-runs itself in release for these parts.
 fn bench_release(part: &str) -> Result<()> {
