@@ -8,7 +8,9 @@
 //! connections from its own process group (the runtime, the processes it
 //! starts, its external extensions), so no other process on the machine can
 //! take an invocation or forge its answer. The check runs once per
-//! connection; runtimes keep their connection alive, so it is cheap.
+//! connection: a netlink lookup of the socket and a look at the group's
+//! descriptors, tens of microseconds (runtimes keep their connection
+//! alive, but not always: `lambda_runtime` opens a new one now and then).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -28,8 +30,104 @@ pub(crate) fn in_group(peer: SocketAddr, local: SocketAddr, pgid: i32) -> bool {
     }
 }
 
-/// The inode of the socket whose local end is `peer` and remote end `local`.
+/// The inode of the socket whose local end is `peer` and remote end
+/// `local`: asked of the kernel by the four addresses, else found in
+/// `/proc/net/tcp` (where the kernel has no `sock_diag`).
 fn socket_inode(peer: SocketAddr, local: SocketAddr) -> Option<u64> {
+    diag_inode(peer, local).or_else(|| proc_inode(peer, local))
+}
+
+/// `sock_diag` (netlink) looks one socket up by its addresses in the
+/// kernel's hash table. Reading `/proc/net/tcp` instead walks every socket
+/// of the machine: milliseconds once thousands sit in TIME_WAIT, which a
+/// runtime that opens a connection now and then leaves behind.
+#[cfg(target_os = "linux")]
+fn diag_inode(peer: SocketAddr, local: SocketAddr) -> Option<u64> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const HEADER: usize = 16; // struct nlmsghdr
+    const REQUEST: usize = 56; // struct inet_diag_req_v2
+    let family = match (peer.ip(), local.ip()) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => libc::AF_INET,
+        (IpAddr::V6(_), IpAddr::V6(_)) => libc::AF_INET6,
+        _ => return None,
+    };
+    let ip16 = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            b
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    let mut msg = Vec::with_capacity(HEADER + REQUEST);
+    msg.extend(((HEADER + REQUEST) as u32).to_ne_bytes());
+    msg.extend(SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    msg.extend((libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    msg.extend(1u32.to_ne_bytes()); // sequence
+    msg.extend(0u32.to_ne_bytes()); // port id: the kernel
+    msg.extend([family as u8, libc::IPPROTO_TCP as u8, 0, 0]);
+    msg.extend(u32::MAX.to_ne_bytes()); // any state
+    // inet_diag_sockid: the client's end is the source, ports big-endian.
+    msg.extend(peer.port().to_be_bytes());
+    msg.extend(local.port().to_be_bytes());
+    msg.extend(ip16(peer.ip()));
+    msg.extend(ip16(local.ip()));
+    msg.extend(0u32.to_ne_bytes()); // any interface
+    msg.extend([0xff; 8]); // no cookie
+    // SAFETY: plain socket calls on a descriptor owned here; the buffers
+    // outlive the calls and their lengths are passed with them.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        );
+        if fd < 0 {
+            return None;
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        let mut kernel: libc::sockaddr_nl = std::mem::zeroed();
+        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        let sent = libc::sendto(
+            fd.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&raw const kernel).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        );
+        if sent != msg.len() as isize {
+            return None;
+        }
+        // The kernel answers within sendto: the reply is already queued.
+        let mut buf = [0u8; 512];
+        let n = libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        );
+        // struct inet_diag_msg: family, state, timer, retrans, the 48-byte
+        // sockid, expires, rqueue, wqueue, uid, then the inode.
+        let inode_at = HEADER + 4 + 48 + 16;
+        if n < (inode_at + 4) as isize
+            || u16::from_ne_bytes([buf[4], buf[5]]) != SOCK_DIAG_BY_FAMILY
+        {
+            return None; // an NLMSG_ERROR: no such socket, or no sock_diag
+        }
+        let inode = u32::from_ne_bytes(buf[inode_at..inode_at + 4].try_into().ok()?);
+        (inode != 0).then_some(u64::from(inode))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn diag_inode(_peer: SocketAddr, _local: SocketAddr) -> Option<u64> {
+    None
+}
+
+/// The same from `/proc/net/tcp{,6}`.
+fn proc_inode(peer: SocketAddr, local: SocketAddr) -> Option<u64> {
     let table = match peer.ip() {
         IpAddr::V4(_) => "/proc/net/tcp",
         IpAddr::V6(_) => "/proc/net/tcp6",
@@ -152,5 +250,19 @@ mod tests {
         let own = process_group(std::process::id() as i32).unwrap();
         assert!(in_group(peer, local, own));
         assert!(!in_group(peer, local, own + 100_000));
+    }
+
+    #[test]
+    fn the_kernel_lookup_finds_the_socket_proc_net_tcp_lists() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let local = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(local).unwrap();
+        let (_server, peer) = listener.accept().unwrap();
+        let from_proc = proc_inode(peer, local).expect("listed in /proc/net/tcp");
+        assert_eq!(diag_inode(peer, local), Some(from_proc));
+        // The server's end is another socket; a closed port none at all.
+        assert_ne!(diag_inode(local, peer), Some(from_proc));
+        let gone: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(diag_inode(gone, local), None);
     }
 }

@@ -516,7 +516,7 @@ async fn invoke(setup: &Setup) -> Result<()> {
     let fn_invoke = watch.url(&invoke_path("echo"));
     wait_ready(&client, &mut watch, &fn_invoke, PAYLOAD).await?;
     let fn_url = watch.url("/lambda-url/echo/hello");
-    let fn_stream = watch.url("/2015-03-31/functions/chunks/response-streaming-invocations");
+    let fn_stream = watch.url("/2021-11-15/functions/chunks/response-streaming-invocations");
     if let Some(l) = lambda.as_mut() {
         eprintln!("bench: waiting for cargo-lambda (it builds on the first call)");
         let url = l.url(&invoke_path("echo"));
@@ -840,7 +840,7 @@ async fn stamina(setup: &Setup, calls: u64) -> Result<()> {
     let invoke = watch.url("/2015-03-31/functions/echo/invocations");
     wait_ready(&client, &mut watch, &invoke, PAYLOAD).await?;
     let url = watch.url("/lambda-url/echo/stamina");
-    let stream = watch.url("/2015-03-31/functions/chunks/response-streaming-invocations");
+    let stream = watch.url("/2021-11-15/functions/chunks/response-streaming-invocations");
     let version = watch.url("/2015-03-31/functions/version/invocations");
     wait_ready(&client, &mut watch, &version, "{}").await?;
 
