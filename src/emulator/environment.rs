@@ -148,6 +148,9 @@ pub(crate) struct Environment {
     pub spawned_at: Instant,
     /// Set after the first invocation was picked up (init is over).
     pub initialized: bool,
+    /// Resolves when the last invocation's END and REPORT are written
+    /// (they follow its answer, see `pool.rs`); its next one waits for it.
+    pub accounting: Option<tokio::sync::oneshot::Receiver<()>>,
     pgid: i32,
     server: JoinHandle<()>,
 }
@@ -295,6 +298,7 @@ impl Environment {
             exited,
             spawned_at: Instant::now(),
             initialized: false,
+            accounting: None,
             pgid: pid,
             server,
         })

@@ -610,7 +610,20 @@ impl EnvShared {
 /// 300 ms share), the extensions get SHUTDOWN with `reason` and a deadline
 /// 2 s away, and the process group is killed when they have all exited or
 /// asked for another event, or at the deadline.
-pub(crate) fn shut_down(env: Environment, emulator: &Arc<Shared>, reason: ShutdownReason) {
+pub(crate) fn shut_down(mut env: Environment, emulator: &Arc<Shared>, reason: ShutdownReason) {
+    // The last invocation's REPORT comes before the shutdown.
+    if let Some(accounted) = env.accounting.take()
+        && tokio::runtime::Handle::try_current().is_ok()
+    {
+        emulator.shutting_down.fetch_add(1, Ordering::SeqCst);
+        let emulator = emulator.clone();
+        tokio::spawn(async move {
+            let _ = accounted.await;
+            shut_down(env, &emulator, reason);
+            emulator.shutting_down.fetch_sub(1, Ordering::SeqCst);
+        });
+        return;
+    }
     env.shared.extensions.lock().ending = true;
     if env.shared.extensions.shutdown_listeners() == 0
         || tokio::runtime::Handle::try_current().is_err()

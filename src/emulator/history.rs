@@ -248,6 +248,7 @@ struct ListQuery {
 }
 
 async fn list(State(emulator): State<Arc<Shared>>, Query(q): Query<ListQuery>) -> Response {
+    emulator.settled().await;
     let mut out: Vec<Summary> = emulator
         .history
         .after(q.after)

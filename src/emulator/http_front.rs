@@ -320,6 +320,7 @@ async fn serve(
         client_context: None,
         cognito_identity: None,
         trace_id: trace_id.clone(),
+        want_log: false,
     };
     let lease = match pool.acquire() {
         Ok(lease) => lease,

@@ -379,6 +379,7 @@ async fn invoke_as(
         client_context,
         cognito_identity: None,
         trace_id: trace_id_from(header("x-amzn-trace-id")),
+        want_log: tail,
     };
     let mut ok_headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&request_id) {

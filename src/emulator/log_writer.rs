@@ -8,6 +8,10 @@
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// How long the writer gathers lines before a write, once woken.
+const LINGER: Duration = Duration::from_millis(1);
 
 static STDERR: std::sync::OnceLock<StderrWriter> = std::sync::OnceLock::new();
 
@@ -117,8 +121,11 @@ fn write_loop(shared: &Shared) {
             }
             state.idle = false;
             state.writing = true;
-            std::mem::swap(&mut batch, &mut state.buf);
         }
+        // Linger a moment so one write takes the lines of many invocations:
+        // while this thread is busy, loggers only append (no wake-up each).
+        std::thread::sleep(LINGER);
+        std::mem::swap(&mut batch, &mut shared.state.lock().expect("log").buf);
         // One write per batch; stderr locks itself for it, so other
         // writers' lines never split ours.
         let _ = std::io::stderr().write_all(&batch);

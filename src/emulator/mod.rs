@@ -218,6 +218,9 @@ pub(crate) struct Shared {
     pub processes: Mutex<HashMap<u64, i32>>,
     /// Environments in their shutdown phase (extensions handling SHUTDOWN).
     pub shutting_down: AtomicUsize,
+    /// Answered invocations whose END, REPORT and history entry are still
+    /// being written.
+    pub accounting: AtomicUsize,
     pub functions: RwLock<HashMap<String, Arc<FunctionPool>>>,
     /// The function that serves HTTP paths outside `/lambda-url/<fn>/`.
     pub default_function: RwLock<Option<String>>,
@@ -230,6 +233,21 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Waits (up to 50 ms) until answered invocations are in the history,
+    /// so a caller that has its answer finds it there.
+    pub async fn settled(&self) {
+        for round in 0..60 {
+            if self.accounting.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if round < 10 {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+
     pub fn function(&self, name: &str) -> Option<Arc<FunctionPool>> {
         self.functions
             .read()
@@ -279,6 +297,7 @@ impl Emulator {
             next_env_id: AtomicU64::new(1),
             processes: Mutex::new(HashMap::new()),
             shutting_down: AtomicUsize::new(0),
+            accounting: AtomicUsize::new(0),
             functions: RwLock::new(HashMap::new()),
             default_function: RwLock::new(None),
             http_routes: RwLock::new(Arc::default()),
@@ -490,8 +509,6 @@ pub struct Invoked {
     pub body: bytes::Bytes,
     /// `Some("Unhandled")` when the invocation failed.
     pub function_error: Option<String>,
-    /// START..REPORT of the invocation.
-    pub log: String,
 }
 
 /// Why an [`Invoker::invoke`] did not run.
@@ -540,6 +557,7 @@ impl Invoker {
             client_context: None,
             cognito_identity: None,
             trace_id: invoke_api::trace_id_from(None),
+            want_log: false,
         };
         let run = tokio::spawn(async move { pool.run(lease, job).await });
         match run.await {
@@ -547,7 +565,6 @@ impl Invoker {
                 request_id,
                 body: r.body,
                 function_error: r.function_error.map(str::to_string),
-                log: r.log,
             }),
             Err(_) => Ok(Invoked {
                 request_id,
@@ -555,7 +572,6 @@ impl Invoker {
                     br#"{"errorType":"ServiceException","errorMessage":"the emulator failed while running the invocation"}"#,
                 ),
                 function_error: Some("Unhandled".to_string()),
-                log: String::new(),
             }),
         }
     }

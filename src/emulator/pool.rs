@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 
+use super::environment::EnvShared;
 use super::environment::{Environment, Invocation, Outcome};
 use super::extensions::{ShutdownReason, shut_down};
 use super::report::{self, EndStatus, ReportData};
@@ -37,6 +38,10 @@ pub(crate) struct Job {
     pub client_context: Option<String>,
     pub cognito_identity: Option<String>,
     pub trace_id: String,
+    /// The caller wants the invocation's log (`X-Amz-Log-Type: Tail`), so
+    /// the answer waits for END and REPORT. Otherwise the answer goes
+    /// first and the accounting follows (see [`FunctionPool::run_streaming`]).
+    pub want_log: bool,
 }
 
 /// What the caller gets back.
@@ -45,7 +50,8 @@ pub(crate) struct JobResult {
     pub body: Bytes,
     /// `Some("Unhandled")` when the function failed.
     pub function_error: Option<&'static str>,
-    /// The invocation's log (START..REPORT), for `X-Amz-Log-Type: Tail`.
+    /// The invocation's log (START..REPORT) when the job asked for it
+    /// ([`Job::want_log`]); else empty.
     pub log: String,
 }
 
@@ -70,11 +76,31 @@ pub(crate) struct Lease {
     spec: Arc<FunctionSpec>,
     generation: u64,
     env: Option<Environment>,
+    handed: Handed,
+}
+
+/// What the accounting of an invocation needs of its start.
+#[derive(Default)]
+struct Handed {
     /// The invocation's trace header, for the XRAY line.
     trace_id: String,
     /// The event and when it was handed over, for the history.
     payload: Bytes,
-    handed_at: std::time::SystemTime,
+    at: Option<std::time::SystemTime>,
+}
+
+impl Handed {
+    fn take(&mut self) -> Handed {
+        std::mem::take(self)
+    }
+}
+
+/// How an invocation ended, for its END and REPORT.
+struct Ended {
+    request_id: String,
+    duration: Duration,
+    init: Option<Duration>,
+    status: EndStatus,
 }
 
 impl Drop for Lease {
@@ -175,9 +201,7 @@ impl FunctionPool {
             spec: st.spec.clone(),
             generation: st.generation,
             env,
-            trace_id: String::new(),
-            payload: Bytes::new(),
-            handed_at: std::time::SystemTime::now(),
+            handed: Handed::default(),
         })
     }
 
@@ -221,8 +245,11 @@ impl FunctionPool {
         head: Option<oneshot::Sender<StreamHead>>,
     ) -> JobResult {
         let spec = lease.spec.clone();
-        lease.trace_id = job.trace_id.clone();
-        (lease.payload, lease.handed_at) = (job.payload.clone(), std::time::SystemTime::now());
+        lease.handed = Handed {
+            trace_id: job.trace_id.clone(),
+            payload: job.payload.clone(),
+            at: Some(std::time::SystemTime::now()),
+        };
         let mut env = match lease.env.take() {
             Some(env) => env,
             None => match Environment::spawn(&self.emulator, &spec) {
@@ -246,6 +273,10 @@ impl FunctionPool {
                 }
             },
         };
+        // The previous invocation's END and REPORT come before this START.
+        if let Some(accounted) = env.accounting.take() {
+            let _ = accounted.await;
+        }
         let cold = !env.initialized;
         let (picked_tx, picked_rx) = oneshot::channel();
         let (reply_tx, reply_rx) = oneshot::channel();
@@ -259,6 +290,7 @@ impl FunctionPool {
         );
         *env.shared.capture.lock().expect("capture") = Some(String::new());
         let request_id = job.request_id.clone();
+        let want_log = job.want_log;
         let invocation = Invocation {
             request_id: job.request_id,
             payload: job.payload,
@@ -333,10 +365,12 @@ impl FunctionPool {
                     &mut lease,
                     env,
                     &spec,
-                    &request_id,
-                    Duration::ZERO,
-                    Some(init),
-                    EndStatus::Crashed(kind),
+                    Ended {
+                        request_id,
+                        duration: Duration::ZERO,
+                        init: Some(init),
+                        status: EndStatus::Crashed(kind),
+                    },
                     body,
                 )
                 .await;
@@ -346,33 +380,33 @@ impl FunctionPool {
 
         // Phase 2: the answer, a crash, or the deadline.
         let deadline = tokio::time::Instant::from_std(started + spec.timeout);
-        enum Ended {
+        enum Waited {
             Answer(Outcome),
             Exit,
             Timeout,
         }
-        let ended = tokio::select! {
+        let waited = tokio::select! {
             biased;
-            r = reply_rx => match r { Ok(o) => Ended::Answer(o), Err(_) => Ended::Exit },
-            _ = env.wait_exit() => Ended::Exit,
-            _ = tokio::time::sleep_until(deadline) => Ended::Timeout,
+            r = reply_rx => match r { Ok(o) => Waited::Answer(o), Err(_) => Waited::Exit },
+            _ = env.wait_exit() => Waited::Exit,
+            _ = tokio::time::sleep_until(deadline) => Waited::Timeout,
         };
-        let (status, body) = match ended {
-            Ended::Answer(Outcome::Response(body)) => (EndStatus::Success, body),
+        let (status, body) = match waited {
+            Waited::Answer(Outcome::Response(body)) => (EndStatus::Success, body),
             // The environment stays busy, and the deadline applies, until
             // the stream ends.
-            Ended::Answer(Outcome::Stream(stream)) => {
+            Waited::Answer(Outcome::Stream(stream)) => {
                 relay(stream, head, &mut env, deadline, &spec, &request_id).await
             }
             // A handled error (a caught panic included) keeps the
             // environment warm, with its state, as on Lambda.
-            Ended::Answer(Outcome::Error { body }) => (EndStatus::FunctionError, body),
-            Ended::Exit => {
+            Waited::Answer(Outcome::Error { body }) => (EndStatus::FunctionError, body),
+            Waited::Exit => {
                 let status = env.wait_exit().await;
                 out_of_memory(&env, &request_id)
                     .unwrap_or_else(|| exited(&env, status, &request_id))
             }
-            Ended::Timeout => timed_out(&env, &spec, &request_id),
+            Waited::Timeout => timed_out(&env, &spec, &request_id),
         };
         // The runtime's answer is complete (a stream's at its end).
         let answered = matches!(status, EndStatus::Success | EndStatus::FunctionError);
@@ -401,90 +435,74 @@ impl FunctionPool {
             return work.answer_then_wait(status, body);
         }
         let duration = started.elapsed();
-        self.finish(
-            &mut lease,
-            env,
-            &spec,
-            &request_id,
+        let keeps_env = answered
+            && !env.shared.extensions.broken()
+            && !env.shared.answer_refused.load(Ordering::SeqCst);
+        let ended = Ended {
+            request_id,
             duration,
             init,
             status,
-            body,
-        )
-        .await
+        };
+        if keeps_env && !want_log {
+            return self.answer_then_account(lease, env, spec, ended, body);
+        }
+        self.finish(&mut lease, env, &spec, ended, body).await
+    }
+
+    /// The caller's answer at once; END, REPORT, telemetry and the history
+    /// right after, off the caller's path. The environment goes back to
+    /// the pool now, and its next invocation starts once this accounting
+    /// is done, so the log stays in order.
+    fn answer_then_account(
+        &self,
+        mut lease: Lease,
+        mut env: Environment,
+        spec: Arc<FunctionSpec>,
+        ended: Ended,
+        body: Bytes,
+    ) -> JobResult {
+        let answer = JobResult {
+            body: body.clone(),
+            function_error: (ended.status != EndStatus::Success).then_some("Unhandled"),
+            log: String::new(),
+        };
+        let (done_tx, done_rx) = oneshot::channel();
+        env.accounting = Some(done_rx);
+        let shared = env.shared.clone();
+        let handed = lease.handed.take();
+        lease.env = Some(env);
+        drop(lease);
+        let emulator = self.emulator.clone();
+        emulator.accounting.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            account(&emulator, &shared, &spec, &handed, &ended, &body).await;
+            let _ = done_tx.send(());
+            emulator.accounting.fetch_sub(1, Ordering::SeqCst);
+        });
+        answer
     }
 
     /// Writes END/REPORT (and COST, outside the invocation's log), collects
     /// the log, and either keeps the environment warm (after a success or a
     /// handled error) or resets it (after a crash, a timeout, or an
     /// extension's failure).
-    #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
         lease: &mut Lease,
         env: Environment,
         spec: &FunctionSpec,
-        request_id: &str,
-        duration: Duration,
-        init: Option<Duration>,
-        status: EndStatus,
+        ended: Ended,
         body: Bytes,
     ) -> JobResult {
-        let failed = status != EndStatus::Success;
-        let (telemetry_status, reset) = match &status {
-            EndStatus::Success => ("success", None),
-            EndStatus::FunctionError => ("error", None),
-            EndStatus::Timeout => ("timeout", Some(ShutdownReason::Timeout)),
-            EndStatus::Crashed(_) => ("failure", Some(ShutdownReason::Failure)),
+        let failed = ended.status != EndStatus::Success;
+        let reset = match &ended.status {
+            EndStatus::Success | EndStatus::FunctionError => None,
+            EndStatus::Timeout => Some(ShutdownReason::Timeout),
+            EndStatus::Crashed(_) => Some(ShutdownReason::Failure),
         };
-        env.shared.drain_pipes().await;
-        let max_memory_mb = env.shared.sample_memory();
-        let history_status = status.clone();
-        let data = ReportData {
-            request_id,
-            duration,
-            memory_mb: spec.memory_mb,
-            max_memory_mb,
-            init,
-            status,
-            arch: spec.architecture,
-            trace: Some(&lease.trace_id),
-        };
-        for line in report::lines(&data) {
-            env.shared.log(LogStream::Platform, &line);
-        }
-        env.shared.telemetry.report(
-            request_id,
-            telemetry_status,
-            duration,
-            report::billed_ms(duration, init),
-            spec.memory_mb,
-            max_memory_mb,
-            init,
-        );
-        let log = env
-            .shared
-            .capture
-            .lock()
-            .expect("capture")
-            .take()
-            .unwrap_or_default();
-        // The estimate is the emulator's, not Lambda's: in the watch output,
-        // not in the log callers get back.
-        env.shared
-            .log(LogStream::Platform, &report::cost_line(&data));
-        self.emulator.history.record(super::history::Finished {
-            spec,
-            request_id,
-            started: lease.handed_at,
-            duration,
-            init,
-            max_memory_mb,
-            status: &history_status,
-            log: &log,
-            payload: &lease.payload,
-            response: &body,
-        });
+        let handed = lease.handed.take();
+        let log = account(&self.emulator, &env.shared, spec, &handed, &ended, &body).await;
         let reset = match reset {
             None if env.shared.extensions.broken()
                 || env.shared.answer_refused.load(Ordering::SeqCst) =>
@@ -558,20 +576,80 @@ impl Unfinished {
             };
             let pool = lease.pool.clone();
             let duration = started.elapsed();
-            pool.finish(
-                &mut lease,
-                env,
-                &spec,
-                &request_id,
+            let ended = Ended {
+                request_id,
                 duration,
                 init,
                 status,
-                body,
-            )
-            .await;
+            };
+            pool.finish(&mut lease, env, &spec, ended, body).await;
         });
         answer
     }
+}
+
+/// END, REPORT (and COST, outside the invocation's log), telemetry's
+/// report and the history entry of an ended invocation; its log back.
+async fn account(
+    emulator: &Shared,
+    shared: &EnvShared,
+    spec: &FunctionSpec,
+    handed: &Handed,
+    ended: &Ended,
+    body: &Bytes,
+) -> String {
+    let telemetry_status = match &ended.status {
+        EndStatus::Success => "success",
+        EndStatus::FunctionError => "error",
+        EndStatus::Timeout => "timeout",
+        EndStatus::Crashed(_) => "failure",
+    };
+    shared.drain_pipes().await;
+    let max_memory_mb = shared.sample_memory();
+    let data = ReportData {
+        request_id: &ended.request_id,
+        duration: ended.duration,
+        memory_mb: spec.memory_mb,
+        max_memory_mb,
+        init: ended.init,
+        status: ended.status.clone(),
+        arch: spec.architecture,
+        trace: Some(&handed.trace_id),
+    };
+    for line in report::lines(&data) {
+        shared.log(LogStream::Platform, &line);
+    }
+    shared.telemetry.report(
+        &ended.request_id,
+        telemetry_status,
+        ended.duration,
+        report::billed_ms(ended.duration, ended.init),
+        spec.memory_mb,
+        max_memory_mb,
+        ended.init,
+    );
+    let log = shared
+        .capture
+        .lock()
+        .expect("capture")
+        .take()
+        .unwrap_or_default();
+    // The estimate is the emulator's, not Lambda's: in the watch output,
+    // not in the log callers get back.
+    shared.log(LogStream::Platform, &report::cost_line(&data));
+    emulator.history.record(super::history::Finished {
+        spec,
+        request_id: &ended.request_id,
+        started: handed.at.unwrap_or_else(std::time::SystemTime::now),
+        duration: ended.duration,
+        init: ended.init,
+        max_memory_mb,
+        status: &ended.status,
+        log: &log,
+        payload: &handed.payload,
+        response: body,
+    });
+    log
 }
 
 fn exited(

@@ -11,6 +11,7 @@
 //! sends a developer's logs elsewhere.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -131,6 +132,10 @@ pub(crate) struct Telemetry {
     /// lines are delivered as objects, as Lambda does, others as strings.
     json_logs: bool,
     state: Mutex<Inner>,
+    /// Records are wanted: until init ends, and after only with a
+    /// subscriber (subscriptions happen during init, contract 2.3), so an
+    /// environment without one builds no records on the invocation path.
+    wanted: AtomicBool,
 }
 
 impl Telemetry {
@@ -139,12 +144,17 @@ impl Telemetry {
             started: Instant::now(),
             json_logs,
             state: Mutex::new(Inner::default()),
+            wanted: AtomicBool::new(true),
         };
         t.platform(
             "platform.initStart",
             json!({"initializationType": "on-demand", "phase": "init"}),
         );
         t
+    }
+
+    pub fn wanted(&self) -> bool {
+        self.wanted.load(Ordering::Relaxed)
     }
 
     fn emit(&self, kind: &str, record: Value) {
@@ -160,10 +170,16 @@ impl Telemetry {
 
     /// A platform record (`platform.*`).
     pub fn platform(&self, kind: &str, record: Value) {
+        if !self.wanted() {
+            return;
+        }
         self.emit(kind, record);
     }
 
     pub fn function_line(&self, line: &str) {
+        if !self.wanted() {
+            return;
+        }
         let record = self
             .json_logs
             .then(|| serde_json::from_str::<Value>(line).ok())
@@ -174,6 +190,9 @@ impl Telemetry {
     }
 
     pub fn extension_line(&self, line: &str) {
+        if !self.wanted() {
+            return;
+        }
         self.emit("extension", Value::String(line.to_string()));
     }
 
@@ -188,9 +207,15 @@ impl Telemetry {
             "platform.initReport",
             json!({"initializationType": "on-demand", "phase": "init", "metrics": {"durationMs": round2(ms)}}),
         );
+        if self.state.lock().expect("telemetry").subscribers.is_empty() {
+            self.wanted.store(false, Ordering::Relaxed);
+        }
     }
 
     pub fn start(&self, request_id: &str, trace_id: &str) {
+        if !self.wanted() {
+            return;
+        }
         self.platform(
             "platform.start",
             json!({
@@ -204,6 +229,9 @@ impl Telemetry {
     /// The runtime has answered (or failed): `status` is one of success,
     /// error, failure, timeout. Sent once per invocation.
     pub fn runtime_done(&self, request_id: &str, status: &str, duration: Duration) {
+        if !self.wanted() {
+            return;
+        }
         {
             let mut st = self.state.lock().expect("telemetry");
             if st.runtime_done.as_deref() == Some(request_id) {
@@ -233,6 +261,9 @@ impl Telemetry {
         max_memory_mb: u64,
         init: Option<Duration>,
     ) {
+        if !self.wanted() {
+            return;
+        }
         self.runtime_done(request_id, status, duration);
         self.platform("platform.end", json!({"requestId": request_id}));
         let mut metrics = json!({
@@ -288,6 +319,7 @@ impl Telemetry {
                 }
             }
             st.subscribers.push(subscriber);
+            self.wanted.store(true, Ordering::Relaxed);
         }
         let kind = match api {
             Api::Telemetry => "platform.telemetrySubscription",
@@ -652,6 +684,19 @@ mod tests {
             assert_eq!(records[records.len() - 1], &json!("plain text"));
             assert_eq!(st.backlog[0]["type"], "platform.initStart");
         }
+    }
+
+    #[test]
+    fn without_a_subscriber_in_init_no_records_are_built_after_it() {
+        let t = Telemetry::new(false);
+        t.function_line("during init");
+        t.init_done();
+        let kept = t.state.lock().unwrap().backlog.len();
+        t.start("r-1", "Root=1-x");
+        t.function_line("handling r-1");
+        t.report("r-1", "success", Duration::from_millis(3), 3, 128, 20, None);
+        assert!(!t.wanted());
+        assert_eq!(t.state.lock().unwrap().backlog.len(), kept);
     }
 
     #[test]
