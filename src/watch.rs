@@ -301,8 +301,9 @@ pub async fn run(
                 ui.status(
                     "Reloaded",
                     format!(
-                        "generation {generation} in {:.0?} (cargo {:.0?})",
-                        total, build_time
+                        "generation {generation} in {} ms (cargo {} ms)",
+                        total.as_millis(),
+                        build_time.as_millis()
                     ),
                 );
                 emit(WatchEvent::Reloaded {
