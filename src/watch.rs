@@ -95,6 +95,21 @@ pub enum WatchEvent {
     },
 }
 
+/// glibc keeps freed heap for reuse rather than giving it back. A reload
+/// frees a whole generation of environments within a moment (the idle at
+/// once, the busy as they finish), so the heap is trimmed a little later
+/// and a long watch session's memory stays flat.
+fn trim_heap_soon() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // SAFETY: malloc_trim only returns free memory to the system.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    });
+}
+
 /// Runs until `shutdown` resolves, then stops every function process.
 pub async fn run(
     opts: WatchOptions,
@@ -311,6 +326,7 @@ pub async fn run(
                     build: build_time,
                     total,
                 });
+                trim_heap_soon();
             }
             Err(e) => {
                 ui.warn(format!("{e:#}; still serving the last good build"));

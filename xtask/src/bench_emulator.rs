@@ -420,6 +420,63 @@ struct Wrk {
     errors: u64,
 }
 
+/// CPU seconds (user + system) used so far by a process and by all its
+/// descendants, from /proc.
+fn tree_cpu(root: i32) -> (f64, f64) {
+    // SAFETY: sysconf only reads a constant.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut procs: Vec<(i32, i32, u64)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // After the command name: state ppid ... utime (12th) stime (13th).
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        procs.push((pid, num(1) as i32, num(11) + num(12)));
+    }
+    let own = procs.iter().find(|p| p.0 == root).map_or(0, |p| p.2);
+    let mut tree = vec![root];
+    let mut below = 0;
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        for p in procs.iter().filter(|p| p.1 == parent) {
+            tree.push(p.0);
+            below += p.2;
+        }
+        i += 1;
+    }
+    (own as f64 / tick, below as f64 / tick)
+}
+
+/// [`wrk`], and the CPU time per answered call of the server process and
+/// of its children (the function processes) while it ran.
+fn wrk_cpu(
+    work: &Path,
+    server: i32,
+    url: &str,
+    body: Option<&str>,
+    conns: usize,
+    secs: u32,
+) -> Result<(Wrk, f64, f64)> {
+    let (own0, below0) = tree_cpu(server);
+    let w = wrk(work, url, body, conns, secs)?;
+    let (own1, below1) = tree_cpu(server);
+    let calls = w.requests.max(1) as f64;
+    Ok((
+        w,
+        (own1 - own0) * 1e6 / calls,
+        (below1 - below0) * 1e6 / calls,
+    ))
+}
+
 /// `wrk` with keep-alive at `conns` connections for `secs`, POSTing
 /// `body` (or GETting when None).
 fn wrk(work: &Path, url: &str, body: Option<&str>, conns: usize, secs: u32) -> Result<Wrk> {
@@ -544,6 +601,8 @@ async fn invoke(setup: &Setup) -> Result<()> {
         None => rows.push((name.to_string(), c, vec![w])),
     };
     let mut streams: Vec<(&str, f64, f64)> = Vec::new();
+    // (target, emulator µs per call, function µs per call), at concurrency 1.
+    let mut cpu: Vec<(&str, f64, f64)> = Vec::new();
     for round in 1..=ROUNDS {
         eprintln!("bench: round {round}/{ROUNDS}");
         for c in [1usize, 8] {
@@ -552,28 +611,36 @@ async fn invoke(setup: &Setup) -> Result<()> {
                 c,
                 wrk(work, &bare, Some(PAYLOAD), c, MEASURE_SECS)?,
             );
-            push(
-                "cargo fn Invoke",
+            let (w, own, below) = wrk_cpu(
+                work,
+                watch.pid(),
+                &fn_invoke,
+                Some(PAYLOAD),
                 c,
-                wrk(work, &fn_invoke, Some(PAYLOAD), c, MEASURE_SECS)?,
-            );
+                MEASURE_SECS,
+            )?;
+            if c == 1 {
+                cpu.push(("cargo fn", own, below));
+            }
+            push("cargo fn Invoke", c, w);
             push(
                 "cargo fn URL",
                 c,
                 wrk(work, &fn_url, None, c, MEASURE_SECS)?,
             );
             if let Some(l) = &lambda {
-                push(
-                    "cargo-lambda Invoke",
+                let (w, own, below) = wrk_cpu(
+                    work,
+                    l.pid(),
+                    &l.url(&invoke_path("echo")),
+                    Some(PAYLOAD),
                     c,
-                    wrk(
-                        work,
-                        &l.url(&invoke_path("echo")),
-                        Some(PAYLOAD),
-                        c,
-                        MEASURE_SECS,
-                    )?,
-                );
+                    MEASURE_SECS,
+                )?;
+                if c == 1 {
+                    cpu.push(("cargo-lambda", own, below));
+                }
+                push("cargo-lambda Invoke", c, w);
             }
         }
         let (p50, p99) = first_bytes(&client, &bare, PAYLOAD, 1000).await?;
@@ -627,6 +694,21 @@ async fn invoke(setup: &Setup) -> Result<()> {
         println!(
             "- cargo fn / cargo-lambda Invoke p50 at 1, per round (goal < 1): {}",
             r.join(" ")
+        );
+    }
+    println!(
+        "\nCPU time per Invoke at concurrency 1 (user + system, from /proc; median of the rounds):\n"
+    );
+    for target in ["cargo fn", "cargo-lambda"] {
+        let own: Vec<f64> = cpu.iter().filter(|c| c.0 == target).map(|c| c.1).collect();
+        let below: Vec<f64> = cpu.iter().filter(|c| c.0 == target).map(|c| c.2).collect();
+        if own.is_empty() {
+            continue;
+        }
+        println!(
+            "- {target}: emulator {:.0} µs, the echo function (lambda_runtime) {:.0} µs",
+            median(own),
+            median(below)
         );
     }
     println!(
