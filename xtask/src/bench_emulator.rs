@@ -933,13 +933,15 @@ fn rss_and_fds(pid: i32) -> (u64, usize) {
 
 /// Processes running a binary of the bench crate's target dir.
 fn function_processes(dir: &Path) -> usize {
+    // /proc gives canonical paths; the target dir is spelled with `..`.
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
     };
     entries
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter(|e| std::fs::read_link(e.path().join("exe")).is_ok_and(|exe| exe.starts_with(dir)))
+        .filter(|e| std::fs::read_link(e.path().join("exe")).is_ok_and(|exe| exe.starts_with(&dir)))
         .count()
 }
 
