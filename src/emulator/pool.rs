@@ -9,8 +9,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 
-use super::environment::EnvShared;
-use super::environment::{Environment, Invocation, Outcome};
+use super::environment::{EnvShared, Environment, Invocation, Outcome};
 use super::extensions::{ShutdownReason, shut_down};
 use super::report::{self, EndStatus, ReportData};
 use super::runtime_api::{MAX_RESPONSE_BYTES, error_body};
@@ -87,12 +86,6 @@ struct Handed {
     /// The event and when it was handed over, for the history.
     payload: Bytes,
     at: Option<std::time::SystemTime>,
-}
-
-impl Handed {
-    fn take(&mut self) -> Handed {
-        std::mem::take(self)
-    }
 }
 
 /// How an invocation ended, for its END and REPORT.
@@ -435,9 +428,7 @@ impl FunctionPool {
             return work.answer_then_wait(status, body);
         }
         let duration = started.elapsed();
-        let keeps_env = answered
-            && !env.shared.extensions.broken()
-            && !env.shared.answer_refused.load(Ordering::SeqCst);
+        let keeps_env = reset_reason(&env, &status).is_none();
         let ended = Ended {
             request_id,
             duration,
@@ -470,7 +461,7 @@ impl FunctionPool {
         let (done_tx, done_rx) = oneshot::channel();
         env.accounting = Some(done_rx);
         let shared = env.shared.clone();
-        let handed = lease.handed.take();
+        let handed = std::mem::take(&mut lease.handed);
         lease.env = Some(env);
         drop(lease);
         let emulator = self.emulator.clone();
@@ -496,21 +487,9 @@ impl FunctionPool {
         body: Bytes,
     ) -> JobResult {
         let failed = ended.status != EndStatus::Success;
-        let reset = match &ended.status {
-            EndStatus::Success | EndStatus::FunctionError => None,
-            EndStatus::Timeout => Some(ShutdownReason::Timeout),
-            EndStatus::Crashed(_) => Some(ShutdownReason::Failure),
-        };
-        let handed = lease.handed.take();
+        let handed = std::mem::take(&mut lease.handed);
         let log = account(&self.emulator, &env.shared, spec, &handed, &ended, &body).await;
-        let reset = match reset {
-            None if env.shared.extensions.broken()
-                || env.shared.answer_refused.load(Ordering::SeqCst) =>
-            {
-                Some(ShutdownReason::Failure)
-            }
-            r => r,
-        };
+        let reset = reset_reason(&env, &ended.status);
         match reset {
             // Back to the pool when the lease drops, in the same step that
             // frees the slot.
@@ -585,6 +564,23 @@ impl Unfinished {
             pool.finish(&mut lease, env, &spec, ended, body).await;
         });
         answer
+    }
+}
+
+/// Why the environment must be reset after an invocation that ended so;
+/// `None` keeps it warm (a success or a handled error, unless an extension
+/// broke or the runtime's answer was refused).
+fn reset_reason(env: &Environment, status: &EndStatus) -> Option<ShutdownReason> {
+    match status {
+        EndStatus::Timeout => Some(ShutdownReason::Timeout),
+        EndStatus::Crashed(_) => Some(ShutdownReason::Failure),
+        EndStatus::Success | EndStatus::FunctionError
+            if env.shared.extensions.broken()
+                || env.shared.answer_refused.load(Ordering::SeqCst) =>
+        {
+            Some(ShutdownReason::Failure)
+        }
+        EndStatus::Success | EndStatus::FunctionError => None,
     }
 }
 
