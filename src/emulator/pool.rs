@@ -467,6 +467,10 @@ impl FunctionPool {
         let emulator = self.emulator.clone();
         emulator.accounting.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
+            // Spawned just before the answer is handed over, this task can
+            // run first on this worker (seen in a syscall trace: END and
+            // REPORT before the caller's answer): yield so the answer goes first.
+            tokio::task::yield_now().await;
             account(&emulator, &shared, &spec, &handed, &ended, &body).await;
             let _ = done_tx.send(());
             emulator.accounting.fetch_sub(1, Ordering::SeqCst);

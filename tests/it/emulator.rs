@@ -68,6 +68,16 @@ impl Logs {
     pub fn count(&self, needle: &str) -> usize {
         self.lines().iter().filter(|l| l.contains(needle)).count()
     }
+
+    /// The count once it reaches `n` (or after 10 s): END, REPORT and XRAY
+    /// follow the answer of a caller that did not ask for the log.
+    pub async fn count_when(&self, needle: &str, n: usize) -> usize {
+        let until = Instant::now() + Duration::from_secs(10);
+        while self.count(needle) < n && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.count(needle)
+    }
 }
 
 pub fn options(logs: &Logs) -> EmulatorOptions {

@@ -98,7 +98,7 @@ async fn plain_json_handler_inference_and_errors() {
     let out = json_body(&body);
     assert_eq!(out["trace"], trace, "the trace header reaches the function");
     let xray = "XRAY TraceId: 1-5759e988-bd862e3fe1be46a994272793\tSegmentId: 53995c3f42cd8ad8\tSampled: true";
-    assert_eq!(logs.count(xray), 1, "{:#?}", logs.lines());
+    assert_eq!(logs.count_when(xray, 1).await, 1, "{:#?}", logs.lines());
     let event = &out["event"];
     assert_eq!(event["version"], "2.0");
     assert_eq!(event["rawPath"], "/items");

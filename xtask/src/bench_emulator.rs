@@ -19,6 +19,10 @@
 //!   environment processes at the end.
 //! - `overload`: 10x the concurrency limit for 10 s: 429s with Lambda's
 //!   TooManyRequestsException body, bounded memory.
+//! - `phases`: one warm Invoke cut into the emulator's, the function's and
+//!   the kernel's parts, from a `perf` trace of the syscalls ([`phases`]).
+
+mod phases;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,6 +58,7 @@ pub fn run(part: &str, calls: u64) -> Result<()> {
             "reload" => reload(&setup).await,
             "stamina" => stamina(&setup, calls).await,
             "overload" => overload(&setup).await,
+            "phases" => phases::phases(&setup).await,
             other => bail!("unknown emulator bench part `{other}`"),
         }
     })
@@ -62,6 +67,8 @@ pub fn run(part: &str, calls: u64) -> Result<()> {
 /// The release cargo-fn, the generated function crate and its target dir.
 struct Setup {
     cargo_fn: PathBuf,
+    /// Another build measured in the same rounds (`CARGO_FN_BENCH_BASE`).
+    base: Option<PathBuf>,
     krate: PathBuf,
     target: PathBuf,
     work: tempfile::TempDir,
@@ -103,6 +110,7 @@ impl Setup {
         )?;
         Ok(Setup {
             cargo_fn,
+            base: std::env::var_os("CARGO_FN_BENCH_BASE").map(PathBuf::from),
             krate,
             target,
             work: tempfile::tempdir()?,
@@ -263,22 +271,34 @@ fn start_nginx(work: &Path) -> Result<Server> {
 }
 
 fn start_watch(setup: &Setup, extra: &[&str]) -> Result<Server> {
+    start_watch_of(setup, &setup.cargo_fn, "fn", "cargo fn", extra)
+}
+
+/// `cargo fn watch --release` of binary `bin`, building into its own
+/// target dir `target` (under the bench's).
+fn start_watch_of(
+    setup: &Setup,
+    bin: &Path,
+    target: &str,
+    name: &'static str,
+    extra: &[&str],
+) -> Result<Server> {
     let port = free_port()?;
     let log = setup.work.path().join(format!("watch-{port}.log"));
     let out = std::fs::File::create(&log)?;
-    let child = Command::new(&setup.cargo_fn)
+    let child = Command::new(bin)
         .args(["fn", "watch", "--release", "--port", &port.to_string()])
         .args(extra)
         .arg("--manifest-path")
         .arg(setup.krate.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", setup.target.join("fn"))
+        .env("CARGO_TARGET_DIR", setup.target.join(target))
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
         .spawn()
         .context("starting cargo fn watch")?;
     Ok(Server {
-        name: "cargo fn",
+        name,
         child,
         port,
         log,
@@ -571,6 +591,16 @@ async fn invoke(setup: &Setup) -> Result<()> {
     let mut nginx = start_nginx(work)?;
     let mut watch = start_watch(setup, &[])?;
     let mut lambda = start_cargo_lambda(setup);
+    let mut base = match &setup.base {
+        Some(bin) => Some(start_watch_of(
+            setup,
+            bin,
+            "fn-base",
+            "cargo fn (base)",
+            &[],
+        )?),
+        None => None,
+    };
     let invoke_path = |f: &str| format!("/2015-03-31/functions/{f}/invocations");
     let bare = nginx.url("/");
     eprintln!("bench: waiting for the servers (cargo fn watch builds first)");
@@ -586,6 +616,10 @@ async fn invoke(setup: &Setup) -> Result<()> {
             println!("\ncargo-lambda left out: {e:#}\n");
             lambda = None;
         }
+    }
+    if let Some(b) = base.as_mut() {
+        let url = b.url(&invoke_path("echo"));
+        wait_ready(&client, b, &url, PAYLOAD).await?;
     }
     // Streaming and the URL front warm too.
     first_bytes(&client, &fn_stream, "{}", 20).await?;
@@ -611,37 +645,26 @@ async fn invoke(setup: &Setup) -> Result<()> {
                 c,
                 wrk(work, &bare, Some(PAYLOAD), c, MEASURE_SECS)?,
             );
-            let (w, own, below) = wrk_cpu(
-                work,
-                watch.pid(),
-                &fn_invoke,
-                Some(PAYLOAD),
-                c,
-                MEASURE_SECS,
-            )?;
-            if c == 1 {
-                cpu.push(("cargo fn", own, below));
-            }
-            push("cargo fn Invoke", c, w);
-            push(
-                "cargo fn URL",
-                c,
-                wrk(work, &fn_url, None, c, MEASURE_SECS)?,
-            );
-            if let Some(l) = &lambda {
+            // cargo fn, then the baseline build and cargo-lambda when run.
+            for server in std::iter::once(&watch).chain(&base).chain(&lambda) {
                 let (w, own, below) = wrk_cpu(
                     work,
-                    l.pid(),
-                    &l.url(&invoke_path("echo")),
+                    server.pid(),
+                    &server.url(&invoke_path("echo")),
                     Some(PAYLOAD),
                     c,
                     MEASURE_SECS,
                 )?;
                 if c == 1 {
-                    cpu.push(("cargo-lambda", own, below));
+                    cpu.push((server.name, own, below));
                 }
-                push("cargo-lambda Invoke", c, w);
+                push(&format!("{} Invoke", server.name), c, w);
             }
+            push(
+                "cargo fn URL",
+                c,
+                wrk(work, &fn_url, None, c, MEASURE_SECS)?,
+            );
         }
         let (p50, p99) = first_bytes(&client, &bare, PAYLOAD, 1000).await?;
         streams.push(("bare nginx", p50, p99));
@@ -671,7 +694,12 @@ async fn invoke(setup: &Setup) -> Result<()> {
     };
     let bare1 = get("bare nginx", 1).expect("measured");
     println!("\nRatios to bare nginx at concurrency 1, per round (goal: p50 <= 3x, p99 <= 5x):\n");
-    for target in ["cargo fn Invoke", "cargo fn URL", "cargo-lambda Invoke"] {
+    for target in [
+        "cargo fn Invoke",
+        "cargo fn URL",
+        "cargo fn (base) Invoke",
+        "cargo-lambda Invoke",
+    ] {
         let Some(v) = get(target, 1) else { continue };
         let p50: Vec<String> = v
             .iter()
@@ -685,21 +713,26 @@ async fn invoke(setup: &Setup) -> Result<()> {
             .collect();
         println!("- {target}: p50 {} ; p99 {}", p50.join(" "), p99.join(" "));
     }
-    if let (Some(f), Some(l)) = (get("cargo fn Invoke", 1), get("cargo-lambda Invoke", 1)) {
-        let r: Vec<String> = f
-            .iter()
-            .zip(l)
-            .map(|(a, b)| format!("{:.2}x", a.p50 / b.p50))
-            .collect();
-        println!(
-            "- cargo fn / cargo-lambda Invoke p50 at 1, per round (goal < 1): {}",
-            r.join(" ")
-        );
+    for (other, goal) in [
+        ("cargo-lambda Invoke", " (goal < 1)"),
+        ("cargo fn (base) Invoke", ""),
+    ] {
+        if let (Some(f), Some(o)) = (get("cargo fn Invoke", 1), get(other, 1)) {
+            let r: Vec<String> = f
+                .iter()
+                .zip(o)
+                .map(|(a, b)| format!("{:.2}x", a.p50 / b.p50))
+                .collect();
+            println!(
+                "- cargo fn / {other} p50 at 1, per round{goal}: {}",
+                r.join(" ")
+            );
+        }
     }
     println!(
         "\nCPU time per Invoke at concurrency 1 (user + system, from /proc; median of the rounds):\n"
     );
-    for target in ["cargo fn", "cargo-lambda"] {
+    for target in ["cargo fn", "cargo fn (base)", "cargo-lambda"] {
         let own: Vec<f64> = cpu.iter().filter(|c| c.0 == target).map(|c| c.1).collect();
         let below: Vec<f64> = cpu.iter().filter(|c| c.0 == target).map(|c| c.2).collect();
         if own.is_empty() {
@@ -757,6 +790,7 @@ async fn invoke(setup: &Setup) -> Result<()> {
     println!("\nwatch output written to a file: {lines} lines");
     drop(nginx);
     drop(lambda);
+    drop(base);
     drop(watch);
     Ok(())
 }

@@ -63,7 +63,7 @@ enum Task {
     /// Run the benchmarks and print their figures (packaging, build overhead, deploy, emulator)
     Bench {
         /// Only one part: `package`, `image`, `ship`, `deploy`, `emulator`, the emulator's
-        /// `invoke`, `reload`, `stamina` (`--calls N`) or `overload`, `extensions`, `url` (function
+        /// `invoke`, `reload`, `stamina` (`--calls N`), `overload` or `phases` (perf syscall trace), `extensions`, `url` (function
         /// URL vs Invoke API round trip), `dashboard` (page weight, invocation -> row latency in
         /// headless Chromium), `sqs`, or `streams` (records/s through a Kinesis shard, factor 1 vs 10)
         #[arg(long)]
@@ -154,7 +154,7 @@ fn bench(only: Option<&str>, calls: u64) -> Result<()> {
         Some("tune") => bench_tune::run(),
         // A release cargo-fn process driven from outside: the xtask itself
         // need not be a release build.
-        Some(part @ ("emulator" | "invoke" | "reload" | "stamina" | "overload")) => {
+        Some(part @ ("emulator" | "invoke" | "reload" | "stamina" | "overload" | "phases")) => {
             bench_emulator::run(part, calls)
         }
         Some(part @ ("extensions" | "url" | "dashboard" | "sqs" | "streams")) => {
@@ -162,7 +162,7 @@ fn bench(only: Option<&str>, calls: u64) -> Result<()> {
         }
         Some(other) => {
             bail!(
-                "--only expects package, image, ship, deploy, emulator, invoke, reload, stamina, overload, extensions, tune, url, dashboard, sqs or streams; got `{other}`"
+                "--only expects package, image, ship, deploy, emulator, invoke, reload, stamina, overload, phases, extensions, tune, url, dashboard, sqs or streams; got `{other}`"
             )
         }
     }
