@@ -365,13 +365,11 @@ fn own_processes_only(shared: &Arc<EnvShared>, pgid: i32) -> Admit {
 /// VmHWM of an open `/proc/<pid>/status` (the kernel writes it anew for
 /// every read from offset 0).
 fn peak_rss_mb(status: &std::fs::File) -> Option<u64> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = [0u8; 8192];
-    let n = status.read_at(&mut buf, 0).ok()?;
-    let status = std::str::from_utf8(&buf[..n]).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb.div_ceil(1024))
+    super::limits::read_at_start(status, |text| {
+        let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb.div_ceil(1024))
+    })
 }
 
 /// The environment Lambda gives a `provided` runtime (contract 1.7 and 8.1).

@@ -254,8 +254,7 @@ impl Cgroup {
         let counter = self
             .events
             .as_ref()
-            .and_then(read_at_start)
-            .and_then(|text| counter(&text, "oom_kill"));
+            .and_then(|f| read_at_start(f, |text| counter(text, "oom_kill")));
         match counter {
             Some(n) => n > 0,
             // Older v1 kernels have no counter: a limit that was hit and
@@ -275,7 +274,7 @@ impl Cgroup {
         if self.oom_killed() {
             return Some(u64::from(self.memory_mb));
         }
-        let peak: u64 = read_at_start(self.peak.as_ref()?)?.trim().parse().ok()?;
+        let peak: u64 = read_at_start(self.peak.as_ref()?, |text| text.trim().parse().ok())?;
         Some(peak.div_ceil(1024 * 1024).min(u64::from(self.memory_mb)))
     }
 }
@@ -352,13 +351,13 @@ fn read_u64(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// The whole text of a kernel-generated file kept open (cgroup and /proc
-/// files are written anew for every read from offset 0).
-fn read_at_start(file: &File) -> Option<String> {
+/// Reads a kernel-generated file kept open (cgroup and /proc files are
+/// written anew for every read from offset 0) and hands its text to `read`.
+pub(crate) fn read_at_start<T>(file: &File, read: impl FnOnce(&str) -> Option<T>) -> Option<T> {
     use std::os::unix::fs::FileExt;
-    let mut buf = [0u8; 4096];
+    let mut buf = [0u8; 8192];
     let n = file.read_at(&mut buf, 0).ok()?;
-    String::from_utf8(buf[..n].to_vec()).ok()
+    read(std::str::from_utf8(&buf[..n]).ok()?)
 }
 
 /// `key N` in a flat-keyed cgroup file.
