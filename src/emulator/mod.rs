@@ -448,6 +448,11 @@ impl Emulator {
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // Waited for: nothing listens on the port once this returns.
+        if let Some(server) = self.server.take() {
+            server.abort();
+            let _ = server.await;
+        }
         self.stop();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !self

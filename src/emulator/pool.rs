@@ -314,7 +314,10 @@ impl FunctionPool {
             // Never picked up: init failed, crashed or hung.
             let init = env.spawned_at.elapsed();
             let status = *env.exited.borrow();
-            let init_error = env.shared.init_error.lock().expect("init").take();
+            // Cloned, not taken: it keeps `next` refusing a runtime that
+            // asks again before the environment is gone (it would get this
+            // failed invocation's event, still in the channel).
+            let init_error = env.shared.init_error.lock().expect("init").clone();
             let init_blockers = env.shared.extensions.init_blockers();
             let (body, kind) = match (init_error, status) {
                 (Some(body), _) => (body, "Runtime.InitError".to_string()),

@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
 /// How long a client may take to send a request's headers (hyper's
@@ -41,19 +41,18 @@ pub(crate) struct ServeOptions {
 }
 
 /// Serves `app` on every listener until the returned task is aborted
-/// (which closes the listeners; connections in progress end on their own).
+/// (connections in progress end on their own). The listeners live in the
+/// task itself: once an aborted task's handle resolves, they are closed.
 pub(crate) fn spawn(
     listeners: Vec<TcpListener>,
     app: Router,
     options: ServeOptions,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        // Dropping the set (when this task is aborted) aborts the loops.
-        let mut loops = JoinSet::new();
-        for listener in listeners {
-            loops.spawn(accept_loop(listener, app.clone(), options.clone()));
-        }
-        while loops.join_next().await.is_some() {}
+        let loops = listeners
+            .into_iter()
+            .map(|listener| accept_loop(listener, app.clone(), options.clone()));
+        futures_util::future::join_all(loops).await;
     })
 }
 
