@@ -440,12 +440,18 @@ struct Wrk {
     errors: u64,
 }
 
-/// CPU seconds (user + system) used so far by a process and by all its
-/// descendants, from /proc.
-fn tree_cpu(root: i32) -> (f64, f64) {
-    // SAFETY: sysconf only reads a constant.
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let mut procs: Vec<(i32, i32, u64)> = Vec::new();
+/// A process as /proc/<pid>/stat shows it.
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    name: String,
+    /// CPU time used so far (user + system), in clock ticks.
+    ticks: u64,
+}
+
+/// `root` itself and its descendants, from one read of /proc.
+fn descendants(root: i32) -> (Option<Proc>, Vec<Proc>) {
+    let mut procs: Vec<Proc> = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
@@ -453,26 +459,44 @@ fn tree_cpu(root: i32) -> (f64, f64) {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        // After the command name: state ppid ... utime (12th) stime (13th).
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        // `pid (name) state ppid ...`; utime and stime are the 12th and
+        // 13th fields after the name.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
             continue;
         };
-        let f: Vec<&str> = rest.split_whitespace().collect();
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
         let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        procs.push((pid, num(1) as i32, num(11) + num(12)));
+        procs.push(Proc {
+            pid,
+            ppid: num(1) as i32,
+            name: stat[open + 1..close].to_string(),
+            ticks: num(11) + num(12),
+        });
     }
-    let own = procs.iter().find(|p| p.0 == root).map_or(0, |p| p.2);
-    let mut tree = vec![root];
-    let mut below = 0;
-    let mut i = 0;
-    while i < tree.len() {
-        let parent = tree[i];
-        for p in procs.iter().filter(|p| p.1 == parent) {
-            tree.push(p.0);
-            below += p.2;
-        }
-        i += 1;
+    let own = procs
+        .iter()
+        .position(|p| p.pid == root)
+        .map(|i| procs.swap_remove(i));
+    let mut tree = Vec::new();
+    let mut parents = vec![root];
+    while let Some(parent) = parents.pop() {
+        let (children, rest): (Vec<Proc>, Vec<Proc>) =
+            procs.into_iter().partition(|p| p.ppid == parent);
+        procs = rest;
+        parents.extend(children.iter().map(|p| p.pid));
+        tree.extend(children);
     }
+    (own, tree)
+}
+
+/// CPU seconds (user + system) used so far by a process and by all its
+/// descendants.
+fn tree_cpu(root: i32) -> (f64, f64) {
+    // SAFETY: sysconf only reads a constant.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let (own, below) = descendants(root);
+    let own = own.map_or(0, |p| p.ticks);
+    let below: u64 = below.iter().map(|p| p.ticks).sum();
     (own as f64 / tick, below as f64 / tick)
 }
 
@@ -500,6 +524,24 @@ fn wrk_cpu(
 /// `wrk` with keep-alive at `conns` connections for `secs`, POSTing
 /// `body` (or GETting when None).
 fn wrk(work: &Path, url: &str, body: Option<&str>, conns: usize, secs: u32) -> Result<Wrk> {
+    let out = wrk_command(work, url, body, conns, secs)?
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse_wrk(&text).with_context(|| format!("reading wrk's output:\n{text}"))
+}
+
+/// The `wrk` command line (and its Lua script, written to `work`).
+fn wrk_command(
+    work: &Path,
+    url: &str,
+    body: Option<&str>,
+    conns: usize,
+    secs: u32,
+) -> Result<Command> {
     let script = work.join(format!("wrk-{}.lua", conns));
     let lua = match body {
         Some(b) => format!(
@@ -508,19 +550,13 @@ fn wrk(work: &Path, url: &str, body: Option<&str>, conns: usize, secs: u32) -> R
         None => "wrk.method = \"GET\"\n".to_string(),
     };
     std::fs::write(&script, lua)?;
-    let out = Command::new("wrk")
-        .args(["--latency", "-t", if conns > 1 { "2" } else { "1" }])
+    let mut cmd = Command::new("wrk");
+    cmd.args(["--latency", "-t", if conns > 1 { "2" } else { "1" }])
         .args(["-c", &conns.to_string(), "-d", &format!("{secs}s")])
         .args(["--timeout", "10s", "-s"])
         .arg(&script)
-        .arg(url)
-        .output()
-        .context("running wrk")?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-    }
-    parse_wrk(&text).with_context(|| format!("reading wrk's output:\n{text}"))
+        .arg(url);
+    Ok(cmd)
 }
 
 fn parse_wrk(text: &str) -> Result<Wrk> {

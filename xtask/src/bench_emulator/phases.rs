@@ -20,8 +20,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::{
-    PAYLOAD, ROUNDS, Server, Setup, client, median, start_cargo_lambda, start_nginx, start_watch,
-    wait_ready, which, wrk,
+    PAYLOAD, ROUNDS, Server, Setup, client, descendants, median, start_cargo_lambda, start_nginx,
+    start_watch, wait_ready, which, wrk, wrk_command,
 };
 
 const PHASES: [&str; 7] = [
@@ -133,17 +133,7 @@ type Round = ([f64; 7], f64, usize);
 fn record(work: &Path, server: &Server, url: &str) -> Result<Round> {
     let function = function_pid(server.pid())
         .with_context(|| format!("no echo function process under {}", server.name))?;
-    let script = work.join("phases.lua");
-    std::fs::write(
-        &script,
-        format!(
-            "wrk.method = \"POST\"\nwrk.body = '{PAYLOAD}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
-        ),
-    )?;
-    let mut load = Command::new("wrk")
-        .args(["-t", "1", "-c", "1", "-d", "3s", "-s"])
-        .arg(&script)
-        .arg(url)
+    let mut load = wrk_command(work, url, Some(PAYLOAD), 1, 3)?
         .stdout(Stdio::null())
         .spawn()
         .context("running wrk")?;
@@ -189,39 +179,11 @@ fn record(work: &Path, server: &Server, url: &str) -> Result<Round> {
 
 /// The echo function's process: a descendant of `root` named `echo…`.
 fn function_pid(root: i32) -> Option<i32> {
-    let mut parents: HashMap<i32, i32> = HashMap::new();
-    let mut names: HashMap<i32, String> = HashMap::new();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let ppid = stat[close + 2..]
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        parents.insert(pid, ppid);
-        names.insert(pid, stat[open + 1..close].to_string());
-    }
-    let descends = |mut pid: i32| {
-        while let Some(&parent) = parents.get(&pid) {
-            if parent == root {
-                return true;
-            }
-            pid = parent;
-        }
-        false
-    };
-    names
+    descendants(root)
+        .1
         .iter()
-        .find(|(pid, name)| name.starts_with("echo") && descends(**pid))
-        .map(|(pid, _)| *pid)
+        .find(|p| p.name.starts_with("echo"))
+        .map(|p| p.pid)
 }
 
 /// One traced syscall: time (µs), command, process, thread, event, arguments.
