@@ -51,6 +51,50 @@ const CRATES: &[CrateSrc] = &[
     },
 ];
 
+/// Prints the floors the imports allow today (each room one floor above
+/// the highest it uses; rooms in a circle share a floor), a starting point
+/// for README's block.
+pub fn suggest() -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let modules = read_crate(&root.join("src"))?;
+    let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for m in &modules {
+        let Some(from) = m.path.first() else { continue };
+        let entry = uses.entry(from.clone()).or_default();
+        for used in &m.uses {
+            if let Some(to) = room_of(used).filter(|t| t != from) {
+                entry.insert(to);
+            }
+        }
+    }
+    let rooms: BTreeSet<String> = uses
+        .iter()
+        .flat_map(|(k, v)| std::iter::once(k.clone()).chain(v.iter().cloned()))
+        .filter(|r| uses.contains_key(r) || CRATES.iter().any(|c| c.room == r))
+        .collect();
+    let mut floor: BTreeMap<String, usize> = rooms.iter().map(|r| (r.clone(), 0)).collect();
+    // Longest path from the ground, bounded so a circle cannot loop forever.
+    for _ in 0..rooms.len() {
+        for (from, tos) in &uses {
+            let top = tos
+                .iter()
+                .filter_map(|t| floor.get(t))
+                .max()
+                .map_or(0, |f| f + 1);
+            let f = floor.entry(from.clone()).or_default();
+            *f = (*f).max(top).min(rooms.len());
+        }
+    }
+    let mut floors: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+    for (room, f) in &floor {
+        floors.entry(*f).or_default().push(room);
+    }
+    for (_, rooms) in floors.iter().rev() {
+        println!("{}", rooms.join(" "));
+    }
+    Ok(())
+}
+
 pub fn run() -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let readme = std::fs::read_to_string(root.join("README.md")).context("reading README.md")?;

@@ -50,7 +50,11 @@ enum Task {
     /// Setup, then formatting, lints and every test
     Ci,
     /// Check the house's rules: room import order (README), no circles, SDK types in aws/, short functions
-    Arch,
+    Arch {
+        /// Print the floors today's imports allow instead of checking
+        #[arg(long)]
+        suggest: bool,
+    },
     /// Regenerate the guide's reference pages from the code (`--check`: fail if they differ)
     Docs {
         #[arg(long)]
@@ -83,7 +87,13 @@ fn main() -> Result<()> {
     match Xtask::parse().task {
         Task::Setup => tools::setup(),
         Task::Ci => ci(),
-        Task::Arch => arch::run(),
+        Task::Arch { suggest } => {
+            if suggest {
+                arch::suggest()
+            } else {
+                arch::run()
+            }
+        }
         Task::Docs { check, book } => {
             docs::run_docs(check)?;
             if book {
