@@ -659,7 +659,9 @@ fn describe_alarms_answering_503_mid_shift_rolls_back_and_says_why() {
     // strategy of src/aws/sdk.rs), then no more CloudWatch calls.
     let failed = describes(&aws) - before;
     assert_eq!(failed, 6, "{:?}", aws.proxy.calls());
-    eprintln!("CloudWatch outage -> alias back on the old version: {took:?} ({failed} attempts)");
+    eprintln!(
+        "CloudWatch outage -> alias back on the old version: {took:?} ({failed} attempts)\n{err}"
+    );
     assert!(took < std::time::Duration::from_secs(15), "{took:?}");
 }
 
