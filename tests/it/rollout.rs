@@ -633,8 +633,15 @@ fn describe_alarms_answering_503_mid_shift_rolls_back_and_says_why() {
         FaultAction::Error(503, "ServiceUnavailable"),
         1000,
     );
-    // The outage begins at the first DescribeAlarms that meets it.
+    // The outage begins at the first DescribeAlarms that meets it (the
+    // next poll, 1 s away at most).
+    let injected = Instant::now();
     while describes(&aws) == before {
+        assert!(
+            injected.elapsed() < std::time::Duration::from_secs(30),
+            "no DescribeAlarms after the fault: {:?}",
+            aws.proxy.calls()
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     let outage = Instant::now();
