@@ -244,10 +244,14 @@ fn print_outcome(o: &deploy::Outcome) {
         Some((v, w)) => format!(" (canary: {}% on version {v})", (w * 1000.0).round() / 10.0),
         None => String::new(),
     };
-    let verb = if o.changed { "deployed" } else { "up to date" };
+    let what = match (o.changed, o.published) {
+        (_, true) => format!("deployed, version {}", o.version),
+        (true, false) => format!("updated, no new version (still {})", o.version),
+        (false, false) => format!("up to date, version {}", o.version),
+    };
     println!(
-        "{}: {verb}, version {}, alias {} -> {}{routing}",
-        o.function, o.version, o.alias, o.alias_version
+        "{}: {what}, alias {} -> {}{routing}",
+        o.function, o.alias, o.alias_version
     );
     println!("  {}", o.function_arn);
     println!("  CodeSha256 {}", o.code_sha256);

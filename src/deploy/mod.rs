@@ -190,6 +190,9 @@ pub struct Outcome {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub triggers: BTreeMap<String, String>,
     pub changed: bool,
+    /// This run published `version` (a change to triggers, tags or the
+    /// URL alone publishes nothing).
+    pub published: bool,
 }
 
 /// Carries out a plan: walks its changes in order, each with its own
@@ -255,6 +258,7 @@ pub async fn execute<A: Aws>(
         url: cx.url,
         triggers: cx.trigger_urls,
         changed: !plan.changes.is_empty(),
+        published: plan.publishes(),
     })
 }
 
