@@ -593,9 +593,12 @@ impl JsonService for KinesisService {
             "PutRecord" => validation(format!(
                 "1 validation error detected: Value at 'data' failed to satisfy constraint: Member must have length less than or equal to {MAX_DATA}"
             )),
-            _ => invalid(format!(
+            "PutRecords" => invalid(format!(
                 "Records size exceeds {} MB limit",
                 MAX_PUT_RECORDS_BYTES >> 20
+            )),
+            other => validation(format!(
+                "The {other} request is larger than Kinesis accepts"
             )),
         }
     }
