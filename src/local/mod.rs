@@ -36,12 +36,73 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::config::{Trigger, TriggerKind};
-use crate::emulator::{Emulator, FrontHook, Invoker};
+use crate::emulator::{Emulator, EmulatorOptions, FrontHook, Invoker, LOCAL_ACCOUNT_ID};
 use crate::ui::Ui;
 
 /// Largest request body a local service reads (SQS batches are at most
 /// 1 MiB of messages; Kinesis `PutRecords` 5 MiB plus base64).
 const MAX_REQUEST: usize = 8 * 1024 * 1024;
+
+/// The largest event a poller hands a function: Lambda's synchronous
+/// payload limit, counted on the event as sent (after JSON escaping and
+/// base64), the bound the emulator's Invoke API enforces.
+pub const MAX_EVENT_BYTES: usize = crate::emulator::MAX_SYNC_REQUEST - 1;
+
+/// The account and region every local resource lives in: the emulator's
+/// (its account id, `--region`), the ones in the ARNs of its functions. Local
+/// ARNs, queue URLs and records' `awsRegion` are built from this one value,
+/// so a stream's ARN, a record's `eventSourceARN` and a failure record's
+/// `functionArn` always agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub account: String,
+    pub region: String,
+}
+
+impl Scope {
+    pub fn new(region: &str) -> Scope {
+        Scope {
+            account: LOCAL_ACCOUNT_ID.to_string(),
+            region: region.to_string(),
+        }
+    }
+
+    /// The scope of the emulator `invoker` invokes.
+    pub fn of(invoker: &Invoker) -> Scope {
+        Scope::new(invoker.region())
+    }
+
+    /// `arn:aws:<service>:<region>:<account>:<resource>`.
+    pub fn arn(&self, service: &str, resource: &str) -> String {
+        format!(
+            "arn:aws:{service}:{}:{}:{resource}",
+            self.region, self.account
+        )
+    }
+
+    /// The ARN of a function the emulator serves (as its pool builds it).
+    pub fn function_arn(&self, function: &str) -> String {
+        self.arn("lambda", &format!("function:{function}"))
+    }
+
+    /// `arn` moved into this scope: its region and account replaced, the
+    /// rest (service, resource) kept. A configured ARN names the real
+    /// account; the local resource it stands for lives here.
+    pub fn localize(&self, arn: &str) -> String {
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        match parts.as_slice() {
+            ["arn", _, service, _, _, resource] => self.arn(service, resource),
+            _ => arn.to_string(),
+        }
+    }
+}
+
+impl Default for Scope {
+    /// The default emulator's scope.
+    fn default() -> Self {
+        Scope::new(&EmulatorOptions::default().region)
+    }
+}
 
 /// An error as an AWS JSON-protocol service answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +163,16 @@ pub trait JsonService: Send + Sync + 'static {
     fn target_prefix(&self) -> &'static str;
     /// Runs `operation` (the part after the dot) with the request's JSON.
     fn call(&self, operation: &str, input: Value) -> BoxFuture<'_, Result<Value, AwsError>>;
+    /// The service's own answer to an `operation` whose body is over
+    /// the largest body read (its size limit for that operation, in its
+    /// shape; by default a bare 413).
+    fn too_large(&self, _operation: &str) -> AwsError {
+        AwsError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request body is larger than {MAX_REQUEST} bytes"),
+        )
+    }
 }
 
 /// One configured trigger running locally: its live status and "fire now".
@@ -222,7 +293,7 @@ impl LocalTriggers {
         let sqs = match self.sqs() {
             Some(sqs) => sqs,
             None => {
-                let sqs = sqs::SqsService::new(&cx.endpoint, cx.invoker.region());
+                let sqs = sqs::SqsService::new(&cx.endpoint, &Scope::of(&cx.invoker));
                 *self.inner.sqs.write().expect("sqs") = Some(sqs.clone());
                 self.register_service(sqs.clone());
                 ui.status("SQS", format!("AWS_ENDPOINT_URL_SQS={}", cx.endpoint));
@@ -232,7 +303,7 @@ impl LocalTriggers {
         let kinesis = match self.kinesis() {
             Some(kinesis) => kinesis,
             None => {
-                let kinesis = kinesis::KinesisService::default();
+                let kinesis = kinesis::KinesisService::new(Scope::of(&cx.invoker));
                 *self.inner.kinesis.write().expect("kinesis") = Some(kinesis.clone());
                 self.register_service(Arc::new(kinesis.clone()));
                 ui.status(
@@ -428,14 +499,7 @@ async fn dispatch(service: Arc<dyn JsonService>, operation: &str, req: Request) 
         .to_string();
     let bytes = match axum::body::to_bytes(req.into_body(), MAX_REQUEST).await {
         Ok(b) => b,
-        Err(_) => {
-            return AwsError::new(
-                413,
-                "RequestEntityTooLarge",
-                format!("Request body is larger than {MAX_REQUEST} bytes"),
-            )
-            .into_response(&content_type);
-        }
+        Err(_) => return service.too_large(operation).into_response(&content_type),
     };
     let input = if bytes.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Default::default())
