@@ -24,7 +24,10 @@ async fn handler(config: &Config, request: Request) -> Result<Response<Body>, Er
         (&Method::POST, None) => accept(config, request.body()),
         (&Method::GET, Some(id)) => {
             tracing::info!(order_id = %id, "order looked up");
-            json(StatusCode::OK, json!({ "order_id": id, "status": "accepted" }))
+            json(
+                StatusCode::OK,
+                json!({ "order_id": id, "status": "accepted" }),
+            )
         }
         _ => json(
             StatusCode::NOT_FOUND,

@@ -7,7 +7,10 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use orders::Order;
 
-async fn handler(max_quantity: u32, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+async fn handler(
+    max_quantity: u32,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
     let mut response = SqsBatchResponse::default();
     for message in event.payload.records {
         let id = message.message_id.clone().unwrap_or_default();
