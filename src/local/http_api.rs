@@ -152,7 +152,13 @@ fn send(url: &str, req: &Request) -> anyhow::Result<Value> {
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap_or_default();
     let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
-    Ok(json!({"statusCode": status, "headers": headers, "body": body}))
+    let mut answer = json!({"statusCode": status, "headers": headers, "body": body});
+    // The invocation the request made (the HTTP front names it), as the
+    // other triggers' outcomes name theirs.
+    if let Some(id) = answer["headers"].get("x-amzn-requestid").cloned() {
+        answer["requestId"] = id;
+    }
+    Ok(answer)
 }
 
 impl Source for HttpApiSource {

@@ -467,6 +467,11 @@ async fn http_api_triggers_are_listed_and_fired_through_the_route_table() {
     assert_eq!(status, 200, "{out}");
     assert_eq!(out["request"], "POST /orders/example");
     assert_eq!(out["statusCode"], 200, "{out}");
+    let id = out["requestId"].as_str().unwrap();
+    until("the invocation it made", || {
+        logs.count(&format!("START RequestId: {id}")) == 1
+    })
+    .await;
     let event: ApiGatewayV2httpRequest = serde_json::from_value(out["body"].clone()).unwrap();
     assert_eq!(event.route_key.as_deref(), Some("POST /orders/{id}"));
     assert_eq!(event.raw_path.as_deref(), Some("/prod/orders/example"));
