@@ -941,7 +941,8 @@ pub fn limits_notice(emulator: &Emulator, ui: &Ui) {
             ui.status("Limits", format!("memory and CPU as in Lambda ({how})"))
         }
         crate::emulator::LimitsStatus::Unavailable(why) => ui.warn(format!(
-            "running without Lambda's memory and CPU limits: {why} (--no-limits silences this)"
+            "functions run uncapped, without Lambda's memory and CPU limits: {why}. {} (--no-limits silences this)",
+            crate::emulator::HOW_TO_ENABLE
         )),
     }
 }
