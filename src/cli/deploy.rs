@@ -254,10 +254,18 @@ fn print_outcome(o: &deploy::Outcome) {
     if let Some(uri) = &o.image_uri {
         println!("  image {uri}");
     }
-    if let Some(u) = &o.url {
-        println!("  URL {u}");
+    // Whatever anyone on the internet may call is said so, on its own line.
+    match (&o.url, o.url_auth.as_deref()) {
+        (Some(u), Some("NONE")) => {
+            println!("  Public URL {u} (function URL, auth NONE: anyone may call it)")
+        }
+        (Some(u), Some(auth)) => println!("  URL {u} ({auth}: signed requests only)"),
+        (Some(u), None) => println!("  URL {u}"),
+        (None, _) => {}
     }
     for (trigger, url) in &o.triggers {
-        println!("  trigger {trigger}: {url}");
+        println!(
+            "  Public trigger {trigger}: {url} (HTTP API, routes without an authorizer: anyone may call them)"
+        );
     }
 }
