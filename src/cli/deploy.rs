@@ -298,7 +298,12 @@ mod tests {
             url: url_auth.map(|_| "https://x.lambda-url.us-east-1.on.aws".into()),
             url_auth: url_auth.map(str::to_string),
             triggers: api
-                .then(|| ("api".into(), "https://a1.execute-api.us-east-1.amazonaws.com".into()))
+                .then(|| {
+                    (
+                        "api".into(),
+                        "https://a1.execute-api.us-east-1.amazonaws.com".into(),
+                    )
+                })
                 .into_iter()
                 .collect(),
             changed: true,
@@ -309,7 +314,9 @@ mod tests {
     fn deploy_output_names_every_public_endpoint() {
         let signed = outcome_lines(&outcome(Some("AWS_IAM"), false)).join("\n");
         assert!(
-            signed.contains("  URL https://x.lambda-url.us-east-1.on.aws (AWS_IAM: signed requests only)"),
+            signed.contains(
+                "  URL https://x.lambda-url.us-east-1.on.aws (AWS_IAM: signed requests only)"
+            ),
             "{signed}"
         );
         assert!(!signed.contains("Public"), "{signed}");

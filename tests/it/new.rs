@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::mpsc::Receiver;
 
 use predicates::prelude::*;
 
@@ -175,9 +176,76 @@ fn invoke_ok(dir: &Path, function: &str, port: u16, args: &[&str]) -> serde_json
 /// watch output must show no failed invocation (a schedule also fires on
 /// its own at start).
 fn serves_its_own_trigger(generated: &Generated, trigger: Option<&str>, examples: &[&[&str]]) {
+    serves_its_own_trigger_and(generated, trigger, examples, |_, _| {});
+}
+
+/// The next line of the watch output containing `needle` (60 s at most);
+/// every line read goes to `seen`.
+fn watch_line(rx: &Receiver<String>, seen: &mut Vec<String>, needle: &str) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no watch line with {needle:?}:\n{}", seen.join("\n")));
+        seen.push(line.clone());
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+/// `cargo fn watch` in `dir` on a free port, as a user starts it; returns
+/// once it serves, with its output lines so far (and the rest to come).
+fn start_watch(dir: &Path) -> (std::process::Child, Receiver<String>, u16, Vec<String>) {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("cargo-fn"))
+        .current_dir(dir)
+        .env("PATH", crate::support::path_with_tools())
+        .env_remove("CARGO_TARGET_DIR")
+        .arg("--target-dir")
+        .arg(shared_target_dir())
+        .args(["watch", "--port", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn cargo-fn watch");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(900)) {
+        let ready = line.contains("Watching");
+        seen.push(line);
+        if ready {
+            return (child, rx, port, seen);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("watch never served:\n{}", seen.join("\n"));
+}
+
+/// [`serves_its_own_trigger`], then `more(port, watch)` while watch still
+/// serves (`watch`: its output lines, for [`watch_line`]).
+fn serves_its_own_trigger_and(
+    generated: &Generated,
+    trigger: Option<&str>,
+    examples: &[&[&str]],
+    more: impl FnOnce(u16, &mut dyn FnMut(&str) -> String),
+) {
     let name = generated.manifest["package"]["name"].as_str().unwrap();
-    let (watch, rx, port) = crate::ship::start_watch(&generated.dir, &[]);
-    let mut seen: Vec<String> = Vec::new();
+    let (watch, rx, port, mut seen) = start_watch(&generated.dir);
     if let Some(trigger) = trigger {
         let answer = invoke_ok(&generated.dir, name, port, &["--trigger", trigger]);
         if let Some(id) = answer["messageId"].as_str() {
@@ -200,8 +268,28 @@ fn serves_its_own_trigger(generated: &Generated, trigger: Option<&str>, examples
     for args in examples {
         invoke_ok(&generated.dir, name, port, args);
     }
+    more(port, &mut |needle: &str| watch_line(&rx, &mut seen, needle));
     seen.extend(rx.try_iter());
     crate::ship::stop(watch, rx);
+    // The local SQS and Kinesis endpoints are printed when a trigger reads them.
+    let kinds: Vec<&str> = generated.manifest["package"]["metadata"]["fn"]
+        .get("triggers")
+        .and_then(|t| t.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["type"].as_str())
+        .collect();
+    for (kind, line) in [
+        ("sqs", "AWS_ENDPOINT_URL_SQS="),
+        ("kinesis", "AWS_ENDPOINT_URL_KINESIS="),
+    ] {
+        assert_eq!(
+            seen.iter().any(|l| l.contains(line)),
+            kinds.contains(&kind),
+            "{kind} endpoint with triggers {kinds:?}:\n{}",
+            seen.join("\n")
+        );
+    }
     let failed: Vec<&String> = seen
         .iter()
         .filter(|l| l.contains("function error") || l.contains("failed") || l.contains("retry"))
@@ -210,18 +298,48 @@ fn serves_its_own_trigger(generated: &Generated, trigger: Option<&str>, examples
 }
 
 #[test]
-fn basic_template_builds_and_passes_its_tests() {
+fn basic_template_builds_serves_its_event_and_takes_a_second_binary() {
     let generated = generate_build_and_test("fn-basic", &[], &["events/example.json"]);
     let meta = &generated.manifest["package"]["metadata"]["fn"];
     assert_eq!(meta["log-format"].as_str(), Some("JSON"));
-    // No trigger: it is invoked with the event it defines.
-    serves_its_own_trigger(&generated, None, &[&["--data-file", "events/example.json"]]);
+    // No trigger: it is invoked with the event it defines. A binary added
+    // while watch runs (saved the way editors save: a temp file renamed
+    // over the real name) is announced with its URL, and the `Changed` line
+    // names the file, not the temp file.
+    let dir = generated.dir.clone();
+    serves_its_own_trigger_and(
+        &generated,
+        None,
+        &[&["--data-file", "events/example.json"]],
+        |port, watch| {
+            std::fs::create_dir_all(dir.join("src/bin")).unwrap();
+            let tmp = dir.join("src/bin/.worker.rs.tmp.4242");
+            std::fs::copy(dir.join("src/main.rs"), &tmp).unwrap();
+            std::fs::rename(&tmp, dir.join("src/bin/worker.rs")).unwrap();
+            let changed = watch("Changed");
+            assert!(
+                changed.trim_end().ends_with("src/bin/worker.rs"),
+                "{changed}"
+            );
+            let serving = watch("Serving worker");
+            assert!(
+                serving.ends_with(&format!(
+                    "worker at http://127.0.0.1:{port}/2015-03-31/functions/worker/invocations"
+                )),
+                "{serving}"
+            );
+            invoke_ok(
+                &dir,
+                "worker",
+                port,
+                &["--data-file", "events/example.json"],
+            );
+        },
+    );
 
     // A second binary is a second function: the template names none at
     // package level (a `name` there would apply to both and clash).
     assert!(meta.get("name").is_none(), "{meta:?}");
-    std::fs::create_dir_all(generated.dir.join("src/bin")).unwrap();
-    std::fs::write(generated.dir.join("src/bin/worker.rs"), "fn main() {}\n").unwrap();
     let out = cargo_fn()
         .args(["config", "--output", "json", "--manifest-path"])
         .arg(generated.dir.join("Cargo.toml"))
@@ -241,7 +359,7 @@ fn basic_template_builds_and_passes_its_tests() {
 }
 
 #[test]
-fn http_template_builds_and_passes_its_tests() {
+fn http_template_builds_passes_its_tests_and_serves_its_own_trigger() {
     let generated = generate_build_and_test("fn-http", &["--http"], &["events/function-url.json"]);
     let manifest = &generated.manifest;
     let meta = &manifest["package"]["metadata"]["fn"];
@@ -254,7 +372,9 @@ fn http_template_builds_and_passes_its_tests() {
     let text = std::fs::read_to_string(generated.dir.join("Cargo.toml")).unwrap();
     assert!(text.contains("# type = \"http-api\""), "{text}");
     // Its trigger is the function URL; the HTTP API's events work too.
-    serves_its_own_trigger(
+    // Then the guide's other local examples, as getting-started and
+    // local-emulation show them (the guide's `hello` is this template).
+    serves_its_own_trigger_and(
         &generated,
         None,
         &[
@@ -262,11 +382,50 @@ fn http_template_builds_and_passes_its_tests() {
             &["--data-file", "events/function-url.json"],
             &["--example", "apigw-http"],
         ],
+        |port, _| {
+            let out = Command::new("curl")
+                .args(["-s", &format!("http://127.0.0.1:{port}/fn-http?name=you")])
+                .output()
+                .expect("curl");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                r#"{"message":"Hello, you!"}"#
+            );
+            let out = Command::new("aws")
+                .current_dir(&generated.dir)
+                .env("PATH", crate::support::path_with_tools())
+                .env("AWS_ACCESS_KEY_ID", "AKIDGUIDE")
+                .env("AWS_SECRET_ACCESS_KEY", "guide-secret")
+                .env("AWS_DEFAULT_REGION", "us-east-1")
+                .env("AWS_CONFIG_FILE", "/nonexistent")
+                .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+                .args(["lambda", "invoke", "--endpoint-url"])
+                .arg(format!("http://127.0.0.1:{port}"))
+                .args([
+                    "--function-name",
+                    "fn-http",
+                    "--cli-binary-format",
+                    "raw-in-base64-out",
+                ])
+                .args(["--payload", "file://events/function-url.json", "out.json"])
+                .output()
+                .expect("aws CLI (from `cargo xtask setup`)");
+            assert!(
+                out.status.success(),
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!String::from_utf8_lossy(&out.stdout).contains("FunctionError"));
+            let answer = std::fs::read_to_string(generated.dir.join("out.json")).unwrap();
+            assert!(answer.contains(r#""statusCode":200"#), "{answer}");
+            assert!(answer.contains("Hello, world!"), "{answer}");
+        },
     );
 }
 
 #[test]
-fn sqs_template_builds_and_passes_its_tests() {
+fn sqs_template_builds_passes_its_tests_and_serves_its_own_trigger() {
     let generated = generate_build_and_test("fn-sqs", &["--event", "sqs"], &["events/sqs.json"]);
     serves_its_own_trigger(
         &generated,
@@ -276,7 +435,7 @@ fn sqs_template_builds_and_passes_its_tests() {
 }
 
 #[test]
-fn s3_template_builds_and_passes_its_tests() {
+fn s3_template_builds_passes_its_tests_and_serves_its_own_trigger() {
     let generated = generate_build_and_test("fn-s3", &["--event", "s3"], &["events/s3.json"]);
     serves_its_own_trigger(
         &generated,
@@ -286,7 +445,7 @@ fn s3_template_builds_and_passes_its_tests() {
 }
 
 #[test]
-fn scheduled_template_builds_and_passes_its_tests() {
+fn scheduled_template_builds_passes_its_tests_and_serves_its_own_trigger() {
     let generated = generate_build_and_test(
         "fn-scheduled",
         &["--event", "scheduled"],
@@ -303,7 +462,7 @@ fn scheduled_template_builds_and_passes_its_tests() {
 }
 
 #[test]
-fn kinesis_stream_template_builds_and_passes_its_tests() {
+fn kinesis_stream_template_builds_passes_its_tests_and_serves_its_own_trigger() {
     let generated = generate_build_and_test(
         "fn-kinesis",
         &["--event", "kinesis"],
@@ -320,7 +479,7 @@ fn kinesis_stream_template_builds_and_passes_its_tests() {
 }
 
 #[test]
-fn dynamodb_stream_template_builds_and_passes_its_tests() {
+fn dynamodb_stream_template_builds_passes_its_tests_and_serves_its_own_trigger() {
     let generated = generate_build_and_test(
         "fn-dynamodb",
         &["--template", "stream", "--var", "source=dynamodb"],
