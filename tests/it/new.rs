@@ -246,6 +246,18 @@ fn serves_its_own_trigger_and(
 ) {
     let name = generated.manifest["package"]["name"].as_str().unwrap();
     let (watch, rx, port, mut seen) = start_watch(&generated.dir);
+    let kinds: Vec<&str> = generated.manifest["package"]["metadata"]["fn"]
+        .get("triggers")
+        .and_then(|t| t.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["type"].as_str())
+        .collect();
+    if kinds.contains(&"schedule") {
+        // A rate() schedule fires when watch starts; with the template's
+        // reserved concurrency of 1 a second run meanwhile is throttled.
+        watch_line(&rx, &mut seen, "REPORT RequestId");
+    }
     if let Some(trigger) = trigger {
         let answer = invoke_ok(&generated.dir, name, port, &["--trigger", trigger]);
         if let Some(id) = answer["messageId"].as_str() {
@@ -272,13 +284,6 @@ fn serves_its_own_trigger_and(
     seen.extend(rx.try_iter());
     crate::ship::stop(watch, rx);
     // The local SQS and Kinesis endpoints are printed when a trigger reads them.
-    let kinds: Vec<&str> = generated.manifest["package"]["metadata"]["fn"]
-        .get("triggers")
-        .and_then(|t| t.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["type"].as_str())
-        .collect();
     for (kind, line) in [
         ("sqs", "AWS_ENDPOINT_URL_SQS="),
         ("kinesis", "AWS_ENDPOINT_URL_KINESIS="),
