@@ -317,7 +317,9 @@ fn basic_template_builds_serves_its_event_and_takes_a_second_binary() {
         None,
         &[&["--data-file", "events/example.json"]],
         |port, watch| {
+            // The new directory is a change of its own: let it settle first.
             std::fs::create_dir_all(dir.join("src/bin")).unwrap();
+            watch("Reloaded");
             let tmp = dir.join("src/bin/.worker.rs.tmp.4242");
             std::fs::copy(dir.join("src/main.rs"), &tmp).unwrap();
             std::fs::rename(&tmp, dir.join("src/bin/worker.rs")).unwrap();
@@ -396,6 +398,20 @@ fn http_template_builds_passes_its_tests_and_serves_its_own_trigger() {
                 String::from_utf8_lossy(&out.stdout),
                 r#"{"message":"Hello, you!"}"#
             );
+            // The guide's command is for AWS CLI v2, which reads `--payload`
+            // as base64 unless told otherwise; v1 has no such option.
+            let version = Command::new("aws")
+                .env("PATH", crate::support::path_with_tools())
+                .arg("--version")
+                .output()
+                .expect("aws CLI (from `cargo xtask setup`)");
+            let v1 = String::from_utf8_lossy(&version.stdout).starts_with("aws-cli/1.")
+                || String::from_utf8_lossy(&version.stderr).starts_with("aws-cli/1.");
+            let binary_format: &[&str] = if v1 {
+                &[]
+            } else {
+                &["--cli-binary-format", "raw-in-base64-out"]
+            };
             let out = Command::new("aws")
                 .current_dir(&generated.dir)
                 .env("PATH", crate::support::path_with_tools())
@@ -406,12 +422,8 @@ fn http_template_builds_passes_its_tests_and_serves_its_own_trigger() {
                 .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
                 .args(["lambda", "invoke", "--endpoint-url"])
                 .arg(format!("http://127.0.0.1:{port}"))
-                .args([
-                    "--function-name",
-                    "fn-http",
-                    "--cli-binary-format",
-                    "raw-in-base64-out",
-                ])
+                .args(["--function-name", "fn-http"])
+                .args(binary_format)
                 .args(["--payload", "file://events/function-url.json", "out.json"])
                 .output()
                 .expect("aws CLI (from `cargo xtask setup`)");
@@ -432,10 +444,39 @@ fn http_template_builds_passes_its_tests_and_serves_its_own_trigger() {
 #[test]
 fn sqs_template_builds_passes_its_tests_and_serves_its_own_trigger() {
     let generated = generate_build_and_test("fn-sqs", &["--event", "sqs"], &["events/sqs.json"]);
-    serves_its_own_trigger(
+    // Then local-triggers' producer example: the AWS CLI sends to the queue.
+    serves_its_own_trigger_and(
         &generated,
         Some("queue"),
         &[&["--example", "sqs"], &["--data-file", "events/sqs.json"]],
+        |port, watch| {
+            let endpoint = format!("http://127.0.0.1:{port}");
+            let out = Command::new("aws")
+                .env("PATH", crate::support::path_with_tools())
+                .env("AWS_ACCESS_KEY_ID", "AKIDGUIDE")
+                .env("AWS_SECRET_ACCESS_KEY", "guide-secret")
+                .env("AWS_DEFAULT_REGION", "us-east-1")
+                .env("AWS_CONFIG_FILE", "/nonexistent")
+                .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+                .args([
+                    "sqs",
+                    "send-message",
+                    "--endpoint-url",
+                    &endpoint,
+                    "--queue-url",
+                ])
+                .arg(format!("{endpoint}/012345678912/fn-sqs-queue"))
+                .args(["--message-body", r#"{"id": 1}"#])
+                .output()
+                .expect("aws CLI (from `cargo xtask setup`)");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let line = watch("batch of 1 -> fn-sqs:");
+            assert!(line.ends_with(": ok"), "{line}");
+        },
     );
 }
 
