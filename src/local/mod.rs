@@ -178,6 +178,14 @@ pub trait JsonService: Send + Sync + 'static {
     }
 }
 
+/// Whether any configured trigger is of a kind `is` accepts.
+fn uses(triggers: &[(String, Vec<Trigger>)], is: impl Fn(&TriggerKind) -> bool) -> bool {
+    triggers
+        .iter()
+        .flat_map(|(_, list)| list)
+        .any(|t| is(&t.kind))
+}
+
 /// One configured trigger running locally: its live status and "fire now".
 pub trait Source: Send + Sync + 'static {
     /// The Lambda function name.
@@ -299,7 +307,10 @@ impl LocalTriggers {
                 let sqs = sqs::SqsService::new(&cx.endpoint, &Scope::of(&cx.invoker));
                 *self.inner.sqs.write().expect("sqs") = Some(sqs.clone());
                 self.register_service(sqs.clone());
-                ui.status("SQS", format!("AWS_ENDPOINT_URL_SQS={}", cx.endpoint));
+                // The endpoints answer either way; printed when a trigger reads them.
+                if uses(triggers, |k| matches!(k, TriggerKind::Sqs(_))) {
+                    ui.status("SQS", format!("AWS_ENDPOINT_URL_SQS={}", cx.endpoint));
+                }
                 sqs
             }
         };
@@ -309,10 +320,12 @@ impl LocalTriggers {
                 let kinesis = kinesis::KinesisService::new(Scope::of(&cx.invoker));
                 *self.inner.kinesis.write().expect("kinesis") = Some(kinesis.clone());
                 self.register_service(Arc::new(kinesis.clone()));
-                ui.status(
-                    "Kinesis",
-                    format!("AWS_ENDPOINT_URL_KINESIS={}", cx.endpoint),
-                );
+                if uses(triggers, |k| matches!(k, TriggerKind::Kinesis(_))) {
+                    ui.status(
+                        "Kinesis",
+                        format!("AWS_ENDPOINT_URL_KINESIS={}", cx.endpoint),
+                    );
+                }
                 kinesis
             }
         };
