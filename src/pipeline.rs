@@ -387,6 +387,12 @@ pub async fn deploy(
             .map_err(|e| UsageError(format!("--alias `{alias}`: {e}")))?;
         aliases.push(alias);
     }
+    // Region, credentials and who they belong to before the build: a
+    // missing one is one line now, not an SDK error after a release build.
+    let api = crate::aws::sdk::connect(&req.connect).await?;
+    crate::aws::TriggerApi::caller(&api)
+        .await
+        .map_err(|e| crate::aws::with_api_hint(e.into()))?;
     // Package first (the build is a no-op when nothing changed), so what
     // ships is never missing or stale. A dry run packages too: that changes
     // nothing in AWS and lets the plan compare the real CodeSha256.
@@ -408,7 +414,6 @@ pub async fn deploy(
     }
 
     let description = git_description(&project.workspace_root);
-    let api = crate::aws::sdk::connect(&req.connect).await?;
     let mut done = Vec::new();
     for ((f, alias), pkg) in functions.iter().zip(aliases).zip(packages) {
         let opts = DeployOptions {
