@@ -413,11 +413,9 @@ fn cargo_lambda_deploy(file: &Path, prefix: &str, deploy: &Map<String, Value>) -
                     .iter()
                     .find(|(k, _)| *k == other)
                     .map(|(_, i)| i.to_string())
-                    .unwrap_or_else(|| {
-                        "it is not a cargo-lambda deploy key; remove it".to_string()
-                    });
+                    .unwrap_or_else(|| "it is not a cargo-lambda deploy key".to_string());
                 bail!(
-                    "{}: `{path}` (cargo-lambda) has no cargo-fn equivalent and would be ignored: {instead}, then remove the key",
+                    "{}: `{path}` (cargo-lambda) has no cargo-fn equivalent and would be ignored: {instead}; remove the key",
                     file.display()
                 );
             }
