@@ -33,13 +33,26 @@ impl Times {
     }
 }
 
+/// The emulator's CFS period: a run longer than this at a fraction of a
+/// vCPU is held to its quota, a shorter one may fit in one period's budget.
+const CFS_PERIOD_MS: f64 = 100.0;
+
 /// The duration Lambda would have measured: `wall_ms` less the wait for a
-/// CPU beyond the quota's own throttling, never below the CPU time spread
-/// over every vCPU the size has, never above what was measured.
+/// CPU beyond the quota's own throttling, never above what was measured,
+/// and never below what the quota alone imposes: the CPU time over the
+/// size's vCPUs (below one vCPU only for runs longer than a CFS period,
+/// since a load that kept the function off the CPU also kept it from
+/// using up its quota and being throttled).
 pub fn without_load(wall_ms: f64, d: Times, vcpus: f64) -> f64 {
     let ms = |ns: u64| ns as f64 / 1e6;
     let contention = (ms(d.wait_ns) - ms(d.throttled_ns)).max(0.0);
-    let floor = ms(d.cpu_ns) / vcpus.max(1.0);
+    let cpu = ms(d.cpu_ns);
+    let held = cpu / vcpus;
+    let floor = if vcpus >= 1.0 || held >= CFS_PERIOD_MS {
+        held
+    } else {
+        cpu
+    };
     (wall_ms - contention).max(floor).min(wall_ms)
 }
 
@@ -188,6 +201,14 @@ mod tests {
         // Never below the CPU time over every vCPU, never above the wall.
         assert!((without_load(100.0, times(90.0, 500.0, 0.0), 1.0) - 90.0).abs() < 1e-9);
         assert_eq!(without_load(100.0, times(1.0, 0.0, 50.0), 1.0), 100.0);
+        // 512 MB kept off the CPU so long it was never throttled: its
+        // quota alone would have made 50 ms of CPU last 50 / 0.29 ms.
+        let vcpus = 512.0 / 1769.0;
+        let starved = without_load(400.0, times(50.0, 350.0, 0.0), vcpus);
+        assert!((starved - 50.0 / vcpus).abs() < 1e-9, "{starved}");
+        // A short run fits in one period's budget: only its CPU time is sure.
+        let short = without_load(40.0, times(5.0, 35.0, 0.0), vcpus);
+        assert!((short - 5.0).abs() < 1e-9, "{short}");
     }
 
     #[test]

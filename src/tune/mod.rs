@@ -461,6 +461,15 @@ impl Size {
     }
 }
 
+/// The sizes (indexes) of round `round` in the order they run.
+fn turn_order(round: usize, sizes: usize) -> Vec<usize> {
+    if round.is_multiple_of(2) {
+        (0..sizes).collect()
+    } else {
+        (0..sizes).rev().collect()
+    }
+}
+
 /// Measures every size in turns: round `r` runs one turn of each size,
 /// in ascending order on even rounds and descending on odd ones, so no
 /// size always runs right after the same neighbour. A turn is one
@@ -476,12 +485,7 @@ async fn in_turns(sizes: &[Size], opts: &TuneOptions, load: &mut Load) -> Result
     }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::with_capacity(n); sizes.len()];
     for round in 0..n / per_turn {
-        let order: Vec<usize> = if round % 2 == 0 {
-            (0..sizes.len()).collect()
-        } else {
-            (0..sizes.len()).rev().collect()
-        };
-        for k in order {
+        for k in turn_order(round, sizes.len()) {
             let size = &sizes[k];
             let first = round * per_turn;
             if opts.cold_starts {

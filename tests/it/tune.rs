@@ -558,28 +558,11 @@ fn apply_in_a_package_with_several_binaries_writes_the_tuned_binary_table() {
     std::fs::create_dir_all(dir.path().join("src")).unwrap();
     std::fs::write(dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
     std::fs::write(&manifest, text).unwrap();
-    // The deployed function, made straight in moto (its code is not run).
-    use base64::Engine;
-    let zip = std::fs::read(crate::deploy::zip(dir.path(), "f.zip", "one")).unwrap();
-    let create = json!({
-        "FunctionName": "tunemulti",
-        "Runtime": "provided.al2023",
-        "Role": "arn:aws:iam::123456789012:role/r",
-        "Handler": "bootstrap",
-        "MemorySize": 256,
-        "Code": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(zip)},
-    });
-    let (status, body) = aws.request(
-        "lambda",
-        "POST",
-        "/2015-03-31/functions",
-        create.to_string().as_bytes(),
-    );
-    assert!(
-        (200..300).contains(&status),
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
+    // The deployed function (its code is never run: the front answers).
+    let zip = crate::deploy::zip(dir.path(), "f.zip", "one");
+    ok(deploy(&aws, dir.path(), &zip, &["tunemulti"]));
+    let config = aws.get_json("/2015-03-31/functions/tunemulti/configuration");
+    assert_eq!(config["MemorySize"], 256);
 
     let front = LambdaFront::start(&aws, LogFormat::Json);
     let out = crate::support::cargo_fn()
@@ -672,5 +655,88 @@ fn local_tune_of_the_template_reports_and_applies_only_the_memory_line() {
         page.contains("<svg") && !page.contains("<script"),
         "{}",
         html.display()
+    );
+}
+
+#[test]
+fn local_tune_under_load_measures_in_turns_and_says_how_much_load_it_took_out() {
+    use crate::support::{cargo_fn, path_with_tools, shared_target_dir};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/functions");
+    let tune = |memory: &str| {
+        cargo_fn()
+            .current_dir(&fixtures)
+            .env("PATH", path_with_tools())
+            .arg("--target-dir")
+            .arg(shared_target_dir())
+            .args(["tune", "cpu", "--memory", memory])
+            .args(["--invocations", "3", "--data", r#"{"rounds":40}"#])
+            .args(["--output", "json"])
+            .output()
+            .unwrap()
+    };
+    // The release build first, without the extra load.
+    let warm = tune("1769");
+    assert!(
+        warm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&warm.stderr)
+    );
+    // Other programs keeping the machine's cores busy for the whole run.
+    let stop = Arc::new(AtomicBool::new(false));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let hogs: Vec<_> = (0..cores)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x: u64 = 1;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..100_000 {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    let out = tune("512,1024,1769,3008");
+    stop.store(true, Ordering::Relaxed);
+    for h in hogs {
+        h.join().unwrap();
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let label = v["report"]["label"].as_str().unwrap();
+    assert!(
+        label.contains("Corrected for this machine's load") || label.contains("UNRELIABLE"),
+        "a busy machine is named in the label: {label}"
+    );
+    let mean = |memory: u64| {
+        v["report"]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["memory_mb"] == memory)
+            .unwrap()["trimmed_mean_ms"]
+            .as_f64()
+            .unwrap()
+    };
+    let (m512, m1024, m1769, m3008) = (mean(512), mean(1024), mean(1769), mean(3008));
+    eprintln!(
+        "under load: 512 {m512:.1} ms, 1024 {m1024:.1}, 1769 {m1769:.1}, 3008 {m3008:.1}; {label}"
+    );
+    // Lambda's proportions: 512 MB twice as slow as 1,024 MB, which is 1.7x
+    // as slow as 1,769 MB; a single thread gains nothing beyond one vCPU.
+    assert!(m512 / m1024 > 1.4, "512 MB {m512} ms vs 1024 MB {m1024} ms");
+    assert!(
+        m1024 / m1769 > 1.2,
+        "1024 MB {m1024} ms vs 1769 MB {m1769} ms"
+    );
+    assert!(
+        (0.6..1.6).contains(&(m3008 / m1769)),
+        "1769 MB {m1769} ms vs 3008 MB {m3008} ms"
     );
 }
