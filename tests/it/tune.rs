@@ -33,31 +33,48 @@ pub fn report_field(log: &str, field: &str) -> Option<f64> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
-/// Median warm duration (from REPORT) of the CPU-bound fixture at `memory`.
-async fn cpu_duration(memory: u32) -> f64 {
-    let mut s = spec(&format!("cpu{memory}"), "cpu");
-    s.memory_mb = memory;
-    s.timeout = Duration::from_secs(60);
-    let (emu, client, _logs) = limited(vec![s]).await;
-    let name = format!("cpu{memory}");
-    // The cold start is not what we compare.
-    invoke(&client, &name, json!({"rounds": 1})).await;
-    let mut durations = Vec::new();
+/// Median warm durations (from REPORT) of the CPU-bound fixture at each
+/// of `memories`, measured in turns (one call of each size per round), so
+/// a burst of load on a shared machine falls on every size alike.
+async fn cpu_durations(memories: &[u32]) -> Vec<f64> {
+    let specs = memories
+        .iter()
+        .map(|m| {
+            let mut s = spec(&format!("cpu{m}"), "cpu");
+            s.memory_mb = *m;
+            s.timeout = Duration::from_secs(60);
+            s
+        })
+        .collect();
+    let (emu, client, _logs) = limited(specs).await;
+    // The cold starts are not what we compare.
+    for m in memories {
+        invoke(&client, &format!("cpu{m}"), json!({"rounds": 1})).await;
+    }
+    let mut durations = vec![Vec::new(); memories.len()];
     for _ in 0..3 {
-        let out = invoke(&client, &name, json!({"rounds": 20})).await;
-        assert_eq!(out.function_error, None, "{}", out.body);
-        durations.push(report_field(&out.log, "Duration").expect("REPORT duration"));
+        for (i, m) in memories.iter().enumerate() {
+            let out = invoke(&client, &format!("cpu{m}"), json!({"rounds": 20})).await;
+            assert_eq!(out.function_error, None, "{}", out.body);
+            durations[i].push(report_field(&out.log, "Duration").expect("REPORT duration"));
+        }
     }
     emu.shutdown().await;
-    eprintln!("cpu fixture at {memory} MB: {durations:?} ms");
-    durations.sort_by(f64::total_cmp);
-    durations[1]
+    memories
+        .iter()
+        .zip(durations)
+        .map(|(m, mut d)| {
+            eprintln!("cpu fixture at {m} MB: {d:?} ms");
+            d.sort_by(f64::total_cmp);
+            d[1]
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cpu_share_follows_memory_like_lambda() {
-    let small = cpu_duration(128).await;
-    let mid = cpu_duration(1024).await;
+    let d = cpu_durations(&[128, 1024, 1769, 3008]).await;
+    let (small, mid, full, big) = (d[0], d[1], d[2], d[3]);
     // 128 MB gets ~7% of a vCPU, 1,024 MB ~58%: about 8x on an idle
     // machine, whatever its speed. On a busy shared 2-core machine the
     // 1,024 MB run also waits for a core, which shrinks the ratio (measured
@@ -68,8 +85,6 @@ async fn cpu_share_follows_memory_like_lambda() {
         ratio > 2.5,
         "128 MB: {small} ms, 1024 MB: {mid} ms (ratio {ratio:.2})"
     );
-    let big = cpu_duration(3008).await;
-    let full = cpu_duration(1769).await;
     let flat = big / full;
     assert!(
         (0.6..1.4).contains(&flat),
