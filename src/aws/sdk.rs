@@ -721,7 +721,8 @@ impl LambdaApi for SdkAws {
             .lambda
             .publish_version()
             .function_name(name)
-            .code_sha256(code_sha256)
+            // An empty CodeSha256 would be a precondition no code meets.
+            .set_code_sha256((!code_sha256.is_empty()).then(|| code_sha256.to_string()))
             .set_revision_id(revision_id.map(str::to_string))
             .description(description)
             .send()
