@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::change::{Action, Aws, Ctx, FieldChange, Step, View};
+use super::step::{Action, Aws, Ctx, FieldChange, Step, View};
 use super::{EnvMode, Package};
 use crate::aws::{ApiError, Code, FunctionState, LambdaApi, Settings, VpcSettings};
 use crate::config::{FunctionConfig, LogFormat, REDACTED, Tracing};

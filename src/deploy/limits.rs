@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use super::change::{Action, Aws, Ctx, Step, View};
+use super::step::{Action, Aws, Ctx, Step, View};
 
 /// Reserved concurrency of the function (`None`: unreserved).
 #[derive(Debug, Clone, PartialEq)]

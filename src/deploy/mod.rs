@@ -58,17 +58,19 @@ pub mod plan;
 pub mod promote;
 pub mod role;
 pub mod rollout;
+pub mod step;
 pub mod tags;
 pub mod triggers;
 pub mod upload;
 pub mod url;
 
-pub use change::{Aws, Change, FieldChange, Step, View};
+pub use change::Change;
 pub use function::diff_settings;
 pub use layer::publish_layer;
 pub use plan::{Plan, plan};
 pub use promote::{promote, rollback};
 pub use role::{ROLE_POLICY_NAME, TRUST_POLICY, managed_role_name};
+pub use step::{Aws, FieldChange, Step, View};
 
 pub use crate::aws::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
 /// The alias deploy moves when neither `--alias` nor `alias` is set.
@@ -217,7 +219,7 @@ pub async fn execute<A: Aws>(
         },
         None => Code::Zip(pkg.bytes.clone()),
     };
-    let mut cx = change::Ctx {
+    let mut cx = step::Ctx {
         function: &plan.function,
         pkg,
         opts,

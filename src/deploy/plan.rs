@@ -16,13 +16,14 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::alias::{AliasMove, Target, alias_target};
-use super::change::{Aws, Change, FieldChange, View};
+use super::change::Change;
 use super::function::{
     CreateFunction, Publish, UpdateCode, UpdateConfiguration, code_text, desired_settings,
     diff_settings,
 };
 use super::limits::{ProvisionedConcurrency, ReservedConcurrency};
 use super::role::{self, CreateRole, POLICY_TAG, PolicySpec, PutRolePolicy, managed_role_name};
+use super::step::{Aws, FieldChange, View};
 use super::tags::{RECORD_PREFIX, Tags};
 use super::triggers;
 use super::upload::{CleanObjects, Upload};

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Result;
 use serde::Serialize;
 
-use super::change::{Action, Aws, Ctx, Step, View};
+use super::step::{Action, Aws, Ctx, Step, View};
 use super::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
 use crate::config::{FunctionConfig, Tracing};
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::change::{Action, Aws, Ctx, Step, View};
+use super::step::{Action, Aws, Ctx, Step, View};
 
 /// Prefix of the tags cargo-fn keeps for itself.
 pub const RECORD_PREFIX: &str = "cargo-fn:";

@@ -5,7 +5,7 @@
 use anyhow::Result;
 
 use super::S3Target;
-use super::change::{Action, Aws, Ctx, Step, View};
+use super::step::{Action, Aws, Ctx, Step, View};
 use crate::aws::{Code, ObjectStore};
 use crate::package::human_size;
 

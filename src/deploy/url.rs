@@ -22,7 +22,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::change::{Action, Aws, Ctx, Step, View};
+use super::step::{Action, Aws, Ctx, Step, View};
 use crate::aws::{UrlCors, UrlSettings, UrlState};
 use crate::config::{FunctionConfig, InvokeMode, UrlAuth};
 

@@ -34,7 +34,7 @@ use crate::config::{Cors, FunctionConfig, Trigger, TriggerKind};
 use crate::error::hinted;
 use crate::ui::Ui;
 
-use super::change::{Action, Aws, Change, Ctx, FieldChange, Step, View};
+use super::step::{Action, Aws, Ctx, FieldChange, Step, View};
 use super::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
 
 /// Tag on each event source mapping and HTTP API cargo-fn creates: the trigger name.
@@ -1666,15 +1666,15 @@ pub async fn plan_changes<A: Aws>(
 }
 
 impl TriggerPlan {
-    /// The changes as steps of the deploy plan.
-    pub fn into_changes(self) -> Vec<Change> {
+    /// The changes as steps of the deploy plan (as the plan's change type).
+    pub fn into_changes<C: From<Box<TriggerStep>>>(self) -> Vec<C> {
         let Some(target) = self.target else {
             return Vec::new();
         };
         self.changes
             .into_iter()
             .map(|change| {
-                Change::Trigger(Box::new(TriggerStep {
+                C::from(Box::new(TriggerStep {
                     target: target.clone(),
                     change,
                 }))
