@@ -465,7 +465,7 @@ fn own_role(cfg: &FunctionConfig) -> Option<String> {
 /// The function tag recording that cargo-fn made triggers for `alias`
 /// (written last, with the plan's other records).
 pub fn record_tag(alias: &str) -> String {
-    format!("{}triggers:{alias}", super::tags::RECORD_PREFIX)
+    super::tags::record_tag("triggers", alias)
 }
 
 /// Whether deploy looks at triggers at all: when the configuration sets
