@@ -28,9 +28,10 @@ pub async fn plan<A: Aws, C: From<ReservedConcurrency> + From<ProvisionedConcurr
         }));
     }
     if let Some(&n) = cfg.provisioned_concurrency.get(alias) {
-        let before = match alias_exists {
-            true => api.get_provisioned_concurrency(&cfg.name, alias).await?,
-            false => None,
+        let before = if alias_exists {
+            api.get_provisioned_concurrency(&cfg.name, alias).await?
+        } else {
+            None
         };
         if before != Some(n) {
             changes.push(C::from(ProvisionedConcurrency {

@@ -293,6 +293,7 @@ fn describe(c: &TriggerChange) -> String {
     }
 }
 
+/// The id of a trigger's permission statement (`s3`, `http`): ours by prefix.
 fn permission_sid(kind: &str, trigger: &str) -> String {
     format!("cargo-fn-{kind}-{trigger}")
 }
@@ -306,6 +307,7 @@ pub fn queue_arn(t: &Target, queue: &str) -> String {
     }
 }
 
+/// A policy document as IAM returns it equals ours (key order aside).
 fn same_json(a: &str, b: &serde_json::Value) -> bool {
     serde_json::from_str::<serde_json::Value>(a).is_ok_and(|a| &a == b)
 }
@@ -345,6 +347,7 @@ pub async fn plan<A: TriggerApi + IamApi>(
     Ok(plan)
 }
 
+/// Two statements grant the same principal from the same source.
 fn same_permission(a: &Permission, b: &Permission) -> bool {
     a.principal == b.principal
         && a.source_arn == b.source_arn

@@ -328,6 +328,7 @@ pub(super) async fn create<A: TriggerApi>(
     Ok(())
 }
 
+/// Updates a schedule (retried while its role's permission propagates).
 pub(super) async fn update<A: TriggerApi>(
     api: &A,
     trigger: &str,
