@@ -57,6 +57,8 @@ pub(super) struct Start {
     /// The version that already matches, when nothing needs publishing.
     pub existing_version: Option<String>,
     pub url: Option<String>,
+    /// The URL's `AuthType` the configuration asks for (`NONE`: public).
+    pub url_auth: Option<String>,
     /// Invoke URLs of HTTP API triggers that need no change.
     pub trigger_urls: BTreeMap<String, String>,
 }
@@ -212,6 +214,7 @@ pub async fn plan<A: Aws>(
     let mut changes: Vec<Change> = role.changes;
     let desired = function::desired(cfg, &role.arn, remote.as_ref(), pkg, opts.env_mode);
     let want_url = url::url_settings(cfg);
+    let url_auth = want_url.as_ref().map(|u| u.auth.clone());
     let tags = tags::desired(
         cfg,
         records(role.records, cfg, &opts.alias, want_url.as_ref()),
@@ -301,6 +304,7 @@ pub async fn plan<A: Aws>(
             remote_alias: alias,
             existing_version,
             url,
+            url_auth,
             trigger_urls,
         },
     })
