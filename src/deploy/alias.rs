@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::change::{Action, Aws, Ctx, Step, View};
+use super::DeployOptions;
+use super::step::{Action, Aws, Ctx, Step, View};
 use crate::aws::AliasState;
 
 pub fn percent(w: f64) -> String {
@@ -53,6 +54,37 @@ impl Target {
             Target::Existing(v) => v.clone(),
         }
     }
+}
+
+/// The alias move, if any: to the version that already matches, or to the
+/// one this run publishes. An alias already where it should be stays; a
+/// gradual rollout (`hold_alias`) moves an existing alias itself, step by
+/// step. No reads.
+pub fn plan(
+    function: &str,
+    opts: &DeployOptions,
+    alias: Option<&AliasState>,
+    existing_version: Option<&str>,
+) -> Option<AliasMove> {
+    let target = match existing_version {
+        Some(v) => Target::Existing(v.to_string()),
+        None => Target::New,
+    };
+    let moves = match (alias, &target) {
+        (Some(a), Target::Existing(v)) => {
+            let (pv, w) = alias_target(a, v, opts.canary);
+            pv != a.version || w != a.weights
+        }
+        _ => true,
+    };
+    let held = opts.hold_alias && alias.is_some();
+    (moves && !held).then(|| AliasMove {
+        function: function.to_string(),
+        alias: opts.alias.clone(),
+        before: alias.cloned(),
+        target,
+        canary: opts.canary,
+    })
 }
 
 /// Creates the alias, or moves it (RevisionId guard).

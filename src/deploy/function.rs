@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::change::{Action, Aws, Ctx, FieldChange, Step, View};
+use super::step::{Action, Aws, Ctx, FieldChange, Step, View};
 use super::{EnvMode, Package};
-use crate::aws::{ApiError, Code, FunctionState, LambdaApi, Settings, VpcSettings};
+use crate::aws::{AliasState, ApiError, Code, FunctionState, LambdaApi, Settings, VpcSettings};
 use crate::config::{FunctionConfig, LogFormat, REDACTED, Tracing};
 use crate::error::hinted;
 use crate::package::human_size;
@@ -154,6 +154,136 @@ pub fn code_text(pkg: &Package, runtime: &str) -> String {
     match &pkg.image {
         Some(img) => super::image::code_text(img),
         None => format!("{} zip, {runtime}", human_size(pkg.bytes.len() as u64)),
+    }
+}
+
+/// The settings to give Lambda: the configured ones with the role the
+/// role concern decided, merged with the remote environment in merge mode,
+/// adjusted for an image.
+pub fn desired(
+    cfg: &FunctionConfig,
+    role_arn: &str,
+    remote: Option<&FunctionState>,
+    pkg: &Package,
+    mode: EnvMode,
+) -> Settings {
+    let mut desired = desired_settings(cfg, role_arn, remote.map(|r| &r.settings.env), mode);
+    if pkg.image.is_some() {
+        super::image::adjust_settings(&mut desired);
+    }
+    desired
+}
+
+/// The function's own changes: created with its tags, or its code and
+/// configuration updated.
+pub struct FunctionPlan<C> {
+    pub changes: Vec<C>,
+    /// The code must first reach where Lambda reads it (an image push or an
+    /// S3 upload, planned before these changes).
+    pub needs_code: bool,
+    /// `$LATEST` changes, so a version must be published.
+    pub changed: bool,
+}
+
+/// Compares the function Lambda has (if any) with the desired settings and
+/// code. A function whose last update failed gets our code again:
+/// re-running after a failure must converge. No reads.
+pub fn plan<C: From<CreateFunction> + From<UpdateCode> + From<UpdateConfiguration>>(
+    name: &str,
+    remote: Option<&FunctionState>,
+    pkg: &Package,
+    desired: &Settings,
+    tags: &BTreeMap<String, String>,
+) -> FunctionPlan<C> {
+    let code = code_text(pkg, &desired.runtime);
+    let Some(remote) = remote else {
+        return FunctionPlan {
+            changes: vec![C::from(CreateFunction {
+                name: name.to_string(),
+                settings: desired.clone(),
+                tags: tags.clone(),
+                code,
+                code_sha256: pkg.sha256.clone(),
+            })],
+            needs_code: true,
+            changed: true,
+        };
+    };
+    let failed = remote.last_update_status.as_deref() == Some("Failed")
+        || remote.state.as_deref() == Some("Failed");
+    let remote_code = match &pkg.image {
+        Some(_) => super::image::remote_digest(remote).unwrap_or_default(),
+        None => remote.code_sha256.clone(),
+    };
+    let ours = match &pkg.image {
+        Some(img) => img.digest.clone(),
+        None => pkg.sha256.clone(),
+    };
+    let code_changed =
+        failed || remote_code != ours || remote.settings.architecture != desired.architecture;
+    let fields = diff_settings(&remote.settings, desired);
+    let config_changed = !fields.is_empty();
+    let mut changes = Vec::new();
+    if code_changed {
+        changes.push(C::from(UpdateCode {
+            name: name.to_string(),
+            before: remote_code,
+            after: ours,
+            code,
+            architecture: (
+                remote.settings.architecture.clone(),
+                desired.architecture.clone(),
+            ),
+        }));
+    }
+    if config_changed {
+        changes.push(C::from(UpdateConfiguration {
+            name: name.to_string(),
+            fields,
+        }));
+    }
+    FunctionPlan {
+        changes,
+        needs_code: code_changed,
+        changed: code_changed || config_changed,
+    }
+}
+
+/// Whether this run publishes a version, or which one already matches:
+/// when `$LATEST` is unchanged, the version the alias serves (its canary
+/// first) may be it, and one read tells. Returns the publish and the
+/// matching version.
+pub async fn plan_publish<A: LambdaApi>(
+    api: &A,
+    name: &str,
+    remote: Option<&FunctionState>,
+    alias: Option<&AliasState>,
+    pkg: &Package,
+    changed: bool,
+) -> Result<(Option<Publish>, Option<String>)> {
+    let publish = |revision_guard| Publish {
+        name: name.to_string(),
+        code_sha256: pkg.sha256.clone(),
+        revision_guard,
+    };
+    let Some(remote) = remote else {
+        return Ok((Some(publish(false)), None));
+    };
+    if changed {
+        return Ok((Some(publish(true)), None));
+    }
+    let Some(a) = alias else {
+        return Ok((Some(publish(true)), None));
+    };
+    let candidate = a
+        .canary()
+        .map(|(v, _)| v.to_string())
+        .unwrap_or_else(|| a.version.clone());
+    match api.get_version(name, &candidate).await? {
+        Some(v) if v.code_sha256 == pkg.sha256 && v.settings == remote.settings => {
+            Ok((None, Some(v.version)))
+        }
+        _ => Ok((Some(publish(true)), None)),
     }
 }
 

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::Package;
-use super::change::{Action, Aws, Change, Ctx, Step, View};
+use super::step::{Action, Aws, Ctx, Step, View};
 use crate::aws::ecr::{EcrApi, PushTarget, keep_newest_policy, same_policy};
 use crate::aws::{Code, FunctionState, Settings};
 use crate::error::hinted;
@@ -171,8 +171,11 @@ pub fn remote_digest(remote: &FunctionState) -> Option<String> {
 }
 
 /// Reads the repository (and its lifecycle policy when one is configured)
-/// and returns the repository and push changes.
-pub async fn plan_push<A: EcrApi>(api: &A, image: &ImagePackage) -> Result<Vec<Change>> {
+/// and returns the repository and push changes (as the plan's change type).
+pub async fn plan_push<A: EcrApi, C: From<RepositoryChange> + From<ImagePush>>(
+    api: &A,
+    image: &ImagePackage,
+) -> Result<Vec<C>> {
     let repository = api.get_repository(&image.repository).await?;
     let want = image.keep.map(keep_newest_policy);
     let lifecycle = match (&want, &repository) {
@@ -185,13 +188,13 @@ pub async fn plan_push<A: EcrApi>(api: &A, image: &ImagePackage) -> Result<Vec<C
     };
     let mut changes = Vec::new();
     if repository.is_none() || lifecycle.is_some() {
-        changes.push(Change::Repository(RepositoryChange {
+        changes.push(C::from(RepositoryChange {
             image: image.clone(),
             exists: repository.is_some(),
             lifecycle,
         }));
     }
-    changes.push(Change::ImagePush(ImagePush {
+    changes.push(C::from(ImagePush {
         image: image.clone(),
         repository_uri: repository.map(|r| r.uri),
     }));

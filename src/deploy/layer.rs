@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::change::{Action, Aws, Change, Ctx, Step, View};
+use super::step::{Action, Aws, Ctx, Step, View};
 use crate::aws::{LambdaApi, LayerVersion};
 use crate::error::hinted;
 
@@ -20,11 +20,6 @@ pub struct PublishLayer {
 }
 
 impl PublishLayer {
-    /// The plan of a layer publish: this one change (no reads).
-    pub fn change(self) -> Change {
-        Change::LayerVersion(self)
-    }
-
     /// Reads the zip and publishes it; returns the version's ARN.
     pub async fn publish<A: LambdaApi>(&self, api: &A) -> Result<LayerVersion> {
         let bytes = std::fs::read(&self.zip).map_err(|e| {

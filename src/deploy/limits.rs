@@ -4,7 +4,46 @@
 
 use anyhow::Result;
 
-use super::change::{Action, Aws, Ctx, Step, View};
+use super::step::{Action, Aws, Ctx, Step, View};
+use crate::aws::FunctionState;
+use crate::config::FunctionConfig;
+
+/// The concurrency changes: reserved when it differs from what Lambda
+/// reports; provisioned on the alias when configured for it and different
+/// (read only when the alias exists).
+pub async fn plan<A: Aws, C: From<ReservedConcurrency> + From<ProvisionedConcurrency>>(
+    api: &A,
+    cfg: &FunctionConfig,
+    alias: &str,
+    remote: Option<&FunctionState>,
+    alias_exists: bool,
+) -> Result<Vec<C>> {
+    let mut changes = Vec::new();
+    let before = remote.and_then(|r| r.reserved_concurrency);
+    if before != cfg.reserved_concurrency {
+        changes.push(C::from(ReservedConcurrency {
+            function: cfg.name.clone(),
+            before,
+            after: cfg.reserved_concurrency,
+        }));
+    }
+    if let Some(&n) = cfg.provisioned_concurrency.get(alias) {
+        let before = if alias_exists {
+            api.get_provisioned_concurrency(&cfg.name, alias).await?
+        } else {
+            None
+        };
+        if before != Some(n) {
+            changes.push(C::from(ProvisionedConcurrency {
+                function: cfg.name.clone(),
+                alias: alias.to_string(),
+                before,
+                after: n,
+            }));
+        }
+    }
+    Ok(changes)
+}
 
 /// Reserved concurrency of the function (`None`: unreserved).
 #[derive(Debug, Clone, PartialEq)]

@@ -8,9 +8,9 @@
 //! resources ([`change::Change`]: role, role policy, repository, image push,
 //! S3 upload, function create/code/configuration, publish, alias, reserved
 //! and provisioned concurrency, URL, permission statements, tags, object
-//! cleanup, layer version), each with its before and after. `--dry-run`
-//! renders that list; [`execute`] walks it, one executor per kind. See
-//! `change.rs` for how to add a kind.
+//! cleanup, layer version, triggers), each with its before and after.
+//! `--dry-run` renders that list; [`execute`] walks it, one executor per
+//! kind. See `change.rs` for how to add a kind.
 //!
 //! Invariants, each proven by a test in `tests.rs`:
 //! 1. An alias only ever moves to a version this run published and saw
@@ -29,10 +29,16 @@
 //!    exactly the configured secrets; a public URL gets exactly the two
 //!    statements it needs, and loses them when it stops being public.
 //!
-//! Module map: `plan` (reads, decides, orders), `change` (the vocabulary
-//! and dispatch), one module per concern with its changes' executors
-//! (`role`, `function`, `alias`, `limits`, `url`, `tags`, `upload`,
-//! `image`, `layer`, `triggers`), `promote` (promote and rollback).
+//! Module map: `step` (the vocabulary every kind is made of: [`Step`],
+//! [`View`], `Ctx`, `Action`, [`FieldChange`]), one module per concern with
+//! its kinds, their executors and its own planning (`role`, `function`,
+//! `alias`, `limits`, `url`, `tags`, `upload`, `image`, `layer`, and
+//! `triggers/`, one file per trigger kind), `change` (the list of kinds and
+//! the dispatch), `plan` (reads once, asks each concern, orders the
+//! answers), `promote` (promote and rollback), `rollout` (gradual
+//! rollouts). Imports run one way: `plan` uses `change` and the concerns,
+//! `change` names the concerns' kinds, the concerns use `step`, and `step`
+//! names none of them.
 //!
 //! This module knows the configuration model and the AWS traits; it does not
 //! know clap, the SDK or how packages are built.
@@ -58,17 +64,19 @@ pub mod plan;
 pub mod promote;
 pub mod role;
 pub mod rollout;
+pub mod step;
 pub mod tags;
 pub mod triggers;
 pub mod upload;
 pub mod url;
 
-pub use change::{Aws, Change, FieldChange, Step, View};
+pub use change::Change;
 pub use function::diff_settings;
 pub use layer::publish_layer;
 pub use plan::{Plan, plan};
 pub use promote::{promote, rollback};
 pub use role::{ROLE_POLICY_NAME, TRUST_POLICY, managed_role_name};
+pub use step::{Aws, FieldChange, Step, View};
 
 pub use crate::aws::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
 /// The alias deploy moves when neither `--alias` nor `alias` is set.
@@ -221,7 +229,7 @@ pub async fn execute<A: Aws>(
         },
         None => Code::Zip(pkg.bytes.clone()),
     };
-    let mut cx = change::Ctx {
+    let mut cx = step::Ctx {
         function: &plan.function,
         pkg,
         opts,

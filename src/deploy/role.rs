@@ -20,9 +20,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Result;
 use serde::Serialize;
 
-use super::change::{Action, Aws, Ctx, Step, View};
+use super::step::{Action, Aws, Ctx, Step, View};
 use super::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
+use crate::aws::FunctionState;
 use crate::config::{FunctionConfig, Tracing};
+use crate::error::hinted;
 
 /// The inline policy of a role cargo-fn creates.
 pub const ROLE_POLICY_NAME: &str = "cargo-fn-execution";
@@ -176,6 +178,119 @@ impl PolicySpec {
             ));
         }
         parts.join(", ")
+    }
+}
+
+/// What the role concern plans: the ARN the function runs with, the
+/// changes (in the plan's change type) and the policy record to keep in
+/// the function's tags.
+pub struct RolePlan<C> {
+    /// A new role's ARN is only known once created: `(new role <name>)`.
+    pub arn: String,
+    pub changes: Vec<C>,
+    pub records: BTreeMap<String, String>,
+}
+
+/// The role decision: the configured one, ours from before, or a new one.
+/// Reads the role only when the function does not already run with ours.
+pub async fn plan<A: Aws, C: From<CreateRole> + From<PutRolePolicy>>(
+    api: &A,
+    cfg: &FunctionConfig,
+    remote: Option<&FunctionState>,
+    spec: &PolicySpec,
+) -> Result<RolePlan<C>> {
+    let mut out = RolePlan {
+        arn: String::new(),
+        changes: Vec::new(),
+        records: BTreeMap::new(),
+    };
+    match decide(api, cfg, remote).await? {
+        // A role the user supplies is never changed; a dry run checks it
+        // (see `deploy`).
+        Role::Given(arn) => out.arn = arn,
+        Role::Reuse {
+            name,
+            arn,
+            unknown_policy,
+        } => {
+            let before = remote.and_then(|r| r.tags.get(POLICY_TAG)).cloned();
+            if unknown_policy || before.as_deref() != Some(spec.fingerprint().as_str()) {
+                out.changes.push(C::from(PutRolePolicy {
+                    role: name,
+                    spec: spec.clone(),
+                    account: account_of(&arn).map(str::to_string),
+                    before,
+                }));
+            }
+            out.records
+                .insert(POLICY_TAG.to_string(), spec.fingerprint());
+            out.arn = arn;
+        }
+        Role::Create(name) => {
+            out.arn = format!("(new role {name})");
+            out.changes.push(C::from(CreateRole { name: name.clone() }));
+            out.changes.push(C::from(PutRolePolicy {
+                role: name,
+                spec: spec.clone(),
+                account: None,
+                before: None,
+            }));
+            out.records
+                .insert(POLICY_TAG.to_string(), spec.fingerprint());
+        }
+    }
+    Ok(out)
+}
+
+enum Role {
+    Given(String),
+    Reuse {
+        name: String,
+        arn: String,
+        /// The function does not exist (yet): its policy record is unknown.
+        unknown_policy: bool,
+    },
+    Create(String),
+}
+
+async fn decide<A: Aws>(
+    api: &A,
+    cfg: &FunctionConfig,
+    remote: Option<&FunctionState>,
+) -> Result<Role> {
+    if let Some(arn) = &cfg.role {
+        return Ok(Role::Given(arn.clone()));
+    }
+    let role_name = managed_role_name(&cfg.name);
+    let remote_role = remote.map(|r| r.settings.role.as_str());
+    if let Some(arn) = remote_role.filter(|r| r.ends_with(&format!("/{role_name}"))) {
+        return Ok(Role::Reuse {
+            name: role_name,
+            arn: arn.to_string(),
+            unknown_policy: false,
+        });
+    }
+    match api.get_role(&role_name).await? {
+        Some(r) => {
+            if r.tags.get(MANAGED_BY_KEY).map(String::as_str) != Some(MANAGED_BY_VALUE) {
+                return Err(hinted(
+                    format!(
+                        "the IAM role {role_name} exists but was not created by cargo-fn \
+                         (no tag {MANAGED_BY_KEY}={MANAGED_BY_VALUE})"
+                    ),
+                    format!(
+                        "set `role = \"{}\"` in [package.metadata.fn] to use it, or delete it",
+                        r.arn
+                    ),
+                ));
+            }
+            Ok(Role::Reuse {
+                name: role_name,
+                arn: r.arn,
+                unknown_policy: true,
+            })
+        }
+        None => Ok(Role::Create(role_name)),
     }
 }
 

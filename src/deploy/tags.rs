@@ -12,10 +12,65 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::change::{Action, Aws, Ctx, Step, View};
+use super::step::{Action, Aws, Ctx, Step, View};
+use super::{EnvMode, MANAGED_BY_KEY, MANAGED_BY_VALUE};
+use crate::config::FunctionConfig;
 
 /// Prefix of the tags cargo-fn keeps for itself.
 pub const RECORD_PREFIX: &str = "cargo-fn:";
+
+/// The record of what cargo-fn manages for `alias` (`url`, `triggers`).
+pub fn record_tag(kind: &str, alias: &str) -> String {
+    format!("{RECORD_PREFIX}{kind}:{alias}")
+}
+
+/// The tags the function should carry: the configured ones,
+/// `managed-by=cargo-fn`, and the concerns' records.
+pub fn desired(
+    cfg: &FunctionConfig,
+    records: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut tags = cfg.tags.clone();
+    tags.insert(MANAGED_BY_KEY.into(), MANAGED_BY_VALUE.into());
+    tags.extend(records);
+    tags
+}
+
+/// Tags to set and remove. Replace mode removes remote tags that left the
+/// configuration; `aws:` tags are never touched; our records are removed
+/// when no longer kept, except URL records of other aliases.
+pub fn plan(
+    function: &str,
+    remote: &BTreeMap<String, String>,
+    desired: &BTreeMap<String, String>,
+    alias: &str,
+    mode: EnvMode,
+) -> Tags {
+    let set = desired
+        .iter()
+        .filter(|(k, v)| remote.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), (remote.get(k).cloned(), v.clone())))
+        .collect();
+    let other_alias_url =
+        |k: &str| k.starts_with(&format!("{RECORD_PREFIX}url:")) && k != record_tag("url", alias);
+    let remove = remote
+        .keys()
+        .filter(|k| !desired.contains_key(*k) && !k.starts_with("aws:"))
+        .filter(|k| {
+            if k.starts_with(RECORD_PREFIX) {
+                !other_alias_url(k)
+            } else {
+                mode == EnvMode::Replace
+            }
+        })
+        .cloned()
+        .collect();
+    Tags {
+        function: function.to_string(),
+        set,
+        remove,
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tags {

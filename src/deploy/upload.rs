@@ -4,10 +4,36 @@
 
 use anyhow::Result;
 
-use super::S3Target;
-use super::change::{Action, Aws, Ctx, Step, View};
+use super::step::{Action, Aws, Ctx, Step, View};
+use super::{Package, S3Target};
 use crate::aws::{Code, ObjectStore};
 use crate::package::human_size;
+
+/// The upload of a zip that travels through S3 (none for an image, or a
+/// zip sent in the request).
+pub fn plan(function: &str, pkg: &Package, s3: Option<&S3Target>) -> Option<Upload> {
+    match (&pkg.image, s3) {
+        (None, Some(t)) => Some(Upload {
+            bucket: t.bucket.clone(),
+            key: t.key_for(function, &pkg.sha256),
+            size: pkg.bytes.len() as u64,
+        }),
+        _ => None,
+    }
+}
+
+/// After an upload: our older objects beyond the newest N go.
+pub fn clean(
+    function: &str,
+    s3: Option<&S3Target>,
+    uploaded: Option<&Upload>,
+) -> Option<CleanObjects> {
+    Some(CleanObjects {
+        function: function.to_string(),
+        target: s3?.clone(),
+        current: uploaded?.key.clone(),
+    })
+}
 
 /// `s3:PutObject` of the zip; the function's code then names the object.
 #[derive(Debug, Clone, PartialEq)]

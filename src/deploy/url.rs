@@ -22,7 +22,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::change::{Action, Aws, Ctx, Step, View};
+use super::step::{Action, Aws, Ctx, Step, View};
 use crate::aws::{UrlCors, UrlSettings, UrlState};
 use crate::config::{FunctionConfig, InvokeMode, UrlAuth};
 
@@ -33,7 +33,69 @@ pub const INVOKE_VIA_URL_SID: &str = "cargo-fn-function-url-invoke";
 
 /// The function tag recording a URL cargo-fn manages on `alias`.
 pub fn record_tag(alias: &str) -> String {
-    format!("{}url:{alias}", super::tags::RECORD_PREFIX)
+    super::tags::record_tag("url", alias)
+}
+
+/// The URL and its statements. Reads them only when the configuration asks
+/// for a URL or the function records one on this alias (`managed`);
+/// returns the changes and the URL as it is.
+pub async fn plan<A: Aws, C: From<Permission> + From<UrlConfig>>(
+    api: &A,
+    function: &str,
+    alias: &str,
+    alias_exists: bool,
+    want: Option<crate::aws::UrlSettings>,
+    managed: bool,
+) -> Result<(Vec<C>, Option<String>)> {
+    if want.is_none() && !managed {
+        return Ok((Vec::new(), None));
+    }
+    let (current, policy) = if alias_exists {
+        (
+            api.get_url(function, alias).await?,
+            api.get_policy(function, alias).await?,
+        )
+    } else {
+        (None, None)
+    };
+    let present = our_statements(policy.as_deref());
+    let needed = statements_for(want.as_ref().map(|u| u.auth.as_str()));
+    let permission = |statement: crate::aws::Permission, add: bool| {
+        C::from(Permission {
+            function: function.to_string(),
+            alias: alias.to_string(),
+            statement,
+            add,
+        })
+    };
+    let mut changes = Vec::new();
+    // Removed first: a URL is never public by accident.
+    for sid in &present {
+        if !needed.iter().any(|s| &s.sid == sid) {
+            let statement = statements_for(Some("NONE"))
+                .into_iter()
+                .find(|s| &s.sid == sid)
+                .expect("one of ours");
+            changes.push(permission(statement, false));
+        }
+    }
+    let url = current.as_ref().map(|u| u.url.clone());
+    match (&current, &want) {
+        (None, None) => {}
+        (Some(c), Some(w)) if &c.settings == w => {}
+        _ => changes.push(C::from(UrlConfig {
+            function: function.to_string(),
+            alias: alias.to_string(),
+            before: current.clone(),
+            after: want.clone(),
+        })),
+    }
+    for s in needed {
+        if !present.contains(&s.sid) {
+            changes.push(permission(s, true));
+        }
+    }
+    Ok((changes, url))
 }
 
 /// The URL the configuration asks for.

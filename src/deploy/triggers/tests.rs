@@ -1,7 +1,15 @@
 //! The pure parts of the trigger diff: names, defaults, comparisons, policies.
 
+use super::iam::pull_policy;
+use super::mappings::{
+    epoch_seconds, mapping_diff, needs_replacement, sqs_spec, stream_spec, update_spec,
+};
+use super::schedules::{
+    schedule_diff, schedule_prefix, schedule_spec, scheduler_policy, scheduler_role_name,
+};
 use super::*;
-use crate::config::triggers::StartingPosition;
+use crate::config::triggers::{ScheduleTrigger, SqsTrigger, StartingPosition, StreamTrigger};
+use crate::config::{Trigger, TriggerKind};
 
 fn target() -> Target {
     Target::from_function_arn(
