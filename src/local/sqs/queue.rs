@@ -22,7 +22,7 @@ use futures_util::future::BoxFuture;
 use md5::{Digest, Md5};
 use serde_json::{Map, Value, json};
 
-use super::{AwsError, JsonService, Scope};
+use crate::local::{AwsError, JsonService, Scope};
 use crate::emulator::LOCAL_ACCOUNT_ID;
 
 /// Longest message (body plus attributes), and `MaximumMessageSize`'s range.
