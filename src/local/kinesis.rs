@@ -12,7 +12,8 @@
 //! Streams live in the emulator's account and region ([`Scope`]).
 //!
 //! This module owns the store and the wire shapes; it knows nothing of
-//! triggers or the poller (which reads shards through [`ShardLog`]).
+//! triggers or the poller (which reads shards through [`ShardLog`], from
+//! `shard_log`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,7 +26,7 @@ use md5::{Digest, Md5};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use super::stream_poller::{ShardLog, StreamRecord};
+use super::shard_log::{ShardLog, StreamRecord, iso, now_ms};
 use super::{AwsError, JsonService, Scope};
 
 /// A record's data blob, at most 1 MiB (AWS's limit).
@@ -492,8 +493,8 @@ impl KinesisStore {
                 "ExpiredIteratorException",
                 format!(
                     "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ITERATOR_TTL_MS} milliseconds.",
-                    super::stream_poller::iso(created),
-                    super::stream_poller::iso(now)
+                    iso(created),
+                    iso(now)
                 ),
             ));
         }
@@ -526,7 +527,7 @@ impl KinesisStore {
 
     /// Runs `operation` now.
     pub fn dispatch(&self, operation: &str, input: &Value) -> Result<Value, AwsError> {
-        self.dispatch_at(operation, input, super::stream_poller::now_ms())
+        self.dispatch_at(operation, input, now_ms())
     }
 
     /// Runs `operation` at time `now` (ms since the epoch).

@@ -18,6 +18,7 @@ pub mod events;
 pub mod kinesis;
 pub mod s3;
 pub mod schedule;
+pub mod shard_log;
 pub mod sqs;
 pub mod sqs_poller;
 pub mod stream_poller;
