@@ -36,7 +36,7 @@ pub struct SqsService {
 impl SqsService {
     pub fn new(endpoint: &str, scope: &Scope) -> Arc<SqsService> {
         Arc::new(SqsService {
-            store: Mutex::new(Store::new(endpoint, &scope.region)),
+            store: Mutex::new(Store::new(endpoint, scope)),
             changed: tokio::sync::Notify::new(),
         })
     }

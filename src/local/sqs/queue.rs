@@ -15,7 +15,6 @@ use base64::Engine;
 use md5::{Digest, Md5};
 use serde_json::Value;
 
-use crate::emulator::LOCAL_ACCOUNT_ID;
 use crate::local::{AwsError, Scope};
 
 /// Longest message (body plus attributes), and `MaximumMessageSize`'s range.
@@ -143,6 +142,8 @@ pub struct Message {
     pub sequence: Option<String>,
     /// Set when the message was moved here from a source queue.
     pub dlq_source: Option<String>,
+    /// `SenderId`: the account that sent it, the store's.
+    pub sender: String,
 }
 
 impl Message {
@@ -521,10 +522,11 @@ fn name_of(url: &str) -> &str {
 }
 
 impl Store {
-    pub fn new(endpoint: &str, region: &str) -> Store {
+    /// The queues of `scope` (their ARNs, URLs and senders), served at `endpoint`.
+    pub fn new(endpoint: &str, scope: &Scope) -> Store {
         Store {
             endpoint: endpoint.trim_end_matches('/').to_string(),
-            scope: Scope::new(region),
+            scope: scope.clone(),
             queues: BTreeMap::new(),
             next_sequence: 1,
         }
@@ -636,6 +638,7 @@ impl Store {
     /// SendMessage.
     pub fn send(&mut self, url: &str, m: Outgoing, now: u64) -> Result<Sent, AwsError> {
         let sequence_no = self.next_sequence;
+        let sender = self.scope.account.clone();
         let q = self.queue_mut(url)?;
         q.expire(now);
         if m.body.is_empty() {
@@ -745,6 +748,7 @@ impl Store {
             dedup_id,
             sequence: sequence.clone(),
             dlq_source: None,
+            sender,
         });
         self.next_sequence += 1;
         Ok(Sent {
@@ -934,7 +938,7 @@ fn message_of(receipt: &str) -> Option<String> {
 /// poller builds has them all; ReceiveMessage filters).
 pub fn system_attributes(m: &Message) -> BTreeMap<&'static str, String> {
     let mut a = BTreeMap::new();
-    a.insert("SenderId", LOCAL_ACCOUNT_ID.to_string());
+    a.insert("SenderId", m.sender.clone());
     a.insert("SentTimestamp", m.sent.to_string());
     a.insert("ApproximateReceiveCount", m.receive_count.to_string());
     if let Some(t) = m.first_receive {
@@ -966,7 +970,7 @@ mod tests {
     const URL: &str = "http://127.0.0.1:9000/012345678912/q";
 
     fn store() -> Store {
-        let mut st = Store::new("http://127.0.0.1:9000", "us-east-1");
+        let mut st = Store::new("http://127.0.0.1:9000", &Scope::new("us-east-1"));
         st.create("q", &BTreeMap::new(), BTreeMap::new(), 0)
             .unwrap();
         st
@@ -1041,7 +1045,7 @@ mod tests {
 
     #[test]
     fn fifo_groups_deliver_in_order_one_batch_in_flight_and_dedup_for_five_minutes() {
-        let mut st = Store::new("http://x", "us-east-1");
+        let mut st = Store::new("http://x", &Scope::new("us-east-1"));
         let url = st
             .create(
                 "f.fifo",
@@ -1107,6 +1111,29 @@ mod tests {
             Some("arn:aws:sqs:us-east-1:012345678912:q")
         );
         assert_eq!(st.queue(URL).unwrap().messages.len(), 0);
+    }
+
+    #[test]
+    fn queue_urls_arns_and_sender_ids_come_from_the_store_scope() {
+        let scope = Scope {
+            account: "111122223333".into(),
+            region: "eu-west-1".into(),
+        };
+        let mut st = Store::new("http://127.0.0.1:9000", &scope);
+        let url = st
+            .create("q", &BTreeMap::new(), BTreeMap::new(), 0)
+            .unwrap();
+        assert_eq!(url, "http://127.0.0.1:9000/111122223333/q");
+        assert_eq!(
+            st.queue(&url).unwrap().arn,
+            "arn:aws:sqs:eu-west-1:111122223333:q"
+        );
+        st.send(&url, msg("a"), 0).unwrap();
+        let (got, _) = st.receive(&url, 1, None, 0).unwrap();
+        assert_eq!(
+            system_attributes(&got[0].message)["SenderId"],
+            "111122223333"
+        );
     }
 
     #[test]
