@@ -12,7 +12,8 @@
 //! Streams live in the emulator's account and region ([`Scope`]).
 //!
 //! This module owns the store and the wire shapes; it knows nothing of
-//! triggers or the poller (which reads shards through [`ShardLog`]).
+//! triggers or the poller (which reads shards through [`ShardLog`], from
+//! `shard_log`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,7 +26,7 @@ use md5::{Digest, Md5};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use super::stream_poller::{ShardLog, StreamRecord};
+use super::shard_log::{ShardLog, StreamRecord, iso, now_ms};
 use super::{AwsError, JsonService, Scope};
 
 /// A record's data blob, at most 1 MiB (AWS's limit).
@@ -97,12 +98,15 @@ pub fn partition_hash(key: &str) -> u128 {
     u128::from_be_bytes(Md5::digest(key.as_bytes()).into())
 }
 
-/// A fixed-width (56-digit) sequence number: shard index, then position.
-fn sequence_number(shard: usize, position: usize) -> String {
-    format!("49{shard:04}{position:050}")
+/// A fixed-width (56-digit) sequence number: shard index, then ordinal.
+/// Ordinal 0 is the shard's `StartingSequenceNumber`; the record at
+/// position `p` is ordinal `p + 1`, so the starting number is below every
+/// record's, as on AWS, and reading after it starts at the first record.
+fn sequence_number(shard: usize, ordinal: usize) -> String {
+    format!("49{shard:04}{ordinal:050}")
 }
 
-/// The (shard index, position) a sequence number encodes.
+/// The (shard index, ordinal) a sequence number encodes.
 fn decode_sequence(seq: &str) -> Option<(usize, usize)> {
     if seq.len() != 56 || !seq.starts_with("49") || !seq.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -140,7 +144,7 @@ impl Stream {
             .unwrap_or(0);
         let shard = &self.shards[index];
         let mut records = shard.records.lock().unwrap();
-        let seq = sequence_number(index, records.len());
+        let seq = sequence_number(index, records.len() + 1);
         records.push(Arc::new(StreamRecord {
             sequence_number: seq.clone(),
             partition_key: partition_key.to_string(),
@@ -432,11 +436,10 @@ impl KinesisStore {
         let position = match string(input, "ShardIteratorType").unwrap_or_default() {
             "TRIM_HORIZON" => 0,
             "LATEST" => s.len(index),
-            "AT_SEQUENCE_NUMBER" => self.issued_position(&s, index, input)?,
-            "AFTER_SEQUENCE_NUMBER" => {
-                // After the shard's starting number of an empty shard: its start.
-                (self.issued_position(&s, index, input)? + 1).min(s.len(index))
-            }
+            // At the starting number (ordinal 0): the first record.
+            "AT_SEQUENCE_NUMBER" => self.issued_ordinal(&s, index, input)?.saturating_sub(1),
+            // The record after ordinal n sits at position n.
+            "AFTER_SEQUENCE_NUMBER" => self.issued_ordinal(&s, index, input)?,
             "AT_TIMESTAMP" => {
                 let ts = input
                     .get("Timestamp")
@@ -457,13 +460,13 @@ impl KinesisStore {
         Ok(json!({"ShardIterator": iterator(&s.name, index, position, now)}))
     }
 
-    /// The position of `StartingSequenceNumber` in shard `index`: a number
-    /// this shard issued, or its starting number. Anything else (another
+    /// The ordinal of `StartingSequenceNumber` in shard `index`: a number
+    /// this shard issued, or its starting number (0). Anything else (another
     /// shard's, one never issued) is AWS's `InvalidArgumentException`.
-    fn issued_position(&self, s: &Stream, index: usize, input: &Value) -> Result<usize, AwsError> {
+    fn issued_ordinal(&self, s: &Stream, index: usize, input: &Value) -> Result<usize, AwsError> {
         let seq = string(input, "StartingSequenceNumber").unwrap_or_default();
         let shard_id = &s.shards[index].id;
-        let (shard, position) = decode_sequence(seq).ok_or_else(|| {
+        let (shard, ordinal) = decode_sequence(seq).ok_or_else(|| {
             invalid(format!(
                 "Invalid StartingSequenceNumber. It must be a sequence number this stream issued, got '{seq}'"
             ))
@@ -473,13 +476,13 @@ impl KinesisStore {
                 "Invalid StartingSequenceNumber. It encodes shardId-{shard:012}, while it was used in a call to {shard_id}"
             )));
         }
-        if position >= s.len(index) && position != 0 {
+        if ordinal > s.len(index) {
             return Err(invalid(format!(
                 "StartingSequenceNumber {seq} used in GetShardIterator on shard {shard_id} in stream {} under account {} is invalid because it did not come from this stream.",
                 s.name, self.scope.account
             )));
         }
-        Ok(position)
+        Ok(ordinal)
     }
 
     fn get_records(&self, input: &Value, now: u64) -> Result<Value, AwsError> {
@@ -492,8 +495,8 @@ impl KinesisStore {
                 "ExpiredIteratorException",
                 format!(
                     "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ITERATOR_TTL_MS} milliseconds.",
-                    super::stream_poller::iso(created),
-                    super::stream_poller::iso(now)
+                    iso(created),
+                    iso(now)
                 ),
             ));
         }
@@ -526,7 +529,7 @@ impl KinesisStore {
 
     /// Runs `operation` now.
     pub fn dispatch(&self, operation: &str, input: &Value) -> Result<Value, AwsError> {
-        self.dispatch_at(operation, input, super::stream_poller::now_ms())
+        self.dispatch_at(operation, input, now_ms())
     }
 
     /// Runs `operation` at time `now` (ms since the epoch).
@@ -617,6 +620,31 @@ mod tests {
         base64::engine::general_purpose::STANDARD.encode(s)
     }
 
+    /// Puts `n` records with one partition key on stream `s`; their sequence numbers.
+    fn put_n(store: &KinesisStore, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let out = store
+                    .dispatch(
+                        "PutRecord",
+                        &json!({"StreamName": "s", "Data": b64(&i.to_string()), "PartitionKey": "k"}),
+                    )
+                    .unwrap();
+                out["SequenceNumber"].as_str().unwrap().to_string()
+            })
+            .collect()
+    }
+
+    /// The sequence numbers of a GetRecords answer.
+    fn seqs_of(out: &Value) -> Vec<&str> {
+        out["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["SequenceNumber"].as_str().unwrap())
+            .collect()
+    }
+
     #[test]
     fn shards_split_the_hash_space_as_aws_does() {
         assert_eq!(hash_range(0, 1), (0, u128::MAX));
@@ -661,16 +689,7 @@ mod tests {
     fn sequence_numbers_grow_per_shard_and_iterators_read_in_order() {
         let store = KinesisStore::default();
         store.ensure("s", 1);
-        let mut seqs = Vec::new();
-        for i in 0..12 {
-            let out = store
-                .dispatch(
-                    "PutRecord",
-                    &json!({"StreamName": "s", "Data": b64(&i.to_string()), "PartitionKey": "k"}),
-                )
-                .unwrap();
-            seqs.push(out["SequenceNumber"].as_str().unwrap().to_string());
-        }
+        let seqs = put_n(&store, 12);
         assert!(seqs.windows(2).all(|w| w[0] < w[1]));
         let it = store
             .dispatch(
@@ -686,13 +705,55 @@ mod tests {
                 &json!({"ShardIterator": it["ShardIterator"], "Limit": 5}),
             )
             .unwrap();
-        let got: Vec<&str> = out["Records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["SequenceNumber"].as_str().unwrap())
-            .collect();
+        let got = seqs_of(&out);
         assert_eq!(got, vec![seqs[10].as_str(), seqs[11].as_str()]);
+    }
+
+    #[test]
+    fn after_the_starting_sequence_number_of_a_non_empty_shard_reads_its_first_record() {
+        let store = KinesisStore::default();
+        store.ensure("s", 1);
+        let seqs = put_n(&store, 2);
+        let described = store
+            .dispatch("DescribeStream", &json!({"StreamName": "s"}))
+            .unwrap();
+        let start = described["StreamDescription"]["Shards"][0]["SequenceNumberRange"]
+            ["StartingSequenceNumber"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // AWS: the shard's range starts at or below its first record's number.
+        assert!(start < seqs[0], "{start} vs {}", seqs[0]);
+        for kind in ["AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"] {
+            let it = store
+                .dispatch(
+                    "GetShardIterator",
+                    &json!({"StreamName": "s", "ShardId": "shardId-000000000000",
+                            "ShardIteratorType": kind, "StartingSequenceNumber": start}),
+                )
+                .unwrap();
+            let out = store
+                .dispatch("GetRecords", &json!({"ShardIterator": it["ShardIterator"]}))
+                .unwrap();
+            assert_eq!(
+                seqs_of(&out),
+                vec![seqs[0].as_str(), seqs[1].as_str()],
+                "{kind}"
+            );
+        }
+        // At a record's own number: that record first.
+        let it = store
+            .dispatch(
+                "GetShardIterator",
+                &json!({"StreamName": "s", "ShardId": "shardId-000000000000",
+                        "ShardIteratorType": "AT_SEQUENCE_NUMBER",
+                        "StartingSequenceNumber": seqs[1]}),
+            )
+            .unwrap();
+        let out = store
+            .dispatch("GetRecords", &json!({"ShardIterator": it["ShardIterator"]}))
+            .unwrap();
+        assert_eq!(seqs_of(&out), vec![seqs[1].as_str()]);
     }
 
     #[test]

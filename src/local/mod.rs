@@ -21,6 +21,7 @@ pub mod http_api;
 pub mod kinesis;
 pub mod s3;
 pub mod schedule;
+pub mod shard_log;
 pub mod sqs;
 pub mod sqs_poller;
 pub mod stream_poller;

@@ -22,9 +22,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use jiff::Timestamp;
 
-use super::{Context, Source};
+use super::{Context, Scope, Source};
 use crate::config::triggers::ScheduleTrigger;
-use crate::emulator::{Invoker, LOCAL_ACCOUNT_ID};
+use crate::emulator::Invoker;
 use jiff::civil::{Date, DateTime};
 use jiff::tz::{AmbiguousOffset, TimeZone};
 use serde_json::{Value, json};
@@ -596,7 +596,7 @@ pub fn start(
 ) -> anyhow::Result<()> {
     let schedule = Schedule::parse(&t.expression, t.timezone.as_deref())
         .map_err(|e| anyhow::anyhow!("schedule `{name}` of `{function}`: {e}"))?;
-    let region = cx.invoker.region().to_string();
+    let scope = Scope::of(&cx.invoker);
     let last = Arc::new(Mutex::new(None));
     let deliver: Deliver = {
         let invoker = cx.invoker.clone();
@@ -632,11 +632,9 @@ pub fn start(
         maximum_event_age: t.maximum_event_age.unwrap_or(86_400),
         input: t.input.clone(),
         // Deploy names the schedule `<function>.<trigger>` in the default group.
-        schedule_arn: format!(
-            "arn:aws:scheduler:{region}:{LOCAL_ACCOUNT_ID}:schedule/default/{function}.{name}"
-        ),
-        region,
-        account: LOCAL_ACCOUNT_ID.to_string(),
+        schedule_arn: scope.arn("scheduler", &format!("schedule/default/{function}.{name}")),
+        region: scope.region.clone(),
+        account: scope.account.clone(),
         deliver,
         log,
         next: Arc::default(),

@@ -466,7 +466,7 @@ mod tests {
     use crate::local::sqs::{Outgoing, Store};
 
     fn batch() -> Vec<Received> {
-        let mut st = Store::new("http://x", "us-east-1");
+        let mut st = Store::new("http://x", &crate::local::Scope::new("us-east-1"));
         let url = st.ensure("q", 0).unwrap();
         for body in ["a", "b"] {
             st.send(

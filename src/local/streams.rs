@@ -22,10 +22,10 @@ use tokio::task::JoinHandle;
 use crate::config::triggers::{Trigger, TriggerKind};
 
 use super::kinesis::{KinesisStore, Stream};
+use super::shard_log::{ShardLog, StreamRecord, now_ms};
 use super::sqs::{Outgoing, SqsService};
 use super::stream_poller::{
-    FailureFn, InvokeFn, LogFn, MAX_EVENT_BYTES, Outcome, Poller, PollerConfig, ShardLog, Stats,
-    StreamKind, StreamRecord, now_ms,
+    FailureFn, InvokeFn, LogFn, MAX_EVENT_BYTES, Outcome, Poller, PollerConfig, Stats, StreamKind,
 };
 use super::{Context, Source};
 

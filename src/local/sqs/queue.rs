@@ -1,29 +1,21 @@
-//! The local SQS service: queues in memory, served on the emulator's
-//! address with the AWS JSON protocol (awsJson1_0, `X-Amz-Target:
-//! AmazonSQS.<Operation>`) that current AWS SDKs and the AWS CLI speak.
+//! The SQS queue model: queues in memory with visibility, receive counts,
+//! FIFO groups and deduplication, redrive to a dead-letter queue and
+//! retention. [`Store`] is a plain data structure whose every operation
+//! takes the time (`now`, epoch ms), so tests drive it with their own clock;
+//! its errors are already the ones SQS answers ([`AwsError`]). Limits are
+//! those of the SQS API reference; messages are at most 1 MiB (AWS's current
+//! limit).
 //!
-//! [`Store`] is the queue model (visibility, receive counts, FIFO groups and
-//! deduplication, redrive to a dead-letter queue, retention), a plain data
-//! structure whose every operation takes the time (`now`, epoch ms), so
-//! tests drive it with their own clock. [`SqsService`] puts it behind a
-//! lock, adds long polling, and turns JSON requests into model calls and
-//! model errors into AWS's error shapes. Limits are those of the SQS API
-//! reference; messages are at most 1 MiB (AWS's current limit).
-//!
-//! It knows nothing of functions or pollers: the SQS poller
-//! (`sqs_poller`) uses the same public operations as an SDK client.
+//! It knows nothing of the wire: `protocol` reads requests and writes
+//! answers, the service (`sqs/mod.rs`) adds the lock and long polling.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use base64::Engine;
-use futures_util::future::BoxFuture;
 use md5::{Digest, Md5};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
-use super::{AwsError, JsonService, Scope};
-use crate::emulator::LOCAL_ACCOUNT_ID;
+use crate::local::{AwsError, Scope};
 
 /// Longest message (body plus attributes), and `MaximumMessageSize`'s range.
 pub const MAX_MESSAGE: u32 = 1_048_576;
@@ -31,7 +23,7 @@ const MIN_MESSAGE: u32 = 1_024;
 /// Entries of one batch request.
 pub const MAX_BATCH: usize = 10;
 /// Messages of one ReceiveMessage.
-const MAX_RECEIVE: usize = 10;
+pub const MAX_RECEIVE: usize = 10;
 /// Longest visibility timeout: 12 hours.
 pub const MAX_VISIBILITY: u32 = 43_200;
 /// FIFO deduplication interval.
@@ -39,7 +31,7 @@ const DEDUP_WINDOW_MS: u64 = 5 * 60 * 1000;
 /// Message attributes per message.
 const MAX_ATTRIBUTES: usize = 10;
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -48,7 +40,7 @@ fn now_ms() -> u64 {
 
 /// Errors of the SQS model: `__type` is `com.amazonaws.sqs#<shape>`, and
 /// `x-amzn-query-error` carries the query protocol's code.
-fn sqs_error(shape: &str, query_code: &str, message: impl Into<String>) -> AwsError {
+pub(super) fn sqs_error(shape: &str, query_code: &str, message: impl Into<String>) -> AwsError {
     AwsError::new(400, format!("com.amazonaws.sqs#{shape}"), message)
         .with_query_error(format!("{query_code};Sender"))
 }
@@ -61,7 +53,7 @@ fn no_queue() -> AwsError {
     )
 }
 
-fn invalid(message: impl Into<String>) -> AwsError {
+pub(super) fn invalid(message: impl Into<String>) -> AwsError {
     sqs_error(
         "InvalidParameterValueException",
         "InvalidParameterValue",
@@ -69,60 +61,12 @@ fn invalid(message: impl Into<String>) -> AwsError {
     )
 }
 
-fn missing(parameter: &str) -> AwsError {
+pub(super) fn missing(parameter: &str) -> AwsError {
     sqs_error(
         "MissingParameterException",
         "MissingParameter",
         format!("The request must contain the parameter {parameter}."),
     )
-}
-
-/// A member of the wrong JSON type: SQS's JSON protocol answers as the
-/// other AWS JSON services do.
-fn serialization(message: impl Into<String>) -> AwsError {
-    AwsError::new(
-        400,
-        "com.amazon.coral.service#SerializationException",
-        message,
-    )
-}
-
-/// An integer member: `None` when absent; another JSON type (`"ten"`, a
-/// fraction) is a `SerializationException`, as SQS answers it.
-fn int_param(input: &Value, key: &str) -> Result<Option<i64>, AwsError> {
-    match &input[key] {
-        Value::Null => Ok(None),
-        Value::Number(n) => n
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| serialization("NUMBER_VALUE can not be converted to an Integer")),
-        Value::String(_) => Err(serialization(
-            "STRING_VALUE can not be converted to an Integer",
-        )),
-        Value::Bool(_) => Err(serialization(
-            "BOOLEAN_VALUE can not be converted to an Integer",
-        )),
-        Value::Array(_) => Err(serialization("Unexpected list element termination")),
-        Value::Object(_) => Err(serialization(
-            "Start of structure or map found where not expected.",
-        )),
-    }
-}
-
-/// An integer member within `range`, else SQS's `InvalidParameterValue`.
-fn ranged(
-    input: &Value,
-    key: &str,
-    range: std::ops::RangeInclusive<i64>,
-) -> Result<Option<i64>, AwsError> {
-    match int_param(input, key)? {
-        Some(v) if !range.contains(&v) => Err(invalid(format!(
-            "Value {v} for parameter {key} is invalid. Reason: Must be >= {} and <= {}, if provided.",
-            range.start(),
-            range.end()
-        ))),
-        v => Ok(v),
-    }
 }
 
 fn bad_handle() -> AwsError {
@@ -198,6 +142,8 @@ pub struct Message {
     pub sequence: Option<String>,
     /// Set when the message was moved here from a source queue.
     pub dlq_source: Option<String>,
+    /// `SenderId`: the account that sent it, the store's.
+    pub sender: String,
 }
 
 impl Message {
@@ -324,7 +270,7 @@ pub fn md5_hex(text: &str) -> String {
 }
 
 /// Size of a message as SQS counts it: body, attribute names, types and values.
-fn message_size(body: &str, attributes: &BTreeMap<String, Value>) -> usize {
+pub(super) fn message_size(body: &str, attributes: &BTreeMap<String, Value>) -> usize {
     body.len()
         + attributes
             .iter()
@@ -576,10 +522,11 @@ fn name_of(url: &str) -> &str {
 }
 
 impl Store {
-    pub fn new(endpoint: &str, region: &str) -> Store {
+    /// The queues of `scope` (their ARNs, URLs and senders), served at `endpoint`.
+    pub fn new(endpoint: &str, scope: &Scope) -> Store {
         Store {
             endpoint: endpoint.trim_end_matches('/').to_string(),
-            scope: Scope::new(region),
+            scope: scope.clone(),
             queues: BTreeMap::new(),
             next_sequence: 1,
         }
@@ -682,9 +629,16 @@ impl Store {
         Ok(())
     }
 
+    /// TagQueue: adds `tags` (a tag already set takes the new value).
+    pub fn tag(&mut self, url: &str, tags: BTreeMap<String, String>) -> Result<(), AwsError> {
+        self.queue_mut(url)?.tags.extend(tags);
+        Ok(())
+    }
+
     /// SendMessage.
     pub fn send(&mut self, url: &str, m: Outgoing, now: u64) -> Result<Sent, AwsError> {
         let sequence_no = self.next_sequence;
+        let sender = self.scope.account.clone();
         let q = self.queue_mut(url)?;
         q.expire(now);
         if m.body.is_empty() {
@@ -794,6 +748,7 @@ impl Store {
             dedup_id,
             sequence: sequence.clone(),
             dlq_source: None,
+            sender,
         });
         self.next_sequence += 1;
         Ok(Sent {
@@ -979,476 +934,11 @@ fn message_of(receipt: &str) -> Option<String> {
     Some(id.to_string())
 }
 
-/// The local SQS service: a [`Store`] behind a lock, long polling, JSON.
-pub struct SqsService {
-    store: Mutex<Store>,
-    /// Woken on every change that may make a message receivable.
-    changed: tokio::sync::Notify,
-}
-
-impl SqsService {
-    pub fn new(endpoint: &str, scope: &Scope) -> Arc<SqsService> {
-        Arc::new(SqsService {
-            store: Mutex::new(Store::new(endpoint, &scope.region)),
-            changed: tokio::sync::Notify::new(),
-        })
-    }
-
-    /// Runs `f` on the store (with the current time).
-    pub fn with<T>(&self, f: impl FnOnce(&mut Store, u64) -> T) -> T {
-        let out = f(&mut self.store.lock().expect("sqs store"), now_ms());
-        self.changed.notify_waiters();
-        out
-    }
-
-    /// Receives up to `max` messages, waiting up to `wait` for the first.
-    pub async fn receive(
-        &self,
-        url: &str,
-        max: usize,
-        visibility: Option<u32>,
-        wait: Duration,
-    ) -> Result<(Vec<Received>, Redriven), AwsError> {
-        self.receive_fitting(url, max, visibility, wait, &mut |_| true)
-            .await
-    }
-
-    /// [`receive`](Self::receive) of the messages `fits` accepts
-    /// ([`Store::receive_fitting`]).
-    pub async fn receive_fitting(
-        &self,
-        url: &str,
-        max: usize,
-        visibility: Option<u32>,
-        wait: Duration,
-        fits: &mut (dyn FnMut(&Received) -> bool + Send),
-    ) -> Result<(Vec<Received>, Redriven), AwsError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            // A refused message ends the wait too: the caller is full.
-            let mut refused = false;
-            let got = self.store.lock().expect("sqs store").receive_fitting(
-                url,
-                max,
-                visibility,
-                now_ms(),
-                &mut |r| {
-                    let ok = fits(r);
-                    refused |= !ok;
-                    ok
-                },
-            )?;
-            let now = tokio::time::Instant::now();
-            if refused || !got.0.is_empty() || !got.1.is_empty() || now >= deadline {
-                return Ok(got);
-            }
-            // Woken by a change, or soon anyway (a visibility timeout or delay ending).
-            let nap = (deadline - now).min(Duration::from_millis(100));
-            tokio::select! {
-                _ = changed => {}
-                _ = tokio::time::sleep(nap) => {}
-            }
-        }
-    }
-
-    async fn operation(&self, op: &str, input: Value) -> Result<Value, AwsError> {
-        let s = |key: &str| input[key].as_str().map(str::to_string);
-        let url = || s("QueueUrl").ok_or_else(|| missing("QueueUrl"));
-        match op {
-            "CreateQueue" => {
-                let name = s("QueueName").ok_or_else(|| missing("QueueName"))?;
-                let attributes = string_map(&input["Attributes"])?;
-                let tags = string_map(&input["tags"])?;
-                let url = self.with(|st, now| st.create(&name, &attributes, tags, now))?;
-                Ok(json!({ "QueueUrl": url }))
-            }
-            "GetQueueUrl" => {
-                let name = s("QueueName").ok_or_else(|| missing("QueueName"))?;
-                self.with(|st, _| st.queue(&name).map(|q| st.url(&q.name)))
-                    .map(|url| json!({ "QueueUrl": url }))
-            }
-            "ListQueues" => {
-                let prefix = s("QueueNamePrefix").unwrap_or_default();
-                let max = ranged(&input, "MaxResults", 1..=1000)?.map(|m| m as u64);
-                let mut urls = self.with(|st, _| st.list(&prefix));
-                let start = s("NextToken")
-                    .and_then(|t| t.parse::<usize>().ok())
-                    .unwrap_or(0);
-                urls = urls.split_off(start.min(urls.len()));
-                let mut out = Map::new();
-                match max {
-                    Some(m) if urls.len() > m as usize => {
-                        urls.truncate(m as usize);
-                        out.insert("NextToken".into(), (start + m as usize).to_string().into());
-                    }
-                    // Without MaxResults SQS lists at most 1,000.
-                    None => urls.truncate(1000),
-                    _ => {}
-                }
-                if !urls.is_empty() {
-                    out.insert("QueueUrls".into(), json!(urls));
-                }
-                Ok(Value::Object(out))
-            }
-            "DeleteQueue" => {
-                let url = url()?;
-                self.with(|st, _| st.delete_queue(&url))?;
-                Ok(json!({}))
-            }
-            "PurgeQueue" => {
-                let url = url()?;
-                self.with(|st, _| st.purge(&url))?;
-                Ok(json!({}))
-            }
-            "GetQueueAttributes" => {
-                let url = url()?;
-                let names: Vec<String> = input["AttributeNames"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let all = self.with(|st, now| st.queue(&url).map(|q| q.attributes(now)))?;
-                let mut out = Map::new();
-                for n in &names {
-                    if n == "All" {
-                        out.extend(all.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))));
-                    } else if let Some(v) = all.get(n) {
-                        out.insert(n.clone(), v.clone().into());
-                    } else if !KNOWN_QUEUE_ATTRIBUTES.contains(&n.as_str()) {
-                        return Err(sqs_error(
-                            "InvalidAttributeName",
-                            "InvalidAttributeName",
-                            format!("Unknown Attribute {n}."),
-                        ));
-                    }
-                }
-                if out.is_empty() {
-                    return Ok(json!({}));
-                }
-                Ok(json!({ "Attributes": out }))
-            }
-            "SetQueueAttributes" => {
-                let url = url()?;
-                let attributes = string_map(&input["Attributes"])?;
-                self.with(|st, now| st.set_attributes(&url, &attributes, now))?;
-                Ok(json!({}))
-            }
-            "SendMessage" => {
-                let url = url()?;
-                let m = outgoing(&input)?;
-                let sent = self.with(|st, now| st.send(&url, m, now))?;
-                Ok(sent_json(&sent, None))
-            }
-            "SendMessageBatch" => {
-                let url = url()?;
-                let entries = batch_entries(&input, "SendMessageBatchRequestEntry")?;
-                // As SQS counts it: every message's body and attributes.
-                let total: usize = entries
-                    .iter()
-                    .map(|e| {
-                        let body = e["MessageBody"].as_str().unwrap_or_default();
-                        message_size(body, &attributes_of(e))
-                    })
-                    .sum();
-                if total > MAX_MESSAGE as usize {
-                    return Err(sqs_error(
-                        "BatchRequestTooLong",
-                        "AWS.SimpleQueueService.BatchRequestTooLong",
-                        format!(
-                            "Batch requests cannot be longer than {MAX_MESSAGE} bytes. You have sent {total} bytes."
-                        ),
-                    ));
-                }
-                self.with(|st, _| st.queue(&url).map(|_| ()))?;
-                let (mut ok, mut failed) = (Vec::new(), Vec::new());
-                for e in entries {
-                    let id = e["Id"].as_str().unwrap_or_default().to_string();
-                    let result =
-                        outgoing(e).and_then(|m| self.with(|st, now| st.send(&url, m, now)));
-                    match result {
-                        Ok(sent) => ok.push(sent_json(&sent, Some(&id))),
-                        Err(err) => failed.push(failure(&id, &err)),
-                    }
-                }
-                Ok(json!({ "Successful": ok, "Failed": failed }))
-            }
-            "ReceiveMessage" => {
-                let url = url()?;
-                let max = ranged(&input, "MaxNumberOfMessages", 1..=MAX_RECEIVE as i64)?
-                    .unwrap_or(1) as u64;
-                let visibility =
-                    ranged(&input, "VisibilityTimeout", 0..=i64::from(MAX_VISIBILITY))?
-                        .map(|v| v as u32);
-                let wait = ranged(&input, "WaitTimeSeconds", 0..=20)?;
-                let default_wait = self.with(|st, _| st.queue(&url).map(|q| q.wait))?;
-                let wait = wait.map_or(u64::from(default_wait), |w| w as u64);
-                let (got, _) = self
-                    .receive(&url, max as usize, visibility, Duration::from_secs(wait))
-                    .await?;
-                let names = string_list(&input["MessageSystemAttributeNames"])
-                    .into_iter()
-                    .chain(string_list(&input["AttributeNames"]))
-                    .collect::<Vec<_>>();
-                let wanted = string_list(&input["MessageAttributeNames"]);
-                let messages: Vec<Value> = got
-                    .iter()
-                    .map(|r| received_json(r, &names, &wanted))
-                    .collect();
-                if messages.is_empty() {
-                    return Ok(json!({}));
-                }
-                Ok(json!({ "Messages": messages }))
-            }
-            "DeleteMessage" => {
-                let url = url()?;
-                let handle = s("ReceiptHandle").ok_or_else(|| missing("ReceiptHandle"))?;
-                self.with(|st, _| st.delete(&url, &handle))?;
-                Ok(json!({}))
-            }
-            "DeleteMessageBatch" => {
-                let url = url()?;
-                let entries = batch_entries(&input, "DeleteMessageBatchRequestEntry")?;
-                self.with(|st, _| st.queue(&url).map(|_| ()))?;
-                let (mut ok, mut failed) = (Vec::new(), Vec::new());
-                for e in entries {
-                    let id = e["Id"].as_str().unwrap_or_default().to_string();
-                    let handle = e["ReceiptHandle"].as_str().unwrap_or_default().to_string();
-                    match self.with(|st, _| st.delete(&url, &handle)) {
-                        Ok(()) => ok.push(json!({ "Id": id })),
-                        Err(err) => failed.push(failure(&id, &err)),
-                    }
-                }
-                Ok(json!({ "Successful": ok, "Failed": failed }))
-            }
-            "ChangeMessageVisibility" => {
-                let url = url()?;
-                let handle = s("ReceiptHandle").ok_or_else(|| missing("ReceiptHandle"))?;
-                let timeout =
-                    visibility_timeout(&input)?.ok_or_else(|| missing("VisibilityTimeout"))?;
-                self.with(|st, now| st.change_visibility(&url, &handle, timeout, now))?;
-                Ok(json!({}))
-            }
-            "ChangeMessageVisibilityBatch" => {
-                let url = url()?;
-                let entries = batch_entries(&input, "ChangeMessageVisibilityBatchRequestEntry")?;
-                self.with(|st, _| st.queue(&url).map(|_| ()))?;
-                let (mut ok, mut failed) = (Vec::new(), Vec::new());
-                for e in entries {
-                    let id = e["Id"].as_str().unwrap_or_default().to_string();
-                    let handle = e["ReceiptHandle"].as_str().unwrap_or_default().to_string();
-                    let changed = visibility_timeout(e).and_then(|t| {
-                        self.with(|st, now| {
-                            st.change_visibility(&url, &handle, t.unwrap_or(0), now)
-                        })
-                    });
-                    match changed {
-                        Ok(()) => ok.push(json!({ "Id": id })),
-                        Err(err) => failed.push(failure(&id, &err)),
-                    }
-                }
-                Ok(json!({ "Successful": ok, "Failed": failed }))
-            }
-            "TagQueue" => {
-                let url = url()?;
-                let tags = string_map(&input["Tags"])?;
-                self.with(|st, _| st.queue_mut(&url).map(|q| q.tags.extend(tags)))?;
-                Ok(json!({}))
-            }
-            "ListQueueTags" => {
-                let url = url()?;
-                let tags = self.with(|st, _| st.queue(&url).map(|q| q.tags.clone()))?;
-                Ok(if tags.is_empty() {
-                    json!({})
-                } else {
-                    json!({ "Tags": tags })
-                })
-            }
-            other => Err(AwsError::new(
-                400,
-                "com.amazonaws.sqs#UnsupportedOperation",
-                format!("The local SQS endpoint does not serve {other}"),
-            )
-            .with_query_error("AWS.SimpleQueueService.UnsupportedOperation;Sender")),
-        }
-    }
-}
-
-const KNOWN_QUEUE_ATTRIBUTES: &[&str] = &[
-    "Policy",
-    "VisibilityTimeout",
-    "MaximumMessageSize",
-    "MessageRetentionPeriod",
-    "ApproximateNumberOfMessages",
-    "ApproximateNumberOfMessagesNotVisible",
-    "CreatedTimestamp",
-    "LastModifiedTimestamp",
-    "QueueArn",
-    "ApproximateNumberOfMessagesDelayed",
-    "DelaySeconds",
-    "ReceiveMessageWaitTimeSeconds",
-    "RedrivePolicy",
-    "FifoQueue",
-    "ContentBasedDeduplication",
-    "KmsMasterKeyId",
-    "KmsDataKeyReusePeriodSeconds",
-    "DeduplicationScope",
-    "FifoThroughputLimit",
-    "RedriveAllowPolicy",
-    "SqsManagedSseEnabled",
-];
-
-fn string_map(v: &Value) -> Result<BTreeMap<String, String>, AwsError> {
-    match v {
-        Value::Null => Ok(BTreeMap::new()),
-        Value::Object(m) => m
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), s.clone())),
-                other => Err(invalid(format!(
-                    "Value {other} for parameter {k} is invalid: a string is expected."
-                ))),
-            })
-            .collect(),
-        other => Err(invalid(format!("Expected a map of strings, got {other}"))),
-    }
-}
-
-fn string_list(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A `ChangeMessageVisibility` timeout: 0-43,200 when given.
-fn visibility_timeout(input: &Value) -> Result<Option<u32>, AwsError> {
-    match int_param(input, "VisibilityTimeout")? {
-        Some(t) if !(0..=i64::from(MAX_VISIBILITY)).contains(&t) => Err(invalid(format!(
-            "Value {t} for parameter VisibilityTimeout is invalid. Reason: Must be between 0 and {MAX_VISIBILITY}."
-        ))),
-        t => Ok(t.map(|t| t as u32)),
-    }
-}
-
-/// The `MessageAttributes` of a send request or batch entry.
-fn attributes_of(input: &Value) -> BTreeMap<String, Value> {
-    match &input["MessageAttributes"] {
-        Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        _ => BTreeMap::new(),
-    }
-}
-
-fn outgoing(input: &Value) -> Result<Outgoing, AwsError> {
-    let body = input["MessageBody"]
-        .as_str()
-        .ok_or_else(|| missing("MessageBody"))?;
-    let attributes = attributes_of(input);
-    let trace_header = input["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"]
-        .as_str()
-        .map(str::to_string);
-    let delay = match int_param(input, "DelaySeconds")? {
-        Some(d) if !(0..=900).contains(&d) => {
-            return Err(invalid(format!(
-                "Value {d} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= 900."
-            )));
-        }
-        d => d.map(|d| d as u32),
-    };
-    Ok(Outgoing {
-        body: body.to_string(),
-        delay,
-        attributes,
-        trace_header,
-        group: input["MessageGroupId"].as_str().map(str::to_string),
-        dedup_id: input["MessageDeduplicationId"].as_str().map(str::to_string),
-    })
-}
-
-/// The `Entries` of a batch request, checked as SQS checks them.
-fn batch_entries<'a>(input: &'a Value, entry_shape: &str) -> Result<&'a Vec<Value>, AwsError> {
-    let entries = input["Entries"]
-        .as_array()
-        .ok_or_else(|| missing("Entries"))?;
-    if entries.is_empty() {
-        return Err(sqs_error(
-            "EmptyBatchRequest",
-            "AWS.SimpleQueueService.EmptyBatchRequest",
-            format!("There should be at least one {entry_shape} in the request."),
-        ));
-    }
-    if entries.len() > MAX_BATCH {
-        return Err(sqs_error(
-            "TooManyEntriesInBatchRequest",
-            "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
-            format!(
-                "Maximum number of entries per request are {MAX_BATCH}. You have sent {}.",
-                entries.len()
-            ),
-        ));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for e in entries {
-        let id = e["Id"].as_str().unwrap_or_default();
-        if id.is_empty()
-            || id.len() > 80
-            || !id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(sqs_error(
-                "InvalidBatchEntryId",
-                "AWS.SimpleQueueService.InvalidBatchEntryId",
-                "A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long.",
-            ));
-        }
-        if !seen.insert(id) {
-            return Err(sqs_error(
-                "BatchEntryIdsNotDistinct",
-                "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
-                format!("Id {id} repeated."),
-            ));
-        }
-    }
-    Ok(entries)
-}
-
-fn failure(id: &str, err: &AwsError) -> Value {
-    let code = err
-        .query_error
-        .as_deref()
-        .and_then(|q| q.split(';').next())
-        .unwrap_or(&err.code);
-    json!({ "Id": id, "SenderFault": true, "Code": code, "Message": err.message })
-}
-
-fn sent_json(sent: &Sent, id: Option<&str>) -> Value {
-    let mut v = json!({ "MessageId": sent.id, "MD5OfMessageBody": sent.md5_body });
-    if let Some(id) = id {
-        v["Id"] = id.into();
-    }
-    if let Some(md5) = &sent.md5_attributes {
-        v["MD5OfMessageAttributes"] = md5.clone().into();
-    }
-    if let Some(seq) = &sent.sequence {
-        v["SequenceNumber"] = seq.clone().into();
-    }
-    v
-}
-
 /// The system attributes of a received message, all of them (the event a
 /// poller builds has them all; ReceiveMessage filters).
 pub fn system_attributes(m: &Message) -> BTreeMap<&'static str, String> {
     let mut a = BTreeMap::new();
-    a.insert("SenderId", LOCAL_ACCOUNT_ID.to_string());
+    a.insert("SenderId", m.sender.clone());
     a.insert("SentTimestamp", m.sent.to_string());
     a.insert("ApproximateReceiveCount", m.receive_count.to_string());
     if let Some(t) = m.first_receive {
@@ -1472,79 +962,15 @@ pub fn system_attributes(m: &Message) -> BTreeMap<&'static str, String> {
     a
 }
 
-/// Whether `name` is asked for by `wanted` (`All`, `.*`, a name, or `prefix.*`).
-fn wanted_attribute(name: &str, wanted: &[String]) -> bool {
-    wanted.iter().any(|w| {
-        w == "All"
-            || w == ".*"
-            || w == name
-            || w.strip_suffix(".*")
-                .is_some_and(|p| name.starts_with(&format!("{p}.")))
-    })
-}
-
-fn received_json(r: &Received, system: &[String], wanted: &[String]) -> Value {
-    let m = &r.message;
-    let mut v = json!({
-        "MessageId": m.id,
-        "ReceiptHandle": r.receipt,
-        "MD5OfBody": m.md5_body,
-        "Body": m.body,
-    });
-    let attrs: Map<String, Value> = system_attributes(m)
-        .into_iter()
-        .filter(|(k, _)| system.iter().any(|n| n == "All" || n == k))
-        .map(|(k, val)| (k.to_string(), val.into()))
-        .collect();
-    if !attrs.is_empty() {
-        v["Attributes"] = Value::Object(attrs);
-    }
-    let user: BTreeMap<String, Value> = m
-        .attributes
-        .iter()
-        .filter(|(k, _)| wanted_attribute(k, wanted))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    if let Some(md5) = md5_of_attributes(&user) {
-        v["MD5OfMessageAttributes"] = md5.into();
-        v["MessageAttributes"] = json!(user);
-    }
-    v
-}
-
-impl JsonService for SqsService {
-    fn target_prefix(&self) -> &'static str {
-        "AmazonSQS"
-    }
-
-    /// A body too large to read is over SQS's own size limits.
-    fn too_large(&self, operation: &str) -> AwsError {
-        if operation == "SendMessageBatch" {
-            return sqs_error(
-                "BatchRequestTooLong",
-                "AWS.SimpleQueueService.BatchRequestTooLong",
-                format!("Batch requests cannot be longer than {MAX_MESSAGE} bytes."),
-            );
-        }
-        invalid(format!(
-            "One or more parameters are invalid. Reason: Message must be shorter than {MAX_MESSAGE} bytes."
-        ))
-    }
-
-    fn call(&self, operation: &str, input: Value) -> BoxFuture<'_, Result<Value, AwsError>> {
-        let op = operation.to_string();
-        Box::pin(async move { self.operation(&op, input).await })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const URL: &str = "http://127.0.0.1:9000/012345678912/q";
 
     fn store() -> Store {
-        let mut st = Store::new("http://127.0.0.1:9000", "us-east-1");
+        let mut st = Store::new("http://127.0.0.1:9000", &Scope::new("us-east-1"));
         st.create("q", &BTreeMap::new(), BTreeMap::new(), 0)
             .unwrap();
         st
@@ -1619,7 +1045,7 @@ mod tests {
 
     #[test]
     fn fifo_groups_deliver_in_order_one_batch_in_flight_and_dedup_for_five_minutes() {
-        let mut st = Store::new("http://x", "us-east-1");
+        let mut st = Store::new("http://x", &Scope::new("us-east-1"));
         let url = st
             .create(
                 "f.fifo",
@@ -1685,6 +1111,29 @@ mod tests {
             Some("arn:aws:sqs:us-east-1:012345678912:q")
         );
         assert_eq!(st.queue(URL).unwrap().messages.len(), 0);
+    }
+
+    #[test]
+    fn queue_urls_arns_and_sender_ids_come_from_the_store_scope() {
+        let scope = Scope {
+            account: "111122223333".into(),
+            region: "eu-west-1".into(),
+        };
+        let mut st = Store::new("http://127.0.0.1:9000", &scope);
+        let url = st
+            .create("q", &BTreeMap::new(), BTreeMap::new(), 0)
+            .unwrap();
+        assert_eq!(url, "http://127.0.0.1:9000/111122223333/q");
+        assert_eq!(
+            st.queue(&url).unwrap().arn,
+            "arn:aws:sqs:eu-west-1:111122223333:q"
+        );
+        st.send(&url, msg("a"), 0).unwrap();
+        let (got, _) = st.receive(&url, 1, None, 0).unwrap();
+        assert_eq!(
+            system_attributes(&got[0].message)["SenderId"],
+            "111122223333"
+        );
     }
 
     #[test]
