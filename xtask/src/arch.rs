@@ -11,6 +11,9 @@
 //!   its children and a child using its parent do not count.
 //! - **SDK types live in `aws/`.** No file outside `src/aws/` names an AWS SDK
 //!   crate (`aws_sdk_*`, `aws_config`, `aws_smithy_*`).
+//! - **The code map names every file.** Each source file is named in
+//!   README.md's Architecture section: its path, or its file name in a
+//!   paragraph that names its folder (a folder's `mod.rs`: the folder).
 //! - **Short functions.** A function over 150 lines says why in its doc
 //!   comment (a line that starts with `Long:`).
 //!
@@ -112,6 +115,7 @@ pub fn run() -> Result<()> {
         }
         problems.extend(check_sibling_circles(&modules));
         problems.extend(check_function_length(&modules, &root));
+        problems.extend(check_code_map(&modules, &root, &readme));
     }
     if !problems.is_empty() {
         for p in &problems {
@@ -640,6 +644,51 @@ fn check_sdk_types(modules: &[Module]) -> Vec<String> {
             problems.push(format!(
                 "{} names the AWS SDK (`{prefix}…`): SDK types live in src/aws/ only",
                 m.file.display()
+            ));
+        }
+    }
+    problems
+}
+
+/// Every file is named in README's Architecture section.
+fn check_code_map(modules: &[Module], root: &Path, readme: &str) -> Vec<String> {
+    let section = readme
+        .find("## Architecture")
+        .map(|at| {
+            let rest = &readme[at + 3..];
+            &readme[at..at + 3 + rest.find("\n## ").unwrap_or(rest.len())]
+        })
+        .unwrap_or("");
+    let paragraphs: Vec<&str> = section.split("\n\n").collect();
+    let mut problems = Vec::new();
+    for m in modules {
+        let rel = m.file.strip_prefix(root).unwrap_or(&m.file);
+        let rel_text = rel.display().to_string();
+        let name = rel
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let folder = rel
+            .parent()
+            .map(|p| format!("{}/", p.display()))
+            .unwrap_or_default();
+        let folder_short = rel
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|f| format!("{}/", f.to_string_lossy()))
+            .unwrap_or_default();
+        let named = section.contains(&rel_text)
+            || if name == "mod.rs" {
+                section.contains(&folder) || section.contains(&format!("`{folder_short}"))
+            } else {
+                paragraphs.iter().any(|p| {
+                    p.contains(&name) && (p.contains(&folder) || p.contains(&folder_short))
+                })
+            };
+        if !named {
+            problems.push(format!(
+                "{rel_text} is not named in README.md's Architecture section: add it to the code map"
             ));
         }
     }
