@@ -8,6 +8,11 @@
 //! Every value remembers where it came from ([`Source`]) so that errors and
 //! `cargo fn config` can name the file and key, variable or flag. Pure: no
 //! I/O beyond reading an env file; no network, no cargo invocation.
+//!
+//! [`resolve`] merges the layers (`layers.rs`) and checks the result
+//! (`validate.rs`). Inside, imports run one way: `validate` -> `layers`,
+//! `triggers`, `cors`; `triggers` -> `cors`; all -> `value` (the shared
+//! readers, which import no sibling).
 
 use std::collections::BTreeMap;
 use std::fmt;
