@@ -6,6 +6,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::Source;
 use super::value::{Result, Table};
 
 /// The CORS keys, kebab-case (snake_case spellings are accepted too).
@@ -47,7 +48,7 @@ pub(super) const FUNCTION_URL: Rules = Rules {
 };
 
 /// Reads the table `key` (= `function-url.cors`, `triggers.<name>.cors`).
-pub(super) fn read(key: String, v: &Value, src: &super::Source, rules: &Rules) -> Result<Cors> {
+pub(super) fn read(key: String, v: &Value, src: &Source, rules: &Rules) -> Result<Cors> {
     let t = Table::nested(key, v, src, KEYS)?;
     let list = |k: &str, max: Option<usize>| -> Result<Vec<String>> {
         let items = t.strings(k)?.unwrap_or_default();
@@ -90,4 +91,65 @@ pub(super) fn read(key: String, v: &Value, src: &super::Source, rules: &Rules) -
         allow_credentials,
         max_age: t.int("max-age", 0, 86_400, " seconds")?.map(|n| n as u32),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const HTTP_API: Rules = Rules {
+        methods: &["GET", "POST", "OPTIONS"],
+        max_items: None,
+        no_wildcard_with_credentials: true,
+    };
+
+    fn read_with(v: Value, rules: &Rules) -> std::result::Result<Cors, String> {
+        read("x.cors".into(), &v, &Source::Default, rules).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn one_reader_applies_each_services_rules() {
+        let star_with_credentials = json!({"allow-origins": ["*"], "allow_credentials": true});
+        let url = read_with(star_with_credentials.clone(), &FUNCTION_URL).unwrap();
+        assert!(url.allow_credentials);
+        let api = read_with(star_with_credentials, &HTTP_API).unwrap_err();
+        assert!(api.contains("x.cors.allow-origins"), "{api}");
+
+        let options = json!({"allow-methods": ["OPTIONS"]});
+        assert!(read_with(options.clone(), &HTTP_API).is_ok());
+        let url = read_with(options, &FUNCTION_URL).unwrap_err();
+        assert!(
+            url.contains("one of GET, PUT, HEAD, POST, PATCH, DELETE, *"),
+            "{url}"
+        );
+
+        let seven = json!({"allow-methods": ["GET", "GET", "GET", "GET", "GET", "GET", "GET"]});
+        assert!(read_with(seven.clone(), &HTTP_API).is_ok());
+        assert!(
+            read_with(seven, &FUNCTION_URL)
+                .unwrap_err()
+                .contains("at most 6 items")
+        );
+
+        let all = read_with(
+            json!({"expose-headers": ["x-id"], "allow-headers": ["a"], "max-age": 60}),
+            &FUNCTION_URL,
+        )
+        .unwrap();
+        assert_eq!(all.expose_headers, ["x-id"]);
+        assert_eq!(all.allow_headers, ["a"]);
+        assert_eq!(all.max_age, Some(60));
+        assert!(
+            read_with(json!({"nope": 1}), &HTTP_API)
+                .unwrap_err()
+                .contains("unknown key")
+        );
+        assert!(
+            read_with(json!("*"), &HTTP_API)
+                .unwrap_err()
+                .contains("a table")
+        );
+    }
 }
