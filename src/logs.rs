@@ -53,7 +53,7 @@ pub struct Source {
 impl Source {
     /// The default log group Lambda writes to.
     pub fn default_group(function: &str) -> String {
-        crate::aws::default_log_group(function)
+        crate::config::default_log_group(function)
     }
 }
 

@@ -65,11 +65,6 @@ pub struct Settings {
     pub log_group: Option<String>,
 }
 
-/// Lambda's default log group of a function.
-pub fn default_log_group(function: &str) -> String {
-    format!("/aws/lambda/{function}")
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VpcSettings {
     pub subnets: Vec<String>,
@@ -175,7 +170,7 @@ pub struct UrlSettings {
     pub cors: Option<UrlCors>,
 }
 
-/// The CORS settings of a function URL.
+/// The CORS settings of a function URL (and of an HTTP API: `HttpCors`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct UrlCors {
     pub allow_origins: Vec<String>,

@@ -25,8 +25,9 @@ use super::progress::UploadProgress;
 use super::{
     AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, HANDLER, IamApi, Invoked,
     LambdaApi, LayerVersion, ObjectStore, Permission, RoleState, Settings, StoredObject,
-    UrlSettings, UrlState, VersionInfo, VpcSettings, default_log_group,
+    UrlSettings, UrlState, VersionInfo, VpcSettings,
 };
+use crate::config::default_log_group;
 
 /// How to reach AWS (all optional: the standard chain fills the rest).
 #[derive(Debug, Clone, Default)]

@@ -11,6 +11,10 @@ use std::collections::BTreeMap;
 
 use super::ApiResult;
 
+/// The CORS configuration of an HTTP API: the same six fields as a
+/// function URL's, so the same type.
+pub use super::UrlCors as HttpCors;
+
 /// The settings of an event source mapping that deploy manages. Fields that
 /// do not apply to a source stay `None` (never sent, never compared).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -118,17 +122,6 @@ pub struct BucketNotifications {
     pub entries: Vec<Notification>,
     /// `EventBridgeConfiguration` present.
     pub eventbridge: bool,
-}
-
-/// The CORS configuration of an HTTP API.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct HttpCors {
-    pub allow_origins: Vec<String>,
-    pub allow_methods: Vec<String>,
-    pub allow_headers: Vec<String>,
-    pub expose_headers: Vec<String>,
-    pub allow_credentials: bool,
-    pub max_age: Option<u32>,
 }
 
 /// Where the credentials in use create things.

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde_json::{Map, Value};
 
-use super::{FunctionConfig, Overrides, Source, validate};
+use super::value::type_name;
+use super::{Overrides, Source};
 use crate::project::{FunctionTarget, Project};
 
 /// Every key a `[package.metadata.fn]` table accepts, with what it means.
@@ -200,17 +201,6 @@ fn fn_table(file: &Path, table: &str, value: &Value, allow_functions: bool) -> R
             table: table.to_string(),
         },
     })
-}
-
-pub(super) fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "a table",
-    }
 }
 
 /// cargo-lambda's `[package.metadata.lambda]` (and `bin.<name>`) tables as
@@ -565,39 +555,16 @@ fn layers_for(
     Ok(layers)
 }
 
-/// Resolves and validates every selected function, reading `CARGO_FN_*`
-/// from the process environment.
-pub fn resolve(project: &Project, overrides: &Overrides) -> Result<Vec<FunctionConfig>> {
-    let env: BTreeMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("CARGO_FN_"))
-        .collect();
-    resolve_with_env(project, overrides, &env)
-}
-
-/// [`resolve`] with the `CARGO_FN_*` variables given explicitly.
-pub fn resolve_with_env(
+/// One function's layers merged, lowest first: each key's winning value.
+pub(super) fn merge(
     project: &Project,
+    function: &FunctionTarget,
     overrides: &Overrides,
     env: &BTreeMap<String, String>,
-) -> Result<Vec<FunctionConfig>> {
-    let mut out: Vec<FunctionConfig> = Vec::new();
-    for function in &project.functions {
-        let mut merged = Merged::default();
-        for layer in layers_for(project, function, overrides, env)? {
-            merged.apply(&layer);
-        }
-        let config = validate::build(function, merged)?;
-        if let Some(other) = out.iter().find(|c| c.name == config.name) {
-            bail!(
-                "two functions resolve to the Lambda name `{}`: binary `{}` of package `{}` and binary `{}` of package `{}`; set a distinct `name` in [package.metadata.fn.functions.<bin>]",
-                config.name,
-                other.bin,
-                other.package,
-                config.bin,
-                config.package
-            );
-        }
-        out.push(config);
+) -> Result<Merged> {
+    let mut merged = Merged::default();
+    for layer in layers_for(project, function, overrides, env)? {
+        merged.apply(&layer);
     }
-    Ok(out)
+    Ok(merged)
 }

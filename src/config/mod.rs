@@ -8,6 +8,11 @@
 //! Every value remembers where it came from ([`Source`]) so that errors and
 //! `cargo fn config` can name the file and key, variable or flag. Pure: no
 //! I/O beyond reading an env file; no network, no cargo invocation.
+//!
+//! [`resolve`] merges the layers (`layers.rs`) and checks the result
+//! (`validate.rs`). Inside, imports run one way: `validate` -> `layers`,
+//! `triggers`, `cors`; `triggers` -> `cors`; all -> `value` (the shared
+//! readers, which import no sibling).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,21 +20,27 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::project::Project;
+
+mod cors;
 pub mod deployment;
 mod layers;
 pub mod reference;
 pub mod triggers;
 mod validate;
+mod value;
 
 pub use deployment::{Deployment, Strategy};
 
-pub use layers::{KEYS, resolve, resolve_with_env};
+pub use cors::Cors;
+pub use layers::KEYS;
 pub use triggers::{Trigger, TriggerKind};
 pub use validate::{
-    ENV_MAX_BYTES, InvalidValue, RESERVED_ENV, check_alias_name, check_env_key,
-    check_function_name, check_include_path, check_layer_arn, check_repository_name,
-    check_role_arn, check_secret_ref, looks_secret,
+    ENV_MAX_BYTES, RESERVED_ENV, check_alias_name, check_env_key, check_function_name,
+    check_include_path, check_layer_arn, check_repository_name, check_role_arn, check_secret_ref,
+    looks_secret,
 };
+pub use value::InvalidValue;
 
 /// Lambda instruction set architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
@@ -231,16 +242,6 @@ pub struct Vpc {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
-pub struct Cors {
-    pub allow_origins: Vec<String>,
-    pub allow_methods: Vec<String>,
-    pub allow_headers: Vec<String>,
-    pub expose_headers: Vec<String>,
-    pub allow_credentials: bool,
-    pub max_age: Option<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct FunctionUrl {
     pub auth: UrlAuth,
     pub invoke_mode: InvokeMode,
@@ -369,8 +370,7 @@ fn shown_env_value(key: &str, value: &str) -> String {
 /// `(key, value, source)` rows for display, one per field or map entry,
 /// with credential-looking env values redacted.
 pub fn display_rows(f: &FunctionConfig) -> Vec<(String, String, Source)> {
-    let src = |k: &str| f.sources.get(k).cloned().unwrap_or(Source::Default);
-    let opt = |o: Option<String>| o.unwrap_or_else(|| "-".to_string());
+    let src = |k: &str| row_source(f, k);
     let mut rows = vec![
         ("name".to_string(), f.name.clone(), src("name")),
         (
@@ -453,6 +453,23 @@ pub fn display_rows(f: &FunctionConfig) -> Vec<(String, String, Source)> {
     for (k, v) in &f.tags {
         rows.push((format!("tags.{k}"), v.clone(), src(&format!("tags.{k}"))));
     }
+    serving_rows(f, &mut rows);
+    rows
+}
+
+/// Where a row's value came from (built-in default when no layer set it).
+fn row_source(f: &FunctionConfig, key: &str) -> Source {
+    f.sources.get(key).cloned().unwrap_or(Source::Default)
+}
+
+fn opt(o: Option<String>) -> String {
+    o.unwrap_or_else(|| "-".to_string())
+}
+
+/// The rows of how the function is reached, what ships, its triggers and
+/// its deployment.
+fn serving_rows(f: &FunctionConfig, rows: &mut Vec<(String, String, Source)>) {
+    let src = |k: &str| row_source(f, k);
     rows.push((
         "function-url".into(),
         opt(f.function_url.as_ref().map(|u| {
@@ -533,7 +550,6 @@ pub fn display_rows(f: &FunctionConfig) -> Vec<(String, String, Source)> {
         ),
         src("deployment"),
     ));
-    rows
 }
 
 fn list(items: &[String]) -> String {
@@ -556,6 +572,45 @@ pub fn redacted_json(f: &FunctionConfig) -> serde_json::Value {
     v
 }
 
+/// Resolves and validates every selected function, reading `CARGO_FN_*`
+/// from the process environment.
+pub fn resolve(project: &Project, overrides: &Overrides) -> anyhow::Result<Vec<FunctionConfig>> {
+    let env: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("CARGO_FN_"))
+        .collect();
+    resolve_with_env(project, overrides, &env)
+}
+
+/// [`resolve`] with the `CARGO_FN_*` variables given explicitly.
+pub fn resolve_with_env(
+    project: &Project,
+    overrides: &Overrides,
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<Vec<FunctionConfig>> {
+    let mut out: Vec<FunctionConfig> = Vec::new();
+    for function in &project.functions {
+        let merged = layers::merge(project, function, overrides, env)?;
+        let config = validate::build(function, merged)?;
+        if let Some(other) = out.iter().find(|c| c.name == config.name) {
+            anyhow::bail!(
+                "two functions resolve to the Lambda name `{}`: binary `{}` of package `{}` and binary `{}` of package `{}`; set a distinct `name` in [package.metadata.fn.functions.<bin>]",
+                config.name,
+                other.bin,
+                other.package,
+                config.bin,
+                config.package
+            );
+        }
+        out.push(config);
+    }
+    Ok(out)
+}
+
+/// The log group Lambda writes a function's logs to unless told otherwise.
+pub fn default_log_group(function: &str) -> String {
+    format!("/aws/lambda/{function}")
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -565,14 +620,14 @@ impl FunctionConfig {
     pub fn custom_log_group(&self) -> Option<&str> {
         self.log_group
             .as_deref()
-            .filter(|g| *g != crate::aws::default_log_group(&self.name))
+            .filter(|g| *g != default_log_group(&self.name))
     }
 
     /// The log group the function writes to.
     pub fn log_group_name(&self) -> String {
         self.log_group
             .clone()
-            .unwrap_or_else(|| crate::aws::default_log_group(&self.name))
+            .unwrap_or_else(|| default_log_group(&self.name))
     }
 }
 

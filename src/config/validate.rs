@@ -8,24 +8,14 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
 
-use super::layers::{Merged, type_name};
+use super::cors;
+use super::layers::Merged;
+use super::value::{InvalidValue, Result, is_account, is_name, is_partition, is_region, type_name};
 use super::{
-    Arch, Cors, EventFormat, FunctionConfig, FunctionUrl, ImageConfig, InvokeMode, LogFormat,
-    Runtime, Source, Tracing, UrlAuth, Vpc,
+    Arch, EventFormat, FunctionConfig, FunctionUrl, ImageConfig, InvokeMode, LogFormat, Runtime,
+    Source, Tracing, UrlAuth, Vpc,
 };
 use crate::project::FunctionTarget;
-
-/// A value that breaks a rule.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid {key} = {value} (from {origin}): {allowed}")]
-pub struct InvalidValue {
-    pub key: String,
-    pub value: String,
-    pub origin: Source,
-    pub allowed: String,
-}
-
-type Result<T> = std::result::Result<T, Box<InvalidValue>>;
 
 /// Environment variables Lambda sets itself; a function may not set them.
 pub const RESERVED_ENV: &[&str] = &[
@@ -209,28 +199,6 @@ pub fn check_env_key(key: &str) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn is_partition(p: &str) -> bool {
-    p.starts_with("aws") && p.chars().all(|c| c.is_ascii_alphabetic() || c == '-')
-}
-
-fn is_account(a: &str) -> bool {
-    a.len() == 12 && a.chars().all(|c| c.is_ascii_digit())
-}
-
-fn is_region(r: &str) -> bool {
-    !r.is_empty()
-        && r.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
-
-/// 1-`max` characters of `[a-zA-Z0-9-_]`: the alphabet of most AWS names.
-pub(super) fn is_name(n: &str, max: usize) -> bool {
-    !n.is_empty()
-        && n.len() <= max
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// `arn:<partition>:lambda:<region>:<account>:layer:<name>:<version>`.
@@ -1048,86 +1016,17 @@ fn function_url_config(v: &Value, src: &Source) -> Result<FunctionUrl> {
     };
     let cors = match field(map, "cors") {
         None => None,
-        Some(c) => Some(cors_config(c, src)?),
+        Some(c) => Some(cors::read(
+            "function-url.cors".into(),
+            c,
+            src,
+            &cors::FUNCTION_URL,
+        )?),
     };
     Ok(FunctionUrl {
         auth,
         invoke_mode,
         cors,
-    })
-}
-
-fn cors_config(v: &Value, src: &Source) -> Result<Cors> {
-    let keys = [
-        "allow-origins",
-        "allow-methods",
-        "allow-headers",
-        "expose-headers",
-        "allow-credentials",
-        "max-age",
-    ];
-    let map = table("function-url.cors", v, src, &keys)?;
-    let list = |k: &str, max: usize| -> Result<Vec<String>> {
-        let key = format!("function-url.cors.{k}");
-        let items = match field(map, k) {
-            None => return Ok(Vec::new()),
-            Some(v) => string_list(&key, v, src)?,
-        };
-        if items.len() > max {
-            return Err(Fields::bad(
-                &key,
-                &field(map, k).cloned().unwrap_or_default(),
-                src,
-                format!("at most {max} items"),
-            ));
-        }
-        Ok(items)
-    };
-    let allow_methods = list("allow-methods", 6)?;
-    const METHODS: &[&str] = &["GET", "PUT", "HEAD", "POST", "PATCH", "DELETE", "*"];
-    for m in &allow_methods {
-        if !METHODS.contains(&m.as_str()) {
-            return Err(Fields::bad(
-                "function-url.cors.allow-methods",
-                &Value::String(m.clone()),
-                src,
-                format!("one of {}", METHODS.join(", ")),
-            ));
-        }
-    }
-    let allow_credentials = match field(map, "allow-credentials") {
-        None => false,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => {
-            return Err(Fields::bad(
-                "function-url.cors.allow-credentials",
-                other,
-                src,
-                "true or false",
-            ));
-        }
-    };
-    let max_age = match field(map, "max-age") {
-        None => None,
-        Some(m) => match m.as_i64() {
-            Some(n) if (0..=86400).contains(&n) => Some(n as u32),
-            _ => {
-                return Err(Fields::bad(
-                    "function-url.cors.max-age",
-                    m,
-                    src,
-                    "allowed 0-86400 seconds",
-                ));
-            }
-        },
-    };
-    Ok(Cors {
-        allow_origins: list("allow-origins", 100)?,
-        allow_methods,
-        allow_headers: list("allow-headers", 100)?,
-        expose_headers: list("expose-headers", 100)?,
-        allow_credentials,
-        max_age,
     })
 }
 
