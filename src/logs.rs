@@ -148,10 +148,7 @@ pub fn parse_since(text: &str, now_ms: i64) -> Result<i64, String> {
             return Ok(now_ms.saturating_sub(n.saturating_mul(ms)));
         }
     }
-    aws_smithy_types::DateTime::from_str(text, aws_smithy_types::date_time::Format::DateTime)
-        .ok()
-        .and_then(|t| t.to_millis().ok())
-        .ok_or_else(|| {
+    crate::aws::logs::parse_rfc3339_ms(text).ok_or_else(|| {
             format!(
                 "`{text}` is neither a duration (30s, 10m, 2h, 1d, 1w) nor an RFC 3339 time (2026-11-30T08:00:00Z)"
             )
@@ -485,9 +482,8 @@ impl Printer {
 
 /// A timestamp as RFC 3339 with three decimals (fixed width, so lines align).
 fn iso(ms: i64) -> String {
-    let secs = aws_smithy_types::DateTime::from_secs(ms.div_euclid(1000))
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| ms.to_string());
+    let secs = crate::aws::logs::format_rfc3339_secs(ms.div_euclid(1000))
+        .unwrap_or_else(|| ms.to_string());
     match secs.strip_suffix('Z') {
         Some(s) => format!("{s}.{:03}Z", ms.rem_euclid(1000)),
         None => secs,
