@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use anyhow::Result;
 use clap::Args;
 
-use super::deploy::AwsArgs;
+use super::args::{AwsArgs, EmulatorArgs};
 use super::{ColorArg, GlobalArgs};
 use crate::error::UsageError;
 use crate::logs::{LogsOptions, Style};
@@ -43,12 +43,8 @@ pub struct LogsArgs {
     /// Read CloudWatch Logs of the deployed functions instead of the local emulator
     #[arg(long)]
     pub remote: bool,
-    /// Port of the local emulator (`cargo fn watch`)
-    #[arg(long, default_value_t = 9000, value_name = "PORT", conflicts_with_all = ["endpoint", "remote"])]
-    pub port: u16,
-    /// Endpoint of the local emulator, e.g. http://127.0.0.1:9000
-    #[arg(long, value_name = "URL", conflicts_with = "remote")]
-    pub endpoint: Option<String>,
+    #[command(flatten)]
+    pub emulator: EmulatorArgs,
     #[command(flatten)]
     pub aws: AwsArgs,
 }
@@ -121,11 +117,7 @@ pub fn run(global: &GlobalArgs, args: LogsArgs) -> Result<()> {
                 .map_err(crate::aws::with_api_hint)
         })
     } else {
-        let endpoint = args
-            .endpoint
-            .clone()
-            .unwrap_or_else(|| format!("http://127.0.0.1:{}", args.port));
-        crate::logs::local(&endpoint, &args.functions, &opts, &mut out)
+        crate::logs::local(&args.emulator.url(), &args.functions, &opts, &mut out)
     };
     match result {
         // `cargo fn logs | head`: the reader is done, so are we.
