@@ -524,6 +524,39 @@ fn wanted(opts: &LogsOptions, event: &LogEvent) -> bool {
     }
 }
 
+/// `cargo fn logs --remote`: the logs of `names` (see [`sources`]) read
+/// from CloudWatch Logs through the AWS configuration `connect`; with
+/// `alias` (one function only), just the streams of the versions it routes
+/// to.
+pub async fn remote_functions(
+    connect: &crate::aws::sdk::ConnectOptions,
+    configs: &[crate::config::FunctionConfig],
+    names: &[String],
+    alias: Option<&str>,
+    mut opts: LogsOptions,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let sources = sources(configs, names)?;
+    if let Some(alias) = alias {
+        let [source] = sources.as_slice() else {
+            return Err(crate::error::UsageError(
+                "--alias needs exactly one FUNCTION (aliases belong to one function)".into(),
+            )
+            .into());
+        };
+        let lambda = crate::aws::sdk::connect(connect).await?;
+        opts.versions = Some(
+            alias_versions(&lambda, &source.function, alias)
+                .await
+                .map_err(crate::aws::with_api_hint)?,
+        );
+    }
+    let api = crate::aws::logs::connect(connect).await?;
+    remote(&api, &sources, &opts, out)
+        .await
+        .map_err(crate::aws::with_api_hint)
+}
+
 /// Remote logs: prints what is there since `opts.since_ms`, then, when
 /// following, every new event once, until the output closes or an error.
 pub async fn remote(

@@ -74,7 +74,7 @@ pub fn run(global: &GlobalArgs, args: LogsArgs) -> Result<()> {
         ColorArg::Never => false,
         ColorArg::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
-    let mut opts = LogsOptions {
+    let opts = LogsOptions {
         since_ms,
         filter: args.filter.clone(),
         follow: args.tail,
@@ -93,29 +93,14 @@ pub fn run(global: &GlobalArgs, args: LogsArgs) -> Result<()> {
             Err(_) if !args.functions.is_empty() => Vec::new(),
             Err(e) => return Err(e),
         };
-        let sources = crate::logs::sources(&configs, &args.functions)?;
-        super::deploy::runtime()?.block_on(async {
-            let connect = args.aws.options();
-            if let Some(alias) = &args.alias {
-                let [source] = sources.as_slice() else {
-                    return Err(UsageError(
-                        "--alias needs exactly one FUNCTION (aliases belong to one function)"
-                            .into(),
-                    )
-                    .into());
-                };
-                let lambda = args.aws.connect().await?;
-                opts.versions = Some(
-                    crate::logs::alias_versions(&lambda, &source.function, alias)
-                        .await
-                        .map_err(crate::aws::with_api_hint)?,
-                );
-            }
-            let api = crate::aws::logs::connect(&connect).await?;
-            crate::logs::remote(&api, &sources, &opts, &mut out)
-                .await
-                .map_err(crate::aws::with_api_hint)
-        })
+        super::deploy::runtime()?.block_on(crate::logs::remote_functions(
+            &args.aws.options(),
+            &configs,
+            &args.functions,
+            args.alias.as_deref(),
+            opts,
+            &mut out,
+        ))
     } else {
         crate::logs::local(&args.emulator.url(), &args.functions, &opts, &mut out)
     };
