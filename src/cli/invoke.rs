@@ -45,7 +45,7 @@ pub struct InvokeArgs {
     /// record, else the trigger's built-in example
     #[arg(long, value_name = "NAME", conflicts_with_all = ["asynchronous", "stream", "qualifier", "log"])]
     pub trigger: Option<String>,
-    /// How to reach AWS (with --remote)
+    // How to reach AWS: only with --remote (region and endpoint-url require it above).
     #[command(flatten)]
     pub aws: AwsArgs,
 }
