@@ -3,16 +3,16 @@
 //! embedded library of example events (offline, realistic payloads from
 //! the event sources people wire to Lambda).
 //!
-//! Both targets go through the same aws-sdk-lambda client: the emulator
-//! speaks the same wire protocol, so the local path exercises exactly what
-//! a real client sends. This module knows nothing of the emulator's
-//! internals.
+//! Both targets go through the same aws-sdk-lambda client
+//! ([`crate::aws::invoke`]): the emulator speaks the same wire protocol, so
+//! the local path exercises exactly what a real client sends. This module
+//! knows nothing of the emulator's internals, and words what the user is
+//! told.
 
 use anyhow::{Context, Result};
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{InvocationType, LogType};
 use base64::Engine;
 
+use crate::aws::invoke::{Endpoint, InvokeCall, InvokeFailure};
 use crate::error::hinted;
 
 /// One example event: its name (for `--example`), what it is, and the JSON.
@@ -139,58 +139,59 @@ pub fn check_json(payload: &[u8], source: &str) -> Result<()> {
         })
 }
 
-async fn client(target: &Target) -> aws_sdk_lambda::Client {
+/// The adapter's view of the target.
+fn endpoint(target: &Target) -> Endpoint {
     match target {
-        Target::Local { endpoint } => crate::aws::sdk::local_lambda_client(endpoint),
+        Target::Local { endpoint } => Endpoint::Local(endpoint.clone()),
         Target::Remote {
             profile,
             region,
             endpoint_url,
-        } => {
-            crate::aws::sdk::remote_lambda_client(&crate::aws::sdk::ConnectOptions {
-                profile: profile.clone(),
-                region: region.clone(),
-                endpoint_url: endpoint_url.clone(),
-                upload_progress: None,
-            })
-            .await
-        }
+        } => Endpoint::Remote(crate::aws::sdk::ConnectOptions {
+            profile: profile.clone(),
+            region: region.clone(),
+            endpoint_url: endpoint_url.clone(),
+            upload_progress: None,
+        }),
+    }
+}
+
+/// The adapter's view of the invocation.
+fn call(opts: &InvokeOptions) -> InvokeCall<'_> {
+    InvokeCall {
+        function: &opts.function,
+        qualifier: opts.qualifier.as_deref(),
+        payload: &opts.payload,
+        tail_log: opts.tail_log,
+        asynchronous: opts.asynchronous,
+    }
+}
+
+/// A base64 log tail as text.
+fn decode_log(encoded: Option<&str>) -> Result<Option<String>> {
+    match encoded {
+        Some(encoded) => Ok(Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .context("decoding the log tail")?,
+        )),
+        None => Ok(None),
     }
 }
 
 /// Invokes the function once.
 pub async fn invoke(opts: &InvokeOptions) -> Result<InvokeOutcome> {
-    let client = client(&opts.target).await;
-    let mut req = client
-        .invoke()
-        .function_name(&opts.function)
-        .payload(Blob::new(opts.payload.clone()))
-        .set_qualifier(opts.qualifier.clone());
-    if opts.asynchronous {
-        req = req.invocation_type(InvocationType::Event);
-    } else if opts.tail_log {
-        req = req.log_type(LogType::Tail);
-    }
-    let out = req.send().await.map_err(|e| invoke_error(opts, e))?;
-    let log = match out.log_result() {
-        Some(encoded) => Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .context("decoding the log tail")?,
-        ),
-        None => None,
-    };
+    let out = crate::aws::invoke::invoke(&endpoint(&opts.target), &call(opts))
+        .await
+        .map_err(|e| invoke_error(opts, e))?;
     Ok(InvokeOutcome {
-        status: out.status_code(),
-        payload: out
-            .payload()
-            .map(|b| b.as_ref().to_vec())
-            .unwrap_or_default(),
-        function_error: out.function_error().map(str::to_string),
-        log,
-        executed_version: out.executed_version().map(str::to_string),
-        request_id: aws_sdk_lambda::operation::RequestId::request_id(&out).map(str::to_string),
+        status: out.status,
+        payload: out.payload,
+        function_error: out.function_error,
+        log: decode_log(out.log_result.as_deref())?,
+        executed_version: out.executed_version,
+        request_id: out.request_id,
     })
 }
 
@@ -217,20 +218,16 @@ pub fn queued_message(opts: &InvokeOptions, outcome: &InvokeOutcome) -> String {
 }
 
 /// What cargo-fn says when the Invoke call itself fails (not the function).
-fn invoke_error<E, R>(
-    opts: &InvokeOptions,
-    e: aws_sdk_lambda::error::SdkError<E, R>,
-) -> anyhow::Error
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    let detail = match e.as_service_error() {
-        Some(se) => format!("{se}"),
-        None => format!("{}", aws_sdk_lambda::error::DisplayErrorContext(&e)),
+fn invoke_error(opts: &InvokeOptions, e: InvokeFailure) -> anyhow::Error {
+    let (detail, service) = match e {
+        InvokeFailure::Call { detail, service } => (detail, service),
+        InvokeFailure::Broken(detail) => {
+            return anyhow::anyhow!("the response stream of `{}` broke: {detail}", opts.function);
+        }
+        InvokeFailure::Write(e) => return e.into(),
     };
     match &opts.target {
-        Target::Local { endpoint } if e.as_service_error().is_none() => hinted(
+        Target::Local { endpoint } if !service => hinted(
             format!(
                 "could not invoke `{}` at {endpoint}: {detail}",
                 opts.function
@@ -356,57 +353,14 @@ pub async fn invoke_stream(
     opts: &InvokeOptions,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<StreamOutcome> {
-    use aws_sdk_lambda::types::{
-        InvokeWithResponseStreamResponseEvent as Event, ResponseStreamingInvocationType,
-    };
-    let client = client(&opts.target).await;
-    let mut req = client
-        .invoke_with_response_stream()
-        .function_name(&opts.function)
-        .payload(Blob::new(opts.payload.clone()))
-        .set_qualifier(opts.qualifier.clone())
-        .invocation_type(ResponseStreamingInvocationType::RequestResponse);
-    if opts.tail_log {
-        req = req.log_type(LogType::Tail);
-    }
-    let resp = req.send().await.map_err(|e| invoke_error(opts, e))?;
-    let mut events = resp.event_stream;
-    let mut outcome = StreamOutcome::default();
-    loop {
-        let event = events.recv().await.map_err(|e| {
-            anyhow::anyhow!(
-                "the response stream of `{}` broke: {}",
-                opts.function,
-                aws_sdk_lambda::error::DisplayErrorContext(&e)
-            )
-        })?;
-        match event {
-            Some(Event::PayloadChunk(chunk)) => {
-                if let Some(bytes) = chunk.payload() {
-                    out.write_all(bytes.as_ref())?;
-                    out.flush()?;
-                    outcome.bytes += bytes.as_ref().len() as u64;
-                }
-            }
-            Some(Event::InvokeComplete(done)) => {
-                if let Some(code) = done.error_code() {
-                    outcome.error = Some((
-                        code.to_string(),
-                        done.error_details().unwrap_or_default().to_string(),
-                    ));
-                }
-                if let Some(encoded) = done.log_result() {
-                    let raw = base64::engine::general_purpose::STANDARD
-                        .decode(encoded)
-                        .context("decoding the log tail")?;
-                    outcome.log = Some(String::from_utf8_lossy(&raw).into_owned());
-                }
-            }
-            Some(_) => {}
-            None => break,
-        }
-    }
-    Ok(outcome)
+    let end = crate::aws::invoke::invoke_stream(&endpoint(&opts.target), &call(opts), out)
+        .await
+        .map_err(|e| invoke_error(opts, e))?;
+    Ok(StreamOutcome {
+        error: end.error,
+        log: decode_log(end.log_result.as_deref())?,
+        bytes: end.bytes,
+    })
 }
 
 #[cfg(test)]

@@ -148,10 +148,7 @@ pub fn parse_since(text: &str, now_ms: i64) -> Result<i64, String> {
             return Ok(now_ms.saturating_sub(n.saturating_mul(ms)));
         }
     }
-    aws_smithy_types::DateTime::from_str(text, aws_smithy_types::date_time::Format::DateTime)
-        .ok()
-        .and_then(|t| t.to_millis().ok())
-        .ok_or_else(|| {
+    crate::aws::logs::parse_rfc3339_ms(text).ok_or_else(|| {
             format!(
                 "`{text}` is neither a duration (30s, 10m, 2h, 1d, 1w) nor an RFC 3339 time (2026-11-30T08:00:00Z)"
             )
@@ -485,9 +482,8 @@ impl Printer {
 
 /// A timestamp as RFC 3339 with three decimals (fixed width, so lines align).
 fn iso(ms: i64) -> String {
-    let secs = aws_smithy_types::DateTime::from_secs(ms.div_euclid(1000))
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| ms.to_string());
+    let secs = crate::aws::logs::format_rfc3339_secs(ms.div_euclid(1000))
+        .unwrap_or_else(|| ms.to_string());
     match secs.strip_suffix('Z') {
         Some(s) => format!("{s}.{:03}Z", ms.rem_euclid(1000)),
         None => secs,
@@ -526,6 +522,39 @@ fn wanted(opts: &LogsOptions, event: &LogEvent) -> bool {
             stream_version(&event.stream).is_some_and(|v| versions.iter().any(|w| w == v))
         }
     }
+}
+
+/// `cargo fn logs --remote`: the logs of `names` (see [`sources`]) read
+/// from CloudWatch Logs through the AWS configuration `connect`; with
+/// `alias` (one function only), just the streams of the versions it routes
+/// to.
+pub async fn remote_functions(
+    connect: &crate::aws::sdk::ConnectOptions,
+    configs: &[crate::config::FunctionConfig],
+    names: &[String],
+    alias: Option<&str>,
+    mut opts: LogsOptions,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let sources = sources(configs, names)?;
+    if let Some(alias) = alias {
+        let [source] = sources.as_slice() else {
+            return Err(crate::error::UsageError(
+                "--alias needs exactly one FUNCTION (aliases belong to one function)".into(),
+            )
+            .into());
+        };
+        let lambda = crate::aws::sdk::connect(connect).await?;
+        opts.versions = Some(
+            alias_versions(&lambda, &source.function, alias)
+                .await
+                .map_err(crate::aws::with_api_hint)?,
+        );
+    }
+    let api = crate::aws::logs::connect(connect).await?;
+    remote(&api, &sources, &opts, out)
+        .await
+        .map_err(crate::aws::with_api_hint)
 }
 
 /// Remote logs: prints what is there since `opts.since_ms`, then, when

@@ -66,6 +66,22 @@ pub trait LogsApi {
     ) -> ApiResult<()>;
 }
 
+/// An RFC 3339 time (`2026-11-30T08:00:00Z`) as ms since the epoch, read
+/// with the SDK's own date parser (the one CloudWatch's timestamps use).
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    aws_smithy_types::DateTime::from_str(text, aws_smithy_types::date_time::Format::DateTime)
+        .ok()
+        .and_then(|t| t.to_millis().ok())
+}
+
+/// Seconds since the epoch as RFC 3339 (`2026-11-30T08:00:00Z`), or `None`
+/// when out of range.
+pub fn format_rfc3339_secs(secs: i64) -> Option<String> {
+    aws_smithy_types::DateTime::from_secs(secs)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .ok()
+}
+
 /// The SDK adapter.
 #[derive(Debug, Clone)]
 pub struct SdkLogs {

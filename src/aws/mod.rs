@@ -19,6 +19,7 @@ pub mod ecr;
 pub mod fake;
 #[cfg(test)]
 mod fake_triggers;
+pub mod invoke;
 pub mod logs;
 pub mod permissions;
 pub mod progress;

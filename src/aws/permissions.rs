@@ -410,6 +410,7 @@ mod tests {
         ("sdk_triggers.rs", include_str!("sdk_triggers.rs")),
         ("sdk_ecr.rs", include_str!("sdk_ecr.rs")),
         ("logs.rs", include_str!("logs.rs")),
+        ("invoke.rs", include_str!("invoke.rs")),
         ("cloudwatch.rs", include_str!("cloudwatch.rs")),
         ("traffic.rs", include_str!("traffic.rs")),
     ];

@@ -156,7 +156,7 @@ fn shared_file(var: &str, default: &str) -> String {
 
 /// A Lambda client for `invoke --remote`: the standard chain plus
 /// `--profile`, `--region` and `--endpoint-url`, the SDK's default retries.
-pub async fn remote_lambda_client(opts: &ConnectOptions) -> aws_sdk_lambda::Client {
+pub(super) async fn remote_lambda_client(opts: &ConnectOptions) -> aws_sdk_lambda::Client {
     aws_sdk_lambda::Client::new(&loader(opts).load().await)
 }
 
@@ -179,7 +179,7 @@ fn loader(opts: &ConnectOptions) -> aws_config::ConfigLoader {
 /// A Lambda client for the local emulator. The emulator ignores
 /// signatures; fixed local credentials keep the developer's real ones out
 /// of local traffic, and a local failure is reported, not retried.
-pub fn local_lambda_client(endpoint: &str) -> aws_sdk_lambda::Client {
+pub(super) fn local_lambda_client(endpoint: &str) -> aws_sdk_lambda::Client {
     let conf = aws_sdk_lambda::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)

@@ -1,47 +1,18 @@
 //! `cargo fn deploy`: arguments -> [`pipeline::DeployRequest`] ->
 //! [`pipeline::deploy`] (build, package, plan, execute) -> printed plans
-//! and outcomes. Also the AWS connection flags promote and rollback share.
+//! and outcomes.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 
+use super::args::AwsArgs;
 use super::{ConfigFlags, GlobalArgs};
-use crate::aws::sdk::{ConnectOptions, SdkAws, connect};
+use crate::aws::sdk::ConnectOptions;
 use crate::build::BuildOptions;
 use crate::deploy::{self, EnvMode};
 use crate::pipeline::{self, DeployRequest, Deployed, LayerRequest, S3Request};
-
-/// How to reach AWS; shared by deploy, promote and rollback.
-#[derive(Debug, Args, Clone, Default)]
-pub struct AwsArgs {
-    /// AWS profile (shared config/credentials files)
-    #[arg(long, value_name = "NAME", env = "AWS_PROFILE")]
-    pub profile: Option<String>,
-    /// AWS region
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
-    /// AWS endpoint URL (LocalStack, moto); AWS_ENDPOINT_URL and
-    /// AWS_ENDPOINT_URL_LAMBDA are honoured too
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
-}
-
-impl AwsArgs {
-    pub fn options(&self) -> ConnectOptions {
-        ConnectOptions {
-            profile: self.profile.clone(),
-            region: self.region.clone(),
-            endpoint_url: self.endpoint_url.clone(),
-            upload_progress: None,
-        }
-    }
-
-    pub async fn connect(&self) -> Result<SdkAws> {
-        connect(&self.options()).await
-    }
-}
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum EnvModeArg {

@@ -1,53 +1,36 @@
 //! `cargo fn invoke`: arguments -> [`crate::invoke::InvokeOptions`].
 
-use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::io::Write;
 
 use anyhow::{Context, Result};
-use clap::{ArgGroup, Args};
+use clap::Args;
 
 use super::GlobalArgs;
-use crate::error::hinted;
+use super::args::{AwsArgs, EmulatorArgs, PayloadArgs, only_function};
 use crate::invoke::{InvokeOptions, Target};
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("payload").args(["data", "data_file", "example"])))]
+// The AWS flags only mean something with --remote.
+#[command(
+    mut_arg("region", |a| a.requires("remote")),
+    mut_arg("endpoint_url", |a| a.requires("remote"))
+)]
 pub struct InvokeArgs {
     /// Function name (default: the only function of the project)
     pub function: Option<String>,
-    /// Payload as JSON text
-    #[arg(long, value_name = "JSON")]
-    pub data: Option<String>,
-    /// Payload from a file (`-` for stdin)
-    #[arg(long, value_name = "PATH")]
-    pub data_file: Option<PathBuf>,
-    /// Payload from the built-in example events (see --list-examples)
-    #[arg(long, value_name = "NAME")]
-    pub example: Option<String>,
+    #[command(flatten)]
+    pub payload: PayloadArgs,
     /// List the built-in example events and exit
     #[arg(long)]
     pub list_examples: bool,
-    /// Port of the local emulator (`cargo fn watch`)
-    #[arg(long, default_value_t = 9000, value_name = "PORT", conflicts_with_all = ["endpoint", "remote"])]
-    pub port: u16,
-    /// Endpoint of the local emulator, e.g. http://127.0.0.1:9000
-    #[arg(long, value_name = "URL", conflicts_with = "remote")]
-    pub endpoint: Option<String>,
+    #[command(flatten)]
+    pub emulator: EmulatorArgs,
     /// Invoke the deployed function in AWS instead of the local emulator
     #[arg(long)]
     pub remote: bool,
     /// Version or alias to invoke
     #[arg(long, value_name = "QUALIFIER")]
     pub qualifier: Option<String>,
-    /// AWS profile (with --remote)
-    #[arg(long, value_name = "NAME", requires = "remote")]
-    pub profile: Option<String>,
-    /// AWS region (with --remote)
-    #[arg(long, value_name = "REGION", requires = "remote")]
-    pub region: Option<String>,
-    /// Lambda API endpoint URL (with --remote), e.g. for a test double
-    #[arg(long, value_name = "URL", requires = "remote")]
-    pub endpoint_url: Option<String>,
     /// Print the last 4 KB of the invocation's log to stderr
     #[arg(long)]
     pub log: bool,
@@ -62,6 +45,9 @@ pub struct InvokeArgs {
     /// record, else the trigger's built-in example
     #[arg(long, value_name = "NAME", conflicts_with_all = ["asynchronous", "stream", "qualifier", "log"])]
     pub trigger: Option<String>,
+    // How to reach AWS: only with --remote (region and endpoint-url require it above).
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 pub fn run(global: &GlobalArgs, args: InvokeArgs) -> Result<()> {
@@ -79,19 +65,16 @@ pub fn run(global: &GlobalArgs, args: InvokeArgs) -> Result<()> {
     if let Some(trigger) = &args.trigger {
         return fire(&args, &function, trigger);
     }
-    let payload = payload(&args)?;
+    let payload = args.payload.read()?.unwrap_or_else(|| b"{}".to_vec());
     let target = if args.remote {
         Target::Remote {
-            profile: args.profile.clone(),
-            region: args.region.clone(),
-            endpoint_url: args.endpoint_url.clone(),
+            profile: args.aws.profile.clone(),
+            region: args.aws.region.clone(),
+            endpoint_url: args.aws.endpoint_url.clone(),
         }
     } else {
         Target::Local {
-            endpoint: args
-                .endpoint
-                .clone()
-                .unwrap_or_else(|| format!("http://127.0.0.1:{}", args.port)),
+            endpoint: args.emulator.url(),
         }
     };
     let opts = InvokeOptions {
@@ -142,12 +125,8 @@ fn fire(args: &InvokeArgs, function: &str, trigger: &str) -> Result<()> {
         )
         .into());
     }
-    let given = args.data.is_some() || args.data_file.is_some() || args.example.is_some();
-    let payload = if given { Some(payload(args)?) } else { None };
-    let endpoint = args
-        .endpoint
-        .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{}", args.port));
+    let payload = args.payload.read()?;
+    let endpoint = args.emulator.url();
     let outcome = crate::invoke::fire_trigger(&endpoint, function, trigger, payload.as_deref())?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{outcome}")?;
@@ -181,59 +160,4 @@ fn stream(rt: &tokio::runtime::Runtime, opts: &InvokeOptions) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn payload(args: &InvokeArgs) -> Result<Vec<u8>> {
-    if let Some(data) = &args.data {
-        crate::invoke::check_json(data.as_bytes(), "--data")?;
-        return Ok(data.clone().into_bytes());
-    }
-    if let Some(path) = &args.data_file {
-        let bytes = if path.as_os_str() == "-" {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .context("reading the payload from stdin")?;
-            buf
-        } else {
-            std::fs::read(path).map_err(|e| {
-                hinted(
-                    format!("cannot read --data-file `{}`: {e}", path.display()),
-                    "pass a path to a JSON file, or - for stdin",
-                )
-            })?
-        };
-        crate::invoke::check_json(&bytes, &format!("--data-file `{}`", path.display()))?;
-        return Ok(bytes);
-    }
-    if let Some(name) = &args.example {
-        return Ok(crate::invoke::example(name)?.json.as_bytes().to_vec());
-    }
-    Ok(b"{}".to_vec())
-}
-
-/// The function name when the project has exactly one function (its
-/// extensions aside), for commands whose FUNCTION is optional (`command`
-/// names the command in the hint).
-pub(super) fn only_function(global: &GlobalArgs, command: &str) -> Result<String> {
-    let project = crate::project::Project::load(&global.selection())?;
-    let configs = crate::config::resolve(&project, &Default::default())?;
-    let functions: Vec<_> = configs.iter().filter(|c| !c.extension).collect();
-    match functions.as_slice() {
-        [one] => Ok(one.name.clone()),
-        [] => Err(hinted(
-            "no function in this project",
-            format!("name it: cargo fn {command} FUNCTION"),
-        )),
-        many => Err(hinted(
-            "this project has several functions; which one?",
-            format!(
-                "name it: cargo fn {command} FUNCTION (one of {})",
-                many.iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )),
-    }
 }

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use anyhow::Result;
 use clap::Args;
 
-use super::deploy::AwsArgs;
+use super::args::{AwsArgs, EmulatorArgs};
 use super::{ColorArg, GlobalArgs};
 use crate::error::UsageError;
 use crate::logs::{LogsOptions, Style};
@@ -43,12 +43,8 @@ pub struct LogsArgs {
     /// Read CloudWatch Logs of the deployed functions instead of the local emulator
     #[arg(long)]
     pub remote: bool,
-    /// Port of the local emulator (`cargo fn watch`)
-    #[arg(long, default_value_t = 9000, value_name = "PORT", conflicts_with_all = ["endpoint", "remote"])]
-    pub port: u16,
-    /// Endpoint of the local emulator, e.g. http://127.0.0.1:9000
-    #[arg(long, value_name = "URL", conflicts_with = "remote")]
-    pub endpoint: Option<String>,
+    #[command(flatten)]
+    pub emulator: EmulatorArgs,
     #[command(flatten)]
     pub aws: AwsArgs,
 }
@@ -78,7 +74,7 @@ pub fn run(global: &GlobalArgs, args: LogsArgs) -> Result<()> {
         ColorArg::Never => false,
         ColorArg::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
-    let mut opts = LogsOptions {
+    let opts = LogsOptions {
         since_ms,
         filter: args.filter.clone(),
         follow: args.tail,
@@ -97,35 +93,16 @@ pub fn run(global: &GlobalArgs, args: LogsArgs) -> Result<()> {
             Err(_) if !args.functions.is_empty() => Vec::new(),
             Err(e) => return Err(e),
         };
-        let sources = crate::logs::sources(&configs, &args.functions)?;
-        super::deploy::runtime()?.block_on(async {
-            let connect = args.aws.options();
-            if let Some(alias) = &args.alias {
-                let [source] = sources.as_slice() else {
-                    return Err(UsageError(
-                        "--alias needs exactly one FUNCTION (aliases belong to one function)"
-                            .into(),
-                    )
-                    .into());
-                };
-                let lambda = args.aws.connect().await?;
-                opts.versions = Some(
-                    crate::logs::alias_versions(&lambda, &source.function, alias)
-                        .await
-                        .map_err(crate::aws::with_api_hint)?,
-                );
-            }
-            let api = crate::aws::logs::connect(&connect).await?;
-            crate::logs::remote(&api, &sources, &opts, &mut out)
-                .await
-                .map_err(crate::aws::with_api_hint)
-        })
+        super::deploy::runtime()?.block_on(crate::logs::remote_functions(
+            &args.aws.options(),
+            &configs,
+            &args.functions,
+            args.alias.as_deref(),
+            opts,
+            &mut out,
+        ))
     } else {
-        let endpoint = args
-            .endpoint
-            .clone()
-            .unwrap_or_else(|| format!("http://127.0.0.1:{}", args.port));
-        crate::logs::local(&endpoint, &args.functions, &opts, &mut out)
+        crate::logs::local(&args.emulator.url(), &args.functions, &opts, &mut out)
     };
     match result {
         // `cargo fn logs | head`: the reader is done, so are we.

@@ -10,6 +10,7 @@ use crate::config::{Arch, Overrides};
 use crate::project::Selection;
 use crate::ui::{ColorChoice, OutputFormat, Ui};
 
+mod args;
 mod build;
 mod config;
 mod deploy;

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::GlobalArgs;
-use super::deploy::AwsArgs;
+use super::args::{AwsArgs, only_function};
 use crate::error::UsageError;
 
 #[derive(Debug, Args)]
@@ -26,7 +26,7 @@ pub struct PromoteArgs {
 pub fn run(global: &GlobalArgs, args: PromoteArgs) -> Result<()> {
     let function = match &args.function {
         Some(name) => name.clone(),
-        None => super::invoke::only_function(global, "promote")?,
+        None => only_function(global, "promote")?,
     };
     crate::config::check_function_name(&function)
         .map_err(|e| UsageError(format!("FUNCTION `{function}`: {e}")))?;

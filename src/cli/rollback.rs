@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::GlobalArgs;
-use super::deploy::AwsArgs;
+use super::args::{AwsArgs, only_function};
 use crate::aws::AliasState;
 use crate::error::UsageError;
 use crate::ui::Ui;
@@ -31,7 +31,7 @@ pub struct RollbackArgs {
 pub fn run(global: &GlobalArgs, args: RollbackArgs) -> Result<()> {
     let function = match &args.function {
         Some(name) => name.clone(),
-        None => super::invoke::only_function(global, "rollback")?,
+        None => only_function(global, "rollback")?,
     };
     crate::config::check_function_name(&function)
         .map_err(|e| UsageError(format!("FUNCTION `{function}`: {e}")))?;

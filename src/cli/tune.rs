@@ -4,16 +4,15 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{ArgGroup, Args};
+use clap::Args;
 
 use super::GlobalArgs;
-use super::deploy::AwsArgs;
+use super::args::{AwsArgs, PayloadArgs};
 use crate::config::{Arch, Overrides, Source};
 use crate::error::{UsageError, hinted};
 use crate::tune::{LocalTarget, Payload, Strategy, TuneOptions, TuneReport};
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("payload").args(["data", "data_file", "example", "payloads"])))]
 pub struct TuneArgs {
     /// Function (Lambda name or binary; default: the only function of the project)
     pub function: Option<String>,
@@ -23,17 +22,10 @@ pub struct TuneArgs {
     /// Measured invocations per memory size (and architecture)
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub invocations: u32,
-    /// Payload as JSON text
-    #[arg(long, value_name = "JSON")]
-    pub data: Option<String>,
-    /// Payload from a JSON file
-    #[arg(long, value_name = "PATH")]
-    pub data_file: Option<PathBuf>,
-    /// Payload from the built-in example events (`cargo fn invoke --list-examples`)
-    #[arg(long, value_name = "NAME")]
-    pub example: Option<String>,
+    #[command(flatten)]
+    pub payload: PayloadArgs,
     /// Weighted payloads: a JSON file `[{"payload": {...}, "weight": 3}, ...]`
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "payload")]
     pub payloads: Option<PathBuf>,
     /// Send each size's invocations all at once instead of one after another
     #[arg(long)]
@@ -118,22 +110,8 @@ pub fn run(global: &GlobalArgs, args: TuneArgs) -> Result<()> {
 /// The payload list: one payload, the weighted file, or `{}`.
 fn payloads(args: &TuneArgs) -> Result<Vec<Payload>> {
     let one = |body: Vec<u8>| Ok(vec![Payload { body, weight: 1 }]);
-    if let Some(data) = &args.data {
-        crate::invoke::check_json(data.as_bytes(), "--data")?;
-        return one(data.clone().into_bytes());
-    }
-    if let Some(path) = &args.data_file {
-        let bytes = std::fs::read(path).map_err(|e| {
-            hinted(
-                format!("cannot read --data-file `{}`: {e}", path.display()),
-                "pass a path to a JSON file",
-            )
-        })?;
-        crate::invoke::check_json(&bytes, &format!("--data-file `{}`", path.display()))?;
-        return one(bytes);
-    }
-    if let Some(name) = &args.example {
-        return one(crate::invoke::example(name)?.json.as_bytes().to_vec());
+    if let Some(body) = args.payload.read()? {
+        return one(body);
     }
     if let Some(path) = &args.payloads {
         let text = std::fs::read_to_string(path).map_err(|e| {

@@ -1,0 +1,180 @@
+//! Flag groups several commands share, defined once and `#[command(flatten)]`ed
+//! where used: how to reach AWS ([`AwsArgs`]), how to reach the local
+//! emulator ([`EmulatorArgs`]) and where a payload comes from
+//! ([`PayloadArgs`]); plus [`only_function`], the default FUNCTION.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::GlobalArgs;
+use crate::aws::sdk::{ConnectOptions, SdkAws, connect};
+use crate::error::hinted;
+
+/// How to reach AWS; shared by deploy, promote, rollback, invoke, logs and
+/// tune.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AwsArgs {
+    /// AWS profile (shared config/credentials files)
+    #[arg(long, value_name = "NAME", env = "AWS_PROFILE")]
+    pub profile: Option<String>,
+    /// AWS region
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// AWS endpoint URL (LocalStack, moto); AWS_ENDPOINT_URL and
+    /// AWS_ENDPOINT_URL_LAMBDA are honoured too
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+impl AwsArgs {
+    pub fn options(&self) -> ConnectOptions {
+        ConnectOptions {
+            profile: self.profile.clone(),
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            upload_progress: None,
+        }
+    }
+
+    pub async fn connect(&self) -> Result<SdkAws> {
+        connect(&self.options()).await
+    }
+}
+
+/// How to reach a running `cargo fn watch`; shared by invoke and logs (both
+/// have a `--remote` these conflict with).
+#[derive(Debug, Args, Clone)]
+pub struct EmulatorArgs {
+    /// Port of the local emulator (`cargo fn watch`)
+    #[arg(long, default_value_t = 9000, value_name = "PORT", conflicts_with_all = ["endpoint", "remote"])]
+    pub port: u16,
+    /// Endpoint of the local emulator, e.g. http://127.0.0.1:9000
+    #[arg(long, value_name = "URL", conflicts_with = "remote")]
+    pub endpoint: Option<String>,
+}
+
+impl EmulatorArgs {
+    /// `--endpoint`, else `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        self.endpoint
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", self.port))
+    }
+}
+
+/// One JSON payload; shared by invoke and tune. At most one of the three.
+#[derive(Debug, Args, Clone, Default)]
+#[group(id = "payload", multiple = false)]
+pub struct PayloadArgs {
+    /// Payload as JSON text
+    #[arg(long, value_name = "JSON")]
+    pub data: Option<String>,
+    /// Payload from a JSON file (`-` for stdin)
+    #[arg(long, value_name = "PATH")]
+    pub data_file: Option<PathBuf>,
+    /// Payload from the built-in example events (`cargo fn invoke --list-examples`)
+    #[arg(long, value_name = "NAME")]
+    pub example: Option<String>,
+}
+
+impl PayloadArgs {
+    /// The payload, checked to be JSON; `None` when no flag was given.
+    pub fn read(&self) -> Result<Option<Vec<u8>>> {
+        if let Some(data) = &self.data {
+            crate::invoke::check_json(data.as_bytes(), "--data")?;
+            return Ok(Some(data.clone().into_bytes()));
+        }
+        if let Some(path) = &self.data_file {
+            let bytes = if path.as_os_str() == "-" {
+                let mut buf = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut buf)
+                    .context("reading the payload from stdin")?;
+                buf
+            } else {
+                std::fs::read(path).map_err(|e| {
+                    hinted(
+                        format!("cannot read --data-file `{}`: {e}", path.display()),
+                        "pass a path to a JSON file, or - for stdin",
+                    )
+                })?
+            };
+            crate::invoke::check_json(&bytes, &format!("--data-file `{}`", path.display()))?;
+            return Ok(Some(bytes));
+        }
+        if let Some(name) = &self.example {
+            return Ok(Some(crate::invoke::example(name)?.json.as_bytes().to_vec()));
+        }
+        Ok(None)
+    }
+}
+
+/// The function name when the project has exactly one function (its
+/// extensions aside), for commands whose FUNCTION is optional (`command`
+/// names the command in the hint).
+pub fn only_function(global: &GlobalArgs, command: &str) -> Result<String> {
+    let project = crate::project::Project::load(&global.selection())?;
+    let configs = crate::config::resolve(&project, &Default::default())?;
+    let functions: Vec<_> = configs.iter().filter(|c| !c.extension).collect();
+    match functions.as_slice() {
+        [one] => Ok(one.name.clone()),
+        [] => Err(hinted(
+            "no function in this project",
+            format!("name it: cargo fn {command} FUNCTION"),
+        )),
+        many => Err(hinted(
+            "this project has several functions; which one?",
+            format!(
+                "name it: cargo fn {command} FUNCTION (one of {})",
+                many.iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cargo-fn").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn invoke_takes_region_and_endpoint_url_only_with_remote() {
+        assert!(parse(&["invoke", "f", "--region", "eu-west-1"]).is_err());
+        assert!(parse(&["invoke", "f", "--endpoint-url", "http://127.0.0.1:1"]).is_err());
+        let cli = parse(&["invoke", "f", "--remote", "--region", "eu-west-1"]).unwrap();
+        let Command::Invoke(args) = cli.command else {
+            panic!("not invoke")
+        };
+        assert_eq!(args.aws.region.as_deref(), Some("eu-west-1"));
+    }
+
+    #[test]
+    fn payload_flags_exclude_each_other_and_tune_payloads() {
+        assert!(parse(&["invoke", "f", "--data", "{}", "--example", "sqs"]).is_err());
+        assert!(parse(&["tune", "f", "--data", "{}", "--data-file", "x.json"]).is_err());
+        assert!(parse(&["tune", "f", "--example", "sqs", "--payloads", "p.json"]).is_err());
+        assert!(parse(&["tune", "f", "--payloads", "p.json"]).is_ok());
+    }
+
+    #[test]
+    fn the_emulator_flags_conflict_with_remote() {
+        assert!(parse(&["logs", "--remote", "--port", "9001"]).is_err());
+        assert!(parse(&["invoke", "f", "--remote", "--endpoint", "http://x"]).is_err());
+        let cli = parse(&["logs", "--port", "9001"]).unwrap();
+        let Command::Logs(args) = cli.command else {
+            panic!("not logs")
+        };
+        assert_eq!(args.emulator.url(), "http://127.0.0.1:9001");
+    }
+}
