@@ -1,144 +1,48 @@
-//! One execution environment: a function process in its own process group,
-//! its own Runtime API listener, its log pipes, and the hand-off of one
-//! invocation at a time between the invoker and the runtime.
+//! One execution environment's lifecycle: the function process in its own
+//! process group with its external extensions, its own Runtime API
+//! listener, its log pipes, the shutdown phase and the kill.
 //!
 //! Dropping an [`Environment`] kills its process group and stops its
-//! listener: ownership is the lifecycle.
+//! listener: ownership is the lifecycle. The state its parts share is
+//! `env_state.rs`; this module is the only one that starts or signals
+//! processes (through [`ProcessGroup`], never a raw pid).
 
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use bytes::Bytes;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::extensions::{Extensions, extension_name};
+use super::env_state::{EnvShared, Invocation};
+use super::extensions::{
+    Extensions, SHUTDOWN_LIMIT, ShutdownReason, epoch_ms_after, extension_name,
+};
 use super::log_pipe::PipeSet;
+use super::process_group::ProcessGroup;
 use super::server::{Admit, ServeOptions};
-use super::telemetry::Telemetry;
+use super::telemetry::{Telemetry, civil_date};
 use super::{FunctionSpec, LogLine, LogStream, Shared};
 
-/// What the runtime answered for an invocation.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    Response(Bytes),
-    /// `/error`, or a response the emulator refused (too large).
-    Error {
-        body: Bytes,
-    },
-    /// A streamed `/response` (response mode `streaming`): its parts arrive
-    /// while the runtime produces them; the invocation lasts until they end.
-    Stream(super::streaming::ResponseStream),
-}
+/// The runtime's share of the shutdown phase: SIGTERM, then SIGKILL.
+const RUNTIME_SHUTDOWN_SHARE: Duration = Duration::from_millis(300);
 
-/// An invocation handed to the runtime on `/next`.
-pub(crate) struct Invocation {
-    pub request_id: String,
-    pub payload: Bytes,
-    pub timeout: Duration,
-    pub invoked_arn: String,
-    pub trace_id: String,
-    pub client_context: Option<String>,
-    pub cognito_identity: Option<String>,
-    pub version: String,
-    /// Told the instant the runtime takes the invocation.
-    pub picked_up: oneshot::Sender<Instant>,
-    pub reply: oneshot::Sender<Outcome>,
-}
-
-/// The invocation the runtime is working on, as the Runtime API sees it.
-pub(crate) struct Current {
-    pub request_id: String,
-    /// `None` once answered: a second answer is a state error (403).
-    pub reply: Option<oneshot::Sender<Outcome>>,
-}
-
-/// State the Runtime API handlers of one environment share with the invoker.
-pub(crate) struct EnvShared {
-    pub function: String,
-    pub env_id: u64,
-    pub pid: Mutex<Option<i32>>,
-    pub next_rx: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
-    pub current: Mutex<Option<Current>>,
-    /// Body of `/runtime/init/error`, given to the invocation that started the environment.
-    pub init_error: Mutex<Option<Bytes>>,
-    /// Told when init fails (`/runtime/init/error`, an extension's crash),
-    /// so the waiting invocation fails at once.
-    pub init_failed: Notify,
-    /// The runtime has taken its first invocation: init is over.
-    pub initialized: AtomicBool,
-    /// The Runtime API refused the runtime's answer (too large, bad
-    /// response mode): its client gives up (the Rust runtime exits), so
-    /// the environment is reset after the invocation.
-    pub answer_refused: AtomicBool,
-    /// Lines of the invocation in progress, for `X-Amz-Log-Type: Tail`.
-    pub capture: Mutex<Option<String>>,
-    /// Peak resident memory seen so far (MB), and the process's
-    /// `/proc/<pid>/status`, kept open: re-read at offset 0 after every
-    /// invocation, one syscall instead of three.
-    pub max_memory_mb: Mutex<(u64, Option<(i32, std::fs::File)>)>,
-    pub sink: super::LogSink,
-    /// The stdout/stderr of the function and its extensions, read as lines.
-    pub pipes: Arc<PipeSet>,
-    /// Extensions API state (registrations, event queues, processes).
-    pub extensions: Extensions,
-    /// Telemetry and Logs API subscriptions and records.
-    pub telemetry: Telemetry,
-    /// Memory and CPU limits (`limits.rs`): every process joins at spawn.
-    pub cgroup: Option<super::limits::Cgroup>,
-}
-
-impl EnvShared {
-    /// Writes one line to the sink and, during an invocation, to its capture.
-    pub fn log(&self, stream: LogStream, text: &str) {
-        (self.sink)(LogLine {
-            function: &self.function,
-            environment: self.env_id,
-            stream,
-            text,
-        });
-        if stream == LogStream::Function {
-            self.telemetry.function_line(text);
-        }
-        if let Some(buf) = self.capture.lock().expect("capture").as_mut() {
-            buf.push_str(text);
-            buf.push('\n');
-        }
-    }
-
-    /// Waits (briefly) until every line the processes wrote so far is
-    /// logged: what the function printed before answering stays inside
-    /// START..END.
-    pub async fn drain_pipes(&self) {
-        self.pipes.drain().await;
-    }
-
-    /// Reads the process's peak resident set (VmHWM) and remembers the maximum.
-    pub fn sample_memory(&self) -> u64 {
-        let pid = *self.pid.lock().expect("pid");
-        let mut guard = self.max_memory_mb.lock().expect("memory");
-        let (max, status) = &mut *guard;
-        // The whole environment's peak, from its cgroup (limits.rs); it
-        // leaves out file pages others loaded first, so the RSS counts too.
-        if let Some(mb) = self.cgroup.as_ref().and_then(|c| c.peak_mb()) {
-            *max = (*max).max(mb);
-        }
-        if let Some(pid) = pid {
-            if status.as_ref().is_none_or(|(p, _)| *p != pid) {
-                *status = std::fs::File::open(format!("/proc/{pid}/status"))
-                    .ok()
-                    .map(|f| (pid, f));
-            }
-            if let Some(mb) = status.as_ref().and_then(|(_, f)| peak_rss_mb(f)) {
-                *max = (*max).max(mb);
-            }
-        }
-        *max
-    }
-}
+/// Variables Lambda hides from extensions (contract 1.7).
+const HIDDEN_FROM_EXTENSIONS: &[&str] = &[
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_XRAY_CONTEXT_MISSING",
+    "AWS_XRAY_DAEMON_ADDRESS",
+    "LAMBDA_RUNTIME_DIR",
+    "LAMBDA_TASK_ROOT",
+    "_AWS_XRAY_DAEMON_ADDRESS",
+    "_AWS_XRAY_DAEMON_PORT",
+    "_HANDLER",
+];
 
 /// A live execution environment.
 pub(crate) struct Environment {
@@ -151,7 +55,7 @@ pub(crate) struct Environment {
     /// Resolves when the last invocation's END and REPORT are written
     /// (they follow its answer, see `pool.rs`); its next one waits for it.
     pub accounting: Option<tokio::sync::oneshot::Receiver<()>>,
-    pgid: i32,
+    group: Arc<ProcessGroup>,
     server: JoinHandle<()>,
 }
 
@@ -196,41 +100,29 @@ impl Environment {
         // it accepts connections once the process group is known.
         let app = super::runtime_api::router(shared.clone())
             .merge(super::extensions_api::router(shared.clone()))
-            .merge(super::telemetry::router(shared.clone()));
+            .merge(super::telemetry_api::router(shared.clone()));
 
-        let mut cmd = tokio::process::Command::new(&spec.command);
-        cmd.args(&spec.args);
         let task_root = spec
             .working_dir
             .clone()
             .or_else(|| spec.command.parent().map(|p| p.to_path_buf()))
             .unwrap_or_else(|| ".".into());
-        cmd.current_dir(&task_root);
-        cmd.env_clear();
         let env = lambda_env(emulator, spec, &runtime_addr.to_string(), &task_root, id);
-        for (k, v) in &env {
-            cmd.env(k, v);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        // The function dies with us even if we are killed without a chance
-        // to clean up (PR_SET_PDEATHSIG): no orphans.
-        #[cfg(target_os = "linux")]
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        if let Some(cgroup) = &shared.cgroup {
-            cgroup.attach(&mut cmd);
-        }
+        let mut cmd = command(&spec.command, &env, &task_root, 0, shared.cgroup.as_ref());
+        cmd.args(&spec.args);
         let mut child = cmd
             .spawn()
             .with_context(|| format!("starting `{}`", spec.command.display()))?;
-        let pid = child.id().map(|p| p as i32).unwrap_or(0);
+        let group = match ProcessGroup::of_leader(&child) {
+            Ok(group) => Arc::new(group),
+            Err(e) => {
+                let _ = child.start_kill();
+                return Err(e).context(
+                    "opening a pidfd for the function process (Linux 5.4 or later is needed)",
+                );
+            }
+        };
+        let pid = group.pgid();
         let server = super::server::spawn(
             vec![listener],
             app,
@@ -245,7 +137,7 @@ impl Environment {
             .processes
             .lock()
             .expect("process table")
-            .insert(id, pid);
+            .insert(id, group.clone());
 
         let pipes = [
             child.stdout.take().map(|p| p.into_owned_fd()),
@@ -262,8 +154,8 @@ impl Environment {
                 tracing::warn!("reading the output of `{}`: {e}", spec.command.display());
             }
         }
-        if let Err(e) = super::extensions::spawn_processes(&shared, &spec.extensions, pid, &env) {
-            kill_group(pid);
+        if let Err(e) = spawn_extensions(&shared, &spec.extensions, pid, &env) {
+            group.kill();
             emulator
                 .processes
                 .lock()
@@ -272,26 +164,7 @@ impl Environment {
             server.abort();
             return Err(e);
         }
-        let (exit_tx, exited) = watch::channel(None);
-        let table = emulator.clone();
-        let env_shared = shared.clone();
-        tokio::spawn(async move {
-            let status = child.wait().await.ok();
-            if env_shared.extensions.has_processes() {
-                // Extensions outlive the runtime until the shutdown phase
-                // (SHUTDOWN, then the group is killed).
-                let _ = exit_tx.send(status);
-                env_shared.extensions.processes_gone().await;
-                kill_group(pid);
-                table.processes.lock().expect("process table").remove(&id);
-                return;
-            }
-            // Reap anything left in the group too.
-            kill_group(pid);
-            table.processes.lock().expect("process table").remove(&id);
-            let _ = exit_tx.send(status);
-        });
-
+        let exited = watch_leader(emulator.clone(), shared.clone(), group.clone(), child, id);
         Ok(Environment {
             shared,
             invoke_tx,
@@ -299,7 +172,7 @@ impl Environment {
             spawned_at: Instant::now(),
             initialized: false,
             accounting: None,
-            pgid: pid,
+            group,
             server,
         })
     }
@@ -319,19 +192,229 @@ impl Environment {
 
 impl Drop for Environment {
     fn drop(&mut self) {
-        kill_group(self.pgid);
+        self.group.kill();
         self.server.abort();
     }
 }
 
-/// SIGKILL to a whole process group (the function and anything it started).
-pub(crate) fn kill_group(pgid: i32) {
-    if pgid > 0 {
-        // SAFETY: plain syscall; a stale group id only yields ESRCH.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
+/// A process of the environment: a clean environment, output piped, in
+/// process group `pgid` (0: a group of its own), in the cgroup.
+fn command(
+    program: &Path,
+    env: &[(String, String)],
+    dir: &Path,
+    pgid: i32,
+    cgroup: Option<&super::limits::Cgroup>,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.current_dir(dir);
+    cmd.env_clear();
+    for (k, v) in env {
+        cmd.env(k, v);
     }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(pgid);
+    // The process dies with us even if we are killed without a chance
+    // to clean up (PR_SET_PDEATHSIG): no orphans.
+    #[cfg(target_os = "linux")]
+    // SAFETY: the hook runs in the forked child before exec and only calls
+    // prctl(2), which is async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    if let Some(cgroup) = cgroup {
+        cgroup.attach(&mut cmd); // the environment's limits (limits.rs)
+    }
+    cmd
+}
+
+/// Watches the runtime process: its exit is published at once, and the
+/// rest of its group is killed while it is still unreaped (its zombie
+/// keeps the group id from being reused), then it is reaped. With
+/// external extensions, the group lives until they have exited.
+fn watch_leader(
+    emulator: Arc<Shared>,
+    shared: Arc<EnvShared>,
+    group: Arc<ProcessGroup>,
+    mut child: tokio::process::Child,
+    id: u64,
+) -> watch::Receiver<Option<ExitStatus>> {
+    let (exit_tx, exited) = watch::channel(None);
+    tokio::spawn(async move {
+        let status = match group.leader_exited().await {
+            Ok(status) => Some(status),
+            Err(e) => {
+                // Not expected once the pidfd is open; reaping is then the
+                // only way to learn of the exit, and the group is left alone.
+                tracing::warn!("watching the function process: {e}");
+                group.wait_without_kill(&mut child).await
+            }
+        };
+        if shared.extensions.has_processes() {
+            // Extensions outlive the runtime until the shutdown phase
+            // (SHUTDOWN, then the group is killed).
+            let _ = exit_tx.send(status);
+            shared.extensions.processes_gone().await;
+            group.reap(&mut child).await;
+            emulator
+                .processes
+                .lock()
+                .expect("process table")
+                .remove(&id);
+            return;
+        }
+        // Kill anything left in the group, then reap the runtime.
+        group.reap(&mut child).await;
+        emulator
+            .processes
+            .lock()
+            .expect("process table")
+            .remove(&id);
+        let _ = exit_tx.send(status);
+    });
+    exited
+}
+
+/// Starts the external extensions in the runtime's process group (`pgid`),
+/// with the function's environment minus what Lambda hides from them.
+fn spawn_extensions(
+    shared: &Arc<EnvShared>,
+    paths: &[PathBuf],
+    pgid: i32,
+    env: &[(String, String)],
+) -> Result<()> {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| !HIDDEN_FROM_EXTENSIONS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for path in paths {
+        let name = extension_name(path);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut child = command(path, &env, dir, pgid, shared.cgroup.as_ref())
+            .spawn()
+            .map_err(|error| LaunchError {
+                path: path.clone(),
+                error,
+            })?;
+        shared.extensions.process_started();
+        let pipes = [
+            child.stdout.take().map(|p| p.into_owned_fd()),
+            child.stderr.take().map(|p| p.into_owned_fd()),
+        ];
+        for pipe in pipes.into_iter().flatten() {
+            let weak = Arc::downgrade(shared);
+            let owner = name.clone();
+            let emit: super::log_pipe::Emit = Arc::new(move |line: &str| {
+                if let Some(shared) = weak.upgrade() {
+                    shared.log_extension(&owner, line);
+                }
+            });
+            if let Err(e) = pipe.and_then(|fd| shared.pipes.spawn(fd, emit)) {
+                tracing::warn!("reading the output of extension `{name}`: {e}");
+            }
+        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await.ok();
+            if shared.extensions.ending() {
+                // Expected: SHUTDOWN or the kill.
+            } else if shared.extensions.init_done() {
+                let text = status.map(|s| s.to_string()).unwrap_or_default();
+                shared.log(
+                    LogStream::Platform,
+                    &format!("EXTENSION Name: {name} exited ({text})"),
+                );
+            } else {
+                // An extension that dies during init fails the init.
+                let text = status.map(|s| s.to_string()).unwrap_or_default();
+                let message = format!("extension `{name}` exited during init ({text})");
+                shared.log(LogStream::Platform, &format!("EXTENSION Error: {message}"));
+                shared.fail_init("Extension.Crash", &message);
+            }
+            shared.extensions.process_exited(&name);
+        });
+    }
+    Ok(())
+}
+
+/// An external extension that could not be started (Lambda's
+/// `Extension.LaunchError`).
+#[derive(Debug)]
+pub(crate) struct LaunchError {
+    path: PathBuf,
+    error: std::io::Error,
+}
+
+impl std::fmt::Display for LaunchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "extension `{}` could not be started: {}",
+            self.path.display(),
+            self.error
+        )
+    }
+}
+
+impl std::error::Error for LaunchError {}
+
+/// Ends an environment. Without extensions waiting for SHUTDOWN it is
+/// killed at once; otherwise the runtime gets SIGTERM (SIGKILL after its
+/// 300 ms share), the extensions get SHUTDOWN with `reason` and a deadline
+/// 2 s away, and the process group is killed when they have all exited or
+/// asked for another event, or at the deadline.
+pub(crate) fn shut_down(mut env: Environment, emulator: &Arc<Shared>, reason: ShutdownReason) {
+    // The last invocation's REPORT comes before the shutdown.
+    if let Some(accounted) = env.accounting.take()
+        && tokio::runtime::Handle::try_current().is_ok()
+    {
+        emulator.shutting_down.fetch_add(1, Ordering::SeqCst);
+        let emulator = emulator.clone();
+        tokio::spawn(async move {
+            let _ = accounted.await;
+            shut_down(env, &emulator, reason);
+            emulator.shutting_down.fetch_sub(1, Ordering::SeqCst);
+        });
+        return;
+    }
+    env.shared.extensions.begin_ending();
+    if env.shared.extensions.shutdown_listeners() == 0
+        || tokio::runtime::Handle::try_current().is_err()
+    {
+        drop(env);
+        return;
+    }
+    emulator.shutting_down.fetch_add(1, Ordering::SeqCst);
+    let emulator = emulator.clone();
+    tokio::spawn(async move {
+        let limit = tokio::time::Instant::now() + SHUTDOWN_LIMIT;
+        env.shared.telemetry.flush();
+        // Through the pidfd: the runtime or nobody, even if its pid has
+        // been reused by the time the SIGKILL goes.
+        env.group.signal_leader(libc::SIGTERM);
+        let group = env.group.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(RUNTIME_SHUTDOWN_SHARE).await;
+            group.signal_leader(libc::SIGKILL);
+        });
+        env.shared
+            .extensions
+            .shutdown(reason, epoch_ms_after(SHUTDOWN_LIMIT));
+        // Done when they have exited, or have all asked for another event
+        // (there is none after SHUTDOWN), or at the deadline.
+        tokio::select! {
+            _ = env.shared.extensions.processes_gone() => {}
+            _ = env.shared.extensions.wait_idle(limit) => {}
+        }
+        drop(env);
+        emulator.shutting_down.fetch_sub(1, Ordering::SeqCst);
+    });
 }
 
 /// The admission check of an environment's listener: only connections
@@ -358,17 +441,6 @@ fn own_processes_only(shared: &Arc<EnvShared>, pgid: i32) -> Admit {
             });
         }
         false
-    })
-}
-
-/// Peak resident set size of a process in MB (rounded up), from /proc.
-/// VmHWM of an open `/proc/<pid>/status` (the kernel writes it anew for
-/// every read from offset 0).
-fn peak_rss_mb(status: &std::fs::File) -> Option<u64> {
-    super::limits::read_at_start(status, |text| {
-        let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
-        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb.div_ceil(1024))
     })
 }
 
@@ -424,30 +496,4 @@ fn lambda_env(
         ("_HANDLER".into(), "bootstrap".into()),
     ]);
     env
-}
-
-/// Days since the Unix epoch to (year, month, day), proleptic Gregorian.
-pub(crate) fn civil_date(days: u64) -> (i64, u32, u32) {
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::civil_date;
-
-    #[test]
-    fn civil_date_matches_known_days() {
-        assert_eq!(civil_date(0), (1970, 1, 1));
-        assert_eq!(civil_date(19_723), (2024, 1, 1));
-        assert_eq!(civil_date(11_016), (2000, 2, 29));
-    }
 }

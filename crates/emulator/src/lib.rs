@@ -22,6 +22,7 @@
 //! when bound to one of them, so `localhost` works whichever its clients
 //! resolve first.
 
+mod env_state;
 mod environment;
 mod event_stream;
 mod extensions;
@@ -35,11 +36,13 @@ mod log_pipe;
 mod log_writer;
 mod peer;
 mod pool;
+mod process_group;
 mod report;
 mod runtime_api;
 mod server;
 mod streaming;
 mod telemetry;
+mod telemetry_api;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -214,8 +217,8 @@ pub(crate) struct Shared {
     pub running: AtomicUsize,
     pub closed: AtomicBool,
     pub next_env_id: AtomicU64,
-    /// Process group ids of live environments, for shutdown.
-    pub processes: Mutex<HashMap<u64, i32>>,
+    /// Process groups of live environments, for shutdown.
+    pub processes: Mutex<HashMap<u64, Arc<process_group::ProcessGroup>>>,
     /// Environments in their shutdown phase (extensions handling SHUTDOWN).
     pub shutting_down: AtomicUsize,
     /// Answered invocations whose END, REPORT and history entry are still
@@ -488,14 +491,14 @@ impl Emulator {
         if let Some(server) = self.server.take() {
             server.abort();
         }
-        for pgid in self
+        for group in self
             .shared
             .processes
             .lock()
             .expect("process table")
             .values()
         {
-            environment::kill_group(*pgid);
+            group.kill();
         }
     }
 }

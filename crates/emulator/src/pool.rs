@@ -9,10 +9,11 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 
-use super::environment::{EnvShared, Environment, Invocation, Outcome};
-use super::extensions::{ShutdownReason, shut_down};
+use super::env_state::{EnvShared, Invocation, Outcome, error_body};
+use super::environment::{Environment, LaunchError, shut_down};
+use super::extensions::ShutdownReason;
 use super::report::{self, EndStatus, ReportData};
-use super::runtime_api::{MAX_RESPONSE_BYTES, error_body};
+use super::runtime_api::MAX_RESPONSE_BYTES;
 use super::streaming::{self, ResponseStream, StreamHead, StreamPart};
 use super::{FunctionSpec, LOCAL_ACCOUNT_ID, LogStream, Shared};
 
@@ -248,7 +249,7 @@ impl FunctionPool {
             None => match Environment::spawn(&self.emulator, &spec) {
                 Ok(env) => env,
                 Err(e) => {
-                    let error_type = if e.is::<super::extensions::LaunchError>() {
+                    let error_type = if e.is::<LaunchError>() {
                         "Extension.LaunchError"
                     } else {
                         "Runtime.InvalidEntrypoint"
