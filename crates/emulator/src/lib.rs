@@ -22,12 +22,14 @@
 //! when bound to one of them, so `localhost` works whichever its clients
 //! resolve first.
 
+mod api_error;
 mod env_state;
 mod environment;
 mod event_stream;
 mod extensions;
 mod extensions_api;
 mod history;
+mod http_event;
 mod http_front;
 mod http_routes;
 mod invoke_api;
@@ -54,7 +56,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
 
-pub use http_front::{CorsPolicy, HttpEventFormat, HttpFront, InvokeMode};
+pub use http_event::{CorsPolicy, HttpEventFormat};
+pub use http_front::{HttpFront, InvokeMode};
 pub use http_routes::{HttpRoute, PayloadFormat, RouteTable};
 pub use invoke_api::InvocationType;
 pub use limits::{LimitsStatus, MAX_VCPUS, MB_PER_VCPU, vcpus};
@@ -307,7 +310,13 @@ impl Emulator {
             limits,
             history: history::History::default(),
         });
-        let mut app = invoke_api::router(shared.clone()).merge(extra_routes);
+        // The Invoke API, the HTTP front (`/lambda-url/...`, and any other
+        // path when one function serves it), the invocation history.
+        let mut app = http_front::routes(invoke_api::routes())
+            .merge(history::routes())
+            .fallback(http_front::fallback)
+            .with_state(shared.clone())
+            .merge(extra_routes);
         if let Some(front) = front {
             app = app.layer(axum::middleware::from_fn(
                 move |req: axum::extract::Request, next: axum::middleware::Next| {
