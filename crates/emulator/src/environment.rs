@@ -355,7 +355,7 @@ impl std::fmt::Display for LaunchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "extension `{}` could not be started: {}",
+            "starting extension `{}`: {}",
             self.path.display(),
             self.error
         )
