@@ -906,6 +906,7 @@ impl IamApi for FakeAws {
         &self,
         name: &str,
         _trust_policy: &str,
+        _description: &str,
         tags: &BTreeMap<String, String>,
     ) -> ApiResult<RoleState> {
         let op = "iam:CreateRole";

@@ -453,10 +453,12 @@ pub trait ObjectStore {
 #[allow(async_fn_in_trait)]
 pub trait IamApi {
     async fn get_role(&self, name: &str) -> ApiResult<Option<RoleState>>;
+    /// `description` says what the role is for (shown in the IAM console).
     async fn create_role(
         &self,
         name: &str,
         trust_policy: &str,
+        description: &str,
         tags: &BTreeMap<String, String>,
     ) -> ApiResult<RoleState>;
     /// Creates or replaces an inline policy.

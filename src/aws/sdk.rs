@@ -1089,6 +1089,7 @@ impl IamApi for SdkAws {
         &self,
         name: &str,
         trust_policy: &str,
+        description: &str,
         tags: &BTreeMap<String, String>,
     ) -> ApiResult<RoleState> {
         let tags: Vec<aws_sdk_iam::types::Tag> = tags
@@ -1106,7 +1107,7 @@ impl IamApi for SdkAws {
             .create_role()
             .role_name(name)
             .assume_role_policy_document(trust_policy)
-            .description("Lambda execution role created by cargo-fn")
+            .description(description)
             .set_tags(Some(tags.clone()))
             .send()
             .await

@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::config::Strategy;
-use crate::config::deployment::parse_duration;
+use crate::config::deployment::{check_step, parse_duration};
 use crate::error::UsageError;
 use crate::pipeline::RolloutRequest;
 
@@ -48,6 +48,14 @@ fn usage(flag: &str, value: &str, e: String) -> anyhow::Error {
     UsageError(format!("{flag} `{value}`: {e}")).into()
 }
 
+/// A step duration flag (`--bake`, `--every`): read and range-checked here,
+/// so an error names that flag and not the percentage beside it.
+fn step_duration(flag: &str, value: &str) -> Result<Duration> {
+    parse_duration(value)
+        .and_then(|d| check_step(d).map(|()| d))
+        .map_err(|e| usage(flag, value, e))
+}
+
 impl RolloutArgs {
     /// The strategy the flags ask for, if any (`--canary` alone: none).
     pub fn strategy(&self, canary: Option<f64>) -> Result<Option<Strategy>> {
@@ -57,13 +65,13 @@ impl RolloutArgs {
                 .map_err(|e| usage("--strategy", name, e));
         }
         if let (Some(p), Some(bake)) = (canary, &self.bake) {
-            let d = parse_duration(bake).map_err(|e| usage("--bake", bake, e))?;
+            let d = step_duration("--bake", bake)?;
             return Strategy::canary(p, d)
                 .map(Some)
                 .map_err(|e| usage("--canary", &p.to_string(), e));
         }
         if let (Some(p), Some(every)) = (self.linear, &self.every) {
-            let d = parse_duration(every).map_err(|e| usage("--every", every, e))?;
+            let d = step_duration("--every", every)?;
             return Strategy::linear(p, d)
                 .map(Some)
                 .map_err(|e| usage("--linear", &p.to_string(), e));
@@ -87,5 +95,39 @@ impl RolloutArgs {
             strategy: self.strategy(canary)?,
             poll,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(args: RolloutArgs, canary: Option<f64>) -> String {
+        args.strategy(canary).unwrap_err().to_string()
+    }
+
+    /// Issue 25 item 5: `--every 0s` and `--bake 25h` blamed the percentage.
+    #[test]
+    fn a_wrong_duration_names_its_own_flag_not_the_percentage() {
+        let linear = RolloutArgs {
+            linear: Some(10.0),
+            every: Some("0s".into()),
+            ..Default::default()
+        };
+        let e = error(linear, None);
+        assert!(e.starts_with("--every `0s`: "), "{e}");
+        let canary = RolloutArgs {
+            bake: Some("25h".into()),
+            ..Default::default()
+        };
+        let e = error(canary, Some(10.0));
+        assert!(e.starts_with("--bake `25h`: "), "{e}");
+        assert!(e.contains("1 second to 24 hours, got 25h"), "{e}");
+        let percent = RolloutArgs {
+            bake: Some("5m".into()),
+            ..Default::default()
+        };
+        let e = error(percent, Some(100.0));
+        assert!(e.starts_with("--canary `100`: "), "{e}");
     }
 }

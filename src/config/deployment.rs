@@ -141,7 +141,8 @@ impl Serialize for Strategy {
     }
 }
 
-fn check_step(d: Duration) -> Result<(), String> {
+/// A bake time or interval is 1 second to 24 hours.
+pub fn check_step(d: Duration) -> Result<(), String> {
     if d.is_zero() || d > MAX_STEP {
         return Err(format!(
             "a bake time or interval is 1 second to 24 hours, got {}",

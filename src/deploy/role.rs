@@ -26,6 +26,8 @@ use crate::config::{FunctionConfig, Tracing};
 
 /// The inline policy of a role cargo-fn creates.
 pub const ROLE_POLICY_NAME: &str = "cargo-fn-execution";
+/// The IAM description of the execution role cargo-fn creates.
+pub const EXECUTION_ROLE_DESCRIPTION: &str = "Lambda execution role created by cargo-fn";
 /// Function tag holding the fingerprint of the policy last put.
 pub const POLICY_TAG: &str = "cargo-fn:role-policy";
 
@@ -199,7 +201,10 @@ impl Step for CreateRole {
     async fn apply<A: Aws>(&self, api: &A, cx: &mut Ctx<'_>) -> Result<()> {
         cx.ui.status("Creating", format!("IAM role {}", self.name));
         let tags = BTreeMap::from([(MANAGED_BY_KEY.to_string(), MANAGED_BY_VALUE.to_string())]);
-        let created = match api.create_role(&self.name, TRUST_POLICY, &tags).await {
+        let created = match api
+            .create_role(&self.name, TRUST_POLICY, EXECUTION_ROLE_DESCRIPTION, &tags)
+            .await
+        {
             Ok(r) => r,
             // A dropped response to an earlier attempt created it.
             Err(e) if e.is("EntityAlreadyExists") => api

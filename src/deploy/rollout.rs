@@ -87,6 +87,24 @@ impl Clock for SystemClock {
     }
 }
 
+/// The signal that interrupted a rollout, named in its rollback reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT: Ctrl-C on a terminal.
+    Interrupt,
+    /// SIGTERM: a supervisor, CI cancelling a job, `kill`.
+    Terminate,
+}
+
+impl Signal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "Ctrl-C (SIGINT)",
+            Signal::Terminate => "SIGTERM",
+        }
+    }
+}
+
 /// What to do with a rollout interrupted by Ctrl-C.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -96,22 +114,23 @@ pub enum Decision {
     Leave,
 }
 
-/// Interruptions (Ctrl-C) and the answer to them.
+/// Interruptions (Ctrl-C, SIGTERM) and the answer to them.
 #[allow(async_fn_in_trait)]
 pub trait Control {
-    /// Resolves when the user interrupts; never, for an uninterruptible run.
-    async fn interrupted(&self);
-    fn decide(&self) -> Decision;
+    /// Resolves with the signal when the user or a supervisor interrupts;
+    /// never, for an uninterruptible run.
+    async fn interrupted(&self) -> Signal;
+    fn decide(&self, signal: Signal) -> Decision;
 }
 
 /// Never interrupted.
 pub struct NoControl;
 
 impl Control for NoControl {
-    async fn interrupted(&self) {
-        std::future::pending::<()>().await
+    async fn interrupted(&self) -> Signal {
+        std::future::pending::<Signal>().await
     }
-    fn decide(&self) -> Decision {
+    fn decide(&self, _: Signal) -> Decision {
         Decision::RollBack
     }
 }
@@ -379,6 +398,35 @@ fn running_error(function: &str, alias: &str, r: &Record) -> anyhow::Error {
             r.step + 1
         ),
         "finish it first: `cargo fn deploy --resume` continues it, `cargo fn promote FUNCTION` completes it, `cargo fn rollback FUNCTION` reverts it",
+    )
+}
+
+/// The rollback reason when a health read (DescribeAlarms, GetMetricData)
+/// still fails after the SDK's retries: the release's health is unknown,
+/// and a split nobody watches is worse than the old version (CodeDeploy
+/// stops a deployment the same way unless `ignorePollAlarmFailure` is set).
+fn unwatched(e: &crate::aws::ApiError) -> String {
+    format!(
+        "the release's health cannot be read ({e}, after retries); a rollout nobody can watch is rolled back"
+    )
+}
+
+/// A failed call on an alias while the rollout is recorded on it. A re-run
+/// refuses over the record, so the hint names resume and rollback instead
+/// of the generic "re-run the command".
+fn while_recorded(e: crate::aws::ApiError, alias: &str, function: &str) -> anyhow::Error {
+    let cause = match e.status {
+        Some(s) if s >= 500 => "AWS answered with a server error even after retries".to_string(),
+        _ if e.is("ConnectionError") || e.is("Timeout") => {
+            "the AWS endpoint could not be reached even after retries".to_string()
+        }
+        _ => e.hint(),
+    };
+    hinted(
+        format!("{e} (alias {alias} of {function})"),
+        format!(
+            "{cause}. The rollout is recorded on the alias, so a plain re-run refuses: `cargo fn deploy --resume` continues it, `cargo fn rollback {function}` reverts it"
+        ),
     )
 }
 
@@ -770,11 +818,11 @@ where
                 // Biased: an interruption wins over a sleep that is also done.
                 let interrupted = tokio::select! {
                     biased;
-                    _ = self.control.interrupted() => true,
-                    _ = self.clock.sleep(nap) => false,
+                    signal = self.control.interrupted() => Some(signal),
+                    _ = self.clock.sleep(nap) => None,
                 };
-                if interrupted {
-                    return self.interrupted(i).await;
+                if let Some(signal) = interrupted {
+                    return self.interrupted(i, signal).await;
                 }
                 self.polls += 1;
                 match self.check().await? {
@@ -879,20 +927,18 @@ where
                 "alias {} of {} was changed by someone else (RevisionId no longer matches)",
                 m.alias, m.function
             ))),
-            Err(e) => Err(hinted(
-                format!("{e} (moving alias {} of {})", m.alias, m.function),
-                format!(
-                    "{}; the rollout is recorded on the alias: `cargo fn deploy --resume` continues it, `cargo fn rollback FUNCTION` reverts it",
-                    e.hint()
-                ),
-            )),
+            Err(e) => Err(while_recorded(e, &m.alias, &m.function)),
         }
     }
 
     /// The aliases unchanged, then alarms and metrics.
     async fn check(&mut self) -> Result<Check> {
         for m in &self.members {
-            let now = self.api.read_alias(&m.function, &m.alias).await?;
+            let now = self
+                .api
+                .read_alias(&m.function, &m.alias)
+                .await
+                .map_err(|e| while_recorded(e, &m.alias, &m.function))?;
             let same = now.as_ref().is_some_and(|a| {
                 a.version == m.seen.version
                     && same_weights(&a.weights, &m.seen.weights)
@@ -917,7 +963,10 @@ where
         }
         let names = self.alarm_names();
         if !names.is_empty() {
-            let states = self.api.alarm_states(&names).await?;
+            let states = match self.api.alarm_states(&names).await {
+                Ok(s) => s,
+                Err(e) => return Ok(Check::Unhealthy(unwatched(&e))),
+            };
             if let Some((n, _)) = states.iter().find(|(_, s)| s.as_str() == "ALARM") {
                 return Ok(Check::Unhealthy(format!("alarm `{n}` is in ALARM")));
             }
@@ -937,7 +986,10 @@ where
         // the minute; the new version had no traffic before t0 anyway.
         let start = self.t0 - Duration::from_secs(60);
         let end = self.clock.now() + Duration::from_secs(60);
-        let sums = self.api.metric_sums(&queries, start, end).await?;
+        let sums = match self.api.metric_sums(&queries, start, end).await {
+            Ok(s) => s,
+            Err(e) => return Ok(Check::Unhealthy(unwatched(&e))),
+        };
         for (m, s) in self.members.iter().zip(sums.chunks(3)) {
             let (errors, throttles, invocations) = (s[0], s[1], s[2]);
             let attempts = invocations + throttles;
@@ -987,9 +1039,12 @@ where
         self.report(Outcome::Stopped { reason })
     }
 
-    async fn interrupted(&mut self, step: usize) -> Result<Report> {
-        match self.control.decide() {
-            Decision::RollBack => self.roll_back("interrupted (Ctrl-C)".into()).await,
+    async fn interrupted(&mut self, step: usize, signal: Signal) -> Result<Report> {
+        match self.control.decide(signal) {
+            Decision::RollBack => {
+                self.roll_back(format!("interrupted by {}", signal.name()))
+                    .await
+            }
             Decision::Leave => {
                 for k in 0..self.members.len() {
                     let mut r = match Record::parse(&self.members[k].seen.description) {

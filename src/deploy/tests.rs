@@ -430,7 +430,7 @@ async fn configured_role_is_used_and_no_iam_call_made() {
 #[tokio::test]
 async fn a_foreign_role_with_our_name_is_not_taken_over() {
     let api = FakeAws::new();
-    api.create_role("cargo-fn-hello", TRUST_POLICY, &BTreeMap::new())
+    api.create_role("cargo-fn-hello", TRUST_POLICY, "", &BTreeMap::new())
         .await
         .unwrap();
     let err = plan(&api, &cfg(json!({})), &pkg("v1"), &opts())

@@ -381,6 +381,12 @@ pub fn scheduler_role_name(function: &str) -> String {
     }
 }
 
+/// The IAM description of the scheduler role (not an execution role: only
+/// EventBridge Scheduler assumes it, to invoke the function's alias).
+pub fn scheduler_role_description(function: &str) -> String {
+    format!("EventBridge Scheduler role created by cargo-fn to invoke {function}")
+}
+
 fn schedule_description(function: &str, trigger: &str) -> String {
     format!("cargo-fn trigger {trigger} of {function}")
 }
@@ -688,8 +694,13 @@ pub async fn plan<A: TriggerApi + IamApi>(
         Vec::new()
     };
 
+    // Mapping deletions and updates, then the execution role's policy,
+    // then new mappings: a mapping never runs without the permission it
+    // reads its source with (a removed trigger's mapping goes before its
+    // permission; a new one comes after it).
+    let creates = plan_mappings(api, t, triggers, exists, &mut plan).await?;
     plan_role_policy(api, t, triggers, &mut plan).await?;
-    plan_mappings(api, t, triggers, exists, &mut plan).await?;
+    plan.changes.extend(creates);
     plan_schedules(api, t, triggers, &mut plan).await?;
     plan_s3(api, t, triggers, &permissions, &mut plan).await?;
     plan_http(api, t, triggers, &permissions, &mut plan).await?;
@@ -731,13 +742,15 @@ async fn plan_role_policy<A: TriggerApi>(
     Ok(())
 }
 
+/// Pushes the deletions and updates of event source mappings; returns the
+/// creations, which must follow the role policy.
 async fn plan_mappings<A: TriggerApi>(
     api: &A,
     t: &Target,
     triggers: &[Trigger],
     exists: bool,
     plan: &mut TriggerPlan,
-) -> Result<()> {
+) -> Result<Vec<TriggerChange>> {
     let desired: Vec<(&str, MappingSpec)> = triggers
         .iter()
         .filter_map(|tr| match &tr.kind {
@@ -837,8 +850,7 @@ async fn plan_mappings<A: TriggerApi>(
             });
         }
     }
-    plan.changes.extend(creates);
-    Ok(())
+    Ok(creates)
 }
 
 fn schedule_spec(t: &Target, name: &str, s: &ScheduleTrigger) -> ScheduleSpec {
@@ -1015,7 +1027,7 @@ async fn plan_schedules<A: TriggerApi + IamApi>(
     }
     plan.changes.extend(deletes);
     if desired.is_empty()
-        && let Some(r) = api.get_role(&role).await?
+        && let Some(r) = &role_state
         && r.tags.get(MANAGED_BY_KEY).map(String::as_str) == Some(MANAGED_BY_VALUE)
     {
         if api
@@ -1407,7 +1419,10 @@ pub async fn apply<A: Aws>(
             ui.status("Creating", format!("IAM role {role}"));
             let mut tags = BTreeMap::new();
             tags.insert(MANAGED_BY_KEY.to_string(), MANAGED_BY_VALUE.to_string());
-            match api.create_role(role, trust, &tags).await {
+            match api
+                .create_role(role, trust, &scheduler_role_description(&t.function), &tags)
+                .await
+            {
                 Ok(_) => {}
                 // Created by an earlier, interrupted run.
                 Err(e) if e.is("EntityAlreadyExists") => {}

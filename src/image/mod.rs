@@ -22,8 +22,6 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
-use crate::config::Arch;
-
 pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MEDIA_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -68,10 +66,45 @@ pub struct BaseImage {
     pub config: serde_json::Value,
 }
 
+/// The machine an image is for. The image module speaks OCI's names; the
+/// bridge in `package/image.rs` maps Lambda's architecture onto it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    Amd64,
+    Arm64,
+}
+
+impl Platform {
+    /// OCI's `architecture` (`amd64`, `arm64`).
+    pub fn oci_arch(self) -> &'static str {
+        match self {
+            Platform::Amd64 => "amd64",
+            Platform::Arm64 => "arm64",
+        }
+    }
+
+    /// Lambda's name for it (`x86_64`, `arm64`), for messages.
+    pub fn lambda_name(self) -> &'static str {
+        match self {
+            Platform::Amd64 => "x86_64",
+            Platform::Arm64 => "arm64",
+        }
+    }
+
+    /// The OCI platform object of the index and config (`variant` for arm64).
+    fn json(self) -> serde_json::Value {
+        let mut platform = json!({ "architecture": self.oci_arch(), "os": "linux" });
+        if self == Platform::Arm64 {
+            platform["variant"] = json!("v8");
+        }
+        platform
+    }
+}
+
 /// What goes into the image.
 #[derive(Debug, Clone)]
 pub struct ImageSpec {
-    pub arch: Arch,
+    pub arch: Platform,
     /// The function's bootstrap executable on disk.
     pub bootstrap: PathBuf,
     /// Extra files: (file on disk, absolute path in the image).
@@ -393,7 +426,7 @@ fn elf_dynamic_info(path: &Path) -> Result<DynamicInfo> {
     })
 }
 
-fn check_architecture(bootstrap: &Path, arch: Arch) -> Result<()> {
+fn check_architecture(bootstrap: &Path, arch: Platform) -> Result<()> {
     use object::{Architecture, Object};
     let data = std::fs::read(bootstrap)
         .with_context(|| format!("reading the bootstrap {}", bootstrap.display()))?;
@@ -404,17 +437,18 @@ fn check_architecture(bootstrap: &Path, arch: Arch) -> Result<()> {
         )
     })?;
     let found = match file.architecture() {
-        Architecture::X86_64 => Some(Arch::X86_64),
-        Architecture::Aarch64 => Some(Arch::Arm64),
+        Architecture::X86_64 => Some(Platform::Amd64),
+        Architecture::Aarch64 => Some(Platform::Arm64),
         _ => None,
     };
     if found != Some(arch) || file.format() != object::BinaryFormat::Elf {
         bail!(
-            "{} is {:?} {:?}, but the image is for {arch} (linux/{}): build for {arch} (`cargo fn build --arch {arch}`) or change the image architecture",
+            "{} is {:?} {:?}, but the image is for {name} (linux/{}): build for {name} (`cargo fn build --arch {name}`) or change the image architecture",
             bootstrap.display(),
             file.format(),
             file.architecture(),
-            arch.oci_arch()
+            arch.oci_arch(),
+            name = arch.lambda_name(),
         );
     }
     Ok(())
@@ -434,6 +468,39 @@ pub fn build(spec: &ImageSpec, out_dir: &Path) -> Result<BuiltImage> {
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs)?;
 
+    let (tree, bundled) = function_layer(spec)?;
+    let (layer, diff_id) = write_layer(&tree, &blobs)?;
+    let env = image_env(spec, bundled);
+    let written = write_layout(spec, &layout, &blobs, layer, diff_id, &env)?;
+
+    let archive_tmp = staging.path().join("image.tar");
+    write_archive(&layout, &archive_tmp)?;
+    let dockerfile_tmp = staging.path().join("Dockerfile");
+    std::fs::write(&dockerfile_tmp, dockerfile(spec, bundled, &env))?;
+
+    // Swap the finished image in; a failure above left the old one alone.
+    let final_layout = out_dir.join("image");
+    let final_archive = out_dir.join("image.tar");
+    let final_dockerfile = out_dir.join("Dockerfile");
+    if final_layout.exists() {
+        std::fs::remove_dir_all(&final_layout)?;
+    }
+    std::fs::rename(&layout, &final_layout)?;
+    std::fs::rename(&archive_tmp, &final_archive)?;
+    std::fs::rename(&dockerfile_tmp, &final_dockerfile)?;
+    Ok(BuiltImage {
+        layout: final_layout,
+        archive: final_archive,
+        dockerfile: final_dockerfile,
+        manifest: written.manifest,
+        config: written.config,
+        layers: written.layers,
+    })
+}
+
+/// The files of the function's own layer: the bootstrap, its libraries when
+/// it is dynamic on scratch (then `true`), extra files, CA bundle, tzdata.
+fn function_layer(spec: &ImageSpec) -> Result<(LayerTree, bool)> {
     let mut tree = LayerTree::default();
     tree.add(BOOTSTRAP_PATH, &spec.bootstrap, 0o755)?;
     let dynamic = elf_dynamic_info(&spec.bootstrap)?;
@@ -481,14 +548,17 @@ pub fn build(spec: &ImageSpec, out_dir: &Path) -> Result<BuiltImage> {
             tree.add(&format!("/{rel}"), &entry, 0o644)?;
         }
     }
+    Ok((tree, bundled))
+}
 
-    let (layer, diff_id) = write_layer(&tree, &blobs)?;
-
+/// The image config's environment: the base's, then Lambda's defaults, then
+/// the function's own values.
+fn image_env(spec: &ImageSpec, bundled: bool) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
-    let base_config = spec.base.as_ref().map(|b| b.config.clone());
-    if let Some(base_env) = base_config
+    if let Some(base_env) = spec
+        .base
         .as_ref()
-        .and_then(|c| c.pointer("/config/Env"))
+        .and_then(|b| b.config.pointer("/config/Env"))
         .and_then(|e| e.as_array())
     {
         for kv in base_env.iter().filter_map(|v| v.as_str()) {
@@ -510,8 +580,26 @@ pub fn build(spec: &ImageSpec, out_dir: &Path) -> Result<BuiltImage> {
     for (k, v) in &spec.env {
         env.insert(k.clone(), v.clone());
     }
-    let env_list: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    env
+}
 
+/// The descriptors [`write_layout`] wrote.
+struct WrittenLayout {
+    manifest: Descriptor,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+/// Writes the OCI layout: the base's layers copied, the function's layer
+/// on top, the config, the manifest and the index.
+fn write_layout(
+    spec: &ImageSpec,
+    layout: &Path,
+    blobs: &Path,
+    layer: Descriptor,
+    diff_id: String,
+    env: &BTreeMap<String, String>,
+) -> Result<WrittenLayout> {
     let mut layers: Vec<Descriptor> = Vec::new();
     let mut diff_ids: Vec<serde_json::Value> = Vec::new();
     let mut history: Vec<serde_json::Value> = Vec::new();
@@ -539,10 +627,8 @@ pub fn build(spec: &ImageSpec, out_dir: &Path) -> Result<BuiltImage> {
         json!({ "created": "1970-01-01T00:00:00Z", "created_by": "cargo-fn package --image" }),
     );
 
-    let mut platform = json!({ "architecture": spec.arch.oci_arch(), "os": "linux" });
-    if spec.arch == Arch::Arm64 {
-        platform["variant"] = json!("v8");
-    }
+    let env_list: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let platform = spec.arch.json();
     let mut config = platform.clone();
     config["created"] = json!("1970-01-01T00:00:00Z");
     config["config"] = json!({
@@ -553,7 +639,7 @@ pub fn build(spec: &ImageSpec, out_dir: &Path) -> Result<BuiltImage> {
     config["rootfs"] = json!({ "type": "layers", "diff_ids": diff_ids });
     config["history"] = json!(history);
     let config_bytes = serde_json::to_vec(&config)?;
-    let config_desc = write_blob(&blobs, &config_bytes, MEDIA_CONFIG)?;
+    let config_desc = write_blob(blobs, &config_bytes, MEDIA_CONFIG)?;
 
     let manifest = json!({
         "schemaVersion": 2,
@@ -562,7 +648,7 @@ pub fn build(spec: &ImageSpec, out_dir: &Path) -> Result<BuiltImage> {
         "layers": layers.iter().map(Descriptor::to_json).collect::<Vec<_>>(),
     });
     let manifest_bytes = serde_json::to_vec(&manifest)?;
-    let manifest_desc = write_blob(&blobs, &manifest_bytes, MEDIA_MANIFEST)?;
+    let manifest_desc = write_blob(blobs, &manifest_bytes, MEDIA_MANIFEST)?;
 
     let mut entry = manifest_desc.to_json();
     entry["annotations"] = json!({ "org.opencontainers.image.ref.name": "latest" });
@@ -573,26 +659,7 @@ pub fn build(spec: &ImageSpec, out_dir: &Path) -> Result<BuiltImage> {
         layout.join("oci-layout"),
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )?;
-
-    let archive_tmp = staging.path().join("image.tar");
-    write_archive(&layout, &archive_tmp)?;
-    let dockerfile_tmp = staging.path().join("Dockerfile");
-    std::fs::write(&dockerfile_tmp, dockerfile(spec, bundled, &env))?;
-
-    // Swap the finished image in; a failure above left the old one alone.
-    let final_layout = out_dir.join("image");
-    let final_archive = out_dir.join("image.tar");
-    let final_dockerfile = out_dir.join("Dockerfile");
-    if final_layout.exists() {
-        std::fs::remove_dir_all(&final_layout)?;
-    }
-    std::fs::rename(&layout, &final_layout)?;
-    std::fs::rename(&archive_tmp, &final_archive)?;
-    std::fs::rename(&dockerfile_tmp, &final_dockerfile)?;
-    Ok(BuiltImage {
-        layout: final_layout,
-        archive: final_archive,
-        dockerfile: final_dockerfile,
+    Ok(WrittenLayout {
         manifest: manifest_desc,
         config: config_desc,
         layers,

@@ -17,7 +17,6 @@ use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
 use super::{BaseImage, Descriptor, MEDIA_LAYER_GZIP, MEDIA_MANIFEST, hex, read_layout};
-use crate::config::Arch;
 use crate::error::hinted;
 
 /// Blobs up to this size go up in one PUT; larger ones in chunks of it.
@@ -453,7 +452,12 @@ impl Registry {
     }
 
     /// Pulls `repo:reference` for `arch` into an OCI layout at `layout`.
-    pub fn pull(&mut self, image: &Reference, arch: Arch, layout: &Path) -> Result<BaseImage> {
+    pub fn pull(
+        &mut self,
+        image: &Reference,
+        arch: super::Platform,
+        layout: &Path,
+    ) -> Result<BaseImage> {
         let blobs = layout.join("blobs/sha256");
         std::fs::create_dir_all(&blobs)?;
         let (mut media, mut bytes) = self.get_manifest(&image.repository, &image.reference)?;
@@ -492,10 +496,11 @@ impl Registry {
             && a != arch.oci_arch()
         {
             bail!(
-                "base image {}/{}:{} is for {a}, but the function is {arch} ({})",
+                "base image {}/{}:{} is for {a}, but the function is {} ({})",
                 image.registry,
                 image.repository,
                 image.reference,
+                arch.lambda_name(),
                 arch.oci_arch()
             );
         }

@@ -6,7 +6,10 @@
 //! one whose range holds the MD5 of its partition key (or its
 //! `ExplicitHashKey`). Sequence numbers are fixed-width decimal strings that
 //! grow per shard, so comparing them as strings compares them as numbers.
-//! Records stay for the life of the process (no retention clock).
+//! Records stay for the life of the process (no retention clock). Shard
+//! iterators expire after 5 minutes, as AWS's do: the store's operations
+//! take the time ([`KinesisStore::dispatch_at`]) so tests drive that clock.
+//! Streams live in the emulator's account and region ([`Scope`]).
 //!
 //! This module owns the store and the wire shapes; it knows nothing of
 //! triggers or the poller (which reads shards through [`ShardLog`]).
@@ -23,11 +26,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use super::stream_poller::{ShardLog, StreamRecord};
-use super::{AwsError, JsonService};
-
-/// The account and region local ARNs carry.
-pub const ACCOUNT: &str = "123456789012";
-pub const REGION: &str = "us-east-1";
+use super::{AwsError, JsonService, Scope};
 
 /// A record's data blob, at most 1 MiB (AWS's limit).
 pub const MAX_DATA: usize = 1024 * 1024;
@@ -35,6 +34,8 @@ pub const MAX_DATA: usize = 1024 * 1024;
 pub const MAX_PUT_RECORDS: usize = 500;
 /// A `PutRecords` request's data and partition keys together.
 pub const MAX_PUT_RECORDS_BYTES: usize = 5 * 1024 * 1024;
+/// How long a shard iterator stays valid (AWS: 5 minutes).
+pub const ITERATOR_TTL_MS: u64 = 5 * 60 * 1000;
 /// Shards per stream accepted locally (AWS's default account quota is 500
 /// in most regions; a local stream needs far fewer).
 pub const MAX_SHARDS: u32 = 64;
@@ -42,6 +43,7 @@ pub const MAX_SHARDS: u32 = 64;
 /// All streams of the endpoint.
 #[derive(Default)]
 pub struct KinesisStore {
+    scope: Scope,
     streams: Mutex<BTreeMap<String, Arc<Stream>>>,
 }
 
@@ -72,11 +74,6 @@ pub fn now_secs() -> f64 {
     ms as f64 / 1000.0
 }
 
-/// The ARN of a local stream.
-pub fn stream_arn(name: &str) -> String {
-    format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{name}")
-}
-
 /// The `i`th of `n` even hash-key ranges over 0..2^128, as AWS splits them.
 pub fn hash_range(i: u32, n: u32) -> (u128, u128) {
     let start = |i: u32| -> u128 {
@@ -105,18 +102,19 @@ fn sequence_number(shard: usize, position: usize) -> String {
     format!("49{shard:04}{position:050}")
 }
 
-fn position_of(seq: &str) -> Option<usize> {
-    if seq.len() != 56 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+/// The (shard index, position) a sequence number encodes.
+fn decode_sequence(seq: &str) -> Option<(usize, usize)> {
+    if seq.len() != 56 || !seq.starts_with("49") || !seq.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    seq[6..].parse().ok()
+    Some((seq[2..6].parse().ok()?, seq[6..].parse().ok()?))
 }
 
 impl Stream {
-    fn new(name: &str, shards: u32) -> Stream {
+    fn new(name: &str, shards: u32, arn: String) -> Stream {
         Stream {
             name: name.to_string(),
-            arn: stream_arn(name),
+            arn,
             created: now_secs(),
             shards: (0..shards)
                 .map(|i| {
@@ -147,7 +145,6 @@ impl Stream {
             sequence_number: seq.clone(),
             partition_key: partition_key.to_string(),
             arrival: now_secs(),
-            size: data.len() + partition_key.len(),
             data,
             payload: Value::Null,
         }));
@@ -206,14 +203,43 @@ fn string<'a>(input: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 impl KinesisStore {
+    /// A store whose streams live in `scope`.
+    pub fn new(scope: Scope) -> Self {
+        KinesisStore {
+            scope,
+            streams: Mutex::default(),
+        }
+    }
+
+    /// The account and region of the streams.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// The ARN of the local stream `name`.
+    pub fn stream_arn(&self, name: &str) -> String {
+        self.scope.arn("kinesis", &format!("stream/{name}"))
+    }
+
     /// Creates a stream (idempotent for the streams triggers name).
     pub fn ensure(&self, name: &str, shards: u32) -> Arc<Stream> {
         self.streams
             .lock()
             .unwrap()
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(Stream::new(name, shards)))
+            .or_insert_with(|| Arc::new(Stream::new(name, shards, self.stream_arn(name))))
             .clone()
+    }
+
+    fn not_found(&self, name: &str) -> AwsError {
+        err(
+            400,
+            "ResourceNotFoundException",
+            format!(
+                "Stream {name} under account {} not found.",
+                self.scope.account
+            ),
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Stream>> {
@@ -229,13 +255,7 @@ impl KinesisStore {
                 return Err(validation("Either StreamName or StreamARN must be given."));
             }
         };
-        self.get(&name).ok_or_else(|| {
-            err(
-                400,
-                "ResourceNotFoundException",
-                format!("Stream {name} under account {ACCOUNT} not found."),
-            )
-        })
+        self.get(&name).ok_or_else(|| self.not_found(&name))
     }
 
     fn create(&self, input: &Value) -> Result<Value, AwsError> {
@@ -262,10 +282,17 @@ impl KinesisStore {
             return Err(err(
                 400,
                 "ResourceInUseException",
-                format!("Stream {name} under account {ACCOUNT} already exists."),
+                format!(
+                    "Stream {name} under account {} already exists.",
+                    self.scope.account
+                ),
             ));
         }
-        streams.insert(name.to_string(), Arc::new(Stream::new(name, shards as u32)));
+        let arn = self.stream_arn(name);
+        streams.insert(
+            name.to_string(),
+            Arc::new(Stream::new(name, shards as u32, arn)),
+        );
         Ok(json!({}))
     }
 
@@ -389,7 +416,7 @@ impl KinesisStore {
         Ok(json!({"FailedRecordCount": 0, "Records": out, "EncryptionType": "NONE"}))
     }
 
-    fn get_shard_iterator(&self, input: &Value) -> Result<Value, AwsError> {
+    fn get_shard_iterator(&self, input: &Value, now: u64) -> Result<Value, AwsError> {
         let s = self.stream(input)?;
         let shard_id = string(input, "ShardId").unwrap_or_default();
         let index = s.shard_index(shard_id).ok_or_else(|| {
@@ -397,22 +424,19 @@ impl KinesisStore {
                 400,
                 "ResourceNotFoundException",
                 format!(
-                    "Shard {shard_id} in stream {} under account {ACCOUNT} does not exist",
-                    s.name
+                    "Shard {shard_id} in stream {} under account {} does not exist",
+                    s.name, self.scope.account
                 ),
             )
         })?;
-        let at_seq = |after: bool| -> Result<usize, AwsError> {
-            let seq = string(input, "StartingSequenceNumber").unwrap_or_default();
-            let p = position_of(seq)
-                .ok_or_else(|| invalid(format!("Invalid StartingSequenceNumber: {seq}")))?;
-            Ok(p + after as usize)
-        };
         let position = match string(input, "ShardIteratorType").unwrap_or_default() {
             "TRIM_HORIZON" => 0,
             "LATEST" => s.len(index),
-            "AT_SEQUENCE_NUMBER" => at_seq(false)?,
-            "AFTER_SEQUENCE_NUMBER" => at_seq(true)?,
+            "AT_SEQUENCE_NUMBER" => self.issued_position(&s, index, input)?,
+            "AFTER_SEQUENCE_NUMBER" => {
+                // After the shard's starting number of an empty shard: its start.
+                (self.issued_position(&s, index, input)? + 1).min(s.len(index))
+            }
             "AT_TIMESTAMP" => {
                 let ts = input
                     .get("Timestamp")
@@ -430,22 +454,53 @@ impl KinesisStore {
                 )));
             }
         };
-        Ok(json!({"ShardIterator": iterator(&s.name, index, position)}))
+        Ok(json!({"ShardIterator": iterator(&s.name, index, position, now)}))
     }
 
-    fn get_records(&self, input: &Value) -> Result<Value, AwsError> {
-        let it = string(input, "ShardIterator").unwrap_or_default();
-        let (name, index, position) =
-            parse_iterator(it).ok_or_else(|| invalid(format!("Invalid ShardIterator: {it}")))?;
-        let s = self.get(&name).ok_or_else(|| {
-            err(
-                400,
-                "ResourceNotFoundException",
-                format!("Stream {name} under account {ACCOUNT} not found."),
-            )
+    /// The position of `StartingSequenceNumber` in shard `index`: a number
+    /// this shard issued, or its starting number. Anything else (another
+    /// shard's, one never issued) is AWS's `InvalidArgumentException`.
+    fn issued_position(&self, s: &Stream, index: usize, input: &Value) -> Result<usize, AwsError> {
+        let seq = string(input, "StartingSequenceNumber").unwrap_or_default();
+        let shard_id = &s.shards[index].id;
+        let (shard, position) = decode_sequence(seq).ok_or_else(|| {
+            invalid(format!(
+                "Invalid StartingSequenceNumber. It must be a sequence number this stream issued, got '{seq}'"
+            ))
         })?;
-        if index >= s.shards.len() {
-            return Err(invalid(format!("Invalid ShardIterator: {it}")));
+        if shard != index {
+            return Err(invalid(format!(
+                "Invalid StartingSequenceNumber. It encodes shardId-{shard:012}, while it was used in a call to {shard_id}"
+            )));
+        }
+        if position >= s.len(index) && position != 0 {
+            return Err(invalid(format!(
+                "StartingSequenceNumber {seq} used in GetShardIterator on shard {shard_id} in stream {} under account {} is invalid because it did not come from this stream.",
+                s.name, self.scope.account
+            )));
+        }
+        Ok(position)
+    }
+
+    fn get_records(&self, input: &Value, now: u64) -> Result<Value, AwsError> {
+        let it = string(input, "ShardIterator").unwrap_or_default();
+        let bad = || invalid(format!("Invalid ShardIterator: {it}"));
+        let (name, index, position, created) = parse_iterator(it).ok_or_else(bad)?;
+        if now.saturating_sub(created) > ITERATOR_TTL_MS {
+            return Err(err(
+                400,
+                "ExpiredIteratorException",
+                format!(
+                    "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ITERATOR_TTL_MS} milliseconds.",
+                    super::stream_poller::iso(created),
+                    super::stream_poller::iso(now)
+                ),
+            ));
+        }
+        let s = self.get(&name).ok_or_else(|| self.not_found(&name))?;
+        // A shard or position this endpoint never handed out.
+        if index >= s.shards.len() || position > s.len(index) {
+            return Err(bad());
         }
         let limit = input.get("Limit").and_then(Value::as_u64).unwrap_or(10_000);
         if !(1..=10_000).contains(&limit) {
@@ -455,7 +510,7 @@ impl KinesisStore {
         }
         let records = s.read(index, position, limit as usize);
         let next = position + records.len();
-        let behind = s.len(index) - next;
+        let behind = s.len(index).saturating_sub(next);
         let b64 = base64::engine::general_purpose::STANDARD;
         Ok(json!({
             "Records": records.iter().map(|r| json!({
@@ -464,12 +519,18 @@ impl KinesisStore {
                 "Data": b64.encode(&r.data),
                 "PartitionKey": r.partition_key,
             })).collect::<Vec<_>>(),
-            "NextShardIterator": iterator(&s.name, index, next),
+            "NextShardIterator": iterator(&s.name, index, next, now),
             "MillisBehindLatest": if behind == 0 { 0 } else { 1000 },
         }))
     }
 
-    fn dispatch(&self, operation: &str, input: &Value) -> Result<Value, AwsError> {
+    /// Runs `operation` now.
+    pub fn dispatch(&self, operation: &str, input: &Value) -> Result<Value, AwsError> {
+        self.dispatch_at(operation, input, super::stream_poller::now_ms())
+    }
+
+    /// Runs `operation` at time `now` (ms since the epoch).
+    pub fn dispatch_at(&self, operation: &str, input: &Value, now: u64) -> Result<Value, AwsError> {
         match operation {
             "CreateStream" => self.create(input),
             "DescribeStream" => self.describe(input),
@@ -478,8 +539,8 @@ impl KinesisStore {
             "ListShards" => self.list_shards(input),
             "PutRecord" => self.put_record(input),
             "PutRecords" => self.put_records(input),
-            "GetShardIterator" => self.get_shard_iterator(input),
-            "GetRecords" => self.get_records(input),
+            "GetShardIterator" => self.get_shard_iterator(input, now),
+            "GetRecords" => self.get_records(input, now),
             other => Err(err(
                 400,
                 "UnknownOperationException",
@@ -489,25 +550,57 @@ impl KinesisStore {
     }
 }
 
-fn iterator(stream: &str, shard: usize, position: usize) -> String {
-    base64::engine::general_purpose::STANDARD.encode(format!("{stream}\n{shard}\n{position}"))
+/// A shard iterator: the stream, shard and position to read next, and when
+/// it was handed out (for its 5-minute expiry).
+fn iterator(stream: &str, shard: usize, position: usize, created: u64) -> String {
+    base64::engine::general_purpose::STANDARD
+        .encode(format!("{stream}\n{shard}\n{position}\n{created}"))
 }
 
-fn parse_iterator(it: &str) -> Option<(String, usize, usize)> {
+fn parse_iterator(it: &str) -> Option<(String, usize, usize, u64)> {
     let raw = base64::engine::general_purpose::STANDARD.decode(it).ok()?;
     let text = String::from_utf8(raw).ok()?;
     let mut parts = text.split('\n');
-    let (name, shard, pos) = (parts.next()?, parts.next()?, parts.next()?);
-    Some((name.to_string(), shard.parse().ok()?, pos.parse().ok()?))
+    let (name, shard, pos, created) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    Some((
+        name.to_string(),
+        shard.parse().ok()?,
+        pos.parse().ok()?,
+        created.parse().ok()?,
+    ))
 }
 
 /// The endpoint: a [`KinesisStore`] behind the JSON-service hook.
 #[derive(Clone, Default)]
 pub struct KinesisService(pub Arc<KinesisStore>);
 
+impl KinesisService {
+    /// An endpoint whose streams live in `scope`.
+    pub fn new(scope: Scope) -> Self {
+        KinesisService(Arc::new(KinesisStore::new(scope)))
+    }
+}
+
 impl JsonService for KinesisService {
     fn target_prefix(&self) -> &'static str {
         "Kinesis_20131202"
+    }
+
+    /// A body too large to read is over Kinesis's own limits: its error
+    /// for the operation, as if the body had been read.
+    fn too_large(&self, operation: &str) -> AwsError {
+        match operation {
+            "PutRecord" => validation(format!(
+                "1 validation error detected: Value at 'data' failed to satisfy constraint: Member must have length less than or equal to {MAX_DATA}"
+            )),
+            "PutRecords" => invalid(format!(
+                "Records size exceeds {} MB limit",
+                MAX_PUT_RECORDS_BYTES >> 20
+            )),
+            other => validation(format!(
+                "The {other} request is larger than Kinesis accepts"
+            )),
+        }
     }
 
     fn call(&self, operation: &str, input: Value) -> BoxFuture<'_, Result<Value, AwsError>> {
@@ -600,6 +693,94 @@ mod tests {
             .map(|r| r["SequenceNumber"].as_str().unwrap())
             .collect();
         assert_eq!(got, vec![seqs[10].as_str(), seqs[11].as_str()]);
+    }
+
+    #[test]
+    fn unissued_or_foreign_sequence_numbers_are_refused_and_iterators_expire_after_five_minutes() {
+        let store = KinesisStore::default();
+        store.ensure("s", 2);
+        let t0 = 1_700_000_000_000;
+        let put = |hash: &str| {
+            store
+                .dispatch_at(
+                    "PutRecord",
+                    &json!({"StreamName": "s", "Data": b64("x"), "PartitionKey": "k",
+                            "ExplicitHashKey": hash}),
+                    t0,
+                )
+                .unwrap()["SequenceNumber"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let seq0 = put("0");
+        let iterator = |kind: &str, shard: &str, seq: &str| {
+            store.dispatch_at(
+                "GetShardIterator",
+                &json!({"StreamName": "s", "ShardId": shard, "ShardIteratorType": kind,
+                        "StartingSequenceNumber": seq}),
+                t0,
+            )
+        };
+        // Never issued (past the end of shard 0), or shard 0's used on shard 1.
+        let never = format!("49{:04}{:050}", 0, 7);
+        for kind in ["AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"] {
+            let e = iterator(kind, "shardId-000000000000", &never).unwrap_err();
+            assert_eq!(
+                (e.status, e.code.as_str()),
+                (400, "InvalidArgumentException")
+            );
+            assert!(e.message.contains("did not come from this stream"), "{e}");
+            let e = iterator(kind, "shardId-000000000001", &seq0).unwrap_err();
+            assert_eq!(e.code, "InvalidArgumentException");
+            assert!(e.message.contains("encodes shardId-000000000000"), "{e}");
+        }
+        // An empty shard's starting number is valid (DescribeStream gives it).
+        let start = format!("49{:04}{:050}", 1, 0);
+        let it = iterator("AFTER_SEQUENCE_NUMBER", "shardId-000000000001", &start).unwrap();
+        let read = |it: &Value, now| {
+            store.dispatch_at(
+                "GetRecords",
+                &json!({"ShardIterator": it["ShardIterator"]}),
+                now,
+            )
+        };
+        assert_eq!(read(&it, t0).unwrap()["Records"], json!([]));
+        // After the last record: nothing yet, no panic.
+        let it = iterator("AFTER_SEQUENCE_NUMBER", "shardId-000000000000", &seq0).unwrap();
+        let out = read(&it, t0 + ITERATOR_TTL_MS).unwrap();
+        assert_eq!(out["Records"], json!([]));
+        assert_eq!(out["MillisBehindLatest"], 0);
+        // Five minutes and a millisecond later the iterator is expired; the
+        // next one handed out is fresh.
+        let e = read(&it, t0 + ITERATOR_TTL_MS + 1).unwrap_err();
+        assert_eq!(
+            (e.status, e.code.as_str()),
+            (400, "ExpiredIteratorException")
+        );
+        let next = json!({"ShardIterator": out["NextShardIterator"]});
+        assert!(read(&next, t0 + 2 * ITERATOR_TTL_MS).is_ok());
+        // A forged iterator past the shard's end is refused, not a panic.
+        let forged = super::iterator("s", 0, 99, t0);
+        let e = read(&json!({"ShardIterator": forged}), t0).unwrap_err();
+        assert_eq!(e.code, "InvalidArgumentException");
+    }
+
+    #[test]
+    fn streams_live_in_the_scope_they_are_given() {
+        let store = KinesisStore::new(Scope::new("eu-west-1"));
+        store.ensure("clicks", 1);
+        let d = store
+            .dispatch("DescribeStream", &json!({"StreamName": "clicks"}))
+            .unwrap();
+        assert_eq!(
+            d["StreamDescription"]["StreamARN"],
+            "arn:aws:kinesis:eu-west-1:012345678912:stream/clicks"
+        );
+        let e = store
+            .dispatch("DescribeStream", &json!({"StreamName": "nope"}))
+            .unwrap_err();
+        assert!(e.message.contains("under account 012345678912"), "{e}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use futures_util::future::BoxFuture;
 use md5::{Digest, Md5};
 use serde_json::{Map, Value, json};
 
-use super::{AwsError, JsonService};
+use super::{AwsError, JsonService, Scope};
 use crate::emulator::LOCAL_ACCOUNT_ID;
 
 /// Longest message (body plus attributes), and `MaximumMessageSize`'s range.
@@ -75,6 +75,54 @@ fn missing(parameter: &str) -> AwsError {
         "MissingParameter",
         format!("The request must contain the parameter {parameter}."),
     )
+}
+
+/// A member of the wrong JSON type: SQS's JSON protocol answers as the
+/// other AWS JSON services do.
+fn serialization(message: impl Into<String>) -> AwsError {
+    AwsError::new(
+        400,
+        "com.amazon.coral.service#SerializationException",
+        message,
+    )
+}
+
+/// An integer member: `None` when absent; another JSON type (`"ten"`, a
+/// fraction) is a `SerializationException`, as SQS answers it.
+fn int_param(input: &Value, key: &str) -> Result<Option<i64>, AwsError> {
+    match &input[key] {
+        Value::Null => Ok(None),
+        Value::Number(n) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| serialization("NUMBER_VALUE can not be converted to an Integer")),
+        Value::String(_) => Err(serialization(
+            "STRING_VALUE can not be converted to an Integer",
+        )),
+        Value::Bool(_) => Err(serialization(
+            "BOOLEAN_VALUE can not be converted to an Integer",
+        )),
+        Value::Array(_) => Err(serialization("Unexpected list element termination")),
+        Value::Object(_) => Err(serialization(
+            "Start of structure or map found where not expected.",
+        )),
+    }
+}
+
+/// An integer member within `range`, else SQS's `InvalidParameterValue`.
+fn ranged(
+    input: &Value,
+    key: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<Option<i64>, AwsError> {
+    match int_param(input, key)? {
+        Some(v) if !range.contains(&v) => Err(invalid(format!(
+            "Value {v} for parameter {key} is invalid. Reason: Must be >= {} and <= {}, if provided.",
+            range.start(),
+            range.end()
+        ))),
+        v => Ok(v),
+    }
 }
 
 fn bad_handle() -> AwsError {
@@ -214,7 +262,7 @@ pub type Redriven = Vec<(String, String)>;
 #[derive(Debug)]
 pub struct Store {
     endpoint: String,
-    region: String,
+    scope: Scope,
     queues: BTreeMap<String, Queue>,
     next_sequence: u64,
 }
@@ -360,7 +408,7 @@ impl Queue {
     fn new(store: &Store, name: &str, now: u64) -> Queue {
         Queue {
             name: name.to_string(),
-            arn: format!("arn:aws:sqs:{}:{LOCAL_ACCOUNT_ID}:{name}", store.region),
+            arn: store.scope.arn("sqs", name),
             fifo: name.ends_with(".fifo"),
             visibility_timeout: 30,
             delay: 0,
@@ -531,14 +579,14 @@ impl Store {
     pub fn new(endpoint: &str, region: &str) -> Store {
         Store {
             endpoint: endpoint.trim_end_matches('/').to_string(),
-            region: region.to_string(),
+            scope: Scope::new(region),
             queues: BTreeMap::new(),
             next_sequence: 1,
         }
     }
 
     pub fn url(&self, name: &str) -> String {
-        format!("{}/{LOCAL_ACCOUNT_ID}/{name}", self.endpoint)
+        format!("{}/{}/{name}", self.endpoint, self.scope.account)
     }
 
     pub fn queue(&self, url: &str) -> Result<&Queue, AwsError> {
@@ -768,6 +816,21 @@ impl Store {
         visibility: Option<u32>,
         now: u64,
     ) -> Result<(Vec<Received>, Redriven), AwsError> {
+        self.receive_fitting(url, max, visibility, now, &mut |_| true)
+    }
+
+    /// [`receive`](Self::receive) that stops at the first message `fits`
+    /// refuses (it sees each message as it would be received): that one and
+    /// the rest stay as they were, visible and uncounted. A poller fills an
+    /// event up to Lambda's payload limit this way.
+    pub fn receive_fitting(
+        &mut self,
+        url: &str,
+        max: usize,
+        visibility: Option<u32>,
+        now: u64,
+        fits: &mut dyn FnMut(&Received) -> bool,
+    ) -> Result<(Vec<Received>, Redriven), AwsError> {
         let name = name_of(url).to_string();
         let (dlq, mut moved) = {
             let q = self.queues.get_mut(&name).ok_or_else(no_queue)?;
@@ -803,15 +866,21 @@ impl Store {
                     moved.push(i);
                     continue;
                 }
-                m.receive_count += 1;
-                m.first_receive.get_or_insert(now);
                 let receipt = receipt_handle(&name, &m.id);
-                m.receipt = Some(receipt.clone());
-                m.visible_at = now + vis;
-                out.push(Received {
-                    message: m.clone(),
+                let mut next = m.clone();
+                next.receive_count += 1;
+                next.first_receive.get_or_insert(now);
+                next.receipt = Some(receipt.clone());
+                next.visible_at = now + vis;
+                let received = Received {
+                    message: next.clone(),
                     receipt,
-                });
+                };
+                if !fits(&received) {
+                    break;
+                }
+                *m = next;
+                out.push(received);
             }
             let dlq = redrive.map(|r| name_of(&r.dlq_arn).to_string());
             let mut taken = Vec::new();
@@ -918,9 +987,9 @@ pub struct SqsService {
 }
 
 impl SqsService {
-    pub fn new(endpoint: &str, region: &str) -> Arc<SqsService> {
+    pub fn new(endpoint: &str, scope: &Scope) -> Arc<SqsService> {
         Arc::new(SqsService {
-            store: Mutex::new(Store::new(endpoint, region)),
+            store: Mutex::new(Store::new(endpoint, &scope.region)),
             changed: tokio::sync::Notify::new(),
         })
     }
@@ -940,18 +1009,40 @@ impl SqsService {
         visibility: Option<u32>,
         wait: Duration,
     ) -> Result<(Vec<Received>, Redriven), AwsError> {
+        self.receive_fitting(url, max, visibility, wait, &mut |_| true)
+            .await
+    }
+
+    /// [`receive`](Self::receive) of the messages `fits` accepts
+    /// ([`Store::receive_fitting`]).
+    pub async fn receive_fitting(
+        &self,
+        url: &str,
+        max: usize,
+        visibility: Option<u32>,
+        wait: Duration,
+        fits: &mut (dyn FnMut(&Received) -> bool + Send),
+    ) -> Result<(Vec<Received>, Redriven), AwsError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let got =
-                self.store
-                    .lock()
-                    .expect("sqs store")
-                    .receive(url, max, visibility, now_ms())?;
+            // A refused message ends the wait too: the caller is full.
+            let mut refused = false;
+            let got = self.store.lock().expect("sqs store").receive_fitting(
+                url,
+                max,
+                visibility,
+                now_ms(),
+                &mut |r| {
+                    let ok = fits(r);
+                    refused |= !ok;
+                    ok
+                },
+            )?;
             let now = tokio::time::Instant::now();
-            if !got.0.is_empty() || !got.1.is_empty() || now >= deadline {
+            if refused || !got.0.is_empty() || !got.1.is_empty() || now >= deadline {
                 return Ok(got);
             }
             // Woken by a change, or soon anyway (a visibility timeout or delay ending).
@@ -981,14 +1072,7 @@ impl SqsService {
             }
             "ListQueues" => {
                 let prefix = s("QueueNamePrefix").unwrap_or_default();
-                let max = input["MaxResults"].as_u64();
-                if let Some(m) = max
-                    && !(1..=1000).contains(&m)
-                {
-                    return Err(invalid(format!(
-                        "Value {m} for parameter MaxResults is invalid. Reason: Must be between 1 and 1000."
-                    )));
-                }
+                let max = ranged(&input, "MaxResults", 1..=1000)?.map(|m| m as u64);
                 let mut urls = self.with(|st, _| st.list(&prefix));
                 let start = s("NextToken")
                     .and_then(|t| t.parse::<usize>().ok())
@@ -1064,9 +1148,13 @@ impl SqsService {
             "SendMessageBatch" => {
                 let url = url()?;
                 let entries = batch_entries(&input, "SendMessageBatchRequestEntry")?;
+                // As SQS counts it: every message's body and attributes.
                 let total: usize = entries
                     .iter()
-                    .map(|e| e["MessageBody"].as_str().map_or(0, str::len))
+                    .map(|e| {
+                        let body = e["MessageBody"].as_str().unwrap_or_default();
+                        message_size(body, &attributes_of(e))
+                    })
                     .sum();
                 if total > MAX_MESSAGE as usize {
                     return Err(sqs_error(
@@ -1092,29 +1180,14 @@ impl SqsService {
             }
             "ReceiveMessage" => {
                 let url = url()?;
-                let max = input["MaxNumberOfMessages"].as_u64().unwrap_or(1);
-                if !(1..=MAX_RECEIVE as u64).contains(&max) {
-                    return Err(invalid(format!(
-                        "Value {max} for parameter MaxNumberOfMessages is invalid. Reason: Must be between 1 and 10, if provided."
-                    )));
-                }
-                let visibility = match input["VisibilityTimeout"].as_u64() {
-                    Some(v) if v > u64::from(MAX_VISIBILITY) => {
-                        return Err(invalid(format!(
-                            "Value {v} for parameter VisibilityTimeout is invalid. Reason: Must be between 0 and {MAX_VISIBILITY}."
-                        )));
-                    }
-                    v => v.map(|v| v as u32),
-                };
+                let max = ranged(&input, "MaxNumberOfMessages", 1..=MAX_RECEIVE as i64)?
+                    .unwrap_or(1) as u64;
+                let visibility =
+                    ranged(&input, "VisibilityTimeout", 0..=i64::from(MAX_VISIBILITY))?
+                        .map(|v| v as u32);
+                let wait = ranged(&input, "WaitTimeSeconds", 0..=20)?;
                 let default_wait = self.with(|st, _| st.queue(&url).map(|q| q.wait))?;
-                let wait = input["WaitTimeSeconds"]
-                    .as_u64()
-                    .unwrap_or(u64::from(default_wait));
-                if wait > 20 {
-                    return Err(invalid(format!(
-                        "Value {wait} for parameter WaitTimeSeconds is invalid. Reason: Must be >= 0 and <= 20, if provided."
-                    )));
-                }
+                let wait = wait.map_or(u64::from(default_wait), |w| w as u64);
                 let (got, _) = self
                     .receive(&url, max as usize, visibility, Duration::from_secs(wait))
                     .await?;
@@ -1156,10 +1229,8 @@ impl SqsService {
             "ChangeMessageVisibility" => {
                 let url = url()?;
                 let handle = s("ReceiptHandle").ok_or_else(|| missing("ReceiptHandle"))?;
-                let timeout = input["VisibilityTimeout"]
-                    .as_u64()
-                    .ok_or_else(|| missing("VisibilityTimeout"))?;
-                let timeout = u32::try_from(timeout).unwrap_or(u32::MAX);
+                let timeout =
+                    visibility_timeout(&input)?.ok_or_else(|| missing("VisibilityTimeout"))?;
                 self.with(|st, now| st.change_visibility(&url, &handle, timeout, now))?;
                 Ok(json!({}))
             }
@@ -1171,10 +1242,12 @@ impl SqsService {
                 for e in entries {
                     let id = e["Id"].as_str().unwrap_or_default().to_string();
                     let handle = e["ReceiptHandle"].as_str().unwrap_or_default().to_string();
-                    let timeout = e["VisibilityTimeout"]
-                        .as_u64()
-                        .map_or(0, |t| u32::try_from(t).unwrap_or(u32::MAX));
-                    match self.with(|st, now| st.change_visibility(&url, &handle, timeout, now)) {
+                    let changed = visibility_timeout(e).and_then(|t| {
+                        self.with(|st, now| {
+                            st.change_visibility(&url, &handle, t.unwrap_or(0), now)
+                        })
+                    });
+                    match changed {
                         Ok(()) => ok.push(json!({ "Id": id })),
                         Err(err) => failed.push(failure(&id, &err)),
                     }
@@ -1256,20 +1329,40 @@ fn string_list(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A `ChangeMessageVisibility` timeout: 0-43,200 when given.
+fn visibility_timeout(input: &Value) -> Result<Option<u32>, AwsError> {
+    match int_param(input, "VisibilityTimeout")? {
+        Some(t) if !(0..=i64::from(MAX_VISIBILITY)).contains(&t) => Err(invalid(format!(
+            "Value {t} for parameter VisibilityTimeout is invalid. Reason: Must be between 0 and {MAX_VISIBILITY}."
+        ))),
+        t => Ok(t.map(|t| t as u32)),
+    }
+}
+
+/// The `MessageAttributes` of a send request or batch entry.
+fn attributes_of(input: &Value) -> BTreeMap<String, Value> {
+    match &input["MessageAttributes"] {
+        Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
 fn outgoing(input: &Value) -> Result<Outgoing, AwsError> {
     let body = input["MessageBody"]
         .as_str()
         .ok_or_else(|| missing("MessageBody"))?;
-    let attributes = match &input["MessageAttributes"] {
-        Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        _ => BTreeMap::new(),
-    };
+    let attributes = attributes_of(input);
     let trace_header = input["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"]
         .as_str()
         .map(str::to_string);
-    let delay = input["DelaySeconds"]
-        .as_u64()
-        .map(|d| u32::try_from(d).unwrap_or(u32::MAX));
+    let delay = match int_param(input, "DelaySeconds")? {
+        Some(d) if !(0..=900).contains(&d) => {
+            return Err(invalid(format!(
+                "Value {d} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= 900."
+            )));
+        }
+        d => d.map(|d| d as u32),
+    };
     Ok(Outgoing {
         body: body.to_string(),
         delay,
@@ -1422,6 +1515,20 @@ fn received_json(r: &Received, system: &[String], wanted: &[String]) -> Value {
 impl JsonService for SqsService {
     fn target_prefix(&self) -> &'static str {
         "AmazonSQS"
+    }
+
+    /// A body too large to read is over SQS's own size limits.
+    fn too_large(&self, operation: &str) -> AwsError {
+        if operation == "SendMessageBatch" {
+            return sqs_error(
+                "BatchRequestTooLong",
+                "AWS.SimpleQueueService.BatchRequestTooLong",
+                format!("Batch requests cannot be longer than {MAX_MESSAGE} bytes."),
+            );
+        }
+        invalid(format!(
+            "One or more parameters are invalid. Reason: Message must be shorter than {MAX_MESSAGE} bytes."
+        ))
     }
 
     fn call(&self, operation: &str, input: Value) -> BoxFuture<'_, Result<Value, AwsError>> {

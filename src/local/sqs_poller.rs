@@ -10,6 +10,10 @@
 //! redrive policy. FIFO order per message group comes from the queue: a
 //! group with a message in flight hands out nothing.
 //!
+//! A batch is also cut by size: its event, as sent, stays within Lambda's
+//! synchronous payload limit ([`MAX_EVENT_BYTES`]); messages that would not
+//! fit are not received (they wait, visible, for the next batch).
+//!
 //! Delivery is at least once: a message is deleted only after the
 //! invocation that carried it succeeded, so a reload, a crash or a stop in
 //! between makes it visible again after its visibility timeout.
@@ -25,7 +29,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::sqs::{Received, SqsService, system_attributes};
-use super::{Context, Source};
+use super::{Context, MAX_EVENT_BYTES, Source};
 use crate::config::triggers::SqsTrigger;
 use crate::emulator::InvokeRefused;
 
@@ -125,18 +129,21 @@ impl SqsSource {
         }
     }
 
-    /// Waits for messages, then fills the batch up to its size or the
-    /// batching window. `None` when the long poll ended empty.
+    /// Waits for messages, then fills the batch up to its size, the
+    /// batching window or the payload limit. `None` when the long poll
+    /// ended empty.
     async fn gather(&self) -> Option<Vec<Received>> {
         let size = self.batch_size();
-        let mut batch = self.receive(size, LONG_POLL).await?;
+        let (arn, region) = self.source();
+        let mut event = EventSize::new(arn, region);
+        let mut batch = self.receive(size, LONG_POLL, &mut event).await?;
         let deadline = tokio::time::Instant::now() + self.window();
-        while batch.len() < size {
+        while batch.len() < size && !event.full {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 break;
             }
-            match self.receive(size - batch.len(), left).await {
+            match self.receive(size - batch.len(), left, &mut event).await {
                 Some(more) => batch.extend(more),
                 None => break,
             }
@@ -144,8 +151,17 @@ impl SqsSource {
         Some(batch)
     }
 
-    async fn receive(&self, want: usize, wait: Duration) -> Option<Vec<Received>> {
-        match self.sqs.receive(&self.url, want.min(10), None, wait).await {
+    async fn receive(
+        &self,
+        want: usize,
+        wait: Duration,
+        event: &mut EventSize,
+    ) -> Option<Vec<Received>> {
+        let received = self
+            .sqs
+            .receive_fitting(&self.url, want.min(10), None, wait, &mut |r| event.fits(r))
+            .await;
+        match received {
             Ok((got, redriven)) => {
                 for (id, dlq) in &redriven {
                     self.stats.redriven.fetch_add(1, Ordering::Relaxed);
@@ -164,12 +180,17 @@ impl SqsSource {
         }
     }
 
-    fn event(&self, batch: &[Received]) -> Value {
+    /// The queue's ARN and region, as records name them.
+    fn source(&self) -> (String, String) {
         let arn = self
             .sqs
             .with(|st, _| st.queue(&self.url).map(|q| q.arn.clone()))
             .unwrap_or_default();
-        let region = self.cx.invoker.region().to_string();
+        (arn, self.cx.invoker.region().to_string())
+    }
+
+    fn event(&self, batch: &[Received]) -> Value {
+        let (arn, region) = self.source();
         json!({ "Records": batch.iter().map(|r| record(r, &arn, &region)).collect::<Vec<_>>() })
     }
 
@@ -248,6 +269,44 @@ impl SqsSource {
                 let _ = st.delete(&self.url, &r.receipt);
             }
         });
+    }
+}
+
+/// The size of the event a batch is making, record by record, against
+/// Lambda's payload limit.
+struct EventSize {
+    arn: String,
+    region: String,
+    bytes: usize,
+    records: usize,
+    /// A message did not fit: the batch is complete.
+    full: bool,
+}
+
+impl EventSize {
+    fn new(arn: String, region: String) -> Self {
+        EventSize {
+            bytes: json!({ "Records": [] }).to_string().len(),
+            arn,
+            region,
+            records: 0,
+            full: false,
+        }
+    }
+
+    /// Whether `r` still fits (counting it in if so). The first always
+    /// does: one message, at most 1 MiB with its attributes, makes an event
+    /// well under the limit even with every character escaped.
+    fn fits(&mut self, r: &Received) -> bool {
+        let comma = usize::from(self.records > 0);
+        let add = record(r, &self.arn, &self.region).to_string().len() + comma;
+        if self.records > 0 && self.bytes + add > MAX_EVENT_BYTES {
+            self.full = true;
+            return false;
+        }
+        self.bytes += add;
+        self.records += 1;
+        true
     }
 }
 

@@ -7,7 +7,9 @@
 //!   one batch at a time, so up to N batches of a shard run at once while the
 //!   records of one partition key stay in order.
 //! - Batch size and batching window (a lane waits up to the window for a full
-//!   batch); at most 6 MB of records per event.
+//!   batch); a batch is cut so its event, as sent (data in base64, JSON
+//!   escaped, with the tumbling-window fields), stays within Lambda's
+//!   synchronous payload limit ([`MAX_EVENT_BYTES`]).
 //! - Starting position (`TRIM_HORIZON`, `LATEST`, `AT_TIMESTAMP`).
 //! - On a function error the batch is retried (with a short backoff); with
 //!   bisect it is split in halves first (splitting does not use up the retry
@@ -43,7 +45,8 @@ use tokio::task::JoinSet;
 
 use crate::config::triggers::{StartingPosition, StreamTrigger};
 
-use super::kinesis::{ACCOUNT, REGION};
+pub use super::MAX_EVENT_BYTES;
+use super::Scope;
 
 /// One record of a shard as the poller sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,8 +56,6 @@ pub struct StreamRecord {
     pub partition_key: String,
     /// Approximate arrival, seconds since the epoch.
     pub arrival: f64,
-    /// Bytes the record adds to an event (for the 6 MB payload limit).
-    pub size: usize,
     /// Kinesis: the record's data.
     pub data: Bytes,
     /// DynamoDB: the complete stream record as the event carries it.
@@ -83,6 +84,9 @@ pub struct PollerConfig {
     pub function: String,
     pub trigger: String,
     pub kind: StreamKind,
+    /// The account and region of the function and the stream.
+    pub scope: Scope,
+    /// The local stream's ARN (the configured one, in [`Scope`]).
     pub stream_arn: String,
     pub batch_size: usize,
     pub window_ms: u64,
@@ -100,16 +104,20 @@ pub struct PollerConfig {
     pub starting_timestamp: Option<f64>,
 }
 
-/// Lambda's event payload limit for a synchronous invoke.
-pub const MAX_EVENT_BYTES: usize = 6 * 1024 * 1024;
-
 impl PollerConfig {
-    pub fn new(function: &str, trigger: &str, kind: StreamKind, t: &StreamTrigger) -> Self {
+    pub fn new(
+        function: &str,
+        trigger: &str,
+        kind: StreamKind,
+        t: &StreamTrigger,
+        scope: &Scope,
+    ) -> Self {
         PollerConfig {
             function: function.to_string(),
             trigger: trigger.to_string(),
             kind,
-            stream_arn: t.stream.clone(),
+            scope: scope.clone(),
+            stream_arn: scope.localize(&t.stream),
             batch_size: t.batch_size.unwrap_or(100) as usize,
             window_ms: u64::from(t.maximum_batching_window.unwrap_or(0)) * 1000,
             parallelization: t.parallelization_factor.unwrap_or(1).max(1) as usize,
@@ -140,10 +148,49 @@ impl PollerConfig {
     }
 
     fn function_arn(&self) -> String {
-        format!(
-            "arn:aws:lambda:{REGION}:{ACCOUNT}:function:{}",
-            self.function
-        )
+        self.scope.function_arn(&self.function)
+    }
+
+    /// Bytes an event of shard `shard_id` has for its records: the limit
+    /// less the envelope, which with tumbling windows holds the window
+    /// fields and room for the largest state that keeps a window open (a
+    /// retried batch is sent with the state of its time).
+    fn record_budget(&self, shard_id: &str) -> usize {
+        let mut event = json!({"Records": []});
+        let mut state = 0;
+        if self.tumbling_ms.is_some() {
+            event["window"] = json!({"start": iso(0), "end": iso(0)});
+            event["state"] = json!({});
+            event["shardId"] = json!(shard_id);
+            event["eventSourceARN"] = json!(self.stream_arn);
+            event["isFinalInvokeForWindow"] = json!(false);
+            event["isWindowTerminatedEarly"] = json!(false);
+            state = MAX_WINDOW_STATE;
+        }
+        MAX_EVENT_BYTES.saturating_sub(event.to_string().len() + state)
+    }
+
+    /// One record as the event carries it.
+    fn record_json(&self, shard_id: &str, r: &StreamRecord) -> Value {
+        match self.kind {
+            StreamKind::DynamoDb => r.payload.clone(),
+            StreamKind::Kinesis => json!({
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": r.partition_key,
+                    "sequenceNumber": r.sequence_number,
+                    "data": base64::engine::general_purpose::STANDARD.encode(&r.data),
+                    "approximateArrivalTimestamp": r.arrival,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": format!("{shard_id}:{}", r.sequence_number),
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": format!("arn:aws:iam::{}:role/cargo-fn-local", self.scope.account),
+                "awsRegion": self.scope.region,
+                "eventSourceARN": self.stream_arn,
+            }),
+        }
     }
 }
 
@@ -219,6 +266,8 @@ pub struct ShardState {
     lanes: Vec<Lane>,
     /// The next position of the shard log to read.
     pub read_pos: usize,
+    /// Bytes of records an event may carry.
+    budget: usize,
 }
 
 fn secs_to_ms(s: f64) -> u64 {
@@ -229,6 +278,7 @@ impl ShardState {
     pub fn new(cfg: Arc<PollerConfig>, shard_id: &str, read_pos: usize) -> Self {
         ShardState {
             lanes: (0..cfg.parallelization).map(|_| Lane::default()).collect(),
+            budget: cfg.record_budget(shard_id),
             cfg,
             shard_id: shard_id.to_string(),
             read_pos,
@@ -374,13 +424,17 @@ impl ShardState {
         let mut records = Vec::new();
         let mut bytes = 0;
         while let Some(r) = lane.pending.front() {
-            if records.len() == cfg.batch_size
-                || (!records.is_empty() && bytes + r.size > MAX_EVENT_BYTES * 3 / 4)
-                || window_of(r) != window
-            {
+            if records.len() == cfg.batch_size || window_of(r) != window {
                 break;
             }
-            bytes += r.size;
+            // The record as the event carries it, and its comma. One record
+            // always fits: the sources refuse records that could not (1 MiB
+            // of Kinesis data; fired DynamoDB records are checked).
+            let size = cfg.record_json(&self.shard_id, r).to_string().len() + 1;
+            if !records.is_empty() && bytes + size > self.budget {
+                break;
+            }
+            bytes += size;
             records.push(lane.pending.pop_front().unwrap());
         }
         lane.pending_since = (!lane.pending.is_empty()).then_some(now);
@@ -398,7 +452,11 @@ impl ShardState {
 
     /// The event for a batch, in AWS's shape.
     fn event(&self, lane: usize, work: &Work, _now: u64) -> Value {
-        let records: Vec<Value> = work.records.iter().map(|r| self.record_json(r)).collect();
+        let records: Vec<Value> = work
+            .records
+            .iter()
+            .map(|r| self.cfg.record_json(&self.shard_id, r))
+            .collect();
         let mut event = json!({ "Records": records });
         if let Some((start, end)) = self.lanes[lane].window {
             let state = match &self.lanes[lane].state {
@@ -414,28 +472,6 @@ impl ShardState {
                 json!(work.final_window && self.lanes[lane].terminated_early);
         }
         event
-    }
-
-    fn record_json(&self, r: &StreamRecord) -> Value {
-        match self.cfg.kind {
-            StreamKind::DynamoDb => r.payload.clone(),
-            StreamKind::Kinesis => json!({
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": r.partition_key,
-                    "sequenceNumber": r.sequence_number,
-                    "data": base64::engine::general_purpose::STANDARD.encode(&r.data),
-                    "approximateArrivalTimestamp": r.arrival,
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": format!("{}:{}", self.shard_id, r.sequence_number),
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": format!("arn:aws:iam::{ACCOUNT}:role/cargo-fn-local"),
-                "awsRegion": REGION,
-                "eventSourceARN": self.cfg.stream_arn,
-            }),
-        }
     }
 
     /// A batch finished with `outcome` (request id `request_id`).
@@ -916,7 +952,8 @@ mod tests {
             function: "fn".into(),
             trigger: "t".into(),
             kind: StreamKind::Kinesis,
-            stream_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/s".into(),
+            scope: Scope::default(),
+            stream_arn: "arn:aws:kinesis:us-east-1:012345678912:stream/s".into(),
             batch_size: 10,
             window_ms: 0,
             parallelization: 1,
@@ -938,7 +975,6 @@ mod tests {
             sequence_number: format!("{i:056}"),
             partition_key: key.into(),
             arrival: arrival_ms as f64 / 1000.0,
-            size: 10,
             data: Bytes::from(i.to_string()),
             payload: Value::Null,
         })
@@ -980,6 +1016,43 @@ mod tests {
         assert!(s.poll(0).0.is_empty(), "one batch per lane at a time");
         s.complete(b[0].clone(), Outcome::Success(Value::Null), "r", 1);
         assert_eq!(seqs(&s.poll(1).0[0]), (10..20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn batches_are_cut_so_the_event_as_sent_fits_the_payload_limit() {
+        // Nine records of 524,287 bytes: 4.7 MB of data, 6.3 MB in base64.
+        let big = |i: usize| {
+            Arc::new(StreamRecord {
+                data: Bytes::from(vec![b'x'; 524_287]),
+                ..(*rec(i, "k", 0)).clone()
+            })
+        };
+        for tumbling in [None, Some(60_000)] {
+            let mut s = ShardState::new(
+                cfg(|c| {
+                    c.batch_size = 100;
+                    c.tumbling_ms = tumbling;
+                }),
+                "shardId-000000000000",
+                0,
+            );
+            s.ingest((0..9).map(big).collect(), 0);
+            let mut sizes = Vec::new();
+            for t in 0..4 {
+                for b in s.poll(t).0 {
+                    let bytes = b.event.to_string().len();
+                    assert!(bytes <= MAX_EVENT_BYTES, "{bytes} bytes");
+                    sizes.push(b.work.records.len());
+                    s.complete(b, Outcome::Success(json!({})), "r", t);
+                }
+            }
+            let want = if tumbling.is_some() {
+                vec![7, 2]
+            } else {
+                vec![8, 1]
+            };
+            assert_eq!(sizes[..2], want[..], "tumbling {tumbling:?}");
+        }
     }
 
     #[test]

@@ -21,11 +21,11 @@ use tokio::task::JoinHandle;
 
 use crate::config::triggers::{Trigger, TriggerKind};
 
-use super::kinesis::{KinesisStore, REGION, Stream};
+use super::kinesis::{KinesisStore, Stream};
 use super::sqs::{Outgoing, SqsService};
 use super::stream_poller::{
-    FailureFn, InvokeFn, LogFn, Outcome, Poller, PollerConfig, ShardLog, Stats, StreamKind,
-    StreamRecord, now_ms,
+    FailureFn, InvokeFn, LogFn, MAX_EVENT_BYTES, Outcome, Poller, PollerConfig, ShardLog, Stats,
+    StreamKind, StreamRecord, now_ms,
 };
 use super::{Context, Source};
 
@@ -55,12 +55,10 @@ impl DynamoDbStream {
         for (keys, mut payload) in records {
             let seq = format!("4{:020}", log.len());
             payload["dynamodb"]["SequenceNumber"] = json!(seq);
-            let size = payload.to_string().len();
             log.push(Arc::new(StreamRecord {
                 sequence_number: seq.clone(),
                 partition_key: keys,
                 arrival: super::kinesis::now_secs(),
-                size,
                 data: Bytes::new(),
                 payload,
             }));
@@ -105,7 +103,10 @@ pub fn example_insert() -> Value {
 }
 
 /// Fills what a stream record always has; returns (keys as JSON, record).
-fn complete_ddb_record(mut r: Value, arn: &str) -> Result<(String, Value)> {
+/// A record that could not be delivered even alone (its event over
+/// Lambda's payload limit) is refused: DynamoDB never makes one, its item
+/// images being at most 400 KB each.
+fn complete_ddb_record(mut r: Value, arn: &str, region: &str) -> Result<(String, Value)> {
     if !r.is_object() {
         bail!("a DynamoDB stream record is a JSON object, got {r}");
     }
@@ -130,7 +131,7 @@ fn complete_ddb_record(mut r: Value, arn: &str) -> Result<(String, Value)> {
         ("eventName", json!(name)),
         ("eventVersion", json!("1.1")),
         ("eventSource", json!("aws:dynamodb")),
-        ("awsRegion", json!(REGION)),
+        ("awsRegion", json!(region)),
         ("eventSourceARN", json!(arn)),
     ];
     for (k, v) in defaults {
@@ -148,6 +149,12 @@ fn complete_ddb_record(mut r: Value, arn: &str) -> Result<(String, Value)> {
     }
     if d.get("StreamViewType").is_none() {
         d["StreamViewType"] = json!("NEW_AND_OLD_IMAGES");
+    }
+    let alone = json!({ "Records": [&r] }).to_string().len();
+    if alone > MAX_EVENT_BYTES {
+        bail!(
+            "this stream record makes an event of {alone} bytes, over Lambda's {MAX_EVENT_BYTES}-byte payload limit; DynamoDB items (and so each of NewImage and OldImage) are at most 400 KB"
+        );
     }
     Ok((keys, r))
 }
@@ -294,7 +301,13 @@ impl StreamSource {
         if !t.enabled {
             return None;
         }
-        let cfg = Arc::new(PollerConfig::new(function, &trigger.name, kind, t));
+        let cfg = Arc::new(PollerConfig::new(
+            function,
+            &trigger.name,
+            kind,
+            t,
+            kinesis.scope(),
+        ));
         let (input, log): (Input, Arc<dyn ShardLog>) = match kind {
             StreamKind::Kinesis => {
                 let s = kinesis.ensure(kinesis_stream_name(&t.stream), t.local_shards.unwrap_or(1));
@@ -381,7 +394,7 @@ impl StreamSource {
                 }
                 let completed = records
                     .into_iter()
-                    .map(|r| complete_ddb_record(r, &cfg.stream_arn))
+                    .map(|r| complete_ddb_record(r, &cfg.stream_arn, &cfg.scope.region))
                     .collect::<Result<Vec<_>>>()?;
                 let seqs = stream.append(completed);
                 seqs.into_iter()
@@ -459,7 +472,7 @@ mod tests {
     #[test]
     fn fired_dynamodb_records_are_completed_in_aws_shape() {
         let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000";
-        let (keys, r) = complete_ddb_record(example_insert(), arn).unwrap();
+        let (keys, r) = complete_ddb_record(example_insert(), arn, "us-east-1").unwrap();
         assert_eq!(keys, r#"{"Id":{"N":"101"}}"#);
         let s = DynamoDbStream::new();
         let seqs = s.append(vec![(keys, r)]);
@@ -473,7 +486,7 @@ mod tests {
             Some(seqs[0].as_str())
         );
         assert!(
-            complete_ddb_record(json!({"eventName": "INSERT"}), arn)
+            complete_ddb_record(json!({"eventName": "INSERT"}), arn, "us-east-1")
                 .unwrap_err()
                 .to_string()
                 .contains("dynamodb.Keys")
@@ -481,7 +494,8 @@ mod tests {
         assert!(
             complete_ddb_record(
                 json!({"eventName": "UPSERT", "dynamodb": {"Keys": {}}}),
-                arn
+                arn,
+                "us-east-1"
             )
             .is_err()
         );

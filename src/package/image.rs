@@ -42,6 +42,14 @@ pub struct PackagedImage {
 
 /// Where a dynamically linked bootstrap's loader and libraries come from:
 /// the host itself for its own architecture, Debian's cross libc otherwise.
+/// The image module's name for a Lambda architecture.
+fn platform(arch: Arch) -> crate::image::Platform {
+    match arch {
+        Arch::X86_64 => crate::image::Platform::Amd64,
+        Arch::Arm64 => crate::image::Platform::Arm64,
+    }
+}
+
 pub fn default_sysroot(arch: Arch) -> PathBuf {
     match (Arch::host() == Some(arch), arch) {
         (true, _) => PathBuf::from("/"),
@@ -82,14 +90,14 @@ pub fn package_image(
                 .join(r.repository.replace('/', "_"));
             Some(
                 registry
-                    .pull(&r, input.architecture, &dir)
+                    .pull(&r, platform(input.architecture), &dir)
                     .with_context(|| format!("pulling the base image {reference}"))?,
             )
         }
     };
     let sysroot = default_sysroot(input.architecture);
     let spec = ImageSpec {
-        arch: input.architecture,
+        arch: platform(input.architecture),
         bootstrap: input.binary.clone(),
         files,
         env: Default::default(),

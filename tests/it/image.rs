@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use cargo_fn::config::Arch;
+use cargo_fn::image::Platform;
 use cargo_fn::image::registry::{Credentials, Reference, Registry};
 use cargo_fn::image::{self, BOOTSTRAP_PATH, ImageSpec};
 
@@ -49,7 +49,7 @@ fn dynamic_bootstrap() -> &'static Path {
 
 fn spec(bootstrap: &Path) -> ImageSpec {
     ImageSpec {
-        arch: Arch::X86_64,
+        arch: Platform::Amd64,
         bootstrap: bootstrap.to_path_buf(),
         files: vec![],
         env: Default::default(),
@@ -292,7 +292,7 @@ fn dynamic_bootstrap_without_base_or_sysroot_is_refused() {
 fn architecture_mismatch_is_refused() {
     let out = tempdir();
     let mut s = spec(static_bootstrap());
-    s.arch = Arch::Arm64;
+    s.arch = Platform::Arm64;
     let err = format!("{:#}", image::build(&s, out.path()).unwrap_err());
     assert!(err.contains("arm64"), "{err}");
     assert!(err.contains("cargo fn build --arch arm64"), "{err}");
@@ -304,7 +304,7 @@ fn missing_bootstrap_is_refused_and_the_previous_image_survives() {
     let out = tempdir();
     let good = image::build(&spec(static_bootstrap()), out.path()).unwrap();
     let mut s = spec(Path::new("/nonexistent/bootstrap"));
-    s.arch = Arch::X86_64;
+    s.arch = Platform::Amd64;
     let err = format!("{:#}", image::build(&s, out.path()).unwrap_err());
     assert!(err.contains("/nonexistent/bootstrap"), "{err}");
     let (desc, _) = image::read_layout(&out.path().join("image")).unwrap();
@@ -506,7 +506,7 @@ fn builds_on_a_base_image_pulled_from_a_registry() {
 
     let reference = Reference::parse(&format!("{}/base/runtime:1", registry.addr)).unwrap();
     let pulled = client
-        .pull(&reference, Arch::X86_64, &work.path().join("pulled"))
+        .pull(&reference, Platform::Amd64, &work.path().join("pulled"))
         .unwrap();
     assert_eq!(pulled.layers, base.layers);
 
@@ -525,7 +525,7 @@ fn builds_on_a_base_image_pulled_from_a_registry() {
     let err = format!(
         "{:#}",
         client
-            .pull(&reference, Arch::Arm64, &work.path().join("wrong"))
+            .pull(&reference, Platform::Arm64, &work.path().join("wrong"))
             .unwrap_err()
     );
     assert!(err.contains("arm64"), "{err}");

@@ -50,12 +50,17 @@ struct Local {
 /// The emulator serving the `sqs` fixture as `sqs-fn`, with the local
 /// services and `triggers` started, as watch starts them.
 async fn serve(triggers: Vec<Trigger>) -> Local {
+    serve_fixture("sqs", triggers).await
+}
+
+/// [`serve`] with another fixture as `sqs-fn`.
+async fn serve_fixture(fixture: &str, triggers: Vec<Trigger>) -> Local {
     let logs = Logs::default();
     let local = LocalTriggers::new();
     let mut opts = options(&logs);
     opts.routes = Some(local.router());
     opts.front = Some(local.front());
-    let emulator = Emulator::start(opts, vec![spec(FUNCTION, "sqs")])
+    let emulator = Emulator::start(opts, vec![spec(FUNCTION, fixture)])
         .await
         .expect("emulator starts");
     local
@@ -790,4 +795,177 @@ async fn main() -> Result<(), Error> {
     .await;
     let _ = stop_tx.send(());
     watch.await.unwrap().unwrap();
+}
+
+/// One event as the `poller` fixture saw it.
+#[derive(Debug, Clone)]
+pub struct Polled {
+    /// The event's size as the poller sent it.
+    pub bytes: usize,
+    pub records: usize,
+    /// The function's own ARN (its invocation context).
+    pub arn: String,
+    /// The first record's `awsRegion` and `eventSourceARN`.
+    pub region: String,
+    pub source: String,
+}
+
+/// The `POLLED ...` lines of the `poller` fixture, in order.
+pub fn polled(logs: &Logs) -> Vec<Polled> {
+    logs.lines()
+        .iter()
+        .filter_map(|l| l.split_once("POLLED ").map(|(_, rest)| rest.to_string()))
+        .map(|rest| {
+            let field = |k: &str| {
+                rest.split(' ')
+                    .find_map(|p| p.strip_prefix(&format!("{k}=")))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            Polled {
+                bytes: field("bytes").parse().unwrap(),
+                records: field("records").parse().unwrap(),
+                arn: field("arn"),
+                region: field("region"),
+                source: field("source"),
+            }
+        })
+        .collect()
+}
+
+/// Lambda's synchronous payload limit: an event is smaller than 6,291,556 bytes.
+pub const MAX_EVENT: usize = 6_291_555;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqs_poller_events_stay_within_the_synchronous_payload_limit() {
+    let mut trigger = sqs_trigger("big", "big", 100, Some(1));
+    if let TriggerKind::Sqs(t) = &mut trigger.kind {
+        t.maximum_batching_window = Some(2);
+    }
+    let local = serve_fixture("poller", vec![trigger]).await;
+    let c = &local.client;
+    let url = c
+        .get_queue_url()
+        .queue_name("big")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    // Ten messages of 1,000,000 bytes (SQS's limit is 1 MiB): 10 MB of
+    // bodies, more than one event may carry.
+    for i in 0..10 {
+        c.send_message()
+            .queue_url(&url)
+            .message_body(format!("{i}").repeat(1_000_000))
+            .send()
+            .await
+            .unwrap();
+    }
+    until("the function gets all ten messages", async || {
+        polled(&local.logs).iter().map(|p| p.records).sum::<usize>() >= 10
+    })
+    .await;
+    let events = polled(&local.logs);
+    let largest = events.iter().map(|p| p.bytes).max().unwrap();
+    eprintln!(
+        "sqs events: {:?}, largest {largest} bytes",
+        events
+            .iter()
+            .map(|p| (p.records, p.bytes))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(events.iter().map(|p| p.records).sum::<usize>(), 10);
+    assert!(
+        largest <= MAX_EVENT,
+        "an event of {largest} bytes, over Lambda's limit"
+    );
+    until("the queue is empty", async || {
+        counts(c, &url).await == (0, 0)
+    })
+    .await;
+    local.triggers.stop();
+    local.emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqs_refuses_ill_typed_or_out_of_range_parameters_and_counts_attributes_in_a_batch() {
+    let local = serve(Vec::new()).await;
+    let c = &local.client;
+    let url = c
+        .create_queue()
+        .queue_name("strict")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    // A string where SQS wants an integer (no SDK sends one; a hand-made
+    // request does).
+    let (endpoint, q) = (local.emulator.endpoint(), url.clone());
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        let mut resp = ureq::post(&endpoint)
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-target", "AmazonSQS.ReceiveMessage")
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(serde_json::json!({"QueueUrl": q, "MaxNumberOfMessages": "ten"}).to_string())
+            .unwrap();
+        (
+            resp.status().as_u16(),
+            resp.body_mut().read_to_string().unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("SerializationException"), "{body}");
+    // A negative visibility timeout, as the SDK sends it.
+    let err = c
+        .receive_message()
+        .queue_url(&url)
+        .visibility_timeout(-1)
+        .send()
+        .await
+        .expect_err("VisibilityTimeout -1 is refused");
+    let e = err.into_service_error();
+    assert!(
+        e.meta()
+            .message()
+            .unwrap_or_default()
+            .contains("VisibilityTimeout"),
+        "{e:?}"
+    );
+    // Bodies of 600,000 bytes in all, attributes of another 600,000: over
+    // the 1 MiB a batch request may carry.
+    let entry = |i: usize| {
+        SendMessageBatchRequestEntry::builder()
+            .id(format!("m{i}"))
+            .message_body("b".repeat(300_000))
+            .message_attributes(
+                "pad",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("a".repeat(300_000))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let err = c
+        .send_message_batch()
+        .queue_url(&url)
+        .entries(entry(0))
+        .entries(entry(1))
+        .send()
+        .await
+        .expect_err("a batch over 1 MiB with its attributes is refused");
+    assert!(
+        err.into_service_error().is_batch_request_too_long(),
+        "BatchRequestTooLong"
+    );
+    assert_eq!(counts(c, &url).await, (0, 0), "nothing was sent");
+    local.emulator.shutdown().await;
 }

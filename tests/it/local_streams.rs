@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use cargo_fn::emulator::EmulatorOptions;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use cargo_fn::config::Trigger;
+use cargo_fn::config::triggers::{StartingPosition, StreamTrigger, TriggerKind};
+use cargo_fn::emulator::{EmulatorOptions, LOCAL_ACCOUNT_ID};
 use cargo_fn::project::Selection;
 use cargo_fn::ui::Ui;
 use cargo_fn::watch::{WatchEvent, WatchOptions};
@@ -21,6 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::emulator::Logs;
+use crate::local_sqs::{MAX_EVENT, Polled, polled};
 use crate::support::{shared_target_dir, tempdir};
 
 const ACCOUNT: &str = "123456789012";
@@ -190,10 +193,14 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 fn kinesis_client(endpoint: &str) -> aws_sdk_kinesis::Client {
+    kinesis_client_in(endpoint, "us-east-1")
+}
+
+fn kinesis_client_in(endpoint: &str, region: &str) -> aws_sdk_kinesis::Client {
     let conf = aws_sdk_kinesis::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
+        .region(Region::new(region.to_string()))
         .credentials_provider(Credentials::new("AKIDLOCAL", "local", None, None, "tests"))
         .build();
     aws_sdk_kinesis::Client::from_conf(conf)
@@ -498,9 +505,10 @@ async fn kinesis_and_dynamodb_stream_triggers_run_locally_with_lambda_semantics(
     assert_eq!(failures.len(), 1, "one failure record: {failures:?}");
     let f = &failures[0];
     assert_eq!(f["requestContext"]["condition"], "RetryAttemptsExhausted");
+    // The function's and the local stream's account, not the configured one.
     assert_eq!(
         f["requestContext"]["functionArn"],
-        format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:streamfn")
+        format!("arn:aws:lambda:us-east-1:{LOCAL_ACCOUNT_ID}:function:streamfn")
     );
     assert_eq!(f["responseContext"]["functionError"], "Unhandled");
     assert_eq!(f["version"], "1.0");
@@ -511,7 +519,7 @@ async fn kinesis_and_dynamodb_stream_triggers_run_locally_with_lambda_semantics(
     assert_eq!(info["shardId"], "shardId-000000000000");
     assert_eq!(
         info["streamArn"],
-        format!("arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/bisect")
+        format!("arn:aws:kinesis:us-east-1:{LOCAL_ACCOUNT_ID}:stream/bisect")
     );
     wait_for("the batch after the poison record", || {
         calls(&batches, "stream/bisect").len() >= 8
@@ -603,4 +611,340 @@ async fn kinesis_and_dynamodb_stream_triggers_run_locally_with_lambda_semantics(
 
     let _ = stop_tx.send(());
     watch.await.unwrap().unwrap();
+}
+
+/// The emulator serving the `poller` fixture as `stream-fn` in `region`,
+/// with the local services and `triggers` started, as watch starts them.
+struct Local {
+    emulator: cargo_fn::emulator::Emulator,
+    triggers: cargo_fn::local::LocalTriggers,
+    logs: Logs,
+    kinesis: aws_sdk_kinesis::Client,
+    sqs: aws_sdk_sqs::Client,
+}
+
+const STREAM_FN: &str = "stream-fn";
+
+async fn serve(region: &str, triggers: Vec<Trigger>) -> Local {
+    let logs = Logs::default();
+    let local = cargo_fn::local::LocalTriggers::new();
+    let mut opts = crate::emulator::options(&logs);
+    opts.region = region.to_string();
+    opts.routes = Some(local.router());
+    opts.front = Some(local.front());
+    let emulator =
+        cargo_fn::emulator::Emulator::start(opts, vec![crate::emulator::spec(STREAM_FN, "poller")])
+            .await
+            .expect("emulator starts");
+    local
+        .start(
+            &emulator,
+            &[(STREAM_FN.to_string(), triggers)],
+            Ui::silent(),
+        )
+        .expect("triggers start");
+    let endpoint = emulator.endpoint();
+    Local {
+        kinesis: kinesis_client_in(&endpoint, region),
+        sqs: sqs_client(&endpoint),
+        emulator,
+        triggers: local,
+        logs,
+    }
+}
+
+/// A stream trigger as the configuration gives it (its ARN naming the
+/// real account), retried `retries` times, failures to `on_failure`.
+fn stream_trigger(name: &str, kind: &str, arn: &str, on_failure: Option<&str>) -> Trigger {
+    let t = StreamTrigger {
+        stream: arn.to_string(),
+        starting_position: StartingPosition::TrimHorizon,
+        starting_position_timestamp: None,
+        batch_size: Some(100),
+        maximum_batching_window: Some(1),
+        parallelization_factor: None,
+        bisect_batch_on_function_error: None,
+        maximum_retry_attempts: Some(0),
+        maximum_record_age: None,
+        tumbling_window: None,
+        on_failure: on_failure.map(str::to_string),
+        report_batch_item_failures: false,
+        filters: Vec::new(),
+        enabled: true,
+        local_shards: None,
+    };
+    Trigger {
+        name: name.to_string(),
+        kind: if kind == "kinesis" {
+            TriggerKind::Kinesis(t)
+        } else {
+            TriggerKind::DynamoDb(t)
+        },
+    }
+}
+
+/// `POST /_cargo-fn/api/triggers/stream-fn/{name}/fire`: (status, answer).
+async fn fire(endpoint: &str, name: &str, body: Value) -> (u16, Value) {
+    let url = format!("{endpoint}/_cargo-fn/api/triggers/{STREAM_FN}/{name}/fire");
+    tokio::task::spawn_blocking(move || {
+        let mut resp = ureq::post(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(body.to_string())
+            .expect("fire");
+        let text = resp.body_mut().read_to_string().unwrap();
+        (resp.status().as_u16(), serde_json::from_str(&text).unwrap())
+    })
+    .await
+    .unwrap()
+}
+
+async fn until_polled(logs: &Logs, records: usize) -> Vec<Polled> {
+    wait_for(&format!("{records} records to reach the function"), || {
+        polled(logs).iter().map(|p| p.records).sum::<usize>() >= records
+    })
+    .await;
+    polled(logs)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_arns_records_and_failure_records_name_the_functions_account_and_region() {
+    let local = serve(
+        "eu-west-1",
+        vec![
+            stream_trigger(
+                "clicks",
+                "kinesis",
+                &format!("arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/clicks"),
+                Some(&format!("arn:aws:sqs:us-east-1:{ACCOUNT}:clicks-failures")),
+            ),
+            stream_trigger(
+                "items",
+                "dynamodb",
+                &format!(
+                    "arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/items/stream/2026-01-01T00:00:00.000"
+                ),
+                Some(&format!("arn:aws:sqs:us-east-1:{ACCOUNT}:items-failures")),
+            ),
+        ],
+    )
+    .await;
+    let region_account = format!("eu-west-1:{LOCAL_ACCOUNT_ID}");
+    let stream_arn = format!("arn:aws:kinesis:{region_account}:stream/clicks");
+    let described = local
+        .kinesis
+        .describe_stream()
+        .stream_name("clicks")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.stream_description().unwrap().stream_arn(),
+        stream_arn
+    );
+    let listed = local.kinesis.list_streams().send().await.unwrap();
+    assert_eq!(listed.stream_summaries()[0].stream_arn(), stream_arn);
+
+    // A poison record: one invocation, then the failure record.
+    local
+        .kinesis
+        .put_record()
+        .stream_name("clicks")
+        .partition_key("user-1")
+        .data(Blob::new("poison"))
+        .send()
+        .await
+        .unwrap();
+    let seen = until_polled(&local.logs, 1).await;
+    let function_arn = seen[0].arn.clone();
+    assert_eq!(
+        function_arn,
+        format!("arn:aws:lambda:{region_account}:function:{STREAM_FN}")
+    );
+    assert_eq!(seen[0].region, "eu-west-1");
+    assert_eq!(seen[0].source, stream_arn);
+    let f = &failure_records(&local.sqs, "clicks-failures", 1).await[0];
+    assert_eq!(f["requestContext"]["functionArn"], function_arn);
+    assert_eq!(f["KinesisBatchInfo"]["streamArn"], stream_arn);
+
+    // DynamoDB: the fired record and its failure record, in the same scope.
+    let poison = json!({"eventName": "MODIFY", "dynamodb": {"Keys": {"Id": {"N": "7"}},
+        "NewImage": {"Id": {"N": "7"}, "Message": {"S": "poison"}}}});
+    let (status, out) = fire(&local.emulator.endpoint(), "items", poison).await;
+    assert_eq!(status, 200, "{out}");
+    let table_stream =
+        format!("arn:aws:dynamodb:{region_account}:table/items/stream/2026-01-01T00:00:00.000");
+    assert_eq!(out["stream"], table_stream);
+    let seen = until_polled(&local.logs, 2).await;
+    assert_eq!(seen[1].arn, function_arn);
+    assert_eq!(seen[1].region, "eu-west-1");
+    assert_eq!(seen[1].source, table_stream);
+    let f = &failure_records(&local.sqs, "items-failures", 1).await[0];
+    assert_eq!(f["requestContext"]["functionArn"], function_arn);
+    assert_eq!(f["DDBStreamBatchInfo"]["streamArn"], table_stream);
+    local.triggers.stop();
+    local.emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kinesis_and_dynamodb_poller_events_stay_within_the_synchronous_payload_limit() {
+    let local = serve(
+        "us-east-1",
+        vec![
+            stream_trigger(
+                "big",
+                "kinesis",
+                &format!("arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/big"),
+                None,
+            ),
+            stream_trigger(
+                "rows",
+                "dynamodb",
+                &format!(
+                    "arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/rows/stream/2026-01-01T00:00:00.000"
+                ),
+                None,
+            ),
+        ],
+    )
+    .await;
+    // Nine records of 524,287 bytes, one partition key: 4.7 MB of data
+    // (under PutRecords' 5 MiB), 6.3 MB once base64 in an event.
+    let mut req = local.kinesis.put_records().stream_name("big");
+    for _ in 0..9 {
+        req = req.records(
+            PutRecordsRequestEntry::builder()
+                .partition_key("k")
+                .data(Blob::new(vec![b'x'; 524_287]))
+                .build()
+                .unwrap(),
+        );
+    }
+    req.send().await.expect("PutRecords under 5 MiB");
+    let kinesis = until_polled(&local.logs, 9).await;
+    // DynamoDB: ten records of 700 KB images in one fire (7 MB).
+    let row = |i: usize| {
+        json!({"eventName": "INSERT", "dynamodb": {"Keys": {"Id": {"N": i.to_string()}},
+            "NewImage": {"Id": {"N": i.to_string()}, "Blob": {"S": "r".repeat(700_000)}}}})
+    };
+    let (status, out) = fire(
+        &local.emulator.endpoint(),
+        "rows",
+        Value::Array((0..10).map(row).collect()),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["processed"], true, "{out}");
+    let all = until_polled(&local.logs, 19).await;
+    let largest = all.iter().map(|p| p.bytes).max().unwrap();
+    eprintln!(
+        "stream events (records, bytes): {:?}; largest {largest}",
+        all.iter().map(|p| (p.records, p.bytes)).collect::<Vec<_>>()
+    );
+    assert!(largest <= MAX_EVENT, "an event of {largest} bytes");
+    assert_eq!(
+        kinesis.iter().map(|p| p.records).collect::<Vec<_>>(),
+        vec![8, 1],
+        "the batch is cut by its size as sent"
+    );
+    // One record that no event could carry is refused where it enters.
+    let huge = json!({"eventName": "INSERT", "dynamodb": {"Keys": {"Id": {"N": "1"}},
+        "NewImage": {"Id": {"N": "1"}, "Blob": {"S": "r".repeat(6_500_000)}}}});
+    let (status, out) = fire(&local.emulator.endpoint(), "rows", huge).await;
+    assert_eq!(status, 400, "{out}");
+    assert!(
+        out["message"].as_str().unwrap().contains("payload limit"),
+        "{out}"
+    );
+    assert_eq!(polled(&local.logs).len(), all.len(), "nothing invoked");
+    local.triggers.stop();
+    local.emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kinesis_refuses_sequence_numbers_it_never_issued_and_answers_oversized_requests_in_its_shape()
+ {
+    let local = serve("us-east-1", Vec::new()).await;
+    let k = &local.kinesis;
+    k.create_stream()
+        .stream_name("wire")
+        .shard_count(2)
+        .send()
+        .await
+        .unwrap();
+    let put = k
+        .put_record()
+        .stream_name("wire")
+        .partition_key("k")
+        .explicit_hash_key("0")
+        .data(Blob::new("one"))
+        .send()
+        .await
+        .unwrap();
+    let seq = put.sequence_number().to_string();
+    assert_eq!(put.shard_id(), "shardId-000000000000");
+    let iterator = |kind: ShardIteratorType, shard: &str, seq: &str| {
+        k.get_shard_iterator()
+            .stream_name("wire")
+            .shard_id(shard)
+            .shard_iterator_type(kind)
+            .starting_sequence_number(seq)
+            .send()
+    };
+    // A number shard 0 never issued (its tenth record), and shard 0's
+    // number on shard 1: AWS's 400 InvalidArgumentException, no iterator.
+    let never = format!("{}{:050}", &seq[..6], 9);
+    for kind in [
+        ShardIteratorType::AfterSequenceNumber,
+        ShardIteratorType::AtSequenceNumber,
+    ] {
+        for (shard, number) in [
+            ("shardId-000000000000", never.as_str()),
+            ("shardId-000000000001", seq.as_str()),
+        ] {
+            let err = iterator(kind.clone(), shard, number)
+                .await
+                .expect_err("an iterator for a number this shard never issued");
+            assert!(
+                err.as_service_error()
+                    .is_some_and(|e| e.is_invalid_argument_exception()),
+                "{err:?}"
+            );
+        }
+    }
+    // The connection still serves: after the last record, nothing yet.
+    let it = iterator(
+        ShardIteratorType::AfterSequenceNumber,
+        "shardId-000000000000",
+        &seq,
+    )
+    .await
+    .unwrap();
+    let got = k
+        .get_records()
+        .shard_iterator(it.shard_iterator().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(got.records().is_empty());
+
+    // Six 1 MiB records (8 MiB on the wire): Kinesis's own error.
+    let mut req = k.put_records().stream_name("wire");
+    for _ in 0..6 {
+        req = req.records(
+            PutRecordsRequestEntry::builder()
+                .partition_key("k")
+                .data(Blob::new(vec![b'x'; 1024 * 1024]))
+                .build()
+                .unwrap(),
+        );
+    }
+    let err = req.send().await.expect_err("6 MiB of records is refused");
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_invalid_argument_exception()),
+        "{err:?}"
+    );
+    local.emulator.shutdown().await;
 }

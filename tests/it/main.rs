@@ -13,6 +13,7 @@ mod deploy_plan;
 mod doubles;
 mod ecr_shim;
 mod emulator;
+mod example_app;
 mod extensions;
 mod guide;
 mod http_front;

@@ -577,6 +577,101 @@ fn ctrl_c_without_a_terminal_rolls_back_the_documented_default() {
     assert!(weights(&a).is_empty(), "{a}");
 }
 
+#[test]
+fn sigterm_rolls_back_and_the_reason_names_sigterm() {
+    let aws = Aws::start();
+    let (dir, v2) = deployed(&aws, "");
+    let mut run = spawn(
+        &aws,
+        dir.path(),
+        &[
+            "deploy", "--zip", &v2, "--linear", "10", "--every", "60s", "--poll", "1s", "--output",
+            "json",
+        ],
+    );
+    run.until(step(10.0));
+    let pid = run.child.id() as libc::pid_t;
+    // SAFETY: kill(2) with a pid we own (not yet waited for) and a valid signal.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let rollback = run.until(|e| e["event"] == "rollback");
+    assert_eq!(rollback["reason"], "interrupted by SIGTERM", "{rollback}");
+    let (ok, _) = run.finish();
+    assert!(!ok);
+    assert_eq!(alias(&aws)["FunctionVersion"], "1");
+    assert!(weights(&alias(&aws)).is_empty());
+}
+
+/// Issue 25 item 4: with DescribeAlarms answering 503 (a real HTTP answer
+/// from the proxy on 127.0.0.1), the SDK retries, then the rollout rolls
+/// back instead of exiting with the alias split and the record `running`.
+#[test]
+fn describe_alarms_answering_503_mid_shift_rolls_back_and_says_why() {
+    let aws = Aws::start();
+    let (dir, v2) = deployed(&aws, "deployment = { alarms = [\"hello-errors\"] }");
+    put_alarm(&aws, "hello-errors");
+    set_alarm(&aws, "hello-errors", "OK");
+    let mut run = spawn(
+        &aws,
+        dir.path(),
+        &[
+            "deploy", "--zip", &v2, "--linear", "20", "--every", "60s", "--poll", "1s", "--output",
+            "json",
+        ],
+    );
+    run.until(step(20.0));
+    assert_eq!(weights(&alias(&aws)), vec![("2".to_string(), 0.2)]);
+    let describes = |aws: &Aws| {
+        aws.proxy
+            .calls()
+            .iter()
+            .filter(|c| *c == "cloudwatch:DescribeAlarms")
+            .count()
+    };
+    let before = describes(&aws);
+    aws.proxy.inject(
+        "=cloudwatch:DescribeAlarms",
+        FaultAction::Error(503, "ServiceUnavailable"),
+        1000,
+    );
+    // The outage begins at the first DescribeAlarms that meets it (the
+    // next poll, 1 s away at most).
+    let injected = Instant::now();
+    while describes(&aws) == before {
+        assert!(
+            injected.elapsed() < std::time::Duration::from_secs(30),
+            "no DescribeAlarms after the fault: {:?}",
+            aws.proxy.calls()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let outage = Instant::now();
+    let rollback = run.until(|e| e["event"] == "rollback");
+    // The rollback event comes after every alias write.
+    let took = outage.elapsed();
+    let a = alias(&aws);
+    assert_eq!(a["FunctionVersion"], "1");
+    assert!(weights(&a).is_empty(), "{a}");
+    let desc = a["Description"].as_str().unwrap();
+    assert!(desc.contains("rolled back"), "{desc}");
+    let reason = rollback["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("cloudwatch:DescribeAlarms") && reason.contains("cannot be read"),
+        "{reason}"
+    );
+    let (ok, err) = run.finish();
+    assert!(!ok, "a rolled back deploy fails");
+    assert!(err.contains("rolled back"), "{err}");
+    assert!(!err.contains("converges"), "{err}");
+    // One poll's read, tried 6 times by the SDK (the standard retry
+    // strategy of src/aws/sdk.rs), then no more CloudWatch calls.
+    let failed = describes(&aws) - before;
+    assert_eq!(failed, 6, "{:?}", aws.proxy.calls());
+    eprintln!(
+        "CloudWatch outage -> alias back on the old version: {took:?} ({failed} attempts)\n{err}"
+    );
+    assert!(took < std::time::Duration::from_secs(15), "{took:?}");
+}
+
 /// A crate with two functions, `front` and `back`, whose zips are put
 /// where `cargo fn package` leaves them (deployed with `--no-build`).
 fn two_functions(dir: &Path, content: &str) {
@@ -673,6 +768,23 @@ fn bad_strategy_flags_are_usage_errors_before_any_aws_call() {
         (
             vec!["--linear", "10", "--every", "1m", "--poll", "0s"],
             "1 second to 1 hour",
+        ),
+        // Issue 25 item 5: the flag whose value is wrong is named.
+        (
+            vec!["--linear", "10", "--every", "0s"],
+            "--every `0s`: a bake time or interval is 1 second to 24 hours",
+        ),
+        (
+            vec!["--canary", "10", "--bake", "25h"],
+            "--bake `25h`: a bake time or interval is 1 second to 24 hours",
+        ),
+        (
+            vec!["--canary", "100", "--bake", "5m"],
+            "--canary `100`: a canary percentage",
+        ),
+        (
+            vec!["--linear", "150", "--every", "5m"],
+            "--linear `150`: a linear increment",
         ),
     ] {
         let out = cargo_fn()

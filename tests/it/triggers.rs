@@ -230,6 +230,83 @@ name = "api"
 routes = ["GET /items/{id}"]
 "#;
 
+/// Reads of a no-change redeploy with the SQS, schedule and HTTP API
+/// triggers above (see "Versions and aliases" in docs/src/deploying.md).
+const NOOP_READS: usize = 15;
+
+/// The IAM description of a role.
+fn role_description(aws: &Double, role: &str) -> String {
+    let body = format!("Action=GetRole&RoleName={role}&Version=2010-05-08");
+    let (status, out) = http_with(
+        aws.port,
+        "iam",
+        "POST",
+        "/",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    );
+    let text = String::from_utf8_lossy(&out).to_string();
+    assert_eq!(status, 200, "{text}");
+    let start = text.find("<Description>").expect("a description") + "<Description>".len();
+    let end = text.find("</Description>").unwrap();
+    text[start..end].to_string()
+}
+
+/// Issue 25 item 7: the triggers policy went before the mappings that need
+/// it, a deploy that only removed triggers said "deployed, version 1", and
+/// the scheduler role called itself a Lambda execution role.
+#[test]
+fn removing_triggers_deletes_mappings_before_their_permission_and_publishes_nothing() {
+    let aws = Double::start(Kind::Moto);
+    queue(&aws, "jobs");
+    let dir = tempdir();
+    let code = zip(dir.path(), "v1.zip", "one");
+    write(dir.path(), &format!("{SQS}{SCHEDULE}"));
+    ok(deploy(&aws, dir.path(), &code, &[]));
+    let scheduler = role_description(&aws, "cargo-fn-hello-scheduler");
+    assert_eq!(
+        scheduler,
+        "EventBridge Scheduler role created by cargo-fn to invoke hello"
+    );
+    assert_eq!(
+        role_description(&aws, "cargo-fn-hello"),
+        "Lambda execution role created by cargo-fn"
+    );
+
+    write(dir.path(), "triggers = []");
+    aws.proxy.reset_calls();
+    let run = cargo_fn_in(
+        &aws,
+        dir.path(),
+        &["deploy", "--zip", code.to_str().unwrap()],
+    );
+    assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("hello: updated, no new version (still 1), alias live -> 1"),
+        "{}",
+        run.stdout
+    );
+    let writes = aws.proxy.writes();
+    assert!(
+        !writes.iter().any(|w| w.ends_with("/versions")),
+        "{writes:?}"
+    );
+    let mapping = writes
+        .iter()
+        .position(|w| w.starts_with("DELETE /2015-03-31/event-source-mappings/"))
+        .expect("the mapping is deleted");
+    // The first DeleteRolePolicy is cargo-fn-triggers (the scheduler's
+    // policy goes with its schedules, after it).
+    let policy = writes
+        .iter()
+        .position(|w| w == "iam:DeleteRolePolicy")
+        .expect("the policy is deleted");
+    assert!(mapping < policy, "{writes:?}");
+    assert!(mappings(&aws).is_empty());
+    assert!(role_policy(&aws, "cargo-fn-hello", "cargo-fn-triggers").is_none());
+}
+
 fn write(dir: &Path, triggers: &str) {
     project(dir, "hello", &format!("timeout = 10\n{triggers}"));
 }
@@ -341,6 +418,8 @@ fn sqs_schedule_and_http_api_are_created_changed_and_removed() {
     ok(deploy(&aws, dir.path(), &code, &[]));
     let (noop_calls, noop_time) = (aws.proxy.calls().len(), started.elapsed());
     assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.writes());
+    // The read count docs/src/deploying.md states for these three triggers.
+    assert_eq!(noop_calls, NOOP_READS, "{:?}", aws.proxy.calls());
     eprintln!(
         "triggers bench: first deploy without triggers {base_calls} calls {base_time:?}; \
          with sqs+schedule+http-api {first_calls} calls {first_time:?}; \

@@ -58,7 +58,7 @@ pub fn run_image() -> Result<()> {
         zip_size = p[0].zipped_size;
     }
     let spec = ImageSpec {
-        arch: Arch::X86_64,
+        arch: image::Platform::Amd64,
         bootstrap,
         files: vec![],
         env: Default::default(),

@@ -6,6 +6,8 @@
 //!   targets) into a tools dir outside the clone, so it is reused across runs.
 //! - `ci`: setup, then fmt --check, the generated docs check, clippy -D
 //!   warnings, all tests, and the guide build with its link check.
+//! - `arch`: the house's import rules, checked from the source (see
+//!   `arch.rs`); part of `ci`.
 //! - `docs`: the guide's generated reference pages (`--check` compares);
 //!   `ci` also builds the guide and checks its internal links.
 //! - `dist`: shell completions and a man page from the clap definitions.
@@ -13,6 +15,7 @@
 //! - `bench-profile`: release profile candidates for the templates (size, start-up).
 //! - `bench`: the benchmarks.
 
+mod arch;
 mod bench_dashboard;
 mod bench_deploy;
 mod bench_emulator;
@@ -46,6 +49,12 @@ enum Task {
     Setup,
     /// Setup, then formatting, lints and every test
     Ci,
+    /// Check the house's rules: room import order (README), no circles, SDK types in aws/, short functions
+    Arch {
+        /// Print the floors today's imports allow instead of checking
+        #[arg(long)]
+        suggest: bool,
+    },
     /// Regenerate the guide's reference pages from the code (`--check`: fail if they differ)
     Docs {
         #[arg(long)]
@@ -78,6 +87,13 @@ fn main() -> Result<()> {
     match Xtask::parse().task {
         Task::Setup => tools::setup(),
         Task::Ci => ci(),
+        Task::Arch { suggest } => {
+            if suggest {
+                arch::suggest()
+            } else {
+                arch::run()
+            }
+        }
         Task::Docs { check, book } => {
             docs::run_docs(check)?;
             if book {

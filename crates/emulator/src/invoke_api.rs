@@ -21,7 +21,7 @@ use super::pool::{FunctionPool, Job, Lease, Throttle};
 use super::{LOCAL_ACCOUNT_ID, Shared};
 
 /// Synchronous requests must be smaller than this (contract 3.1).
-pub(crate) const MAX_SYNC_REQUEST: usize = 6_291_556;
+pub const MAX_SYNC_REQUEST: usize = 6_291_556;
 /// Asynchronous (`Event`) payload limit: 1 MB.
 pub(crate) const MAX_ASYNC_REQUEST: usize = 1_048_576;
 /// Size limit of `X-Amz-Client-Context`, on its base64 text as sent.

@@ -60,7 +60,8 @@ pub use http_event::{CorsPolicy, HttpEventFormat};
 pub use http_front::{HttpFront, InvokeMode};
 pub use http_routes::{HttpRoute, PayloadFormat, RouteTable};
 pub use invoke_api::InvocationType;
-pub use limits::{LimitsStatus, MAX_VCPUS, MB_PER_VCPU, vcpus};
+pub use invoke_api::MAX_SYNC_REQUEST;
+pub use limits::{HOW_TO_ENABLE, LimitsStatus, MAX_VCPUS, MB_PER_VCPU, vcpus};
 pub use report::{Architecture, cost_estimate};
 
 use pool::FunctionPool;

@@ -4,12 +4,13 @@
 
 use std::io::IsTerminal;
 
-use super::{Control, Decision, Event, Observer};
+use super::{Control, Decision, Event, Observer, Signal};
 use crate::ui::Ui;
 
-/// Ctrl-C (SIGINT) or SIGTERM. On a terminal the user chooses; elsewhere
-/// (CI, a pipe, SIGTERM from a supervisor) the rollout rolls back: nobody
-/// would watch a half-shifted alias left behind.
+/// Ctrl-C (SIGINT) or SIGTERM. After Ctrl-C on a terminal the user
+/// chooses; elsewhere (CI, a pipe) and after SIGTERM (a supervisor, a
+/// cancelled job: nobody is there to answer) the rollout rolls back:
+/// nobody would watch a half-shifted alias left behind.
 pub struct SignalControl {
     interactive: bool,
     #[cfg(unix)]
@@ -40,28 +41,29 @@ impl SignalControl {
 }
 
 impl Control for SignalControl {
-    async fn interrupted(&self) {
+    async fn interrupted(&self) -> Signal {
         #[cfg(unix)]
         {
             let mut guard = self.signals.lock().await;
             match guard.as_mut() {
                 Some((int, term)) => {
                     tokio::select! {
-                        _ = int.recv() => {},
-                        _ = term.recv() => {},
+                        _ = int.recv() => Signal::Interrupt,
+                        _ = term.recv() => Signal::Terminate,
                     }
                 }
-                None => std::future::pending::<()>().await,
+                None => std::future::pending::<Signal>().await,
             }
         }
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
+            Signal::Interrupt
         }
     }
 
-    fn decide(&self) -> Decision {
-        if !self.interactive {
+    fn decide(&self, signal: Signal) -> Decision {
+        if !self.interactive || signal == Signal::Terminate {
             return Decision::RollBack;
         }
         loop {

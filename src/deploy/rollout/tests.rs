@@ -36,6 +36,19 @@ struct Fake {
     reads: Cell<usize>,
     /// Answer the next UpdateAlias of this function with 412.
     precondition_fail: RefCell<Option<String>>,
+    /// DescribeAlarms answers 503 from this call on (an outage).
+    alarms_down_from: Cell<Option<usize>>,
+    /// GetMetricData answers 503 from this call on.
+    metrics_down_from: Cell<Option<usize>>,
+    /// GetAlias answers 503 from this read on.
+    reads_down_from: Cell<Option<usize>>,
+}
+
+/// What the SDK returns once its retries of a 503 are spent.
+fn unavailable(op: &str) -> ApiError {
+    let mut e = ApiError::new(op, "ServiceUnavailable", "Service Unavailable");
+    e.status = Some(503);
+    e
 }
 
 impl Fake {
@@ -88,6 +101,13 @@ impl Fake {
 impl TrafficApi for Fake {
     async fn read_alias(&self, function: &str, _alias: &str) -> ApiResult<Option<AliasState>> {
         self.reads.set(self.reads.get() + 1);
+        if self
+            .reads_down_from
+            .get()
+            .is_some_and(|n| self.reads.get() >= n)
+        {
+            return Err(unavailable("lambda:GetAlias"));
+        }
         let external = self.external_at.borrow().clone();
         if let Some((n, f)) = external
             && self.reads.get() == n
@@ -149,6 +169,13 @@ impl TrafficApi for Fake {
 impl CloudWatchApi for Fake {
     async fn alarm_states(&self, names: &[String]) -> ApiResult<BTreeMap<String, String>> {
         self.describe_calls.set(self.describe_calls.get() + 1);
+        if self
+            .alarms_down_from
+            .get()
+            .is_some_and(|n| self.describe_calls.get() >= n)
+        {
+            return Err(unavailable("cloudwatch:DescribeAlarms"));
+        }
         if let Some((n, name)) = self.alarm_at.borrow().clone()
             && self.describe_calls.get() >= n
         {
@@ -168,6 +195,13 @@ impl CloudWatchApi for Fake {
         _end: SystemTime,
     ) -> ApiResult<Vec<f64>> {
         self.metric_calls.set(self.metric_calls.get() + 1);
+        if self
+            .metrics_down_from
+            .get()
+            .is_some_and(|n| self.metric_calls.get() >= n)
+        {
+            return Err(unavailable("cloudwatch:GetMetricData"));
+        }
         let m = self.metrics.borrow();
         Ok(queries
             .iter()
@@ -210,20 +244,23 @@ impl Clock for FakeClock {
     }
 }
 
-/// Ctrl-C after `after` sleeps, answered with `decision`.
+/// `signal` after `after` sleeps, answered with `decision`.
 struct CtrlC<'a> {
     clock: &'a FakeClock,
     after: usize,
     decision: Decision,
+    signal: Signal,
 }
 
 impl Control for CtrlC<'_> {
-    async fn interrupted(&self) {
+    async fn interrupted(&self) -> Signal {
         if self.clock.sleeps.get() < self.after {
             std::future::pending::<()>().await
         }
+        self.signal
     }
-    fn decide(&self) -> Decision {
+    fn decide(&self, signal: Signal) -> Decision {
+        assert_eq!(signal, self.signal);
         self.decision
     }
 }
@@ -309,6 +346,7 @@ fn each_step_is_recorded_on_the_alias() {
         clock: &clock,
         after: 3,
         decision: Decision::Leave,
+        signal: Signal::Interrupt,
     };
     let mut ev = Events::default();
     let report = run(start(
@@ -526,6 +564,7 @@ fn a_second_rollout_refuses_to_start_over_a_running_one() {
         clock: &clock,
         after: 1,
         decision: Decision::Leave,
+        signal: Signal::Interrupt,
     };
     run(start(
         &api,
@@ -558,6 +597,7 @@ fn resume_continues_at_the_recorded_step_with_the_time_left() {
         clock: &clock,
         after: 7,
         decision: Decision::Leave,
+        signal: Signal::Interrupt,
     };
     // 40% every 5 s with a 1 s poll: 40% (sleeps 1-5), 80% (sleeps 6-7),
     // then Ctrl-C, answered with "leave".
@@ -611,6 +651,7 @@ fn ctrl_c_answered_with_roll_back_rolls_back() {
         clock: &clock,
         after: 2,
         decision: Decision::RollBack,
+        signal: Signal::Interrupt,
     };
     let report = run(start(
         &api,
@@ -670,4 +711,111 @@ fn an_alias_already_on_the_new_version_needs_nothing() {
     .unwrap();
     assert_eq!(report.outcome, Outcome::NothingToDo);
     assert!(api.writes.borrow().is_empty());
+}
+
+/// Issue 25 item 4: a CloudWatch outage mid-shift used to end the deploy
+/// with the alias split and the record `running`, nobody watching.
+#[test]
+fn a_cloudwatch_outage_mid_shift_rolls_every_function_back() {
+    for (alarms, metrics, op) in [
+        (Some(3), None, "cloudwatch:DescribeAlarms"),
+        (None, Some(2), "cloudwatch:GetMetricData"),
+    ] {
+        let api = Fake::with_alias("a", "1");
+        api.put_alias("b", "1");
+        api.alarms
+            .borrow_mut()
+            .insert("b-errors".into(), "OK".into());
+        // DescribeAlarms: 1st is the preflight, so the 3rd is the 2nd poll.
+        api.alarms_down_from.set(alarms);
+        api.metrics_down_from.set(metrics);
+        let b = Deployment {
+            alarms: vec!["b-errors".into()],
+            ..Default::default()
+        };
+        let clock = FakeClock::new();
+        let mut ev = Events::default();
+        let report = run(start(
+            &api,
+            &clock,
+            &NoControl,
+            &mut ev,
+            vec![member("a", Deployment::default()), member("b", b)],
+            &opts("Linear10PercentEvery1Minute"),
+        ))
+        .unwrap();
+        let Outcome::RolledBack { reason } = &report.outcome else {
+            panic!("{op}: {report:?}");
+        };
+        assert!(
+            reason.contains(op) && reason.contains("cannot be read"),
+            "{reason}"
+        );
+        let polled = ev.0.iter().find_map(|e| match e {
+            Event::Rollback { poll, .. } => Some(*poll),
+            _ => None,
+        });
+        assert_eq!(polled, Some(2), "{op}");
+        for f in ["a", "b"] {
+            let a = api.alias(f);
+            assert_eq!((a.version.as_str(), a.weights.len()), ("1", 0), "{f}");
+            assert!(Record::parse(&a.description).is_none(), "{}", a.description);
+            assert!(a.description.contains("rolled back"), "{}", a.description);
+        }
+        // The rollback took no more virtual time than the poll that failed.
+        assert_eq!(clock.sleeps.get(), 2, "{op}");
+    }
+}
+
+#[test]
+fn a_failed_alias_read_mid_rollout_points_to_resume_or_rollback_not_a_rerun() {
+    let api = Fake::with_alias("f", "1");
+    // Read 1: start. Read 2: first poll fails.
+    api.reads_down_from.set(Some(2));
+    let clock = FakeClock::new();
+    let err = run(start(
+        &api,
+        &clock,
+        &NoControl,
+        &mut Events::default(),
+        vec![member("f", Deployment::default())],
+        &opts("Linear10PercentEvery1Minute"),
+    ))
+    .unwrap_err();
+    let hint = &err
+        .chain()
+        .find_map(|e| e.downcast_ref::<crate::error::Hinted>())
+        .expect("a hint")
+        .hint;
+    assert!(
+        hint.contains("cargo fn deploy --resume") && hint.contains("cargo fn rollback f"),
+        "{hint}"
+    );
+    assert!(!hint.contains("converges"), "{hint}");
+}
+
+#[test]
+fn sigterm_rolls_back_with_a_reason_that_names_it() {
+    let api = Fake::with_alias("f", "1");
+    let clock = FakeClock::new();
+    let control = CtrlC {
+        clock: &clock,
+        after: 2,
+        decision: Decision::RollBack,
+        signal: Signal::Terminate,
+    };
+    let report = run(start(
+        &api,
+        &clock,
+        &control,
+        &mut Events::default(),
+        vec![member("f", Deployment::default())],
+        &opts("Canary10Percent1Minute"),
+    ))
+    .unwrap();
+    let Outcome::RolledBack { reason } = &report.outcome else {
+        panic!("{report:?}");
+    };
+    assert_eq!(reason, "interrupted by SIGTERM");
+    assert!(!reason.contains("Ctrl-C"), "{reason}");
 }
