@@ -32,6 +32,8 @@ mod history;
 mod http_event;
 mod http_front;
 mod http_routes;
+#[cfg(test)]
+mod import_order;
 mod invoke_api;
 mod limits;
 mod log_pipe;
