@@ -11,7 +11,6 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod deploy;
-pub mod emulator;
 pub mod error;
 pub mod image;
 pub mod invoke;
@@ -26,3 +25,7 @@ pub mod toolchain;
 pub mod tune;
 pub mod ui;
 pub mod watch;
+
+/// The local Lambda emulator, its own crate (`crates/emulator`) so the
+/// compiler keeps it free of cargo, configuration and AWS SDKs.
+pub use cargo_fn_emulator as emulator;

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::LOCAL_ACCOUNT_ID;
 use super::LogStream;
-use super::environment::EnvShared;
+use super::env_state::EnvShared;
 use super::extensions::Refusal;
 
 pub(crate) const H_NAME: &str = "lambda-extension-name";

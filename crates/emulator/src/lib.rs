@@ -22,24 +22,31 @@
 //! when bound to one of them, so `localhost` works whichever its clients
 //! resolve first.
 
+mod api_error;
+mod env_state;
 mod environment;
 mod event_stream;
 mod extensions;
 mod extensions_api;
 mod history;
+mod http_event;
 mod http_front;
 mod http_routes;
+#[cfg(test)]
+mod import_order;
 mod invoke_api;
 mod limits;
 mod log_pipe;
 mod log_writer;
 mod peer;
 mod pool;
+mod process_group;
 mod report;
 mod runtime_api;
 mod server;
 mod streaming;
 mod telemetry;
+mod telemetry_api;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -51,10 +58,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
 
-pub use http_front::{CorsPolicy, HttpEventFormat, HttpFront, InvokeMode};
+pub use http_event::{CorsPolicy, HttpEventFormat};
+pub use http_front::{HttpFront, InvokeMode};
 pub use http_routes::{HttpRoute, PayloadFormat, RouteTable};
 pub use invoke_api::InvocationType;
-pub(crate) use invoke_api::MAX_SYNC_REQUEST;
+pub use invoke_api::MAX_SYNC_REQUEST;
 pub use limits::{HOW_TO_ENABLE, LimitsStatus, MAX_VCPUS, MB_PER_VCPU, vcpus};
 pub use report::{Architecture, cost_estimate};
 
@@ -215,8 +223,8 @@ pub(crate) struct Shared {
     pub running: AtomicUsize,
     pub closed: AtomicBool,
     pub next_env_id: AtomicU64,
-    /// Process group ids of live environments, for shutdown.
-    pub processes: Mutex<HashMap<u64, i32>>,
+    /// Process groups of live environments, for shutdown.
+    pub processes: Mutex<HashMap<u64, Arc<process_group::ProcessGroup>>>,
     /// Environments in their shutdown phase (extensions handling SHUTDOWN).
     pub shutting_down: AtomicUsize,
     /// Answered invocations whose END, REPORT and history entry are still
@@ -305,7 +313,13 @@ impl Emulator {
             limits,
             history: history::History::default(),
         });
-        let mut app = invoke_api::router(shared.clone()).merge(extra_routes);
+        // The Invoke API, the HTTP front (`/lambda-url/...`, and any other
+        // path when one function serves it), the invocation history.
+        let mut app = http_front::routes(invoke_api::routes())
+            .merge(history::routes())
+            .fallback(http_front::fallback)
+            .with_state(shared.clone())
+            .merge(extra_routes);
         if let Some(front) = front {
             app = app.layer(axum::middleware::from_fn(
                 move |req: axum::extract::Request, next: axum::middleware::Next| {
@@ -489,14 +503,14 @@ impl Emulator {
         if let Some(server) = self.server.take() {
             server.abort();
         }
-        for pgid in self
+        for group in self
             .shared
             .processes
             .lock()
             .expect("process table")
             .values()
         {
-            environment::kill_group(*pgid);
+            group.kill();
         }
     }
 }

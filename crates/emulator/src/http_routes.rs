@@ -15,7 +15,7 @@
 //! path segment (`/prod/items`), and `$default` serves at the root. All APIs
 //! share one address locally, so a stage prefix counts as a literal segment.
 
-use super::http_front::CorsPolicy;
+use super::http_event::CorsPolicy;
 
 /// The event version an HTTP API route sends its function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

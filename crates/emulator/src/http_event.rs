@@ -1,31 +1,19 @@
-//! The HTTP front: a plain HTTP request becomes the event a function gets
-//! behind a function URL (payload 2.0), an API Gateway HTTP API (2.0), a
-//! REST API (1.0) or an Application Load Balancer, and the function's answer
-//! becomes the HTTP response those front ends would send (contract
-//! section 4). Also answers CORS preflights the way function URLs do.
-//!
-//! **Invariant:** this module only translates between HTTP and events; it
-//! runs invocations through the function pool like the Invoke API does and
-//! knows nothing of configuration files (it is given an [`HttpFront`] on the
-//! [`FunctionSpec`](super::FunctionSpec)).
+//! The pure half of the HTTP front: a plain HTTP request becomes the event
+//! a function gets behind a function URL (payload 2.0), an API Gateway HTTP
+//! API (2.0), a REST API (1.0) or an Application Load Balancer, and the
+//! function's answer becomes the HTTP response those front ends would send
+//! (contract section 4); CORS as function URLs apply it. No I/O, no
+//! invocations: serving is `http_front.rs`.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
-use super::http_routes::{PayloadFormat, Routed};
-use super::invoke_api::{MAX_SYNC_REQUEST, trace_id_from};
-use super::pool::{FunctionPool, Job};
-use super::{LOCAL_ACCOUNT_ID, Shared};
+use super::LOCAL_ACCOUNT_ID;
 
 /// The event a function gets for an HTTP request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,7 +30,7 @@ pub enum HttpEventFormat {
 }
 
 impl HttpEventFormat {
-    fn is_v2(self) -> bool {
+    pub(crate) fn is_v2(self) -> bool {
         matches!(self, Self::FunctionUrl | Self::HttpApi)
     }
 }
@@ -69,7 +57,7 @@ impl CorsPolicy {
     }
 
     /// Headers for a response to a request from `origin`.
-    fn apply(&self, origin: Option<&str>, headers: &mut HeaderMap) {
+    pub(crate) fn apply(&self, origin: Option<&str>, headers: &mut HeaderMap) {
         let Some(origin) = origin.and_then(|o| self.allowed_origin(o)) else {
             return;
         };
@@ -95,7 +83,7 @@ impl CorsPolicy {
     }
 
     /// The answer to a preflight, which never reaches the function.
-    fn preflight(&self, origin: Option<&str>, request: &HeaderMap) -> Response {
+    pub(crate) fn preflight(&self, origin: Option<&str>, request: &HeaderMap) -> Response {
         let mut headers = HeaderMap::new();
         self.apply(origin, &mut headers);
         if headers.contains_key("access-control-allow-origin") {
@@ -134,313 +122,19 @@ impl CorsPolicy {
     }
 }
 
-/// How a function URL delivers the function's answer (`InvokeMode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum InvokeMode {
-    /// The whole answer, once the function has finished.
-    #[default]
-    Buffered,
-    /// A streamed answer goes to the client as the function produces it.
-    ResponseStream,
-}
-
-/// How a function is served by the HTTP front.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HttpFront {
-    pub format: HttpEventFormat,
-    /// `None`: no CORS headers, preflights go to the function.
-    pub cors: Option<CorsPolicy>,
-    pub invoke_mode: InvokeMode,
-}
-
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+pub(crate) fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(name, v);
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Routes of the HTTP front, added to the Invoke API's router.
-pub(crate) fn routes(router: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
-    router
-        .route("/lambda-url/{function}", any(named))
-        .route("/lambda-url/{function}/", any(named))
-        .route("/lambda-url/{function}/{*path}", any(named))
-}
-
-/// `/lambda-url/<function>/<path>`.
-async fn named(State(emulator): State<Arc<Shared>>, req: Request) -> Response {
-    let path = req.uri().path().to_string();
-    let rest = path.strip_prefix("/lambda-url/").unwrap_or("");
-    let (function, sub) = match rest.split_once('/') {
-        Some((f, p)) => (f.to_string(), format!("/{p}")),
-        None => (rest.to_string(), "/".to_string()),
-    };
-    let Some(pool) = emulator.function(&function) else {
-        return (
-            StatusCode::NOT_FOUND,
-            [("content-type", "application/json")],
-            json!({"Message": format!("No function `{function}` is served here")}).to_string(),
-        )
-            .into_response();
-    };
-    serve(emulator, pool, sub, req, None).await
-}
-
-/// Any other path: an HTTP API route when one matches, else the default
-/// function, or the only one. With HTTP API routes configured and no
-/// default function, an unmatched path is API Gateway's 404. `Err` when
-/// the request is not for the HTTP front.
-pub(crate) async fn single(emulator: Arc<Shared>, req: Request) -> Result<Response, Request> {
-    let path = req.uri().path();
-    if path.starts_with("/2015-03-31/") || path.starts_with("/2021-11-15/") {
-        return Err(req);
-    }
-    let routes = emulator.http_routes.read().expect("routes lock").clone();
-    if !routes.is_empty() {
-        if let Some(hit) = routes.find(req.method().as_str(), path) {
-            let Some(pool) = emulator.function(&hit.route.function) else {
-                return Ok(not_found());
-            };
-            let path = path.to_string();
-            let front = HttpFront {
-                format: match hit.route.payload {
-                    PayloadFormat::V2 => HttpEventFormat::HttpApi,
-                    PayloadFormat::V1 => HttpEventFormat::RestApi,
-                },
-                cors: hit.route.cors.clone(),
-                invoke_mode: InvokeMode::Buffered,
-            };
-            let routed = Some((front, hit.routed()));
-            return Ok(serve(emulator, pool, path, req, routed).await);
-        }
-        if emulator
-            .default_function
-            .read()
-            .expect("default lock")
-            .is_none()
-        {
-            return Ok(not_found());
-        }
-    }
-    let only = {
-        let functions = emulator.functions.read().expect("functions lock");
-        let default = emulator.default_function.read().expect("default lock");
-        match default.as_ref().and_then(|name| functions.get(name)) {
-            Some(pool) => Some(pool.clone()),
-            None => (functions.len() == 1)
-                .then(|| functions.values().next().cloned())
-                .flatten(),
-        }
-    };
-    match only {
-        Some(pool) => {
-            let path = path.to_string();
-            Ok(serve(emulator, pool, path, req, None).await)
-        }
-        None => Err(req),
-    }
-}
-
-/// API Gateway's answer to a path no route matches.
-fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        [("content-type", "application/json")],
-        json!({"message": "Not Found"}).to_string(),
-    )
-        .into_response()
-}
-
-/// One HTTP request through one function; `routed`: an HTTP API route
-/// matched it (its front and event fields), else the function's own front.
-async fn serve(
-    emulator: Arc<Shared>,
-    pool: Arc<FunctionPool>,
-    path: String,
-    req: Request,
-    routed: Option<(HttpFront, Routed)>,
-) -> Response {
-    let spec = pool.spec();
-    let (front, routed) = match routed {
-        Some((front, r)) => (front, Some(r)),
-        None => (spec.http.clone(), None),
-    };
-    let (parts, body) = req.into_parts();
-    let origin = header(&parts.headers, "origin").map(str::to_string);
-    if let Some(cors) = &front.cors
-        && parts.method == Method::OPTIONS
-        && origin.is_some()
-        && parts.headers.contains_key("access-control-request-method")
-    {
-        return cors.preflight(origin.as_deref(), &parts.headers);
-    }
-    let body = match axum::body::to_bytes(body, MAX_SYNC_REQUEST - 1).await {
-        Ok(b) => b,
-        Err(_) => return too_large(),
-    };
-    let source_ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "127.0.0.1".to_string());
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let trace_id = trace_id_from(header(&parts.headers, "x-amzn-trace-id"));
-    let incoming = Incoming {
-        method: parts.method.as_str(),
-        path: &path,
-        query: parts.uri.query().unwrap_or(""),
-        headers: &parts.headers,
-        body: &body,
-        source_ip: &source_ip,
-        request_id: &request_id,
-        function: &spec.name,
-        region: &emulator.options.region,
-        now: SystemTime::now(),
-    };
-    // The limit is on the event the function gets (a binary body grows by
-    // a third in base64, headers and context add more), as on AWS.
-    let mut event = build_event(front.format, &incoming);
-    if let Some(r) = &routed {
-        r.apply(&mut event, front.format.is_v2());
-    }
-    let event = event.to_string();
-    if event.len() >= MAX_SYNC_REQUEST {
-        return too_large();
-    }
-    let caller = format!("HTTP {} {path}", parts.method);
-    emulator.history.note_caller(&request_id, caller);
-    let job = Job {
-        request_id: request_id.clone(),
-        payload: Bytes::from(event),
-        qualifier: None,
-        client_context: None,
-        cognito_identity: None,
-        trace_id: trace_id.clone(),
-        want_log: false,
-    };
-    let lease = match pool.acquire() {
-        Ok(lease) => lease,
-        Err(_) => {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [("content-type", "application/json")],
-                json!({"Message": "Rate Exceeded."}).to_string(),
-            )
-                .into_response();
-        }
-    };
-    let mut resp = if front.invoke_mode == InvokeMode::ResponseStream {
-        streamed(front.format, pool, lease, job).await
-    } else {
-        // Detached like the Invoke API: the invocation completes even if the
-        // HTTP client goes away.
-        let run = tokio::spawn(async move { pool.run(lease, job).await });
-        match run.await {
-            Ok(result) if result.function_error.is_none() => {
-                map_response(front.format, &result.body).unwrap_or_else(bad_gateway)
-            }
-            _ => bad_gateway(front.format),
-        }
-    };
-    let headers = resp.headers_mut();
-    if let Some(cors) = &front.cors {
-        cors.apply(origin.as_deref(), headers);
-    }
-    set(headers, "x-amzn-requestid", &request_id);
-    set(headers, "x-amzn-trace-id", &trace_id);
-    resp
-}
-
-/// 413, as function URLs answer a request whose event is over the
-/// synchronous invoke payload limit.
-fn too_large() -> Response {
-    (
-        StatusCode::PAYLOAD_TOO_LARGE,
-        [("content-type", "application/json")],
-        json!({"Message": format!("Request must be smaller than {MAX_SYNC_REQUEST} bytes for the InvokeFunction operation")}).to_string(),
-    )
-        .into_response()
-}
-
-/// `RESPONSE_STREAM`: status and headers as soon as the prelude is complete
-/// (or at once for a plain stream, as 200), then each chunk as the function
-/// produces it. A failure after the headers cuts the body short, so the
-/// client sees an incomplete response; before them it is a 502. A function
-/// that answers without streaming is mapped like a buffered one.
-async fn streamed(
-    format: HttpEventFormat,
-    pool: Arc<FunctionPool>,
-    lease: super::pool::Lease,
-    job: Job,
-) -> Response {
-    use super::streaming::{ChannelBody, HTTP_INTEGRATION, Prelude, parse_prelude};
-    let (head_tx, head_rx) = tokio::sync::oneshot::channel();
-    let run = tokio::spawn(async move { pool.run_streaming(lease, job, Some(head_tx)).await });
-    let Ok(mut head) = head_rx.await else {
-        return match run.await {
-            Ok(result) if result.function_error.is_none() => {
-                map_response(format, &result.body).unwrap_or_else(bad_gateway)
-            }
-            _ => bad_gateway(format),
-        };
-    };
-    let (mut resp, first) = if head.content_type.as_deref() == Some(HTTP_INTEGRATION) {
-        let mut buf = Vec::new();
-        loop {
-            match parse_prelude(&buf) {
-                Prelude::Done(prelude, at) => match prelude_response(format, &prelude, &[]) {
-                    Ok(resp) => break (resp, Bytes::copy_from_slice(&buf[at..])),
-                    Err(format) => return bad_gateway(format),
-                },
-                Prelude::NeedMore if !super::streaming::prelude_too_long(&buf) => {
-                    match head.chunks.recv().await {
-                        Some(chunk) => buf.extend_from_slice(&chunk),
-                        // Ended (or failed) before the prelude was complete.
-                        None => return bad_gateway(format),
-                    }
-                }
-                _ => return bad_gateway(format),
-            }
-        }
-    } else {
-        let mut resp = StatusCode::OK.into_response();
-        let content_type = head
-            .content_type
-            .clone()
-            .unwrap_or_else(|| "application/octet-stream".into());
-        set(resp.headers_mut(), "content-type", &content_type);
-        (resp, Bytes::new())
-    };
-    let (tx, rx) = tokio::sync::mpsc::channel(super::streaming::CHANNEL_DEPTH);
-    tokio::spawn(async move {
-        if !first.is_empty() && tx.send(Ok(first)).await.is_err() {
-            return;
-        }
-        while let Some(chunk) = head.chunks.recv().await {
-            if tx.send(Ok(chunk)).await.is_err() {
-                return; // the client left; the invocation goes on alone
-            }
-        }
-        let failed = !matches!(run.await, Ok(r) if r.function_error.is_none());
-        if failed {
-            let _ = tx
-                .send(Err(
-                    "the function failed while streaming its response".into()
-                ))
-                .await;
-        }
-    });
-    *resp.body_mut() = Body::new(ChannelBody::new(rx));
-    resp
 }
 
 /// What the real front ends answer when the function fails or answers
 /// something they cannot map.
-fn bad_gateway(format: HttpEventFormat) -> Response {
+pub(crate) fn bad_gateway(format: HttpEventFormat) -> Response {
     let (content_type, body) = match format {
         HttpEventFormat::FunctionUrl => ("text/plain", "Internal Server Error".to_string()),
         HttpEventFormat::Alb => (
@@ -461,21 +155,21 @@ fn bad_gateway(format: HttpEventFormat) -> Response {
 }
 
 /// The parts of a request an event is built from.
-struct Incoming<'a> {
-    method: &'a str,
-    path: &'a str,
-    query: &'a str,
-    headers: &'a HeaderMap,
-    body: &'a [u8],
-    source_ip: &'a str,
-    request_id: &'a str,
-    function: &'a str,
-    region: &'a str,
-    now: SystemTime,
+pub(crate) struct Incoming<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) query: &'a str,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) body: &'a [u8],
+    pub(crate) source_ip: &'a str,
+    pub(crate) request_id: &'a str,
+    pub(crate) function: &'a str,
+    pub(crate) region: &'a str,
+    pub(crate) now: SystemTime,
 }
 
 /// Body as the front ends pass it: text as is, anything else base64.
-fn event_body(headers: &HeaderMap, body: &[u8]) -> (Value, bool) {
+pub(crate) fn event_body(headers: &HeaderMap, body: &[u8]) -> (Value, bool) {
     if body.is_empty() {
         return (Value::Null, false);
     }
@@ -500,7 +194,7 @@ fn event_body(headers: &HeaderMap, body: &[u8]) -> (Value, bool) {
 }
 
 /// Header name -> every value, in order, names lower-cased.
-fn multi_headers(headers: &HeaderMap) -> Vec<(String, Vec<String>)> {
+pub(crate) fn multi_headers(headers: &HeaderMap) -> Vec<(String, Vec<String>)> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for (name, value) in headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -513,7 +207,7 @@ fn multi_headers(headers: &HeaderMap) -> Vec<(String, Vec<String>)> {
 }
 
 /// Query key -> every decoded value, keys in first-seen order.
-fn multi_query(query: &str) -> Vec<(String, Vec<String>)> {
+pub(crate) fn multi_query(query: &str) -> Vec<(String, Vec<String>)> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match out.iter_mut().find(|(n, _)| *n == k) {
@@ -524,7 +218,7 @@ fn multi_query(query: &str) -> Vec<(String, Vec<String>)> {
     out
 }
 
-fn joined(pairs: &[(String, Vec<String>)]) -> Value {
+pub(crate) fn joined(pairs: &[(String, Vec<String>)]) -> Value {
     Value::Object(
         pairs
             .iter()
@@ -533,7 +227,7 @@ fn joined(pairs: &[(String, Vec<String>)]) -> Value {
     )
 }
 
-fn last(pairs: &[(String, Vec<String>)]) -> Value {
+pub(crate) fn last(pairs: &[(String, Vec<String>)]) -> Value {
     Value::Object(
         pairs
             .iter()
@@ -547,12 +241,12 @@ fn last(pairs: &[(String, Vec<String>)]) -> Value {
     )
 }
 
-fn all(pairs: &[(String, Vec<String>)]) -> Value {
+pub(crate) fn all(pairs: &[(String, Vec<String>)]) -> Value {
     Value::Object(pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
 }
 
 /// `null` for an empty map, as the front ends send it.
-fn or_null(v: Value) -> Value {
+pub(crate) fn or_null(v: Value) -> Value {
     match &v {
         Value::Object(m) if m.is_empty() => Value::Null,
         _ => v,
@@ -561,7 +255,7 @@ fn or_null(v: Value) -> Value {
 
 /// A stable 32-character URL id for a function name, so the domain in the
 /// event looks like a function URL's and stays the same across runs.
-fn url_id(function: &str) -> String {
+pub(crate) fn url_id(function: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(function.as_bytes());
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -573,7 +267,7 @@ fn url_id(function: &str) -> String {
 }
 
 /// Builds the event for `format`.
-fn build_event(format: HttpEventFormat, r: &Incoming<'_>) -> Value {
+pub(crate) fn build_event(format: HttpEventFormat, r: &Incoming<'_>) -> Value {
     let since = r.now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let epoch_ms = since.as_millis() as u64;
     let (body, is_base64) = event_body(r.headers, r.body);
@@ -695,7 +389,7 @@ fn build_event(format: HttpEventFormat, r: &Incoming<'_>) -> Value {
 }
 
 /// `07/Sep/2021:22:50:22 +0000`, the time format of the events.
-fn clf_time(secs: u64) -> String {
+pub(crate) fn clf_time(secs: u64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
@@ -721,7 +415,10 @@ fn clf_time(secs: u64) -> String {
 }
 
 /// The function's answer as an HTTP response, or `Err(format)` for a 502.
-fn map_response(format: HttpEventFormat, body: &[u8]) -> Result<Response, HttpEventFormat> {
+pub(crate) fn map_response(
+    format: HttpEventFormat,
+    body: &[u8],
+) -> Result<Response, HttpEventFormat> {
     if let Some((prelude, rest)) = split_prelude(body) {
         return prelude_response(format, &prelude, rest);
     }
@@ -801,7 +498,7 @@ fn map_response(format: HttpEventFormat, body: &[u8]) -> Result<Response, HttpEv
 /// A streaming function's HTTP integration answer: a JSON prelude, 8 NUL
 /// bytes, then the body (contract 1.5). `None` for any other answer (a
 /// buffered JSON answer never contains NUL bytes after its value).
-fn split_prelude(body: &[u8]) -> Option<(Value, &[u8])> {
+pub(crate) fn split_prelude(body: &[u8]) -> Option<(Value, &[u8])> {
     let mut values = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
     let prelude = values.next()?.ok()?;
     let rest = body[values.byte_offset()..].strip_prefix(&[0u8; 8][..])?;
@@ -810,7 +507,7 @@ fn split_prelude(body: &[u8]) -> Option<(Value, &[u8])> {
 
 /// The prelude's status, headers and cookies with the raw body. The body is
 /// delivered once the function has finished (buffered, not streamed).
-fn prelude_response(
+pub(crate) fn prelude_response(
     format: HttpEventFormat,
     prelude: &Value,
     body: &[u8],
@@ -824,7 +521,7 @@ fn prelude_response(
 }
 
 /// Header values may be numbers or booleans in a response object.
-fn scalar(v: &Value) -> Option<String> {
+pub(crate) fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::LogStream;
-use super::environment::{Current, EnvShared, Outcome};
+use super::env_state::{Current, EnvShared, Outcome, error_body};
 use super::streaming;
 
 /// Largest buffered response a runtime may post (6 MiB + 100 B).
@@ -331,10 +331,6 @@ async fn stream_response(
             "HTTP request detected as truncated",
         ),
     }
-}
-
-pub(crate) fn error_body(error_type: &str, message: &str) -> Bytes {
-    Bytes::from(serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string())
 }
 
 /// The error body as the caller sees it: the runtime's JSON unchanged, or

@@ -1,6 +1,7 @@
 //! The Telemetry API (`2022-07-01`) and the legacy Logs API (`2020-08-15`)
-//! of one environment (contract 2.3, 2.4): subscriptions with their
-//! buffering bounds validated, the records of the environment (platform
+//! of one environment (contract 2.3, 2.4), the state behind them (their
+//! routes are `telemetry_api.rs`): subscriptions with their buffering
+//! bounds validated, the records of the environment (platform
 //! events, function and extension log lines), and their delivery to each
 //! subscriber in batches, over HTTP (a JSON array per POST) or TCP (one JSON
 //! record per line).
@@ -15,19 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::put;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
-
-use super::environment::EnvShared;
-use super::extensions::Refusal;
-use super::extensions_api::{identifier, refusal};
 
 /// Records kept for subscribers that arrive later in init (they get what
 /// happened since the environment started, as on Lambda).
@@ -55,7 +47,7 @@ const LOGS_API_TYPES: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Api {
+pub(crate) enum Api {
     Telemetry,
     Logs,
 }
@@ -81,7 +73,7 @@ pub(crate) struct Buffering {
 
 /// A validated subscription request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Subscription {
+pub(crate) struct Subscription {
     platform: bool,
     function: bool,
     extension: bool,
@@ -289,7 +281,7 @@ impl Telemetry {
         }
     }
 
-    fn subscribe(&self, extension_id: String, name: &str, api: Api, sub: Subscription) {
+    pub fn subscribe(&self, extension_id: String, name: &str, api: Api, sub: Subscription) {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(deliver(sub.destination.clone(), sub.buffering, rx));
         let types: Vec<&str> = [
@@ -342,7 +334,7 @@ fn now_rfc3339() -> String {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs();
-    let (y, m, d) = super::environment::civil_date(secs / 86_400);
+    let (y, m, d) = civil_date(secs / 86_400);
     let rem = secs % 86_400;
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
@@ -353,56 +345,23 @@ fn now_rfc3339() -> String {
     )
 }
 
-/// The route table of the Telemetry API and the legacy Logs API.
-pub(crate) fn router(env: Arc<EnvShared>) -> Router {
-    Router::new()
-        .route("/2022-07-01/telemetry", put(telemetry_subscribe))
-        .route("/2020-08-15/logs", put(logs_subscribe))
-        .with_state(env)
-}
-
-async fn telemetry_subscribe(
-    State(env): State<Arc<EnvShared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    subscribe(&env, &headers, &body, Api::Telemetry)
-}
-
-async fn logs_subscribe(
-    State(env): State<Arc<EnvShared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    subscribe(&env, &headers, &body, Api::Logs)
-}
-
-fn subscribe(env: &EnvShared, headers: &HeaderMap, body: &[u8], api: Api) -> Response {
-    let id = match identifier(headers) {
-        Ok(id) => id,
-        Err(r) => return refusal(r),
-    };
-    let name = match env.extensions.name_of(&id) {
-        Ok(name) => name,
-        Err(r) => return refusal(r),
-    };
-    let sub = match parse_subscription(body, api) {
-        Ok(sub) => sub,
-        Err(message) => {
-            return refusal(Refusal {
-                status: 400,
-                error_type: "ValidationError",
-                message,
-            });
-        }
-    };
-    env.telemetry.subscribe(id, &name, api, sub);
-    (StatusCode::OK, "OK").into_response()
+/// Days since the Unix epoch to (year, month, day), proleptic Gregorian.
+pub(crate) fn civil_date(days: u64) -> (i64, u32, u32) {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 /// Validates a subscription body; the error names the field and, for
 /// numbers, the allowed range.
-fn parse_subscription(body: &[u8], api: Api) -> Result<Subscription, String> {
+pub(crate) fn parse_subscription(body: &[u8], api: Api) -> Result<Subscription, String> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
     let schemas: &[&str] = match api {
@@ -614,6 +573,13 @@ async fn post(port: u16, path: &str, batch: &[Arc<Value>]) -> Result<(), String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_date_matches_known_days() {
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(19_723), (2024, 1, 1));
+        assert_eq!(civil_date(11_016), (2000, 2, 29));
+    }
 
     fn body(buffering: Value, uri: &str) -> Vec<u8> {
         json!({

@@ -16,11 +16,12 @@ use serde::Deserialize;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::api_error::ApiError;
 use super::pool::{FunctionPool, Job, Lease, Throttle};
 use super::{LOCAL_ACCOUNT_ID, Shared};
 
 /// Synchronous requests must be smaller than this (contract 3.1).
-pub(crate) const MAX_SYNC_REQUEST: usize = 6_291_556;
+pub const MAX_SYNC_REQUEST: usize = 6_291_556;
 /// Asynchronous (`Event`) payload limit: 1 MB.
 pub(crate) const MAX_ASYNC_REQUEST: usize = 1_048_576;
 /// Size limit of `X-Amz-Client-Context`, on its base64 text as sent.
@@ -50,56 +51,21 @@ impl InvocationType {
 }
 
 /// The one route table of the Invoke API.
-pub(crate) fn router(emulator: Arc<Shared>) -> Router {
-    let routes = Router::new()
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
         .route("/2015-03-31/functions/{function}/invocations", post(invoke))
         .route(
             "/2021-11-15/functions/{function}/response-streaming-invocations",
             post(invoke_with_response_stream),
-        );
-    super::http_front::routes(routes)
-        .merge(super::history::routes())
-        .fallback(
-            |State(emulator): State<Arc<Shared>>, req: axum::extract::Request| async move {
-                // With one function, any other path is its HTTP front.
-                match super::http_front::single(emulator, req).await {
-                    Ok(resp) => resp,
-                    Err(_) => aws_error(
-                        StatusCode::NOT_FOUND,
-                        "UnknownOperationException",
-                        "message",
-                        "This emulator serves Invoke (POST /2015-03-31/functions/{FunctionName}/invocations) and function URLs (/lambda-url/{FunctionName}/...)",
-                    ),
-                }
-            },
         )
-        .with_state(emulator)
 }
 
-/// A restJson1 error: status, `x-amzn-ErrorType`, `{"Type": "User", <member>: message}`.
-fn aws_error(status: StatusCode, name: &str, member: &str, message: &str) -> Response {
-    let mut body = serde_json::Map::new();
-    body.insert("Type".into(), "User".into());
-    body.insert(member.into(), message.into());
-    let mut resp = (
-        status,
-        [("content-type", "application/json")],
-        serde_json::Value::Object(body).to_string(),
+/// The answer to a path that is neither an operation nor the HTTP front's.
+pub(crate) fn unknown_operation() -> Response {
+    ApiError::unknown_operation(
+        "This emulator serves Invoke (POST /2015-03-31/functions/{FunctionName}/invocations) and function URLs (/lambda-url/{FunctionName}/...)",
     )
-        .into_response();
-    if let Ok(v) = HeaderValue::from_str(name) {
-        resp.headers_mut().insert("x-amzn-errortype", v);
-    }
-    resp
-}
-
-fn invalid_parameter(message: &str) -> Response {
-    aws_error(
-        StatusCode::BAD_REQUEST,
-        "InvalidParameterValueException",
-        "message",
-        message,
-    )
+    .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,23 +87,12 @@ fn parse_function_name(raw: &str) -> (String, Option<String>) {
     }
 }
 
-/// A restJson1 `ValidationException` (400), which Lambda answers for a
-/// `FunctionName` outside the model's constraints.
-fn validation_error(message: &str) -> Response {
-    aws_error(
-        StatusCode::BAD_REQUEST,
-        "ValidationException",
-        "message",
-        message,
-    )
-}
-
 /// Checks a `FunctionName` against the Invoke model: 1-170 characters, a
 /// name of 1-64 letters, digits, hyphens and underscores, in one of the
-/// accepted forms. The refusal, if any.
-fn function_ref_error(raw: &str, name: &str) -> Option<Response> {
+/// accepted forms.
+fn check_function_ref(raw: &str, name: &str) -> Result<(), ApiError> {
     if raw.chars().count() > MAX_FUNCTION_REF {
-        return Some(validation_error(&format!(
+        return Err(ApiError::validation(format!(
             "1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy constraint: Member must have length less than or equal to {MAX_FUNCTION_REF}"
         )));
     }
@@ -167,11 +122,11 @@ fn function_ref_error(raw: &str, name: &str) -> Option<Response> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !prefix_ok || !name_ok {
-        return Some(validation_error(&format!(
+        return Err(ApiError::validation(format!(
             "1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{{2}}(-gov)?-[a-z]+-\\d{{1}}:)?(\\d{{12}}:)?(function:)?([a-zA-Z0-9-_.]{{1,{MAX_NAME}}})(:(\\$LATEST|[a-zA-Z0-9-_]+))?"
         )));
     }
-    None
+    Ok(())
 }
 
 fn is_account(s: &str) -> bool {
@@ -217,12 +172,23 @@ async fn invoke(
     Query(query): Query<InvokeQuery>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Response, ApiError> {
     invoke_as(false, emulator, function, query, headers, body).await
 }
 
+/// What an Invoke request asks for, once its headers and names are checked.
+struct InvokeRequest {
+    invocation_type: InvocationType,
+    /// `X-Amz-Log-Type: Tail`.
+    tail: bool,
+    name: String,
+    qualifier: Option<String>,
+}
+
 /// `Invoke`, or with `stream` the synchronous part of
-/// `InvokeWithResponseStream` (same validation, limits and throttles).
+/// `InvokeWithResponseStream` (same validation, limits and throttles). The
+/// checks run in Lambda's order: headers, names, the function, the payload,
+/// the client context.
 async fn invoke_as(
     stream: bool,
     emulator: Arc<Shared>,
@@ -230,163 +196,29 @@ async fn invoke_as(
     query: InvokeQuery,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Response, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let invocation_type = match header("x-amz-invocation-type") {
-        None => InvocationType::RequestResponse,
-        Some(s) => match InvocationType::parse(s) {
-            Some(t) => t,
-            None => {
-                return invalid_parameter(&format!(
-                    "1 validation error detected: Value '{s}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
-                ));
-            }
-        },
-    };
-    let tail = match header("x-amz-log-type") {
-        None | Some("None") => false,
-        Some("Tail") => true,
-        Some(s) => {
-            return invalid_parameter(&format!(
-                "1 validation error detected: Value '{s}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]"
-            ));
-        }
-    };
-
-    let (name, path_qualifier) = parse_function_name(&function);
-    if let Some(resp) = function_ref_error(&function, &name) {
-        return resp;
-    }
-    let qualifier = match (path_qualifier, query.qualifier) {
-        (Some(a), Some(b)) if a != b => {
-            return invalid_parameter(
-                "The derived qualifier from the function name does not match the specified qualifier.",
-            );
-        }
-        (a, b) => a.or(b),
-    };
-    if let Some(q) = &qualifier
-        && !valid_qualifier(q)
-    {
-        return invalid_parameter(&format!(
-            "1 validation error detected: Value '{q}' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)"
-        ));
-    }
-    let not_found = |name: &str, qualifier: Option<&String>| {
-        let arn = format!(
-            "arn:aws:lambda:{}:{}:function:{}{}",
-            emulator.options.region,
-            LOCAL_ACCOUNT_ID,
-            name,
-            qualifier.map(|q| format!(":{q}")).unwrap_or_default()
-        );
-        aws_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            "Message",
-            &format!("Function not found: {arn}"),
-        )
-    };
-    let Some(pool) = emulator.function(&name) else {
-        return not_found(&name, qualifier.as_ref());
-    };
-    // `$LATEST` and the aliases the function is served under; any other
-    // alias or version does not exist here.
-    if let Some(q) = &qualifier
-        && q != "$LATEST"
-        && !pool.spec().aliases.contains(q)
-    {
-        return not_found(&name, qualifier.as_ref());
-    }
-
-    let limit = if invocation_type == InvocationType::Event {
-        MAX_ASYNC_REQUEST
-    } else {
-        MAX_SYNC_REQUEST - 1
-    };
-    let payload = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => {
-            return aws_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLargeException",
-                "message",
-                &format!(
-                    "Request must be smaller than {} bytes for the Invoke operation",
-                    limit + 1
-                ),
-            );
-        }
-    };
-    // Lambda hands an empty payload to the function as `{}`.
-    let payload = if payload.iter().all(|b| b.is_ascii_whitespace()) {
-        Bytes::from_static(b"{}")
-    } else {
-        // JSON is UTF-8: checked as a whole, since skipping over a string
-        // does not look at its bytes.
-        let parsed = std::str::from_utf8(&payload)
-            .map_err(|e| format!("Invalid UTF-8 in the request body: {e}"))
-            .and_then(|text| {
-                serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| e.to_string())
-            });
-        if let Err(e) = parsed {
-            return aws_error(
-                StatusCode::BAD_REQUEST,
-                "InvalidRequestContentException",
-                "message",
-                &format!("Could not parse request body into json: {e}"),
-            );
-        }
-        payload
-    };
-
-    let client_context = match header("x-amz-client-context") {
-        None => None,
-        Some(encoded) if encoded.len() > MAX_CLIENT_CONTEXT => {
-            return invalid_parameter(&format!(
-                "Client context must be at most {MAX_CLIENT_CONTEXT} bytes of Base64 (got {})",
-                encoded.len()
-            ));
-        }
-        Some(encoded) => {
-            // A JSON object: the runtime clients read it into a struct.
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .ok()
-                .and_then(|d| String::from_utf8(d).ok())
-                .filter(|d| {
-                    serde_json::from_str::<serde_json::Value>(d).is_ok_and(|v| v.is_object())
-                });
-            match decoded {
-                Some(d) => Some(d),
-                None => {
-                    return aws_error(
-                        StatusCode::BAD_REQUEST,
-                        "InvalidRequestContentException",
-                        "message",
-                        "Client context must be a valid Base64-encoded JSON object.",
-                    );
-                }
-            }
-        }
-    };
+    let request = parse_request(&function, query, header)?;
+    let pool = find_function(&emulator, &request.name, request.qualifier.as_ref())?;
+    let payload = read_payload(body, request.invocation_type).await?;
+    let client_context = client_context(header("x-amz-client-context"))?;
 
     let request_id = uuid::Uuid::new_v4().to_string();
     let mut job = Job {
         request_id: request_id.clone(),
         payload,
-        qualifier,
+        qualifier: request.qualifier,
         client_context,
         cognito_identity: None,
         trace_id: trace_id_from(header("x-amzn-trace-id")),
-        want_log: tail,
+        want_log: request.tail,
     };
     let mut ok_headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         ok_headers.insert("x-amzn-requestid", v);
     }
-    match invocation_type {
-        InvocationType::DryRun => (StatusCode::NO_CONTENT, ok_headers).into_response(),
+    match request.invocation_type {
+        InvocationType::DryRun => Ok((StatusCode::NO_CONTENT, ok_headers).into_response()),
         InvocationType::Event => {
             emulator
                 .history
@@ -394,65 +226,179 @@ async fn invoke_as(
             // Client context is delivered only to synchronous invocations.
             job.client_context = None;
             pool.enqueue(job);
-            (StatusCode::ACCEPTED, ok_headers).into_response()
+            Ok((StatusCode::ACCEPTED, ok_headers).into_response())
         }
         InvocationType::RequestResponse => {
-            let lease = match pool.acquire() {
-                Ok(lease) => lease,
-                Err(throttle) => {
-                    let reason = match throttle {
-                        Throttle::Reserved => "ReservedFunctionConcurrentInvocationLimitExceeded",
-                        Throttle::Account => "ConcurrentInvocationLimitExceeded",
-                    };
-                    let mut resp = aws_error(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "TooManyRequestsException",
-                        "message",
-                        "Rate Exceeded.",
-                    );
-                    // Add the Reason member to the JSON body.
-                    resp = with_reason(resp, reason);
-                    resp.headers_mut()
-                        .insert("retry-after", HeaderValue::from_static("1"));
-                    return resp;
-                }
-            };
+            let lease = pool.acquire().map_err(|throttle| {
+                ApiError::throttled(match throttle {
+                    Throttle::Reserved => "ReservedFunctionConcurrentInvocationLimitExceeded",
+                    Throttle::Account => "ConcurrentInvocationLimitExceeded",
+                })
+            })?;
             if stream {
-                return event_stream_response(pool, lease, job, tail, ok_headers).await;
+                return Ok(event_stream_response(pool, lease, job, request.tail, ok_headers).await);
             }
-            // Run detached so the invocation completes even if the caller
-            // goes away, as in Lambda.
-            let run = tokio::spawn(async move { pool.run(lease, job).await });
-            let result = match run.await {
-                Ok(r) => r,
-                Err(_) => {
-                    return aws_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "ServiceException",
-                        "Message",
-                        "The emulator failed while running the invocation",
-                    );
-                }
-            };
-            ok_headers.insert(
-                "x-amz-executed-version",
-                HeaderValue::from_static("$LATEST"),
-            );
-            ok_headers.insert("content-type", HeaderValue::from_static("application/json"));
-            if let Some(kind) = result.function_error {
-                ok_headers.insert("x-amz-function-error", HeaderValue::from_static(kind));
-            }
-            if tail {
-                let log = result.log.as_bytes();
-                let last = &log[log.len().saturating_sub(4096)..];
-                let encoded = base64::engine::general_purpose::STANDARD.encode(last);
-                if let Ok(v) = HeaderValue::from_str(&encoded) {
-                    ok_headers.insert("x-amz-log-result", v);
-                }
-            }
-            (StatusCode::OK, ok_headers, result.body).into_response()
+            run_sync(pool, lease, job, request.tail, ok_headers).await
         }
     }
+}
+
+/// The invocation type, the log type and the function reference, checked.
+fn parse_request<'h>(
+    function: &str,
+    query: InvokeQuery,
+    header: impl Fn(&str) -> Option<&'h str>,
+) -> Result<InvokeRequest, ApiError> {
+    let invocation_type = match header("x-amz-invocation-type") {
+        None => InvocationType::RequestResponse,
+        Some(s) => InvocationType::parse(s).ok_or_else(|| {
+            ApiError::invalid_parameter(format!(
+                "1 validation error detected: Value '{s}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+            ))
+        })?,
+    };
+    let tail = match header("x-amz-log-type") {
+        None | Some("None") => false,
+        Some("Tail") => true,
+        Some(s) => {
+            return Err(ApiError::invalid_parameter(format!(
+                "1 validation error detected: Value '{s}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]"
+            )));
+        }
+    };
+    let (name, path_qualifier) = parse_function_name(function);
+    check_function_ref(function, &name)?;
+    let qualifier = match (path_qualifier, query.qualifier) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::invalid_parameter(
+                "The derived qualifier from the function name does not match the specified qualifier.",
+            ));
+        }
+        (a, b) => a.or(b),
+    };
+    if let Some(q) = &qualifier
+        && !valid_qualifier(q)
+    {
+        return Err(ApiError::invalid_parameter(format!(
+            "1 validation error detected: Value '{q}' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)"
+        )));
+    }
+    Ok(InvokeRequest {
+        invocation_type,
+        tail,
+        name,
+        qualifier,
+    })
+}
+
+/// The function served under `name`, at `$LATEST` or one of the aliases
+/// it is served under; any other alias or version does not exist here.
+fn find_function(
+    emulator: &Shared,
+    name: &str,
+    qualifier: Option<&String>,
+) -> Result<Arc<FunctionPool>, ApiError> {
+    let not_found = || {
+        ApiError::function_not_found(&format!(
+            "arn:aws:lambda:{}:{}:function:{}{}",
+            emulator.options.region,
+            LOCAL_ACCOUNT_ID,
+            name,
+            qualifier.map(|q| format!(":{q}")).unwrap_or_default()
+        ))
+    };
+    let pool = emulator.function(name).ok_or_else(not_found)?;
+    if let Some(q) = qualifier
+        && q != "$LATEST"
+        && !pool.spec().aliases.contains(q)
+    {
+        return Err(not_found());
+    }
+    Ok(pool)
+}
+
+/// The payload, within the invocation type's limit and JSON; an empty one
+/// is `{}`, as Lambda hands it to the function.
+async fn read_payload(body: Body, invocation_type: InvocationType) -> Result<Bytes, ApiError> {
+    let limit = if invocation_type == InvocationType::Event {
+        MAX_ASYNC_REQUEST
+    } else {
+        MAX_SYNC_REQUEST - 1
+    };
+    let payload = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::too_large(format!(
+            "Request must be smaller than {} bytes for the Invoke operation",
+            limit + 1
+        ))
+    })?;
+    if payload.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(Bytes::from_static(b"{}"));
+    }
+    // JSON is UTF-8: checked as a whole, since skipping over a string
+    // does not look at its bytes.
+    std::str::from_utf8(&payload)
+        .map_err(|e| format!("Invalid UTF-8 in the request body: {e}"))
+        .and_then(|text| {
+            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| e.to_string())
+        })
+        .map_err(|e| {
+            ApiError::invalid_content(format!("Could not parse request body into json: {e}"))
+        })?;
+    Ok(payload)
+}
+
+/// `X-Amz-Client-Context` decoded: at most 3,583 bytes of base64 of a JSON
+/// object (the runtime clients read it into a struct).
+fn client_context(encoded: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(encoded) = encoded else {
+        return Ok(None);
+    };
+    if encoded.len() > MAX_CLIENT_CONTEXT {
+        return Err(ApiError::invalid_parameter(format!(
+            "Client context must be at most {MAX_CLIENT_CONTEXT} bytes of Base64 (got {})",
+            encoded.len()
+        )));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
+        .and_then(|d| String::from_utf8(d).ok())
+        .filter(|d| serde_json::from_str::<serde_json::Value>(d).is_ok_and(|v| v.is_object()))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::invalid_content("Client context must be a valid Base64-encoded JSON object.")
+        })
+}
+
+/// A synchronous invocation, run detached so it completes even if the
+/// caller goes away (as in Lambda), answered with the function's result.
+async fn run_sync(
+    pool: Arc<FunctionPool>,
+    lease: Lease,
+    job: Job,
+    tail: bool,
+    mut headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let result = tokio::spawn(async move { pool.run(lease, job).await })
+        .await
+        .map_err(|_| ApiError::service("The emulator failed while running the invocation"))?;
+    headers.insert(
+        "x-amz-executed-version",
+        HeaderValue::from_static("$LATEST"),
+    );
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    if let Some(kind) = result.function_error {
+        headers.insert("x-amz-function-error", HeaderValue::from_static(kind));
+    }
+    if tail {
+        let log = result.log.as_bytes();
+        let last = &log[log.len().saturating_sub(4096)..];
+        let encoded = base64::engine::general_purpose::STANDARD.encode(last);
+        if let Ok(v) = HeaderValue::from_str(&encoded) {
+            headers.insert("x-amz-log-result", v);
+        }
+    }
+    Ok((StatusCode::OK, headers, result.body).into_response())
 }
 
 /// `InvokeWithResponseStream` (contract 3.3): validated and run like a
@@ -463,16 +409,16 @@ async fn invoke_with_response_stream(
     Query(query): Query<InvokeQuery>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Response, ApiError> {
     match headers
         .get("x-amz-invocation-type")
         .and_then(|v| v.to_str().ok())
     {
         None | Some("RequestResponse") | Some("DryRun") => {}
         Some(s) => {
-            return invalid_parameter(&format!(
+            return Err(ApiError::invalid_parameter(format!(
                 "1 validation error detected: Value '{s}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]"
-            ));
+            )));
         }
     }
     invoke_as(true, emulator, function, query, headers, body).await
@@ -549,12 +495,6 @@ async fn event_stream_response(
         .into_response()
 }
 
-fn with_reason(resp: Response, reason: &str) -> Response {
-    let (parts, _) = resp.into_parts();
-    let body = serde_json::json!({"Type": "User", "message": "Rate Exceeded.", "Reason": reason});
-    Response::from_parts(parts, Body::from(body.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,7 +518,7 @@ mod tests {
 
     #[test]
     fn function_references_follow_the_model_constraints() {
-        let check = |raw: &str| function_ref_error(raw, &parse_function_name(raw).0).is_none();
+        let check = |raw: &str| check_function_ref(raw, &parse_function_name(raw).0).is_ok();
         assert!(check("echo"));
         assert!(check("echo:live"));
         assert!(check("123456789012:function:echo"));

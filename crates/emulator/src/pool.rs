@@ -9,10 +9,11 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 
-use super::environment::{EnvShared, Environment, Invocation, Outcome};
-use super::extensions::{ShutdownReason, shut_down};
+use super::env_state::{EnvShared, Invocation, Outcome, error_body};
+use super::environment::{Environment, LaunchError, shut_down};
+use super::extensions::ShutdownReason;
 use super::report::{self, EndStatus, ReportData};
-use super::runtime_api::{MAX_RESPONSE_BYTES, error_body};
+use super::runtime_api::MAX_RESPONSE_BYTES;
 use super::streaming::{self, ResponseStream, StreamHead, StreamPart};
 use super::{FunctionSpec, LOCAL_ACCOUNT_ID, LogStream, Shared};
 
@@ -245,25 +246,9 @@ impl FunctionPool {
         };
         let mut env = match lease.env.take() {
             Some(env) => env,
-            None => match Environment::spawn(&self.emulator, &spec) {
+            None => match self.start_environment(&spec, &job.request_id) {
                 Ok(env) => env,
-                Err(e) => {
-                    let error_type = if e.is::<super::extensions::LaunchError>() {
-                        "Extension.LaunchError"
-                    } else {
-                        "Runtime.InvalidEntrypoint"
-                    };
-                    let body = error_body(
-                        error_type,
-                        &format!("RequestId: {} Error: {e:#}", job.request_id),
-                    );
-                    tracing::error!("function `{}`: {e:#}", spec.name);
-                    return JobResult {
-                        body,
-                        function_error: Some("Unhandled"),
-                        log: String::new(),
-                    };
-                }
+                Err(failed) => return failed,
             },
         };
         // The previous invocation's END and REPORT come before this START.
@@ -313,45 +298,7 @@ impl FunctionPool {
         let Some(started) = picked else {
             // Never picked up: init failed, crashed or hung.
             let init = env.spawned_at.elapsed();
-            let status = *env.exited.borrow();
-            // Cloned, not taken: it keeps `next` refusing a runtime that
-            // asks again before the environment is gone (it would get this
-            // failed invocation's event, still in the channel).
-            let init_error = env.shared.init_error.lock().expect("init").clone();
-            let init_blockers = env.shared.extensions.init_blockers();
-            let (body, kind) = match (init_error, status) {
-                (Some(body), _) => (body, "Runtime.InitError".to_string()),
-                (None, Some(status)) => (
-                    error_body(
-                        "Runtime.ExitError",
-                        &format!(
-                            "RequestId: {request_id} Error: Runtime exited with error: {}",
-                            exit_text(status)
-                        ),
-                    ),
-                    "Runtime.ExitError".to_string(),
-                ),
-                (None, None) if !init_blockers.is_empty() => (
-                    error_body(
-                        "Runtime.Unknown",
-                        &format!(
-                            "RequestId: {request_id} Error: init did not end within {} seconds: {init_blockers}",
-                            INIT_LIMIT.as_secs()
-                        ),
-                    ),
-                    "Runtime.Unknown".to_string(),
-                ),
-                (None, None) => (
-                    error_body(
-                        "Runtime.Unknown",
-                        &format!(
-                            "RequestId: {request_id} Error: the runtime did not ask for an event within {} seconds of starting",
-                            INIT_LIMIT.as_secs()
-                        ),
-                    ),
-                    "Runtime.Unknown".to_string(),
-                ),
-            };
+            let (body, kind) = init_failure(&env, &request_id);
             env.shared.log(
                 LogStream::Platform,
                 &format!("START RequestId: {request_id} Version: $LATEST"),
@@ -376,34 +323,8 @@ impl FunctionPool {
 
         // Phase 2: the answer, a crash, or the deadline.
         let deadline = tokio::time::Instant::from_std(started + spec.timeout);
-        enum Waited {
-            Answer(Outcome),
-            Exit,
-            Timeout,
-        }
-        let waited = tokio::select! {
-            biased;
-            r = reply_rx => match r { Ok(o) => Waited::Answer(o), Err(_) => Waited::Exit },
-            _ = env.wait_exit() => Waited::Exit,
-            _ = tokio::time::sleep_until(deadline) => Waited::Timeout,
-        };
-        let (status, body) = match waited {
-            Waited::Answer(Outcome::Response(body)) => (EndStatus::Success, body),
-            // The environment stays busy, and the deadline applies, until
-            // the stream ends.
-            Waited::Answer(Outcome::Stream(stream)) => {
-                relay(stream, head, &mut env, deadline, &spec, &request_id).await
-            }
-            // A handled error (a caught panic included) keeps the
-            // environment warm, with its state, as on Lambda.
-            Waited::Answer(Outcome::Error { body }) => (EndStatus::FunctionError, body),
-            Waited::Exit => {
-                let status = env.wait_exit().await;
-                out_of_memory(&env, &request_id)
-                    .unwrap_or_else(|| exited(&env, status, &request_id))
-            }
-            Waited::Timeout => timed_out(&env, &spec, &request_id),
-        };
+        let (status, body) =
+            await_outcome(&mut env, reply_rx, head, deadline, &spec, &request_id).await;
         // The runtime's answer is complete (a stream's at its end).
         let answered = matches!(status, EndStatus::Success | EndStatus::FunctionError);
         if answered {
@@ -442,6 +363,30 @@ impl FunctionPool {
             return self.answer_then_account(lease, env, spec, ended, body);
         }
         self.finish(&mut lease, env, &spec, ended, body).await
+    }
+
+    /// Starts an environment for the leased slot; a failure to start is
+    /// the invocation's result (`Extension.LaunchError` when an extension
+    /// could not be started, else `Runtime.InvalidEntrypoint`).
+    fn start_environment(
+        &self,
+        spec: &FunctionSpec,
+        request_id: &str,
+    ) -> Result<Environment, JobResult> {
+        Environment::spawn(&self.emulator, spec).map_err(|e| {
+            let error_type = if e.is::<LaunchError>() {
+                "Extension.LaunchError"
+            } else {
+                "Runtime.InvalidEntrypoint"
+            };
+            let body = error_body(error_type, &format!("RequestId: {request_id} Error: {e:#}"));
+            tracing::error!("function `{}`: {e:#}", spec.name);
+            JobResult {
+                body,
+                function_error: Some("Unhandled"),
+                log: String::new(),
+            }
+        })
     }
 
     /// The caller's answer at once; END, REPORT, telemetry and the history
@@ -588,6 +533,90 @@ fn reset_reason(env: &Environment, status: &EndStatus) -> Option<ShutdownReason>
             Some(ShutdownReason::Failure)
         }
         EndStatus::Success | EndStatus::FunctionError => None,
+    }
+}
+
+/// The error of an invocation its environment never picked up: init
+/// failed (`/init/error`), the runtime exited, or init outlived its limit.
+/// The error body and the REPORT's status.
+fn init_failure(env: &Environment, request_id: &str) -> (Bytes, String) {
+    let status = *env.exited.borrow();
+    // Cloned, not taken: it keeps `next` refusing a runtime that asks
+    // again before the environment is gone (it would get this failed
+    // invocation's event, still in the channel).
+    let init_error = env.shared.init_error.lock().expect("init").clone();
+    let init_blockers = env.shared.extensions.init_blockers();
+    match (init_error, status) {
+        (Some(body), _) => (body, "Runtime.InitError".to_string()),
+        (None, Some(status)) => (
+            error_body(
+                "Runtime.ExitError",
+                &format!(
+                    "RequestId: {request_id} Error: Runtime exited with error: {}",
+                    exit_text(status)
+                ),
+            ),
+            "Runtime.ExitError".to_string(),
+        ),
+        (None, None) if !init_blockers.is_empty() => (
+            error_body(
+                "Runtime.Unknown",
+                &format!(
+                    "RequestId: {request_id} Error: init did not end within {} seconds: {init_blockers}",
+                    INIT_LIMIT.as_secs()
+                ),
+            ),
+            "Runtime.Unknown".to_string(),
+        ),
+        (None, None) => (
+            error_body(
+                "Runtime.Unknown",
+                &format!(
+                    "RequestId: {request_id} Error: the runtime did not ask for an event within {} seconds of starting",
+                    INIT_LIMIT.as_secs()
+                ),
+            ),
+            "Runtime.Unknown".to_string(),
+        ),
+    }
+}
+
+/// Phase 2 of an invocation: the answer (a stream relayed to `head` until
+/// it ends), a crash, or the deadline; the REPORT's status and the body.
+async fn await_outcome(
+    env: &mut Environment,
+    reply_rx: oneshot::Receiver<Outcome>,
+    head: Option<oneshot::Sender<StreamHead>>,
+    deadline: tokio::time::Instant,
+    spec: &FunctionSpec,
+    request_id: &str,
+) -> (EndStatus, Bytes) {
+    enum Waited {
+        Answer(Outcome),
+        Exit,
+        Timeout,
+    }
+    let waited = tokio::select! {
+        biased;
+        r = reply_rx => match r { Ok(o) => Waited::Answer(o), Err(_) => Waited::Exit },
+        _ = env.wait_exit() => Waited::Exit,
+        _ = tokio::time::sleep_until(deadline) => Waited::Timeout,
+    };
+    match waited {
+        Waited::Answer(Outcome::Response(body)) => (EndStatus::Success, body),
+        // The environment stays busy, and the deadline applies, until
+        // the stream ends.
+        Waited::Answer(Outcome::Stream(stream)) => {
+            relay(stream, head, env, deadline, spec, request_id).await
+        }
+        // A handled error (a caught panic included) keeps the
+        // environment warm, with its state, as on Lambda.
+        Waited::Answer(Outcome::Error { body }) => (EndStatus::FunctionError, body),
+        Waited::Exit => {
+            let status = env.wait_exit().await;
+            out_of_memory(env, request_id).unwrap_or_else(|| exited(env, status, request_id))
+        }
+        Waited::Timeout => timed_out(env, spec, request_id),
     }
 }
 

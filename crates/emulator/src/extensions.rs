@@ -3,32 +3,24 @@
 //! that end a phase (init ends when the runtime and every extension wait for
 //! their next event; an invocation completes when the runtime has answered
 //! and every extension has asked for its next event again), the external
-//! extension processes (started beside the runtime, in its process group,
-//! with its environment, their output logged), and the shutdown phase
-//! (SHUTDOWN with its reason and deadline, then SIGKILL of the group).
+//! extension processes' count, and the shutdown phase's SHUTDOWN event
+//! with its reason and deadline.
 //!
-//! It knows nothing of pools, callers or HTTP: the Extensions API routes
-//! ([`super::extensions_api`]) and the pool call into it.
+//! It knows nothing of processes, pools, callers or HTTP: the environment
+//! (`environment.rs`, which starts and kills the processes), the Extensions
+//! API routes (`extensions_api.rs`) and the pool call into it.
 
 use std::collections::VecDeque;
-use std::process::Stdio;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Result;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-
-use super::environment::{EnvShared, Environment};
-use super::{LogStream, Shared};
 
 /// Most extensions one function may have (Lambda enforces it at register).
 pub(crate) const MAX_EXTENSIONS: usize = 10;
 /// The shutdown phase with at least one external extension (contract 2.2).
 pub(crate) const SHUTDOWN_LIMIT: Duration = Duration::from_millis(2000);
-/// The runtime's share of the shutdown phase: SIGTERM, then SIGKILL.
-const RUNTIME_SHUTDOWN_SHARE: Duration = Duration::from_millis(300);
 
 /// Why an environment is shut down, as the SHUTDOWN event says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +117,21 @@ impl Extensions {
             state: Mutex::new(State::default()),
             changed: watch::channel(()).0,
         }
+    }
+
+    /// The environment is ending: extension exits are expected now.
+    pub fn ending(&self) -> bool {
+        self.lock().ending
+    }
+
+    /// Marks the environment as ending (its shutdown phase has begun).
+    pub fn begin_ending(&self) {
+        self.lock().ending = true;
+    }
+
+    /// Init failed because of an extension (it crashed, or reported it).
+    pub fn mark_init_failed(&self) {
+        self.lock().init_failed = true;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -362,7 +369,7 @@ impl Extensions {
     }
 
     /// Extensions that will get SHUTDOWN.
-    fn shutdown_listeners(&self) -> usize {
+    pub fn shutdown_listeners(&self) -> usize {
         self.lock()
             .registered
             .iter()
@@ -371,7 +378,7 @@ impl Extensions {
     }
 
     /// Queues SHUTDOWN for every extension registered for it.
-    fn shutdown(&self, reason: ShutdownReason, deadline_ms: u128) {
+    pub fn shutdown(&self, reason: ShutdownReason, deadline_ms: u128) {
         let event = json!({
             "eventType": "SHUTDOWN",
             "shutdownReason": reason.as_str(),
@@ -391,11 +398,11 @@ impl Extensions {
         !self.external.is_empty()
     }
 
-    fn process_started(&self) {
+    pub fn process_started(&self) {
         self.lock().live += 1;
     }
 
-    fn process_exited(&self, name: &str) {
+    pub fn process_exited(&self, name: &str) {
         let mut st = self.lock();
         st.live = st.live.saturating_sub(1);
         st.exited.push(name.to_string());
@@ -462,20 +469,6 @@ pub(crate) fn epoch_ms_after(after: Duration) -> u128 {
         .as_millis()
 }
 
-/// Variables Lambda hides from extensions (contract 1.7).
-const HIDDEN_FROM_EXTENSIONS: &[&str] = &[
-    "AWS_EXECUTION_ENV",
-    "AWS_LAMBDA_LOG_GROUP_NAME",
-    "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_XRAY_CONTEXT_MISSING",
-    "AWS_XRAY_DAEMON_ADDRESS",
-    "LAMBDA_RUNTIME_DIR",
-    "LAMBDA_TASK_ROOT",
-    "_AWS_XRAY_DAEMON_ADDRESS",
-    "_AWS_XRAY_DAEMON_PORT",
-    "_HANDLER",
-];
-
 /// The file name an extension registers under.
 pub(crate) fn extension_name(path: &std::path::Path) -> String {
     path.file_name()
@@ -483,188 +476,10 @@ pub(crate) fn extension_name(path: &std::path::Path) -> String {
         .unwrap_or_default()
 }
 
-/// An external extension that could not be started (Lambda's
-/// `Extension.LaunchError`).
-#[derive(Debug)]
-pub(crate) struct LaunchError {
-    path: std::path::PathBuf,
-    error: std::io::Error,
-}
-
-impl std::fmt::Display for LaunchError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "starting extension `{}`: {}",
-            self.path.display(),
-            self.error
-        )
-    }
-}
-
-impl std::error::Error for LaunchError {}
-
-/// Starts the external extensions in the runtime's process group (`pgid`),
-/// with the function's environment minus what Lambda hides from them.
-pub(crate) fn spawn_processes(
-    shared: &Arc<EnvShared>,
-    paths: &[std::path::PathBuf],
-    pgid: i32,
-    env: &[(String, String)],
-) -> Result<()> {
-    for path in paths {
-        let name = extension_name(path);
-        let mut cmd = tokio::process::Command::new(path);
-        cmd.env_clear();
-        for (k, v) in env {
-            if !HIDDEN_FROM_EXTENSIONS.contains(&k.as_str()) {
-                cmd.env(k, v);
-            }
-        }
-        if let Some(dir) = path.parent() {
-            cmd.current_dir(dir);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(pgid);
-        #[cfg(target_os = "linux")]
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        if let Some(cgroup) = &shared.cgroup {
-            cgroup.attach(&mut cmd); // the environment's limits (limits.rs)
-        }
-        let mut child = cmd.spawn().map_err(|error| LaunchError {
-            path: path.clone(),
-            error,
-        })?;
-        shared.extensions.process_started();
-        let pipes = [
-            child.stdout.take().map(|p| p.into_owned_fd()),
-            child.stderr.take().map(|p| p.into_owned_fd()),
-        ];
-        for pipe in pipes.into_iter().flatten() {
-            let weak = Arc::downgrade(shared);
-            let owner = name.clone();
-            let emit: super::log_pipe::Emit = Arc::new(move |line: &str| {
-                if let Some(shared) = weak.upgrade() {
-                    shared.log_extension(&owner, line);
-                }
-            });
-            if let Err(e) = pipe.and_then(|fd| shared.pipes.spawn(fd, emit)) {
-                tracing::warn!("reading the output of extension `{name}`: {e}");
-            }
-        }
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let status = child.wait().await.ok();
-            if shared.extensions.lock().ending {
-                // Expected: SHUTDOWN or the kill.
-            } else if shared.extensions.init_done() {
-                let text = status.map(|s| s.to_string()).unwrap_or_default();
-                shared.log(
-                    LogStream::Platform,
-                    &format!("EXTENSION Name: {name} exited ({text})"),
-                );
-            } else {
-                // An extension that dies during init fails the init.
-                let text = status.map(|s| s.to_string()).unwrap_or_default();
-                let message = format!("extension `{name}` exited during init ({text})");
-                shared.log(LogStream::Platform, &format!("EXTENSION Error: {message}"));
-                shared.fail_init("Extension.Crash", &message);
-            }
-            shared.extensions.process_exited(&name);
-        });
-    }
-    Ok(())
-}
-
-impl EnvShared {
-    /// One line an extension wrote: to the sink (prefixed with its name)
-    /// and to telemetry as an `extension` record.
-    pub fn log_extension(&self, name: &str, line: &str) {
-        self.log(LogStream::Extension, &format!("[{name}] {line}"));
-        self.telemetry.extension_line(line);
-    }
-
-    /// Init failed because of an extension: the error goes at once to the
-    /// invocation waiting for init, which discards the environment (its
-    /// whole process group) rather than waiting for the init limit.
-    pub fn fail_init(&self, error_type: &str, message: &str) {
-        self.extensions.lock().init_failed = true;
-        let body = super::runtime_api::error_body(error_type, message);
-        self.init_error
-            .lock()
-            .expect("init error")
-            .get_or_insert(body);
-        self.init_failed.notify_one();
-    }
-}
-
-/// Ends an environment. Without extensions waiting for SHUTDOWN it is
-/// killed at once; otherwise the runtime gets SIGTERM (SIGKILL after its
-/// 300 ms share), the extensions get SHUTDOWN with `reason` and a deadline
-/// 2 s away, and the process group is killed when they have all exited or
-/// asked for another event, or at the deadline.
-pub(crate) fn shut_down(mut env: Environment, emulator: &Arc<Shared>, reason: ShutdownReason) {
-    // The last invocation's REPORT comes before the shutdown.
-    if let Some(accounted) = env.accounting.take()
-        && tokio::runtime::Handle::try_current().is_ok()
-    {
-        emulator.shutting_down.fetch_add(1, Ordering::SeqCst);
-        let emulator = emulator.clone();
-        tokio::spawn(async move {
-            let _ = accounted.await;
-            shut_down(env, &emulator, reason);
-            emulator.shutting_down.fetch_sub(1, Ordering::SeqCst);
-        });
-        return;
-    }
-    env.shared.extensions.lock().ending = true;
-    if env.shared.extensions.shutdown_listeners() == 0
-        || tokio::runtime::Handle::try_current().is_err()
-    {
-        drop(env);
-        return;
-    }
-    emulator.shutting_down.fetch_add(1, Ordering::SeqCst);
-    let emulator = emulator.clone();
-    tokio::spawn(async move {
-        let limit = tokio::time::Instant::now() + SHUTDOWN_LIMIT;
-        env.shared.telemetry.flush();
-        let pid = *env.shared.pid.lock().expect("pid");
-        if let Some(pid) = pid {
-            // SAFETY: plain syscalls on our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-            tokio::spawn(async move {
-                tokio::time::sleep(RUNTIME_SHUTDOWN_SHARE).await;
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            });
-        }
-        env.shared
-            .extensions
-            .shutdown(reason, epoch_ms_after(SHUTDOWN_LIMIT));
-        // Done when they have exited, or have all asked for another event
-        // (there is none after SHUTDOWN), or at the deadline.
-        tokio::select! {
-            _ = env.shared.extensions.processes_gone() => {}
-            _ = env.shared.extensions.wait_idle(limit) => {}
-        }
-        drop(env);
-        emulator.shutting_down.fetch_sub(1, Ordering::SeqCst);
-    });
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[tokio::test]

@@ -336,14 +336,9 @@ impl Drop for Cgroup {
 /// Kills every process of a group and removes the directory; false while
 /// processes are still exiting.
 fn try_remove(dir: &Path) -> bool {
-    if let Ok(pids) = fs::read_to_string(dir.join("cgroup.procs")) {
-        for pid in pids.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
-            // SAFETY: plain syscall; the pid is a live member of our group.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
+    // Through pidfds: a listed pid may be reused before the signal.
+    let procs = dir.join("cgroup.procs");
+    super::process_group::kill_listed(|| fs::read_to_string(&procs).ok());
     match fs::remove_dir(dir) {
         Ok(()) => true,
         Err(e) => e.kind() == io::ErrorKind::NotFound,
