@@ -99,7 +99,10 @@ pub fn suggest() -> Result<()> {
 }
 
 pub fn run() -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .context("finding the workspace root")?;
     let readme = std::fs::read_to_string(root.join("README.md")).context("reading README.md")?;
     let floors = room_order(&readme)?;
     let mut problems = Vec::new();
@@ -110,8 +113,8 @@ pub fn run() -> Result<()> {
         }
         let modules = read_crate(&src)?;
         if krate.room.is_empty() {
-            problems.extend(check_room_order(&modules, &floors));
-            problems.extend(check_sdk_types(&modules));
+            problems.extend(check_room_order(&modules, &floors, &root));
+            problems.extend(check_sdk_types(&modules, &root));
         }
         problems.extend(check_sibling_circles(&modules));
         problems.extend(check_function_length(&modules, &root));
@@ -579,7 +582,7 @@ fn room_of(path: &[String]) -> Option<String> {
     Some(first.clone())
 }
 
-fn check_room_order(modules: &[Module], floors: &[BTreeSet<String>]) -> Vec<String> {
+fn check_room_order(modules: &[Module], floors: &[BTreeSet<String>], root: &Path) -> Vec<String> {
     let floor_of = |room: &str| floors.iter().position(|f| f.contains(room));
     let top_rooms: BTreeSet<String> = modules
         .iter()
@@ -608,6 +611,7 @@ fn check_room_order(modules: &[Module], floors: &[BTreeSet<String>]) -> Vec<Stri
                 continue;
             };
             if to_floor <= from_floor && seen.insert((m.file.clone(), to.clone())) {
+                let file = m.file.strip_prefix(root).unwrap_or(&m.file);
                 let why = if to_floor == from_floor {
                     "the same floor"
                 } else {
@@ -615,7 +619,7 @@ fn check_room_order(modules: &[Module], floors: &[BTreeSet<String>]) -> Vec<Stri
                 };
                 problems.push(format!(
                     "{} uses `{}`: room `{from}` may not use `{to}`, which stands on {why} in README.md's import order",
-                    m.file.display(),
+                    file.display(),
                     used.join("::"),
                 ));
             }
@@ -624,7 +628,7 @@ fn check_room_order(modules: &[Module], floors: &[BTreeSet<String>]) -> Vec<Stri
     problems
 }
 
-fn check_sdk_types(modules: &[Module]) -> Vec<String> {
+fn check_sdk_types(modules: &[Module], root: &Path) -> Vec<String> {
     let mut problems = Vec::new();
     for m in modules {
         if m.path.first().is_some_and(|r| r == "aws") {
@@ -643,7 +647,7 @@ fn check_sdk_types(modules: &[Module]) -> Vec<String> {
         for prefix in named {
             problems.push(format!(
                 "{} names the AWS SDK (`{prefix}…`): SDK types live in src/aws/ only",
-                m.file.display()
+                m.file.strip_prefix(root).unwrap_or(&m.file).display()
             ));
         }
     }

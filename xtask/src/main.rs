@@ -4,7 +4,7 @@
 //!   (apt packages, a Python venv with zig, cargo-zigbuild and moto, one with
 //!   LocalStack (Python 3.13) and our plugin for it, rustup
 //!   targets) into a tools dir outside the clone, so it is reused across runs.
-//! - `ci`: setup, then fmt --check, the generated docs check, clippy -D
+//! - `ci`: setup, then fmt --check, the house's rules (`arch`), the generated docs check, clippy -D
 //!   warnings, all tests, and the guide build with its link check.
 //! - `arch`: the house's import rules, checked from the source (see
 //!   `arch.rs`); part of `ci`.
@@ -126,6 +126,7 @@ fn ci() -> Result<()> {
     tools::setup()?;
     let path = tools::path_with_tools()?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    arch::run()?;
     docs::run_docs(true)?;
     run(cargo()
         .args([
