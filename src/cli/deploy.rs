@@ -113,6 +113,10 @@ pub struct DeployArgs {
     /// repository's URI (LocalStack-like setups, tests)
     #[arg(long, value_name = "URL", env = "CARGO_FN_ECR_REGISTRY")]
     pub registry_url: Option<String>,
+    /// Print the IAM policy (JSON) a user or CI role needs to deploy, and
+    /// nothing else: no build, no AWS call
+    #[arg(long)]
+    pub print_policy: bool,
     #[command(flatten)]
     pub rollout: super::rollout::RolloutArgs,
     #[command(flatten)]
@@ -122,6 +126,10 @@ pub struct DeployArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
+    if args.print_policy {
+        println!("{}", crate::aws::permissions::deploy_policy());
+        return Ok(());
+    }
     let ui = global.ui();
     let connect = ConnectOptions {
         // A byte bar for each large upload.
