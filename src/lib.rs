@@ -6,6 +6,7 @@
 
 pub mod artifact;
 pub mod aws;
+pub mod bridge;
 pub mod build;
 pub mod cli;
 pub mod config;

@@ -3,8 +3,9 @@
 //! environments (in-flight invocations finish on the old code, new ones get
 //! the new code; a failed build keeps the last good one serving).
 //!
-//! This module turns cargo and configuration into plain
-//! [`FunctionSpec`]s; the emulator never sees either. Each generation's
+//! This module turns cargo builds into plain [`FunctionSpec`]s (the
+//! configuration's part through [`crate::bridge`], resolved once per
+//! generation); the emulator never sees either. Each generation's
 //! binary is copied to `target/lambda/watch/` before it is served, so cargo
 //! rewriting `target/debug/<bin>` can never change code under a running or
 //! starting environment. Each run holds a lock on its snapshot directory;
@@ -20,17 +21,20 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
+use crate::bridge;
 use crate::config::{Arch, EventFormat, FunctionConfig, Overrides};
-use crate::emulator::{
-    Architecture, CorsPolicy, Emulator, EmulatorOptions, FunctionSpec, HttpEventFormat, HttpFront,
-    HttpRoute, InvokeMode, PayloadFormat,
-};
+use crate::dashboard::Dashboard;
+use crate::emulator::{Emulator, EmulatorOptions, FunctionSpec};
 use crate::launch;
+use crate::local::LocalTriggers;
 use crate::package::Input;
 use crate::package::image::{ImageOptions, default_sysroot, package_image};
 use crate::project::{Project, Selection};
 use crate::toolchain::{BuildRequest, cargo_build};
 use crate::ui::Ui;
+
+mod snapshot;
+use snapshot::{SnapshotDir, copy_atomic, prune_snapshots};
 
 /// What `watch` was asked to do.
 #[derive(Debug, Clone)]
@@ -117,11 +121,6 @@ pub async fn run(
     events: Option<mpsc::UnboundedSender<WatchEvent>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let emit = |e: WatchEvent| {
-        if let Some(tx) = &events {
-            let _ = tx.send(e);
-        }
-    };
     let project = Project::load(&opts.selection)?;
     if project.functions.is_empty() {
         return Err(crate::error::hinted(
@@ -130,63 +129,62 @@ pub async fn run(
         ));
     }
     ui.status("Building", describe(&project));
-    let built = build(&opts, &project, ui).await?;
-    let mut generation = 0u64;
     let run_dir = SnapshotDir::create(&project)?;
-    let snapshots = run_dir.path.clone();
-    let (first_specs, env_files) = specs(&opts, &project, &built, &snapshots, generation)?;
-    let dashboard = crate::dashboard::Dashboard::default();
-    let local = crate::local::LocalTriggers::new();
-    let emulator_options = EmulatorOptions {
-        routes: Some(dashboard.router().merge(local.router())),
-        front: Some(local.front()),
-        ..opts.emulator.clone()
-    };
-    let emulator = Emulator::start(emulator_options, first_specs.clone()).await?;
-    let mut configured = triggers(&opts, &project)?;
-    local.start(&emulator, &configured, ui)?;
-    let refresh = {
-        let (local, dashboard) = (local.clone(), dashboard.clone());
-        tokio::spawn(async move {
-            loop {
-                dashboard.set_section("triggers", Some(local.list()));
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        })
-    };
-    dashboard.serving(&first_specs, generation);
-    // The last `cargo fn tune` report of each function, when there is one.
-    dashboard.follow_reports("tune", project.lambda_dir(), crate::tune::JSON_FILE);
-    limits_notice(&emulator, &ui);
-    serve_http_routes(&emulator, &project, &opts, Some(&ui))?;
-    if let Some(name) = &opts.default_function {
-        emulator.set_default(Some(name)).map_err(|e| {
-            crate::error::hinted(
-                format!("--default-function: {e:#}"),
-                "name one of the served functions (its Lambda function name)",
-            )
-        })?;
-        ui.status(
-            "Serving",
-            format!("{name} on every other path of {}", emulator.endpoint()),
-        );
-    }
-    for s in &first_specs {
-        ui.status("Serving", serving_line(&emulator, &s.name));
-    }
-    if let Some(first) = first_specs.first()
-        && !first.extensions.is_empty()
-    {
-        let names: Vec<String> = first
-            .extensions
-            .iter()
-            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect();
-        ui.status("Extensions", names.join(", "));
-    }
-    let page = format!("{}{}", emulator.endpoint(), crate::dashboard::PATH);
-    ui.status("Dashboard", page);
-    let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<PathBuf>();
+    let first = next_generation(&opts, &project, &run_dir.path, 0, ui).await?;
+    let mut session = Session::start(opts, ui, events, &project, &first, run_dir).await?;
+    let (watcher, fs_rx) = watch_files(&project)?;
+    let env_files = bridge::env_files(&first.configs, &project);
+    let watched = Watched::new(project, env_files);
+    ui.status("Watching", watched.project.workspace_root.display());
+    // Ready only once saves are seen: a change made right after Ready
+    // (a test, an editor's first save) must not be lost.
+    session.emit(WatchEvent::Ready {
+        endpoint: session.emulator.endpoint(),
+    });
+    let result = session.serve_changes(watched, fs_rx, shutdown).await;
+    drop(watcher);
+    session.stop().await;
+    result
+}
+
+/// One generation: the configuration, resolved once and handed to
+/// everything that serves it, and the specs of its pinned binaries.
+struct Generation {
+    number: u64,
+    configs: Vec<FunctionConfig>,
+    specs: Vec<FunctionSpec>,
+    /// How long cargo took.
+    build: Duration,
+}
+
+/// Resolves the configuration (re-read each time, so edits to it apply on
+/// the next environment), builds, and pins a private copy of each binary.
+async fn next_generation(
+    opts: &WatchOptions,
+    project: &Project,
+    snapshots: &Path,
+    number: u64,
+    ui: Ui,
+) -> Result<Generation> {
+    let configs = crate::config::resolve(project, &opts.overrides)?;
+    let started = Instant::now();
+    let built = build(opts, project, &configs, ui).await?;
+    let build = started.elapsed();
+    let specs = specs(opts, project, &configs, &built, snapshots, number)?;
+    Ok(Generation {
+        number,
+        configs,
+        specs,
+        build,
+    })
+}
+
+/// The saved files, as a channel of changed paths; events stop when the
+/// returned watcher is dropped.
+fn watch_files(
+    project: &Project,
+) -> Result<(notify::RecommendedWatcher, mpsc::UnboundedReceiver<PathBuf>)> {
+    let (fs_tx, fs_rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(event) = res
             && matches!(
@@ -203,147 +201,304 @@ pub async fn run(
     watcher
         .watch(&project.workspace_root, RecursiveMode::Recursive)
         .with_context(|| format!("watching {}", project.workspace_root.display()))?;
-    let mut filter = Filter::new(&project, env_files);
-    let mut bins = bin_files(&project);
-    ui.status("Watching", project.workspace_root.display());
-    // Ready only once saves are seen: a change made right after Ready
-    // (a test, an editor's first save) must not be lost.
-    emit(WatchEvent::Ready {
-        endpoint: emulator.endpoint(),
-    });
+    Ok((watcher, fs_rx))
+}
 
-    tokio::pin!(shutdown);
-    let mut project = project;
-    let result: Result<()> = loop {
-        // Wait for a relevant change (or shutdown).
-        let first = tokio::select! {
-            _ = &mut shutdown => break Ok(()),
-            p = fs_rx.recv() => match p { Some(p) => p, None => break Ok(()) },
-        };
-        if filter.ignored(&first) {
-            continue;
+/// Collects the paths that change until a quiet period of `debounce`.
+async fn settle(
+    fs_rx: &mut mpsc::UnboundedReceiver<PathBuf>,
+    filter: &Filter,
+    first: PathBuf,
+    debounce: Duration,
+) -> Vec<PathBuf> {
+    let mut changed = vec![first];
+    loop {
+        tokio::select! {
+            p = fs_rx.recv() => match p {
+                Some(p) if !filter.ignored(&p) => changed.push(p),
+                Some(_) => {}
+                None => break,
+            },
+            _ = tokio::time::sleep(debounce) => break,
         }
-        let saved_at = Instant::now();
-        // Debounce: wait for a quiet period, collecting what changed.
-        let mut changed = vec![first];
+    }
+    changed
+}
+
+/// What is watched: the project, which changes matter, and the binary
+/// source files that decide what the functions are.
+struct Watched {
+    project: Project,
+    filter: Filter,
+    bins: std::collections::BTreeSet<PathBuf>,
+}
+
+impl Watched {
+    fn new(project: Project, env_files: Vec<PathBuf>) -> Watched {
+        Watched {
+            filter: Filter::new(&project, env_files),
+            bins: bin_files(&project),
+            project,
+        }
+    }
+
+    /// A manifest or ignore file may change the functions or the filter;
+    /// a binary source file added or removed changes the functions: the
+    /// project is read again then.
+    fn refresh(&mut self, changed: &[PathBuf], selection: &Selection) -> Result<()> {
+        let now_bins = bin_files(&self.project);
+        let manifest_or_ignore = changed.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|n| n == "Cargo.toml" || n == ".gitignore" || n == ".fnignore")
+        });
+        if now_bins != self.bins || manifest_or_ignore {
+            let project = Project::load(selection)?;
+            let always = std::mem::take(&mut self.filter.always);
+            *self = Watched::new(project, always);
+        }
+        Ok(())
+    }
+}
+
+/// The running side of a watch: the emulator with the dashboard's and the
+/// local triggers' routes, and what the last good generation configured.
+struct Session {
+    opts: WatchOptions,
+    ui: Ui,
+    events: Option<mpsc::UnboundedSender<WatchEvent>>,
+    emulator: Emulator,
+    dashboard: Dashboard,
+    local: LocalTriggers,
+    /// Copies the triggers' live state into the dashboard every second.
+    refresh: tokio::task::JoinHandle<()>,
+    /// The triggers the pollers run, by function name.
+    configured: Vec<(String, Vec<crate::config::Trigger>)>,
+    generation: u64,
+    run_dir: SnapshotDir,
+}
+
+impl Session {
+    /// Starts the emulator with the first generation and says what is served.
+    async fn start(
+        opts: WatchOptions,
+        ui: Ui,
+        events: Option<mpsc::UnboundedSender<WatchEvent>>,
+        project: &Project,
+        first: &Generation,
+        run_dir: SnapshotDir,
+    ) -> Result<Session> {
+        let dashboard = Dashboard::default();
+        let local = LocalTriggers::new();
+        let emulator_options = EmulatorOptions {
+            routes: Some(dashboard.router().merge(local.router())),
+            front: Some(local.front()),
+            ..opts.emulator.clone()
+        };
+        let emulator = Emulator::start(emulator_options, first.specs.clone()).await?;
+        let configured = bridge::triggers(&first.configs);
+        local.start(&emulator, &configured, ui)?;
+        let refresh = {
+            let (local, dashboard) = (local.clone(), dashboard.clone());
+            tokio::spawn(async move {
+                loop {
+                    dashboard.set_section("triggers", Some(local.list()));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            })
+        };
+        dashboard.serving(&first.specs, first.number);
+        // The last `cargo fn tune` report of each function, when there is one.
+        dashboard.follow_reports("tune", project.lambda_dir(), bridge::TUNE_REPORT_JSON);
+        let session = Session {
+            opts,
+            ui,
+            events,
+            emulator,
+            dashboard,
+            local,
+            refresh,
+            configured,
+            generation: first.number,
+            run_dir,
+        };
+        session.announce(first)?;
+        Ok(session)
+    }
+
+    /// The first generation's lines: limits, HTTP APIs, the default
+    /// function, each function's Invoke URL, extensions, the dashboard.
+    fn announce(&self, first: &Generation) -> Result<()> {
+        let (emulator, ui) = (&self.emulator, &self.ui);
+        limits_notice(emulator, ui);
+        serve_http_routes(emulator, &first.configs, Some(ui))?;
+        if let Some(name) = &self.opts.default_function {
+            emulator.set_default(Some(name)).map_err(|e| {
+                crate::error::hinted(
+                    format!("--default-function: {e:#}"),
+                    "name one of the served functions (its Lambda function name)",
+                )
+            })?;
+            ui.status(
+                "Serving",
+                format!("{name} on every other path of {}", emulator.endpoint()),
+            );
+        }
+        for s in &first.specs {
+            ui.status("Serving", serving_line(emulator, &s.name));
+        }
+        if let Some(spec) = first.specs.first()
+            && !spec.extensions.is_empty()
+        {
+            let names: Vec<String> = spec
+                .extensions
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect();
+            ui.status("Extensions", names.join(", "));
+        }
+        let page = format!("{}{}", emulator.endpoint(), crate::dashboard::PATH);
+        ui.status("Dashboard", page);
+        Ok(())
+    }
+
+    fn emit(&self, event: WatchEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+
+    /// Rebuilds and swaps on every relevant change until `shutdown`.
+    async fn serve_changes(
+        &mut self,
+        mut watched: Watched,
+        mut fs_rx: mpsc::UnboundedReceiver<PathBuf>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        tokio::pin!(shutdown);
         loop {
-            tokio::select! {
-                p = fs_rx.recv() => match p {
-                    Some(p) if !filter.ignored(&p) => changed.push(p),
-                    Some(_) => {}
-                    None => break,
-                },
-                _ = tokio::time::sleep(opts.debounce) => break,
+            // Wait for a relevant change (or shutdown).
+            let first = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                p = fs_rx.recv() => match p { Some(p) => p, None => return Ok(()) },
+            };
+            if watched.filter.ignored(&first) {
+                continue;
+            }
+            let saved_at = Instant::now();
+            let changed = settle(&mut fs_rx, &watched.filter, first, self.opts.debounce).await;
+            self.changed(&changed, &watched.project);
+            if let Err(e) = watched.refresh(&changed, &self.opts.selection) {
+                self.failed(&e);
+                continue;
+            }
+            let next = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                g = next_generation(
+                    &self.opts,
+                    &watched.project,
+                    &self.run_dir.path,
+                    self.generation + 1,
+                    self.ui,
+                ) => g,
+            };
+            match next {
+                Ok(generation) => {
+                    watched.filter.always =
+                        bridge::env_files(&generation.configs, &watched.project);
+                    self.swap(generation, saved_at);
+                }
+                Err(e) => self.failed(&e),
             }
         }
-        let trigger = shown_change(&changed).to_path_buf();
+    }
+
+    /// Says which file changed and that a rebuild starts.
+    fn changed(&self, changed: &[PathBuf], project: &Project) {
+        let trigger = shown_change(changed).to_path_buf();
         let shown = trigger
             .strip_prefix(&project.workspace_root)
             .unwrap_or(&trigger)
             .display()
             .to_string();
-        ui.status("Changed", &shown);
-        emit(WatchEvent::Rebuilding {
-            trigger: trigger.clone(),
+        self.ui.status("Changed", &shown);
+        self.emit(WatchEvent::Rebuilding { trigger });
+        self.dashboard.building();
+    }
+
+    /// Serves a new generation: functions gone are removed, new ones
+    /// announced, every spec replaced, HTTP routes and triggers updated.
+    fn swap(&mut self, next: Generation, saved_at: Instant) {
+        let (emulator, ui) = (&self.emulator, &self.ui);
+        self.generation = next.number;
+        let names: Vec<&str> = next.specs.iter().map(|s| s.name.as_str()).collect();
+        let before = emulator.functions();
+        for old in &before {
+            if !names.contains(&old.as_str()) {
+                emulator.remove_function(old);
+            }
+        }
+        // A function added by this reload (a new binary) is announced
+        // as the first ones were, with where it is served.
+        for name in names.iter().filter(|n| !before.iter().any(|b| b == *n)) {
+            ui.status("Serving", serving_line(emulator, name));
+        }
+        self.dashboard.serving(&next.specs, next.number);
+        for spec in next.specs {
+            emulator.set_function(spec);
+        }
+        if let Err(e) = serve_http_routes(emulator, &next.configs, None) {
+            ui.warn(format!("HTTP API routes unchanged: {e:#}"));
+        }
+        // Changed triggers: pollers restarted on the same queues.
+        let now = bridge::triggers(&next.configs);
+        if now != self.configured {
+            match self.local.restart(emulator, &now, *ui) {
+                Ok(()) => self.configured = now,
+                Err(e) => ui.warn(format!("{e:#}; the triggers were not restarted")),
+            }
+        }
+        prune_snapshots(&self.run_dir.path, next.number);
+        let total = saved_at.elapsed();
+        ui.status(
+            "Reloaded",
+            format!(
+                "generation {} in {} ms (cargo {} ms)",
+                next.number,
+                total.as_millis(),
+                next.build.as_millis()
+            ),
+        );
+        self.emit(WatchEvent::Reloaded {
+            generation: next.number,
+            build: next.build,
+            total,
         });
-        dashboard.building();
-        // A manifest or ignore file may change the functions or the filter;
-        // a binary source file added or removed changes the functions.
-        let now_bins = bin_files(&project);
-        if now_bins != bins
-            || changed.iter().any(|p| {
-                p.file_name()
-                    .is_some_and(|n| n == "Cargo.toml" || n == ".gitignore" || n == ".fnignore")
-            })
-        {
-            match Project::load(&opts.selection) {
-                Ok(p) => {
-                    project = p;
-                    filter = Filter::new(&project, filter.always.clone());
-                    bins = bin_files(&project);
-                }
-                Err(e) => {
-                    ui.warn(format!("{e:#}; still serving the last good build"));
-                    dashboard.failed(&format!("{e:#}"));
-                    emit(WatchEvent::BuildFailed);
-                    continue;
-                }
-            }
-        }
-        let build_started = Instant::now();
-        let built = tokio::select! {
-            _ = &mut shutdown => break Ok(()),
-            b = build(&opts, &project, ui) => b,
-        };
-        let build_time = build_started.elapsed();
-        let next = built.and_then(|b| specs(&opts, &project, &b, &snapshots, generation + 1));
-        match next {
-            Ok((new_specs, env_files)) => {
-                generation += 1;
-                filter.always = env_files;
-                let names: Vec<&str> = new_specs.iter().map(|s| s.name.as_str()).collect();
-                let before = emulator.functions();
-                for old in &before {
-                    if !names.contains(&old.as_str()) {
-                        emulator.remove_function(old);
-                    }
-                }
-                // A function added by this reload (a new binary) is announced
-                // as the first ones were, with where it is served.
-                for name in names.iter().filter(|n| !before.iter().any(|b| b == *n)) {
-                    ui.status("Serving", serving_line(&emulator, name));
-                }
-                dashboard.serving(&new_specs, generation);
-                for spec in new_specs {
-                    emulator.set_function(spec);
-                }
-                if let Err(e) = serve_http_routes(&emulator, &project, &opts, None) {
-                    ui.warn(format!("HTTP API routes unchanged: {e:#}"));
-                }
-                // Changed triggers: pollers restarted on the same queues.
-                if let Ok(now) = triggers(&opts, &project)
-                    && now != configured
-                {
-                    match local.restart(&emulator, &now, ui) {
-                        Ok(()) => configured = now,
-                        Err(e) => ui.warn(format!("{e:#}; the triggers were not restarted")),
-                    }
-                }
-                prune_snapshots(&snapshots, generation);
-                let total = saved_at.elapsed();
-                ui.status(
-                    "Reloaded",
-                    format!(
-                        "generation {generation} in {} ms (cargo {} ms)",
-                        total.as_millis(),
-                        build_time.as_millis()
-                    ),
-                );
-                emit(WatchEvent::Reloaded {
-                    generation,
-                    build: build_time,
-                    total,
-                });
-                trim_heap_soon();
-            }
-            Err(e) => {
-                ui.warn(format!("{e:#}; still serving the last good build"));
-                let first = e.chain().find_map(|c| {
-                    c.downcast_ref::<crate::toolchain::BuildFailed>()
-                        .and_then(|b| b.first_error.clone())
-                });
-                dashboard.failed(&first.unwrap_or_else(|| format!("{e:#}")));
-                emit(WatchEvent::BuildFailed);
-            }
-        }
-    };
-    drop(watcher);
-    refresh.abort();
-    local.stop();
-    ui.status("Stopping", "function environments");
-    emulator.shutdown().await;
-    drop(run_dir);
-    result
+        trim_heap_soon();
+    }
+
+    /// A reload that failed: the last good build keeps serving; the
+    /// dashboard shows cargo's first error when there is one.
+    fn failed(&self, e: &anyhow::Error) {
+        self.ui
+            .warn(format!("{e:#}; still serving the last good build"));
+        let first = e.chain().find_map(|c| {
+            c.downcast_ref::<crate::toolchain::BuildFailed>()
+                .and_then(|b| b.first_error.clone())
+        });
+        self.dashboard
+            .failed(&first.unwrap_or_else(|| format!("{e:#}")));
+        self.emit(WatchEvent::BuildFailed);
+    }
+
+    /// Stops the triggers and every function process, then removes this
+    /// run's snapshots.
+    async fn stop(self) {
+        self.refresh.abort();
+        self.local.stop();
+        self.ui.status("Stopping", "function environments");
+        self.emulator.shutdown().await;
+        drop(self.run_dir);
+    }
 }
 
 /// `NAME at <its Invoke URL>`, the `Serving` line of one function.
@@ -416,12 +571,17 @@ fn describe(project: &Project) -> String {
 }
 
 /// Builds the selected functions the way `opts.serve` asks.
-async fn build(opts: &WatchOptions, project: &Project, ui: Ui) -> Result<Vec<Built>> {
+async fn build(
+    opts: &WatchOptions,
+    project: &Project,
+    configs: &[FunctionConfig],
+    ui: Ui,
+) -> Result<Vec<Built>> {
     let musl = match &opts.serve {
         Serve::HostBuild => return host_build(opts, project).await,
         Serve::Artifact { musl } | Serve::Image { musl, .. } => *musl,
     };
-    let configs = crate::config::resolve(project, &opts.overrides)?;
+    let configs = configs.to_vec();
     let build_opts = crate::build::BuildOptions {
         profile: opts.profile.clone(),
         musl,
@@ -474,23 +634,18 @@ async fn host_build(opts: &WatchOptions, project: &Project) -> Result<Vec<Built>
         .collect())
 }
 
-/// Specs for one generation: configuration (re-read each time, so edits to
-/// it apply on the next environment) plus a private copy of each binary.
+/// Specs for one generation from its configuration, each with a private
+/// copy of its binary.
 fn specs(
     opts: &WatchOptions,
     project: &Project,
+    configs: &[FunctionConfig],
     built: &[Built],
     dir: &Path,
     generation: u64,
-) -> Result<(Vec<FunctionSpec>, Vec<PathBuf>)> {
-    let configs = crate::config::resolve(project, &opts.overrides)?;
-    let env_files = configs
-        .iter()
-        .filter_map(|c| c.env_file.as_ref())
-        .map(|f| project.workspace_root.join(f))
-        .collect();
+) -> Result<Vec<FunctionSpec>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let extensions = extensions(opts, &configs, built, dir, generation)?;
+    let extensions = extensions(opts, configs, built, dir, generation)?;
     let mut out = Vec::new();
     for cfg in configs {
         if cfg.extension {
@@ -501,7 +656,7 @@ fn specs(
             .find(|b| b.bin == cfg.bin)
             .with_context(|| format!("cargo did not report a binary for `{}`", cfg.bin))?;
         let snapshot = dir.join(format!("{}-{generation}", cfg.bin));
-        let mut spec = spec_from_config(&cfg, snapshot.clone(), &opts.extra_env, project);
+        let mut spec = bridge::spec(cfg, snapshot.clone(), &opts.extra_env, project);
         match &opts.serve {
             Serve::HostBuild => copy_atomic(&bin.path, &snapshot)?,
             Serve::Artifact { .. } => {
@@ -512,26 +667,14 @@ fn specs(
                 spec.args = run.args;
             }
             Serve::Image { image, .. } => {
-                serve_image(&mut spec, &cfg, project, &bin.path, image, &snapshot)?
+                serve_image(&mut spec, cfg, project, &bin.path, image, &snapshot)?
             }
         }
-        spec.http = http_front(&cfg, opts.event_format);
+        spec.http = bridge::http_front(cfg, opts.event_format);
         spec.extensions = extensions.clone();
         out.push(spec);
     }
-    Ok((out, env_files))
-}
-
-/// The configured triggers of each served function (by Lambda function name).
-fn triggers(
-    opts: &WatchOptions,
-    project: &Project,
-) -> Result<Vec<(String, Vec<crate::config::Trigger>)>> {
-    Ok(crate::config::resolve(project, &opts.overrides)?
-        .into_iter()
-        .filter(|c| !c.extension)
-        .map(|c| (c.name, c.triggers))
-        .collect())
+    Ok(out)
 }
 
 /// Builds the function's image, unpacks it to `dest`, and points the spec
@@ -651,162 +794,6 @@ fn executables_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-pub(crate) fn spec_from_config(
-    cfg: &FunctionConfig,
-    command: PathBuf,
-    extra_env: &BTreeMap<String, String>,
-    project: &Project,
-) -> FunctionSpec {
-    let mut env = cfg.env.clone();
-    env.extend(extra_env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    if let Some(level) = &cfg.log_level {
-        env.insert("AWS_LAMBDA_LOG_LEVEL".into(), level.clone());
-    }
-    let format = match cfg.log_format {
-        crate::config::LogFormat::Text => "Text",
-        crate::config::LogFormat::Json => "JSON",
-    };
-    env.insert("AWS_LAMBDA_LOG_FORMAT".into(), format.into());
-    let working_dir = project
-        .functions
-        .iter()
-        .find(|f| f.bin == cfg.bin)
-        .map(|f| f.package_dir().to_path_buf());
-    FunctionSpec {
-        name: cfg.name.clone(),
-        command,
-        args: Vec::new(),
-        working_dir,
-        env,
-        memory_mb: cfg.memory,
-        timeout: Duration::from_secs(u64::from(cfg.timeout)),
-        reserved_concurrency: cfg.reserved_concurrency,
-        architecture: match cfg.architecture {
-            Arch::X86_64 => Architecture::X86_64,
-            Arch::Arm64 => Architecture::Arm64,
-        },
-        http: Default::default(),
-        extensions: Vec::new(),
-        // Invocations through the configured alias run this code too.
-        aliases: cfg.alias.iter().cloned().collect(),
-    }
-}
-
-/// One directory per watcher (process id and a counter), so watchers
-/// sharing a target dir never touch each other's snapshots. Beside it a
-/// `.lock` file, locked while the run lives; dropping it removes both.
-struct SnapshotDir {
-    path: PathBuf,
-    lock_path: PathBuf,
-    _lock: std::fs::File,
-}
-
-impl SnapshotDir {
-    fn create(project: &Project) -> Result<SnapshotDir> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let parent = project.lambda_dir().join("watch");
-        std::fs::create_dir_all(&parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-        remove_stale_snapshots(&parent);
-        let name = format!("{}-{n}", std::process::id());
-        let path = parent.join(&name);
-        let lock_path = parent.join(format!("{name}.lock"));
-        // Locked before the directory exists, so no other run ever sees
-        // this directory unlocked.
-        let lock = std::fs::File::create(&lock_path)
-            .with_context(|| format!("creating {}", lock_path.display()))?;
-        try_lock(&lock).with_context(|| format!("locking {}", lock_path.display()))?;
-        Ok(SnapshotDir {
-            path,
-            lock_path,
-            _lock: lock,
-        })
-    }
-}
-
-impl Drop for SnapshotDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-        let _ = std::fs::remove_file(&self.lock_path);
-    }
-}
-
-/// Removes the snapshot directories of runs that are gone: their lock is
-/// free (or, for a directory without one, its process id is not running).
-fn remove_stale_snapshots(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if !path.is_dir() {
-            continue;
-        }
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let lock_path = parent.join(format!("{name}.lock"));
-        let stale = match std::fs::File::open(&lock_path) {
-            Ok(lock) => try_lock(&lock).is_ok(),
-            Err(_) => name
-                .split_once('-')
-                .and_then(|(pid, _)| pid.parse::<u32>().ok())
-                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()),
-        };
-        if stale {
-            let _ = std::fs::remove_dir_all(&path);
-            let _ = std::fs::remove_file(&lock_path);
-        }
-    }
-}
-
-/// An exclusive lock on a file, held until it is closed (`flock`, so a
-/// run killed with SIGKILL releases it).
-fn try_lock(file: &std::fs::File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: plain syscall on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// Pins this build's binary under a new name. A hard link is instant and
-/// safe: linkers write a new file (unlink or rename) rather than rewrite the
-/// old inode, and a running executable cannot be written anyway (ETXTBSY).
-/// Falls back to a copy through a temp file and a rename (other file
-/// system), so a reader never sees half a binary.
-fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
-    let _ = std::fs::remove_file(to);
-    if std::fs::hard_link(from, to).is_ok() {
-        return Ok(());
-    }
-    let tmp = to.with_extension("tmp");
-    std::fs::copy(from, &tmp)
-        .with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
-    std::fs::rename(&tmp, to).with_context(|| format!("renaming to {}", to.display()))?;
-    Ok(())
-}
-
-/// Removes snapshots two generations old or more (running processes keep
-/// their inode; nothing new starts from them).
-fn prune_snapshots(dir: &Path, generation: u64) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some((_, g)) = name.rsplit_once('-')
-            && let Ok(g) = g.parse::<u64>()
-            && g + 1 < generation
-        {
-            // Binaries are files; unpacked images are directories.
-            let _ = std::fs::remove_file(entry.path());
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 /// Which changed paths matter: not the target dir, not `.git`, nothing
 /// matched by the workspace's `.gitignore` or `.fnignore` -- except the
 /// functions' env files, which matter even when ignored (`.env` usually is).
@@ -872,45 +859,14 @@ impl Filter {
     }
 }
 
-/// The `http-api` triggers of every served function as the emulator's
-/// route table (each trigger is one API: its routes, stage, payload
-/// format and CORS).
-fn http_routes(configs: &[FunctionConfig]) -> Vec<HttpRoute> {
-    let mut out = Vec::new();
-    for cfg in configs.iter().filter(|c| !c.extension) {
-        for t in &cfg.triggers {
-            let crate::config::triggers::TriggerKind::HttpApi(api) = &t.kind else {
-                continue;
-            };
-            for key in &api.routes {
-                out.push(HttpRoute {
-                    function: cfg.name.clone(),
-                    route_key: key.clone(),
-                    stage: api.stage.clone(),
-                    payload: if api.payload_format == "1.0" {
-                        PayloadFormat::V1
-                    } else {
-                        PayloadFormat::V2
-                    },
-                    cors: api.cors.as_ref().map(cors_policy),
-                    api: t.name.clone(),
-                });
-            }
-        }
-    }
-    out
-}
-
-/// Reads the configuration again and serves its HTTP API routes; says
+/// Serves the HTTP API routes of this generation's configuration; says
 /// where each API is served the first time.
 fn serve_http_routes(
     emulator: &Emulator,
-    project: &Project,
-    opts: &WatchOptions,
+    configs: &[FunctionConfig],
     ui: Option<&Ui>,
 ) -> Result<()> {
-    let configs = crate::config::resolve(project, &opts.overrides)?;
-    let routes = http_routes(&configs);
+    let routes = bridge::http_routes(configs);
     if let Some(ui) = ui {
         let mut apis: Vec<(String, String, String)> = routes
             .iter()
@@ -929,42 +885,6 @@ fn serve_http_routes(
     emulator.set_http_routes(routes)
 }
 
-fn cors_policy(c: &crate::config::Cors) -> CorsPolicy {
-    CorsPolicy {
-        allow_origins: c.allow_origins.clone(),
-        allow_methods: c.allow_methods.clone(),
-        allow_headers: c.allow_headers.clone(),
-        expose_headers: c.expose_headers.clone(),
-        allow_credentials: c.allow_credentials,
-        max_age: c.max_age,
-    }
-}
-
-/// How the HTTP front serves a function: `--event-format` over the
-/// configured `event-format`; CORS from `function-url.cors` when set;
-/// streaming with `function-url.invoke-mode = "RESPONSE_STREAM"`.
-fn http_front(cfg: &FunctionConfig, flag: Option<EventFormat>) -> HttpFront {
-    let format = match flag.unwrap_or(cfg.event_format) {
-        EventFormat::FunctionUrl => HttpEventFormat::FunctionUrl,
-        EventFormat::HttpApi => HttpEventFormat::HttpApi,
-        EventFormat::RestApi => HttpEventFormat::RestApi,
-        EventFormat::Alb => HttpEventFormat::Alb,
-    };
-    let cors = cfg
-        .function_url
-        .as_ref()
-        .and_then(|u| u.cors.as_ref())
-        .map(cors_policy);
-    let invoke_mode = match cfg.function_url.as_ref().map(|u| u.invoke_mode) {
-        Some(crate::config::InvokeMode::ResponseStream) => InvokeMode::ResponseStream,
-        _ => InvokeMode::Buffered,
-    };
-    HttpFront {
-        format,
-        cors,
-        invoke_mode,
-    }
-}
 /// Says once how Lambda's memory and CPU limits are enforced, or why not.
 pub fn limits_notice(emulator: &Emulator, ui: &Ui) {
     match emulator.limits() {

@@ -172,9 +172,10 @@ impl TuneReport {
 }
 
 /// The report file names under `<lambda dir>/<function>/`: the HTML for
-/// people, the JSON for `cargo fn watch`'s dashboard (its `tune` section).
+/// people, the JSON for `cargo fn watch`'s dashboard (its `tune` section;
+/// named in the bridge, which both read).
 pub const HTML_FILE: &str = "tune.html";
-pub const JSON_FILE: &str = "tune.json";
+pub use crate::bridge::TUNE_REPORT_JSON as JSON_FILE;
 
 /// Saves the last report of `report.function` as `<dir>/<function>/tune.html`
 /// and `tune.json` (each written atomically: a reader never sees half a
@@ -530,7 +531,7 @@ async fn local_spec(
         .with_context(|| format!("cargo did not report a binary for `{}`", cfg.bin))?;
     let root = crate::package::image::default_sysroot(arch);
     let run = crate::launch::for_arch(arch, &bin.path, &[], &root)?;
-    let mut spec = crate::watch::spec_from_config(&cfg, run.command, &Default::default(), project);
+    let mut spec = crate::bridge::spec(&cfg, run.command, &Default::default(), project);
     spec.args = run.args;
     Ok(spec)
 }

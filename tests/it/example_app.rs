@@ -172,8 +172,8 @@ fn message(v: &Value) -> &str {
 }
 
 /// Orders through the HTTP API's routes, with a plain HTTP client. (The
-/// secret's name is checked on the deployed function: `watch` does not set
-/// `secrets` names in the environment yet.)
+/// secret's name under `watch` is checked in `watch.rs`, here on the
+/// deployed function.)
 async fn http_api_accepts_and_refuses_orders(endpoint: &str) {
     let order = r#"{"order_id": "o-1", "product": "tea", "quantity": 3}"#;
     let (status, body) = http("POST", format!("{endpoint}/orders"), order).await;

@@ -539,6 +539,65 @@ async fn main() -> Result<(), Error> {
     watch.await.unwrap().expect("watch ends cleanly");
 }
 
+/// Issue 26: a function under watch got its configured `env` but not its
+/// `secrets` (`orders-api` logged "PAYMENT_API_KEY is not set"). It gets
+/// each secret's name in its variable, as deployed: never a value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_given_to_functions_under_watch_as_names() {
+    let dir = tempdir();
+    let root = dir.path().to_path_buf();
+    function_crate(&root, "secretive", 0);
+    std::fs::write(
+        root.join("src/main.rs"),
+        r#"use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::{json, Value};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::run(service_fn(|_e: LambdaEvent<Value>| async move {
+        Ok::<Value, Error>(json!({
+            "key": std::env::var("PAYMENT_API_KEY").ok(),
+            "stage": std::env::var("STAGE").ok(),
+        }))
+    }))
+    .await
+}
+"#,
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))
+        .unwrap()
+        .replace(
+            "timeout = 10",
+            "timeout = 10\nenv = { STAGE = \"dev\" }\nsecrets = { PAYMENT_API_KEY = \"orders/payment-api-key\" }",
+        );
+    std::fs::write(root.join("Cargo.toml"), &manifest).unwrap();
+
+    let logs = Logs::default();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let watch = tokio::spawn(cargo_fn::watch::run(
+        watch_options(&root, &logs),
+        Ui::silent(),
+        Some(tx),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let endpoint = match next_event(&mut rx).await {
+        WatchEvent::Ready { endpoint } => endpoint,
+        other => panic!("expected Ready, got {other:?}"),
+    };
+    let out = invoke(&lambda_client(&endpoint), "secretive", json!({})).await;
+    assert_eq!(
+        out.body,
+        json!({"key": "orders/payment-api-key", "stage": "dev"})
+    );
+
+    stop_tx.send(()).unwrap();
+    watch.await.unwrap().expect("watch ends cleanly");
+}
+
 /// Without limits (no permission for cgroups, macOS, `--no-limits`) a
 /// function may use more than its memory size: its REPORT is followed by
 /// a LIMIT line, since Lambda would have stopped it; within the size, none.
