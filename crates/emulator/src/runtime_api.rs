@@ -68,6 +68,69 @@ fn runtime_error(status: StatusCode, error_type: &str, message: &str) -> Respons
         .into_response()
 }
 
+/// The runtime's refusal (413, 400), with the failed invocation handed to
+/// the pool only once the server is done with the refusal's body. A refused
+/// answer resets the environment; handed over at once, the reset could kill
+/// the runtime before its refusal was written.
+fn refuse_then_hand_over(
+    refusal: Response,
+    reply: tokio::sync::oneshot::Sender<Outcome>,
+    outcome: Outcome,
+) -> Response {
+    let (parts, body) = refusal.into_parts();
+    let body = HandOverOnDrop {
+        body,
+        hand_over: Some((reply, outcome)),
+    };
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// A body that hands an outcome over when the server drops it.
+struct HandOverOnDrop {
+    body: Body,
+    hand_over: Option<(tokio::sync::oneshot::Sender<Outcome>, Outcome)>,
+}
+
+impl hyper::body::Body for HandOverOnDrop {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for HandOverOnDrop {
+    fn drop(&mut self) {
+        if let Some((reply, outcome)) = self.hand_over.take() {
+            // One more turn of the scheduler lets the server flush what it
+            // wrote before the pool learns of the failure.
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move {
+                        tokio::task::yield_now().await;
+                        let _ = reply.send(outcome);
+                    });
+                }
+                Err(_) => {
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+    }
+}
+
 fn accepted() -> Response {
     (
         StatusCode::ACCEPTED,
@@ -249,12 +312,16 @@ async fn response(
             if let Ok(reply) = take_reply(&env, &request_id) {
                 env.answer_refused
                     .store(true, std::sync::atomic::Ordering::SeqCst);
-                let _ = reply.send(Outcome::Error {
-                    body: error_body(
-                        "Runtime.InvalidResponseModeHeader",
-                        "Invalid function response mode",
-                    ),
-                });
+                return refuse_then_hand_over(
+                    r,
+                    reply,
+                    Outcome::Error {
+                        body: error_body(
+                            "Runtime.InvalidResponseModeHeader",
+                            "Invalid function response mode",
+                        ),
+                    },
+                );
             }
             return r;
         }
@@ -276,18 +343,21 @@ async fn response(
         Err(_) => {
             env.answer_refused
                 .store(true, std::sync::atomic::Ordering::SeqCst);
-            let _ = reply.send(Outcome::Error {
-                body: error_body(
-                    "Function.ResponseSizeTooLarge",
-                    &format!(
-                        "Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
-                    ),
+            refuse_then_hand_over(
+                runtime_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestEntityTooLarge",
+                    &format!("Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."),
                 ),
-            });
-            runtime_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLarge",
-                &format!("Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."),
+                reply,
+                Outcome::Error {
+                    body: error_body(
+                        "Function.ResponseSizeTooLarge",
+                        &format!(
+                            "Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+                        ),
+                    ),
+                },
             )
         }
     }
