@@ -5,7 +5,7 @@
 use cargo_fn::emulator::{CorsPolicy, HttpEventFormat};
 use serde_json::{Value, json};
 
-use crate::emulator::{http, spec, start};
+use crate::support::emulator::{http, spec, start};
 
 fn json_body(body: &[u8]) -> Value {
     serde_json::from_slice(body)

@@ -10,7 +10,11 @@ use std::time::Duration;
 use cargo_fn::emulator::{Emulator, FunctionSpec, LimitsStatus};
 use serde_json::json;
 
-use crate::emulator::{Logs, invoke, lambda_client, options, spec};
+use crate::support::deploy::{deploy, ok, project, zip};
+use crate::support::doubles::{Double, Kind};
+use crate::support::emulator::{Logs, invoke, lambda_client, options, spec};
+use crate::support::moto::FaultAction;
+use crate::support::tempdir;
 
 /// An emulator with limits on; panics when they cannot be enforced here.
 async fn limited(specs: Vec<FunctionSpec>) -> (Emulator, aws_sdk_lambda::Client, Logs) {
@@ -124,11 +128,6 @@ async fn out_of_memory_kills_the_environment_and_the_next_call_gets_a_fresh_one(
 
 use std::path::Path;
 
-use crate::deploy::{deploy, ok, project, zip};
-use crate::doubles::{Double, Kind};
-use crate::moto::FaultAction;
-use crate::support::tempdir;
-
 /// Versions and aliases moto holds for `hello`, and its memory.
 fn state(aws: &Double) -> (Vec<String>, Vec<String>, u64) {
     let versions = aws.get_json("/2015-03-31/functions/hello/versions");
@@ -161,9 +160,8 @@ fn deployed(aws: &Double, dir: &Path) {
 
 fn tune_cmd(aws: &Double, dir: &Path) -> std::process::Command {
     // A plain std command: the interruption test signals the child.
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("cargo-fn"));
+    let mut cmd = crate::support::cargo_fn_command();
     cmd.current_dir(dir)
-        .env_remove("CARGO_TARGET_DIR")
         .args([
             "tune",
             "hello",
