@@ -123,6 +123,8 @@ pub struct InvokeOutcome {
     /// The decoded tail of the log, when asked for.
     pub log: Option<String>,
     pub executed_version: Option<String>,
+    /// The invocation's request id (`x-amz-request-id`), when given.
+    pub request_id: Option<String>,
 }
 
 /// Checks that a payload is JSON, naming where it came from.
@@ -188,7 +190,30 @@ pub async fn invoke(opts: &InvokeOptions) -> Result<InvokeOutcome> {
         function_error: out.function_error().map(str::to_string),
         log,
         executed_version: out.executed_version().map(str::to_string),
+        request_id: aws_sdk_lambda::operation::RequestId::request_id(&out).map(str::to_string),
     })
+}
+
+/// What `--async` reports: what was queued, and where its outcome shows up
+/// (an Event invocation answers 202 with no result).
+pub fn queued_message(opts: &InvokeOptions, outcome: &InvokeOutcome) -> String {
+    let qualified = match &opts.qualifier {
+        Some(q) => format!("{}:{q}", opts.function),
+        None => opts.function.clone(),
+    };
+    let id = match &outcome.request_id {
+        Some(id) => format!(", request id {id}"),
+        None => String::new(),
+    };
+    let logs = match opts.target {
+        Target::Local { .. } => "the `cargo fn watch` output",
+        Target::Remote { .. } => "its logs (`cargo fn logs --remote`)",
+    };
+    format!(
+        "queued an asynchronous invocation of {qualified} ({} bytes of payload, HTTP {}{id}); it runs in the background, its result shows in {logs}",
+        opts.payload.len(),
+        outcome.status
+    )
 }
 
 /// What cargo-fn says when the Invoke call itself fails (not the function).

@@ -206,11 +206,9 @@ pub fn parse_report(message: &str) -> Option<Report> {
             let Some((key, value)) = field.split_once(':') else {
                 continue;
             };
-            let number = value
-                .trim()
-                .trim_end_matches("ms")
-                .trim_end_matches("MB")
-                .trim();
+            // `12.50 ms`, `128 MB`: the first word (a unit or a note after
+            // it does not hide the number).
+            let number = value.split_whitespace().next().unwrap_or_default();
             match key.trim() {
                 "Duration" => r.duration_ms = number.parse().ok()?,
                 "Billed Duration" => r.billed_ms = number.parse().ok()?,
@@ -435,7 +433,8 @@ impl Printer {
         let body = match kind {
             Kind::Start | Kind::End => self.paint("\x1b[36m", message),
             Kind::Report => self.paint("\x1b[1;34m", message),
-            Kind::Other if is_error(message) => self.paint("\x1b[1;31m", message),
+            // Indented first, then red: `--pretty` applies to error lines too.
+            Kind::Other if is_error(message) => self.paint("\x1b[1;31m", &self.pretty(message)),
             Kind::Other if message.starts_with("COST ") => self.paint("\x1b[2m", message),
             Kind::Other => self.pretty(message),
         };
@@ -672,11 +671,16 @@ async fn poll(
             POLL
         };
         fresh.sort_by_key(|(_, e)| e.timestamp);
+        let mut lines = Vec::new();
         for (s, e) in fresh {
             if seen.insert(&e) {
-                let line = attributor.attribute(&s.function, s.arch, e);
-                emit(out, printer, &line)?;
+                lines.push(attributor.attribute(&s.function, s.arch, e));
             }
+        }
+        // Requests that arrive in one poll print one after another, each
+        // request's lines together (as the first read prints them).
+        for line in group(lines) {
+            emit(out, printer, &line)?;
         }
         seen.prune();
         out.flush()?;
@@ -707,13 +711,19 @@ async fn live_tail(
                 r = &mut session => break r,
                 Some(e) = rx.recv() => {
                     delivered = true;
-                    print_tailed(sources, arns, opts, printer, attributor, out, e)?;
+                    // With what else has arrived: one batch, grouped.
+                    let mut batch = vec![e];
+                    while let Ok(e) = rx.try_recv() {
+                        batch.push(e);
+                    }
+                    print_tailed(sources, arns, opts, printer, attributor, out, batch)?;
                 }
             }
         };
-        while let Ok(e) = rx.try_recv() {
+        let rest: Vec<LogEvent> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        if !rest.is_empty() {
             delivered = true;
-            print_tailed(sources, arns, opts, printer, attributor, out, e)?;
+            print_tailed(sources, arns, opts, printer, attributor, out, rest)?;
         }
         match ended {
             Err(e) if !delivered => return Err(e.into()),
@@ -733,18 +743,20 @@ fn print_tailed(
     printer: &Printer,
     attributor: &mut Attributor,
     out: &mut dyn Write,
-    e: LogEvent,
+    events: Vec<LogEvent>,
 ) -> Result<()> {
-    if !wanted(opts, &e) {
-        return Ok(());
+    let mut lines = Vec::new();
+    for e in events.into_iter().filter(|e| wanted(opts, e)) {
+        // Live Tail names the group by its ARN.
+        let source = arns
+            .iter()
+            .position(|a| e.group == *a || e.group.trim_end_matches(":*") == a)
+            .map_or(&sources[0], |i| &sources[i]);
+        lines.push(attributor.attribute(&source.function, source.arch, e));
     }
-    // Live Tail names the group by its ARN.
-    let source = arns
-        .iter()
-        .position(|a| e.group == *a || e.group.trim_end_matches(":*") == a)
-        .map_or(&sources[0], |i| &sources[i]);
-    let line = attributor.attribute(&source.function, source.arch, e);
-    emit(out, printer, &line)?;
+    for line in group(lines) {
+        emit(out, printer, &line)?;
+    }
     out.flush()?;
     Ok(())
 }
@@ -809,9 +821,23 @@ pub fn local(
         .context("reading the emulator's invocation history")?;
     let list: Vec<LocalInvocation> =
         serde_json::from_str(&text).context("reading the emulator's invocation history")?;
+    // The function's name on every line only when lines of several can
+    // show: several named, or none named and the emulator serves several.
+    let show_function = match functions.len() {
+        1 => false,
+        0 => {
+            served_functions(&agent, base).unwrap_or_else(|| {
+                list.iter()
+                    .map(|i| i.function.as_str())
+                    .collect::<HashSet<_>>()
+                    .len()
+            }) > 1
+        }
+        _ => true,
+    };
     let printer = Printer {
         style: opts.style,
-        show_function: functions.len() != 1,
+        show_function,
     };
     let mut last = 0;
     for inv in list {
@@ -846,6 +872,20 @@ pub fn local(
         format!("the local emulator at {base} closed the event stream"),
         "`cargo fn watch` stopped; start it again and re-run",
     ))
+}
+
+/// How many functions the emulator at `base` serves (`None` when it does
+/// not say).
+fn served_functions(agent: &ureq::Agent, base: &str) -> Option<usize> {
+    let mut resp = agent
+        .get(&format!("{base}/_cargo-fn/api/environments"))
+        .call()
+        .ok()?;
+    if resp.status() != 200 {
+        return None;
+    }
+    let list: Vec<Value> = serde_json::from_str(&resp.body_mut().read_to_string().ok()?).ok()?;
+    Some(list.len())
 }
 
 fn print_local(
@@ -1004,6 +1044,164 @@ mod tests {
                 "Live Tail is tried once, then polling takes over"
             );
         }
+    }
+
+    /// CloudWatch Logs where two requests' lines, interleaved in time,
+    /// arrive after the first read (so one poll brings them all).
+    struct LateInterleaved {
+        reads: std::sync::atomic::AtomicUsize,
+        events: Vec<LogEvent>,
+    }
+
+    impl LogsApi for LateInterleaved {
+        async fn group_arn(&self, group: &str) -> crate::aws::ApiResult<Option<String>> {
+            Ok(Some(format!(
+                "arn:aws:logs:us-east-1:123456789012:log-group:{group}"
+            )))
+        }
+        async fn filter(
+            &self,
+            q: &FilterQuery,
+        ) -> crate::aws::ApiResult<crate::aws::logs::EventPage> {
+            let first = self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            Ok(crate::aws::logs::EventPage {
+                events: if first {
+                    Vec::new()
+                } else {
+                    self.events
+                        .iter()
+                        .filter(|e| e.timestamp >= q.start_ms)
+                        .cloned()
+                        .collect()
+                },
+                next_token: None,
+            })
+        }
+        fn live_tail_available(&self) -> bool {
+            false
+        }
+        async fn live_tail(
+            &self,
+            _: &[String],
+            _: Option<&str>,
+            _: mpsc::Sender<LogEvent>,
+        ) -> crate::aws::ApiResult<()> {
+            unreachable!("Live Tail is not offered")
+        }
+    }
+
+    /// Collects the output; fails the write that completes `until` (like a
+    /// reader that closed), so a follower ends.
+    struct UpTo {
+        text: Vec<u8>,
+        until: &'static str,
+    }
+
+    impl Write for UpTo {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.text.extend_from_slice(buf);
+            if String::from_utf8_lossy(&self.text).contains(self.until) {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn tail_prints_the_requests_of_one_poll_each_together() {
+        let t = now_ms();
+        let report = |id: &str| {
+            format!(
+                "REPORT RequestId: {id}\tDuration: 1.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 9 MB\t"
+            )
+        };
+        let (r1, r2) = (report("r1"), report("r2"));
+        let messages = [
+            ("a", "START RequestId: r1 Version: $LATEST"),
+            ("b", "START RequestId: r2 Version: $LATEST"),
+            ("a", "D from r1"),
+            ("b", "E from r2"),
+            ("a", "D again from r1"),
+            ("b", "E again from r2"),
+            ("a", "END RequestId: r1"),
+            ("a", &r1),
+            ("b", "END RequestId: r2"),
+            ("b", &r2),
+            ("a", "the last line"),
+        ];
+        let api = LateInterleaved {
+            reads: Default::default(),
+            events: messages
+                .iter()
+                .enumerate()
+                .map(|(i, (stream, m))| event(t + i as i64, stream, m))
+                .collect(),
+        };
+        let sources = [Source {
+            function: "f".into(),
+            group: "/aws/lambda/f".into(),
+            arch: Architecture::X86_64,
+        }];
+        let opts = LogsOptions {
+            since_ms: t - 60_000,
+            follow: true,
+            ..LogsOptions::default()
+        };
+        let mut out = UpTo {
+            text: Vec::new(),
+            until: "the last line",
+        };
+        let err = remote(&api, &sources, &opts, &mut out).await.unwrap_err();
+        assert!(format!("{err:#}").contains("writing the log"), "{err:#}");
+        let text = String::from_utf8_lossy(&out.text);
+        let order: Vec<&str> = text
+            .lines()
+            .filter_map(|l| {
+                [
+                    "D from",
+                    "D again",
+                    "E from",
+                    "E again",
+                    "REPORT RequestId: r",
+                ]
+                .iter()
+                .find(|m| l.contains(*m))
+                .copied()
+            })
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                "D from",
+                "D again",
+                "REPORT RequestId: r",
+                "E from",
+                "E again",
+                "REPORT RequestId: r"
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn pretty_indents_error_lines_too() {
+        let p = Printer {
+            style: Style {
+                pretty: true,
+                ..Style::default()
+            },
+            show_function: false,
+        };
+        let line = Attributor::default().attribute(
+            "f",
+            Architecture::X86_64,
+            event(1, "a", r#"{"level":"ERROR","message":"boom"}"#),
+        );
+        let text = p.render(&line);
+        assert!(text.contains("{\n      \"level\": \"ERROR\""), "{text}");
     }
 
     #[test]

@@ -387,6 +387,14 @@ pub async fn deploy(
             .map_err(|e| UsageError(format!("--alias `{alias}`: {e}")))?;
         aliases.push(alias);
     }
+    // Region and credentials (no call) first; who they belong to before a
+    // build, or else right after the local packages are checked: a missing
+    // one is one line, not an SDK error after a release build.
+    let api = crate::aws::sdk::connect(&req.connect).await?;
+    let building = req.zip.is_none() && req.build.is_some();
+    if building {
+        check_identity(&api).await?;
+    }
     // Package first (the build is a no-op when nothing changed), so what
     // ships is never missing or stale. A dry run packages too: that changes
     // nothing in AWS and lets the plan compare the real CodeSha256.
@@ -407,8 +415,10 @@ pub async fn deploy(
         });
     }
 
+    if !building {
+        check_identity(&api).await?;
+    }
     let description = git_description(&project.workspace_root);
-    let api = crate::aws::sdk::connect(&req.connect).await?;
     let mut done = Vec::new();
     for ((f, alias), pkg) in functions.iter().zip(aliases).zip(packages) {
         let opts = DeployOptions {
@@ -467,6 +477,14 @@ pub async fn deploy(
         strategy,
         rollout: report,
     })
+}
+
+/// `sts:GetCallerIdentity`: the credentials are accepted by AWS.
+async fn check_identity(api: &crate::aws::sdk::SdkAws) -> Result<()> {
+    crate::aws::TriggerApi::caller(api)
+        .await
+        .map(|_| ())
+        .map_err(|e| crate::aws::with_api_hint(e.into()))
 }
 
 /// What `deploy` did: each function, and the rollout that moved their

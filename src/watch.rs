@@ -172,15 +172,7 @@ pub async fn run(
         );
     }
     for s in &first_specs {
-        ui.status(
-            "Serving",
-            format!(
-                "{} at {}/2015-03-31/functions/{}/invocations",
-                s.name,
-                emulator.endpoint(),
-                s.name
-            ),
-        );
+        ui.status("Serving", serving_line(&emulator, &s.name));
     }
     if let Some(first) = first_specs.first()
         && !first.extensions.is_empty()
@@ -244,7 +236,7 @@ pub async fn run(
                 _ = tokio::time::sleep(opts.debounce) => break,
             }
         }
-        let trigger = changed[0].clone();
+        let trigger = shown_change(&changed).to_path_buf();
         let shown = trigger
             .strip_prefix(&project.workspace_root)
             .unwrap_or(&trigger)
@@ -290,10 +282,16 @@ pub async fn run(
                 generation += 1;
                 filter.always = env_files;
                 let names: Vec<&str> = new_specs.iter().map(|s| s.name.as_str()).collect();
-                for old in emulator.functions() {
+                let before = emulator.functions();
+                for old in &before {
                     if !names.contains(&old.as_str()) {
-                        emulator.remove_function(&old);
+                        emulator.remove_function(old);
                     }
+                }
+                // A function added by this reload (a new binary) is announced
+                // as the first ones were, with where it is served.
+                for name in names.iter().filter(|n| !before.iter().any(|b| b == *n)) {
+                    ui.status("Serving", serving_line(&emulator, name));
                 }
                 dashboard.serving(&new_specs, generation);
                 for spec in new_specs {
@@ -346,6 +344,40 @@ pub async fn run(
     emulator.shutdown().await;
     drop(run_dir);
     result
+}
+
+/// `NAME at <its Invoke URL>`, the `Serving` line of one function.
+fn serving_line(emulator: &Emulator, name: &str) -> String {
+    format!(
+        "{name} at {}/2015-03-31/functions/{name}/invocations",
+        emulator.endpoint()
+    )
+}
+
+/// The file a `Changed` line names among those one save touched: editors
+/// write a temporary file and rename it over the real one (vim also probes
+/// with `4913`), so the first path seen is often gone or a temp file. The
+/// first that still exists and does not look temporary wins.
+fn shown_change(changed: &[PathBuf]) -> &Path {
+    let temporary = |p: &Path| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        name == "4913"
+            || name.starts_with(".#")
+            || name.starts_with('#')
+            || name.ends_with('~')
+            || name.ends_with(".swp")
+            || name.ends_with(".swx")
+            || name.contains(".tmp")
+            || name.contains("___jb_")
+    };
+    changed
+        .iter()
+        .find(|p| p.is_file() && !temporary(p))
+        .or_else(|| changed.iter().find(|p| !temporary(p)))
+        .unwrap_or(&changed[0])
 }
 
 /// The binary source files cargo discovers on its own (`src/main.rs`,
@@ -941,7 +973,33 @@ pub fn limits_notice(emulator: &Emulator, ui: &Ui) {
             ui.status("Limits", format!("memory and CPU as in Lambda ({how})"))
         }
         crate::emulator::LimitsStatus::Unavailable(why) => ui.warn(format!(
-            "running without Lambda's memory and CPU limits: {why} (--no-limits silences this)"
+            "functions run uncapped, without Lambda's memory and CPU limits: {why}. {} (--no-limits silences this)",
+            crate::emulator::HOW_TO_ENABLE
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_line_names_the_saved_file_not_the_editors_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("main.rs");
+        std::fs::write(&main, "fn main() {}").unwrap();
+        // vim: probe file, then a backup, then the file itself.
+        let vim = [
+            dir.path().join("4913"),
+            dir.path().join("main.rs~"),
+            main.clone(),
+        ];
+        assert_eq!(shown_change(&vim), main);
+        // An atomic save: a temp file that is renamed over main.rs (gone now).
+        let atomic = [dir.path().join(".main.rs.tmp.8123"), main.clone()];
+        assert_eq!(shown_change(&atomic), main);
+        // A deleted source file is still named.
+        let gone = [dir.path().join("old.rs")];
+        assert_eq!(shown_change(&gone), dir.path().join("old.rs"));
     }
 }

@@ -79,7 +79,7 @@ pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<SdkLogs> {
     let (config, _region) = load_config(opts).await?;
     Ok(SdkLogs {
         custom_endpoint: config.endpoint_url().is_some(),
-        client: aws_sdk_cloudwatchlogs::Client::new(&config),
+        client: super::sdk::logged_client!(aws_sdk_cloudwatchlogs, &config),
     })
 }
 

@@ -20,6 +20,7 @@ pub mod fake;
 #[cfg(test)]
 mod fake_triggers;
 pub mod logs;
+pub mod permissions;
 pub mod progress;
 pub mod sdk;
 mod sdk_ecr;
@@ -246,13 +247,24 @@ impl ApiError {
         self.code == "ResourceNotFoundException" || self.code == "NoSuchEntity"
     }
 
+    /// Refused by IAM: an AccessDenied code, or a bare 403 some services
+    /// (and doubles) send without a parseable code.
+    pub fn is_access_denied(&self) -> bool {
+        let code = self.code.as_str();
+        code.contains("AccessDenied")
+            || code == "UnauthorizedOperation"
+            || code == "AuthorizationError"
+            || (self.status == Some(403) && code.starts_with("HTTP"))
+    }
+
     /// What the user should do next.
     pub fn hint(&self) -> String {
         let code = self.code.as_str();
-        if code.contains("AccessDenied") || code == "UnauthorizedOperation" {
+        if self.is_access_denied() {
             return format!(
                 "the credentials in use are not allowed to call {op}: grant the IAM action `{op}` \
-                 to the user or role running cargo-fn",
+                 to the user or role running cargo-fn (`cargo fn deploy --print-policy` prints \
+                 every action a deploy needs)",
                 op = self.operation
             );
         }
@@ -272,7 +284,12 @@ impl ApiError {
             "ConnectionError" | "Timeout" => "the AWS endpoint could not be reached: check the \
                  network, --region and --endpoint-url / AWS_ENDPOINT_URL, then re-run"
                 .into(),
-            "ExpiredTokenException" | "UnrecognizedClientException" | "InvalidSignatureException" => {
+            "ExpiredTokenException"
+            | "ExpiredToken"
+            | "UnrecognizedClientException"
+            | "InvalidClientTokenId"
+            | "InvalidSignatureException"
+            | "SignatureDoesNotMatch" => {
                 "the AWS credentials are missing, invalid or expired: refresh them (aws sso login, \
                  new keys) or pick another --profile"
                     .into()

@@ -20,6 +20,7 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types as lt;
 use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 
+use super::permissions::CallLog;
 use super::progress::UploadProgress;
 use super::{
     AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, HANDLER, IamApi, Invoked,
@@ -59,24 +60,38 @@ pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<SdkAws> {
     let (config, region) = load_config(opts).await?;
     // Emulators (moto, LocalStack) serve buckets by path, not by host.
     let mut s3 = aws_sdk_s3::config::Builder::from(&config)
-        .force_path_style(config.endpoint_url().is_some());
-    let mut lambda = aws_sdk_lambda::config::Builder::from(&config);
+        .force_path_style(config.endpoint_url().is_some())
+        .interceptor(CallLog);
+    let mut lambda = aws_sdk_lambda::config::Builder::from(&config).interceptor(CallLog);
     if let Some(ui) = opts.upload_progress {
         s3 = s3.interceptor(UploadProgress { ui });
         lambda = lambda.interceptor(UploadProgress { ui });
     }
     Ok(SdkAws {
         lambda: aws_sdk_lambda::Client::from_conf(lambda.build()),
-        iam: aws_sdk_iam::Client::new(&config),
+        iam: logged_client!(aws_sdk_iam, &config),
         s3: aws_sdk_s3::Client::from_conf(s3.build()),
-        ecr: aws_sdk_ecr::Client::new(&config),
-        scheduler: aws_sdk_scheduler::Client::new(&config),
-        apigw: aws_sdk_apigatewayv2::Client::new(&config),
-        sts: aws_sdk_sts::Client::new(&config),
-        cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+        ecr: logged_client!(aws_sdk_ecr, &config),
+        scheduler: logged_client!(aws_sdk_scheduler, &config),
+        apigw: logged_client!(aws_sdk_apigatewayv2, &config),
+        sts: logged_client!(aws_sdk_sts, &config),
+        cloudwatch: logged_client!(aws_sdk_cloudwatch, &config),
         region,
     })
 }
+
+/// A client of `$sdk` with the [`CallLog`] interceptor (every call and its
+/// IAM action at debug level).
+macro_rules! logged_client {
+    ($sdk:ident, $config:expr) => {
+        $sdk::Client::from_conf(
+            $sdk::config::Builder::from($config)
+                .interceptor($crate::aws::permissions::CallLog)
+                .build(),
+        )
+    };
+}
+pub(super) use logged_client;
 
 /// The shared configuration chain (credentials, region, endpoint, retries)
 /// every SDK client here is built from, and the region it resolved.
@@ -90,13 +105,52 @@ pub(super) async fn load_config(
         .with_initial_backoff(Duration::from_millis(200))
         .with_max_backoff(Duration::from_secs(10));
     let config = loader(opts).retry_config(retry).load().await;
+    let profile = opts.profile.as_deref().unwrap_or("default");
     let Some(region) = config.region().map(|r| r.to_string()) else {
         return Err(crate::error::hinted(
             "no AWS region configured",
-            "pass --region, set AWS_REGION, or set `region` in the profile (~/.aws/config)",
+            format!(
+                "looked in --region, AWS_REGION, AWS_DEFAULT_REGION and `region` of profile \
+                 `{profile}` in {}: pass --region or set one of them",
+                shared_file("AWS_CONFIG_FILE", "~/.aws/config")
+            ),
         ));
     };
+    check_credentials(&config, profile).await?;
     Ok((config, region))
+}
+
+/// Resolves the credentials once, before anything is built or sent, so a
+/// missing key is one short line instead of a connection error later. The
+/// SDK's own message (the whole provider chain) is left out on purpose.
+async fn check_credentials(config: &aws_config::SdkConfig, profile: &str) -> anyhow::Result<()> {
+    use aws_sdk_lambda::config::ProvideCredentials;
+    let found = match config.credentials_provider() {
+        Some(p) => p.provide_credentials().await.is_ok(),
+        None => false,
+    };
+    if found {
+        return Ok(());
+    }
+    Err(crate::error::hinted(
+        "no AWS credentials found",
+        format!(
+            "looked in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile `{profile}` in {} and {}, \
+             SSO, web identity, container and instance roles: run `aws configure` (or `aws sso \
+             login`) or pass --profile",
+            shared_file("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+            shared_file("AWS_CONFIG_FILE", "~/.aws/config"),
+        ),
+    ))
+}
+
+/// Where a shared AWS file is read from: its variable's value, else the
+/// default path.
+fn shared_file(var: &str, default: &str) -> String {
+    match std::env::var(var) {
+        Ok(path) if !path.is_empty() => format!("{path} ({var})"),
+        _ => default.to_string(),
+    }
 }
 
 /// A Lambda client for `invoke --remote`: the standard chain plus
@@ -212,10 +266,7 @@ where
             ApiError::new(
                 operation,
                 "ConnectionError",
-                format!(
-                    "the request {what}: {}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&err)
-                ),
+                format!("the request {what}: {}", cause_chain(&err)),
             )
         }
         _ => ApiError::new(
@@ -226,9 +277,29 @@ where
     }
 }
 
+/// An error's causes on one line, without the SDK's debug dump of the
+/// whole request (which made the line a thousand characters long).
+fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    if parts.is_empty() {
+        parts.push(err.to_string());
+    }
+    parts.join(": ")
+}
+
 fn status_code_name(status: Option<u16>) -> String {
     match status {
         Some(429) => "TooManyRequestsException".into(),
+        // IAM refused the call; the body had no code the SDK could read.
+        Some(403) => "AccessDenied".into(),
         Some(s) => format!("HTTP{s}"),
         None => "Unknown".into(),
     }
@@ -650,7 +721,8 @@ impl LambdaApi for SdkAws {
             .lambda
             .publish_version()
             .function_name(name)
-            .code_sha256(code_sha256)
+            // An empty CodeSha256 would be a precondition no code meets.
+            .set_code_sha256((!code_sha256.is_empty()).then(|| code_sha256.to_string()))
             .set_revision_id(revision_id.map(str::to_string))
             .description(description)
             .send()

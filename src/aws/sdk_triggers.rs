@@ -555,7 +555,7 @@ impl TriggerApi for SdkAws {
             .bucket(bucket)
             .send()
             .await
-            .map_err(|e| api_err("s3:GetBucketNotificationConfiguration", e))?;
+            .map_err(|e| api_err("s3:GetBucketNotification", e))?;
         let mut entries = Vec::new();
         let events = |e: &[st::Event]| e.iter().map(|e| e.as_str().to_string()).collect();
         for c in o.lambda_function_configurations() {
@@ -598,7 +598,7 @@ impl TriggerApi for SdkAws {
     }
 
     async fn put_notifications(&self, bucket: &str, n: &BucketNotifications) -> ApiResult<()> {
-        let op = "s3:PutBucketNotificationConfiguration";
+        let op = "s3:PutBucketNotification";
         let mut lambdas = Vec::new();
         let mut queues = Vec::new();
         let mut topics = Vec::new();

@@ -36,6 +36,10 @@ pub struct BuildFlags {
     /// Cargo profile to build with
     #[arg(long, value_name = "NAME", default_value = "release")]
     pub profile: String,
+    /// Accepted for cargo-lambda's `cargo lambda build --release`: cargo-fn
+    /// builds with the release profile by default
+    #[arg(long, short = 'r', conflicts_with = "profile")]
+    pub release: bool,
     /// Build static musl binaries instead of glibc ones
     #[arg(long)]
     pub musl: bool,

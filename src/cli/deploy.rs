@@ -113,6 +113,10 @@ pub struct DeployArgs {
     /// repository's URI (LocalStack-like setups, tests)
     #[arg(long, value_name = "URL", env = "CARGO_FN_ECR_REGISTRY")]
     pub registry_url: Option<String>,
+    /// Print the IAM policy (JSON) a user or CI role needs to deploy, and
+    /// nothing else: no build, no AWS call
+    #[arg(long)]
+    pub print_policy: bool,
     #[command(flatten)]
     pub rollout: super::rollout::RolloutArgs,
     #[command(flatten)]
@@ -122,6 +126,10 @@ pub struct DeployArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
+    if args.print_policy {
+        println!("{}", crate::aws::permissions::deploy_policy());
+        return Ok(());
+    }
     let ui = global.ui();
     let connect = ConnectOptions {
         // A byte bar for each large upload.
@@ -240,6 +248,14 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn print_outcome(o: &deploy::Outcome) {
+    for line in outcome_lines(o) {
+        println!("{line}");
+    }
+}
+
+/// What deploy prints for one function. Whatever anyone on the internet
+/// may call is said so, on a line of its own.
+fn outcome_lines(o: &deploy::Outcome) -> Vec<String> {
     let routing = match o.routing.iter().next() {
         Some((v, w)) => format!(" (canary: {}% on version {v})", (w * 1000.0).round() / 10.0),
         None => String::new(),
@@ -249,19 +265,82 @@ fn print_outcome(o: &deploy::Outcome) {
         (true, false) => format!("updated, no new version (still {})", o.version),
         (false, false) => format!("up to date, version {}", o.version),
     };
-    println!(
-        "{}: {what}, alias {} -> {}{routing}",
-        o.function, o.alias, o.alias_version
-    );
-    println!("  {}", o.function_arn);
-    println!("  CodeSha256 {}", o.code_sha256);
+    let mut lines = vec![
+        format!(
+            "{}: {what}, alias {} -> {}{routing}",
+            o.function, o.alias, o.alias_version
+        ),
+        format!("  {}", o.function_arn),
+        format!("  CodeSha256 {}", o.code_sha256),
+    ];
     if let Some(uri) = &o.image_uri {
-        println!("  image {uri}");
+        lines.push(format!("  image {uri}"));
     }
-    if let Some(u) = &o.url {
-        println!("  URL {u}");
+    match (&o.url, o.url_auth.as_deref()) {
+        (Some(u), Some("NONE")) => lines.push(format!(
+            "  Public URL {u} (function URL, auth NONE: anyone may call it)"
+        )),
+        (Some(u), Some(auth)) => lines.push(format!("  URL {u} ({auth}: signed requests only)")),
+        (Some(u), None) => lines.push(format!("  URL {u}")),
+        (None, _) => {}
     }
+    // HTTP API routes have no authorizer (cargo-fn configures none).
     for (trigger, url) in &o.triggers {
-        println!("  trigger {trigger}: {url}");
+        lines.push(format!(
+            "  Public trigger {trigger}: {url} (HTTP API, routes without an authorizer: anyone may call them)"
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(url_auth: Option<&str>, api: bool) -> deploy::Outcome {
+        deploy::Outcome {
+            function: "hello".into(),
+            function_arn: "arn:aws:lambda:us-east-1:123456789012:function:hello".into(),
+            version: "1".into(),
+            alias: "prod".into(),
+            alias_version: "1".into(),
+            routing: Default::default(),
+            code_sha256: "abc".into(),
+            image_uri: None,
+            url: url_auth.map(|_| "https://x.lambda-url.us-east-1.on.aws".into()),
+            url_auth: url_auth.map(str::to_string),
+            triggers: api
+                .then(|| {
+                    (
+                        "api".into(),
+                        "https://a1.execute-api.us-east-1.amazonaws.com".into(),
+                    )
+                })
+                .into_iter()
+                .collect(),
+            changed: true,
+            published: true,
+        }
+    }
+
+    #[test]
+    fn deploy_output_names_every_public_endpoint() {
+        let signed = outcome_lines(&outcome(Some("AWS_IAM"), false)).join("\n");
+        assert!(
+            signed.contains(
+                "  URL https://x.lambda-url.us-east-1.on.aws (AWS_IAM: signed requests only)"
+            ),
+            "{signed}"
+        );
+        assert!(!signed.contains("Public"), "{signed}");
+        let public = outcome_lines(&outcome(Some("NONE"), true)).join("\n");
+        assert!(
+            public.contains("  Public URL https://x.lambda-url.us-east-1.on.aws (function URL, auth NONE: anyone may call it)"),
+            "{public}"
+        );
+        assert!(
+            public.contains("  Public trigger api: https://a1.execute-api.us-east-1.amazonaws.com (HTTP API, routes without an authorizer: anyone may call them)"),
+            "{public}"
+        );
     }
 }

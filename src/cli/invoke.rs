@@ -113,6 +113,9 @@ pub fn run(global: &GlobalArgs, args: InvokeArgs) -> Result<()> {
             eprintln!();
         }
     }
+    if opts.asynchronous {
+        eprintln!("{}", crate::invoke::queued_message(&opts, &outcome));
+    }
     let mut out = std::io::stdout().lock();
     out.write_all(&outcome.payload)?;
     if !outcome.payload.is_empty() {

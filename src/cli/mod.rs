@@ -269,7 +269,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 fn init_tracing(g: &GlobalArgs) {
     let default = match (g.quiet, g.verbose) {
         (true, _) => "error",
-        (_, 0) => "warn",
+        // aws-config warns once per provider it tries (IMDS, ...) with the
+        // whole response; a missing region or key is reported by cargo-fn
+        // in one line instead (aws::sdk::load_config).
+        (_, 0) => "warn,aws_config=error",
         (_, 1) => "info",
         (_, 2) => "debug",
         _ => "trace",

@@ -8,7 +8,7 @@ use clap::{ArgGroup, Args};
 
 use super::GlobalArgs;
 use super::deploy::AwsArgs;
-use crate::config::{Arch, Overrides};
+use crate::config::{Arch, Overrides, Source};
 use crate::error::{UsageError, hinted};
 use crate::tune::{LocalTarget, Payload, Strategy, TuneOptions, TuneReport};
 
@@ -112,7 +112,7 @@ pub fn run(global: &GlobalArgs, args: TuneArgs) -> Result<()> {
     } else {
         None
     };
-    print(&ui, &report, strategy, &html, applied.as_deref())
+    print(&ui, &report, strategy, &html, applied.as_ref())
 }
 
 /// The payload list: one payload, the weighted file, or `{}`.
@@ -182,13 +182,13 @@ fn payloads(args: &TuneArgs) -> Result<Vec<Payload>> {
     one(b"{}".to_vec())
 }
 
-/// Writes the pick into the function's manifest and returns the diff.
+/// Writes the pick into the function's manifest: what changed, where.
 fn apply(
     target: &LocalTarget,
     report: &TuneReport,
     strategy: Strategy,
     opts: &TuneOptions,
-) -> Result<Option<String>> {
+) -> Result<Option<Applied>> {
     let pick = report.pick(strategy).ok_or_else(|| {
         hinted(
             "--apply: no size ran without errors; nothing to apply",
@@ -206,9 +206,35 @@ fn apply(
         .find(|f| f.bin == cfg.bin)
         .map(|f| f.manifest_path.clone())
         .context("the function's package is not in the workspace")?;
+    let bins = project
+        .functions
+        .iter()
+        .filter(|f| f.manifest_path == manifest)
+        .count();
     // The architecture is written only when the run compared it.
     let arch = (!opts.archs.is_empty() && pick.arch != cfg.architecture).then_some(pick.arch);
-    crate::tune::apply::apply(&manifest, pick.memory_mb, arch)
+    let applied = crate::tune::apply::apply(&manifest, &cfg, bins, pick.memory_mb, arch)?;
+    Ok(applied.map(|applied| Applied {
+        file: manifest,
+        // A variable or flag in force still wins over the file.
+        overridden: ["memory", "architecture"]
+            .iter()
+            .filter_map(|k| match cfg.sources.get(*k) {
+                Some(s @ (Source::EnvVar { .. } | Source::Flag { .. })) => {
+                    Some(format!("{k} comes from {s} while it is set"))
+                }
+                _ => None,
+            })
+            .collect(),
+        applied,
+    }))
+}
+
+/// `--apply`'s outcome: the manifest, its changes, what still overrides them.
+struct Applied {
+    file: PathBuf,
+    applied: crate::tune::apply::Applied,
+    overridden: Vec<String>,
 }
 
 fn print(
@@ -216,7 +242,7 @@ fn print(
     report: &TuneReport,
     strategy: Strategy,
     html: &std::path::Path,
-    diff: Option<&str>,
+    applied: Option<&Applied>,
 ) -> Result<()> {
     if ui.is_json() {
         let v = serde_json::json!({
@@ -224,7 +250,17 @@ fn print(
             "strategy": strategy,
             "pick": report.pick(strategy),
             "html": html,
-            "applied": diff,
+            "applied": applied.map(|a| serde_json::json!({
+                "file": a.file,
+                "changes": a.applied.changes.iter().map(|c| serde_json::json!({
+                    "table": c.table,
+                    "key": c.key,
+                    "value": c.value,
+                    "old": c.old,
+                })).collect::<Vec<_>>(),
+                "diff": a.applied.diff,
+                "overridden": a.overridden,
+            })),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -246,8 +282,24 @@ fn print(
         None => println!("no pick: every size had errors"),
     }
     println!("report: {}", html.display());
-    if let Some(d) = diff {
-        print!("{d}");
+    if let Some(a) = applied {
+        for c in &a.applied.changes {
+            let was = c
+                .old
+                .as_deref()
+                .map_or("not set".to_string(), |o| format!("was {o}"));
+            println!(
+                "applied: {} `{}.{}` = {} ({was})",
+                a.file.display(),
+                c.table,
+                c.key,
+                c.value
+            );
+        }
+        for o in &a.overridden {
+            println!("note: {o}; the file's new value applies once it is not");
+        }
+        print!("{}", a.applied.diff);
     }
     Ok(())
 }

@@ -213,17 +213,15 @@ pub(super) fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// cargo-lambda's `[package.metadata.lambda]` (and `bin.<name>`) keys that
-/// mean the same as ours, so a cargo-lambda project works unchanged.
-fn cargo_lambda_layer(file: &Path, prefix: &str, table: &Value) -> Layer {
-    let mut entries = Map::new();
-    let mut paths = BTreeMap::new();
-    let mut put = |key: &str, path: String, v: Value| {
-        entries.insert(key.to_string(), v);
-        paths.insert(key.to_string(), path);
-    };
+/// cargo-lambda's `[package.metadata.lambda]` (and `bin.<name>`) tables as
+/// two layers, so a cargo-lambda project works unchanged: its runtime
+/// `env` and `build` keys, then its `deploy` table (whose `env` entries win
+/// entry by entry, as in cargo-lambda). A `deploy` key with no equivalent
+/// is refused with what to write instead, never dropped.
+fn cargo_lambda_layers(file: &Path, prefix: &str, table: &Value) -> Result<Vec<Layer>> {
+    let mut base = CargoLambdaLayer::new(file);
     if let Some(Value::Object(env)) = table.get("env") {
-        put("env", format!("{prefix}.env"), Value::Object(env.clone()));
+        base.put("env", format!("{prefix}.env"), Value::Object(env.clone()));
     }
     if let Some(Value::Object(build)) = table.get("build") {
         if let Some(Value::String(target)) = build.get("target") {
@@ -232,77 +230,210 @@ fn cargo_lambda_layer(file: &Path, prefix: &str, table: &Value) -> Layer {
             } else {
                 "x86_64"
             };
-            put(
-                "architecture",
-                format!("{prefix}.build.target"),
-                Value::String(arch.into()),
-            );
+            let path = format!("{prefix}.build.target");
+            base.put("architecture", path, Value::String(arch.into()));
         }
         if let Some(Value::Bool(true)) = build.get("arm64") {
-            put(
-                "architecture",
-                format!("{prefix}.build.arm64"),
-                Value::String("arm64".into()),
-            );
+            let path = format!("{prefix}.build.arm64");
+            base.put("architecture", path, Value::String("arm64".into()));
         }
         if let Some(v @ Value::Array(_)) = build.get("include") {
-            put("include", format!("{prefix}.build.include"), v.clone());
+            base.put("include", format!("{prefix}.build.include"), v.clone());
         }
     }
+    let mut layers = vec![base.layer];
     if let Some(Value::Object(deploy)) = table.get("deploy") {
-        let direct = [
-            ("memory", "memory"),
-            ("timeout", "timeout"),
-            ("role", "role"),
-            ("layers", "layers"),
-            ("tags", "tags"),
-            ("runtime", "runtime"),
-            ("include", "include"),
-            ("env_file", "env-file"),
-            ("env", "env"),
-            ("function_name", "name"),
-        ];
-        for (theirs, ours) in direct {
-            if let Some(v) = deploy.get(theirs) {
-                put(ours, format!("{prefix}.deploy.{theirs}"), v.clone());
+        layers.push(cargo_lambda_deploy(
+            file,
+            &format!("{prefix}.deploy"),
+            deploy,
+        )?);
+    }
+    Ok(layers)
+}
+
+/// A layer of cargo-lambda keys, each remembering its original path.
+struct CargoLambdaLayer {
+    layer: Layer,
+}
+
+impl CargoLambdaLayer {
+    fn new(file: &Path) -> CargoLambdaLayer {
+        CargoLambdaLayer {
+            layer: Layer {
+                entries: Map::new(),
+                origin: Origin::CargoLambda {
+                    file: file.to_path_buf(),
+                    paths: BTreeMap::new(),
+                },
+            },
+        }
+    }
+
+    fn put(&mut self, key: &str, path: String, v: Value) {
+        if let Origin::CargoLambda { paths, .. } = &mut self.layer.origin {
+            paths.entry(key.to_string()).or_insert(path);
+        }
+        // Two spellings of one map key (env + env_var, tags + tag) merge.
+        if let (Some(Value::Object(old)), Value::Object(new)) =
+            (self.layer.entries.get_mut(key), &v)
+        {
+            old.extend(new.clone());
+            return;
+        }
+        self.layer.entries.insert(key.to_string(), v);
+    }
+}
+
+/// cargo-lambda's `["K=V", ...]` lists (its `env_var` and `tag` flags) as
+/// a table; a table stays as it is.
+fn key_value_table(file: &Path, path: &str, v: &Value) -> Result<Value> {
+    let Value::Array(items) = v else {
+        return Ok(v.clone());
+    };
+    let mut map = Map::new();
+    for item in items {
+        match item.as_str().and_then(|s| s.split_once('=')) {
+            Some((k, v)) => map.insert(k.to_string(), Value::String(v.to_string())),
+            None => bail!(
+                "{}: `{path}` entries are \"KEY=VALUE\" strings, found {item}",
+                file.display()
+            ),
+        };
+    }
+    Ok(Value::Object(map))
+}
+
+/// cargo-lambda deploy keys cargo-fn has no key for, with what to do
+/// instead.
+const CARGO_LAMBDA_REFUSED: &[(&str, &str)] = &[
+    (
+        "s3_bucket",
+        "pass `--s3-bucket BUCKET` to `cargo fn deploy`",
+    ),
+    (
+        "s3_key",
+        "pass `--s3-key KEY` (with --s3-bucket) to `cargo fn deploy`",
+    ),
+    (
+        "log_retention",
+        "cargo-fn does not manage log retention: run `aws logs put-retention-policy \
+         --log-group-name /aws/lambda/<function> --retention-in-days N` once",
+    ),
+    (
+        "description",
+        "cargo-fn describes each published version with the git commit",
+    ),
+    (
+        "ipv6_allowed_for_dual_stack",
+        "cargo-fn does not set Ipv6AllowedForDualStack; set it with `aws lambda \
+         update-function-configuration`",
+    ),
+    (
+        "internal",
+        "publish an extension with `cargo fn deploy --layer NAME` and set `extension = true`",
+    ),
+    (
+        "compatible_runtimes",
+        "pass `--runtime provided.al2023` (or provided.al2) to `cargo fn deploy --layer NAME`",
+    ),
+    ("profile", "pass `--profile NAME` or set AWS_PROFILE"),
+    ("region", "pass `--region REGION` or set AWS_REGION"),
+    (
+        "endpoint_url",
+        "pass `--endpoint-url URL` or set AWS_ENDPOINT_URL",
+    ),
+    (
+        "retry_attempts",
+        "cargo-fn retries throttled and failed calls itself (6 attempts)",
+    ),
+    (
+        "binary_name",
+        "set `name` in [package.metadata.fn.functions.<bin>]",
+    ),
+    ("binary_path", "pass `--zip PATH` to `cargo fn deploy`"),
+    ("lambda_dir", "cargo-fn packages into target/lambda"),
+    (
+        "manifest_path",
+        "pass `--manifest-path PATH` to `cargo fn deploy`",
+    ),
+    ("output_format", "pass `--output json` to `cargo fn deploy`"),
+    ("dry", "pass `--dry-run` to `cargo fn deploy`"),
+];
+
+/// cargo-lambda's `[*.metadata.lambda.deploy]` table as a layer.
+fn cargo_lambda_deploy(file: &Path, prefix: &str, deploy: &Map<String, Value>) -> Result<Layer> {
+    let mut out = CargoLambdaLayer::new(file);
+    let enable_url = deploy.get("enable_function_url") == Some(&Value::Bool(true));
+    if enable_url && deploy.get("disable_function_url") == Some(&Value::Bool(true)) {
+        bail!(
+            "{}: `{prefix}.enable_function_url` and `{prefix}.disable_function_url` are both true; keep one",
+            file.display()
+        );
+    }
+    for (key, v) in deploy {
+        let path = format!("{prefix}.{key}");
+        let ours = match key.as_str() {
+            "memory" | "timeout" | "runtime" | "include" | "alias" | "extension" => key.as_str(),
+            "role" | "iam_role" => "role",
+            "layers" | "layer" => "layers",
+            "env_file" => "env-file",
+            "function_name" | "name" => "name",
+            "env" | "env_var" | "env_vars" => {
+                out.put("env", path.clone(), key_value_table(file, &path, v)?);
+                continue;
             }
-        }
-        if let Some(Value::String(t)) = deploy.get("tracing") {
-            // cargo-lambda spells these in lower case.
-            let ours = match t.to_ascii_lowercase().as_str() {
-                "active" => "Active".to_string(),
-                "passthrough" => "PassThrough".to_string(),
-                _ => t.clone(),
-            };
-            put(
-                "tracing",
-                format!("{prefix}.deploy.tracing"),
-                Value::String(ours),
-            );
-        }
-        let subnets = deploy.get("subnet_ids").cloned();
-        let groups = deploy.get("security_group_ids").cloned();
-        if subnets.is_some() || groups.is_some() {
-            let mut vpc = Map::new();
-            vpc.insert("subnets".into(), subnets.unwrap_or(Value::Array(vec![])));
-            vpc.insert(
-                "security-groups".into(),
-                groups.unwrap_or(Value::Array(vec![])),
-            );
-            put(
-                "vpc",
-                format!("{prefix}.deploy.subnet_ids"),
-                Value::Object(vpc),
-            );
-        }
+            "tags" | "tag" => {
+                out.put("tags", path.clone(), key_value_table(file, &path, v)?);
+                continue;
+            }
+            "tracing" => {
+                // cargo-lambda spells these in lower case.
+                let t = v.as_str().unwrap_or_default();
+                let mode = match t.to_ascii_lowercase().as_str() {
+                    "active" => "Active".to_string(),
+                    "passthrough" => "PassThrough".to_string(),
+                    _ => t.to_string(),
+                };
+                out.put("tracing", path, Value::String(mode));
+                continue;
+            }
+            // cargo-lambda's function URL has no authentication: the same here.
+            "enable_function_url" => {
+                if enable_url {
+                    let url = serde_json::json!({ "auth": "NONE" });
+                    out.put("function-url", path, url);
+                }
+                continue;
+            }
+            // No `function-url` key already means no URL (deploy removes one).
+            "disable_function_url" | "subnet_ids" | "security_group_ids" => continue,
+            other => {
+                let instead = CARGO_LAMBDA_REFUSED
+                    .iter()
+                    .find(|(k, _)| *k == other)
+                    .map(|(_, i)| i.to_string())
+                    .unwrap_or_else(|| "it is not a cargo-lambda deploy key".to_string());
+                bail!(
+                    "{}: `{path}` (cargo-lambda) has no cargo-fn equivalent and would be ignored: {instead}; remove the key",
+                    file.display()
+                );
+            }
+        };
+        out.put(ours, path, v.clone());
     }
-    Layer {
-        entries,
-        origin: Origin::CargoLambda {
-            file: file.to_path_buf(),
-            paths,
-        },
+    let subnets = deploy.get("subnet_ids").cloned();
+    let groups = deploy.get("security_group_ids").cloned();
+    if subnets.is_some() || groups.is_some() {
+        let mut vpc = Map::new();
+        vpc.insert("subnets".into(), subnets.unwrap_or(Value::Array(vec![])));
+        vpc.insert(
+            "security-groups".into(),
+            groups.unwrap_or(Value::Array(vec![])),
+        );
+        out.put("vpc", format!("{prefix}.subnet_ids"), Value::Object(vpc));
     }
+    Ok(out.layer)
 }
 
 /// `CARGO_FN_*` variables, typed where the key is numeric or a list.
@@ -395,13 +526,17 @@ fn layers_for(
 
     // cargo-lambda compatibility, lowest: workspace, package, then per bin.
     if let Some(t) = project.workspace_metadata.get("lambda") {
-        layers.push(cargo_lambda_layer(ws_file, "workspace.metadata.lambda", t));
+        layers.extend(cargo_lambda_layers(
+            ws_file,
+            "workspace.metadata.lambda",
+            t,
+        )?);
     }
     if let Some(t) = function.package_metadata.get("lambda") {
-        layers.push(cargo_lambda_layer(pkg_file, "package.metadata.lambda", t));
+        layers.extend(cargo_lambda_layers(pkg_file, "package.metadata.lambda", t)?);
         if let Some(bin) = t.get("bin").and_then(|b| b.get(&function.bin)) {
             let prefix = format!("package.metadata.lambda.bin.{}", function.bin);
-            layers.push(cargo_lambda_layer(pkg_file, &prefix, bin));
+            layers.extend(cargo_lambda_layers(pkg_file, &prefix, bin)?);
         }
     }
 

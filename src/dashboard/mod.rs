@@ -159,8 +159,16 @@ impl Dashboard {
         };
     }
 
-    /// Adds or replaces a section of the page (`None` removes it).
+    /// Adds or replaces a section of the page. `None`, or no data (an
+    /// empty list or object, `null`), removes it: a section appears only
+    /// when it has something to show.
     pub fn set_section(&self, key: &str, value: Option<Value>) {
+        let value = value.filter(|v| match v {
+            Value::Null => false,
+            Value::Array(a) => !a.is_empty(),
+            Value::Object(o) => !o.is_empty(),
+            _ => true,
+        });
         let mut st = self.state.write().expect("dashboard");
         match value {
             Some(v) => st.sections.insert(key.to_string(), v),
@@ -168,19 +176,25 @@ impl Dashboard {
         };
     }
 
-    /// Shows the reports saved as `<dir>/*/<file>` (e.g. `cargo fn tune`'s
-    /// `target/lambda/<function>/tune.json`) as section `key`, and shows
-    /// them again when one is written or removed: checked every second
-    /// while the dashboard lives (polling: the directory may be outside
-    /// the watched workspace). Needs a tokio runtime.
+    /// Shows the reports saved as `<dir>/<function>/<file>` (e.g. `cargo
+    /// fn tune`'s `target/lambda/<function>/tune.json`) of the functions
+    /// served (projects sharing a target directory see only their own) as
+    /// section `key`, and shows them again when one is written or removed:
+    /// checked every second while the dashboard lives (polling: the
+    /// directory may be outside the watched workspace). Needs a tokio
+    /// runtime.
     pub fn follow_reports(&self, key: &str, dir: PathBuf, file: &str) {
         let state = Arc::downgrade(&self.state);
         let (key, file) = (key.to_string(), file.to_string());
         tokio::spawn(async move {
             let mut seen = None;
             loop {
-                let now = stamps(&dir, &file);
                 let Some(state) = state.upgrade() else { return };
+                let served: Vec<String> = {
+                    let st = state.read().expect("dashboard");
+                    st.functions.iter().map(|f| f.name.clone()).collect()
+                };
+                let now = stamps(&dir, &file, &served);
                 if seen.as_ref() != Some(&now) {
                     Dashboard { state }.set_section(&key, reports(&now));
                     seen = Some(now);
@@ -246,20 +260,20 @@ fn first_error(text: &str) -> String {
         .join("\n")
 }
 
-/// The report files `<dir>/*/<file>` with their modification time and
-/// size, sorted: when this list changes, the section is read again.
-fn stamps(dir: &Path, file: &str) -> Vec<(PathBuf, SystemTime, u64)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<_> = entries
-        .filter_map(|e| {
-            let path = e.ok()?.path().join(file);
+/// The report files `<dir>/<function>/<file>` of `functions` with their
+/// modification time and size, sorted: when this list changes, the
+/// section is read again.
+fn stamps(dir: &Path, file: &str, functions: &[String]) -> Vec<(PathBuf, SystemTime, u64)> {
+    let mut out: Vec<_> = functions
+        .iter()
+        .filter_map(|f| {
+            let path = dir.join(f).join(file);
             let meta = std::fs::metadata(&path).ok()?;
             Some((path, meta.modified().ok()?, meta.len()))
         })
         .collect();
     out.sort();
+    out.dedup();
     out
 }
 
@@ -326,13 +340,14 @@ mod tests {
     #[test]
     fn saved_reports_become_a_section_and_bad_files_say_why() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(reports(&stamps(dir.path(), "tune.json")), None);
+        let served = ["a".to_string(), "b".to_string(), "c".to_string()];
+        assert_eq!(reports(&stamps(dir.path(), "tune.json", &served)), None);
         for (f, text) in [("a", r#"{"function": "a"}"#), ("b", "{not json")] {
             std::fs::create_dir(dir.path().join(f)).unwrap();
             std::fs::write(dir.path().join(f).join("tune.json"), text).unwrap();
         }
         std::fs::create_dir(dir.path().join("c")).unwrap(); // no report
-        let before = stamps(dir.path(), "tune.json");
+        let before = stamps(dir.path(), "tune.json", &served);
         let section = reports(&before).unwrap();
         let items = section.as_array().unwrap();
         assert_eq!(items.len(), 2, "{section}");
@@ -351,7 +366,11 @@ mod tests {
             r#"{"function": "a", "n": 1}"#,
         )
         .unwrap();
-        assert_ne!(stamps(dir.path(), "tune.json"), before, "a rewrite is seen");
+        assert_ne!(
+            stamps(dir.path(), "tune.json", &served),
+            before,
+            "a rewrite is seen"
+        );
     }
 
     #[test]

@@ -186,7 +186,11 @@ pub struct Outcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_uri: Option<String>,
     pub url: Option<String>,
-    /// Trigger name -> invoke URL of its HTTP API.
+    /// The URL's auth type: `NONE` (anyone may call it) or `AWS_IAM`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_auth: Option<String>,
+    /// Trigger name -> invoke URL of its HTTP API (public: its routes have
+    /// no authorizer).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub triggers: BTreeMap<String, String>,
     pub changed: bool,
@@ -255,6 +259,7 @@ pub async fn execute<A: Aws>(
             Code::Image { uri } if !uri.is_empty() => Some(uri.clone()),
             _ => None,
         },
+        url_auth: cx.url.as_ref().and(start.url_auth.clone()),
         url: cx.url,
         triggers: cx.trigger_urls,
         changed: !plan.changes.is_empty(),

@@ -57,6 +57,8 @@ pub(super) struct Start {
     /// The version that already matches, when nothing needs publishing.
     pub existing_version: Option<String>,
     pub url: Option<String>,
+    /// The URL's `AuthType` the configuration asks for (`NONE`: public).
+    pub url_auth: Option<String>,
     /// Invoke URLs of HTTP API triggers that need no change.
     pub trigger_urls: BTreeMap<String, String>,
 }
@@ -315,6 +317,7 @@ pub async fn plan<A: Aws>(
         );
     }
     let want_url = url::url_settings(cfg);
+    let url_auth = want_url.as_ref().map(|u| u.auth.clone());
     if let Some(u) = &want_url {
         records.insert(record_tag(&opts.alias), u.auth.clone());
     }
@@ -380,6 +383,7 @@ pub async fn plan<A: Aws>(
                 remote_alias: None,
                 existing_version: None,
                 url: None,
+                url_auth,
                 trigger_urls: BTreeMap::new(),
             },
         });
@@ -539,6 +543,7 @@ pub async fn plan<A: Aws>(
             remote_alias: alias,
             existing_version,
             url,
+            url_auth,
             trigger_urls,
         },
     })

@@ -166,8 +166,19 @@ impl Environment {
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
 
         let (invoke_tx, invoke_rx) = mpsc::channel(1);
-        let cgroup =
-            super::limits::Cgroup::for_environment(emulator.limits.as_ref(), id, spec.memory_mb)?;
+        let cgroup = super::limits::Cgroup::for_environment(
+            emulator.limits.as_ref(),
+            id,
+            spec.memory_mb,
+            |why| {
+                (emulator.options.log_sink)(LogLine {
+                    function: &spec.name,
+                    environment: id,
+                    stream: LogStream::Platform,
+                    text: &why,
+                })
+            },
+        );
         let shared = Arc::new(EnvShared {
             function: spec.name.clone(),
             env_id: id,

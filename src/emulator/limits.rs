@@ -23,7 +23,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Megabytes of memory that buy one vCPU (Lambda's documented proportion).
@@ -34,6 +35,11 @@ pub const MAX_VCPUS: f64 = 6.0;
 const PERIOD_US: u64 = 100_000;
 /// Name of the directory holding every group this tool creates.
 const CONTAINER: &str = "cargo-fn";
+
+/// How to get limits where they are not available, for notices.
+pub const HOW_TO_ENABLE: &str = "To enforce them, run as root, on cgroup v1, or on cgroup v2 inside a \
+     delegated subtree (`systemd-run --user --scope -p Delegate=yes cargo fn watch`); macOS has no cgroups. \
+     REPORT lines whose Max Memory Used exceeds the memory size are followed by a LIMIT line.";
 
 /// The vCPUs Lambda gives a function of `memory_mb`.
 pub fn vcpus(memory_mb: u32) -> f64 {
@@ -81,6 +87,9 @@ enum Layout {
 #[derive(Debug, Clone)]
 pub struct Limits {
     layout: Layout,
+    /// Set when making a group failed after start: environments run
+    /// uncapped from then on, and that is said once.
+    failed: Arc<AtomicBool>,
 }
 
 impl Limits {
@@ -92,18 +101,34 @@ impl Limits {
             .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
         let own = fs::read_to_string("/proc/self/cgroup")
             .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
-        let mounts = parse_mounts(&mountinfo);
-        let v1 = v1_layout(&mounts, &own);
-        let layout = match v1 {
-            Ok(layout) => layout,
-            Err(v1_reason) => v2_layout(&mounts, &own)
-                .map_err(|v2_reason| format!("cgroup v1: {v1_reason}; cgroup v2: {v2_reason}"))?,
+        Self::detect_from(&mountinfo, &own)
+    }
+
+    /// [`detect`](Self::detect) from the text of `/proc/self/mountinfo`
+    /// and `/proc/self/cgroup`. A layout only counts once a probe group
+    /// was made, capped and opened for joining: a directory that exists
+    /// (left by an earlier run, on a read-only mount) is no permission.
+    fn detect_from(mountinfo: &str, own: &str) -> Result<Limits, String> {
+        let mounts = parse_mounts(mountinfo);
+        let usable = |layout: Layout| {
+            let limits = Limits {
+                layout,
+                failed: Arc::new(AtomicBool::new(false)),
+            };
+            for dir in limits.containers() {
+                remove_stale(dir);
+            }
+            match limits.create(0, 128) {
+                Ok(_probe) => Ok(limits),
+                Err(e) => Err(format!("{}: {e}", limits.describe())),
+            }
         };
-        let limits = Limits { layout };
-        for dir in limits.containers() {
-            remove_stale(dir);
+        match v1_layout(&mounts, own).and_then(usable) {
+            Ok(limits) => Ok(limits),
+            Err(v1_reason) => v2_layout(&mounts, own)
+                .and_then(usable)
+                .map_err(|v2_reason| format!("cgroup v1: {v1_reason}; cgroup v2: {v2_reason}")),
         }
-        Ok(limits)
     }
 
     /// `cgroup v1 (memory, cpu)` or `cgroup v2 (<dir>)`, for messages.
@@ -174,9 +199,11 @@ impl Limits {
             }
         }
         for dir in &group.dirs {
+            let procs = dir.join("cgroup.procs");
             let file = OpenOptions::new()
                 .write(true)
-                .open(dir.join("cgroup.procs"))?;
+                .open(&procs)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", procs.display())))?;
             group.procs.push(file);
         }
         // Read after every invocation (REPORT's Max Memory Used): kept
@@ -232,21 +259,29 @@ impl Cgroup {
         }
     }
 
-    /// The environment's group, when limits are enforced.
+    /// The environment's group, when limits are enforced. When the group
+    /// cannot be made (permissions changed, a stale directory), the
+    /// environment runs uncapped rather than not at all: `say` gets why,
+    /// once per emulator.
     pub fn for_environment(
         limits: Option<&Limits>,
         env_id: u64,
         memory_mb: u32,
-    ) -> anyhow::Result<Option<Cgroup>> {
-        let Some(limits) = limits else {
-            return Ok(None);
-        };
-        limits.create(env_id, memory_mb).map(Some).map_err(|e| {
-            anyhow::anyhow!(
-                "setting the memory and CPU limits ({}): {e}",
-                limits.describe()
-            )
-        })
+        say: impl FnOnce(String),
+    ) -> Option<Cgroup> {
+        let limits = limits.filter(|l| !l.failed.load(Ordering::Relaxed))?;
+        match limits.create(env_id, memory_mb) {
+            Ok(group) => Some(group),
+            Err(e) => {
+                if !limits.failed.swap(true, Ordering::Relaxed) {
+                    say(format!(
+                        "cannot set the memory and CPU limits ({}): {e}; functions now run uncapped. {HOW_TO_ENABLE}",
+                        limits.describe()
+                    ));
+                }
+                None
+            }
+        }
     }
 
     /// Whether the kernel's OOM killer has killed a process of this group.
@@ -524,6 +559,53 @@ mod tests {
             own_dir(unified, &own_path(own, None).unwrap()),
             PathBuf::from("/sys/fs/cgroup/unified/user.slice/x.scope")
         );
+    }
+
+    /// A directory that looks like a delegated cgroup v2 (controllers
+    /// listed, a `cargo-fn` directory left by an earlier run) but is not
+    /// one: groups cannot be joined there, as on a read-only mount.
+    fn fake_cgroup2() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("cgroup.controllers"), "cpuset cpu memory\n").unwrap();
+        fs::write(dir.path().join("cgroup.subtree_control"), "").unwrap();
+        fs::create_dir(dir.path().join(CONTAINER)).unwrap();
+        fs::write(
+            dir.path().join(CONTAINER).join("cgroup.subtree_control"),
+            "",
+        )
+        .unwrap();
+        let mountinfo = format!(
+            "40 31 0:37 / {} rw,relatime - cgroup2 cgroup2 rw",
+            dir.path().display()
+        );
+        (dir, mountinfo)
+    }
+
+    #[test]
+    fn cgroups_without_permission_are_not_reported_as_enforced() {
+        let (_dir, mountinfo) = fake_cgroup2();
+        let why = Limits::detect_from(&mountinfo, "0::/\n").unwrap_err();
+        assert!(why.contains("cgroup v2 under"), "{why}");
+        assert!(why.contains("cgroup.procs"), "{why}");
+    }
+
+    #[test]
+    fn a_group_that_cannot_be_made_later_runs_the_environment_uncapped_and_says_so_once() {
+        let (dir, _) = fake_cgroup2();
+        let limits = Limits {
+            layout: Layout::V2 {
+                dir: dir.path().join(CONTAINER),
+            },
+            failed: Arc::new(AtomicBool::new(false)),
+        };
+        let mut said = Vec::new();
+        for env in 1..=3 {
+            let group = Cgroup::for_environment(Some(&limits), env, 128, |m| said.push(m));
+            assert!(group.is_none());
+        }
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].contains("run uncapped"), "{said:?}");
+        assert!(said[0].contains("Delegate=yes"), "{said:?}");
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub use http_front::{CorsPolicy, HttpEventFormat, HttpFront, InvokeMode};
 pub use http_routes::{HttpRoute, PayloadFormat, RouteTable};
 pub use invoke_api::InvocationType;
 pub(crate) use invoke_api::MAX_SYNC_REQUEST;
-pub use limits::{LimitsStatus, MAX_VCPUS, MB_PER_VCPU, vcpus};
+pub use limits::{HOW_TO_ENABLE, LimitsStatus, MAX_VCPUS, MB_PER_VCPU, vcpus};
 pub use report::{Architecture, cost_estimate};
 
 use pool::FunctionPool;

@@ -640,6 +640,11 @@ async fn account(
     // The estimate is the emulator's, not Lambda's: in the watch output,
     // not in the log callers get back.
     shared.log(LogStream::Platform, &report::cost_line(&data));
+    if shared.cgroup.is_none()
+        && let Some(line) = report::over_memory_line(&data)
+    {
+        shared.log(LogStream::Platform, &line);
+    }
     emulator.history.record(super::history::Finished {
         spec,
         request_id: &ended.request_id,

@@ -135,6 +135,18 @@ pub(crate) fn lines(r: &ReportData<'_>) -> Vec<String> {
     out
 }
 
+/// The emulator's mark after a REPORT whose Max Memory Used exceeds the
+/// memory size in an environment without limits: Lambda would have
+/// stopped that invocation (`Runtime.OutOfMemory`).
+pub(crate) fn over_memory_line(r: &ReportData<'_>) -> Option<String> {
+    (r.max_memory_mb > u64::from(r.memory_mb)).then(|| {
+        format!(
+            "LIMIT RequestId: {}\tMax Memory Used: {} MB exceeds Memory Size: {} MB: Lambda would have stopped this invocation (Runtime.OutOfMemory); memory limits are not enforced here",
+            r.request_id, r.max_memory_mb, r.memory_mb
+        )
+    })
+}
+
 /// The emulator's own COST line: the invocation's price by Lambda's list prices.
 pub(crate) fn cost_line(r: &ReportData<'_>) -> String {
     let cost = cost_estimate(r.arch, r.memory_mb, billed_ms(r.duration, r.init));
@@ -191,6 +203,29 @@ mod tests {
         });
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(!lines.iter().any(|l| l.starts_with("XRAY")));
+    }
+
+    #[test]
+    fn report_over_the_memory_size_is_marked_when_uncapped() {
+        let mut data = ReportData {
+            request_id: "abc",
+            duration: Duration::from_millis(3),
+            memory_mb: 128,
+            max_memory_mb: 128,
+            init: None,
+            status: EndStatus::Success,
+            arch: Architecture::X86_64,
+            trace: None,
+        };
+        assert_eq!(over_memory_line(&data), None, "at the size is within it");
+        data.max_memory_mb = 301;
+        let line = over_memory_line(&data).unwrap();
+        assert!(
+            line.starts_with(
+                "LIMIT RequestId: abc\tMax Memory Used: 301 MB exceeds Memory Size: 128 MB"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

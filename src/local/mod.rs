@@ -5,7 +5,9 @@
 //! This module owns the shared shape: [`LocalTriggers`] (started by watch
 //! from the configured triggers of each function, stopped on shutdown), the
 //! dispatch of AWS JSON-protocol requests (`POST /` with an `X-Amz-Target`)
-//! to the local services ([`JsonService`]), the [`Source`] trait every
+//! to the local services ([`JsonService`]) and the refusal of AWS calls
+//! for services not served (so they never reach a function), the
+//! [`Source`] trait every
 //! trigger implements for its status and "fire now", and the status/fire
 //! API routes. The services and pollers live in their own files (`sqs`,
 //! `sqs_poller`, ...).
@@ -15,6 +17,7 @@
 //! talks to AWS.
 
 pub mod events;
+pub mod http_api;
 pub mod kinesis;
 pub mod s3;
 pub mod schedule;
@@ -175,6 +178,14 @@ pub trait JsonService: Send + Sync + 'static {
     }
 }
 
+/// Whether any configured trigger is of a kind `is` accepts.
+fn uses(triggers: &[(String, Vec<Trigger>)], is: impl Fn(&TriggerKind) -> bool) -> bool {
+    triggers
+        .iter()
+        .flat_map(|(_, list)| list)
+        .any(|t| is(&t.kind))
+}
+
 /// One configured trigger running locally: its live status and "fire now".
 pub trait Source: Send + Sync + 'static {
     /// The Lambda function name.
@@ -296,7 +307,10 @@ impl LocalTriggers {
                 let sqs = sqs::SqsService::new(&cx.endpoint, &Scope::of(&cx.invoker));
                 *self.inner.sqs.write().expect("sqs") = Some(sqs.clone());
                 self.register_service(sqs.clone());
-                ui.status("SQS", format!("AWS_ENDPOINT_URL_SQS={}", cx.endpoint));
+                // The endpoints answer either way; printed when a trigger reads them.
+                if uses(triggers, |k| matches!(k, TriggerKind::Sqs(_))) {
+                    ui.status("SQS", format!("AWS_ENDPOINT_URL_SQS={}", cx.endpoint));
+                }
                 sqs
             }
         };
@@ -306,10 +320,12 @@ impl LocalTriggers {
                 let kinesis = kinesis::KinesisService::new(Scope::of(&cx.invoker));
                 *self.inner.kinesis.write().expect("kinesis") = Some(kinesis.clone());
                 self.register_service(Arc::new(kinesis.clone()));
-                ui.status(
-                    "Kinesis",
-                    format!("AWS_ENDPOINT_URL_KINESIS={}", cx.endpoint),
-                );
+                if uses(triggers, |k| matches!(k, TriggerKind::Kinesis(_))) {
+                    ui.status(
+                        "Kinesis",
+                        format!("AWS_ENDPOINT_URL_KINESIS={}", cx.endpoint),
+                    );
+                }
                 kinesis
             }
         };
@@ -326,8 +342,9 @@ impl LocalTriggers {
                         schedule::start(&cx, function, &trigger.name, t, self.clock())?;
                     }
                     TriggerKind::S3(t) => s3::start(&cx, function, &trigger.name, t),
-                    // HTTP API routes are the emulator's (watch gives them).
-                    TriggerKind::HttpApi(_) => {}
+                    // The routes are the emulator's (watch gives them);
+                    // this is the trigger's status and "fire now".
+                    TriggerKind::HttpApi(t) => http_api::start(&cx, function, &trigger.name, t),
                 }
             }
         }
@@ -396,7 +413,10 @@ impl LocalTriggers {
     }
 
     /// The emulator's front hook: requests whose `X-Amz-Target` names a
-    /// registered service go to it; everything else to the emulator.
+    /// registered service go to it. Other AWS API requests (an unknown
+    /// `X-Amz-Target`, a query-protocol `Action=...&Version=...` form) get
+    /// `UnknownOperationException` naming what is served, so they never
+    /// reach a function. Everything else goes to the emulator.
     pub fn front(&self) -> FrontHook {
         let me = self.clone();
         Arc::new(move |req: Request| {
@@ -405,21 +425,81 @@ impl LocalTriggers {
                 let target = req
                     .headers()
                     .get("x-amz-target")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                let Some((prefix, operation)) = target
-                    .as_deref()
-                    .and_then(|t| t.split_once('.'))
-                    .map(|(p, o)| (p.to_string(), o.to_string()))
-                else {
-                    return Err(req);
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                let Some(target) = target else {
+                    return me.query_protocol(req).await;
                 };
-                let Some(service) = me.service(&prefix) else {
-                    return Err(req);
-                };
-                Ok(dispatch(service, &operation, req).await)
+                let service = target
+                    .split_once('.')
+                    .and_then(|(prefix, op)| Some((me.service(prefix)?, op.to_string())));
+                match service {
+                    Some((service, operation)) => Ok(dispatch(service, &operation, req).await),
+                    None => Ok(AwsError::new(
+                        400,
+                        "UnknownOperationException",
+                        format!("`{target}` is not served here: {}", me.served()),
+                    )
+                    .into_response(json_content_type(&req))),
+                }
             })
         })
+    }
+
+    /// What this address serves, for errors: the local services' targets.
+    fn served(&self) -> String {
+        let services = self.inner.services.read().expect("services");
+        let prefixes: Vec<String> = services
+            .iter()
+            .map(|s| format!("{}.*", s.target_prefix()))
+            .collect();
+        format!(
+            "cargo fn watch serves the Lambda API and {} (AWS JSON protocol, `X-Amz-Target`); \
+             other AWS services are not emulated (point their clients at AWS or at another local double)",
+            if prefixes.is_empty() {
+                "no local service".to_string()
+            } else {
+                prefixes.join(", ")
+            }
+        )
+    }
+
+    /// A `POST` form with `Action` and `Version` is an AWS query-protocol
+    /// call (STS, SNS, old SQS clients): refused in the query protocol's
+    /// XML error shape. Any other request is handed back with its body.
+    async fn query_protocol(&self, req: Request) -> Result<Response, Request> {
+        let form = req.method() == axum::http::Method::POST
+            && req
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        if !form {
+            return Err(req);
+        }
+        let (parts, body) = req.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST).await else {
+            let too_large = (StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large");
+            return Ok(too_large.into_response());
+        };
+        let mut action = None;
+        let mut version = false;
+        for (k, v) in form_urlencoded::parse(&bytes) {
+            match k.as_ref() {
+                "Action" => action = Some(v.into_owned()),
+                "Version" => version = true,
+                _ => {}
+            }
+        }
+        match action {
+            Some(action) if version => Ok(query_error(
+                "UnknownOperationException",
+                &format!(
+                    "the AWS query-protocol action `{action}` is not served here: {}",
+                    self.served()
+                ),
+            )),
+            _ => Err(Request::from_parts(parts, Body::from(bytes))),
+        }
     }
 
     /// `GET /_cargo-fn/api/triggers` and
@@ -487,16 +567,43 @@ async fn fire_route(
     }
 }
 
-/// One JSON-protocol request to `service`: body parsed, operation run,
-/// answer or error rendered with the request's content type.
-async fn dispatch(service: Arc<dyn JsonService>, operation: &str, req: Request) -> Response {
-    let content_type = req
-        .headers()
+/// The request's AWS JSON content type (`application/x-amz-json-1.0`
+/// when it names none), which the answer repeats.
+fn json_content_type(req: &Request) -> &str {
+    req.headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .filter(|c| c.starts_with("application/x-amz-json"))
         .unwrap_or("application/x-amz-json-1.0")
-        .to_string();
+}
+
+/// A 400 in the query protocol's XML error shape (`ErrorResponse`).
+fn query_error(code: &str, message: &str) -> Response {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let body = format!(
+        "<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
+        escape(code),
+        escape(message)
+    );
+    let mut resp = (StatusCode::BAD_REQUEST, body).into_response();
+    let headers = resp.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("text/xml"));
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    resp
+}
+
+/// One JSON-protocol request to `service`: body parsed, operation run,
+/// answer or error rendered with the request's content type.
+async fn dispatch(service: Arc<dyn JsonService>, operation: &str, req: Request) -> Response {
+    let content_type = json_content_type(&req).to_string();
     let bytes = match axum::body::to_bytes(req.into_body(), MAX_REQUEST).await {
         Ok(b) => b,
         Err(_) => return service.too_large(operation).into_response(&content_type),

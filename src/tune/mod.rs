@@ -4,7 +4,8 @@
 //!
 //! Two sources of measurements, one report:
 //! - [`local`]: the function's release build under the emulator, with
-//!   Lambda's memory and CPU limits (cgroups). An **estimate**: the CPU
+//!   Lambda's memory and CPU limits (cgroups), sizes measured in turns and
+//!   the machine's load taken out (`cpu.rs`). An **estimate**: the CPU
 //!   share is Lambda's, the CPU, network and cold-start machinery are not.
 //! - [`remote`]: the deployed function, through [`LambdaApi`]: per size a
 //!   configuration update and a published version behind a temporary
@@ -12,9 +13,10 @@
 //!   restored, also after a failure or Ctrl-C.
 //!
 //! `stats.rs` holds the numbers (pure), `render.rs` the table, chart and
-//! HTML, `apply.rs` the edit of the function's `[package.metadata.fn]`.
+//! HTML, `apply.rs` the edit of the function's Cargo.toml.
 
 pub mod apply;
+mod cpu;
 mod render;
 pub mod stats;
 
@@ -27,7 +29,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::aws::{LambdaApi, Settings};
+use crate::aws::{FunctionState, LambdaApi, Settings};
 use crate::config::{Arch, FunctionConfig, Overrides};
 use crate::emulator::{Emulator, EmulatorOptions, FunctionSpec, LimitsStatus};
 use crate::error::hinted;
@@ -243,7 +245,11 @@ pub fn local_function(target: &LocalTarget) -> Result<(Project, FunctionConfig)>
 }
 
 /// Local estimate: the release build under the emulator with Lambda's
-/// limits, per architecture and memory size.
+/// limits, per architecture and memory size. Sizes are measured in turns
+/// (one invocation of each, then the next round), so a change in the
+/// machine's load falls on every size alike instead of on whichever ran
+/// then; each turn's wait for a CPU that other programs held is taken out
+/// ([`cpu`]), and the label says when the load was too high to trust.
 pub async fn local(opts: &TuneOptions, target: &LocalTarget, ui: &Ui) -> Result<TuneReport> {
     opts.validate()?;
     let (project, cfg) = local_function(target)?;
@@ -253,8 +259,119 @@ pub async fn local(opts: &TuneOptions, target: &LocalTarget, ui: &Ui) -> Result<
         opts.archs.clone()
     };
     let mut points = Vec::new();
+    let mut load = Load::default();
     for &arch in &archs {
         let spec = local_spec(&project, &cfg, arch, &target.cargo_flags, ui).await?;
+        ui.status(
+            "Measuring",
+            format!(
+                "{} on {}: {} MB in turns",
+                cfg.name,
+                arch.as_str(),
+                opts.memories
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        let mut sizes = Vec::new();
+        let mut started = Ok(());
+        for &memory in &opts.memories {
+            match Size::start(&spec, memory, opts).await {
+                Ok(size) => sizes.push(size),
+                Err(e) => {
+                    started = Err(e);
+                    break;
+                }
+            }
+        }
+        let measured = match started {
+            Ok(()) => in_turns(&sizes, opts, &mut load).await,
+            Err(e) => Err(e),
+        };
+        for size in sizes {
+            size.emulator.shutdown().await;
+        }
+        for (memory, samples) in opts.memories.iter().zip(measured?) {
+            points.push(stats::point(arch, *memory, &samples));
+        }
+    }
+    let mut label = "Local estimate: the release build under the emulator with Lambda's memory limit and CPU share (memory/1,769 MB of a vCPU); this machine's CPU, not Lambda's.".to_string();
+    if archs.iter().any(|a| Some(*a) != Arch::host()) {
+        label.push_str(" Other-architecture points run under qemu-user: a rough estimate only.");
+    }
+    label.push_str(&load.note(opts));
+    Ok(TuneReport::new(
+        &cfg.name,
+        "local",
+        label,
+        points,
+        opts.weight,
+    ))
+}
+
+/// A share of waiting for a CPU above which the estimate is not trusted.
+const UNRELIABLE_LOAD: f64 = 0.25;
+/// A share below which the load is not worth a word.
+const NOTABLE_LOAD: f64 = 0.02;
+
+/// How much of the measured time was the machine's load.
+#[derive(Debug, Default)]
+struct Load {
+    wall_ms: f64,
+    waited_ms: f64,
+    /// Turns where the counters could not be read.
+    unmeasured: usize,
+}
+
+impl Load {
+    fn share(&self) -> f64 {
+        if self.wall_ms > 0.0 {
+            self.waited_ms / self.wall_ms
+        } else {
+            0.0
+        }
+    }
+
+    /// The label's sentence about the load (empty when there is nothing to say).
+    fn note(&self, opts: &TuneOptions) -> String {
+        let share = self.share();
+        let pct = (share * 100.0).round();
+        if opts.cold_starts {
+            return " Cold starts: durations as measured, not corrected for this machine's load."
+                .into();
+        }
+        if self.unmeasured > 0 && self.wall_ms == 0.0 {
+            return " Durations as measured: this machine does not show the CPU time of each environment, so its load is not taken out.".into();
+        }
+        if share >= UNRELIABLE_LOAD {
+            format!(
+                " UNRELIABLE: this machine was busy, {pct}% of the measured time went to waiting for a CPU that other programs held; that wait is taken out, but measure again on an idle machine before trusting the curve."
+            )
+        } else if share >= NOTABLE_LOAD {
+            format!(
+                " Corrected for this machine's load: {pct}% of the measured time was spent waiting for a CPU that other programs held, and is taken out."
+            )
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// One memory size under its own emulator, all sizes alive at once so
+/// they can be measured in turns.
+struct Size {
+    memory: u32,
+    spec: FunctionSpec,
+    emulator: Emulator,
+    endpoint: String,
+}
+
+impl Size {
+    async fn start(spec: &FunctionSpec, memory: u32, opts: &TuneOptions) -> Result<Size> {
+        let mut spec = spec.clone();
+        spec.memory_mb = memory;
         let emulator = Emulator::start(
             EmulatorOptions {
                 bind: "127.0.0.1:0".parse().expect("loopback address"),
@@ -265,10 +382,12 @@ pub async fn local(opts: &TuneOptions, target: &LocalTarget, ui: &Ui) -> Result<
                 routes: None,
                 front: None,
             },
-            Vec::new(),
+            vec![spec.clone()],
         )
         .await?;
         if let LimitsStatus::Unavailable(why) = emulator.limits() {
+            let why = why.clone();
+            emulator.shutdown().await;
             return Err(hinted(
                 format!(
                     "cannot estimate: Lambda's memory and CPU limits cannot be set here: {why}"
@@ -277,29 +396,112 @@ pub async fn local(opts: &TuneOptions, target: &LocalTarget, ui: &Ui) -> Result<
             ));
         }
         let endpoint = emulator.endpoint();
-        for &memory in &opts.memories {
-            ui.status(
-                "Measuring",
-                format!("{} {memory} MB on {}", cfg.name, arch.as_str()),
-            );
-            let mut spec = spec.clone();
-            spec.memory_mb = memory;
-            let samples = local_samples(&emulator, &endpoint, &spec, opts).await?;
-            points.push(stats::point(arch, memory, &samples));
+        Ok(Size {
+            memory,
+            spec,
+            emulator,
+            endpoint,
+        })
+    }
+
+    /// One invocation (the `i`-th payload) and its REPORT.
+    async fn invoke(&self, opts: &TuneOptions, i: usize) -> Result<Sample> {
+        let out = crate::invoke::invoke(&crate::invoke::InvokeOptions {
+            function: self.spec.name.clone(),
+            qualifier: None,
+            payload: opts.payload(i).to_vec(),
+            target: crate::invoke::Target::Local {
+                endpoint: self.endpoint.clone(),
+            },
+            tail_log: true,
+            asynchronous: false,
+        })
+        .await?;
+        let log = out.log.unwrap_or_default();
+        let mut sample = stats::parse_report(&log)
+            .with_context(|| format!("no REPORT line in the log tail:\n{log}"))?;
+        sample.error |= out.function_error.is_some();
+        Ok(sample)
+    }
+
+    /// `count` invocations at once (payloads from `first`), with the wait
+    /// for a busy machine taken out of their durations.
+    async fn turn(
+        &self,
+        opts: &TuneOptions,
+        first: usize,
+        count: usize,
+        load: &mut Load,
+    ) -> Result<Vec<Sample>> {
+        let name = self.spec.name.clone();
+        let before = cpu::sample(&name, self.memory);
+        let mut samples = futures_util::future::try_join_all(
+            (first..first + count).map(|i| self.invoke(opts, i)),
+        )
+        .await?;
+        let after = cpu::sample(&name, self.memory);
+        let (Some(before), Some(after)) = (before, after) else {
+            load.unmeasured += 1;
+            return Ok(samples);
+        };
+        let wall: f64 = samples.iter().map(|s| s.duration_ms).sum();
+        if wall <= 0.0 {
+            return Ok(samples);
         }
-        emulator.shutdown().await;
+        let vcpus = crate::emulator::vcpus(self.memory);
+        let kept = cpu::without_load(wall, after.since(before), vcpus) / wall;
+        load.wall_ms += wall;
+        load.waited_ms += wall * (1.0 - kept);
+        for s in &mut samples {
+            s.duration_ms *= kept;
+            // Lambda bills by the millisecond, rounded up.
+            s.billed_ms = s.duration_ms.ceil() as u64;
+        }
+        Ok(samples)
     }
-    let mut label = "Local estimate: the release build under the emulator with Lambda's memory limit and CPU share (memory/1,769 MB of a vCPU); this machine's CPU, not Lambda's.".to_string();
-    if archs.iter().any(|a| Some(*a) != Arch::host()) {
-        label.push_str(" Other-architecture points run under qemu-user: a rough estimate only.");
+}
+
+/// The sizes (indexes) of round `round` in the order they run.
+fn turn_order(round: usize, sizes: usize) -> Vec<usize> {
+    if round.is_multiple_of(2) {
+        (0..sizes).collect()
+    } else {
+        (0..sizes).rev().collect()
     }
-    Ok(TuneReport::new(
-        &cfg.name,
-        "local",
-        label,
-        points,
-        opts.weight,
-    ))
+}
+
+/// Measures every size in turns: round `r` runs one turn of each size,
+/// in ascending order on even rounds and descending on odd ones, so no
+/// size always runs right after the same neighbour. A turn is one
+/// invocation, or with `--parallel` all of a size's invocations at once.
+async fn in_turns(sizes: &[Size], opts: &TuneOptions, load: &mut Load) -> Result<Vec<Vec<Sample>>> {
+    let n = opts.invocations as usize;
+    let per_turn = if opts.parallel { n } else { 1 };
+    if !opts.cold_starts {
+        // Warm environments first: as many as a turn needs.
+        for size in sizes {
+            futures_util::future::try_join_all((0..per_turn).map(|i| size.invoke(opts, i))).await?;
+        }
+    }
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::with_capacity(n); sizes.len()];
+    for round in 0..n / per_turn {
+        for k in turn_order(round, sizes.len()) {
+            let size = &sizes[k];
+            let first = round * per_turn;
+            if opts.cold_starts {
+                // A new spec: the environments of the last turn are gone.
+                size.emulator.set_function(size.spec.clone());
+                let turn = futures_util::future::try_join_all(
+                    (first..first + per_turn).map(|i| size.invoke(opts, i)),
+                )
+                .await?;
+                samples[k].extend(turn);
+            } else {
+                samples[k].extend(size.turn(opts, first, per_turn, load).await?);
+            }
+        }
+    }
+    Ok(samples)
 }
 
 /// Builds the function for `arch` (release, as it ships) and describes how
@@ -331,56 +533,6 @@ async fn local_spec(
     let mut spec = crate::watch::spec_from_config(&cfg, run.command, &Default::default(), project);
     spec.args = run.args;
     Ok(spec)
-}
-
-/// The measured invocations of one spec.
-async fn local_samples(
-    emulator: &Emulator,
-    endpoint: &str,
-    spec: &FunctionSpec,
-    opts: &TuneOptions,
-) -> Result<Vec<Sample>> {
-    // A new spec: environments of the previous size are gone.
-    emulator.set_function(spec.clone());
-    let n = opts.invocations as usize;
-    let invoke = |i: usize| {
-        let opts_i = crate::invoke::InvokeOptions {
-            function: spec.name.clone(),
-            qualifier: None,
-            payload: opts.payload(i).to_vec(),
-            target: crate::invoke::Target::Local {
-                endpoint: endpoint.to_string(),
-            },
-            tail_log: true,
-            asynchronous: false,
-        };
-        async move {
-            let out = crate::invoke::invoke(&opts_i).await?;
-            let log = out.log.unwrap_or_default();
-            let mut sample = stats::parse_report(&log)
-                .with_context(|| format!("no REPORT line in the log tail:\n{log}"))?;
-            sample.error |= out.function_error.is_some();
-            Ok(sample)
-        }
-    };
-    if opts.parallel {
-        if !opts.cold_starts {
-            // As many warm environments as the measured batch needs.
-            futures_util::future::try_join_all((0..n).map(invoke)).await?;
-        }
-        return futures_util::future::try_join_all((0..n).map(invoke)).await;
-    }
-    if !opts.cold_starts {
-        invoke(0).await?;
-    }
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..n {
-        if opts.cold_starts {
-            emulator.set_function(spec.clone());
-        }
-        samples.push(invoke(i).await?);
-    }
-    Ok(samples)
 }
 
 /// What a remote run created, for the cleanup.
@@ -432,14 +584,7 @@ pub async fn remote<A: LambdaApi>(
     );
     let created = RefCell::new(Created::default());
     let run = measure_remote(
-        api,
-        function,
-        &original.settings,
-        &before,
-        &alias,
-        opts,
-        &created,
-        ui,
+        api, function, &original, &before, &alias, opts, &created, ui,
     );
     let outcome = tokio::select! {
         r = run => r,
@@ -473,14 +618,14 @@ pub async fn remote<A: LambdaApi>(
 async fn measure_remote<A: LambdaApi>(
     api: &A,
     function: &str,
-    original: &Settings,
+    original: &FunctionState,
     before: &BTreeSet<String>,
     alias: &str,
     opts: &TuneOptions,
     created: &RefCell<Created>,
     ui: &Ui,
 ) -> Result<Vec<Point>> {
-    let arch = match original.architecture.as_str() {
+    let arch = match original.settings.architecture.as_str() {
         "arm64" => Arch::Arm64,
         _ => Arch::X86_64,
     };
@@ -488,13 +633,21 @@ async fn measure_remote<A: LambdaApi>(
     let no_weights = Default::default();
     for &memory in &opts.memories {
         ui.status("Measuring", format!("{function} {memory} MB in AWS"));
-        let mut settings = original.clone();
+        let mut settings = original.settings.clone();
         settings.memory = memory;
         created.borrow_mut().configuration_changed = true;
         api.update_configuration(function, &settings, None).await?;
         api.wait_updated(function).await?;
+        // CodeSha256 is PublishVersion's precondition: the code read at the
+        // start, so a deploy that changed it meanwhile stops the run
+        // instead of being measured (an empty hash matches no code).
         let v = api
-            .publish_version(function, "", None, &format!("{TEMP_PREFIX}: {memory} MB"))
+            .publish_version(
+                function,
+                &original.code_sha256,
+                None,
+                &format!("{TEMP_PREFIX}: {memory} MB"),
+            )
             .await?;
         if !before.contains(&v.version) {
             created.borrow_mut().versions.push(v.version.clone());

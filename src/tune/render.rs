@@ -111,7 +111,9 @@ fn svg_chart(
     unit: &str,
     value: &dyn Fn(&super::Point) -> f64,
 ) -> String {
-    let (w, h, left, bottom, top, right) = (640.0, 300.0, 80.0, 40.0, 30.0, 20.0);
+    // The right margin holds half of the last memory label, centred on
+    // its point (`10240 MB` is ~50 px at 11 px).
+    let (w, h, left, bottom, top, right) = (640.0, 300.0, 80.0, 40.0, 30.0, 40.0);
     let memories: Vec<f64> = r.points.iter().map(|p| f64::from(p.memory_mb)).collect();
     let min_x = memories.iter().copied().fold(f64::MAX, f64::min);
     let max_x = memories.iter().copied().fold(0.0, f64::max);
@@ -239,4 +241,56 @@ pub fn html(r: &TuneReport) -> String {
     }
     s.push_str("</ul><p>Prices: us-east-1 list prices per GB-second and per request, before the free tier.</p></body></html>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tune::stats::{self, Sample};
+
+    #[test]
+    fn every_memory_label_of_the_chart_fits_inside_it() {
+        let sample = Sample {
+            duration_ms: 10.0,
+            billed_ms: 10,
+            init_ms: None,
+            max_memory_mb: 20,
+            error: false,
+        };
+        let points: Vec<_> = [128, 1024, 3008, 10240]
+            .iter()
+            .map(|m| stats::point(Arch::X86_64, *m, &[sample]))
+            .collect();
+        let report = TuneReport {
+            function: "f".into(),
+            mode: "local",
+            label: String::new(),
+            picks: stats::picks(&points, 0.5),
+            points,
+        };
+        let svg = svg_chart(&report, "t", "ms", &|p| p.trimmed_mean_ms);
+        let width: f64 = 640.0;
+        let mut labels = 0;
+        for text in svg.split("<text ").skip(1) {
+            let (attrs, rest) = text.split_once('>').unwrap();
+            let content = rest.split('<').next().unwrap();
+            let x: f64 = attrs
+                .split("x=\"")
+                .nth(1)
+                .and_then(|v| v.split('"').next())
+                .unwrap()
+                .parse()
+                .unwrap();
+            // A generous glyph width for an 11 px sans-serif digit.
+            let half = content.chars().count() as f64 * 7.0 / 2.0;
+            if attrs.contains("text-anchor=\"middle\"") {
+                labels += 1;
+                assert!(
+                    x - half >= 0.0 && x + half <= width,
+                    "`{content}` at x={x} is cut off by the {width} px chart"
+                );
+            }
+        }
+        assert_eq!(labels, 4, "{svg}");
+    }
 }

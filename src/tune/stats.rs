@@ -19,19 +19,18 @@ pub struct Sample {
     pub error: bool,
 }
 
-/// The fields of a REPORT line (`None` when the log has none).
+/// The last REPORT of a log tail, in either of Lambda's log formats: a
+/// text `REPORT RequestId: ...` line or, with `log-format = "JSON"` (every
+/// template's), a `platform.report` record. One parser reads both: the
+/// one `cargo fn logs` uses ([`crate::logs::parse_report`]).
 pub fn parse_report(log: &str) -> Option<Sample> {
-    let line = log.lines().rev().find(|l| l.starts_with("REPORT "))?;
-    let field = |name: &str| -> Option<f64> {
-        let rest = line.split(&format!("{name}: ")).nth(1)?;
-        rest.split_whitespace().next()?.parse().ok()
-    };
+    let r = log.lines().rev().find_map(crate::logs::parse_report)?;
     Some(Sample {
-        duration_ms: field("Duration")?,
-        billed_ms: field("Billed Duration")? as u64,
-        init_ms: field("Init Duration"),
-        max_memory_mb: field("Max Memory Used").unwrap_or(0.0) as u64,
-        error: line.contains("Status: "),
+        duration_ms: r.duration_ms,
+        billed_ms: r.billed_ms,
+        init_ms: r.init_ms,
+        max_memory_mb: u64::from(r.max_memory_mb),
+        error: r.status.is_some(),
     })
 }
 
@@ -197,6 +196,28 @@ mod tests {
         let oom = "REPORT RequestId: b\tDuration: 9.00 ms\tBilled Duration: 9 ms\tMemory Size: 128 MB\tMax Memory Used: 128 MB\tStatus: error\tError Type: Runtime.OutOfMemory";
         assert!(parse_report(oom).unwrap().error);
         assert_eq!(parse_report("no report"), None);
+    }
+
+    #[test]
+    fn json_platform_report_records_parse_like_text_report_lines() {
+        // What Lambda writes with `log-format = "JSON"` (AWS: "Configuring
+        // JSON and plain text log formats"): platform lines as records.
+        let log = concat!(
+            r#"{"time":"2026-12-07T01:00:00.000Z","type":"platform.start","record":{"requestId":"a","version":"3"}}"#,
+            "\n",
+            r#"{"timestamp":"2026-12-07T01:00:00.001Z","level":"INFO","message":"hello"}"#,
+            "\n",
+            r#"{"time":"2026-12-07T01:00:00.013Z","type":"platform.report","record":{"requestId":"a","metrics":{"durationMs":12.34,"billedDurationMs":13,"memorySizeMB":256,"maxMemoryUsedMB":40,"initDurationMs":55.1},"status":"success"}}"#,
+            "\n",
+        );
+        let s = parse_report(log).unwrap();
+        assert_eq!(s.duration_ms, 12.34);
+        assert_eq!(s.billed_ms, 13);
+        assert_eq!(s.init_ms, Some(55.1));
+        assert_eq!(s.max_memory_mb, 40);
+        assert!(!s.error);
+        let failed = r#"{"time":"2026-12-07T01:00:01.000Z","type":"platform.report","record":{"requestId":"b","metrics":{"durationMs":3000.0,"billedDurationMs":3000,"memorySizeMB":128,"maxMemoryUsedMB":20},"status":"timeout"}}"#;
+        assert!(parse_report(failed).unwrap().error);
     }
 
     #[test]

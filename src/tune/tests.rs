@@ -269,3 +269,42 @@ fn the_report_is_saved_as_html_and_json_and_replaced_by_the_next() {
         .collect();
     assert_eq!(names.len(), 2, "no temporary files left: {names:?}");
 }
+
+#[test]
+fn local_sizes_are_measured_in_turns_each_round_reversing_the_last() {
+    let rounds: Vec<Vec<usize>> = (0..4).map(|r| turn_order(r, 3)).collect();
+    assert_eq!(
+        rounds,
+        vec![vec![0, 1, 2], vec![2, 1, 0], vec![0, 1, 2], vec![2, 1, 0]]
+    );
+}
+
+#[test]
+fn the_label_says_when_the_load_makes_the_estimate_unreliable() {
+    let opts = TuneOptions::default();
+    let load = |wall_ms, waited_ms| Load {
+        wall_ms,
+        waited_ms,
+        unmeasured: 0,
+    };
+    assert_eq!(load(1000.0, 5.0).note(&opts), "");
+    let some = load(1000.0, 100.0).note(&opts);
+    assert!(
+        some.contains("Corrected for this machine's load: 10%"),
+        "{some}"
+    );
+    let busy = load(1000.0, 400.0).note(&opts);
+    assert!(
+        busy.contains("UNRELIABLE") && busy.contains("40%"),
+        "{busy}"
+    );
+    let blind = Load {
+        unmeasured: 3,
+        ..Load::default()
+    };
+    assert!(
+        blind.note(&opts).contains("not taken out"),
+        "{}",
+        blind.note(&opts)
+    );
+}

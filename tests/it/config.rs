@@ -187,3 +187,112 @@ fn unknown_bin_lists_the_available_ones() {
         .code(1)
         .stderr(predicate::str::contains("available: hello"));
 }
+
+/// `cargo fn config --output json` of the project's one function.
+fn config_json(dir: &Path) -> serde_json::Value {
+    let out = cargo_fn()
+        .current_dir(dir)
+        .args(["config", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0].clone()
+}
+
+#[test]
+fn cargo_lambda_env_and_deploy_env_both_reach_the_function() {
+    let dir = tempdir();
+    project(
+        dir.path(),
+        "[package.metadata.lambda.env]\nRUNTIME_ONLY = \"a\"\nBOTH = \"runtime\"\n\n[package.metadata.lambda.deploy]\nenv = { DEPLOY_ONLY = \"b\", BOTH = \"deploy\" }\n",
+    );
+    let f = config_json(dir.path());
+    assert_eq!(f["env"]["RUNTIME_ONLY"], "a", "{f}");
+    assert_eq!(f["env"]["DEPLOY_ONLY"], "b", "{f}");
+    assert_eq!(f["env"]["BOTH"], "deploy", "{f}");
+}
+
+#[test]
+fn cargo_lambda_deploy_keys_are_mapped() {
+    let dir = tempdir();
+    project(
+        dir.path(),
+        r#"[package.metadata.lambda.deploy]
+enable_function_url = true
+iam_role = "arn:aws:iam::123456789012:role/legacy"
+layer = ["arn:aws:lambda:us-east-1:123456789012:layer:one:1"]
+tag = ["team=core"]
+env_var = ["FROM_LIST=1"]
+alias = "prod"
+"#,
+    );
+    let f = config_json(dir.path());
+    assert_eq!(f["role"], "arn:aws:iam::123456789012:role/legacy", "{f}");
+    assert_eq!(
+        f["layers"][0], "arn:aws:lambda:us-east-1:123456789012:layer:one:1",
+        "{f}"
+    );
+    assert_eq!(f["tags"]["team"], "core", "{f}");
+    assert_eq!(f["env"]["FROM_LIST"], "1", "{f}");
+    assert_eq!(f["alias"], "prod", "{f}");
+    let url = f.get("function_url").or_else(|| f.get("function-url"));
+    assert_eq!(url.map(|u| u["auth"].clone()), Some("NONE".into()), "{f}");
+}
+
+#[test]
+fn cargo_lambda_deploy_keys_without_an_equivalent_are_refused_with_what_to_write() {
+    for (key, value, instead) in [
+        ("s3_bucket", "\"artifacts\"", "--s3-bucket"),
+        ("s3_key", "\"k.zip\"", "--s3-key"),
+        ("log_retention", "14", "put-retention-policy"),
+        ("description", "\"x\"", "git commit"),
+        ("region", "\"eu-west-1\"", "--region"),
+        ("profile", "\"prod\"", "--profile"),
+        ("no_such_key", "1", "not a cargo-lambda deploy key"),
+    ] {
+        let dir = tempdir();
+        project(
+            dir.path(),
+            &format!("[package.metadata.lambda.deploy]\n{key} = {value}\n"),
+        );
+        let out = cargo_fn()
+            .current_dir(dir.path())
+            .arg("config")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{key} was accepted");
+        assert!(
+            stderr.contains(&format!("`package.metadata.lambda.deploy.{key}`"))
+                && stderr.contains("Cargo.toml")
+                && stderr.contains(instead),
+            "{key}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn build_release_is_accepted_as_cargo_lambda_spells_it() {
+    // A configuration error (exit 1, after the flags parsed) rather than
+    // a usage error (exit 2) for `--release`; no build is started.
+    let dir = tempdir();
+    project(dir.path(), "[package.metadata.fn]\nmemory = 1\n");
+    for flag in ["--release", "-r"] {
+        cargo_fn()
+            .current_dir(dir.path())
+            .args(["build", flag])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("memory"));
+    }
+    cargo_fn()
+        .current_dir(dir.path())
+        .args(["build", "--release", "--profile", "dev"])
+        .assert()
+        .code(2);
+}

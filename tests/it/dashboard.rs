@@ -670,3 +670,37 @@ starting-position = "TRIM_HORIZON"
     drop(browser);
     watch.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sections_show_only_this_projects_data() {
+    let (emu, dashboard, _client) = start_with_dashboard().await;
+    // Functions without triggers: watch publishes an empty list.
+    dashboard.set_section("triggers", Some(json!([])));
+    let state = get_json(&emu, "/_cargo-fn/api/state").await;
+    assert!(
+        state["sections"].get("triggers").is_none(),
+        "an empty Triggers table: {state}"
+    );
+    dashboard.set_section("triggers", Some(triggers_section()));
+    let state = get_json(&emu, "/_cargo-fn/api/state").await;
+    assert!(state["sections"]["triggers"].is_array(), "{state}");
+
+    // A target directory shared with another project: its tune report
+    // (`other`) is not this project's (`echo`, `fail`).
+    let dir = tempfile::tempdir().unwrap();
+    cargo_fn::tune::write_report(&tune_report("other", &[(128, 50.0)]), dir.path()).unwrap();
+    cargo_fn::tune::write_report(&tune_report("echo", &[(128, 90.0)]), dir.path()).unwrap();
+    dashboard.follow_reports("tune", dir.path().to_path_buf(), cargo_fn::tune::JSON_FILE);
+    let state = wait_state(&emu, "this project's report", |s| {
+        s["sections"]["tune"].is_array()
+    })
+    .await;
+    let functions: Vec<&Value> = state["sections"]["tune"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["report"]["function"])
+        .collect();
+    assert_eq!(functions, [&json!("echo")], "{state}");
+    emu.shutdown().await;
+}

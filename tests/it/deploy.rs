@@ -70,14 +70,15 @@ fn first_deploy_then_no_change_then_code_change(aws: Double) {
     assert!(role.ends_with(&format!(":role/cargo-fn-{name}")), "{role}");
     assert_eq!(alias(&aws, &name, "live")["FunctionVersion"], "1");
 
-    // No change: read calls only, at most 3, nothing published.
+    // No change: read calls only, at most 4 (the identity check before the
+    // build, then 3), nothing published.
     aws.proxy.reset_calls();
     let out = ok(deploy(&aws, dir.path(), &v1, &[]));
     assert_eq!(function(&out)["version"], "1");
     assert_eq!(function(&out)["changed"], false);
     let calls = aws.proxy.calls();
     assert!(aws.proxy.writes().is_empty(), "{calls:?}");
-    assert!(calls.len() <= 3, "{calls:?}");
+    assert!(calls.len() <= 4, "{calls:?}");
 
     // Code change: version 2, alias moved; no configuration update.
     aws.proxy.reset_calls();
@@ -823,4 +824,211 @@ fn large_upload_arrives_whole_and_removed_tags_are_untagged(aws: Double) {
     assert!(tags["Tags"].get("cost").is_none(), "{tags}");
     assert_eq!(tags["Tags"]["team"], "core");
     assert_eq!(tags["Tags"]["managed-by"], "cargo-fn");
+}
+
+/// `cargo fn deploy` (which would build first) in `dir` with an empty
+/// environment but the toolchain: no AWS variables, HOME a temp dir, and the
+/// shared AWS files pointed at empty files.
+fn deploy_with_nothing_configured(dir: &Path, extra: &[(&str, &str)]) -> (Run, String) {
+    let empty = dir.join("empty-aws-file");
+    std::fs::write(&empty, "").unwrap();
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let mut cmd = cargo_fn();
+    cmd.current_dir(dir).env_clear().arg("deploy");
+    cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env(
+            "RUSTUP_HOME",
+            std::env::var("RUSTUP_HOME").unwrap_or_else(|_| format!("{home}/.rustup")),
+        )
+        .env(
+            "CARGO_HOME",
+            std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{home}/.cargo")),
+        )
+        .env("AWS_CONFIG_FILE", &empty)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &empty);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run cargo-fn");
+    let run = Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    };
+    (run, empty.display().to_string())
+}
+
+/// Fails before any build, on short lines, with no SDK warnings.
+fn refused_before_the_build(dir: &Path, run: &Run) {
+    assert!(!run.ok, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        !dir.join("target").exists(),
+        "a build started before the check:\n{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("WARN"), "{}", run.stderr);
+    for line in run.stderr.lines() {
+        assert!(line.len() <= 320, "a {}-char line: {line}", line.len());
+    }
+}
+
+#[test]
+fn deploy_without_a_region_fails_before_the_build_naming_where_it_looked() {
+    let dir = tempdir();
+    project(dir.path(), "hello", "memory = 128");
+    let (run, empty) = deploy_with_nothing_configured(dir.path(), &[]);
+    refused_before_the_build(dir.path(), &run);
+    assert!(
+        run.stderr.starts_with("error: no AWS region configured\n"),
+        "{}",
+        run.stderr
+    );
+    let hint = run.stderr.lines().nth(1).unwrap_or_default();
+    for place in ["--region", "AWS_REGION", "AWS_DEFAULT_REGION", &empty] {
+        assert!(hint.contains(place), "{place} not named: {hint}");
+    }
+}
+
+#[test]
+fn deploy_without_credentials_fails_before_the_build_naming_where_it_looked() {
+    let dir = tempdir();
+    project(dir.path(), "hello", "memory = 128");
+    let (run, empty) = deploy_with_nothing_configured(dir.path(), &[("AWS_REGION", "eu-west-1")]);
+    refused_before_the_build(dir.path(), &run);
+    assert!(
+        run.stderr.starts_with("error: no AWS credentials found\n"),
+        "{}",
+        run.stderr
+    );
+    let hint = run.stderr.lines().nth(1).unwrap_or_default();
+    for place in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        &empty,
+        "--profile",
+    ] {
+        assert!(hint.contains(place), "{place} not named: {hint}");
+    }
+    assert!(!run.stderr.contains("network"), "{}", run.stderr);
+}
+
+/// The actions `cargo fn deploy --print-policy` prints.
+fn printed_policy_actions() -> Vec<String> {
+    let out = cargo_fn()
+        .args(["deploy", "--print-policy"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let policy: Value = serde_json::from_slice(&out.stdout).expect("policy JSON");
+    policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap().clone())
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+const TRIGGERS: &str = r#"
+[[package.metadata.fn.triggers]]
+type = "schedule"
+name = "tick"
+expression = "rate(5 minutes)"
+
+[[package.metadata.fn.triggers]]
+type = "http-api"
+name = "api"
+routes = ["GET /items/{id}"]
+"#;
+
+#[test]
+fn every_call_a_deploy_with_triggers_makes_is_in_the_printed_policy() {
+    let aws = Double::start(Kind::Moto);
+    let dir = tempdir();
+    let code = zip(dir.path(), "v1.zip", "one");
+    project(
+        dir.path(),
+        "hello",
+        &format!("function-url = {{ auth = \"AWS_IAM\" }}\n{TRIGGERS}"),
+    );
+    let policy = printed_policy_actions();
+    let mut made = std::collections::BTreeSet::new();
+    // A first deploy, a code change, and an unchanged one.
+    for (zip_name, content) in [("v1.zip", "one"), ("v2.zip", "two"), ("v2.zip", "two")] {
+        let code = if zip_name == "v1.zip" {
+            code.clone()
+        } else {
+            zip(dir.path(), zip_name, content)
+        };
+        let mut cmd = cargo_fn();
+        cmd.current_dir(dir.path())
+            .args([
+                "deploy",
+                "--zip",
+                code.to_str().unwrap(),
+                "--output",
+                "json",
+            ])
+            .env("CARGO_FN_LOG", "warn,cargo_fn::aws_calls=debug");
+        for (k, v) in aws.env() {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        for line in stderr.lines().filter(|l| l.contains("aws call ")) {
+            let text = &line[line.find("aws call ").unwrap()..];
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let (op, action) = (words[2], words[4..].join(" "));
+            assert!(
+                policy.contains(&action),
+                "{op} needs `{action}`, which --print-policy does not list"
+            );
+            made.insert(action);
+        }
+    }
+    // The calls the issue found missing from the documented list.
+    for action in [
+        "sts:GetCallerIdentity",
+        "scheduler:ListSchedules",
+        "lambda:GetPolicy",
+        "apigateway:GET",
+        "apigateway:POST",
+        "lambda:CreateFunction",
+    ] {
+        assert!(made.contains(action), "{action} not seen in {made:?}");
+    }
+}
+
+#[test]
+fn a_refused_call_names_the_missing_action_and_the_policy_command() {
+    let aws = Double::start(Kind::Moto);
+    let dir = tempdir();
+    let code = zip(dir.path(), "v1.zip", "one");
+    project(dir.path(), "hello", TRIGGERS);
+    // IAM's 403 as a restricted CI user met it: no code the SDK can parse.
+    aws.proxy.inject(
+        "iam:GetRolePolicy",
+        FaultAction::Error(403, "AccessDenied"),
+        100,
+    );
+    let run = deploy(&aws, dir.path(), &code, &[]);
+    assert!(!run.ok, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("iam:GetRolePolicy failed with AccessDenied (HTTP 403)"),
+        "{}",
+        run.stderr
+    );
+    let hint = run
+        .stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("hint:"))
+        .unwrap_or_default();
+    assert!(
+        hint.contains("grant the IAM action `iam:GetRolePolicy`")
+            && hint.contains("cargo fn deploy --print-policy"),
+        "{hint}"
+    );
 }

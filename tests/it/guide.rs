@@ -321,6 +321,12 @@ fn the_readme_quick_start_deploys_and_invokes_the_function() {
         deployed.contains("hello: deployed, version 1, alias prod -> 1"),
         "deploy reports the version and alias: {deployed}"
     );
+    // Nothing public by default: the URL takes signed requests only, and no
+    // HTTP API (the template's is commented out) is created.
+    assert!(
+        deployed.contains("(AWS_IAM: signed requests only)") && !deployed.contains("Public"),
+        "deploy says who may call what it created: {deployed}"
+    );
     let alias = aws.get_json("/2015-03-31/functions/hello/aliases/prod");
     assert_eq!(alias["FunctionVersion"], "1", "{alias}");
     let function = aws.get_json("/2015-03-31/functions/hello");

@@ -375,3 +375,142 @@ async fn a_request_whose_event_exceeds_the_payload_limit_gets_413() {
     assert_eq!(status, 200);
     emu.shutdown().await;
 }
+
+/// boto3, unmodified, calling DynamoDB (JSON protocol) and STS (query
+/// protocol) at `endpoint`: `{service: [code, message, status]}`.
+fn boto3_unserved_calls(endpoint: &str) -> Value {
+    let script = r#"
+import json, sys
+import boto3, botocore.config, botocore.exceptions
+out = {}
+calls = {
+    "dynamodb": lambda c: c.put_item(TableName="t", Item={"k": {"S": "v"}}),
+    "sts": lambda c: c.get_caller_identity(),
+}
+for name, call in calls.items():
+    c = boto3.client(name, endpoint_url=sys.argv[1], region_name="us-east-1",
+                     aws_access_key_id="test", aws_secret_access_key="test",
+                     config=botocore.config.Config(retries={"max_attempts": 1}))
+    try:
+        call(c)
+        out[name] = "answered"
+    except botocore.exceptions.ClientError as e:
+        out[name] = [e.response["Error"]["Code"], e.response["Error"]["Message"],
+                     e.response["ResponseMetadata"]["HTTPStatusCode"]]
+print(json.dumps(out))
+"#;
+    let python = crate::support::tools_dir().join("venv/bin/python");
+    let out = std::process::Command::new(&python)
+        .args(["-c", script, endpoint])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask setup`)", python.display()));
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_body(&out.stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_for_unserved_aws_services_get_unknown_operation_not_the_default_function() {
+    use cargo_fn::emulator::Emulator;
+    use cargo_fn::local::LocalTriggers;
+    let logs = crate::emulator::Logs::default();
+    let local = LocalTriggers::new();
+    let mut opts = crate::emulator::options(&logs);
+    opts.routes = Some(local.router());
+    opts.front = Some(local.front());
+    let emu = Emulator::start(opts, vec![spec("web", "reflect")])
+        .await
+        .unwrap();
+    local
+        .start(
+            &emu,
+            &[("web".to_string(), vec![])],
+            cargo_fn::ui::Ui::silent(),
+        )
+        .unwrap();
+    emu.set_default(Some("web")).unwrap();
+    let base = emu.endpoint();
+
+    // An AWS JSON-protocol call for a service not served.
+    let (status, headers, body) = http(
+        "POST",
+        &format!("{base}/"),
+        &[
+            ("x-amz-target", "DynamoDB_20120810.PutItem"),
+            ("content-type", "application/x-amz-json-1.0"),
+        ],
+        br#"{"TableName": "t", "Item": {}}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["content-type"], "application/x-amz-json-1.0");
+    let error = json_body(&body);
+    assert_eq!(error["__type"], "UnknownOperationException", "{error}");
+    let message = error["message"].as_str().unwrap();
+    for named in ["DynamoDB_20120810.PutItem", "AmazonSQS", "Kinesis_20131202"] {
+        assert!(message.contains(named), "{message}");
+    }
+
+    // An AWS query-protocol call (form with Action and Version).
+    let (status, headers, body) = http(
+        "POST",
+        &format!("{base}/"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        b"Action=GetCallerIdentity&Version=2011-06-15".to_vec(),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(headers["content-type"], "text/xml");
+    assert!(
+        text.contains("<Code>UnknownOperationException</Code>")
+            && text.contains("GetCallerIdentity"),
+        "{text}"
+    );
+
+    // Unmodified boto3 sees AWS's error for both protocols.
+    let seen = boto3_unserved_calls(&base);
+    for service in ["dynamodb", "sts"] {
+        assert_eq!(seen[service][0], "UnknownOperationException", "{seen}");
+        assert_eq!(seen[service][2], 400, "{seen}");
+    }
+    assert!(
+        seen["sts"][1].as_str().unwrap().contains("AmazonSQS"),
+        "{seen}"
+    );
+    assert_eq!(
+        logs.count("START RequestId"),
+        0,
+        "no AWS call reached `web`"
+    );
+
+    // A plain HTML form post is the function's, with its body intact.
+    let (status, _, body) = http(
+        "POST",
+        &format!("{base}/signup"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        b"name=ada&Action=join".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let event = json_body(&body);
+    assert_eq!(event["rawPath"], "/signup", "{event}");
+    let sent = event["body"].as_str().unwrap();
+    let sent = if event["isBase64Encoded"] == true {
+        use base64::Engine;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(sent)
+                .unwrap(),
+        )
+        .unwrap()
+    } else {
+        sent.to_string()
+    };
+    assert_eq!(sent, "name=ada&Action=join");
+    local.stop();
+    emu.shutdown().await;
+}

@@ -107,6 +107,45 @@ async fn payload_sources_and_log_tail() {
     emu.shutdown().await;
 }
 
+/// `--async` queues an Event invocation: it says so (the function, the
+/// status and the request id) instead of printing nothing, and the
+/// invocation runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_invocation_says_what_was_queued() {
+    let (emu, logs) = emulator().await;
+    let ep = emu.endpoint();
+    let (code, out, err) = run(
+        args(&[
+            "invoke",
+            "echo",
+            "--endpoint",
+            &ep,
+            "--async",
+            "--data",
+            r#"{"a":1}"#,
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "", "an Event invocation has no result to print");
+    assert!(
+        err.contains(
+            "queued an asynchronous invocation of echo (7 bytes of payload, HTTP 202, request id "
+        ),
+        "{err}"
+    );
+    assert!(err.contains("the `cargo fn watch` output"), "{err}");
+    for _ in 0..100 {
+        if logs.count("END RequestId") >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(logs.count("END RequestId"), 1, "the queued invocation ran");
+    emu.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn function_errors_exit_non_zero_with_the_error_on_stdout() {
     let (emu, _logs) = emulator().await;

@@ -395,3 +395,103 @@ async fn invoke_trigger_fires_through_a_running_watch() {
     .await;
     watch.stop().await.unwrap();
 }
+
+fn orders_api() -> Trigger {
+    Trigger {
+        name: "api".into(),
+        kind: TriggerKind::HttpApi(cargo_fn::config::triggers::HttpApiTrigger {
+            routes: vec!["POST /orders/{id}".into(), "GET /orders".into()],
+            payload_format: "2.0".into(),
+            cors: None,
+            stage: "prod".into(),
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_api_triggers_are_listed_and_fired_through_the_route_table() {
+    let logs = Logs::default();
+    let local = LocalTriggers::new();
+    let mut opts = options(&logs);
+    opts.routes = Some(local.router());
+    opts.front = Some(local.front());
+    let emu = Emulator::start(opts, vec![spec("orders", "reflect")])
+        .await
+        .unwrap();
+    // As watch serves them: the trigger's routes in the emulator's table.
+    emu.set_http_routes(vec![
+        route("orders", "POST /orders/{id}", "prod", PayloadFormat::V2),
+        route("orders", "GET /orders", "prod", PayloadFormat::V2),
+    ])
+    .unwrap();
+    local
+        .start(
+            &emu,
+            &[("orders".to_string(), vec![orders_api()])],
+            Ui::silent(),
+        )
+        .unwrap();
+    let endpoint = emu.endpoint();
+
+    // Listed with its routes and local URL.
+    let (status, _, body) = http(
+        "GET",
+        &format!("{endpoint}/_cargo-fn/api/triggers"),
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let list: Value = serde_json::from_slice(&body).unwrap();
+    let api = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "api")
+        .unwrap_or_else(|| panic!("the http-api trigger is not listed: {list}"));
+    assert_eq!(api["type"], "http-api");
+    assert_eq!(api["function"], "orders");
+    assert_eq!(api["status"]["routes"], "POST /orders/{id}, GET /orders");
+    assert_eq!(api["status"]["url"], format!("{endpoint}/prod/"));
+
+    // Fired with the example request of its first route.
+    let (status, out) = fire(&endpoint, "orders", "api", b"").await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["request"], "POST /orders/example");
+    assert_eq!(out["statusCode"], 200, "{out}");
+    let id = out["requestId"].as_str().unwrap();
+    until("the invocation it made", || {
+        logs.count(&format!("START RequestId: {id}")) == 1
+    })
+    .await;
+    let event: ApiGatewayV2httpRequest = serde_json::from_value(out["body"].clone()).unwrap();
+    assert_eq!(event.route_key.as_deref(), Some("POST /orders/{id}"));
+    assert_eq!(event.raw_path.as_deref(), Some("/prod/orders/example"));
+    assert_eq!(event.request_context.stage.as_deref(), Some("prod"));
+    assert_eq!(
+        event.path_parameters.get("id").map(String::as_str),
+        Some("example")
+    );
+
+    // `cargo fn invoke --trigger api --data REQUEST`: the request given.
+    let data =
+        br#"{"method": "GET", "path": "/orders?status=open", "headers": {"x-tenant": "t1"}}"#;
+    let fired = tokio::task::spawn_blocking({
+        let endpoint = endpoint.clone();
+        move || cargo_fn::invoke::fire_trigger(&endpoint, "orders", "api", Some(data))
+    })
+    .await
+    .unwrap()
+    .expect("--trigger fires an http-api trigger");
+    let event: ApiGatewayV2httpRequest = serde_json::from_value(fired["body"].clone()).unwrap();
+    assert_eq!(event.route_key.as_deref(), Some("GET /orders"));
+    assert_eq!(event.raw_query_string.as_deref(), Some("status=open"));
+    assert_eq!(event.headers["x-tenant"], "t1");
+
+    // A request that is not one is refused, naming the field.
+    let (status, out) = fire(&endpoint, "orders", "api", br#"{"path": "orders"}"#).await;
+    assert_eq!(status, 400, "{out}");
+    assert!(out["message"].as_str().unwrap().contains("`path`"), "{out}");
+    local.stop();
+    emu.shutdown().await;
+}

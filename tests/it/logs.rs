@@ -319,6 +319,46 @@ mod local {
     use crate::support::emulator::{invoke, spec, start};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_logs_of_a_lone_function_are_not_prefixed_with_its_name() {
+        let (emu, client, _logs) = start(vec![spec("echo", "echo")]).await;
+        let first = invoke(&client, "echo", json!({"n": 1})).await;
+        assert_eq!(first.status, 200);
+        let port = emu.addr().port().to_string();
+        let run = |args: Vec<String>| {
+            tokio::task::spawn_blocking(move || {
+                let out = cargo_fn().args(args).output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8(out.stdout).unwrap()
+            })
+        };
+        let base: Vec<String> = ["fn", "logs", "--port", &port, "--color", "never"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        // No FUNCTION given, and the emulator serves one: no name column.
+        let text = run(base.clone()).await.unwrap();
+        assert!(text.contains("echo handling"), "{text}");
+        assert!(
+            text.lines().all(|l| !l.contains("Z echo [")),
+            "the lone function's name on its lines:\n{text}"
+        );
+        // With a second function served, every line says whose it is.
+        let mut two = spec("other", "echo");
+        two.memory_mb = 256;
+        emu.set_function(two);
+        let text = run(base).await.unwrap();
+        assert!(
+            text.lines().any(|l| l.contains("Z echo [")),
+            "two functions served: each line names its function:\n{text}"
+        );
+        emu.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn local_logs_read_and_follow_the_emulator_history() {
         let (emu, client, _logs) = start(vec![spec("echo", "echo")]).await;
         let first = invoke(&client, "echo", json!({"n": 1})).await;

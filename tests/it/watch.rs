@@ -403,3 +403,48 @@ async fn main() -> Result<(), Error> {
 
     watch.stop().await.expect("watch ends cleanly");
 }
+
+/// Without limits (no permission for cgroups, macOS, `--no-limits`) a
+/// function may use more than its memory size: its REPORT is followed by
+/// a LIMIT line, since Lambda would have stopped it; within the size, none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncapped_invocations_over_their_memory_size_are_marked_after_report() {
+    let mut small = crate::emulator::spec("small", "alloc");
+    small.memory_mb = 128;
+    let (emu, client, logs) = crate::emulator::start(vec![small]).await;
+    assert_eq!(emu.limits(), &cargo_fn::emulator::LimitsStatus::Off);
+    let within = invoke(&client, "small", json!({"mb": 8})).await;
+    assert_eq!(within.function_error, None, "{}", within.body);
+    let over = invoke(&client, "small", json!({"mb": 200})).await;
+    assert_eq!(over.function_error, None, "uncapped: {}", over.body);
+    let lines = logs.lines();
+    let marks: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("LIMIT RequestId"))
+        .collect();
+    assert_eq!(marks.len(), 1, "{lines:#?}");
+    let report = lines
+        .iter()
+        .position(|l| {
+            l.split_once("REPORT ")
+                .and_then(|(_, report)| {
+                    crate::tune::report_field(&format!("REPORT {report}"), "Max Memory Used")
+                })
+                .is_some_and(|mb| mb > 200.0)
+        })
+        .unwrap_or_else(|| panic!("no REPORT over 200 MB: {lines:#?}"));
+    assert!(
+        lines[report + 1..]
+            .iter()
+            .any(|l| l.contains("LIMIT RequestId")
+                && l.contains("exceeds Memory Size: 128 MB")
+                && l.contains("Runtime.OutOfMemory")),
+        "{lines:#?}"
+    );
+    assert!(
+        !over.log.contains("LIMIT"),
+        "the log callers get stays Lambda's: {}",
+        over.log
+    );
+    emu.shutdown().await;
+}

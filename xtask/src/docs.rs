@@ -127,7 +127,17 @@ fn args_table<'a>(
 ) {
     let rows: Vec<_> = args
         .filter(|a| !a.is_hide_set())
-        .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"))
+        // clap's own --help and --version, not an argument named `version`
+        // (`logs --version N`).
+        .filter(|a| {
+            !matches!(
+                a.get_action(),
+                clap::ArgAction::Help
+                    | clap::ArgAction::HelpShort
+                    | clap::ArgAction::HelpLong
+                    | clap::ArgAction::Version
+            )
+        })
         .filter(|a| !skip.contains(a.get_id().as_str()))
         .collect();
     if rows.is_empty() {
@@ -168,6 +178,13 @@ fn arg_name(arg: &clap::Arg) -> String {
         names.push(format!("-{s}"));
     }
     if let Some(l) = arg.get_long() {
+        names.push(format!("--{l}"));
+    }
+    // Visible aliases are accepted spellings: listed with the name.
+    for s in arg.get_visible_short_aliases().unwrap_or_default() {
+        names.push(format!("-{s}"));
+    }
+    for l in arg.get_visible_aliases().unwrap_or_default() {
         names.push(format!("--{l}"));
     }
     let mut name = names.join(", ");
@@ -459,6 +476,17 @@ fn normalize(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_named_version_and_visible_aliases_are_documented() {
+        let page = commands_page();
+        let logs = &page[page.find("## `cargo fn logs`").unwrap()..];
+        let logs = &logs[..logs[3..].find("\n## ").unwrap()];
+        assert!(logs.contains("| `--version <N>` |"), "{logs}");
+        assert!(logs.contains("`-f, --tail, --follow`"), "{logs}");
+        // clap's own --version of the root command stays out.
+        assert!(!page.contains("Print version"), "{page}");
+    }
 
     #[test]
     fn broken_pages_and_anchors_are_found() {

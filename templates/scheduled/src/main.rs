@@ -1,8 +1,11 @@
 //! A job that runs on an EventBridge schedule (`rate(1 hour)`, `cron(...)`).
 //!
-//! The schedule's event says which rule fired and when; the job uses the
+//! The schedule's event says which schedule fired and when; the job uses the
 //! scheduled time, not the clock, so a retried or late run does the same
-//! work. Configuration is read once in `main` (the cold start).
+//! work. Both schedulers send a "Scheduled Event": EventBridge Scheduler
+//! (the `schedule` trigger in Cargo.toml) with source `aws.scheduler`, an
+//! EventBridge rule with `aws.events`. Configuration is read once in `main`
+//! (the cold start).
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -32,7 +35,8 @@ struct Run {
 
 async fn handler(config: &Config, event: LambdaEvent<EventBridgeEvent>) -> Result<Run, Error> {
     let event = event.payload;
-    if event.source != "aws.events" || event.detail_type != "Scheduled Event" {
+    let scheduler = matches!(event.source.as_str(), "aws.scheduler" | "aws.events");
+    if !scheduler || event.detail_type != "Scheduled Event" {
         return Err(format!(
             "expected a scheduled event, got `{}` from `{}`",
             event.detail_type, event.source
@@ -89,6 +93,22 @@ mod tests {
             run.rule,
             "arn:aws:events:us-east-1:123456789012:rule/every-hour"
         );
+    }
+
+    /// What the `schedule` trigger in Cargo.toml sends (EventBridge Scheduler).
+    #[tokio::test]
+    async fn runs_on_an_eventbridge_scheduler_event() {
+        let mut event: serde_json::Value =
+            serde_json::from_str(include_str!("../events/scheduled.json")).unwrap();
+        event["source"] = "aws.scheduler".into();
+        event["resources"] =
+            serde_json::json!(["arn:aws:scheduler:us-east-1:123456789012:schedule/default/every-hour"]);
+        let event: EventBridgeEvent = serde_json::from_value(event).unwrap();
+        let run = handler(&config(), LambdaEvent::new(event, Context::default()))
+            .await
+            .unwrap();
+        assert_eq!(run.scheduled_for, "2026-11-27T17:00:00+00:00");
+        assert!(run.rule.ends_with(":schedule/default/every-hour"), "{}", run.rule);
     }
 
     #[tokio::test]
