@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::support::deploy::{Run, cargo_fn_in, deploy, ok, project, zip};
 use crate::support::doubles::{Double, Kind, both};
 use crate::support::moto::FaultAction;
-use crate::support::tempdir;
+use crate::support::{cargo_fn, tempdir};
 
 fn function(out: &Value) -> &Value {
     &out["functions"][0]

@@ -416,9 +416,9 @@ print(json.dumps(out))
 async fn requests_for_unserved_aws_services_get_unknown_operation_not_the_default_function() {
     use cargo_fn::emulator::Emulator;
     use cargo_fn::local::LocalTriggers;
-    let logs = crate::emulator::Logs::default();
+    let logs = crate::support::emulator::Logs::default();
     let local = LocalTriggers::new();
-    let mut opts = crate::emulator::options(&logs);
+    let mut opts = crate::support::emulator::options(&logs);
     opts.routes = Some(local.router());
     opts.front = Some(local.front());
     let emu = Emulator::start(opts, vec![spec("web", "reflect")])

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::support::deploy::{deploy, ok, project, zip};
 use crate::support::doubles::{Double, Kind};
-use crate::support::emulator::{Logs, invoke, lambda_client, options, spec};
+use crate::support::emulator::{Logs, invoke, lambda_client, options, report_field, spec};
 use crate::support::moto::FaultAction;
 use crate::support::tempdir;
 
@@ -28,13 +28,6 @@ async fn limited(specs: Vec<FunctionSpec>) -> (Emulator, aws_sdk_lambda::Client,
     }
     let client = lambda_client(&emu.endpoint());
     (emu, client, logs)
-}
-
-/// `Duration: N ms` of a REPORT line.
-pub fn report_field(log: &str, field: &str) -> Option<f64> {
-    let report = log.lines().find(|l| l.starts_with("REPORT "))?;
-    let rest = report.split(&format!("{field}: ")).nth(1)?;
-    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// Median warm durations (from REPORT) of the CPU-bound fixture at each
@@ -285,7 +278,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use crate::moto::{http, read_request};
+use crate::support::moto::{http, read_request};
 
 /// Lambda's two log formats, as the Invoke log tail carries them.
 #[derive(Clone, Copy, PartialEq)]
@@ -332,7 +325,7 @@ impl LambdaFront {
 
     /// cargo-fn's environment: the front as its endpoint.
     fn env(&self) -> Vec<(&'static str, String)> {
-        crate::moto::client_env(format!("http://127.0.0.1:{}", self.port))
+        crate::support::moto::client_env(format!("http://127.0.0.1:{}", self.port))
     }
 }
 
@@ -572,7 +565,7 @@ fn apply_in_a_package_with_several_binaries_writes_the_tuned_binary_table() {
     std::fs::write(dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
     std::fs::write(&manifest, text).unwrap();
     // The deployed function (its code is never run: the front answers).
-    let zip = crate::deploy::zip(dir.path(), "f.zip", "one");
+    let zip = crate::support::deploy::zip(dir.path(), "f.zip", "one");
     ok(deploy(&aws, dir.path(), &zip, &["tunemulti"]));
     let config = aws.get_json("/2015-03-31/functions/tunemulti/configuration");
     assert_eq!(config["MemorySize"], 256);

@@ -409,9 +409,9 @@ async fn main() -> Result<(), Error> {
 /// a LIMIT line, since Lambda would have stopped it; within the size, none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uncapped_invocations_over_their_memory_size_are_marked_after_report() {
-    let mut small = crate::emulator::spec("small", "alloc");
+    let mut small = crate::support::emulator::spec("small", "alloc");
     small.memory_mb = 128;
-    let (emu, client, logs) = crate::emulator::start(vec![small]).await;
+    let (emu, client, logs) = crate::support::emulator::start(vec![small]).await;
     assert_eq!(emu.limits(), &cargo_fn::emulator::LimitsStatus::Off);
     let within = invoke(&client, "small", json!({"mb": 8})).await;
     assert_eq!(within.function_error, None, "{}", within.body);
@@ -428,7 +428,10 @@ async fn uncapped_invocations_over_their_memory_size_are_marked_after_report() {
         .position(|l| {
             l.split_once("REPORT ")
                 .and_then(|(_, report)| {
-                    crate::tune::report_field(&format!("REPORT {report}"), "Max Memory Used")
+                    crate::support::emulator::report_field(
+                        &format!("REPORT {report}"),
+                        "Max Memory Used",
+                    )
                 })
                 .is_some_and(|mb| mb > 200.0)
         })

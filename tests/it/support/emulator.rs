@@ -274,3 +274,10 @@ pub fn polled(logs: &Logs) -> Vec<Polled> {
 
 /// Lambda's synchronous payload limit: an event is smaller than 6,291,556 bytes.
 pub const MAX_EVENT: usize = 6_291_555;
+
+/// `Duration: N ms` of a REPORT line.
+pub fn report_field(log: &str, field: &str) -> Option<f64> {
+    let report = log.lines().find(|l| l.starts_with("REPORT "))?;
+    let rest = report.split(&format!("{field}: ")).nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}

@@ -116,6 +116,8 @@ pub struct CliWatch {
     pub child: Child,
     /// Its stderr lines not yet read.
     pub lines: std_mpsc::Receiver<String>,
+    /// The stderr lines read until it served.
+    pub seen: Vec<String>,
     pub port: u16,
 }
 
@@ -123,6 +125,12 @@ impl CliWatch {
     /// Starts `cargo-fn watch --port P ARGS` in `dir` and returns once a
     /// stderr line says it is serving.
     pub fn start(dir: &Path, args: &[&str]) -> CliWatch {
+        CliWatch::start_until(dir, args, "Serving")
+    }
+
+    /// [`CliWatch::start`], returning once a stderr line contains `ready`
+    /// (`Watching`: every function and trigger is up).
+    pub fn start_until(dir: &Path, args: &[&str], ready: &str) -> CliWatch {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -151,10 +159,15 @@ impl CliWatch {
         loop {
             match lines.recv_timeout(Duration::from_secs(900)) {
                 Ok(line) => {
-                    let serving = line.contains("Serving");
+                    let serving = line.contains(ready);
                     seen.push(line);
                     if serving {
-                        return CliWatch { child, lines, port };
+                        return CliWatch {
+                            child,
+                            lines,
+                            seen,
+                            port,
+                        };
                     }
                 }
                 Err(_) => {
