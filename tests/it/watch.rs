@@ -340,13 +340,7 @@ async fn main() -> Result<(), Error> {
         manifest.replace("memory = 256", "memory = 512"),
     )
     .unwrap();
-    loop {
-        match watch.next_event().await {
-            WatchEvent::Reloaded { .. } => break,
-            WatchEvent::Rebuilding { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    watch.reloaded().await;
     let out = invoke(&client, "envy", json!({})).await;
     assert_eq!(out.body["memory"], "512");
     assert!(out.log.contains("Memory Size: 512 MB"), "{}", out.log);
@@ -387,13 +381,7 @@ async fn main() -> Result<(), Error> {
     )
     .unwrap();
     std::fs::rename(&tmp, root.join("src/bin/second.rs")).unwrap();
-    loop {
-        match watch.next_event().await {
-            WatchEvent::Reloaded { .. } => break,
-            WatchEvent::Rebuilding { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    watch.reloaded().await;
     let out = invoke(&client, "second", json!({})).await;
     assert_eq!(out.body, json!({"second": true}));
     assert_eq!(

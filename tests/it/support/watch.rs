@@ -62,7 +62,10 @@ impl Watch {
 
     /// The next event (a rebuild, its result), within 5 minutes.
     pub async fn next_event(&mut self) -> WatchEvent {
-        next_event(&mut self.events).await
+        tokio::time::timeout(Duration::from_secs(300), self.events.recv())
+            .await
+            .expect("a watch event within 5 minutes")
+            .expect("watch still running")
     }
 
     /// An event already sent, if any (without waiting).
@@ -251,6 +254,7 @@ tokio = {{ version = "1", features = ["macros", "rt-multi-thread", "time"] }}
     write_version(dir, version);
 }
 
+/// Rewrites the [`function_crate`]'s main.rs to answer `version`.
 pub fn write_version(dir: &Path, version: u32) {
     let src = format!(
         r#"use lambda_runtime::{{service_fn, Error, LambdaEvent}};
@@ -273,6 +277,9 @@ async fn main() -> Result<(), Error> {{
     std::fs::rename(tmp, dir.join("src/main.rs")).unwrap();
 }
 
+/// Options for watching the crate at `dir` as `cargo fn watch` would (dev
+/// profile, a free port on 127.0.0.1, the shared target dir), its log
+/// lines collected in `logs`. Tests change fields with struct update.
 pub fn watch_options(dir: &Path, logs: &Logs) -> WatchOptions {
     WatchOptions {
         selection: Selection {
@@ -296,11 +303,4 @@ pub fn watch_options(dir: &Path, logs: &Logs) -> WatchOptions {
         extensions_dir: None,
         default_function: None,
     }
-}
-
-pub async fn next_event(rx: &mut mpsc::UnboundedReceiver<WatchEvent>) -> WatchEvent {
-    tokio::time::timeout(Duration::from_secs(300), rx.recv())
-        .await
-        .expect("a watch event within 5 minutes")
-        .expect("watch still running")
 }
