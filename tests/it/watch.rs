@@ -11,7 +11,7 @@ use cargo_fn::watch::WatchEvent;
 use serde_json::{Value, json};
 
 use crate::support::emulator::{Logs, invoke, lambda_client};
-use crate::support::watch::{Watch, function_crate, watch_options, write_version};
+use crate::support::watch::{CliWatch, Watch, function_crate, watch_options, write_version};
 use crate::support::{process_alive, shared_target_dir, tempdir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -164,9 +164,6 @@ fn sigterm_stops_the_cli_like_ctrl_c_and_stale_snapshots_are_removed() {
 
 #[cfg(unix)]
 fn stop_the_cli_with(signal: i32, name: &str) {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-
     let dir = tempdir();
     function_crate(dir.path(), name, 7);
     let records = tempdir();
@@ -194,37 +191,27 @@ fn stop_the_cli_with(signal: i32, name: &str) {
         0
     );
 
-    let bin = env!("CARGO_BIN_EXE_cargo-fn");
-    let mut child = std::process::Command::new(bin)
-        .args([
-            "watch",
-            "--port",
-            "0",
+    let ext_dir = extension.parent().unwrap().display().to_string();
+    let env = format!("EXT_RECORD_DIR={}", records.path().display());
+    let prefix = format!("Serving {name} at ");
+    let mut watch = CliWatch::start_until(
+        dir.path(),
+        &[
             "--color",
             "never",
             "--extensions-dir",
-        ])
-        .arg(extension.parent().unwrap())
-        .arg("--env-var")
-        .arg(format!("EXT_RECORD_DIR={}", records.path().display()))
-        .arg("--manifest-path")
-        .arg(dir.path().join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(shared_target_dir())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = stderr.lines();
-    let prefix = format!("Serving {name} at ");
-    let endpoint = loop {
-        let line = lines.next().expect("watch exited before serving").unwrap();
-        if let Some(rest) = line.trim_start().strip_prefix(prefix.as_str()) {
-            break rest.split("/2015-03-31").next().unwrap().to_string();
-        }
-    };
-    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+            &ext_dir,
+            "--env-var",
+            &env,
+        ],
+        &prefix,
+    );
+    let serving = watch.seen.last().unwrap();
+    let endpoint = serving.trim_start()[prefix.len()..]
+        .split("/2015-03-31")
+        .next()
+        .unwrap()
+        .to_string();
     assert!(!stale_locked.exists(), "an unlocked snapshot dir is stale");
     assert!(
         !stale_pid.exists(),
@@ -244,7 +231,7 @@ fn stop_the_cli_with(signal: i32, name: &str) {
             p.file_name()
                 .unwrap()
                 .to_string_lossy()
-                .starts_with(&format!("{}-", child.id()))
+                .starts_with(&format!("{}-", watch.child.id()))
         })
         .collect();
     assert!(
@@ -253,12 +240,12 @@ fn stop_the_cli_with(signal: i32, name: &str) {
         watch_dir.display()
     );
 
-    // SAFETY: signalling our own child.
+    // SAFETY: signalling our own child, not yet reaped.
     unsafe {
-        libc::kill(child.id() as i32, signal);
+        libc::kill(watch.child.id() as i32, signal);
     }
-    let status = child.wait().unwrap();
-    let output = rest.join().unwrap();
+    let status = watch.child.wait().unwrap();
+    let output: Vec<String> = watch.lines.iter().collect();
     assert!(status.success(), "watch exit {status}: {output:#?}");
     assert!(
         !process_alive(pid),
