@@ -9,53 +9,8 @@ use std::time::Duration;
 
 use cargo_fn::config::{Arch, Runtime};
 
-use crate::support::{cargo_fn, path_with_tools, shared_target_dir, tempdir};
-
-/// Copies `tests/fixtures/<name>` into a temp dir and renames its package
-/// to `package` (every mention in Cargo.toml, so binaries named after the
-/// package follow): tests share one target dir, and unique names keep their
-/// artifacts apart when they run in parallel.
-pub fn fixture(name: &str, package: &str) -> (tempfile::TempDir, PathBuf) {
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    let dir = tempdir();
-    let root = dir.path().join(package);
-    copy_dir(&src, &root);
-    let manifest = root.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    let original = text
-        .lines()
-        .find_map(|l| l.strip_prefix("name = \""))
-        .and_then(|rest| rest.strip_suffix('"'))
-        .expect("fixture package name")
-        .to_string();
-    std::fs::write(&manifest, text.replace(&original, package)).unwrap();
-    (dir, root)
-}
-
-fn copy_dir(src: &Path, dest: &Path) {
-    std::fs::create_dir_all(dest).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        let to = dest.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to);
-        } else {
-            std::fs::copy(entry.path(), &to).unwrap();
-        }
-    }
-}
-
-/// `cargo fn` in `dir` with the shared target dir and the test tools on PATH.
-pub fn cargo_fn_in(dir: &Path) -> assert_cmd::Command {
-    let mut cmd = cargo_fn();
-    cmd.current_dir(dir)
-        .env("PATH", path_with_tools())
-        .arg("--target-dir")
-        .arg(shared_target_dir());
-    cmd
-}
+use crate::support::fixtures::{cargo_fn_in, fixture};
+use crate::support::{cargo_fn, shared_target_dir};
 
 #[test]
 fn arm64_build_is_an_aarch64_elf_that_reaches_the_runtime_api_under_qemu() {

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use super::moto::Aws;
-use super::support::{cargo_fn, tempdir};
+use crate::support::moto::Aws;
+use crate::support::{cargo_fn, tempdir};
 
 /// A crate with the given binaries (each a function).
 fn project(dir: &Path, bins: &[&str]) {
@@ -33,9 +33,8 @@ fn with_closed_stdout(dir: &Path, args: &[&str]) -> std::process::Output {
         )
     };
     drop(reader);
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-fn"));
-    cmd.env_remove("CARGO_TARGET_DIR")
-        .current_dir(dir)
+    let mut cmd = crate::support::cargo_fn_command();
+    cmd.current_dir(dir)
         .args(args)
         .stdout(writer)
         .stderr(std::process::Stdio::piped());

@@ -9,8 +9,9 @@ use cargo_fn::dashboard::Dashboard;
 use cargo_fn::emulator::{Emulator, EmulatorOptions};
 use serde_json::{Value, json};
 
-use crate::browser::{Browser, Page};
-use crate::emulator::{Logs, http, invoke, lambda_client, spec};
+use crate::support::browser::{Browser, Page};
+use crate::support::emulator::{Logs, http, invoke, lambda_client, spec};
+use crate::support::watch::Watch;
 
 async fn start_with_dashboard() -> (Emulator, Dashboard, aws_sdk_lambda::Client) {
     let logs = Logs::default();
@@ -495,13 +496,9 @@ async fn screenshot(page: &mut Page, name: &str) {
 /// queue the message waits (its depth shows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dashboard_under_watch_fires_queue_and_stream_triggers_and_shows_the_tune_report() {
-    use cargo_fn::ui::Ui;
-    use cargo_fn::watch::WatchEvent;
-    use tokio::sync::{mpsc, oneshot};
-
     let dir = crate::support::tempdir();
     let root = dir.path().to_path_buf();
-    crate::watch::function_crate(&root, "dashwatch", 0);
+    crate::support::watch::function_crate(&root, "dashwatch", 0);
     let manifest = root.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest).unwrap().replace(
         "[package.metadata.fn]\ntimeout = 10\n",
@@ -536,25 +533,8 @@ starting-position = "TRIM_HORIZON"
     .unwrap();
 
     let logs = Logs::default();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let watch = tokio::spawn(cargo_fn::watch::run(
-        crate::watch::watch_options(&root, &logs),
-        Ui::silent(),
-        Some(tx),
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let endpoint = loop {
-        let event = tokio::time::timeout(Duration::from_secs(600), rx.recv())
-            .await
-            .expect("watch ready within 10 minutes")
-            .expect("watch still running");
-        if let WatchEvent::Ready { endpoint } = event {
-            break endpoint;
-        }
-    };
+    let watch = Watch::start(crate::support::watch::watch_options(&root, &logs)).await;
+    let endpoint = watch.endpoint.clone();
     let browser = Browser::open(&format!("{endpoint}/_cargo-fn/"));
     let mut page = Page::attach(&browser, "/_cargo-fn/").await;
     let trigger =
@@ -688,8 +668,7 @@ starting-position = "TRIM_HORIZON"
     screenshot(&mut page, "dashboard-watch.png").await;
     drop(page);
     drop(browser);
-    let _ = stop_tx.send(());
-    watch.await.unwrap().unwrap();
+    watch.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

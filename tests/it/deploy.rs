@@ -1,6 +1,6 @@
 //! `cargo fn deploy`, `promote` and `rollback` end to end against moto and
-//! LocalStack (the same test bodies, tests/it/doubles.rs), through the
-//! counting, fault-injecting proxy (tests/it/moto.rs). A test that one
+//! LocalStack (the same test bodies, tests/it/support/doubles.rs), through the
+//! counting, fault-injecting proxy (tests/it/support/moto.rs). A test that one
 //! double cannot run says why in its name.
 
 use std::io::Write;
@@ -8,85 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::doubles::{Double, Kind, both};
-use super::moto::{FaultAction, SECRET_KEY};
-use super::support::{cargo_fn, tempdir};
-
-/// A crate with one binary `name` (the function's name) and the given
-/// `[package.metadata.fn]` body.
-pub(super) fn project(dir: &Path, name: &str, metadata: &str) {
-    std::fs::create_dir_all(dir.join("src")).unwrap();
-    std::fs::write(
-        dir.join("Cargo.toml"),
-        format!(
-            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n[package.metadata.fn]\n{metadata}\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
-}
-
-/// A small zip holding an executable `bootstrap` with `content`.
-pub(super) fn zip(dir: &Path, name: &str, content: &str) -> PathBuf {
-    let path = dir.join(name);
-    let file = std::fs::File::create(&path).unwrap();
-    let mut z = zip::ZipWriter::new(file);
-    let opts = zip::write::SimpleFileOptions::default()
-        .unix_permissions(0o755)
-        .last_modified_time(zip::DateTime::default());
-    z.start_file("bootstrap", opts).unwrap();
-    z.write_all(format!("#!/bin/sh\n# {content}\n").as_bytes())
-        .unwrap();
-    z.finish().unwrap();
-    path
-}
-
-pub(super) struct Run {
-    pub ok: bool,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!("stdout is not JSON ({e}): {}\n{}", self.stdout, self.stderr)
-        })
-    }
-}
-
-pub(super) fn cargo_fn_in(aws: &Double, dir: &Path, args: &[&str]) -> Run {
-    let mut cmd = cargo_fn();
-    cmd.current_dir(dir).args(args).env_remove("AWS_PROFILE");
-    for (k, v) in aws.env() {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run cargo-fn");
-    let run = Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    };
-    for text in [&run.stdout, &run.stderr] {
-        assert!(
-            !text.contains(SECRET_KEY),
-            "the secret key was printed: {text}"
-        );
-    }
-    run
-}
-
-pub(super) fn deploy(aws: &Double, dir: &Path, zip: &Path, extra: &[&str]) -> Run {
-    let zip = zip.to_str().unwrap();
-    let mut args = vec!["deploy", "--zip", zip, "--output", "json"];
-    args.extend_from_slice(extra);
-    cargo_fn_in(aws, dir, &args)
-}
-
-pub(super) fn ok(run: Run) -> Value {
-    assert!(run.ok, "failed:\n{}\n{}", run.stdout, run.stderr);
-    run.json()
-}
+use crate::support::deploy::{Run, cargo_fn_in, deploy, ok, project, zip};
+use crate::support::doubles::{Double, Kind, both};
+use crate::support::moto::FaultAction;
+use crate::support::{cargo_fn, tempdir};
 
 fn function(out: &Value) -> &Value {
     &out["functions"][0]
@@ -451,7 +376,7 @@ fn dry_run_changes_nothing(aws: Double) {
         run.stdout
     );
     assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.calls());
-    let (status, _) = super::moto::http(aws.port, "GET", &path(&name), b"");
+    let (status, _) = crate::support::moto::http(aws.port, "GET", &path(&name), b"");
     assert_eq!(status, 404);
 }
 
@@ -677,8 +602,8 @@ fn their_write_before(aws: &Double, call: String, path: String, body: String) {
     let port = aws.port;
     aws.proxy.inject(
         &call,
-        FaultAction::Before(super::moto::Hook(std::sync::Arc::new(move || {
-            let (status, answer) = super::moto::http(port, "PUT", &path, body.as_bytes());
+        FaultAction::Before(crate::support::moto::Hook(std::sync::Arc::new(move || {
+            let (status, answer) = crate::support::moto::http(port, "PUT", &path, body.as_bytes());
             assert!(
                 (200..300).contains(&status),
                 "their PUT {path}: HTTP {status} {}",

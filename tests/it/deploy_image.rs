@@ -1,5 +1,5 @@
 //! `cargo fn deploy --image` end to end: moto answers ECR's and Lambda's
-//! control planes (through the counting proxy of tests/it/moto.rs), and a
+//! control planes (through the counting proxy of tests/it/support/moto.rs), and a
 //! real `docker-registry` with htpasswd auth receives the push, reached
 //! through `--registry-url`. moto is not an OCI registry, so a small shim
 //! in front of the registry does what ECR does when a push completes: it
@@ -11,12 +11,11 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::ecr_shim::{Shim, ecr};
-use super::image::{LocalRegistry, static_bootstrap};
-use super::moto::{Aws, SECRET_KEY};
-use super::support::{cargo_fn, tempdir};
-
-use super::ecr_shim::MOTO_PASSWORD;
+use crate::support::ecr_shim::{MOTO_PASSWORD, Shim, ecr};
+use crate::support::fixtures::static_bootstrap;
+use crate::support::moto::{Aws, SECRET_KEY};
+use crate::support::registry::LocalRegistry;
+use crate::support::{cargo_fn, tempdir};
 
 /// A crate `hello` with the given `[package.metadata.fn]` body.
 fn project(dir: &Path, metadata: &str) {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::moto::{Aws, SECRET_KEY, http};
-use super::support::{cargo_fn, tempdir};
+use crate::support::moto::{Aws, SECRET_KEY, http};
+use crate::support::{cargo_fn, tempdir};
 
 /// One project (a crate with a `hello` binary) deployed to one moto.
 struct Fixture {

@@ -14,14 +14,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use cargo_fn::ui::Ui;
-use cargo_fn::watch::WatchEvent;
 use serde_json::{Value, json};
 
-use crate::emulator::Logs;
-use crate::moto::{Aws, SECRET_KEY, json_call};
+use crate::support::emulator::Logs;
+use crate::support::moto::{Aws, SECRET_KEY, json_call};
+use crate::support::watch::{Watch, watch_options};
 use crate::support::{cargo_fn, shared_target_dir, tempdir};
-use crate::watch::{next_event, watch_options};
 
 /// The secret's value, stored in moto's Secrets Manager: no output may show it.
 const SECRET_VALUE: &str = "pay-key-9f8e7d6c5b4a-never-printed";
@@ -35,20 +33,8 @@ async fn the_orders_example_runs_under_watch_and_rolls_out_to_moto() {
     copy_example(&root);
 
     let logs = Logs::default();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let watch = tokio::spawn(cargo_fn::watch::run(
-        watch_options(&root, &logs),
-        Ui::silent(),
-        Some(tx),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let endpoint = match next_event(&mut rx).await {
-        WatchEvent::Ready { endpoint } => endpoint,
-        other => panic!("watch did not get ready: {other:?}"),
-    };
+    let watch = Watch::start(watch_options(&root, &logs)).await;
+    let endpoint = watch.endpoint.clone();
     eprintln!(
         "example app: watch ready after {:.1} s",
         started.elapsed().as_secs_f64()
@@ -58,8 +44,7 @@ async fn the_orders_example_runs_under_watch_and_rolls_out_to_moto() {
     queue_redelivers_the_bad_order_into_the_dead_letter_queue(&endpoint, &local).await;
     stream_totals_the_order_events(&endpoint, &local).await;
     schedule_fires_the_daily_report(&endpoint).await;
-    let _ = stop.send(());
-    watch.await.unwrap().expect("watch ends cleanly");
+    watch.stop().await.expect("watch ends cleanly");
     let local_done = started.elapsed();
 
     tokio::task::block_in_place(|| deploy_then_roll_out(&root));

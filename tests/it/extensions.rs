@@ -5,51 +5,15 @@
 //! hand-driven runtime.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use cargo_fn::emulator::FunctionSpec;
 use serde_json::{Value, json};
 
-use crate::emulator::{http, invoke, manual_runtime, runtime_api_addr, spec, start};
+use crate::support::emulator::{Logs, http, invoke, manual_runtime, runtime_api_addr, spec, start};
+use crate::support::fixtures::extension;
+use crate::support::watch::{Watch, watch_options};
 use crate::support::{shared_target_dir, tempdir};
-
-/// An extension of the fixture crate, built once per run, copied into `dir`
-/// under its own name (an extension registers under its file name).
-pub fn extension(name: &str, dir: &Path) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let manifest =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/extensions/Cargo.toml");
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--manifest-path"])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(shared_target_dir())
-            .status()
-            .expect("running cargo for the fixture extensions");
-        assert!(status.success(), "building the fixture extensions failed");
-        // A private copy: the watch test rebuilds the same binaries (from a
-        // copy of the crate) into the same target dir.
-        let debug = shared_target_dir().join("debug");
-        let private = shared_target_dir().join("fixture-extensions-bin");
-        std::fs::create_dir_all(&private).unwrap();
-        for name in ["recorder", "telemetry", "logs"] {
-            let tmp = private.join(format!("{name}.{}.tmp", std::process::id()));
-            std::fs::copy(debug.join(name), &tmp).expect("copy the fixture extension");
-            std::fs::rename(&tmp, private.join(name)).unwrap();
-        }
-        private
-    });
-    let exts = dir.join("extensions");
-    std::fs::create_dir_all(&exts).unwrap();
-    let to = exts.join(name);
-    // Already there for a reload: it may be running (and so not writable).
-    if !to.exists() {
-        std::fs::copy(built.join(name), &to).expect("copy the fixture extension");
-    }
-    to
-}
 
 /// The JSON lines of a record file once `done` holds for them (polled, with
 /// a generous deadline: no timing is asserted).
@@ -584,10 +548,7 @@ fn fixture_workspace(dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn watch_runs_workspace_extensions_and_an_extensions_dir_beside_each_function() {
-    use cargo_fn::emulator::EmulatorOptions;
-    use cargo_fn::project::Selection;
-    use cargo_fn::ui::Ui;
-    use cargo_fn::watch::{WatchEvent, WatchOptions};
+    use cargo_fn::watch::WatchOptions;
 
     let dir = tempdir();
     let root = dir.path().join("ws");
@@ -602,39 +563,16 @@ async fn watch_runs_workspace_extensions_and_an_extensions_dir_beside_each_funct
     std::fs::copy(extension("recorder", dir.path()), &other).unwrap();
     std::fs::write(ext_dir.join("README"), "not an extension").unwrap();
 
-    let logs = crate::emulator::Logs::default();
-    let opts = WatchOptions {
-        selection: Selection {
-            manifest_path: Some(root.join("Cargo.toml")),
-            packages: vec![],
-            bins: vec!["func".into(), "recorder".into()],
-            target_dir: Some(shared_target_dir()),
-        },
-        overrides: Default::default(),
-        profile: "dev".into(),
-        cargo_flags: vec![],
-        emulator: EmulatorOptions {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            log_sink: logs.sink(),
-            ..EmulatorOptions::default()
-        },
+    let logs = Logs::default();
+    let mut opts = WatchOptions {
         extra_env: [("EXT_RECORD_DIR".to_string(), records.display().to_string())].into(),
-        debounce: Duration::from_millis(50),
-        event_format: None,
         extensions_dir: Some(ext_dir.clone()),
-        serve: Default::default(),
-        default_function: None,
+        ..watch_options(&root, &logs)
     };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let watch = tokio::spawn(cargo_fn::watch::run(opts, Ui::silent(), Some(tx), async {
-        let _ = stop_rx.await;
-    }));
-    let endpoint = match tokio::time::timeout(Duration::from_secs(300), rx.recv()).await {
-        Ok(Some(WatchEvent::Ready { endpoint })) => endpoint,
-        other => panic!("expected Ready, got {other:?}"),
-    };
-    let client = crate::emulator::lambda_client(&endpoint);
+    opts.selection.bins = vec!["func".into(), "recorder".into()];
+    let watch = Watch::start(opts).await;
+    let endpoint = watch.endpoint.clone();
+    let client = crate::support::emulator::lambda_client(&endpoint);
     let out = invoke(&client, "func", json!({"w": 1})).await;
     assert_eq!(out.body, json!({"w": 1}), "{}", out.log);
     let id = request_id(&out.log);
@@ -660,8 +598,7 @@ async fn watch_runs_workspace_extensions_and_an_extensions_dir_beside_each_funct
     );
 
     // Ctrl-C (here: the shutdown future) gives both SHUTDOWN (spindown).
-    stop_tx.send(()).unwrap();
-    watch.await.unwrap().unwrap();
+    watch.stop().await.unwrap();
     for name in ["recorder", "second"] {
         let lines = records_until(&records.join(format!("{name}.jsonl")), |l| {
             count(l, "SHUTDOWN") == 1
@@ -753,7 +690,7 @@ async fn an_extension_failing_its_init_fails_the_invocation_that_started_it() {
     // Accepted (202), and the environment is discarded at once: its
     // processes, the relay this test speaks through included, may be gone
     // before the 202 gets back. The caller's error below shows it was taken.
-    let accepted = crate::emulator::try_http_with(
+    let accepted = crate::support::emulator::try_http_with(
         "POST",
         &error_url,
         &[
@@ -1024,8 +961,6 @@ async fn telemetry_over_tcp_arrives_as_json_lines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn watch_refuses_two_extensions_with_one_name() {
-    use cargo_fn::emulator::EmulatorOptions;
-    use cargo_fn::project::Selection;
     use cargo_fn::ui::Ui;
     use cargo_fn::watch::WatchOptions;
 
@@ -1035,27 +970,11 @@ async fn watch_refuses_two_extensions_with_one_name() {
     let ext_dir = dir.path().join("opt-extensions");
     std::fs::create_dir_all(&ext_dir).unwrap();
     std::fs::copy(extension("recorder", dir.path()), ext_dir.join("recorder")).unwrap();
-    let opts = WatchOptions {
-        selection: Selection {
-            manifest_path: Some(root.join("Cargo.toml")),
-            packages: vec![],
-            bins: vec!["func".into(), "recorder".into()],
-            target_dir: Some(shared_target_dir()),
-        },
-        overrides: Default::default(),
-        profile: "dev".into(),
-        cargo_flags: vec![],
-        emulator: EmulatorOptions {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            ..EmulatorOptions::default()
-        },
-        extra_env: Default::default(),
-        debounce: Duration::from_millis(50),
-        event_format: None,
+    let mut opts = WatchOptions {
         extensions_dir: Some(ext_dir.clone()),
-        serve: Default::default(),
-        default_function: None,
+        ..watch_options(&root, &Logs::default())
     };
+    opts.selection.bins = vec!["func".into(), "recorder".into()];
     let err = cargo_fn::watch::run(opts, Ui::silent(), None, std::future::pending())
         .await
         .unwrap_err();
@@ -1111,7 +1030,7 @@ async fn ctrl_c_on_cargo_fn_watch_shuts_extensions_down() {
     let records = dir.path().join("records");
     std::fs::create_dir_all(&records).unwrap();
     let env = format!("EXT_RECORD_DIR={}", records.display());
-    let (watch, rx, port) = crate::ship::start_watch(
+    let watch = crate::support::watch::CliWatch::start(
         &root,
         &[
             "--bin",
@@ -1124,7 +1043,8 @@ async fn ctrl_c_on_cargo_fn_watch_shuts_extensions_down() {
             "EXT_INVOKE_WORK_MS=500",
         ],
     );
-    let client = crate::emulator::lambda_client(&format!("http://127.0.0.1:{port}"));
+    let client =
+        crate::support::emulator::lambda_client(&format!("http://127.0.0.1:{}", watch.port));
     let out = invoke(&client, "func", json!({"c": 1})).await;
     assert_eq!(out.body, json!({"c": 1}), "{}", out.log);
     let file = records.join("recorder.jsonl");
@@ -1132,7 +1052,7 @@ async fn ctrl_c_on_cargo_fn_watch_shuts_extensions_down() {
     // The extension is still at work on the INVOKE (EXT_INVOKE_WORK_MS):
     // its invocation ends first, then its environment gets SHUTDOWN.
     // A real SIGINT, as a terminal's Ctrl-C sends it; watch exits 0.
-    crate::ship::stop(watch, rx);
+    watch.stop();
     let lines = records_until(&file, |l| count(l, "SHUTDOWN") == 1).await;
     assert_eq!(lines.last().unwrap()["shutdownReason"], "spindown");
 }

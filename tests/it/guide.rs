@@ -288,7 +288,7 @@ fn the_readme_quick_start_deploys_and_invokes_the_function() {
             "the README's quick start no longer says `{line}`: update this test with it"
         );
     }
-    let aws = crate::moto::Aws::start();
+    let aws = crate::support::moto::Aws::start();
     let dir = support::tempdir();
     let run = |cwd: &Path, args: &[&str]| {
         let mut cmd = support::cargo_fn();
@@ -309,7 +309,8 @@ fn the_readme_quick_start_deploys_and_invokes_the_function() {
             args.join(" ")
         );
         assert!(
-            !stderr.contains(crate::moto::SECRET_KEY) && !stdout.contains(crate::moto::SECRET_KEY)
+            !stderr.contains(crate::support::moto::SECRET_KEY)
+                && !stdout.contains(crate::support::moto::SECRET_KEY)
         );
         (stdout, stderr)
     };

@@ -5,7 +5,7 @@
 use cargo_fn::emulator::{CorsPolicy, HttpEventFormat};
 use serde_json::{Value, json};
 
-use crate::emulator::{http, spec, start};
+use crate::support::emulator::{http, spec, start};
 
 fn json_body(body: &[u8]) -> Value {
     serde_json::from_slice(body)
@@ -416,9 +416,9 @@ print(json.dumps(out))
 async fn requests_for_unserved_aws_services_get_unknown_operation_not_the_default_function() {
     use cargo_fn::emulator::Emulator;
     use cargo_fn::local::LocalTriggers;
-    let logs = crate::emulator::Logs::default();
+    let logs = crate::support::emulator::Logs::default();
     let local = LocalTriggers::new();
-    let mut opts = crate::emulator::options(&logs);
+    let mut opts = crate::support::emulator::options(&logs);
     opts.routes = Some(local.router());
     opts.front = Some(local.front());
     let emu = Emulator::start(opts, vec![spec("web", "reflect")])

@@ -5,7 +5,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -13,38 +13,13 @@ use cargo_fn::image::Platform;
 use cargo_fn::image::registry::{Credentials, Reference, Registry};
 use cargo_fn::image::{self, BOOTSTRAP_PATH, ImageSpec};
 
-use crate::support::{shared_target_dir, tempdir};
-
-fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/image-fn")
-}
-
-/// Builds the fixture function once per test run for `target` (None = host).
-fn build_fixture(target: Option<&str>) -> PathBuf {
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--release", "--quiet", "--manifest-path"])
-        .arg(fixture_dir().join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", shared_target_dir());
-    if let Some(t) = target {
-        cmd.args(["--target", t]);
-    }
-    let status = cmd.status().expect("running cargo");
-    assert!(status.success(), "building the image fixture failed");
-    let mut path = shared_target_dir();
-    if let Some(t) = target {
-        path.push(t);
-    }
-    path.join("release/image-fn")
-}
-
-pub(crate) fn static_bootstrap() -> &'static Path {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| build_fixture(Some("x86_64-unknown-linux-musl")))
-}
+use crate::support::fixtures::{build_image_fixture, image_fixture_dir, static_bootstrap};
+use crate::support::registry::LocalRegistry;
+use crate::support::{run_ok, tempdir, tool};
 
 fn dynamic_bootstrap() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| build_fixture(None))
+    P.get_or_init(|| build_image_fixture(None))
 }
 
 fn spec(bootstrap: &Path) -> ImageSpec {
@@ -58,38 +33,6 @@ fn spec(bootstrap: &Path) -> ImageSpec {
         sysroot: None,
         base: None,
     }
-}
-
-fn tool(name: &str) -> Command {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{name} is not installed: run `cargo xtask setup` (it installs skopeo, umoci, docker-registry)"
-    );
-    Command::new(name)
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("running a tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A stand-in Runtime API: serves one event on `/next` and captures the
@@ -311,65 +254,6 @@ fn missing_bootstrap_is_refused_and_the_previous_image_survives() {
     assert_eq!(desc, good.manifest);
 }
 
-/// A `docker-registry` on a free loopback port, killed on drop.
-pub(crate) struct LocalRegistry {
-    child: Child,
-    pub(crate) addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl LocalRegistry {
-    pub(crate) fn start(htpasswd: Option<(&str, &str)>) -> LocalRegistry {
-        let dir = tempdir();
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.path().join("data").display()
-        );
-        if let Some((user, password)) = htpasswd {
-            let file = dir.path().join("htpasswd");
-            run_ok(
-                tool("htpasswd")
-                    .args(["-Bbc"])
-                    .arg(&file)
-                    .arg(user)
-                    .arg(password),
-            );
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
-                file.display()
-            ));
-        }
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let child = tool("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        LocalRegistry {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for LocalRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn push_to_a_real_registry_round_trips_and_skips_existing_blobs() {
     let registry = LocalRegistry::start(None);
@@ -569,7 +453,7 @@ fn cargo_fn_package_image_writes_layout_archive_and_dockerfile() {
         .args(["package", "--image", "--output", "json", "--binary"])
         .arg(static_bootstrap())
         .arg("--manifest-path")
-        .arg(fixture_dir().join("Cargo.toml"))
+        .arg(image_fixture_dir().join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target.path())
         .assert()
@@ -593,7 +477,7 @@ fn cargo_fn_package_image_writes_layout_archive_and_dockerfile() {
         .args(["package", "--image", "--arm64", "--binary"])
         .arg(static_bootstrap())
         .arg("--manifest-path")
-        .arg(fixture_dir().join("Cargo.toml"))
+        .arg(image_fixture_dir().join("Cargo.toml"))
         .arg("--target-dir")
         .arg(other.path())
         .assert()

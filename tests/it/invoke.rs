@@ -7,8 +7,8 @@ use std::time::Duration;
 use cargo_fn::emulator::Emulator;
 use serde_json::{Value, json};
 
-use crate::emulator::{Logs, options, spec};
 use crate::support::cargo_fn;
+use crate::support::emulator::{Logs, options, spec};
 
 async fn emulator() -> (Emulator, Logs) {
     let logs = Logs::default();
@@ -309,7 +309,7 @@ async fn stream_prints_each_chunk_as_it_arrives_and_reports_a_mid_stream_error()
     let dir = crate::support::tempdir();
     let gate = dir.path().join("gate");
     let data = json!({"gate": gate.to_str().unwrap()}).to_string();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cargo-fn"))
+    let mut child = crate::support::cargo_fn_command()
         .args(["invoke", "chunks", "--stream", "--log", "--endpoint", &ep])
         .args(["--data", &data])
         .stdout(std::process::Stdio::piped())

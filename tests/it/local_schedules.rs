@@ -15,10 +15,10 @@ use cargo_fn::emulator::{Emulator, HttpRoute, PayloadFormat};
 use cargo_fn::local::LocalTriggers;
 use cargo_fn::local::schedule::ManualClock;
 use cargo_fn::ui::Ui;
-use cargo_fn::watch::WatchEvent;
 use serde_json::{Value, json};
 
-use crate::emulator::{Logs, http, options, spec, start};
+use crate::support::emulator::{Logs, http, options, spec, start};
+use crate::support::watch::Watch;
 use crate::support::{cargo_fn, tempdir};
 
 fn route(function: &str, key: &str, stage: &str, payload: PayloadFormat) -> HttpRoute {
@@ -298,7 +298,7 @@ async fn a_schedule_fires_on_the_test_clock_and_on_demand_and_s3_fires_its_examp
 
 /// A project whose one function has a schedule and an S3 trigger.
 fn scheduled_crate(dir: &Path) {
-    crate::watch::function_crate(dir, "ticker", 1);
+    crate::support::watch::function_crate(dir, "ticker", 1);
     let manifest = dir.join("Cargo.toml");
     let mut text = std::fs::read_to_string(&manifest).unwrap();
     text.push_str(
@@ -323,16 +323,9 @@ async fn invoke_trigger_fires_through_a_running_watch() {
     let root = dir.path().join("ticker");
     scheduled_crate(&root);
     let logs = Logs::default();
-    let opts = crate::watch::watch_options(&root, &logs);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let watch = tokio::spawn(cargo_fn::watch::run(opts, Ui::silent(), Some(tx), async {
-        let _ = stopped.await;
-    }));
-    let endpoint = match crate::watch::next_event(&mut rx).await {
-        WatchEvent::Ready { endpoint } => endpoint,
-        other => panic!("watch did not get ready: {other:?}"),
-    };
+    let opts = crate::support::watch::watch_options(&root, &logs);
+    let watch = Watch::start(opts).await;
+    let endpoint = watch.endpoint.clone();
 
     let run = |args: &[&str]| {
         let out = cargo_fn()
@@ -400,8 +393,7 @@ async fn invoke_trigger_fires_through_a_running_watch() {
         logs.count("START RequestId") >= 3
     })
     .await;
-    let _ = stop.send(());
-    watch.await.unwrap().unwrap();
+    watch.stop().await.unwrap();
 }
 
 fn orders_api() -> Trigger {

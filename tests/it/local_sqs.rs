@@ -21,7 +21,8 @@ use cargo_fn::local::LocalTriggers;
 use cargo_fn::ui::Ui;
 use md5::{Digest, Md5};
 
-use crate::emulator::{Logs, options, spec};
+use crate::support::emulator::{Logs, MAX_EVENT, options, polled, spec};
+use crate::support::watch::Watch;
 
 const FUNCTION: &str = "sqs-fn";
 
@@ -688,8 +689,7 @@ async fn the_aws_cli_sends_a_message_the_poller_delivers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cargo_fn_watch_creates_the_trigger_queue_and_polls_it() {
-    use crate::watch::{function_crate, next_event, watch_options};
-    use cargo_fn::watch::WatchEvent;
+    use crate::support::watch::{function_crate, watch_options};
 
     let dir = crate::support::tempdir();
     let root = dir.path().to_path_buf();
@@ -719,20 +719,8 @@ async fn main() -> Result<(), Error> {
     )
     .unwrap();
     let logs = Logs::default();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let watch = tokio::spawn(cargo_fn::watch::run(
-        watch_options(&root, &logs),
-        Ui::silent(),
-        Some(tx),
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let endpoint = match next_event(&mut rx).await {
-        WatchEvent::Ready { endpoint } => endpoint,
-        other => panic!("expected Ready, got {other:?}"),
-    };
+    let watch = Watch::start(watch_options(&root, &logs)).await;
+    let endpoint = watch.endpoint.clone();
     let c = sqs_client(&endpoint);
     // The queue named by the trigger's ARN exists at start.
     let url = c
@@ -793,48 +781,8 @@ async fn main() -> Result<(), Error> {
         counts(&c, &url).await == (0, 0)
     })
     .await;
-    let _ = stop_tx.send(());
-    watch.await.unwrap().unwrap();
+    watch.stop().await.unwrap();
 }
-
-/// One event as the `poller` fixture saw it.
-#[derive(Debug, Clone)]
-pub struct Polled {
-    /// The event's size as the poller sent it.
-    pub bytes: usize,
-    pub records: usize,
-    /// The function's own ARN (its invocation context).
-    pub arn: String,
-    /// The first record's `awsRegion` and `eventSourceARN`.
-    pub region: String,
-    pub source: String,
-}
-
-/// The `POLLED ...` lines of the `poller` fixture, in order.
-pub fn polled(logs: &Logs) -> Vec<Polled> {
-    logs.lines()
-        .iter()
-        .filter_map(|l| l.split_once("POLLED ").map(|(_, rest)| rest.to_string()))
-        .map(|rest| {
-            let field = |k: &str| {
-                rest.split(' ')
-                    .find_map(|p| p.strip_prefix(&format!("{k}=")))
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            Polled {
-                bytes: field("bytes").parse().unwrap(),
-                records: field("records").parse().unwrap(),
-                arn: field("arn"),
-                region: field("region"),
-                source: field("source"),
-            }
-        })
-        .collect()
-}
-
-/// Lambda's synchronous payload limit: an event is smaller than 6,291,556 bytes.
-pub const MAX_EVENT: usize = 6_291_555;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sqs_poller_events_stay_within_the_synchronous_payload_limit() {

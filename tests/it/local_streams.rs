@@ -15,16 +15,14 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 use cargo_fn::config::Trigger;
 use cargo_fn::config::triggers::{StartingPosition, StreamTrigger, TriggerKind};
-use cargo_fn::emulator::{EmulatorOptions, LOCAL_ACCOUNT_ID};
-use cargo_fn::project::Selection;
+use cargo_fn::emulator::LOCAL_ACCOUNT_ID;
 use cargo_fn::ui::Ui;
-use cargo_fn::watch::{WatchEvent, WatchOptions};
+use cargo_fn::watch::WatchOptions;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
 
-use crate::emulator::Logs;
-use crate::local_sqs::{MAX_EVENT, Polled, polled};
-use crate::support::{shared_target_dir, tempdir};
+use crate::support::emulator::{Logs, MAX_EVENT, Polled, polled};
+use crate::support::tempdir;
+use crate::support::watch::{Watch, watch_options};
 
 const ACCOUNT: &str = "123456789012";
 
@@ -309,46 +307,14 @@ async fn kinesis_and_dynamodb_stream_triggers_run_locally_with_lambda_semantics(
     std::fs::create_dir_all(&batches).unwrap();
     let logs = Logs::default();
     let opts = WatchOptions {
-        selection: Selection {
-            manifest_path: Some(root.join("fn/Cargo.toml")),
-            packages: vec![],
-            bins: vec![],
-            target_dir: Some(shared_target_dir()),
-        },
-        overrides: Default::default(),
-        profile: "dev".into(),
-        cargo_flags: vec![],
-        emulator: EmulatorOptions {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            log_sink: logs.sink(),
-            ..EmulatorOptions::default()
-        },
         extra_env: BTreeMap::from([(
             "BATCH_DIR".to_string(),
             batches.to_string_lossy().into_owned(),
         )]),
-        debounce: Duration::from_millis(50),
-        event_format: None,
-        serve: Default::default(),
-        extensions_dir: None,
-        default_function: None,
+        ..watch_options(&root.join("fn"), &logs)
     };
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let watch = tokio::spawn(cargo_fn::watch::run(opts, Ui::silent(), Some(tx), async {
-        let _ = stop_rx.await;
-    }));
-    let endpoint = loop {
-        match tokio::time::timeout(Duration::from_secs(600), rx.recv())
-            .await
-            .expect("watch ready within 10 minutes")
-            .expect("watch running")
-        {
-            WatchEvent::Ready { endpoint } => break endpoint,
-            WatchEvent::BuildFailed => panic!("the stream function failed to build"),
-            _ => {}
-        }
-    };
+    let watch = Watch::start(opts).await;
+    let endpoint = watch.endpoint.clone();
     let kinesis = kinesis_client(&endpoint);
     let sqs = sqs_client(&endpoint);
 
@@ -609,8 +575,7 @@ async fn kinesis_and_dynamodb_stream_triggers_run_locally_with_lambda_semantics(
         vec![(key.clone(), r#"{"hello":"fired"}"#.to_string())]
     );
 
-    let _ = stop_tx.send(());
-    watch.await.unwrap().unwrap();
+    watch.stop().await.unwrap();
 }
 
 /// The emulator serving the `poller` fixture as `stream-fn` in `region`,
@@ -628,14 +593,16 @@ const STREAM_FN: &str = "stream-fn";
 async fn serve(region: &str, triggers: Vec<Trigger>) -> Local {
     let logs = Logs::default();
     let local = cargo_fn::local::LocalTriggers::new();
-    let mut opts = crate::emulator::options(&logs);
+    let mut opts = crate::support::emulator::options(&logs);
     opts.region = region.to_string();
     opts.routes = Some(local.router());
     opts.front = Some(local.front());
-    let emulator =
-        cargo_fn::emulator::Emulator::start(opts, vec![crate::emulator::spec(STREAM_FN, "poller")])
-            .await
-            .expect("emulator starts");
+    let emulator = cargo_fn::emulator::Emulator::start(
+        opts,
+        vec![crate::support::emulator::spec(STREAM_FN, "poller")],
+    )
+    .await
+    .expect("emulator starts");
     local
         .start(
             &emulator,

@@ -3,14 +3,14 @@
 //! emulator's invocation history.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::doubles::{Double, Kind};
-use crate::moto::json_call;
+use crate::support::doubles::{Double, Kind};
+use crate::support::moto::json_call;
 use crate::support::{cargo_fn, tempdir};
 
 const GROUP: &str = "/aws/lambda/hello";
@@ -194,10 +194,10 @@ fn remote_logs_name_a_missing_group_and_reject_bad_flags_before_any_call() {
 fn alias_selects_the_log_streams_of_its_version() {
     let aws = Double::start(Kind::Moto);
     let dir = tempdir();
-    crate::deploy::project(dir.path(), "hello", "");
-    let zip = crate::deploy::zip(dir.path(), "hello.zip", "v1");
+    crate::support::deploy::project(dir.path(), "hello", "");
+    let zip = crate::support::deploy::zip(dir.path(), "hello.zip", "v1");
     // Creates the function, publishes version 1 and points `live` at it.
-    crate::deploy::ok(crate::deploy::deploy(&aws, dir.path(), &zip, &[]));
+    crate::support::deploy::ok(crate::support::deploy::deploy(&aws, dir.path(), &zip, &[]));
     setup(&aws);
     two_invocations(&aws);
     // The function comes from the project's configuration.
@@ -279,7 +279,7 @@ fn tail_prints_events_written_after_it_started_once_each() {
     setup(&aws);
     put(&aws, V1, &["before the tail"]);
     let dir = tempdir();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("cargo-fn"))
+    let mut child = crate::support::cargo_fn_command()
         .current_dir(dir.path())
         .envs(aws.env())
         .args([
@@ -316,7 +316,7 @@ fn tail_prints_events_written_after_it_started_once_each() {
 
 mod local {
     use super::*;
-    use crate::emulator::{invoke, spec, start};
+    use crate::support::emulator::{invoke, spec, start};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn local_logs_of_a_lone_function_are_not_prefixed_with_its_name() {
@@ -385,7 +385,7 @@ mod local {
         assert!(text.contains("REPORT RequestId:"), "{text}");
         assert!(text.contains("(billed "), "the summary: {text}");
 
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("cargo-fn"))
+        let mut child = crate::support::cargo_fn_command()
             .args([
                 "fn", "logs", "echo", "--tail", "--port", &port, "--color", "never",
             ])

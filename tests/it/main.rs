@@ -2,7 +2,6 @@
 
 mod support;
 
-mod browser;
 mod build;
 mod cli_boundary;
 mod config;
@@ -10,8 +9,6 @@ mod dashboard;
 mod deploy;
 mod deploy_image;
 mod deploy_plan;
-mod doubles;
-mod ecr_shim;
 mod emulator;
 mod example_app;
 mod extensions;
@@ -22,13 +19,12 @@ mod invoke;
 mod local_schedules;
 mod local_sqs;
 mod local_streams;
-mod localstack;
 mod logs;
-mod moto;
 mod new;
 mod package;
 mod rollout;
 mod ship;
+mod snapshot;
 mod streaming;
 mod triggers;
 mod tune;

@@ -7,6 +7,7 @@ use std::sync::mpsc::Receiver;
 
 use predicates::prelude::*;
 
+use crate::support::watch::CliWatch;
 use crate::support::{cargo_fn, shared_target_dir, tempdir};
 
 /// Every file and directory under `dir`, relative and sorted.
@@ -126,7 +127,7 @@ fn generate_build_and_test(name: &str, flags: &[&str], expected_files: &[&str]) 
 /// Exit status and stdout of `cargo fn invoke FUNCTION ARGS` against the
 /// watch on `port`; fails on an exit other than 0 (a function error is 1).
 fn invoke_ok(dir: &Path, function: &str, port: u16, args: &[&str]) -> serde_json::Value {
-    let out = crate::build::cargo_fn_in(dir)
+    let out = crate::support::fixtures::cargo_fn_in(dir)
         .args(["invoke", function, "--port", &port.to_string()])
         .args(args)
         .output()
@@ -193,49 +194,6 @@ fn watch_line(rx: &Receiver<String>, seen: &mut Vec<String>, needle: &str) -> St
     }
 }
 
-/// `cargo fn watch` in `dir` on a free port, as a user starts it; returns
-/// once it serves, with its output lines so far (and the rest to come).
-fn start_watch(dir: &Path) -> (std::process::Child, Receiver<String>, u16, Vec<String>) {
-    use std::io::BufRead;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("cargo-fn"))
-        .current_dir(dir)
-        .env("PATH", crate::support::path_with_tools())
-        .env_remove("CARGO_TARGET_DIR")
-        .arg("--target-dir")
-        .arg(shared_target_dir())
-        .args(["watch", "--port", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn cargo-fn watch");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let mut seen = Vec::new();
-    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(900)) {
-        let ready = line.contains("Watching");
-        seen.push(line);
-        if ready {
-            return (child, rx, port, seen);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("watch never served:\n{}", seen.join("\n"));
-}
-
 /// [`serves_its_own_trigger`], then `more(port, watch)` while watch still
 /// serves (`watch`: its output lines, for [`watch_line`]).
 fn serves_its_own_trigger_and(
@@ -245,7 +203,9 @@ fn serves_its_own_trigger_and(
     more: impl FnOnce(u16, &mut dyn FnMut(&str) -> String),
 ) {
     let name = generated.manifest["package"]["name"].as_str().unwrap();
-    let (watch, rx, port, mut seen) = start_watch(&generated.dir);
+    let mut watch = CliWatch::start_until(&generated.dir, &[], "Watching");
+    let (port, rx) = (watch.port, &watch.lines);
+    let mut seen = std::mem::take(&mut watch.seen);
     let kinds: Vec<&str> = generated.manifest["package"]["metadata"]["fn"]
         .get("triggers")
         .and_then(|t| t.as_array())
@@ -256,7 +216,7 @@ fn serves_its_own_trigger_and(
     if kinds.contains(&"schedule") {
         // A rate() schedule fires when watch starts; with the template's
         // reserved concurrency of 1 a second run meanwhile is throttled.
-        watch_line(&rx, &mut seen, "REPORT RequestId");
+        watch_line(rx, &mut seen, "REPORT RequestId");
     }
     if let Some(trigger) = trigger {
         let answer = invoke_ok(&generated.dir, name, port, &["--trigger", trigger]);
@@ -280,9 +240,9 @@ fn serves_its_own_trigger_and(
     for args in examples {
         invoke_ok(&generated.dir, name, port, args);
     }
-    more(port, &mut |needle: &str| watch_line(&rx, &mut seen, needle));
+    more(port, &mut |needle: &str| watch_line(rx, &mut seen, needle));
     seen.extend(rx.try_iter());
-    crate::ship::stop(watch, rx);
+    watch.stop();
     // The local SQS and Kinesis endpoints are printed when a trigger reads them.
     for (kind, line) in [
         ("sqs", "AWS_ENDPOINT_URL_SQS="),

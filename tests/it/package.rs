@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::build::{cargo_fn_in, fixture};
+use crate::support::fixtures::{cargo_fn_in, fixture};
 use crate::support::{cargo_fn, shared_target_dir, tempdir};
 
 fn unzip_listing(zip: &Path) -> String {

@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::deploy::{project, zip};
-use super::moto::{Aws, FaultAction, http_as, http_form};
-use super::support::{cargo_fn, tempdir};
+use crate::support::deploy::{project, zip};
+use crate::support::moto::{Aws, FaultAction, http_as, http_form};
+use crate::support::{cargo_fn, cargo_fn_command, tempdir};
 
 /// A CloudWatch query-API call straight to moto (no proxy).
 fn cloudwatch(aws: &Aws, params: &[(&str, &str)]) {
@@ -106,18 +106,13 @@ fn weights(a: &Value) -> Vec<(String, f64)> {
 
 /// cargo-fn with moto's environment, stdout piped for the events.
 fn spawn(aws: &Aws, dir: &Path, args: &[&str]) -> Rollout {
-    let mut cmd = std::process::Command::new(cargo_fn().get_program());
+    let mut cmd = cargo_fn_command();
     cmd.current_dir(dir)
         .args(args)
         .env_remove("AWS_PROFILE")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CARGO_FN_") {
-            cmd.env_remove(k);
-        }
-    }
     for (k, v) in aws.env() {
         cmd.env(k, v);
     }

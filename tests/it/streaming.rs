@@ -17,7 +17,8 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::emulator::{http, manual_runtime, runtime_api_addr, spec, start};
+use crate::support::emulator::{http, manual_runtime, runtime_api_addr, spec, start};
+use crate::support::watch::Watch;
 
 /// Generous bound so a broken build fails instead of hanging; never the
 /// thing asserted.
@@ -192,7 +193,7 @@ async fn event_stream(endpoint: &str, function: &str, payload: &Value) -> Events
     }
 }
 
-async fn wait_for_log(logs: &crate::emulator::Logs, needle: &str) {
+async fn wait_for_log(logs: &crate::support::emulator::Logs, needle: &str) {
     tokio::time::timeout(HANG, async {
         while logs.count(needle) == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -620,32 +621,13 @@ tokio = { version = "1", features = ["macros", "rt-multi-thread", "time"] }
 
 fn watch_options(dir: &std::path::Path, default: Option<&str>) -> cargo_fn::watch::WatchOptions {
     cargo_fn::watch::WatchOptions {
-        selection: cargo_fn::project::Selection {
-            manifest_path: Some(dir.join("Cargo.toml")),
-            packages: vec![],
-            bins: vec![],
-            target_dir: Some(crate::support::shared_target_dir()),
-        },
-        overrides: Default::default(),
-        profile: "dev".into(),
-        cargo_flags: vec![],
-        emulator: cargo_fn::emulator::EmulatorOptions {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            log_sink: crate::emulator::Logs::default().sink(),
-            ..Default::default()
-        },
-        extra_env: Default::default(),
-        debounce: Duration::from_millis(50),
-        event_format: None,
         default_function: default.map(str::to_string),
-        extensions_dir: None,
-        serve: Default::default(),
+        ..crate::support::watch::watch_options(dir, &crate::support::emulator::Logs::default())
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn watch_streams_response_stream_urls_and_serves_the_default_function() {
-    use cargo_fn::watch::WatchEvent;
     let dir = crate::support::tempdir();
     let root = dir.path().join("streamy");
     streaming_crate(&root);
@@ -663,20 +645,8 @@ async fn watch_streams_response_stream_urls_and_serves_the_default_function() {
     assert!(err.contains("--default-function"), "{err}");
     assert!(err.contains("streamy"), "{err}");
 
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let watch = tokio::spawn(cargo_fn::watch::run(
-        watch_options(&root, Some("streamy")),
-        cargo_fn::ui::Ui::silent(),
-        Some(tx),
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let endpoint = match tokio::time::timeout(Duration::from_secs(600), rx.recv()).await {
-        Ok(Some(WatchEvent::Ready { endpoint })) => endpoint,
-        other => panic!("expected Ready, got {other:?}"),
-    };
+    let watch = Watch::start(watch_options(&root, Some("streamy"))).await;
+    let endpoint = watch.endpoint.clone();
     // Any path reaches the default function, streamed as configured.
     let gate = dir.path().join("gate");
     let resp = send(
@@ -694,6 +664,5 @@ async fn watch_streams_response_stream_urls_and_serves_the_default_function() {
     std::fs::write(&gate, b"").unwrap();
     read_rest(&mut body, &mut got).await.expect("complete body");
     assert_eq!(got, b"first\nsecond\nthird\n");
-    stop_tx.send(()).unwrap();
-    watch.await.unwrap().unwrap();
+    watch.stop().await.unwrap();
 }

@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::deploy::{cargo_fn_in, deploy, ok, project, zip};
-use super::doubles::{Double, Kind};
-use super::moto::{FaultAction, http_as, http_with};
-use super::support::tempdir;
+use crate::support::deploy::{cargo_fn_in, deploy, ok, project, zip};
+use crate::support::doubles::{Double, Kind};
+use crate::support::moto::{FaultAction, http_as, http_with};
+use crate::support::tempdir;
 
 const ACCOUNT: &str = "123456789012";
 const ALIAS_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:hello:live";
@@ -803,7 +803,7 @@ fn templates_generate_triggers_that_validate() {
     ];
     for (name, flags, ty) in cases {
         let tmp = tempdir();
-        let out = super::support::cargo_fn()
+        let out = crate::support::cargo_fn()
             .current_dir(tmp.path())
             .arg("new")
             .arg(name)
@@ -843,7 +843,7 @@ fn templates_generate_triggers_that_validate() {
             .replace("<table>", "orders")
             .replace("<label>", "2024-01-01T00:00:00.000");
         std::fs::write(&manifest, filled).unwrap();
-        let out = super::support::cargo_fn()
+        let out = crate::support::cargo_fn()
             .args(["config", "--output", "json", "--manifest-path"])
             .arg(&manifest)
             .output()

@@ -10,7 +10,11 @@ use std::time::Duration;
 use cargo_fn::emulator::{Emulator, FunctionSpec, LimitsStatus};
 use serde_json::json;
 
-use crate::emulator::{Logs, invoke, lambda_client, options, spec};
+use crate::support::deploy::{deploy, ok, project, zip};
+use crate::support::doubles::{Double, Kind};
+use crate::support::emulator::{Logs, invoke, lambda_client, options, report_field, spec};
+use crate::support::moto::FaultAction;
+use crate::support::tempdir;
 
 /// An emulator with limits on; panics when they cannot be enforced here.
 async fn limited(specs: Vec<FunctionSpec>) -> (Emulator, aws_sdk_lambda::Client, Logs) {
@@ -24,13 +28,6 @@ async fn limited(specs: Vec<FunctionSpec>) -> (Emulator, aws_sdk_lambda::Client,
     }
     let client = lambda_client(&emu.endpoint());
     (emu, client, logs)
-}
-
-/// `Duration: N ms` of a REPORT line.
-pub fn report_field(log: &str, field: &str) -> Option<f64> {
-    let report = log.lines().find(|l| l.starts_with("REPORT "))?;
-    let rest = report.split(&format!("{field}: ")).nth(1)?;
-    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// Median warm durations (from REPORT) of the CPU-bound fixture at each
@@ -139,11 +136,6 @@ async fn out_of_memory_kills_the_environment_and_the_next_call_gets_a_fresh_one(
 
 use std::path::Path;
 
-use crate::deploy::{deploy, ok, project, zip};
-use crate::doubles::{Double, Kind};
-use crate::moto::FaultAction;
-use crate::support::tempdir;
-
 /// Versions and aliases moto holds for `hello`, and its memory.
 fn state(aws: &Double) -> (Vec<String>, Vec<String>, u64) {
     let versions = aws.get_json("/2015-03-31/functions/hello/versions");
@@ -176,9 +168,8 @@ fn deployed(aws: &Double, dir: &Path) {
 
 fn tune_cmd(aws: &Double, dir: &Path) -> std::process::Command {
     // A plain std command: the interruption test signals the child.
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("cargo-fn"));
+    let mut cmd = crate::support::cargo_fn_command();
     cmd.current_dir(dir)
-        .env_remove("CARGO_TARGET_DIR")
         .args([
             "tune",
             "hello",
@@ -287,7 +278,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use crate::moto::{http, read_request};
+use crate::support::moto::{http, read_request};
 
 /// Lambda's two log formats, as the Invoke log tail carries them.
 #[derive(Clone, Copy, PartialEq)]
@@ -334,7 +325,7 @@ impl LambdaFront {
 
     /// cargo-fn's environment: the front as its endpoint.
     fn env(&self) -> Vec<(&'static str, String)> {
-        crate::moto::client_env(format!("http://127.0.0.1:{}", self.port))
+        crate::support::moto::client_env(format!("http://127.0.0.1:{}", self.port))
     }
 }
 
@@ -574,7 +565,7 @@ fn apply_in_a_package_with_several_binaries_writes_the_tuned_binary_table() {
     std::fs::write(dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
     std::fs::write(&manifest, text).unwrap();
     // The deployed function (its code is never run: the front answers).
-    let zip = crate::deploy::zip(dir.path(), "f.zip", "one");
+    let zip = crate::support::deploy::zip(dir.path(), "f.zip", "one");
     ok(deploy(&aws, dir.path(), &zip, &["tunemulti"]));
     let config = aws.get_json("/2015-03-31/functions/tunemulti/configuration");
     assert_eq!(config["MemorySize"], 256);

@@ -2,113 +2,17 @@
 //! each new build answers after its reload), a broken build keeps the last
 //! good one serving, and Ctrl-C leaves no process behind.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cargo_fn::emulator::EmulatorOptions;
-use cargo_fn::project::Selection;
-use cargo_fn::ui::Ui;
-use cargo_fn::watch::{WatchEvent, WatchOptions};
+use cargo_fn::watch::WatchEvent;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
 
-use crate::emulator::{Logs, invoke, lambda_client};
-use crate::support::{shared_target_dir, tempdir};
-
-/// A one-function crate answering `{"version": N, "pid": ...}`, locked to
-/// the fixture crate's dependency versions so the shared target dir already
-/// holds every dependency.
-pub fn function_crate(dir: &Path, bin: &str, version: u32) {
-    std::fs::create_dir_all(dir.join("src")).unwrap();
-    std::fs::write(
-        dir.join("Cargo.toml"),
-        format!(
-            r#"[workspace]
-
-[package]
-name = "{bin}"
-version = "0.1.0"
-edition = "2021"
-
-[package.metadata.fn]
-timeout = 10
-
-[dependencies]
-lambda_runtime = "1.5"
-serde_json = "1"
-tokio = {{ version = "1", features = ["macros", "rt-multi-thread", "time"] }}
-"#
-        ),
-    )
-    .unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/functions/Cargo.lock"),
-        dir.join("Cargo.lock"),
-    )
-    .unwrap();
-    std::fs::write(dir.join(".gitignore"), "/scratch\n").unwrap();
-    write_version(dir, version);
-}
-
-pub fn write_version(dir: &Path, version: u32) {
-    let src = format!(
-        r#"use lambda_runtime::{{service_fn, Error, LambdaEvent}};
-use serde_json::{{json, Value}};
-
-#[tokio::main]
-async fn main() -> Result<(), Error> {{
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {{
-        let ms = event.payload["ms"].as_u64().unwrap_or(0);
-        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-        Ok::<Value, Error>(json!({{"version": {version}, "pid": std::process::id()}}))
-    }}))
-    .await
-}}
-"#
-    );
-    // Write then rename, as editors do, so the build never reads half a file.
-    let tmp = dir.join("src/main.rs.tmp~");
-    std::fs::write(&tmp, src).unwrap();
-    std::fs::rename(tmp, dir.join("src/main.rs")).unwrap();
-}
-
-pub fn watch_options(dir: &Path, logs: &Logs) -> WatchOptions {
-    WatchOptions {
-        selection: Selection {
-            manifest_path: Some(dir.join("Cargo.toml")),
-            packages: vec![],
-            bins: vec![],
-            target_dir: Some(shared_target_dir()),
-        },
-        overrides: Default::default(),
-        profile: "dev".into(),
-        cargo_flags: vec![],
-        emulator: EmulatorOptions {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            log_sink: logs.sink(),
-            ..EmulatorOptions::default()
-        },
-        extra_env: Default::default(),
-        debounce: Duration::from_millis(50),
-        event_format: None,
-        serve: Default::default(),
-        extensions_dir: None,
-        default_function: None,
-    }
-}
-
-pub async fn next_event(rx: &mut mpsc::UnboundedReceiver<WatchEvent>) -> WatchEvent {
-    tokio::time::timeout(Duration::from_secs(300), rx.recv())
-        .await
-        .expect("a watch event within 5 minutes")
-        .expect("watch still running")
-}
-
-fn process_alive(pid: u64) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
+use crate::support::emulator::{Logs, invoke, lambda_client};
+use crate::support::watch::{CliWatch, Watch, function_crate, watch_options, write_version};
+use crate::support::{process_alive, shared_target_dir, tempdir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hot_reload_under_load_loses_nothing_and_serves_each_new_build() {
@@ -116,20 +20,8 @@ async fn hot_reload_under_load_loses_nothing_and_serves_each_new_build() {
     let root: PathBuf = dir.path().to_path_buf();
     function_crate(&root, "hot", 0);
     let logs = Logs::default();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let watch = tokio::spawn(cargo_fn::watch::run(
-        watch_options(&root, &logs),
-        Ui::silent(),
-        Some(tx),
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let endpoint = match next_event(&mut rx).await {
-        WatchEvent::Ready { endpoint } => endpoint,
-        other => panic!("expected Ready, got {other:?}"),
-    };
+    let mut watch = Watch::start(watch_options(&root, &logs)).await;
+    let endpoint = watch.endpoint.clone();
     let client = lambda_client(&endpoint);
 
     // A client invoking in a loop, each call with a deadline: an answer
@@ -180,7 +72,7 @@ async fn hot_reload_under_load_loses_nothing_and_serves_each_new_build() {
     for version in 1..=reloads {
         write_version(&root, version);
         loop {
-            match next_event(&mut rx).await {
+            match watch.next_event().await {
                 WatchEvent::Reloaded { .. } => break,
                 WatchEvent::Rebuilding { trigger } => {
                     assert!(trigger.starts_with(&root), "{trigger:?}");
@@ -201,14 +93,14 @@ async fn hot_reload_under_load_loses_nothing_and_serves_each_new_build() {
     // A broken build keeps the last good one serving.
     std::fs::write(root.join("src/main.rs"), "fn main() { this is not rust }").unwrap();
     loop {
-        match next_event(&mut rx).await {
+        match watch.next_event().await {
             WatchEvent::BuildFailed => break,
             WatchEvent::Rebuilding { .. } => {}
             other => panic!("expected BuildFailed, got {other:?}"),
         }
     }
     // The dashboard shows the compiler's first error and the generation serving.
-    let (_, _, body) = crate::emulator::http(
+    let (_, _, body) = crate::support::emulator::http(
         "GET",
         &format!("{endpoint}/_cargo-fn/api/state"),
         &[],
@@ -231,7 +123,7 @@ async fn hot_reload_under_load_loses_nothing_and_serves_each_new_build() {
     std::fs::write(root.join("scratch/notes.txt"), "x").unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        rx.try_recv().is_err(),
+        watch.try_event().is_none(),
         "a .gitignored file triggered a rebuild"
     );
 
@@ -249,8 +141,7 @@ async fn hot_reload_under_load_loses_nothing_and_serves_each_new_build() {
         "no old code after new code: {seen:?}"
     );
 
-    stop_tx.send(()).unwrap();
-    watch.await.unwrap().expect("watch ends cleanly");
+    watch.stop().await.expect("watch ends cleanly");
     for pid in pids.lock().unwrap().iter() {
         assert!(!process_alive(*pid), "function process {pid} survived");
     }
@@ -273,13 +164,10 @@ fn sigterm_stops_the_cli_like_ctrl_c_and_stale_snapshots_are_removed() {
 
 #[cfg(unix)]
 fn stop_the_cli_with(signal: i32, name: &str) {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-
     let dir = tempdir();
     function_crate(dir.path(), name, 7);
     let records = tempdir();
-    let extension = crate::extensions::extension("recorder", records.path());
+    let extension = crate::support::fixtures::extension("recorder", records.path());
     // Left by a run that died with SIGKILL: unlocked, or without a lock
     // and a process id that is not running. A live run's stays.
     let watch_dir = shared_target_dir().join("lambda/watch");
@@ -303,37 +191,27 @@ fn stop_the_cli_with(signal: i32, name: &str) {
         0
     );
 
-    let bin = env!("CARGO_BIN_EXE_cargo-fn");
-    let mut child = std::process::Command::new(bin)
-        .args([
-            "watch",
-            "--port",
-            "0",
+    let ext_dir = extension.parent().unwrap().display().to_string();
+    let env = format!("EXT_RECORD_DIR={}", records.path().display());
+    let prefix = format!("Serving {name} at ");
+    let mut watch = CliWatch::start_until(
+        dir.path(),
+        &[
             "--color",
             "never",
             "--extensions-dir",
-        ])
-        .arg(extension.parent().unwrap())
-        .arg("--env-var")
-        .arg(format!("EXT_RECORD_DIR={}", records.path().display()))
-        .arg("--manifest-path")
-        .arg(dir.path().join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(shared_target_dir())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = stderr.lines();
-    let prefix = format!("Serving {name} at ");
-    let endpoint = loop {
-        let line = lines.next().expect("watch exited before serving").unwrap();
-        if let Some(rest) = line.trim_start().strip_prefix(prefix.as_str()) {
-            break rest.split("/2015-03-31").next().unwrap().to_string();
-        }
-    };
-    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+            &ext_dir,
+            "--env-var",
+            &env,
+        ],
+        &prefix,
+    );
+    let serving = watch.seen.last().unwrap();
+    let endpoint = serving.trim_start()[prefix.len()..]
+        .split("/2015-03-31")
+        .next()
+        .unwrap()
+        .to_string();
     assert!(!stale_locked.exists(), "an unlocked snapshot dir is stale");
     assert!(
         !stale_pid.exists(),
@@ -353,7 +231,7 @@ fn stop_the_cli_with(signal: i32, name: &str) {
             p.file_name()
                 .unwrap()
                 .to_string_lossy()
-                .starts_with(&format!("{}-", child.id()))
+                .starts_with(&format!("{}-", watch.child.id()))
         })
         .collect();
     assert!(
@@ -362,12 +240,12 @@ fn stop_the_cli_with(signal: i32, name: &str) {
         watch_dir.display()
     );
 
-    // SAFETY: signalling our own child.
+    // SAFETY: signalling our own child, not yet reaped.
     unsafe {
-        libc::kill(child.id() as i32, signal);
+        libc::kill(watch.child.id() as i32, signal);
     }
-    let status = child.wait().unwrap();
-    let output = rest.join().unwrap();
+    let status = watch.child.wait().unwrap();
+    let output: Vec<String> = watch.lines.iter().collect();
     assert!(status.success(), "watch exit {status}: {output:#?}");
     assert!(
         !process_alive(pid),
@@ -427,27 +305,15 @@ async fn main() -> Result<(), Error> {
     std::fs::write(root.join(".env"), "GREETING=hello\n").unwrap();
 
     let logs = Logs::default();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let watch = tokio::spawn(cargo_fn::watch::run(
-        watch_options(&root, &logs),
-        Ui::silent(),
-        Some(tx),
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let endpoint = match next_event(&mut rx).await {
-        WatchEvent::Ready { endpoint } => endpoint,
-        other => panic!("expected Ready, got {other:?}"),
-    };
+    let mut watch = Watch::start(watch_options(&root, &logs)).await;
+    let endpoint = watch.endpoint.clone();
     let client = lambda_client(&endpoint);
     let out = invoke(&client, "envy", json!({})).await;
     assert_eq!(out.body, json!({"greeting": "hello", "memory": "256"}));
 
     std::fs::write(root.join(".env"), "GREETING=bonjour\n").unwrap();
     loop {
-        match next_event(&mut rx).await {
+        match watch.next_event().await {
             WatchEvent::Reloaded { .. } => break,
             WatchEvent::Rebuilding { trigger } => assert!(trigger.ends_with(".env")),
             other => panic!("unexpected {other:?}"),
@@ -461,19 +327,12 @@ async fn main() -> Result<(), Error> {
         manifest.replace("memory = 256", "memory = 512"),
     )
     .unwrap();
-    loop {
-        match next_event(&mut rx).await {
-            WatchEvent::Reloaded { .. } => break,
-            WatchEvent::Rebuilding { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    watch.reloaded().await;
     let out = invoke(&client, "envy", json!({})).await;
     assert_eq!(out.body["memory"], "512");
     assert!(out.log.contains("Memory Size: 512 MB"), "{}", out.log);
 
-    stop_tx.send(()).unwrap();
-    watch.await.unwrap().expect("watch ends cleanly");
+    watch.stop().await.expect("watch ends cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -482,20 +341,8 @@ async fn a_new_bin_file_is_served_after_the_reload_that_announces_it() {
     let root = dir.path().to_path_buf();
     function_crate(&root, "firstbin", 0);
     let logs = Logs::default();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let watch = tokio::spawn(cargo_fn::watch::run(
-        watch_options(&root, &logs),
-        Ui::silent(),
-        Some(tx),
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let endpoint = match next_event(&mut rx).await {
-        WatchEvent::Ready { endpoint } => endpoint,
-        other => panic!("expected Ready, got {other:?}"),
-    };
+    let mut watch = Watch::start(watch_options(&root, &logs)).await;
+    let endpoint = watch.endpoint.clone();
     let client = lambda_client(&endpoint);
     assert_eq!(
         invoke(&client, "firstbin", json!({})).await.body["version"],
@@ -521,13 +368,7 @@ async fn main() -> Result<(), Error> {
     )
     .unwrap();
     std::fs::rename(&tmp, root.join("src/bin/second.rs")).unwrap();
-    loop {
-        match next_event(&mut rx).await {
-            WatchEvent::Reloaded { .. } => break,
-            WatchEvent::Rebuilding { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    watch.reloaded().await;
     let out = invoke(&client, "second", json!({})).await;
     assert_eq!(out.body, json!({"second": true}));
     assert_eq!(
@@ -535,8 +376,7 @@ async fn main() -> Result<(), Error> {
         0
     );
 
-    stop_tx.send(()).unwrap();
-    watch.await.unwrap().expect("watch ends cleanly");
+    watch.stop().await.expect("watch ends cleanly");
 }
 
 /// Issue 26: a function under watch got its configured `env` but not its
@@ -574,28 +414,13 @@ async fn main() -> Result<(), Error> {
     std::fs::write(root.join("Cargo.toml"), &manifest).unwrap();
 
     let logs = Logs::default();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let watch = tokio::spawn(cargo_fn::watch::run(
-        watch_options(&root, &logs),
-        Ui::silent(),
-        Some(tx),
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let endpoint = match next_event(&mut rx).await {
-        WatchEvent::Ready { endpoint } => endpoint,
-        other => panic!("expected Ready, got {other:?}"),
-    };
-    let out = invoke(&lambda_client(&endpoint), "secretive", json!({})).await;
+    let watch = Watch::start(watch_options(&root, &logs)).await;
+    let out = invoke(&lambda_client(&watch.endpoint), "secretive", json!({})).await;
     assert_eq!(
         out.body,
         json!({"key": "orders/payment-api-key", "stage": "dev"})
     );
-
-    stop_tx.send(()).unwrap();
-    watch.await.unwrap().expect("watch ends cleanly");
+    watch.stop().await.expect("watch ends cleanly");
 }
 
 /// Without limits (no permission for cgroups, macOS, `--no-limits`) a
@@ -603,9 +428,9 @@ async fn main() -> Result<(), Error> {
 /// a LIMIT line, since Lambda would have stopped it; within the size, none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uncapped_invocations_over_their_memory_size_are_marked_after_report() {
-    let mut small = crate::emulator::spec("small", "alloc");
+    let mut small = crate::support::emulator::spec("small", "alloc");
     small.memory_mb = 128;
-    let (emu, client, logs) = crate::emulator::start(vec![small]).await;
+    let (emu, client, logs) = crate::support::emulator::start(vec![small]).await;
     assert_eq!(emu.limits(), &cargo_fn::emulator::LimitsStatus::Off);
     let within = invoke(&client, "small", json!({"mb": 8})).await;
     assert_eq!(within.function_error, None, "{}", within.body);
@@ -622,7 +447,10 @@ async fn uncapped_invocations_over_their_memory_size_are_marked_after_report() {
         .position(|l| {
             l.split_once("REPORT ")
                 .and_then(|(_, report)| {
-                    crate::tune::report_field(&format!("REPORT {report}"), "Max Memory Used")
+                    crate::support::emulator::report_field(
+                        &format!("REPORT {report}"),
+                        "Max Memory Used",
+                    )
                 })
                 .is_some_and(|mb| mb > 200.0)
         })

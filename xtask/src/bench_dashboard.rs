@@ -18,7 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 #[allow(dead_code)] // the tests use more of it
-#[path = "../../tests/it/browser.rs"]
+#[path = "../../tests/it/support/browser.rs"]
 mod browser;
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;

@@ -1,7 +1,7 @@
 //! `cargo xtask bench` (deploy part): calls and wall time of a first deploy,
 //! a no-change redeploy and a code-change redeploy of the built cargo-fn,
-//! counted by the test proxy (tests/it/moto.rs, included), against both AWS
-//! doubles in one run: moto, and LocalStack (tests/it/localstack.rs, the
+//! counted by the test proxy (tests/it/support/moto.rs, included), against both AWS
+//! doubles in one run: moto, and LocalStack (tests/it/support/localstack.rs, the
 //! stricter one; its start-up is measured too). Baselines from the same
 //! run: `cargo-fn --version` (process start) and one GET straight to each
 //! double, cold (it loads its Lambda backend) and warm (a round trip). Then
@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-#[path = "../../tests/it/moto.rs"]
+#[path = "../../tests/it/support/moto.rs"]
 mod moto;
 
-#[path = "../../tests/it/localstack.rs"]
+#[path = "../../tests/it/support/localstack.rs"]
 mod localstack;
 
-#[path = "../../tests/it/ecr_shim.rs"]
+#[path = "../../tests/it/support/ecr_shim.rs"]
 mod ecr_shim;
 
 fn zip(path: &Path, content: &str) -> Result<()> {

@@ -34,7 +34,7 @@ const APT_PACKAGES: &[&str] = &[
 const PIP_PACKAGES: &[&str] = &["ziglang", "cargo-zigbuild", "moto[server]", "awscli"];
 
 /// LocalStack's core: the second, stricter AWS double of the deploy tests
-/// (tests/it/localstack.rs). Its own venv, because it needs Python 3.13
+/// (tests/it/support/localstack.rs). Its own venv, because it needs Python 3.13
 /// (its code uses syntax that 3.11 rejects) and pins that would fight moto's.
 const LOCALSTACK_PACKAGES: &[&str] = &[
     "localstack-core[runtime]==2026.3.0",

@@ -9,7 +9,7 @@
 //! service then loads on its first request (IAM and Lambda ~4 s together,
 //! idle) and it holds ~0.5 GB, so one per test would cost more than the
 //! tests. Tests keep apart by naming their resources uniquely
-//! (tests/it/doubles.rs). It listens on 127.0.0.1 only, keeps its files in
+//! (tests/it/support/doubles.rs). It listens on 127.0.0.1 only, keeps its files in
 //! a temp dir, and is killed (its whole process group) when the test
 //! process ends: a watchdog shell waits for its stdin to close.
 

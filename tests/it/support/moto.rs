@@ -1,6 +1,6 @@
 //! Test harness for deploy: a moto server per test (fresh state, its own
 //! free port on 127.0.0.1) and a small counting, fault-injecting HTTP proxy
-//! between cargo-fn and moto (or LocalStack: tests/it/doubles.rs).
+//! between cargo-fn and moto (or LocalStack: tests/it/support/doubles.rs).
 //!
 //! The proxy handles one request per connection (it answers with
 //! `Connection: close`), records each call as `METHOD /path` (Lambda's REST
@@ -32,7 +32,8 @@ pub struct Moto {
     pub port: u16,
 }
 
-fn free_port() -> u16 {
+/// A free port on 127.0.0.1 (free when asked: bind it soon).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind a free port")
         .local_addr()

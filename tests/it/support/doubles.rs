@@ -1,6 +1,6 @@
 //! The AWS doubles the deploy tests run against, behind one type: moto (a
-//! fresh one per test, tests/it/moto.rs) or LocalStack (one per test run,
-//! tests/it/localstack.rs), each behind a counting, fault-injecting proxy
+//! fresh one per test, tests/it/support/moto.rs) or LocalStack (one per test run,
+//! tests/it/support/localstack.rs), each behind a counting, fault-injecting proxy
 //! of the test's own. Test bodies take a [`Double`]; [`both!`] runs a body
 //! against each. Resources get unique names ([`Double::name`]) because the
 //! LocalStack is shared.
@@ -87,7 +87,7 @@ impl Double {
 macro_rules! both {
     ($($body:ident),+ $(,)?) => {$(
         mod $body {
-            use super::super::doubles::{Double, Kind};
+            use $crate::support::doubles::{Double, Kind};
             #[test]
             fn moto() {
                 super::$body(Double::start(Kind::Moto));
