@@ -182,6 +182,20 @@ pub struct UrlCors {
     pub max_age: Option<u32>,
 }
 
+impl From<&crate::config::Cors> for UrlCors {
+    /// The configured CORS settings as both services' APIs take them.
+    fn from(c: &crate::config::Cors) -> Self {
+        UrlCors {
+            allow_origins: c.allow_origins.clone(),
+            allow_methods: c.allow_methods.clone(),
+            allow_headers: c.allow_headers.clone(),
+            expose_headers: c.expose_headers.clone(),
+            allow_credentials: c.allow_credentials,
+            max_age: c.max_age,
+        }
+    }
+}
+
 /// One statement of a function's (alias's) resource-based policy, as
 /// `AddPermission` takes it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -111,14 +111,7 @@ pub fn url_settings(cfg: &FunctionConfig) -> Option<UrlSettings> {
             InvokeMode::ResponseStream => "RESPONSE_STREAM",
         }
         .to_string(),
-        cors: u.cors.as_ref().map(|c| UrlCors {
-            allow_origins: c.allow_origins.clone(),
-            allow_methods: c.allow_methods.clone(),
-            allow_headers: c.allow_headers.clone(),
-            expose_headers: c.expose_headers.clone(),
-            allow_credentials: c.allow_credentials,
-            max_age: c.max_age,
-        }),
+        cors: u.cors.as_ref().map(UrlCors::from),
     })
 }
 

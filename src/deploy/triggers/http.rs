@@ -14,7 +14,7 @@ use super::{
 use crate::aws::TriggerApi;
 use crate::aws::triggers::{HttpApi, HttpCors, Integration, Permission, Route};
 use crate::config::triggers::HttpApiTrigger;
-use crate::config::{Cors, Trigger, TriggerKind};
+use crate::config::{Trigger, TriggerKind};
 use crate::deploy::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
 use crate::ui::Ui;
 
@@ -55,17 +55,6 @@ impl HttpApiChange {
 
 fn api_name(function: &str, trigger: &str) -> String {
     format!("{function}-{trigger}")
-}
-
-fn http_cors(c: &Cors) -> HttpCors {
-    HttpCors {
-        allow_origins: c.allow_origins.clone(),
-        allow_methods: c.allow_methods.clone(),
-        allow_headers: c.allow_headers.clone(),
-        expose_headers: c.expose_headers.clone(),
-        allow_credentials: c.allow_credentials,
-        max_age: c.max_age,
-    }
 }
 
 fn execute_api_arn(t: &Target, api_id: &str) -> String {
@@ -127,7 +116,7 @@ pub(super) async fn plan<A: TriggerApi>(
             name: api_name(&t.function, name),
             api: existing.clone(),
             tags,
-            cors: h.cors.as_ref().map(http_cors),
+            cors: h.cors.as_ref().map(HttpCors::from),
             update_cors: false,
             integration: None,
             update_integration: false,
