@@ -54,6 +54,9 @@ pub struct SdkAws {
     pub(super) sts: aws_sdk_sts::Client,
     pub(super) cloudwatch: aws_sdk_cloudwatch::Client,
     pub region: String,
+    /// Who the credentials belong to, once asked (they do not change
+    /// while the connection lives).
+    pub(super) caller: std::sync::Arc<tokio::sync::OnceCell<super::triggers::Caller>>,
 }
 
 /// Loads the configuration chain and builds the clients.
@@ -78,6 +81,7 @@ pub async fn connect(opts: &ConnectOptions) -> anyhow::Result<SdkAws> {
         sts: logged_client!(aws_sdk_sts, &config),
         cloudwatch: logged_client!(aws_sdk_cloudwatch, &config),
         region,
+        caller: Default::default(),
     })
 }
 

@@ -252,23 +252,30 @@ fn invalid(op: &str, e: impl std::fmt::Display) -> ApiError {
 }
 
 impl TriggerApi for SdkAws {
+    /// Asked once per connection: the deploy's identity check and each
+    /// function's trigger plan share the answer.
     async fn caller(&self) -> ApiResult<Caller> {
-        let o = self
-            .sts
-            .get_caller_identity()
-            .send()
+        self.caller
+            .get_or_try_init(|| async {
+                let o = self
+                    .sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| api_err("sts:GetCallerIdentity", e))?;
+                let partition = o
+                    .arn()
+                    .and_then(|a| a.split(':').nth(1))
+                    .unwrap_or("aws")
+                    .to_string();
+                Ok(Caller {
+                    partition,
+                    account: o.account().unwrap_or_default().to_string(),
+                    region: self.region.clone(),
+                })
+            })
             .await
-            .map_err(|e| api_err("sts:GetCallerIdentity", e))?;
-        let partition = o
-            .arn()
-            .and_then(|a| a.split(':').nth(1))
-            .unwrap_or("aws")
-            .to_string();
-        Ok(Caller {
-            partition,
-            account: o.account().unwrap_or_default().to_string(),
-            region: self.region.clone(),
-        })
+            .cloned()
     }
 
     async fn list_mappings(&self, function: &str) -> ApiResult<Vec<MappingState>> {
