@@ -323,23 +323,35 @@ fn check(req: &DeployRequest) -> Result<()> {
     Ok(())
 }
 
-/// Selects the requested functions among the resolved ones.
-fn select(mut functions: Vec<FunctionConfig>, wanted: &[String]) -> Result<Vec<FunctionConfig>> {
+/// Selects the requested functions among the resolved ones; under a stage
+/// a binary's name stands for its function in that stage.
+fn select(functions: Vec<FunctionConfig>, wanted: &[String]) -> Result<Vec<FunctionConfig>> {
     if wanted.is_empty() {
         return Ok(functions);
     }
     let known: Vec<String> = functions.iter().map(|f| f.name.clone()).collect();
+    let mut names = Vec::new();
     for w in wanted {
-        if !known.contains(w) {
-            return Err(UsageError(format!(
-                "no function named `{w}` in this workspace (functions: {})",
-                known.join(", ")
-            ))
-            .into());
+        let name = functions
+            .iter()
+            .find(|f| &f.name == w)
+            .or_else(|| functions.iter().find(|f| &f.bin == w && f.stage.is_some()))
+            .map(|f| f.name.clone());
+        match name {
+            Some(n) => names.push(n),
+            None => {
+                return Err(UsageError(format!(
+                    "no function named `{w}` in this workspace (functions: {})",
+                    known.join(", ")
+                ))
+                .into());
+            }
         }
     }
-    functions.retain(|f| wanted.contains(&f.name));
-    Ok(functions)
+    Ok(functions
+        .into_iter()
+        .filter(|f| names.contains(&f.name))
+        .collect())
 }
 
 /// Build -> package -> plan -> (unless a dry run) execute, function by
