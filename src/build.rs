@@ -319,6 +319,7 @@ mod tests {
             triggers: vec![],
             deployment: Default::default(),
             stage: None,
+            managed_instances: None,
             sources: Default::default(),
             warnings: vec![],
         }

@@ -13,7 +13,8 @@
 //!
 //! [`resolve`] merges the layers (`layers.rs`) and checks the result
 //! (`validate.rs`). Inside, imports run one way: `validate` -> `layers`,
-//! `triggers`, `cors`; `layers` -> `stages`; `triggers` -> `cors`; all ->
+//! `triggers`, `cors`, `managed_instances`; `layers` -> `stages`;
+//! `triggers` -> `cors`; all ->
 //! `value` (the shared readers, which import no sibling).
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use crate::project::Project;
 mod cors;
 pub mod deployment;
 mod layers;
+pub mod managed_instances;
 pub mod reference;
 mod stages;
 pub mod triggers;
@@ -34,6 +36,7 @@ mod validate;
 mod value;
 
 pub use deployment::{Deployment, Strategy};
+pub use managed_instances::{CapacityProviderRef, ManagedInstances};
 
 pub use cors::Cors;
 pub use layers::KEYS;
@@ -334,6 +337,8 @@ pub struct FunctionConfig {
     /// The selected stage and its stage-wide pins (set in the workspace's
     /// and package's `stages.<stage>` tables); `None`: no stage selected.
     pub stage: Option<StageConfig>,
+    /// The `managed-instances` table: runs on Lambda Managed Instances.
+    pub managed_instances: Option<ManagedInstances>,
     /// Field (or `env.KEY`, `tags.KEY`, ...) -> where its value came from.
     pub sources: BTreeMap<String, Source>,
     /// Things that are allowed but probably a mistake (shown, never fatal).
@@ -592,6 +597,14 @@ fn serving_rows(f: &FunctionConfig, rows: &mut Vec<(String, String, Source)>) {
             d.error_threshold
         ),
         src("deployment"),
+    ));
+    rows.push((
+        managed_instances::KEY.into(),
+        opt(f
+            .managed_instances
+            .as_ref()
+            .map(|m| managed_instances::summary(m, f.memory))),
+        src(managed_instances::KEY),
     ));
 }
 
