@@ -320,6 +320,7 @@ mod tests {
             deployment: Default::default(),
             stage: None,
             managed_instances: None,
+            durable: None,
             sources: Default::default(),
             warnings: vec![],
         }

@@ -75,6 +75,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "managed-instances",
         "{ capacity-provider, per-execution-environment-max-concurrency, execution-environment-memory-gib-per-vcpu } (Lambda Managed Instances)",
     ),
+    (
+        "durable",
+        "{ execution-timeout = \"1d\", retention-days = 14 } (a durable function)",
+    ),
 ];
 
 /// Keys whose values are tables merged entry by entry.
@@ -517,7 +521,7 @@ fn env_layer(env: &BTreeMap<String, String>) -> Layer {
         if MAP_KEYS.contains(key)
             || matches!(
                 *key,
-                "vpc" | "function-url" | "name" | "image" | "triggers" | "deployment"
+                "vpc" | "function-url" | "name" | "image" | "triggers" | "deployment" | "durable"
             )
         {
             continue;

@@ -27,6 +27,7 @@ use crate::project::Project;
 
 mod cors;
 pub mod deployment;
+pub mod durable;
 mod layers;
 pub mod managed_instances;
 pub mod reference;
@@ -36,6 +37,7 @@ mod validate;
 mod value;
 
 pub use deployment::{Deployment, Strategy};
+pub use durable::Durable;
 pub use managed_instances::{CapacityProviderRef, ManagedInstances};
 
 pub use cors::Cors;
@@ -339,6 +341,8 @@ pub struct FunctionConfig {
     pub stage: Option<StageConfig>,
     /// The `managed-instances` table: runs on Lambda Managed Instances.
     pub managed_instances: Option<ManagedInstances>,
+    /// The `durable` table: a Lambda durable function (`DurableConfig`).
+    pub durable: Option<Durable>,
     /// Field (or `env.KEY`, `tags.KEY`, ...) -> where its value came from.
     pub sources: BTreeMap<String, Source>,
     /// Things that are allowed but probably a mistake (shown, never fatal).
@@ -605,6 +609,16 @@ fn serving_rows(f: &FunctionConfig, rows: &mut Vec<(String, String, Source)>) {
             .as_ref()
             .map(|m| managed_instances::summary(m, f.memory))),
         src(managed_instances::KEY),
+    ));
+    rows.push((
+        "durable".into(),
+        opt(f.durable.map(|d| {
+            format!(
+                "execution timeout {} s, retention {} days",
+                d.execution_timeout, d.retention_days
+            )
+        })),
+        src("durable"),
     ));
 }
 

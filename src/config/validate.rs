@@ -350,6 +350,10 @@ pub(super) fn build(
         None => super::Deployment::default(),
         Some((v, src)) => super::deployment::parse(v, src)?,
     };
+    let durable = match f.get("durable") {
+        None => None,
+        Some((v, src)) => super::durable::parse(v, src)?,
+    };
     record_sources(&f, &mut sources);
 
     Ok(FunctionConfig {
@@ -384,6 +388,7 @@ pub(super) fn build(
         deployment,
         stage,
         managed_instances,
+        durable,
         sources,
         warnings,
     })
