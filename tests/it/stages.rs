@@ -254,6 +254,7 @@ fn deploy_dry_run_shows_the_stage_s_name_and_memory_against_moto() {
     // A region flag contradicting the stage's pin is refused before any call.
     let dir = tempdir();
     project(dir.path(), &base, STAGES);
+    let before = aws.proxy.calls().len();
     let run = cargo_fn_in(
         &aws,
         dir.path(),
@@ -275,7 +276,7 @@ fn deploy_dry_run_shows_the_stage_s_name_and_memory_against_moto() {
         "{}",
         run.stderr
     );
-    assert!(aws.proxy.calls().is_empty(), "{:?}", aws.proxy.calls());
+    assert_eq!(aws.proxy.calls().len(), before, "{:?}", aws.proxy.calls());
 }
 
 /// A crate whose function answers with its environment and the event's
