@@ -325,6 +325,14 @@ fn watch_stage_runs_the_stage_s_environment_secrets_and_triggers() {
     echo_crate(dir.path());
 
     let watch = CliWatch::start_until(dir.path(), &["--stage", "dev"], "Watching");
+    assert!(
+        watch
+            .seen
+            .iter()
+            .any(|l| l.contains("Watching") && l.contains("(stage dev)")),
+        "{:?}",
+        watch.seen
+    );
     let out = invoke(dir.path(), watch.port, &["--stage", "dev"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let answer: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
