@@ -894,3 +894,18 @@ fn packages_of_one_run_agree_on_the_stage() {
         "{text}"
     );
 }
+
+#[test]
+fn a_misspelt_key_in_any_stage_table_fails_in_every_stage() {
+    let package = json!({ "fn": { "stages": { "dev": {}, "prod": { "memroy": 1024 } } } });
+    for o in [stage("dev"), Overrides::default()] {
+        let text = format!(
+            "{:#}",
+            resolve_full(Value::Null, package.clone(), &o, &BTreeMap::new()).unwrap_err()
+        );
+        assert!(
+            text.contains("unknown key `package.metadata.fn.stages.prod.memroy`"),
+            "{text}"
+        );
+    }
+}
