@@ -833,6 +833,18 @@ fn names_take_the_stage() {
         json!({ "fn": { "name": "orders", "stages": { "prod": { "account": "123456789012" } } } });
     let c = resolve_full(Value::Null, package, &stage("prod"), &BTreeMap::new()).unwrap();
     assert_eq!(c.name, "orders");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // Without its own account, two stages would share it: said, not refused.
+    let package = json!({ "fn": { "name": "orders", "stages": { "prod": {} } } });
+    let c = resolve_full(Value::Null, package, &stage("prod"), &BTreeMap::new()).unwrap();
+    assert_eq!(c.name, "orders");
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("is the same in every stage")),
+        "{:?}",
+        c.warnings
+    );
 
     let package = json!({ "fn": { "name": "orders-{env}", "stages": { "prod": {} } } });
     let text = format!(
