@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use crate::aws::sdk::ConnectOptions;
 use crate::build::{BuildOptions, BuiltFunction};
 use crate::config::{self, Arch, FunctionConfig, Overrides, Runtime, Strategy};
+use crate::deploy::guard::{self, Confirm, Pin};
 use crate::deploy::rollout::{self, Member};
 use crate::deploy::{
     self, DEFAULT_ALIAS, DIRECT_UPLOAD_LIMIT, DeployOptions, EnvMode, Outcome, Package, Plan,
@@ -279,6 +280,9 @@ pub struct DeployRequest {
     pub connect: ConnectOptions,
     /// A gradual rollout after the publish (see [`RolloutRequest`]).
     pub rollout: RolloutRequest,
+    /// `--from STAGE`: ship the code that stage's alias runs (no build);
+    /// see [`deploy::source`].
+    pub from: Option<String>,
 }
 
 /// How the aliases move after the publish.
@@ -346,15 +350,24 @@ fn select(mut functions: Vec<FunctionConfig>, wanted: &[String]) -> Result<Vec<F
 /// function; `each` sees every function's result as soon as it is known.
 /// Configuration, arguments and packages are all checked before the first
 /// AWS call.
+///
+/// Long: the order of the checks is the contract (nothing written before
+/// all of them pass), so it stays one sequence.
 pub async fn deploy(
     req: &DeployRequest,
     ask: Option<AskInstall<'_>>,
+    confirm: &Confirm<'_>,
     ui: &Ui,
     each: &mut dyn FnMut(&Deployed),
 ) -> Result<Shipped> {
     check(req)?;
     let project = Project::load(&req.selection)?;
     let functions = select(resolve(&project, &req.overrides, ui)?, &req.functions)?;
+    // One stage per run (the configuration checks it).
+    let stage = functions.first().and_then(stage_of);
+    if req.from.is_some() {
+        check_from(req, stage.as_ref(), &functions)?;
+    }
     let strategy =
         rollout::release_strategy(req.rollout.strategy, req.canary.is_some(), &functions)?;
     if (req.zip.is_some() || req.s3.as_ref().is_some_and(|s| s.key.is_some()))
@@ -391,14 +404,22 @@ pub async fn deploy(
     // build, or else right after the local packages are checked: a missing
     // one is one line, not an SDK error after a release build.
     let api = crate::aws::sdk::connect(&req.connect).await?;
-    let building = req.zip.is_none() && req.build.is_some();
+    let what = format!(
+        "deploy {}",
+        functions
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let building = req.zip.is_none() && req.build.is_some() && req.from.is_none();
     if building {
-        check_identity(&api).await?;
+        guard(&api, stage.as_ref(), &what, confirm, req.dry_run).await?;
     }
     // Package first (the build is a no-op when nothing changed), so what
     // ships is never missing or stale. A dry run packages too: that changes
     // nothing in AWS and lets the plan compare the real CodeSha256.
-    if let (None, Some(build_opts)) = (&req.zip, &req.build) {
+    if let (None, Some(build_opts), true) = (&req.zip, &req.build, building) {
         if !zips.is_empty() {
             package_functions(&project, &zips, build_opts, ask, ui)?;
         }
@@ -407,20 +428,31 @@ pub async fn deploy(
         }
     }
     let mut packages = Vec::new();
-    for f in &functions {
-        packages.push(if is_image(f) {
-            image_package(&project, f, req.registry_url.clone())?
-        } else {
-            zip_package(&project, f, req)?
-        });
+    let mut sources = Vec::new();
+    if let Some(from) = &req.from {
+        // The code another stage runs, read (and verified) before anything
+        // is written here.
+        for (pkg, source) in packages_from(&project, req, from, &functions).await? {
+            packages.push(pkg);
+            sources.push(Some(source));
+        }
+    } else {
+        for f in &functions {
+            packages.push(if is_image(f) {
+                image_package(&project, f, req.registry_url.clone())?
+            } else {
+                zip_package(&project, f, req)?
+            });
+            sources.push(None);
+        }
     }
 
     if !building {
-        check_identity(&api).await?;
+        guard(&api, stage.as_ref(), &what, confirm, req.dry_run).await?;
     }
     let description = git_description(&project.workspace_root);
     let mut done = Vec::new();
-    for ((f, alias), pkg) in functions.iter().zip(aliases).zip(packages) {
+    for (((f, alias), pkg), source) in functions.iter().zip(aliases).zip(packages).zip(sources) {
         let opts = DeployOptions {
             alias,
             // With a strategy, `--canary P` is its first step, not a weight.
@@ -434,10 +466,14 @@ pub async fn deploy(
                 keep: s.keep,
             }),
             hold_alias: strategy.is_some(),
+            stage: stage_of(f).map(|s| s.name),
         };
-        let (plan, outcome) = deploy::deploy(&api, f, &pkg, &opts, req.dry_run, ui)
+        let (plan, mut outcome) = deploy::deploy(&api, f, &pkg, &opts, req.dry_run, ui)
             .await
             .map_err(crate::aws::with_api_hint)?;
+        if let Some(o) = outcome.as_mut() {
+            o.source = source;
+        }
         let d = Deployed { plan, outcome };
         if strategy.is_none() {
             each(&d);
@@ -480,11 +516,145 @@ pub async fn deploy(
 }
 
 /// `sts:GetCallerIdentity`: the credentials are accepted by AWS.
-async fn check_identity(api: &crate::aws::sdk::SdkAws) -> Result<()> {
+async fn check_identity(api: &crate::aws::sdk::SdkAws) -> Result<crate::aws::triggers::Caller> {
     crate::aws::TriggerApi::caller(api)
         .await
-        .map(|_| ())
         .map_err(|e| crate::aws::with_api_hint(e.into()))
+}
+
+/// What a stage pins, for the guard.
+pub fn pin(stage: &StageConfig) -> Pin<'_> {
+    Pin {
+        stage: &stage.name,
+        account: stage.account.as_deref(),
+        region: stage.region.as_deref(),
+        confirm: stage.confirm,
+    }
+}
+
+/// The stage guard before any write (deploy, promote, rollback, remote
+/// tune): the credentials are accepted, belong to the account the stage
+/// pins and talk to its region, and a stage with `confirm = true` was
+/// confirmed (`what` says what; a dry run writes nothing and needs no
+/// confirmation). Reads only: one GetCallerIdentity per connection.
+pub async fn guard(
+    api: &crate::aws::sdk::SdkAws,
+    stage: Option<&StageConfig>,
+    what: &str,
+    confirm: &Confirm<'_>,
+    dry_run: bool,
+) -> Result<()> {
+    let caller = check_identity(api).await?;
+    let Some(stage) = stage else {
+        return Ok(());
+    };
+    let pin = pin(stage);
+    guard::check_target(&pin, &caller)?;
+    if !dry_run {
+        guard::check_confirmation(&pin, what, confirm)?;
+    }
+    Ok(())
+}
+
+/// `--from STAGE` is checked before anything is built or called: a stage
+/// to copy into, another to copy from, zip functions only.
+fn check_from(
+    req: &DeployRequest,
+    stage: Option<&StageConfig>,
+    functions: &[FunctionConfig],
+) -> Result<()> {
+    let Some(from) = &req.from else {
+        return Ok(());
+    };
+    let Some(stage) = stage else {
+        return Err(UsageError(format!(
+            "--from {from} copies into a stage: select it with --stage (or CARGO_FN_STAGE)"
+        ))
+        .into());
+    };
+    if &stage.name == from {
+        return Err(UsageError(format!(
+            "--from {from} names the stage being deployed; name the stage to copy from"
+        ))
+        .into());
+    }
+    if let Some(f) = functions.iter().find(|f| req.image || f.image.enabled) {
+        return Err(UsageError(format!(
+            "--from copies zip functions; {} deploys as an image (package-type = \"image\")",
+            f.name
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// For each function, the code `from`'s alias runs as the package to ship,
+/// with where it came from. The source stage's configuration names the
+/// function, alias, account, region and profile; its account is checked
+/// like a deploy's (reads only).
+async fn packages_from(
+    project: &Project,
+    req: &DeployRequest,
+    from: &str,
+    functions: &[FunctionConfig],
+) -> Result<Vec<(Package, deploy::source::Source)>> {
+    let overrides = overrides_for_stage(from);
+    let sources = config::resolve(project, &overrides)
+        .with_context(|| format!("resolving the configuration of stage `{from}` (--from)"))?;
+    let source_stage = sources.first().and_then(stage_of);
+    // The source stage's own profile and region, else this connection's.
+    let connect = ConnectOptions {
+        profile: source_stage
+            .as_ref()
+            .and_then(|s| s.profile.clone())
+            .or_else(|| req.connect.profile.clone()),
+        region: source_stage
+            .as_ref()
+            .and_then(|s| s.region.clone())
+            .or_else(|| req.connect.region.clone()),
+        endpoint_url: req.connect.endpoint_url.clone(),
+        upload_progress: None,
+    };
+    let src_api = crate::aws::sdk::connect(&connect)
+        .await
+        .with_context(|| format!("connecting to stage `{from}` (--from)"))?;
+    let caller = check_identity(&src_api).await?;
+    if let Some(s) = &source_stage {
+        guard::check_target(&pin(s), &caller)?;
+    }
+    let mut out = Vec::new();
+    for f in functions {
+        let Some(sf) = sources
+            .iter()
+            .find(|s| s.package == f.package && s.bin == f.bin)
+        else {
+            return Err(UsageError(format!(
+                "--from {from}: stage `{from}` has no function for binary `{}`",
+                f.bin
+            ))
+            .into());
+        };
+        let alias = sf
+            .alias
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ALIAS.to_string());
+        // A package here is used only when its CodeSha256 is the source's.
+        let zip = req
+            .zip
+            .clone()
+            .unwrap_or_else(|| default_zip_path(&project.lambda_dir(), &f.name));
+        let local = zip.is_file().then(|| Package::read(&zip)).transpose()?;
+        let from_ref = deploy::source::SourceRef {
+            stage: from,
+            function: &sf.name,
+            alias: &alias,
+        };
+        let (source, pkg) = deploy::source::fetch(&src_api, &from_ref, local.as_ref())
+            .await
+            .map_err(crate::aws::with_api_hint)?;
+        out.push((pkg, source));
+    }
+    Ok(out)
 }
 
 /// What `deploy` did: each function, and the rollout that moved their
@@ -772,4 +942,21 @@ pub fn git_description(dir: &Path) -> String {
         }
         _ => "cargo-fn: not a git checkout".to_string(),
     }
+}
+
+// PLACEHOLDER until the stages-config branch (the configuration's stage
+// layer) is merged: no stage is ever selected.
+#[derive(Debug, Clone)]
+pub struct StageConfig {
+    pub name: String,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub confirm: bool,
+}
+fn stage_of(_f: &FunctionConfig) -> Option<StageConfig> {
+    None
+}
+fn overrides_for_stage(_stage: &str) -> Overrides {
+    Overrides::default()
 }
