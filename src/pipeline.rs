@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 
 use crate::aws::sdk::ConnectOptions;
 use crate::build::{BuildOptions, BuiltFunction};
-use crate::config::{self, Arch, FunctionConfig, Overrides, Runtime, Strategy};
+use crate::config::{self, Arch, FunctionConfig, Overrides, Runtime, StageConfig, Strategy};
 use crate::deploy::guard::{self, Confirm, Pin};
 use crate::deploy::rollout::{self, Member};
 use crate::deploy::{
@@ -327,23 +327,35 @@ fn check(req: &DeployRequest) -> Result<()> {
     Ok(())
 }
 
-/// Selects the requested functions among the resolved ones.
-fn select(mut functions: Vec<FunctionConfig>, wanted: &[String]) -> Result<Vec<FunctionConfig>> {
+/// Selects the requested functions among the resolved ones; under a stage
+/// a binary's name stands for its function in that stage.
+fn select(functions: Vec<FunctionConfig>, wanted: &[String]) -> Result<Vec<FunctionConfig>> {
     if wanted.is_empty() {
         return Ok(functions);
     }
     let known: Vec<String> = functions.iter().map(|f| f.name.clone()).collect();
+    let mut names = Vec::new();
     for w in wanted {
-        if !known.contains(w) {
-            return Err(UsageError(format!(
-                "no function named `{w}` in this workspace (functions: {})",
-                known.join(", ")
-            ))
-            .into());
+        let name = functions
+            .iter()
+            .find(|f| &f.name == w)
+            .or_else(|| functions.iter().find(|f| &f.bin == w && f.stage.is_some()))
+            .map(|f| f.name.clone());
+        match name {
+            Some(n) => names.push(n),
+            None => {
+                return Err(UsageError(format!(
+                    "no function named `{w}` in this workspace (functions: {})",
+                    known.join(", ")
+                ))
+                .into());
+            }
         }
     }
-    functions.retain(|f| wanted.contains(&f.name));
-    Ok(functions)
+    Ok(functions
+        .into_iter()
+        .filter(|f| names.contains(&f.name))
+        .collect())
 }
 
 /// Build -> package -> plan -> (unless a dry run) execute, function by
@@ -364,7 +376,7 @@ pub async fn deploy(
     let project = Project::load(&req.selection)?;
     let functions = select(resolve(&project, &req.overrides, ui)?, &req.functions)?;
     // One stage per run (the configuration checks it).
-    let stage = functions.first().and_then(stage_of);
+    let stage = functions.first().and_then(|f| f.stage.clone());
     if req.from.is_some() {
         check_from(req, stage.as_ref(), &functions)?;
     }
@@ -466,7 +478,7 @@ pub async fn deploy(
                 keep: s.keep,
             }),
             hold_alias: strategy.is_some(),
-            stage: stage_of(f).map(|s| s.name),
+            stage: f.stage.as_ref().map(|s| s.name.clone()),
         };
         let (plan, mut outcome) = deploy::deploy(&api, f, &pkg, &opts, req.dry_run, ui)
             .await
@@ -598,20 +610,33 @@ async fn packages_from(
     from: &str,
     functions: &[FunctionConfig],
 ) -> Result<Vec<(Package, deploy::source::Source)>> {
-    let overrides = overrides_for_stage(from);
+    let overrides = Overrides {
+        stage: Some(from.to_string()),
+        ..Default::default()
+    };
     let sources = config::resolve(project, &overrides)
         .with_context(|| format!("resolving the configuration of stage `{from}` (--from)"))?;
-    let source_stage = sources.first().and_then(stage_of);
-    // The source stage's own profile and region, else this connection's.
+    let source_stage = sources.first().and_then(|f| f.stage.clone());
+    // The source stage's own profile and region; else this connection's,
+    // unless those are the target stage's pins (then the environment's).
+    let target = functions.first().and_then(|f| f.stage.as_ref());
+    let unpinned =
+        |value: &Option<String>, pin: Option<&String>| value.clone().filter(|v| Some(v) != pin);
     let connect = ConnectOptions {
         profile: source_stage
             .as_ref()
             .and_then(|s| s.profile.clone())
-            .or_else(|| req.connect.profile.clone()),
+            .or_else(|| {
+                unpinned(
+                    &req.connect.profile,
+                    target.and_then(|t| t.profile.as_ref()),
+                )
+            })
+            .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty())),
         region: source_stage
             .as_ref()
             .and_then(|s| s.region.clone())
-            .or_else(|| req.connect.region.clone()),
+            .or_else(|| unpinned(&req.connect.region, target.and_then(|t| t.region.as_ref()))),
         endpoint_url: req.connect.endpoint_url.clone(),
         upload_progress: None,
     };
@@ -942,21 +967,4 @@ pub fn git_description(dir: &Path) -> String {
         }
         _ => "cargo-fn: not a git checkout".to_string(),
     }
-}
-
-// PLACEHOLDER until the stages-config branch (the configuration's stage
-// layer) is merged: no stage is ever selected.
-#[derive(Debug, Clone)]
-pub struct StageConfig {
-    pub name: String,
-    pub account: Option<String>,
-    pub region: Option<String>,
-    pub profile: Option<String>,
-    pub confirm: bool,
-}
-fn stage_of(_f: &FunctionConfig) -> Option<StageConfig> {
-    None
-}
-fn overrides_for_stage(_stage: &str) -> Overrides {
-    Overrides::default()
 }

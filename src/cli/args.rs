@@ -11,16 +11,19 @@ use clap::Args;
 
 use super::GlobalArgs;
 use crate::aws::sdk::{ConnectOptions, SdkAws, connect};
-use crate::error::hinted;
+use crate::config::StageConfig;
+use crate::error::{UsageError, hinted};
 
 /// How to reach AWS; shared by deploy, promote, rollback, invoke, logs and
-/// tune.
+/// tune. A selected stage's `profile` and `region` pins sit between these
+/// flags and the environment (AWS_PROFILE, AWS_REGION).
 #[derive(Debug, Args, Clone, Default)]
 pub struct AwsArgs {
-    /// AWS profile (shared config/credentials files)
-    #[arg(long, value_name = "NAME", env = "AWS_PROFILE")]
+    /// AWS profile (shared config/credentials files); default: the stage's
+    /// `profile`, then AWS_PROFILE
+    #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
-    /// AWS region
+    /// AWS region; default: the stage's `region`, then AWS_REGION
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
     /// AWS endpoint URL (LocalStack, moto); AWS_ENDPOINT_URL and
@@ -30,17 +33,54 @@ pub struct AwsArgs {
 }
 
 impl AwsArgs {
-    pub fn options(&self) -> ConnectOptions {
-        ConnectOptions {
-            profile: self.profile.clone(),
-            region: self.region.clone(),
+    /// The connection: `--profile`/`--region`, else the stage's pins, else
+    /// the environment. A flag that contradicts a pin is an error naming
+    /// both (the pin says which account and region the stage lives in).
+    pub fn options(&self, stage: Option<&StageConfig>) -> Result<ConnectOptions> {
+        let pinned = |flag: &Option<String>,
+                      pin: Option<&String>,
+                      name: &str,
+                      key: &str|
+         -> Result<Option<String>> {
+            match (flag, pin, stage) {
+                (Some(f), Some(p), Some(s)) if f != p => Err(UsageError(format!(
+                    "--{name} {f} contradicts stage `{}`'s {name} `{p}` (from {}); drop --{name} or select another stage",
+                    s.name,
+                    s.source(key)
+                ))
+                .into()),
+                (Some(f), _, _) => Ok(Some(f.clone())),
+                (None, p, _) => Ok(p.cloned()),
+            }
+        };
+        let stage_profile = stage.and_then(|s| s.profile.as_ref());
+        let stage_region = stage.and_then(|s| s.region.as_ref());
+        let profile = pinned(&self.profile, stage_profile, "profile", "profile")?
+            .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()));
+        let region = pinned(&self.region, stage_region, "region", "region")?;
+        Ok(ConnectOptions {
+            profile,
+            region,
             endpoint_url: self.endpoint_url.clone(),
             upload_progress: None,
-        }
+        })
     }
 
-    pub async fn connect(&self) -> Result<SdkAws> {
-        connect(&self.options()).await
+    pub async fn connect(&self, stage: Option<&StageConfig>) -> Result<SdkAws> {
+        connect(&self.options(stage)?).await
+    }
+}
+
+/// The stage the command line selects (`--stage`, `CARGO_FN_STAGE`,
+/// `default-stage`) with its pins, for commands that need only the stage.
+/// Outside a project there is no stage, unless one was asked for.
+pub fn selected_stage(global: &GlobalArgs) -> Result<Option<StageConfig>> {
+    let asked = global.stage.is_some()
+        || std::env::var(crate::config::STAGE_ENV_VAR).is_ok_and(|s| !s.is_empty());
+    match crate::project::Project::load(&global.selection()) {
+        Ok(project) => crate::config::selected_stage(&project, &global.overrides()),
+        Err(_) if !asked => Ok(None),
+        Err(e) => Err(e.context("a stage was selected, so the project that defines it is needed")),
     }
 }
 
@@ -114,10 +154,10 @@ impl PayloadArgs {
 
 /// The function name when the project has exactly one function (its
 /// extensions aside), for commands whose FUNCTION is optional (`command`
-/// names the command in the hint).
+/// names the command in the hint). Under a stage, its name in that stage.
 pub fn only_function(global: &GlobalArgs, command: &str) -> Result<String> {
     let project = crate::project::Project::load(&global.selection())?;
-    let configs = crate::config::resolve(&project, &Default::default())?;
+    let configs = crate::config::resolve(&project, &global.overrides())?;
     let functions: Vec<_> = configs.iter().filter(|c| !c.extension).collect();
     match functions.as_slice() {
         [one] => Ok(one.name.clone()),
@@ -136,6 +176,44 @@ pub fn only_function(global: &GlobalArgs, command: &str) -> Result<String> {
             ),
         )),
     }
+}
+
+/// FUNCTION as given, or the only function (see [`only_function`]). Under a
+/// stage, a binary's name stands for its function in that stage
+/// (`orders` -> `orders-dev`), so the same command line works in every
+/// stage; a name some function has is kept as it is.
+pub fn function_arg(global: &GlobalArgs, given: Option<&str>, command: &str) -> Result<String> {
+    let Some(given) = given else {
+        return only_function(global, command);
+    };
+    Ok(stage_names(global, &[given.to_string()])?.remove(0))
+}
+
+/// [`function_arg`] for several names.
+pub fn stage_names(global: &GlobalArgs, given: &[String]) -> Result<Vec<String>> {
+    let asked = global.stage.is_some()
+        || std::env::var(crate::config::STAGE_ENV_VAR).is_ok_and(|s| !s.is_empty());
+    let configs = crate::project::Project::load(&global.selection())
+        .and_then(|p| crate::config::resolve(&p, &global.overrides()));
+    let configs = match configs {
+        Ok(c) => c,
+        // Outside a project (or with a broken one) names are AWS's names,
+        // unless a stage was asked for: that needs the configuration.
+        Err(_) if !asked => return Ok(given.to_vec()),
+        Err(e) => return Err(e),
+    };
+    Ok(given
+        .iter()
+        .map(|g| {
+            if configs.iter().any(|c| &c.name == g) {
+                return g.clone();
+            }
+            configs
+                .iter()
+                .find(|c| &c.bin == g && c.stage.is_some())
+                .map_or_else(|| g.clone(), |c| c.name.clone())
+        })
+        .collect())
 }
 
 #[cfg(test)]

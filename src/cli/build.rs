@@ -81,7 +81,7 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<()> {
     let ui = global.ui();
     crate::toolchain::prefetch();
     let project = Project::load(&global.selection())?;
-    let functions = pipeline::resolve(&project, &args.flags.overrides()?, &ui)?;
+    let functions = pipeline::resolve(&project, &args.flags.overrides(global)?, &ui)?;
     let built = pipeline::build(
         &project,
         &functions,

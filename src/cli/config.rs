@@ -15,7 +15,7 @@ pub struct ConfigArgs {
 
 pub fn run(global: &GlobalArgs, args: ConfigArgs) -> anyhow::Result<()> {
     let ui = global.ui();
-    let overrides = args.flags.overrides()?;
+    let overrides = args.flags.overrides(global)?;
     let project = Project::load(&global.selection())?;
     let functions = config::resolve(&project, &overrides)?;
     for f in &functions {

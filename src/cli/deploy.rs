@@ -111,12 +111,14 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
         return Ok(());
     }
     let ui = global.ui();
+    let overrides = args.flags.overrides(global)?;
+    // The stage's region and profile pins say where to connect.
+    let stage = super::args::selected_stage(global)?;
     let connect = ConnectOptions {
         // A byte bar for each large upload.
         upload_progress: Some(ui),
-        ..args.aws.options()
+        ..args.aws.options(stage.as_ref())?
     };
-    let overrides = args.flags.overrides()?;
     if let Some(layer) = &args.layer {
         let req = LayerRequest {
             layer: layer.clone(),

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::GlobalArgs;
-use super::args::{AwsArgs, EmulatorArgs, PayloadArgs, only_function};
+use super::args::{AwsArgs, EmulatorArgs, PayloadArgs, function_arg};
 use crate::invoke::{InvokeOptions, Target};
 
 #[derive(Debug, Args)]
@@ -58,19 +58,18 @@ pub fn run(global: &GlobalArgs, args: InvokeArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let function = match &args.function {
-        Some(f) => f.clone(),
-        None => only_function(global, "invoke")?,
-    };
+    let function = function_arg(global, args.function.as_deref(), "invoke")?;
     if let Some(trigger) = &args.trigger {
         return fire(&args, &function, trigger);
     }
     let payload = args.payload.read()?.unwrap_or_else(|| b"{}".to_vec());
     let target = if args.remote {
+        let stage = super::args::selected_stage(global)?;
+        let connect = args.aws.options(stage.as_ref())?;
         Target::Remote {
-            profile: args.aws.profile.clone(),
-            region: args.aws.region.clone(),
-            endpoint_url: args.aws.endpoint_url.clone(),
+            profile: connect.profile,
+            region: connect.region,
+            endpoint_url: connect.endpoint_url,
         }
     } else {
         Target::Local {

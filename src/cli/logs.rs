@@ -54,6 +54,12 @@ pub fn run(global: &GlobalArgs, args: LogsArgs) -> Result<()> {
         crate::config::check_function_name(f)
             .map_err(|e| UsageError(format!("FUNCTION `{f}`: {e}")))?;
     }
+    // Under a stage, a binary's name stands for its function there.
+    let functions = if args.functions.is_empty() {
+        Vec::new()
+    } else {
+        super::args::stage_names(global, &args.functions)?
+    };
     let since_ms = crate::logs::parse_since(&args.since, crate::logs::now_ms())
         .map_err(|e| UsageError(format!("--since {e}")))?;
     if let Some(v) = &args.version
@@ -87,22 +93,23 @@ pub fn run(global: &GlobalArgs, args: LogsArgs) -> Result<()> {
     };
     let mut out = std::io::stdout().lock();
     let result = if args.remote {
+        let stage = super::args::selected_stage(global)?;
         let configs = match crate::project::Project::load(&global.selection()) {
-            Ok(project) => crate::config::resolve(&project, &Default::default())?,
+            Ok(project) => crate::config::resolve(&project, &global.overrides())?,
             // Outside a project, named functions still have default groups.
-            Err(_) if !args.functions.is_empty() => Vec::new(),
+            Err(_) if !functions.is_empty() => Vec::new(),
             Err(e) => return Err(e),
         };
         super::deploy::runtime()?.block_on(crate::logs::remote_functions(
-            &args.aws.options(),
+            &args.aws.options(stage.as_ref())?,
             &configs,
-            &args.functions,
+            &functions,
             args.alias.as_deref(),
             opts,
             &mut out,
         ))
     } else {
-        crate::logs::local(&args.emulator.url(), &args.functions, &opts, &mut out)
+        crate::logs::local(&args.emulator.url(), &functions, &opts, &mut out)
     };
     match result {
         // `cargo fn logs | head`: the reader is done, so are we.

@@ -104,6 +104,10 @@ pub struct GlobalArgs {
     /// Output format for results
     #[arg(long, global = true, value_enum, default_value_t = OutputArg::Human)]
     pub output: OutputArg,
+    /// Stage to use: a `stages.<STAGE>` table of the configuration
+    /// (default: CARGO_FN_STAGE, then `default-stage`)
+    #[arg(long, global = true, value_name = "STAGE")]
+    pub stage: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
@@ -141,6 +145,15 @@ impl GlobalArgs {
             packages: self.package.clone(),
             bins: self.bin.clone(),
             target_dir: self.target_dir.clone(),
+        }
+    }
+
+    /// The configuration overrides of commands without [`ConfigFlags`]:
+    /// the stage only.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            stage: self.stage.clone(),
+            ..Overrides::default()
         }
     }
 
@@ -199,7 +212,9 @@ pub enum ArchArg {
 }
 
 impl ConfigFlags {
-    pub fn overrides(&self) -> anyhow::Result<Overrides> {
+    /// The flags as the configuration's top layer, with the stage `global`
+    /// selects.
+    pub fn overrides(&self, global: &GlobalArgs) -> anyhow::Result<Overrides> {
         let arch = if self.arm64 {
             Some(Arch::Arm64)
         } else if self.x86_64 {
@@ -226,6 +241,7 @@ impl ConfigFlags {
             timeout: self.timeout,
             env,
             env_file: self.env_file.clone(),
+            stage: global.stage.clone(),
         })
     }
 }

@@ -67,7 +67,7 @@ pub fn run(global: &GlobalArgs, args: PackageArgs) -> anyhow::Result<()> {
     let ui = global.ui();
     let req = PackageRequest {
         selection: global.selection(),
-        overrides: args.flags.overrides()?,
+        overrides: args.flags.overrides(global)?,
         binaries: match (&args.binary, args.no_build) {
             (Some(b), _) => Binaries::Given(b.clone()),
             (None, true) => Binaries::Built,

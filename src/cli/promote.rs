@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::GlobalArgs;
-use super::args::{AwsArgs, only_function};
+use super::args::{AwsArgs, function_arg};
 use crate::error::UsageError;
 
 #[derive(Debug, Args)]
@@ -24,17 +24,15 @@ pub struct PromoteArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: PromoteArgs) -> Result<()> {
-    let function = match &args.function {
-        Some(name) => name.clone(),
-        None => only_function(global, "promote")?,
-    };
+    let function = function_arg(global, args.function.as_deref(), "promote")?;
     crate::config::check_function_name(&function)
         .map_err(|e| UsageError(format!("FUNCTION `{function}`: {e}")))?;
     crate::config::check_alias_name(&args.alias)
         .map_err(|e| UsageError(format!("--alias `{}`: {e}", args.alias)))?;
     let ui = global.ui();
+    let stage = super::args::selected_stage(global)?;
     super::deploy::runtime()?.block_on(async {
-        let api = args.aws.connect().await?;
+        let api = args.aws.connect(stage.as_ref()).await?;
         let (alias, line) =
             crate::deploy::rollout::promote(&api, &function, &args.alias, args.dry_run)
                 .await

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::GlobalArgs;
-use super::args::{AwsArgs, only_function};
+use super::args::{AwsArgs, function_arg};
 use crate::aws::AliasState;
 use crate::error::UsageError;
 use crate::ui::Ui;
@@ -29,10 +29,7 @@ pub struct RollbackArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: RollbackArgs) -> Result<()> {
-    let function = match &args.function {
-        Some(name) => name.clone(),
-        None => only_function(global, "rollback")?,
-    };
+    let function = function_arg(global, args.function.as_deref(), "rollback")?;
     crate::config::check_function_name(&function)
         .map_err(|e| UsageError(format!("FUNCTION `{function}`: {e}")))?;
     crate::config::check_alias_name(&args.alias)
@@ -46,8 +43,9 @@ pub fn run(global: &GlobalArgs, args: RollbackArgs) -> Result<()> {
         .into());
     }
     let ui = global.ui();
+    let stage = super::args::selected_stage(global)?;
     super::deploy::runtime()?.block_on(async {
-        let api = args.aws.connect().await?;
+        let api = args.aws.connect(stage.as_ref()).await?;
         let (alias, line) = crate::deploy::rollout::rollback(
             &api,
             &function,

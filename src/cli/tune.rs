@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::GlobalArgs;
 use super::args::{AwsArgs, PayloadArgs};
-use crate::config::{Arch, Overrides, Source};
+use crate::config::{Arch, Source};
 use crate::error::{UsageError, hinted};
 use crate::tune::{LocalTarget, Payload, Strategy, TuneOptions, TuneReport};
 
@@ -71,7 +71,7 @@ pub fn run(global: &GlobalArgs, args: TuneArgs) -> Result<()> {
     let remote = args.remote || args.aws.endpoint_url.is_some() || args.aws.region.is_some();
     let target = LocalTarget {
         selection: global.selection(),
-        overrides: Overrides::default(),
+        overrides: global.overrides(),
         cargo_flags: global.cargo_flags(),
         function: args.function.clone(),
     };
@@ -79,12 +79,13 @@ pub fn run(global: &GlobalArgs, args: TuneArgs) -> Result<()> {
     let report = rt.block_on(async {
         if remote {
             let function = match &args.function {
-                Some(f) => f.clone(),
+                Some(f) => super::args::function_arg(global, Some(f), "tune")?,
                 None => crate::tune::local_function(&target)?.1.name,
             };
             crate::config::check_function_name(&function)
                 .map_err(|e| UsageError(format!("FUNCTION `{function}`: {e}")))?;
-            let api = args.aws.connect().await?;
+            let stage = super::args::selected_stage(global)?;
+            let api = args.aws.connect(stage.as_ref()).await?;
             let interrupt = async {
                 let _ = tokio::signal::ctrl_c().await;
             };

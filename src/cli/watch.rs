@@ -131,7 +131,7 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
         };
         let opts = WatchOptions {
             selection: global.selection(),
-            overrides: args.config.overrides()?,
+            overrides: args.config.overrides(global)?,
             profile,
             cargo_flags: global.cargo_flags(),
             emulator: EmulatorOptions {

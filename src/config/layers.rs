@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde_json::{Map, Value};
 
+use super::stages;
 use super::value::type_name;
 use super::{Overrides, Source};
 use crate::project::{FunctionTarget, Project};
@@ -164,8 +165,63 @@ fn canonical_key(key: &str) -> String {
     key.replace('_', "-")
 }
 
-/// Checks a `[*.metadata.fn]` table and turns it into a layer.
-fn fn_table(file: &Path, table: &str, value: &Value, allow_functions: bool) -> Result<Layer> {
+/// Which `[*.metadata.fn]` table a layer is read from: each admits a few
+/// keys besides the function keys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TableKind {
+    /// `[workspace.metadata.fn]`: `stages`, `default-stage`.
+    Workspace,
+    /// `[package.metadata.fn]`: `functions`, `stages`, `default-stage`.
+    Package,
+    /// `[package.metadata.fn.functions.<bin>]`: `stages`.
+    Function,
+    /// A workspace or package stage table: the stage-wide pins (read by
+    /// `stages.rs`).
+    Stage,
+    /// A function's stage table: function keys only.
+    FunctionStage,
+}
+
+impl TableKind {
+    /// Keys this table admits besides [`KEYS`], skipped here (read elsewhere).
+    fn extra_keys(self) -> Vec<&'static str> {
+        match self {
+            TableKind::Workspace => vec![stages::STAGES_KEY, stages::DEFAULT_STAGE_KEY],
+            TableKind::Package => vec!["functions", stages::STAGES_KEY, stages::DEFAULT_STAGE_KEY],
+            TableKind::Function => vec![stages::STAGES_KEY],
+            TableKind::Stage => stages::STAGE_KEYS.iter().map(|(k, _)| *k).collect(),
+            TableKind::FunctionStage => Vec::new(),
+        }
+    }
+
+    /// Why a key is refused here when another table would take it.
+    fn misplaced(self, key: &str, table: &str) -> Option<String> {
+        let stage_wide = stages::STAGE_KEYS.iter().any(|(k, _)| *k == key);
+        match self {
+            TableKind::FunctionStage if stage_wide => Some(format!(
+                "`{key}` is stage-wide: set it in [package.metadata.fn.stages.<stage>] or [workspace.metadata.fn.stages.<stage>], not in `{table}`"
+            )),
+            TableKind::Function | TableKind::Stage | TableKind::FunctionStage
+                if key == stages::DEFAULT_STAGE_KEY =>
+            {
+                Some(format!(
+                    "`{key}` is chosen for the whole run: set it in [package.metadata.fn] or [workspace.metadata.fn], not in `{table}`"
+                ))
+            }
+            TableKind::Stage | TableKind::FunctionStage if key == stages::STAGES_KEY => {
+                Some(format!("stage tables do not nest: `{table}.{key}`"))
+            }
+            TableKind::Workspace | TableKind::Package | TableKind::Function if stage_wide => Some(
+                format!("`{key}` belongs to a stage: set it in `{table}.stages.<stage>.{key}`"),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// Checks a `[*.metadata.fn]` table (or a stage table) and turns it into a
+/// layer.
+fn fn_table(file: &Path, table: &str, value: &Value, kind: TableKind) -> Result<Layer> {
     let Value::Object(map) = value else {
         bail!(
             "{}: `{table}` must be a table, found {}",
@@ -173,23 +229,27 @@ fn fn_table(file: &Path, table: &str, value: &Value, allow_functions: bool) -> R
             type_name(value)
         );
     };
+    let extra = kind.extra_keys();
     let mut entries = Map::new();
     for (key, v) in map {
         let canonical = canonical_key(key);
-        if canonical == "functions" && allow_functions {
+        if extra.contains(&canonical.as_str()) {
             continue;
         }
+        if let Some(why) = kind.misplaced(&canonical, table) {
+            bail!("{}: {why}", file.display());
+        }
         if !KEYS.iter().any(|(k, _)| *k == canonical) {
-            let allowed: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+            let mut allowed: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+            allowed.extend(extra.iter().map(|k| match *k {
+                "functions" => "functions.<bin>",
+                "stages" => "stages.<stage>",
+                other => other,
+            }));
             bail!(
-                "{}: unknown key `{table}.{key}`; allowed keys: {}{}",
+                "{}: unknown key `{table}.{key}`; allowed keys: {}",
                 file.display(),
                 allowed.join(", "),
-                if allow_functions {
-                    ", functions.<bin>"
-                } else {
-                    ""
-                }
             );
         }
         entries.insert(canonical, v.clone());
@@ -201,6 +261,26 @@ fn fn_table(file: &Path, table: &str, value: &Value, allow_functions: bool) -> R
             table: table.to_string(),
         },
     })
+}
+
+/// The layer of the stage `stage` in the `[*.metadata.fn]` table `table`
+/// (any stage table found is checked, selected or not).
+fn stage_layer(
+    file: &Path,
+    table: &str,
+    fn_value: &Value,
+    stage: Option<&str>,
+    kind: TableKind,
+) -> Result<Option<Layer>> {
+    let mut selected = None;
+    for (name, t) in stages::stage_tables(file, table, fn_value)? {
+        let stage_table = format!("{table}.{}.{name}", stages::STAGES_KEY);
+        let layer = fn_table(file, &stage_table, t, kind)?;
+        if Some(name) == stage {
+            selected = Some(layer);
+        }
+    }
+    Ok(selected)
 }
 
 /// cargo-lambda's `[package.metadata.lambda]` (and `bin.<name>`) tables as
@@ -503,12 +583,15 @@ fn flag_layer(o: &Overrides) -> Layer {
     }
 }
 
-/// The layers for one function, lowest first.
+/// The layers for one function, lowest first: cargo-lambda's tables, the
+/// workspace, package and function tables, the selected stage's tables in
+/// the same order, `CARGO_FN_*` variables, flags.
 fn layers_for(
     project: &Project,
     function: &FunctionTarget,
     overrides: &Overrides,
     env: &BTreeMap<String, String>,
+    stage: Option<&str>,
 ) -> Result<Vec<Layer>> {
     let mut layers = Vec::new();
     let ws_file = &project.workspace_manifest;
@@ -530,17 +613,30 @@ fn layers_for(
         }
     }
 
+    // The fn tables and, above all three, the selected stage's tables.
+    let mut stage_layers = Vec::new();
     if let Some(t) = project.workspace_metadata.get("fn") {
-        layers.push(fn_table(ws_file, "workspace.metadata.fn", t, false)?);
+        let table = "workspace.metadata.fn";
+        layers.push(fn_table(ws_file, table, t, TableKind::Workspace)?);
+        stage_layers.extend(stage_layer(ws_file, table, t, stage, TableKind::Stage)?);
     }
     if let Some(t) = function.package_metadata.get("fn") {
-        layers.push(fn_table(pkg_file, "package.metadata.fn", t, true)?);
+        let table = "package.metadata.fn";
+        layers.push(fn_table(pkg_file, table, t, TableKind::Package)?);
+        stage_layers.extend(stage_layer(pkg_file, table, t, stage, TableKind::Stage)?);
         match t.get("functions") {
             None => {}
             Some(Value::Object(per_bin)) => {
                 if let Some(bin_table) = per_bin.get(&function.bin) {
                     let table = format!("package.metadata.fn.functions.{}", function.bin);
-                    layers.push(fn_table(pkg_file, &table, bin_table, false)?);
+                    layers.push(fn_table(pkg_file, &table, bin_table, TableKind::Function)?);
+                    stage_layers.extend(stage_layer(
+                        pkg_file,
+                        &table,
+                        bin_table,
+                        stage,
+                        TableKind::FunctionStage,
+                    )?);
                 }
             }
             Some(other) => bail!(
@@ -550,20 +646,23 @@ fn layers_for(
             ),
         }
     }
+    layers.extend(stage_layers);
     layers.push(env_layer(env));
     layers.push(flag_layer(overrides));
     Ok(layers)
 }
 
 /// One function's layers merged, lowest first: each key's winning value.
+/// `stage` is the selected stage's name, if any.
 pub(super) fn merge(
     project: &Project,
     function: &FunctionTarget,
     overrides: &Overrides,
     env: &BTreeMap<String, String>,
+    stage: Option<&str>,
 ) -> Result<Merged> {
     let mut merged = Merged::default();
-    for layer in layers_for(project, function, overrides, env)? {
+    for layer in layers_for(project, function, overrides, env, stage)? {
         merged.apply(&layer);
     }
     Ok(merged)

@@ -3,7 +3,9 @@
 //! Layers, lowest first: built-in defaults < cargo-lambda's
 //! `[package.metadata.lambda]` < `[workspace.metadata.fn]` <
 //! `[package.metadata.fn]` < `[package.metadata.fn.functions.<bin>]` <
-//! `CARGO_FN_*` environment variables < command-line flags.
+//! the selected stage's tables in the same three places
+//! (`stages.<stage>`) < `CARGO_FN_*` environment variables < command-line
+//! flags.
 //!
 //! Every value remembers where it came from ([`Source`]) so that errors and
 //! `cargo fn config` can name the file and key, variable or flag. Pure: no
@@ -11,8 +13,8 @@
 //!
 //! [`resolve`] merges the layers (`layers.rs`) and checks the result
 //! (`validate.rs`). Inside, imports run one way: `validate` -> `layers`,
-//! `triggers`, `cors`; `triggers` -> `cors`; all -> `value` (the shared
-//! readers, which import no sibling).
+//! `triggers`, `cors`; `layers` -> `stages`; `triggers` -> `cors`; all ->
+//! `value` (the shared readers, which import no sibling).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,6 +28,7 @@ mod cors;
 pub mod deployment;
 mod layers;
 pub mod reference;
+mod stages;
 pub mod triggers;
 mod validate;
 mod value;
@@ -34,6 +37,10 @@ pub use deployment::{Deployment, Strategy};
 
 pub use cors::Cors;
 pub use layers::KEYS;
+pub use stages::{
+    STAGE_ENV_VAR, STAGE_KEYS, StageConfig, check_account, check_region, check_stage_name,
+    known_stages,
+};
 pub use triggers::{Trigger, TriggerKind};
 pub use validate::{
     ENV_MAX_BYTES, RESERVED_ENV, check_alias_name, check_env_key, check_function_name,
@@ -165,6 +172,8 @@ pub struct Overrides {
     pub timeout: Option<i64>,
     pub env: Vec<(String, String)>,
     pub env_file: Option<PathBuf>,
+    /// `--stage`: the stage to run (above `CARGO_FN_STAGE` and `default-stage`).
+    pub stage: Option<String>,
 }
 
 /// Where a configuration value came from.
@@ -322,6 +331,9 @@ pub struct FunctionConfig {
     pub triggers: Vec<Trigger>,
     /// The `deployment` table: strategy, alarms, hooks, error threshold.
     pub deployment: Deployment,
+    /// The selected stage and its stage-wide pins (set in the workspace's
+    /// and package's `stages.<stage>` tables); `None`: no stage selected.
+    pub stage: Option<StageConfig>,
     /// Field (or `env.KEY`, `tags.KEY`, ...) -> where its value came from.
     pub sources: BTreeMap<String, Source>,
     /// Things that are allowed but probably a mistake (shown, never fatal).
@@ -371,7 +383,8 @@ fn shown_env_value(key: &str, value: &str) -> String {
 /// with credential-looking env values redacted.
 pub fn display_rows(f: &FunctionConfig) -> Vec<(String, String, Source)> {
     let src = |k: &str| row_source(f, k);
-    let mut rows = vec![
+    let mut rows = stage_rows(f.stage.as_ref());
+    rows.extend([
         ("name".to_string(), f.name.clone(), src("name")),
         (
             "architecture".into(),
@@ -391,7 +404,7 @@ pub fn display_rows(f: &FunctionConfig) -> Vec<(String, String, Source)> {
             opt(f.env_file.as_ref().map(|p| p.display().to_string())),
             src("env-file"),
         ),
-    ];
+    ]);
     for (k, v) in &f.env {
         rows.push((
             format!("env.{k}"),
@@ -455,6 +468,36 @@ pub fn display_rows(f: &FunctionConfig) -> Vec<(String, String, Source)> {
     }
     serving_rows(f, &mut rows);
     rows
+}
+
+/// The selected stage's rows: its name and pins, `-` for a pin not set.
+pub fn stage_rows(stage: Option<&StageConfig>) -> Vec<(String, String, Source)> {
+    let Some(s) = stage else {
+        return Vec::new();
+    };
+    vec![
+        ("stage".into(), s.name.clone(), s.source("stage")),
+        (
+            "stage.account".into(),
+            opt(s.account.clone()),
+            s.source("account"),
+        ),
+        (
+            "stage.region".into(),
+            opt(s.region.clone()),
+            s.source("region"),
+        ),
+        (
+            "stage.profile".into(),
+            opt(s.profile.clone()),
+            s.source("profile"),
+        ),
+        (
+            "stage.confirm".into(),
+            s.confirm.to_string(),
+            s.source("confirm"),
+        ),
+    ]
 }
 
 /// Where a row's value came from (built-in default when no layer set it).
@@ -587,10 +630,14 @@ pub fn resolve_with_env(
     overrides: &Overrides,
     env: &BTreeMap<String, String>,
 ) -> anyhow::Result<Vec<FunctionConfig>> {
+    // One stage for the whole run (checked across packages).
+    stages::project_stage(project, overrides, env)?;
     let mut out: Vec<FunctionConfig> = Vec::new();
     for function in &project.functions {
-        let merged = layers::merge(project, function, overrides, env)?;
-        let config = validate::build(function, merged)?;
+        let stage = stages::for_function(project, Some(function), overrides, env)?;
+        let name = stage.as_ref().map(|s| s.name.as_str());
+        let merged = layers::merge(project, function, overrides, env, name)?;
+        let config = validate::build(function, merged, stage)?;
         if let Some(other) = out.iter().find(|c| c.name == config.name) {
             anyhow::bail!(
                 "two functions resolve to the Lambda name `{}`: binary `{}` of package `{}` and binary `{}` of package `{}`; set a distinct `name` in [package.metadata.fn.functions.<bin>]",
@@ -604,6 +651,20 @@ pub fn resolve_with_env(
         out.push(config);
     }
     Ok(out)
+}
+
+/// The stage the run selects (`--stage`, `CARGO_FN_STAGE`, `default-stage`)
+/// and its pins, for commands that need the stage without resolving each
+/// function (the AWS connection, the account guard). Reads `CARGO_FN_STAGE`
+/// from the process environment.
+pub fn selected_stage(
+    project: &Project,
+    overrides: &Overrides,
+) -> anyhow::Result<Option<StageConfig>> {
+    let env: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k == STAGE_ENV_VAR)
+        .collect();
+    stages::project_stage(project, overrides, &env)
 }
 
 /// The log group Lambda writes a function's logs to unless told otherwise.

@@ -440,6 +440,54 @@ pub const REFERENCE: &[KeyDoc] = &[
         Allowed::Rule("1-512 characters of letters, digits and `_ - . / #`"),
         "The CloudWatch log group the function logs to (`LoggingConfig.LogGroup`; the managed role may write there) and `cargo fn logs --remote` reads.",
     ),
+    key(
+        "default-stage",
+        "string",
+        DefaultValue::None,
+        Allowed::Rule(
+            "a stage some `stages.<stage>` table defines; only in `[workspace.metadata.fn]` and `[package.metadata.fn]`",
+        ),
+        "The stage used when neither `--stage` nor `CARGO_FN_STAGE` names one (see Stages).",
+    ),
+    key(
+        "stages.<stage>",
+        "table",
+        DefaultValue::None,
+        Allowed::Rule(
+            "stage names: 1-16 characters of `a-z 0-9 -`, starting with a letter, not ending with `-`; the table takes every key above but `default-stage`",
+        ),
+        "Values for one stage, above the workspace, package and function tables and below `CARGO_FN_*` and flags; `env`, `secrets`, `tags` and `provisioned-concurrency` merge entry by entry, other keys (`triggers` too) replace (see Stages).",
+    ),
+    key(
+        "stages.<stage>.account",
+        "string",
+        DefaultValue::None,
+        Allowed::Rule("12 digits; stage tables of the workspace and packages only"),
+        "The AWS account the stage lives in: deploy, promote, rollback and remote tune refuse to write into any other.",
+    ),
+    key(
+        "stages.<stage>.region",
+        "string",
+        DefaultValue::None,
+        Allowed::Rule(
+            "an AWS region (`us-east-1`); stage tables of the workspace and packages only",
+        ),
+        "The stage's region for every AWS call; `--region` may only repeat it.",
+    ),
+    key(
+        "stages.<stage>.profile",
+        "string",
+        DefaultValue::None,
+        Allowed::Rule("a profile name; stage tables of the workspace and packages only"),
+        "The AWS profile the stage connects with (above AWS_PROFILE); `--profile` may only repeat it.",
+    ),
+    key(
+        "stages.<stage>.confirm",
+        "boolean",
+        DefaultValue::Value("false"),
+        Allowed::Bool,
+        "`true`: a deploy of this stage needs `--yes` or an interactive yes. Stage tables of the workspace and packages only.",
+    ),
 ];
 
 #[cfg(test)]
@@ -480,7 +528,11 @@ mod tests {
         let parts: Vec<&str> = key.split('.').collect();
         let mut v = value;
         for part in parts.iter().skip(1).rev() {
-            let part = if *part == "<alias>" { "live" } else { part };
+            let part = match *part {
+                "<alias>" => "live",
+                "<stage>" => "prod",
+                other => other,
+            };
             v = Value::Object(Map::from_iter([(part.to_string(), v)]));
         }
         let mut table = Map::from_iter([(parts[0].to_string(), v)]);
@@ -607,7 +659,8 @@ mod tests {
             .iter()
             .map(|d| d.key.split('.').next().unwrap())
             .collect();
-        let loaded: BTreeSet<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+        let mut loaded: BTreeSet<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+        loaded.extend(["stages", "default-stage"]);
         assert_eq!(documented, loaded);
     }
 

@@ -563,3 +563,334 @@ fn the_deployment_table_is_resolved_and_its_errors_name_file_key_and_allowed() {
     let e = rejected("deployment", json!({ "error-threshold": -1 }));
     assert!(e.contains("0-100"), "{e}");
 }
+
+fn stage(name: &str) -> Overrides {
+    Overrides {
+        stage: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+fn manifest(file: &str, key: &str) -> Source {
+    Source::Manifest {
+        file: file.into(),
+        key: key.into(),
+    }
+}
+
+#[test]
+fn stage_tables_sit_above_the_function_table_and_below_env_and_flags() {
+    let workspace = json!({ "fn": {
+        "memory": 256,
+        "stages": { "prod": { "memory": 1024, "timeout": 20, "runtime": "provided.al2", "env": { "AA": "ws-prod" } } }
+    } });
+    let package = json!({ "fn": {
+        "timeout": 6,
+        "env": { "AA": "pkg", "BB": "pkg" },
+        "stages": { "prod": { "timeout": 30, "env": { "BB": "pkg-prod" }, "tags": { "team": "orders" } }, "dev": {} },
+        "functions": { "hello": {
+            "timeout": 7,
+            "architecture": "arm64",
+            "stages": { "prod": { "architecture": "x86_64", "secrets": { "DB": "prod/db" } } }
+        } }
+    } });
+    let mut env = BTreeMap::new();
+    env.insert("CARGO_FN_EPHEMERAL_STORAGE".to_string(), "1024".to_string());
+    let overrides = Overrides {
+        stage: Some("prod".into()),
+        memory: Some(2048),
+        ..Default::default()
+    };
+    let c = resolve_full(workspace.clone(), package.clone(), &overrides, &env).unwrap();
+    // The workspace's stage table beats the function's plain table.
+    assert_eq!(c.runtime, Runtime::ProvidedAl2);
+    assert_eq!(c.timeout, 30);
+    assert_eq!(c.architecture, Arch::X86_64);
+    assert_eq!(c.memory, 2048);
+    assert_eq!(c.ephemeral_storage, 1024);
+    assert_eq!(c.env["AA"], "ws-prod");
+    assert_eq!(c.env["BB"], "pkg-prod");
+    assert_eq!(c.secrets["DB"], "prod/db");
+    assert_eq!(c.tags["team"], "orders");
+    let pkg = "/ws/pkg/Cargo.toml";
+    assert_eq!(
+        c.sources["runtime"],
+        manifest(
+            "/ws/Cargo.toml",
+            "workspace.metadata.fn.stages.prod.runtime"
+        )
+    );
+    assert_eq!(
+        c.sources["timeout"],
+        manifest(pkg, "package.metadata.fn.stages.prod.timeout")
+    );
+    assert_eq!(
+        c.sources["architecture"],
+        manifest(
+            pkg,
+            "package.metadata.fn.functions.hello.stages.prod.architecture"
+        )
+    );
+    assert_eq!(
+        c.sources["env.BB"],
+        manifest(pkg, "package.metadata.fn.stages.prod.env.BB")
+    );
+    assert_eq!(
+        c.sources["secrets.DB"],
+        manifest(
+            pkg,
+            "package.metadata.fn.functions.hello.stages.prod.secrets.DB"
+        )
+    );
+    assert_eq!(
+        c.sources["memory"],
+        Source::Flag {
+            name: "--memory".into()
+        }
+    );
+    let s = c.stage.as_ref().unwrap();
+    assert_eq!(s.name, "prod");
+    assert_eq!(
+        s.source("stage"),
+        Source::Flag {
+            name: "--stage".into()
+        }
+    );
+
+    // Another stage sees none of prod's values; no stage sees none either.
+    let dev = resolve_full(
+        workspace.clone(),
+        package.clone(),
+        &stage("dev"),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    assert_eq!((dev.timeout, dev.memory), (7, 256));
+    assert_eq!(dev.architecture, Arch::Arm64);
+    assert!(dev.secrets.is_empty());
+    let none = resolve_full(workspace, package, &Overrides::default(), &BTreeMap::new()).unwrap();
+    assert_eq!((none.timeout, none.memory), (7, 256));
+    assert!(none.stage.is_none());
+    assert_eq!(none.name, "hello");
+}
+
+#[test]
+fn stage_selection_flag_beats_env_beats_package_default_beats_workspace_default() {
+    let workspace = json!({ "fn": { "default-stage": "staging", "stages": { "staging": {}, "dev": {}, "prod": {} } } });
+    let package = json!({ "fn": { "default-stage": "dev" } });
+    let mut env = BTreeMap::new();
+    let pick = |ws: &Value, pkg: &Value, o: &Overrides, env: &BTreeMap<String, String>| {
+        let c = resolve_full(ws.clone(), pkg.clone(), o, env).unwrap();
+        let s = c.stage.unwrap();
+        (s.name.clone(), s.source("stage"))
+    };
+    assert_eq!(
+        pick(&workspace, &Value::Null, &Overrides::default(), &env),
+        (
+            "staging".into(),
+            manifest("/ws/Cargo.toml", "workspace.metadata.fn.default-stage")
+        )
+    );
+    assert_eq!(
+        pick(&workspace, &package, &Overrides::default(), &env),
+        (
+            "dev".into(),
+            manifest("/ws/pkg/Cargo.toml", "package.metadata.fn.default-stage")
+        )
+    );
+    env.insert(STAGE_ENV_VAR.to_string(), "prod".to_string());
+    assert_eq!(
+        pick(&workspace, &package, &Overrides::default(), &env).1,
+        Source::EnvVar {
+            name: "CARGO_FN_STAGE".into()
+        }
+    );
+    assert_eq!(pick(&workspace, &package, &stage("dev"), &env).0, "dev");
+}
+
+#[test]
+fn unknown_stage_lists_the_known_ones() {
+    let package = json!({ "fn": { "stages": { "dev": {}, "prod": {} } } });
+    let err = resolve_full(Value::Null, package, &stage("prd"), &BTreeMap::new()).unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("unknown stage `prd` (from flag --stage)"),
+        "{text}"
+    );
+    assert!(text.contains("known stages: dev, prod"), "{text}");
+
+    let package = json!({ "fn": { "default-stage": "qa" } });
+    let text = format!("{:#}", resolve_one(Value::Null, package).unwrap_err());
+    assert!(text.contains("unknown stage `qa`"), "{text}");
+    assert!(text.contains("package.metadata.fn.default-stage"), "{text}");
+    assert!(text.contains("known stages: none"), "{text}");
+}
+
+#[test]
+fn bad_stage_names_and_pins_are_refused_with_their_key() {
+    for bad in ["Prod", "1st", "dev_1", "a-", "", "abcdefghijklmnopq"] {
+        assert!(check_stage_name(bad).is_err(), "{bad}");
+    }
+    for good in ["dev", "prod-eu-1", "qa2", "abcdefghijklmnop"] {
+        assert!(check_stage_name(good).is_ok(), "{good}");
+    }
+    let package = json!({ "fn": { "stages": { "Prod": {} } } });
+    let text = format!("{:#}", resolve_one(Value::Null, package).unwrap_err());
+    assert!(text.contains("`package.metadata.fn.stages.Prod`"), "{text}");
+    assert!(text.contains("1-16 characters of a-z"), "{text}");
+
+    let text = format!(
+        "{:#}",
+        resolve_full(
+            Value::Null,
+            json!({ "fn": { "stages": { "dev": {} } } }),
+            &stage("DEV"),
+            &BTreeMap::new()
+        )
+        .unwrap_err()
+    );
+    assert!(
+        text.contains("invalid stage `DEV` (from flag --stage)"),
+        "{text}"
+    );
+
+    let cases = [
+        (json!({ "account": "1234" }), "12-digit"),
+        (json!({ "region": "Europe" }), "us-east-1"),
+        (json!({ "confirm": "yes" }), "true or false"),
+        (json!({ "profile": "" }), "profile name"),
+    ];
+    for (table, expect) in cases {
+        let package = json!({ "fn": { "stages": { "prod": table } } });
+        let text = format!(
+            "{:#}",
+            resolve_full(Value::Null, package, &stage("prod"), &BTreeMap::new()).unwrap_err()
+        );
+        assert!(text.contains("package.metadata.fn.stages.prod."), "{text}");
+        assert!(text.contains(expect), "{text}");
+    }
+    // Stage-wide keys stay out of function tables and plain tables.
+    let package = json!({ "fn": { "functions": { "hello": { "stages": { "prod": { "account": "123456789012" } } } } } });
+    let text = format!("{:#}", resolve_one(Value::Null, package).unwrap_err());
+    assert!(text.contains("`account` is stage-wide"), "{text}");
+    let package = json!({ "fn": { "region": "eu-west-1" } });
+    let text = format!("{:#}", resolve_one(Value::Null, package).unwrap_err());
+    assert!(
+        text.contains("package.metadata.fn.stages.<stage>.region"),
+        "{text}"
+    );
+}
+
+#[test]
+fn stage_pins_come_from_workspace_and_package_stage_tables() {
+    let workspace = json!({ "fn": { "stages": { "prod": { "account": "111111111111", "region": "eu-west-1", "confirm": true } } } });
+    let package = json!({ "fn": { "stages": { "prod": { "region": "eu-central-1", "profile": "prod-admin" } } } });
+    let c = resolve_full(workspace, package, &stage("prod"), &BTreeMap::new()).unwrap();
+    let s = c.stage.unwrap();
+    assert_eq!(s.account.as_deref(), Some("111111111111"));
+    assert_eq!(s.region.as_deref(), Some("eu-central-1"));
+    assert_eq!(s.profile.as_deref(), Some("prod-admin"));
+    assert!(s.confirm);
+    assert_eq!(
+        s.source("region"),
+        manifest(
+            "/ws/pkg/Cargo.toml",
+            "package.metadata.fn.stages.prod.region"
+        )
+    );
+    assert_eq!(
+        s.source("account"),
+        manifest(
+            "/ws/Cargo.toml",
+            "workspace.metadata.fn.stages.prod.account"
+        )
+    );
+}
+
+#[test]
+fn names_take_the_stage() {
+    let package = json!({ "fn": { "name": "orders-{stage}", "stages": { "prod": {} } } });
+    let c = resolve_full(
+        Value::Null,
+        package.clone(),
+        &stage("prod"),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    assert_eq!(c.name, "orders-prod");
+    assert_eq!(c.log_group_name(), "/aws/lambda/orders-prod");
+    let text = format!("{:#}", resolve_one(Value::Null, package).unwrap_err());
+    assert!(text.contains("invalid name = \"orders-{stage}\""), "{text}");
+    assert!(text.contains("`{stage}` needs a stage"), "{text}");
+
+    // No name under a stage: <bin>-<stage>, so two stages never share one.
+    let package = json!({ "fn": { "stages": { "dev": {} } } });
+    let c = resolve_full(Value::Null, package, &stage("dev"), &BTreeMap::new()).unwrap();
+    assert_eq!(c.name, "hello-dev");
+
+    // A fixed name stays fixed (the stage pins its own account).
+    let package =
+        json!({ "fn": { "name": "orders", "stages": { "prod": { "account": "123456789012" } } } });
+    let c = resolve_full(Value::Null, package, &stage("prod"), &BTreeMap::new()).unwrap();
+    assert_eq!(c.name, "orders");
+
+    let package = json!({ "fn": { "name": "orders-{env}", "stages": { "prod": {} } } });
+    let text = format!(
+        "{:#}",
+        resolve_full(Value::Null, package, &stage("prod"), &BTreeMap::new()).unwrap_err()
+    );
+    assert!(text.contains("the only placeholder is {stage}"), "{text}");
+}
+
+#[test]
+fn triggers_in_a_stage_table_replace_the_plain_list() {
+    let package = json!({ "fn": {
+        "triggers": [{ "name": "tick", "type": "schedule", "expression": "rate(5 minutes)" }],
+        "stages": { "dev": { "triggers": [{ "name": "jobs", "type": "sqs", "queue": "jobs-dev" }] }, "prod": {} }
+    } });
+    let dev = resolve_full(
+        Value::Null,
+        package.clone(),
+        &stage("dev"),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    assert_eq!(dev.triggers.len(), 1);
+    assert_eq!(dev.triggers[0].name, "jobs");
+    assert_eq!(
+        dev.sources["triggers"],
+        manifest(
+            "/ws/pkg/Cargo.toml",
+            "package.metadata.fn.stages.dev.triggers"
+        )
+    );
+    let prod = resolve_full(Value::Null, package, &stage("prod"), &BTreeMap::new()).unwrap();
+    assert_eq!(prod.triggers[0].name, "tick");
+}
+
+#[test]
+fn packages_of_one_run_agree_on_the_stage() {
+    let mut p = project(
+        json!({ "fn": { "stages": { "prod": {} } } }),
+        json!({ "fn": { "stages": { "prod": { "account": "111111111111" } } } }),
+    );
+    let mut other = p.functions[0].clone();
+    other.package = "other".into();
+    other.bin = "other".into();
+    other.manifest_path = "/ws/other/Cargo.toml".into();
+    other.package_metadata =
+        json!({ "fn": { "stages": { "prod": { "account": "222222222222" } } } });
+    p.functions.push(other);
+    let text = format!(
+        "{:#}",
+        resolve_with_env(&p, &stage("prod"), &BTreeMap::new()).unwrap_err()
+    );
+    assert!(
+        text.contains("packages `pkg` and `other` disagree"),
+        "{text}"
+    );
+    assert!(
+        text.contains("111111111111") && text.contains("222222222222"),
+        "{text}"
+    );
+}

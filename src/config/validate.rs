@@ -13,7 +13,7 @@ use super::layers::Merged;
 use super::value::{InvalidValue, Result, is_account, is_name, is_partition, is_region, type_name};
 use super::{
     Arch, EventFormat, FunctionConfig, FunctionUrl, ImageConfig, InvokeMode, LogFormat, Runtime,
-    Source, Tracing, UrlAuth, Vpc,
+    Source, StageConfig, Tracing, UrlAuth, Vpc,
 };
 use crate::project::FunctionTarget;
 
@@ -309,12 +309,16 @@ fn with_rule(
 
 /// Builds and validates one function's configuration, key group by key
 /// group; the groups only meet in the result.
-pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result<FunctionConfig> {
+pub(super) fn build(
+    function: &FunctionTarget,
+    merged: Merged,
+    stage: Option<StageConfig>,
+) -> anyhow::Result<FunctionConfig> {
     let f = Fields { merged };
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
     let mut warnings = Vec::new();
 
-    let name = name(&f, function)?;
+    let name = name(&f, function, stage.as_ref(), &mut warnings)?;
     let (architecture, runtime) = platform(&f)?;
     let (memory, timeout, ephemeral_storage) = sizes(&f)?;
     let Environment {
@@ -369,37 +373,83 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         image,
         triggers,
         deployment,
+        stage,
         sources,
         warnings,
     })
 }
 
-/// `name`, defaulting to the binary's name (checked too: cargo allows
+/// The placeholder `name` may hold for the selected stage's name.
+pub const STAGE_PLACEHOLDER: &str = "{stage}";
+
+/// `name`, with `{stage}` replaced by the selected stage; by default the
+/// binary's name, and `<bin>-<stage>` under a stage so that two stages in
+/// one account never share a function (checked too: cargo allows
 /// characters Lambda does not).
-fn name(f: &Fields, function: &FunctionTarget) -> anyhow::Result<String> {
+fn name(
+    f: &Fields,
+    function: &FunctionTarget,
+    stage: Option<&StageConfig>,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<String> {
     let name = match f.string("name")? {
         Some((n, src)) => {
+            let raw = Value::String(n.clone());
+            if let Some(s) = stage.filter(|s| s.account.is_none())
+                && !n.contains(STAGE_PLACEHOLDER)
+            {
+                warnings.push(format!(
+                    "`name = \"{n}\"` (from {src}) is the same in every stage and stage `{}` pins no `account`: another stage in the same account would deploy over it; use `{STAGE_PLACEHOLDER}` in the name",
+                    s.name
+                ));
+            }
+            let n = if n.contains(STAGE_PLACEHOLDER) {
+                let Some(stage) = stage else {
+                    return Err(Fields::bad(
+                        "name",
+                        &raw,
+                        &src,
+                        "`{stage}` needs a stage: pass --stage NAME, set CARGO_FN_STAGE or set `default-stage`",
+                    )
+                    .into());
+                };
+                n.replace(STAGE_PLACEHOLDER, &stage.name)
+            } else {
+                n
+            };
             with_rule(
                 "name",
-                &Value::String(n.clone()),
+                &raw,
                 &src,
-                check_function_name(&n),
+                check_function_name(&n).map_err(|allowed| {
+                    if n.contains(['{', '}']) {
+                        format!("{allowed}; the only placeholder is {STAGE_PLACEHOLDER}")
+                    } else if stage.is_some() {
+                        format!("{allowed} (with the stage: `{n}`)")
+                    } else {
+                        allowed
+                    }
+                }),
             )?;
             n
         }
         None => {
             // The default comes from the binary name, which cargo allows to
             // hold characters Lambda does not.
-            check_function_name(&function.bin).map_err(|allowed| {
+            let n = match stage {
+                Some(s) => format!("{}-{}", function.bin, s.name),
+                None => function.bin.clone(),
+            };
+            check_function_name(&n).map_err(|allowed| {
                 anyhow::anyhow!(
-                    "binary `{}` of package `{}` is not a valid Lambda function name ({allowed}); set `name` in [package.metadata.fn.functions.{}] of {}",
+                    "the default function name `{n}` of binary `{}` of package `{}` is not a valid Lambda function name ({allowed}); set `name` in [package.metadata.fn.functions.{}] of {}",
                     function.bin,
                     function.package,
                     function.bin,
                     function.manifest_path.display()
                 )
             })?;
-            function.bin.clone()
+            n
         }
     };
     Ok(name)

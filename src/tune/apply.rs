@@ -6,7 +6,8 @@
 //! the function's own (`[package.metadata.fn.functions.<bin>]`, or
 //! `[package.metadata.fn]` of a package with one binary); otherwise the
 //! function's own table, which wins over the shared ones. So tuning one
-//! binary of a package never moves the others.
+//! binary of a package never moves the others. Under a stage, the same
+//! table's `stages.<stage>` table: tuning one stage never moves another.
 
 use std::path::Path;
 
@@ -163,7 +164,23 @@ pub fn apply(
 ) -> Result<Option<Applied>> {
     let old = std::fs::read_to_string(manifest)
         .with_context(|| format!("reading {}", manifest.display()))?;
-    let table = |key: &str| table_for(&cfg.bin, cfg.sources.get(key), key, manifest, bins);
+    let table = |key: &str| {
+        let Some(stage) = &cfg.stage else {
+            return table_for(&cfg.bin, cfg.sources.get(key), key, manifest, bins);
+        };
+        // The stage's table inside the table the plain rule picks.
+        let marker = format!(".stages.{}.", stage.name);
+        let source = cfg.sources.get(key).map(|s| match s {
+            Source::Manifest { file, key } => Source::Manifest {
+                file: file.clone(),
+                key: key.replacen(&marker, ".", 1),
+            },
+            other => other.clone(),
+        });
+        let mut path = table_for(&cfg.bin, source.as_ref(), key, manifest, bins);
+        path.extend(["stages".to_string(), stage.name.clone()]);
+        path
+    };
     let mut values = vec![(
         table("memory"),
         "memory",

@@ -25,6 +25,7 @@ mod package;
 mod rollout;
 mod ship;
 mod snapshot;
+mod stages;
 mod stages_deploy;
 mod streaming;
 mod triggers;
