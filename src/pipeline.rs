@@ -568,6 +568,31 @@ pub async fn guard(
     Ok(())
 }
 
+/// The stage guard for a command that changes one deployed function
+/// outside a deploy (promote, rollback, remote tune): with a stage
+/// selected, [`guard`], then the function may not belong to another stage
+/// (its `cargo-fn:stage` tag). Without a stage: nothing to check, no call.
+pub async fn guard_function(
+    api: &crate::aws::sdk::SdkAws,
+    stage: Option<&StageConfig>,
+    function: &str,
+    what: &str,
+    confirm: &Confirm<'_>,
+    dry_run: bool,
+) -> Result<()> {
+    let Some(s) = stage else {
+        return Ok(());
+    };
+    guard(api, stage, what, confirm, dry_run).await?;
+    let remote = crate::aws::LambdaApi::get_function(api, function)
+        .await
+        .map_err(|e| crate::aws::with_api_hint(e.into()))?;
+    if let Some(f) = remote {
+        guard::check_owner("function", function, &f.tags, Some(&s.name))?;
+    }
+    Ok(())
+}
+
 /// `--from STAGE` is checked before anything is built or called: a stage
 /// to copy into, another to copy from, zip functions only.
 fn check_from(

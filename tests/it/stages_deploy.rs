@@ -605,3 +605,71 @@ fn from_copies_the_code_across_accounts() {
     // Staging's account got nothing of prod's.
     assert!(function(&aws, ACCOUNT_A, &prod).is_none());
 }
+
+#[test]
+fn promote_and_rollback_are_guarded_like_deploy() {
+    let aws = Double::start(Kind::Moto);
+    let (_, _, profiles) = two_accounts(&aws);
+    let dir = tempdir();
+    let name = aws.name("moved");
+    let manifest = |profile: &str| {
+        project(
+            dir.path(),
+            &name,
+            &format!(
+                "memory = 128\n\n[package.metadata.fn.stages.prod]\naccount = \"{ACCOUNT_A}\"\nprofile = \"{profile}\"\nconfirm = true\n"
+            ),
+        )
+    };
+    manifest("acct-a");
+    let env = profiles.env(aws.proxy.url());
+    let prod = format!("{name}-prod");
+    for (i, content) in ["one", "two"].iter().enumerate() {
+        let z = zip(dir.path(), &format!("v{i}.zip"), content);
+        ok(run(
+            dir.path(),
+            &env,
+            &[
+                "deploy",
+                "--stage",
+                "prod",
+                "--zip",
+                z.to_str().unwrap(),
+                "--output",
+                "json",
+                "--yes",
+            ],
+        ));
+    }
+    assert_eq!(alias_version(&aws, ACCOUNT_A, &prod), "2");
+
+    // Without --yes and no terminal: refused, nothing written.
+    aws.proxy.reset_calls();
+    let r = run(dir.path(), &env, &["rollback", "--stage", "prod"]);
+    assert!(!r.ok, "rolled back unconfirmed:\n{}", r.stdout);
+    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.calls());
+
+    // The wrong account's credentials: refused naming both, nothing written.
+    manifest("acct-b");
+    let r = run(dir.path(), &env, &["rollback", "--stage", "prod", "--yes"]);
+    assert!(!r.ok, "rolled back in the wrong account:\n{}", r.stdout);
+    assert!(
+        r.stderr.contains(ACCOUNT_A) && r.stderr.contains(ACCOUNT_B),
+        "{}",
+        r.stderr
+    );
+    let r = run(dir.path(), &env, &["promote", "--stage", "prod", "--yes"]);
+    assert!(!r.ok, "promoted in the wrong account:\n{}", r.stdout);
+    assert!(aws.proxy.writes().is_empty(), "{:?}", aws.proxy.calls());
+    assert_eq!(alias_version(&aws, ACCOUNT_A, &prod), "2");
+
+    // Confirmed, in the right account: the alias goes back.
+    manifest("acct-a");
+    ok(run(
+        dir.path(),
+        &env,
+        &["rollback", "--stage", "prod", "--yes", "--output", "json"],
+    ));
+    assert_eq!(alias_version(&aws, ACCOUNT_A, &prod), "1");
+}
