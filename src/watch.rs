@@ -135,7 +135,19 @@ pub async fn run(
     let (watcher, fs_rx) = watch_files(&project)?;
     let env_files = bridge::env_files(&first.configs, &project);
     let watched = Watched::new(project, env_files);
-    ui.status("Watching", watched.project.workspace_root.display());
+    // Which stage's values run here, when one is selected.
+    let stage = first.configs.iter().find_map(|c| c.stage.as_ref());
+    ui.status(
+        "Watching",
+        match stage {
+            Some(s) => format!(
+                "{} (stage {})",
+                watched.project.workspace_root.display(),
+                s.name
+            ),
+            None => watched.project.workspace_root.display().to_string(),
+        },
+    );
     // Ready only once saves are seen: a change made right after Ready
     // (a test, an editor's first save) must not be lost.
     session.emit(WatchEvent::Ready {

@@ -246,6 +246,79 @@ mod tests {
     }
 
     #[test]
+    fn every_configuration_command_parses_stage() {
+        for cmd in [
+            &["config"][..],
+            &["build"],
+            &["package"],
+            &["watch"],
+            &["invoke", "f"],
+            &["deploy"],
+            &["promote", "f"],
+            &["rollback", "f"],
+            &["logs"],
+            &["tune", "f"],
+        ] {
+            let mut args = cmd.to_vec();
+            args.extend(["--stage", "prod"]);
+            let cli = parse(&args).unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+            assert_eq!(cli.global.stage.as_deref(), Some("prod"), "{cmd:?}");
+        }
+    }
+
+    #[test]
+    fn a_stage_s_pins_connect_unless_a_flag_contradicts_them() {
+        use std::collections::BTreeMap;
+
+        use crate::config::{Source, StageConfig};
+        let at = |key: &str| Source::Manifest {
+            file: "/p/Cargo.toml".into(),
+            key: format!("package.metadata.fn.stages.prod.{key}"),
+        };
+        let stage = StageConfig {
+            name: "prod".into(),
+            account: None,
+            region: Some("eu-west-1".into()),
+            profile: Some("prod-admin".into()),
+            confirm: false,
+            sources: BTreeMap::from([
+                ("region".into(), at("region")),
+                ("profile".into(), at("profile")),
+            ]),
+        };
+        let aws = super::AwsArgs::default();
+        let o = aws.options(Some(&stage)).unwrap();
+        assert_eq!(o.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(o.profile.as_deref(), Some("prod-admin"));
+        // Repeating the pin is fine; contradicting it is not.
+        let same = super::AwsArgs {
+            region: Some("eu-west-1".into()),
+            ..Default::default()
+        };
+        assert!(same.options(Some(&stage)).is_ok());
+        let other = super::AwsArgs {
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let err = other.options(Some(&stage)).unwrap_err().to_string();
+        assert!(
+            err.contains("--region us-east-1 contradicts stage `prod`'s region `eu-west-1`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("package.metadata.fn.stages.prod.region"),
+            "{err}"
+        );
+        let other = super::AwsArgs {
+            profile: Some("dev".into()),
+            ..Default::default()
+        };
+        assert!(other.options(Some(&stage)).is_err());
+        // No stage: the flags as given.
+        assert_eq!(other.options(None).unwrap().profile.as_deref(), Some("dev"));
+    }
+
+    #[test]
     fn the_emulator_flags_conflict_with_remote() {
         assert!(parse(&["logs", "--remote", "--port", "9001"]).is_err());
         assert!(parse(&["invoke", "f", "--remote", "--endpoint", "http://x"]).is_err());

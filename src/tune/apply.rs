@@ -45,6 +45,27 @@ pub fn table_for(
     path
 }
 
+/// [`table_for`] for `key` of `cfg`; under a stage, that table's
+/// `stages.<stage>` table, so tuning one stage never moves another.
+pub fn table_of(cfg: &FunctionConfig, key: &str, manifest: &Path, bins: usize) -> Vec<String> {
+    let Some(stage) = &cfg.stage else {
+        return table_for(&cfg.bin, cfg.sources.get(key), key, manifest, bins);
+    };
+    // The value in force may sit in a stage table already: the plain rule
+    // sees the table around it.
+    let marker = format!(".stages.{}.", stage.name);
+    let source = cfg.sources.get(key).map(|s| match s {
+        Source::Manifest { file, key } => Source::Manifest {
+            file: file.clone(),
+            key: key.replacen(&marker, ".", 1),
+        },
+        other => other.clone(),
+    });
+    let mut path = table_for(&cfg.bin, source.as_ref(), key, manifest, bins);
+    path.extend(["stages".to_string(), stage.name.clone()]);
+    path
+}
+
 /// One value written: the table (dotted), the key, the new and old value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
@@ -164,23 +185,7 @@ pub fn apply(
 ) -> Result<Option<Applied>> {
     let old = std::fs::read_to_string(manifest)
         .with_context(|| format!("reading {}", manifest.display()))?;
-    let table = |key: &str| {
-        let Some(stage) = &cfg.stage else {
-            return table_for(&cfg.bin, cfg.sources.get(key), key, manifest, bins);
-        };
-        // The stage's table inside the table the plain rule picks.
-        let marker = format!(".stages.{}.", stage.name);
-        let source = cfg.sources.get(key).map(|s| match s {
-            Source::Manifest { file, key } => Source::Manifest {
-                file: file.clone(),
-                key: key.replacen(&marker, ".", 1),
-            },
-            other => other.clone(),
-        });
-        let mut path = table_for(&cfg.bin, source.as_ref(), key, manifest, bins);
-        path.extend(["stages".to_string(), stage.name.clone()]);
-        path
-    };
+    let table = |key: &str| table_of(cfg, key, manifest, bins);
     let mut values = vec![(
         table("memory"),
         "memory",
@@ -265,6 +270,60 @@ lambda_runtime = "1"
                 value: "1024".into(),
                 old: Some("128".into()),
             }]
+        );
+    }
+
+    #[test]
+    fn under_a_stage_the_stage_table_is_written() {
+        let manifest = Path::new("/p/Cargo.toml");
+        let project = crate::project::Project {
+            workspace_root: "/p".into(),
+            workspace_manifest: manifest.into(),
+            target_dir: "/p/target".into(),
+            workspace_metadata: serde_json::Value::Null,
+            functions: vec![crate::project::FunctionTarget {
+                package: "p".into(),
+                bin: "a".into(),
+                manifest_path: manifest.into(),
+                package_metadata: serde_json::json!({ "fn": {
+                    "memory": 256,
+                    "stages": { "prod": { "timeout": 5 }, "dev": { "memory": 512 } }
+                } }),
+                src_path: "/p/src/main.rs".into(),
+            }],
+        };
+        let resolve = |stage: &str| {
+            let overrides = crate::config::Overrides {
+                stage: Some(stage.into()),
+                ..Default::default()
+            };
+            crate::config::resolve_with_env(&project, &overrides, &Default::default())
+                .unwrap()
+                .remove(0)
+        };
+        let stage_table = |bin_table: bool, stage: &str| {
+            let mut t = package_table();
+            if bin_table {
+                t.extend(["functions".to_string(), "a".to_string()]);
+            }
+            t.extend(["stages".to_string(), stage.to_string()]);
+            t
+        };
+        // memory comes from the plain table: prod's table gets its own.
+        let prod = resolve("prod");
+        assert_eq!(
+            table_of(&prod, "memory", manifest, 1),
+            stage_table(false, "prod")
+        );
+        assert_eq!(
+            table_of(&prod, "memory", manifest, 2),
+            stage_table(true, "prod")
+        );
+        // dev's own value is rewritten where it is.
+        let dev = resolve("dev");
+        assert_eq!(
+            table_of(&dev, "memory", manifest, 1),
+            stage_table(false, "dev")
         );
     }
 

@@ -254,6 +254,7 @@ fn deploy_dry_run_shows_the_stage_s_name_and_memory_against_moto() {
     // A region flag contradicting the stage's pin is refused before any call.
     let dir = tempdir();
     project(dir.path(), &base, STAGES);
+    let before = aws.proxy.calls().len();
     let run = cargo_fn_in(
         &aws,
         dir.path(),
@@ -275,7 +276,7 @@ fn deploy_dry_run_shows_the_stage_s_name_and_memory_against_moto() {
         "{}",
         run.stderr
     );
-    assert!(aws.proxy.calls().is_empty(), "{:?}", aws.proxy.calls());
+    assert_eq!(aws.proxy.calls().len(), before, "{:?}", aws.proxy.calls());
 }
 
 /// A crate whose function answers with its environment and the event's
@@ -324,6 +325,14 @@ fn watch_stage_runs_the_stage_s_environment_secrets_and_triggers() {
     echo_crate(dir.path());
 
     let watch = CliWatch::start_until(dir.path(), &["--stage", "dev"], "Watching");
+    assert!(
+        watch
+            .seen
+            .iter()
+            .any(|l| l.contains("Watching") && l.contains("(stage dev)")),
+        "{:?}",
+        watch.seen
+    );
     let out = invoke(dir.path(), watch.port, &["--stage", "dev"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let answer: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
