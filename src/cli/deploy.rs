@@ -347,6 +347,29 @@ mod tests {
     }
 
     #[test]
+    fn a_deploy_from_another_stage_shows_both_hashes() {
+        let mut o = outcome(None, false);
+        o.code_sha256 = "published=".into();
+        o.source = Some(deploy::source::Source {
+            stage: "staging".into(),
+            function: "hello-staging".into(),
+            alias: "live".into(),
+            version: "7".into(),
+            code_sha256: "source=".into(),
+            code_from: "function code location".into(),
+        });
+        let text = outcome_lines(&o).join("\n");
+        assert!(text.contains("  CodeSha256 published="), "{text}");
+        assert!(
+            text.contains("  from stage staging: hello-staging:live version 7, CodeSha256 source= (code from function code location)"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&o).unwrap();
+        assert_eq!(json["source"]["code_sha256"], "source=");
+        assert_eq!(json["code_sha256"], "published=");
+    }
+
+    #[test]
     fn deploy_output_names_every_public_endpoint() {
         let signed = outcome_lines(&outcome(Some("AWS_IAM"), false)).join("\n");
         assert!(
