@@ -891,11 +891,14 @@ pub struct LayerRequest {
     pub runtime: Option<String>,
     pub dry_run: bool,
     pub connect: ConnectOptions,
+    /// The selected stage: its guard runs before the publish.
+    pub stage: Option<StageConfig>,
 }
 
 /// The layer's one-change plan, and the published version unless a dry run.
 pub async fn publish_layer(
     req: &LayerRequest,
+    confirm: &Confirm<'_>,
 ) -> Result<(deploy::View, Option<crate::aws::LayerVersion>)> {
     let layer = &req.layer;
     if layer.is_empty()
@@ -946,6 +949,10 @@ pub async fn publish_layer(
         return Ok((view, None));
     }
     let api = crate::aws::sdk::connect(&req.connect).await?;
+    if req.stage.is_some() {
+        let what = format!("publish layer {layer}");
+        guard(&api, req.stage.as_ref(), &what, confirm, false).await?;
+    }
     let v = change
         .publish(&api)
         .await

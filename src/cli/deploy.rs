@@ -128,11 +128,13 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
             runtime: overrides.runtime.clone(),
             dry_run: args.dry_run,
             connect,
+            stage: stage.clone(),
         };
         if !args.dry_run {
             ui.status("Publishing", format!("layer {layer}"));
         }
-        let (view, published) = runtime()?.block_on(pipeline::publish_layer(&req))?;
+        let confirm = confirmation(args.yes);
+        let (view, published) = runtime()?.block_on(pipeline::publish_layer(&req, &confirm))?;
         match published {
             None => view.calls.iter().for_each(|c| println!("call {c}")),
             Some(v) if ui.is_json() => println!(
