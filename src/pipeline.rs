@@ -378,7 +378,7 @@ pub async fn deploy(
     // One stage per run (the configuration checks it).
     let stage = functions.first().and_then(|f| f.stage.clone());
     if req.from.is_some() {
-        check_from(req, stage.as_ref(), &functions)?;
+        check_from(req, stage.as_ref())?;
     }
     let strategy =
         rollout::release_strategy(req.rollout.strategy, req.canary.is_some(), &functions)?;
@@ -594,12 +594,8 @@ pub async fn guard_function(
 }
 
 /// `--from STAGE` is checked before anything is built or called: a stage
-/// to copy into, another to copy from, zip functions only.
-fn check_from(
-    req: &DeployRequest,
-    stage: Option<&StageConfig>,
-    functions: &[FunctionConfig],
-) -> Result<()> {
+/// to copy into, another to copy from.
+fn check_from(req: &DeployRequest, stage: Option<&StageConfig>) -> Result<()> {
     let Some(from) = &req.from else {
         return Ok(());
     };
@@ -612,13 +608,6 @@ fn check_from(
     if &stage.name == from {
         return Err(UsageError(format!(
             "--from {from} names the stage being deployed; name the stage to copy from"
-        ))
-        .into());
-    }
-    if let Some(f) = functions.iter().find(|f| req.image || f.image.enabled) {
-        return Err(UsageError(format!(
-            "--from copies zip functions; {} deploys as an image (package-type = \"image\")",
-            f.name
         ))
         .into());
     }
@@ -688,12 +677,17 @@ async fn packages_from(
             .alias
             .clone()
             .unwrap_or_else(|| DEFAULT_ALIAS.to_string());
-        // A package here is used only when its CodeSha256 is the source's.
-        let zip = req
-            .zip
-            .clone()
-            .unwrap_or_else(|| default_zip_path(&project.lambda_dir(), &f.name));
-        let local = zip.is_file().then(|| Package::read(&zip)).transpose()?;
+        // A package here is used only when its CodeSha256 (an image: its
+        // digest) is the source's.
+        let local = if req.image || f.image.enabled {
+            image_package(project, f, req.registry_url.clone()).ok()
+        } else {
+            let zip = req
+                .zip
+                .clone()
+                .unwrap_or_else(|| default_zip_path(&project.lambda_dir(), &f.name));
+            zip.is_file().then(|| Package::read(&zip)).transpose()?
+        };
         let from_ref = deploy::source::SourceRef {
             stage: from,
             function: &sf.name,

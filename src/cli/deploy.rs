@@ -91,8 +91,9 @@ pub struct DeployArgs {
     pub print_policy: bool,
     /// Publish the exact code (CodeSha256) this stage's alias runs, with the
     /// selected stage's configuration and no build; across accounts the zip
-    /// is copied. A local zip is used only when its CodeSha256 matches
-    #[arg(long, value_name = "STAGE", conflicts_with_all = ["layer", "image", "s3_key"])]
+    /// is copied. A local zip (or image layout) is used only when its
+    /// CodeSha256 (digest) matches
+    #[arg(long, value_name = "STAGE", conflicts_with_all = ["layer", "s3_key"])]
     pub from: Option<String>,
     /// Confirm a deploy of a stage with `confirm = true` (needed without a terminal)
     #[arg(long, short = 'y')]

@@ -4,6 +4,9 @@
 //! package only when its CodeSha256 equals the source's; the bytes are
 //! checked against the source's CodeSha256 before anything is written.
 //! When the code cannot be had, the deploy is refused before any write.
+//! An image function's code is its manifest digest: it is copied from a
+//! local image layout with the same digest (pushed to the target's
+//! repository, so the same digest), never pulled from the source registry.
 //!
 //! Reads only, through the source stage's own connection (its account,
 //! region and profile), so copying across accounts needs read access to
@@ -63,15 +66,6 @@ pub async fn fetch<A: LambdaApi>(
         ));
     };
     let v = &code.version;
-    if v.is_image() {
-        return Err(hinted(
-            format!(
-                "--from {stage}: {function}:{alias} is an image function; --from copies zip \
-                 functions only so far, and nothing was changed"
-            ),
-            "deploy the image by digest with `cargo fn deploy --image` from the same commit",
-        ));
-    }
     let mut source = Source {
         stage: stage.to_string(),
         function: function.to_string(),
@@ -80,6 +74,40 @@ pub async fn fetch<A: LambdaApi>(
         code_sha256: v.code_sha256.clone(),
         code_from: String::new(),
     };
+    if v.is_image() {
+        // An image is pinned by its manifest digest: the source's is in its
+        // ImageUri (else its CodeSha256, the same hex).
+        let digest = code
+            .image_uri
+            .as_deref()
+            .and_then(|u| u.rsplit_once("@sha256:"))
+            .map_or(v.code_sha256.as_str(), |(_, hex)| hex)
+            .to_string();
+        source.code_sha256 = digest.clone();
+        return match local.filter(|p| p.image.is_some() && p.sha256 == digest) {
+            Some(pkg) => {
+                source.code_from = pkg.path.display().to_string();
+                Ok((source, pkg.clone()))
+            }
+            None => Err(hinted(
+                format!(
+                    "--from {stage}: {function}:{alias} runs the image sha256:{digest}, and {}; \
+                     nothing was changed",
+                    match local {
+                        Some(p) if p.image.is_some() => format!(
+                            "the local image layout {} is sha256:{}",
+                            p.path.display(),
+                            p.sha256
+                        ),
+                        _ => "there is no local image layout".to_string(),
+                    }
+                ),
+                "--from copies an image from a local layout of the same digest (pulling it \
+                 from the source registry is not supported): run `cargo fn package --image` \
+                 at the commit it was built from (reproducible builds give the same digest)",
+            )),
+        };
+    }
     if let Some(pkg) = local.filter(|p| p.image.is_none() && p.sha256 == v.code_sha256) {
         source.code_from = pkg.path.display().to_string();
         return Ok((source, pkg.clone()));
@@ -181,6 +209,41 @@ mod tests {
         let text = format!("{err:?}");
         assert!(text.contains("cannot be had"), "{text}");
         assert!(text.contains(&other.sha256), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_image_comes_only_from_a_layout_of_the_same_digest() {
+        use crate::deploy::image::ImagePackage;
+        let image = |code: &str| {
+            Package::image(ImagePackage {
+                layout: PathBuf::from("/nonexistent/image"),
+                digest: crate::image::sha256_digest(code.as_bytes()),
+                size: 1,
+                repository: "hello".into(),
+                scan_on_push: true,
+                keep: None,
+                registry_url: None,
+            })
+        };
+        let api = FakeAws::new();
+        let shipped = image("v1");
+        crate::deploy::deploy(
+            &api,
+            &cfg(serde_json::json!({})),
+            &shipped,
+            &opts(),
+            false,
+            &Ui::silent(),
+        )
+        .await
+        .unwrap();
+        let (source, pkg) = fetch(&api, &from(), Some(&shipped)).await.unwrap();
+        assert_eq!(pkg.sha256, shipped.sha256);
+        assert_eq!(source.code_sha256, shipped.sha256);
+        let other = image("v2");
+        let err = fetch(&api, &from(), Some(&other)).await.unwrap_err();
+        assert!(err.to_string().contains(&other.sha256), "{err}");
+        assert!(fetch(&api, &from(), None).await.is_err());
     }
 
     #[tokio::test]
