@@ -414,7 +414,7 @@ fn a_trigger_configured_for_one_stage_exists_only_there() {
     project(
         dir.path(),
         &name,
-        "memory = 128\n\n[package.metadata.fn.stages.dev]\n\n[[package.metadata.fn.stages.prod.triggers]]\ntype = \"schedule\"\nname = \"tick\"\nexpression = \"rate(5 minutes)\"\n",
+        "memory = 128\n\n[package.metadata.fn.stages.dev]\n\n[[package.metadata.fn.stages.prod.triggers]]\ntype = \"schedule\"\nname = \"tick\"\nexpression = \"rate(5 minutes)\"\n\n[[package.metadata.fn.stages.prod.triggers]]\ntype = \"http-api\"\nname = \"api\"\nroutes = [\"GET /items\"]\n",
     );
     let env = client_env(aws.proxy.url());
     let v1 = zip(dir.path(), "v1.zip", "one");
@@ -467,6 +467,17 @@ fn a_trigger_configured_for_one_stage_exists_only_there() {
             &format!("cargo-fn-{name}-dev-scheduler")
         )
         .is_none()
+    );
+    // One HTTP API, prod's, tagged with its function and stage.
+    let (status, body) = http_with(aws.port, "apigateway", "GET", "/v2/apis", &[], b"");
+    assert_eq!(status, 200);
+    let apis: Value = serde_json::from_slice(&body).unwrap();
+    let items = apis["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{apis}");
+    assert_eq!(items[0]["tags"]["cargo-fn:stage"], "prod", "{apis}");
+    assert_eq!(
+        items[0]["tags"]["cargo-fn:function"],
+        format!("{name}-prod").as_str()
     );
 }
 
