@@ -39,14 +39,13 @@ impl AwsArgs {
     pub fn options(&self, stage: Option<&StageConfig>) -> Result<ConnectOptions> {
         let pinned = |flag: &Option<String>,
                       pin: Option<&String>,
-                      name: &str,
-                      key: &str|
+                      name: &str|
          -> Result<Option<String>> {
             match (flag, pin, stage) {
                 (Some(f), Some(p), Some(s)) if f != p => Err(UsageError(format!(
                     "--{name} {f} contradicts stage `{}`'s {name} `{p}` (from {}); drop --{name} or select another stage",
                     s.name,
-                    s.source(key)
+                    s.source(name)
                 ))
                 .into()),
                 (Some(f), _, _) => Ok(Some(f.clone())),
@@ -55,9 +54,9 @@ impl AwsArgs {
         };
         let stage_profile = stage.and_then(|s| s.profile.as_ref());
         let stage_region = stage.and_then(|s| s.region.as_ref());
-        let profile = pinned(&self.profile, stage_profile, "profile", "profile")?
+        let profile = pinned(&self.profile, stage_profile, "profile")?
             .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()));
-        let region = pinned(&self.region, stage_region, "region", "region")?;
+        let region = pinned(&self.region, stage_region, "region")?;
         Ok(ConnectOptions {
             profile,
             region,
@@ -75,8 +74,7 @@ impl AwsArgs {
 /// `default-stage`) with its pins, for commands that need only the stage.
 /// Outside a project there is no stage, unless one was asked for.
 pub fn selected_stage(global: &GlobalArgs) -> Result<Option<StageConfig>> {
-    let asked = global.stage.is_some()
-        || std::env::var(crate::config::STAGE_ENV_VAR).is_ok_and(|s| !s.is_empty());
+    let asked = stage_asked(global);
     match crate::project::Project::load(&global.selection()) {
         Ok(project) => crate::config::selected_stage(&project, &global.overrides()),
         Err(_) if !asked => Ok(None),
@@ -178,6 +176,13 @@ pub fn only_function(global: &GlobalArgs, command: &str) -> Result<String> {
     }
 }
 
+/// Whether the command line or the environment names a stage (a
+/// `default-stage` needs the project to be known).
+fn stage_asked(global: &GlobalArgs) -> bool {
+    global.stage.is_some()
+        || std::env::var(crate::config::STAGE_ENV_VAR).is_ok_and(|s| !s.is_empty())
+}
+
 /// FUNCTION as given, or the only function (see [`only_function`]). Under a
 /// stage, a binary's name stands for its function in that stage
 /// (`orders` -> `orders-dev`), so the same command line works in every
@@ -191,8 +196,7 @@ pub fn function_arg(global: &GlobalArgs, given: Option<&str>, command: &str) -> 
 
 /// [`function_arg`] for several names.
 pub fn stage_names(global: &GlobalArgs, given: &[String]) -> Result<Vec<String>> {
-    let asked = global.stage.is_some()
-        || std::env::var(crate::config::STAGE_ENV_VAR).is_ok_and(|s| !s.is_empty());
+    let asked = stage_asked(global);
     let configs = crate::project::Project::load(&global.selection())
         .and_then(|p| crate::config::resolve(&p, &global.overrides()));
     let configs = match configs {

@@ -267,6 +267,15 @@ pub fn normalize_args(
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing(&cli.global);
     let g = &cli.global;
+    if matches!(cli.command, Command::New(_) | Command::Init(_))
+        && let Some(stage) = &g.stage
+    {
+        // A template has no stages yet; a quiet no-op would mislead.
+        return Err(crate::error::UsageError(format!(
+            "--stage {stage}: `new` and `init` read no configuration; add [package.metadata.fn.stages.{stage}] to the new crate instead"
+        ))
+        .into());
+    }
     match cli.command {
         Command::New(args) => new::run_new(g, args),
         Command::Init(args) => new::run_init(g, args),

@@ -3,7 +3,11 @@
 //!
 //! Scalars, lists and nested tables (vpc, function-url) are replaced whole
 //! by a higher layer; the map keys (env, secrets, tags,
-//! provisioned-concurrency) merge entry by entry.
+//! provisioned-concurrency) merge entry by entry. The selected stage's
+//! `stages.<stage>` tables are layers like the others, above every plain
+//! table. The keys of every stage table are checked, selected or not, so
+//! a misspelt key in prod's table fails in dev too (values are checked when
+//! the stage runs; the pins always).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -833,6 +833,18 @@ fn names_take_the_stage() {
         json!({ "fn": { "name": "orders", "stages": { "prod": { "account": "123456789012" } } } });
     let c = resolve_full(Value::Null, package, &stage("prod"), &BTreeMap::new()).unwrap();
     assert_eq!(c.name, "orders");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // Without its own account, two stages would share it: said, not refused.
+    let package = json!({ "fn": { "name": "orders", "stages": { "prod": {} } } });
+    let c = resolve_full(Value::Null, package, &stage("prod"), &BTreeMap::new()).unwrap();
+    assert_eq!(c.name, "orders");
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("is the same in every stage")),
+        "{:?}",
+        c.warnings
+    );
 
     let package = json!({ "fn": { "name": "orders-{env}", "stages": { "prod": {} } } });
     let text = format!(
@@ -893,4 +905,19 @@ fn packages_of_one_run_agree_on_the_stage() {
         text.contains("111111111111") && text.contains("222222222222"),
         "{text}"
     );
+}
+
+#[test]
+fn a_misspelt_key_in_any_stage_table_fails_in_every_stage() {
+    let package = json!({ "fn": { "stages": { "dev": {}, "prod": { "memroy": 1024 } } } });
+    for o in [stage("dev"), Overrides::default()] {
+        let text = format!(
+            "{:#}",
+            resolve_full(Value::Null, package.clone(), &o, &BTreeMap::new()).unwrap_err()
+        );
+        assert!(
+            text.contains("unknown key `package.metadata.fn.stages.prod.memroy`"),
+            "{text}"
+        );
+    }
 }

@@ -375,3 +375,23 @@ fn watch_stage_runs_the_stage_s_environment_secrets_and_triggers() {
     );
     watch.stop();
 }
+
+#[test]
+fn new_and_init_refuse_a_stage_flag_instead_of_ignoring_it() {
+    let dir = tempdir();
+    for args in [&["new", "orders", "--yes"][..], &["init", "--yes"]] {
+        let out = cargo_fn()
+            .current_dir(dir.path())
+            .args(args)
+            .args(["--stage", "dev"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("read no configuration"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!dir.path().join("orders").exists());
+}
