@@ -17,7 +17,8 @@ use anyhow::{Context, Result};
 
 use crate::aws::sdk::ConnectOptions;
 use crate::build::{BuildOptions, BuiltFunction};
-use crate::config::{self, Arch, FunctionConfig, Overrides, Runtime, Strategy};
+use crate::config::{self, Arch, FunctionConfig, Overrides, Runtime, StageConfig, Strategy};
+use crate::deploy::guard::{self, Confirm, Pin};
 use crate::deploy::rollout::{self, Member};
 use crate::deploy::{
     self, DEFAULT_ALIAS, DIRECT_UPLOAD_LIMIT, DeployOptions, EnvMode, Outcome, Package, Plan,
@@ -279,6 +280,9 @@ pub struct DeployRequest {
     pub connect: ConnectOptions,
     /// A gradual rollout after the publish (see [`RolloutRequest`]).
     pub rollout: RolloutRequest,
+    /// `--from STAGE`: ship the code that stage's alias runs (no build);
+    /// see [`deploy::source`].
+    pub from: Option<String>,
 }
 
 /// How the aliases move after the publish.
@@ -358,15 +362,24 @@ fn select(functions: Vec<FunctionConfig>, wanted: &[String]) -> Result<Vec<Funct
 /// function; `each` sees every function's result as soon as it is known.
 /// Configuration, arguments and packages are all checked before the first
 /// AWS call.
+///
+/// Long: the order of the checks is the contract (nothing written before
+/// all of them pass), so it stays one sequence.
 pub async fn deploy(
     req: &DeployRequest,
     ask: Option<AskInstall<'_>>,
+    confirm: &Confirm<'_>,
     ui: &Ui,
     each: &mut dyn FnMut(&Deployed),
 ) -> Result<Shipped> {
     check(req)?;
     let project = Project::load(&req.selection)?;
     let functions = select(resolve(&project, &req.overrides, ui)?, &req.functions)?;
+    // One stage per run (the configuration checks it).
+    let stage = functions.first().and_then(|f| f.stage.clone());
+    if req.from.is_some() {
+        check_from(req, stage.as_ref())?;
+    }
     let strategy =
         rollout::release_strategy(req.rollout.strategy, req.canary.is_some(), &functions)?;
     if (req.zip.is_some() || req.s3.as_ref().is_some_and(|s| s.key.is_some()))
@@ -403,14 +416,22 @@ pub async fn deploy(
     // build, or else right after the local packages are checked: a missing
     // one is one line, not an SDK error after a release build.
     let api = crate::aws::sdk::connect(&req.connect).await?;
-    let building = req.zip.is_none() && req.build.is_some();
+    let what = format!(
+        "deploy {}",
+        functions
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let building = req.zip.is_none() && req.build.is_some() && req.from.is_none();
     if building {
-        check_identity(&api).await?;
+        guard(&api, stage.as_ref(), &what, confirm, req.dry_run).await?;
     }
     // Package first (the build is a no-op when nothing changed), so what
     // ships is never missing or stale. A dry run packages too: that changes
     // nothing in AWS and lets the plan compare the real CodeSha256.
-    if let (None, Some(build_opts)) = (&req.zip, &req.build) {
+    if let (None, Some(build_opts), true) = (&req.zip, &req.build, building) {
         if !zips.is_empty() {
             package_functions(&project, &zips, build_opts, ask, ui)?;
         }
@@ -419,20 +440,31 @@ pub async fn deploy(
         }
     }
     let mut packages = Vec::new();
-    for f in &functions {
-        packages.push(if is_image(f) {
-            image_package(&project, f, req.registry_url.clone())?
-        } else {
-            zip_package(&project, f, req)?
-        });
+    let mut sources = Vec::new();
+    if let Some(from) = &req.from {
+        // The code another stage runs, read (and verified) before anything
+        // is written here.
+        for (pkg, source) in packages_from(&project, req, from, &functions).await? {
+            packages.push(pkg);
+            sources.push(Some(source));
+        }
+    } else {
+        for f in &functions {
+            packages.push(if is_image(f) {
+                image_package(&project, f, req.registry_url.clone())?
+            } else {
+                zip_package(&project, f, req)?
+            });
+            sources.push(None);
+        }
     }
 
     if !building {
-        check_identity(&api).await?;
+        guard(&api, stage.as_ref(), &what, confirm, req.dry_run).await?;
     }
     let description = git_description(&project.workspace_root);
     let mut done = Vec::new();
-    for ((f, alias), pkg) in functions.iter().zip(aliases).zip(packages) {
+    for (((f, alias), pkg), source) in functions.iter().zip(aliases).zip(packages).zip(sources) {
         let opts = DeployOptions {
             alias,
             // With a strategy, `--canary P` is its first step, not a weight.
@@ -446,10 +478,14 @@ pub async fn deploy(
                 keep: s.keep,
             }),
             hold_alias: strategy.is_some(),
+            stage: f.stage.as_ref().map(|s| s.name.clone()),
         };
-        let (plan, outcome) = deploy::deploy(&api, f, &pkg, &opts, req.dry_run, ui)
+        let (plan, mut outcome) = deploy::deploy(&api, f, &pkg, &opts, req.dry_run, ui)
             .await
             .map_err(crate::aws::with_api_hint)?;
+        if let Some(o) = outcome.as_mut() {
+            o.source = source;
+        }
         let d = Deployed { plan, outcome };
         if strategy.is_none() {
             each(&d);
@@ -492,11 +528,177 @@ pub async fn deploy(
 }
 
 /// `sts:GetCallerIdentity`: the credentials are accepted by AWS.
-async fn check_identity(api: &crate::aws::sdk::SdkAws) -> Result<()> {
+async fn check_identity(api: &crate::aws::sdk::SdkAws) -> Result<crate::aws::triggers::Caller> {
     crate::aws::TriggerApi::caller(api)
         .await
-        .map(|_| ())
         .map_err(|e| crate::aws::with_api_hint(e.into()))
+}
+
+/// What a stage pins, for the guard.
+pub fn pin(stage: &StageConfig) -> Pin<'_> {
+    Pin {
+        stage: &stage.name,
+        account: stage.account.as_deref(),
+        region: stage.region.as_deref(),
+        confirm: stage.confirm,
+    }
+}
+
+/// The stage guard before any write (deploy, promote, rollback, remote
+/// tune): the credentials are accepted, belong to the account the stage
+/// pins and talk to its region, and a stage with `confirm = true` was
+/// confirmed (`what` says what; a dry run writes nothing and needs no
+/// confirmation). Reads only: one GetCallerIdentity per connection.
+pub async fn guard(
+    api: &crate::aws::sdk::SdkAws,
+    stage: Option<&StageConfig>,
+    what: &str,
+    confirm: &Confirm<'_>,
+    dry_run: bool,
+) -> Result<()> {
+    let caller = check_identity(api).await?;
+    let Some(stage) = stage else {
+        return Ok(());
+    };
+    let pin = pin(stage);
+    guard::check_target(&pin, &caller)?;
+    if !dry_run {
+        guard::check_confirmation(&pin, what, confirm)?;
+    }
+    Ok(())
+}
+
+/// The stage guard for a command that changes one deployed function
+/// outside a deploy (promote, rollback, remote tune): with a stage
+/// selected, [`guard`], then the function may not belong to another stage
+/// (its `cargo-fn:stage` tag). Without a stage: nothing to check, no call.
+pub async fn guard_function(
+    api: &crate::aws::sdk::SdkAws,
+    stage: Option<&StageConfig>,
+    function: &str,
+    what: &str,
+    confirm: &Confirm<'_>,
+    dry_run: bool,
+) -> Result<()> {
+    let Some(s) = stage else {
+        return Ok(());
+    };
+    guard(api, stage, what, confirm, dry_run).await?;
+    let remote = crate::aws::LambdaApi::get_function(api, function)
+        .await
+        .map_err(|e| crate::aws::with_api_hint(e.into()))?;
+    if let Some(f) = remote {
+        guard::check_owner("function", function, &f.tags, Some(&s.name))?;
+    }
+    Ok(())
+}
+
+/// `--from STAGE` is checked before anything is built or called: a stage
+/// to copy into, another to copy from.
+fn check_from(req: &DeployRequest, stage: Option<&StageConfig>) -> Result<()> {
+    let Some(from) = &req.from else {
+        return Ok(());
+    };
+    let Some(stage) = stage else {
+        return Err(UsageError(format!(
+            "--from {from} copies into a stage: select it with --stage (or CARGO_FN_STAGE)"
+        ))
+        .into());
+    };
+    if &stage.name == from {
+        return Err(UsageError(format!(
+            "--from {from} names the stage being deployed; name the stage to copy from"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// For each function, the code `from`'s alias runs as the package to ship,
+/// with where it came from. The source stage's configuration names the
+/// function, alias, account, region and profile; its account is checked
+/// like a deploy's (reads only).
+async fn packages_from(
+    project: &Project,
+    req: &DeployRequest,
+    from: &str,
+    functions: &[FunctionConfig],
+) -> Result<Vec<(Package, deploy::source::Source)>> {
+    let overrides = Overrides {
+        stage: Some(from.to_string()),
+        ..Default::default()
+    };
+    let sources = config::resolve(project, &overrides)
+        .with_context(|| format!("resolving the configuration of stage `{from}` (--from)"))?;
+    let source_stage = sources.first().and_then(|f| f.stage.clone());
+    // The source stage's own profile and region; else this connection's,
+    // unless those are the target stage's pins (then the environment's).
+    let target = functions.first().and_then(|f| f.stage.as_ref());
+    let unpinned =
+        |value: &Option<String>, pin: Option<&String>| value.clone().filter(|v| Some(v) != pin);
+    let connect = ConnectOptions {
+        profile: source_stage
+            .as_ref()
+            .and_then(|s| s.profile.clone())
+            .or_else(|| {
+                unpinned(
+                    &req.connect.profile,
+                    target.and_then(|t| t.profile.as_ref()),
+                )
+            })
+            .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty())),
+        region: source_stage
+            .as_ref()
+            .and_then(|s| s.region.clone())
+            .or_else(|| unpinned(&req.connect.region, target.and_then(|t| t.region.as_ref()))),
+        endpoint_url: req.connect.endpoint_url.clone(),
+        upload_progress: None,
+    };
+    let src_api = crate::aws::sdk::connect(&connect)
+        .await
+        .with_context(|| format!("connecting to stage `{from}` (--from)"))?;
+    let caller = check_identity(&src_api).await?;
+    if let Some(s) = &source_stage {
+        guard::check_target(&pin(s), &caller)?;
+    }
+    let mut out = Vec::new();
+    for f in functions {
+        let Some(sf) = sources
+            .iter()
+            .find(|s| s.package == f.package && s.bin == f.bin)
+        else {
+            return Err(UsageError(format!(
+                "--from {from}: stage `{from}` has no function for binary `{}`",
+                f.bin
+            ))
+            .into());
+        };
+        let alias = sf
+            .alias
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ALIAS.to_string());
+        // A package here is used only when its CodeSha256 (an image: its
+        // digest) is the source's.
+        let local = if req.image || f.image.enabled {
+            image_package(project, f, req.registry_url.clone()).ok()
+        } else {
+            let zip = req
+                .zip
+                .clone()
+                .unwrap_or_else(|| default_zip_path(&project.lambda_dir(), &f.name));
+            zip.is_file().then(|| Package::read(&zip)).transpose()?
+        };
+        let from_ref = deploy::source::SourceRef {
+            stage: from,
+            function: &sf.name,
+            alias: &alias,
+        };
+        let (source, pkg) = deploy::source::fetch(&src_api, &from_ref, local.as_ref())
+            .await
+            .map_err(crate::aws::with_api_hint)?;
+        out.push((pkg, source));
+    }
+    Ok(out)
 }
 
 /// What `deploy` did: each function, and the rollout that moved their
@@ -683,11 +885,14 @@ pub struct LayerRequest {
     pub runtime: Option<String>,
     pub dry_run: bool,
     pub connect: ConnectOptions,
+    /// The selected stage: its guard runs before the publish.
+    pub stage: Option<StageConfig>,
 }
 
 /// The layer's one-change plan, and the published version unless a dry run.
 pub async fn publish_layer(
     req: &LayerRequest,
+    confirm: &Confirm<'_>,
 ) -> Result<(deploy::View, Option<crate::aws::LayerVersion>)> {
     let layer = &req.layer;
     if layer.is_empty()
@@ -738,6 +943,10 @@ pub async fn publish_layer(
         return Ok((view, None));
     }
     let api = crate::aws::sdk::connect(&req.connect).await?;
+    if req.stage.is_some() {
+        let what = format!("publish layer {layer}");
+        guard(&api, req.stage.as_ref(), &what, confirm, false).await?;
+    }
     let v = change
         .publish(&api)
         .await

@@ -68,8 +68,13 @@ pub struct Pushed {
 pub trait EcrApi {
     /// `DescribeRepositories` for one name.
     async fn get_repository(&self, name: &str) -> ApiResult<Option<Repository>>;
-    /// `CreateRepository` (scan on push as asked; tags managed-by).
-    async fn create_repository(&self, name: &str, scan_on_push: bool) -> ApiResult<Repository>;
+    /// `CreateRepository` (scan on push as asked) with these tags.
+    async fn create_repository(
+        &self,
+        name: &str,
+        scan_on_push: bool,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> ApiResult<Repository>;
     async fn get_lifecycle_policy(&self, name: &str) -> ApiResult<Option<String>>;
     async fn put_lifecycle_policy(&self, name: &str, policy: &str) -> ApiResult<()>;
     /// `GetAuthorizationToken`, decoded.

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 
 use super::ecr::{EcrApi, PushTarget, Pushed, RegistryAuth, Repository};
 use super::{
-    AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, IamApi, Invoked,
-    LambdaApi, LayerVersion, ObjectStore, Permission, RoleState, Settings, StoredObject,
+    AliasState, ApiError, ApiResult, Code, CodeSource, CreateFunction, FunctionState, IamApi,
+    Invoked, LambdaApi, LayerVersion, ObjectStore, Permission, RoleState, Settings, StoredObject,
     UrlSettings, UrlState, VersionInfo,
 };
 
@@ -53,6 +53,10 @@ struct State {
     images: Vec<String>,
     /// The modelled invocation's CPU time at one vCPU (ms); 1,000 by default.
     cpu_work_ms: Option<f64>,
+    /// Zip bytes by CodeSha256, served at `fake-code://<sha>`.
+    code: BTreeMap<String, Vec<u8>>,
+    /// GetFunction gives no code location (as moto's is not served).
+    hide_code_location: bool,
 }
 
 /// The fake. Cheap to create; one per test.
@@ -84,6 +88,11 @@ impl FakeAws {
             .entry(operation.to_string())
             .or_default()
             .push_back(ApiError::new(operation, code, message));
+    }
+
+    /// GetFunction answers without a code location from now on.
+    pub fn hide_code_location(&self) {
+        self.state.lock().unwrap().hide_code_location = true;
     }
 
     /// The CPU time (ms at one vCPU) the modelled invocations take.
@@ -257,7 +266,7 @@ fn function_mut<'a>(s: &'a mut State, op: &str, name: &str) -> ApiResult<&'a mut
 
 /// CodeSha256 of a code source (the manifest hex for an image, which must
 /// be in the registry, pinned by digest) and its ImageUri.
-fn code_identity(s: &State, op: &str, code: &Code) -> ApiResult<(String, Option<String>)> {
+fn code_identity(s: &mut State, op: &str, code: &Code) -> ApiResult<(String, Option<String>)> {
     match code {
         Code::Image { uri } => {
             let Some(digest) = super::ecr::digest_of(uri) else {
@@ -277,7 +286,13 @@ fn code_identity(s: &State, op: &str, code: &Code) -> ApiResult<(String, Option<
             let hex = digest.trim_start_matches("sha256:").to_string();
             Ok((hex, Some(uri.clone())))
         }
-        other => Ok((sha256_b64(&code_bytes(s, op, other)?), None)),
+        other => {
+            let bytes = code_bytes(s, op, other)?;
+            let sha = sha256_b64(&bytes);
+            // Kept for GetFunction's code location (`deploy --from`).
+            s.code.insert(sha.clone(), bytes);
+            Ok((sha, None))
+        }
     }
 }
 
@@ -340,6 +355,28 @@ impl LambdaApi for FakeAws {
         Ok(f.versions.iter().find(|v| v.version == version).cloned())
     }
 
+    async fn get_code(&self, name: &str, qualifier: &str) -> ApiResult<Option<CodeSource>> {
+        let Some(v) = self.get_version(name, qualifier).await? else {
+            return Ok(None);
+        };
+        let s = self.enter("lambda:GetFunction")?;
+        Ok(Some(CodeSource {
+            location: (!v.is_image() && !s.hide_code_location)
+                .then(|| format!("fake-code://{}", v.code_sha256)),
+            image_uri: v.image_uri.clone(),
+            version: v,
+        }))
+    }
+
+    async fn download_code(&self, location: &str) -> ApiResult<Vec<u8>> {
+        let s = self.enter("http:GET")?;
+        let sha = location.trim_start_matches("fake-code://");
+        s.code
+            .get(sha)
+            .cloned()
+            .ok_or_else(|| ApiError::new("http:GET", "HTTP404", "no such code"))
+    }
+
     async fn create_function(&self, input: &CreateFunction) -> ApiResult<FunctionState> {
         let op = "lambda:CreateFunction";
         let mut s = self.enter(op)?;
@@ -369,7 +406,7 @@ impl LambdaApi for FakeAws {
                 "Runtime, Handler and Layers are not supported for functions with package type Image",
             ));
         }
-        let (code_sha256, image_uri) = code_identity(&s, op, &input.code)?;
+        let (code_sha256, image_uri) = code_identity(&mut s, op, &input.code)?;
         let rev = next_revision(&mut s);
         let latest = FunctionState {
             name: input.name.clone(),
@@ -406,7 +443,7 @@ impl LambdaApi for FakeAws {
     ) -> ApiResult<FunctionState> {
         let op = "lambda:UpdateFunctionCode";
         let mut s = self.enter(op)?;
-        let (sha, image_uri) = code_identity(&s, op, code)?;
+        let (sha, image_uri) = code_identity(&mut s, op, code)?;
         let f = function_mut(&mut s, op, name)?;
         check_revision(op, f, revision_id)?;
         if f.latest.is_image() != image_uri.is_some() {
@@ -986,7 +1023,12 @@ impl EcrApi for FakeAws {
         Ok(s.repositories.get(name).map(|(r, _)| r.clone()))
     }
 
-    async fn create_repository(&self, name: &str, scan_on_push: bool) -> ApiResult<Repository> {
+    async fn create_repository(
+        &self,
+        name: &str,
+        scan_on_push: bool,
+        _tags: &BTreeMap<String, String>,
+    ) -> ApiResult<Repository> {
         let op = "ecr:CreateRepository";
         let mut s = self.enter(op)?;
         if s.repositories.contains_key(name) {

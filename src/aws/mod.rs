@@ -120,6 +120,19 @@ impl FunctionState {
     }
 }
 
+/// A version's code as `GetFunction` (with a qualifier) reports it: what
+/// `deploy --from` copies.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CodeSource {
+    /// The version (the alias resolved), with its CodeSha256.
+    pub version: FunctionState,
+    /// `Code.Location`: a pre-signed URL of the zip, valid ten minutes
+    /// (zip functions; `None` when the service gave none).
+    pub location: Option<String>,
+    /// The image, pinned by digest (image functions).
+    pub image_uri: Option<String>,
+}
+
 /// Where the code of a create or update comes from.
 #[derive(Debug, Clone)]
 pub enum Code {
@@ -379,6 +392,12 @@ pub trait LambdaApi {
     async fn get_function(&self, name: &str) -> ApiResult<Option<FunctionState>>;
     /// `GetFunctionConfiguration` of a version or alias.
     async fn get_version(&self, name: &str, qualifier: &str) -> ApiResult<Option<FunctionState>>;
+    /// `GetFunction` of a version or alias: its configuration and where
+    /// its code can be had.
+    async fn get_code(&self, name: &str, qualifier: &str) -> ApiResult<Option<CodeSource>>;
+    /// The bytes at a [`CodeSource::location`] (a plain HTTPS GET of a
+    /// pre-signed URL: no credentials are sent).
+    async fn download_code(&self, location: &str) -> ApiResult<Vec<u8>>;
     async fn create_function(&self, input: &CreateFunction) -> ApiResult<FunctionState>;
     async fn update_code(
         &self,

@@ -181,6 +181,9 @@ pub const ACTIONS: &[Action] = &[
     // Checked by CreateFunction, UpdateFunctionConfiguration and
     // CreateSchedule when they hand a role to Lambda or the scheduler.
     a("iam:PassRole", &[], Functions),
+    // Checked by CreateRole, which tags the roles cargo-fn creates
+    // (`managed-by`, and `cargo-fn:stage` with a stage selected).
+    a("iam:TagRole", &[], Functions),
     a(
         "lambda:ListEventSourceMappings",
         &["Lambda.ListEventSourceMappings"],

@@ -23,9 +23,9 @@ use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 use super::permissions::CallLog;
 use super::progress::UploadProgress;
 use super::{
-    AliasState, ApiError, ApiResult, Code, CreateFunction, FunctionState, HANDLER, IamApi, Invoked,
-    LambdaApi, LayerVersion, ObjectStore, Permission, RoleState, Settings, StoredObject,
-    UrlSettings, UrlState, VersionInfo, VpcSettings,
+    AliasState, ApiError, ApiResult, Code, CodeSource, CreateFunction, FunctionState, HANDLER,
+    IamApi, Invoked, LambdaApi, LayerVersion, ObjectStore, Permission, RoleState, Settings,
+    StoredObject, UrlSettings, UrlState, VersionInfo, VpcSettings,
 };
 use crate::config::default_log_group;
 
@@ -596,6 +596,70 @@ impl LambdaApi for SdkAws {
             Ok(c) => Ok(Some(function_state!(&c))),
             Err(e) => not_found(api_err("lambda:GetFunctionConfiguration", e)),
         }
+    }
+
+    async fn get_code(&self, name: &str, qualifier: &str) -> ApiResult<Option<CodeSource>> {
+        let out = match self
+            .lambda
+            .get_function()
+            .function_name(name)
+            .qualifier(qualifier)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => return not_found(api_err("lambda:GetFunction", e)),
+        };
+        let Some(c) = out.configuration() else {
+            return Ok(None);
+        };
+        let code = out.code();
+        Ok(Some(CodeSource {
+            version: function_state!(c),
+            location: code.and_then(|c| c.location()).map(str::to_string),
+            image_uri: code.and_then(|c| {
+                c.resolved_image_uri()
+                    .or(c.image_uri().filter(|u| u.contains("@sha256:")))
+                    .map(str::to_string)
+            }),
+        }))
+    }
+
+    async fn download_code(&self, location: &str) -> ApiResult<Vec<u8>> {
+        let url = location.to_string();
+        let op = "lambda:GetFunction";
+        // A pre-signed URL: a plain GET, no credentials; the URL itself is
+        // a credential for ten minutes, so it is never put in an error.
+        let fetched = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(MAX_WAIT))
+                .build()
+                .into();
+            let mut resp = agent.get(&url).call().map_err(|e| match e {
+                ureq::Error::Io(io) => io.kind().to_string(),
+                ureq::Error::HostNotFound => "host not found".to_string(),
+                other => other
+                    .to_string()
+                    .split('?')
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            })?;
+            let status = resp.status().as_u16();
+            if status != 200 {
+                return Err(format!("HTTP {status}"));
+            }
+            resp.body_mut()
+                .with_config()
+                // Lambda's largest package (250 MB unzipped) bounds the zip.
+                .limit(250 * 1024 * 1024)
+                .read_to_vec()
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| ApiError::new(op, "ConnectionError", e.to_string()))?;
+        fetched.map_err(|e| ApiError::new(op, "CodeUnavailable", e))
     }
 
     async fn create_function(&self, input: &CreateFunction) -> ApiResult<FunctionState> {

@@ -39,12 +39,22 @@ impl EcrApi for SdkAws {
         }
     }
 
-    async fn create_repository(&self, name: &str, scan_on_push: bool) -> ApiResult<Repository> {
-        let tag = et::Tag::builder()
-            .key(super::MANAGED_BY_KEY)
-            .value(super::MANAGED_BY_VALUE)
-            .build()
-            .expect("key and value are set");
+    async fn create_repository(
+        &self,
+        name: &str,
+        scan_on_push: bool,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> ApiResult<Repository> {
+        let tags: Vec<et::Tag> = tags
+            .iter()
+            .map(|(k, v)| {
+                et::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .expect("key and value are set")
+            })
+            .collect();
         let out = self
             .ecr
             .create_repository()
@@ -54,7 +64,7 @@ impl EcrApi for SdkAws {
                     .scan_on_push(scan_on_push)
                     .build(),
             )
-            .tags(tag)
+            .set_tags(Some(tags))
             .send()
             .await
             .map_err(|e| api_err("ecr:CreateRepository", e))?;

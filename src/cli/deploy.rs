@@ -11,6 +11,7 @@ use super::args::AwsArgs;
 use super::{ConfigFlags, GlobalArgs};
 use crate::aws::sdk::ConnectOptions;
 use crate::build::BuildOptions;
+use crate::deploy::guard::Confirm;
 use crate::deploy::{self, EnvMode};
 use crate::pipeline::{self, DeployRequest, Deployed, LayerRequest, S3Request};
 
@@ -88,6 +89,15 @@ pub struct DeployArgs {
     /// nothing else: no build, no AWS call
     #[arg(long)]
     pub print_policy: bool,
+    /// Publish the exact code (CodeSha256) this stage's alias runs, with the
+    /// selected stage's configuration and no build; across accounts the zip
+    /// is copied. A local zip (or image layout) is used only when its
+    /// CodeSha256 (digest) matches
+    #[arg(long, value_name = "STAGE", conflicts_with_all = ["layer", "s3_key"])]
+    pub from: Option<String>,
+    /// Confirm a deploy of a stage with `confirm = true` (needed without a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     #[command(flatten)]
     pub rollout: super::rollout::RolloutArgs,
     #[command(flatten)]
@@ -119,11 +129,13 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
             runtime: overrides.runtime.clone(),
             dry_run: args.dry_run,
             connect,
+            stage: stage.clone(),
         };
         if !args.dry_run {
             ui.status("Publishing", format!("layer {layer}"));
         }
-        let (view, published) = runtime()?.block_on(pipeline::publish_layer(&req))?;
+        let confirm = confirmation(args.yes);
+        let (view, published) = runtime()?.block_on(pipeline::publish_layer(&req, &confirm))?;
         match published {
             None => view.calls.iter().for_each(|c| println!("call {c}")),
             Some(v) if ui.is_json() => println!(
@@ -159,6 +171,7 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
         registry_url: args.registry_url.clone(),
         connect,
         rollout: args.rollout.request(args.canary)?,
+        from: args.from.clone(),
     };
     if args.rollout.resume {
         let report = runtime()?.block_on(pipeline::resume(&req, &ui))?;
@@ -182,7 +195,14 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
         }
     };
     let ask = super::build::ask_install;
-    let shipped = runtime()?.block_on(pipeline::deploy(&req, Some(&ask), &ui, &mut print))?;
+    let confirm = confirmation(args.yes);
+    let shipped = runtime()?.block_on(pipeline::deploy(
+        &req,
+        Some(&ask),
+        &confirm,
+        &ui,
+        &mut print,
+    ))?;
     let done = &shipped.functions;
     if let Some(s) = shipped.strategy
         && args.dry_run
@@ -212,6 +232,32 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<()> {
         Some(r) => r.into_result().map(|_| ()),
         None => Ok(()),
     }
+}
+
+/// How a stage's `confirm = true` is answered: `--yes`, else a question
+/// when stdin and stderr are terminals, else not at all (the guard refuses).
+pub(super) fn confirmation(yes: bool) -> Confirm<'static> {
+    use std::io::IsTerminal;
+    if yes {
+        Confirm::Given
+    } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        Confirm::Ask(&ask_yes)
+    } else {
+        Confirm::Impossible
+    }
+}
+
+/// Asks on stderr, reads one line: only `yes` (any case) is a yes.
+fn ask_yes(question: &str) -> bool {
+    use std::io::{BufRead, Write};
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{question}: ");
+    let _ = err.flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return false;
+    }
+    line.trim().eq_ignore_ascii_case("yes")
 }
 
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -246,6 +292,12 @@ fn outcome_lines(o: &deploy::Outcome) -> Vec<String> {
         format!("  {}", o.function_arn),
         format!("  CodeSha256 {}", o.code_sha256),
     ];
+    if let Some(s) = &o.source {
+        lines.push(format!(
+            "  from stage {}: {}:{} version {}, CodeSha256 {} (code from {})",
+            s.stage, s.function, s.alias, s.version, s.code_sha256, s.code_from
+        ));
+    }
     if let Some(uri) = &o.image_uri {
         lines.push(format!("  image {uri}"));
     }
@@ -293,7 +345,31 @@ mod tests {
                 .collect(),
             changed: true,
             published: true,
+            source: None,
         }
+    }
+
+    #[test]
+    fn a_deploy_from_another_stage_shows_both_hashes() {
+        let mut o = outcome(None, false);
+        o.code_sha256 = "published=".into();
+        o.source = Some(deploy::source::Source {
+            stage: "staging".into(),
+            function: "hello-staging".into(),
+            alias: "live".into(),
+            version: "7".into(),
+            code_sha256: "source=".into(),
+            code_from: "function code location".into(),
+        });
+        let text = outcome_lines(&o).join("\n");
+        assert!(text.contains("  CodeSha256 published="), "{text}");
+        assert!(
+            text.contains("  from stage staging: hello-staging:live version 7, CodeSha256 source= (code from function code location)"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&o).unwrap();
+        assert_eq!(json["source"]["code_sha256"], "source=");
+        assert_eq!(json["code_sha256"], "published=");
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct PromoteArgs {
     /// Print the call and change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Confirm for a stage with `confirm = true` (needed without a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     #[command(flatten)]
     pub aws: AwsArgs,
 }
@@ -33,6 +36,17 @@ pub fn run(global: &GlobalArgs, args: PromoteArgs) -> Result<()> {
     let stage = super::args::selected_stage(global)?;
     super::deploy::runtime()?.block_on(async {
         let api = args.aws.connect(stage.as_ref()).await?;
+        let what = format!("promote {function}:{}", args.alias);
+        let confirm = super::deploy::confirmation(args.yes);
+        crate::pipeline::guard_function(
+            &api,
+            stage.as_ref(),
+            &function,
+            &what,
+            &confirm,
+            args.dry_run,
+        )
+        .await?;
         let (alias, line) =
             crate::deploy::rollout::promote(&api, &function, &args.alias, args.dry_run)
                 .await

@@ -86,6 +86,17 @@ pub fn run(global: &GlobalArgs, args: TuneArgs) -> Result<()> {
                 .map_err(|e| UsageError(format!("FUNCTION `{function}`: {e}")))?;
             let stage = super::args::selected_stage(global)?;
             let api = args.aws.connect(stage.as_ref()).await?;
+            // Remote tuning publishes temporary versions: the account guard
+            // applies; `confirm` is for releases, so it is not asked.
+            crate::pipeline::guard_function(
+                &api,
+                stage.as_ref(),
+                &function,
+                "tune",
+                &crate::deploy::guard::Confirm::Given,
+                false,
+            )
+            .await?;
             let interrupt = async {
                 let _ = tokio::signal::ctrl_c().await;
             };

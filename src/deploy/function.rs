@@ -503,6 +503,20 @@ impl Step for Publish {
         if v.version == "$LATEST" {
             anyhow::bail!("PublishVersion returned $LATEST; refusing to point an alias at it");
         }
+        // The guard above is AWS's; a service that ignores it (or a race it
+        // missed) must not reach the alias with other code. (Zips only:
+        // doubles report an image's CodeSha256 each their own way.)
+        if cx.pkg.image.is_none() && !v.code_sha256.is_empty() && v.code_sha256 != self.code_sha256
+        {
+            return Err(hinted(
+                format!(
+                    "version {} of {name} has CodeSha256 {}, not the {} this deploy ships",
+                    v.version, v.code_sha256, self.code_sha256
+                ),
+                "the alias was not moved; re-run the deploy (the function's code was changed \
+                 by someone else meanwhile)",
+            ));
+        }
         cx.version = Some(v.version);
         Ok(())
     }

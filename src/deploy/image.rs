@@ -253,8 +253,15 @@ impl Step for RepositoryChange {
                 "Creating",
                 format!("ECR repository {} (scan on push)", image.repository),
             );
+            let mut tags = std::collections::BTreeMap::from([(
+                super::MANAGED_BY_KEY.to_string(),
+                super::MANAGED_BY_VALUE.to_string(),
+            )]);
+            if let Some(stage) = &cx.opts.stage {
+                tags.insert(super::guard::STAGE_TAG.to_string(), stage.clone());
+            }
             let repository = match api
-                .create_repository(&image.repository, image.scan_on_push)
+                .create_repository(&image.repository, image.scan_on_push, &tags)
                 .await
             {
                 Ok(r) => r,

@@ -57,6 +57,7 @@ use crate::ui::Ui;
 pub mod alias;
 pub mod change;
 pub mod function;
+pub mod guard;
 pub mod image;
 pub mod layer;
 pub mod limits;
@@ -64,6 +65,7 @@ pub mod plan;
 pub mod promote;
 pub mod role;
 pub mod rollout;
+pub mod source;
 pub mod step;
 pub mod tags;
 pub mod triggers;
@@ -144,6 +146,10 @@ pub struct DeployOptions {
     /// Publish but leave an existing alias where it is: a gradual rollout
     /// ([`rollout`]) moves it afterwards. A missing alias is still created.
     pub hold_alias: bool,
+    /// The selected stage: what deploy creates is tagged `cargo-fn:stage`
+    /// with it, and a function or role of another stage is refused
+    /// ([`guard::check_owner`]).
+    pub stage: Option<String>,
 }
 
 /// Where zips go when they travel through S3.
@@ -205,6 +211,10 @@ pub struct Outcome {
     /// This run published `version` (a change to triggers, tags or the
     /// URL alone publishes nothing).
     pub published: bool,
+    /// `deploy --from`: the stage, function and version copied, with its
+    /// CodeSha256 (equal to `code_sha256`, or the deploy failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<source::Source>,
 }
 
 /// Carries out a plan: walks its changes in order, each with its own
@@ -272,6 +282,7 @@ pub async fn execute<A: Aws>(
         triggers: cx.trigger_urls,
         changed: !plan.changes.is_empty(),
         published: plan.publishes(),
+        source: None,
     })
 }
 
@@ -302,4 +313,4 @@ pub async fn deploy<A: Aws>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -26,8 +26,8 @@ use super::role::PolicySpec;
 use super::step::{Aws, FieldChange, View};
 use super::tags::Tags;
 use super::{
-    DeployOptions, EnvMode, Package, alias, function, image, limits, role, tags, triggers, upload,
-    url,
+    DeployOptions, EnvMode, Package, alias, function, guard, image, limits, role, tags, triggers,
+    upload, url,
 };
 use crate::aws::{AliasState, FunctionState, Settings};
 use crate::config::FunctionConfig;
@@ -207,10 +207,15 @@ pub async fn plan<A: Aws>(
     image::check(name, &cfg.layers, pkg.image.is_some(), None)?;
     let remote = api.get_function(name).await?;
     image::check(name, &cfg.layers, pkg.image.is_some(), remote.as_ref())?;
+    // A function another stage owns is never changed (nor its role and
+    // triggers): refused before any write.
+    if let Some(r) = &remote {
+        guard::check_owner("function", name, &r.tags, opts.stage.as_deref())?;
+    }
 
     // The role first: the function needs it.
     let spec = PolicySpec::new(cfg, &api.region());
-    let role = role::plan(api, cfg, remote.as_ref(), &spec).await?;
+    let role = role::plan(api, cfg, remote.as_ref(), &spec, opts.stage.as_deref()).await?;
     let mut changes: Vec<Change> = role.changes;
     let desired = function::desired(cfg, &role.arn, remote.as_ref(), pkg, opts.env_mode);
     let want_url = url::url_settings(cfg);
@@ -218,6 +223,7 @@ pub async fn plan<A: Aws>(
     let tags = tags::desired(
         cfg,
         records(role.records, cfg, &opts.alias, want_url.as_ref()),
+        opts.stage.as_deref(),
     );
 
     // The code where Lambda reads it, then the function's own changes.
@@ -270,7 +276,7 @@ pub async fn plan<A: Aws>(
     let mut warnings = Vec::new();
     let mut trigger_urls = BTreeMap::new();
     if let Some(t) =
-        triggers::plan_changes(api, cfg, &opts.alias, remote.as_ref(), alias.is_some()).await?
+        triggers::plan_changes(api, cfg, opts, remote.as_ref(), alias.is_some()).await?
     {
         warnings.extend(t.notes.clone());
         trigger_urls = t.urls.clone();

@@ -198,13 +198,14 @@ pub async fn plan<A: Aws, C: From<CreateRole> + From<PutRolePolicy>>(
     cfg: &FunctionConfig,
     remote: Option<&FunctionState>,
     spec: &PolicySpec,
+    stage: Option<&str>,
 ) -> Result<RolePlan<C>> {
     let mut out = RolePlan {
         arn: String::new(),
         changes: Vec::new(),
         records: BTreeMap::new(),
     };
-    match decide(api, cfg, remote).await? {
+    match decide(api, cfg, remote, stage).await? {
         // A role the user supplies is never changed; a dry run checks it
         // (see `deploy`).
         Role::Given(arn) => out.arn = arn,
@@ -228,7 +229,10 @@ pub async fn plan<A: Aws, C: From<CreateRole> + From<PutRolePolicy>>(
         }
         Role::Create(name) => {
             out.arn = format!("(new role {name})");
-            out.changes.push(C::from(CreateRole { name: name.clone() }));
+            out.changes.push(C::from(CreateRole {
+                name: name.clone(),
+                stage: stage.map(str::to_string),
+            }));
             out.changes.push(C::from(PutRolePolicy {
                 role: name,
                 spec: spec.clone(),
@@ -257,6 +261,7 @@ async fn decide<A: Aws>(
     api: &A,
     cfg: &FunctionConfig,
     remote: Option<&FunctionState>,
+    stage: Option<&str>,
 ) -> Result<Role> {
     if let Some(arn) = &cfg.role {
         return Ok(Role::Given(arn.clone()));
@@ -284,6 +289,9 @@ async fn decide<A: Aws>(
                     ),
                 ));
             }
+            // Another stage's role (same name: the function name has no
+            // `{stage}`) is never taken over.
+            super::guard::check_owner("IAM role", &role_name, &r.tags, stage)?;
             Ok(Role::Reuse {
                 name: role_name,
                 arn: r.arn,
@@ -298,24 +306,39 @@ async fn decide<A: Aws>(
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateRole {
     pub name: String,
+    /// Tagged `cargo-fn:stage` with it.
+    pub stage: Option<String>,
+}
+
+impl CreateRole {
+    fn tags(&self) -> BTreeMap<String, String> {
+        let mut tags = BTreeMap::from([(MANAGED_BY_KEY.to_string(), MANAGED_BY_VALUE.to_string())]);
+        if let Some(s) = &self.stage {
+            tags.insert(super::guard::STAGE_TAG.to_string(), s.clone());
+        }
+        tags
+    }
 }
 
 impl Step for CreateRole {
     fn view(&self) -> View {
+        let tags = self.tags();
+        let tag_text: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
         View::new("role", &self.name, Action::Create)
             .after(serde_json::json!({
                 "trusts": "lambda.amazonaws.com",
-                "tags": {MANAGED_BY_KEY: MANAGED_BY_VALUE},
+                "tags": tags,
             }))
             .call(format!(
-                "iam:CreateRole {} (trusts lambda.amazonaws.com, tag {MANAGED_BY_KEY}={MANAGED_BY_VALUE})",
-                self.name
+                "iam:CreateRole {} (trusts lambda.amazonaws.com, tag {})",
+                self.name,
+                tag_text.join(", ")
             ))
     }
 
     async fn apply<A: Aws>(&self, api: &A, cx: &mut Ctx<'_>) -> Result<()> {
         cx.ui.status("Creating", format!("IAM role {}", self.name));
-        let tags = BTreeMap::from([(MANAGED_BY_KEY.to_string(), MANAGED_BY_VALUE.to_string())]);
+        let tags = self.tags();
         let created = match api
             .create_role(&self.name, TRUST_POLICY, EXECUTION_ROLE_DESCRIPTION, &tags)
             .await

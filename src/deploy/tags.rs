@@ -3,7 +3,8 @@
 //! which aliases have a URL cargo-fn manages). Replace mode removes remote
 //! tags that left the configuration; merge mode keeps them. Either way
 //! `aws:` tags are never touched, and a `cargo-fn:` record is removed when
-//! cargo-fn no longer manages what it records.
+//! cargo-fn no longer manages what it records. With a stage selected the
+//! function carries `cargo-fn:stage = <stage>` (see `guard`).
 //!
 //! Tags are written after every other change of the function, so a record
 //! never claims something a failed run did not do.
@@ -29,9 +30,13 @@ pub fn record_tag(kind: &str, alias: &str) -> String {
 pub fn desired(
     cfg: &FunctionConfig,
     records: BTreeMap<String, String>,
+    stage: Option<&str>,
 ) -> BTreeMap<String, String> {
     let mut tags = cfg.tags.clone();
     tags.insert(MANAGED_BY_KEY.into(), MANAGED_BY_VALUE.into());
+    if let Some(stage) = stage {
+        tags.insert(super::guard::STAGE_TAG.into(), stage.into());
+    }
     tags.extend(records);
     tags
 }

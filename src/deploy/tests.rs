@@ -51,6 +51,7 @@ pub(crate) fn opts() -> DeployOptions {
         description: "cargo-fn: commit abc".into(),
         s3: None,
         hold_alias: false,
+        stage: None,
     }
 }
 

@@ -670,16 +670,22 @@ fn someone_elses_code_is_not_published_localstack() {
 }
 
 /// moto does not check PublishVersion's RevisionId or CodeSha256: it
-/// publishes the other code as version 2 and deploy moves the alias to it.
-/// This is why the guards are proven on LocalStack.
+/// publishes the other code as version 2. Deploy then sees the published
+/// version's CodeSha256 is not the one it ships and stops before the alias
+/// moves (the guards themselves are proven on LocalStack).
 #[test]
-fn someone_elses_code_is_published_moto_checks_no_guard() {
+fn someone_elses_code_is_published_by_moto_but_the_alias_stays() {
     let aws = Double::start(Kind::Moto);
     let (run, name, a) = someone_elses_code_before_the_publish(&aws);
-    assert!(run.ok, "{}", run.stderr);
-    assert_eq!(a["FunctionVersion"], "2");
+    assert!(!run.ok, "moved the alias to other code:\n{}", run.stdout);
+    assert!(
+        run.stderr.contains("version 2") && run.stderr.contains("the alias was not moved"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(a["FunctionVersion"], "1");
     let conf = aws.get_json(&format!("{}/configuration?Qualifier=2", path(&name)));
-    assert_ne!(conf["CodeSha256"], function(&run.json())["code_sha256"]);
+    assert!(conf["CodeSha256"].is_string(), "{conf}");
 }
 
 fn dropped_create_function_response_converges(aws: Double) {

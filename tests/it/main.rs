@@ -26,6 +26,7 @@ mod rollout;
 mod ship;
 mod snapshot;
 mod stages;
+mod stages_deploy;
 mod streaming;
 mod triggers;
 mod tune;

@@ -107,10 +107,7 @@ pub(super) async fn plan<A: TriggerApi>(
             .iter()
             .find(|a| a.tags.get(TRIGGER_TAG).map(String::as_str) == Some(*name))
             .map(|a| (*a).clone());
-        let mut tags = BTreeMap::new();
-        tags.insert(MANAGED_BY_KEY.to_string(), MANAGED_BY_VALUE.to_string());
-        tags.insert(FUNCTION_TAG.to_string(), t.function.clone());
-        tags.insert(TRIGGER_TAG.to_string(), name.to_string());
+        let tags = t.tags(&[(FUNCTION_TAG, t.function.as_str()), (TRIGGER_TAG, *name)]);
         let mut change = HttpApiChange {
             trigger: name.to_string(),
             name: api_name(&t.function, name),

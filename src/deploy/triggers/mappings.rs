@@ -3,7 +3,7 @@
 //! Lambda reports, what forces a replacement, and the waits until a
 //! mapping settles or is gone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -364,18 +364,11 @@ pub(super) async fn wait_gone<A: TriggerApi>(api: &A, uuid: &str, ui: &Ui) -> Re
     Ok(())
 }
 
-pub(super) fn mapping_tags(trigger: &str) -> BTreeMap<String, String> {
-    let mut tags = BTreeMap::new();
-    tags.insert(MANAGED_BY_KEY.to_string(), MANAGED_BY_VALUE.to_string());
-    tags.insert(TRIGGER_TAG.to_string(), trigger.to_string());
-    tags
-}
-
 /// Creates a mapping once our older mappings of its source are gone, then
 /// waits for it to settle.
 pub(super) async fn create<A: TriggerApi>(
     api: &A,
-    alias_arn: &str,
+    t: &Target,
     trigger: &str,
     spec: &MappingSpec,
     after_deletion_of: &[String],
@@ -384,6 +377,7 @@ pub(super) async fn create<A: TriggerApi>(
     for uuid in after_deletion_of {
         wait_gone(api, uuid, ui).await?;
     }
+    let alias_arn = &t.alias_arn();
     ui.status(
         "Connecting",
         format!(
@@ -391,7 +385,7 @@ pub(super) async fn create<A: TriggerApi>(
             spec.event_source_arn
         ),
     );
-    let tags = mapping_tags(trigger);
+    let tags = t.tags(&[(TRIGGER_TAG, trigger)]);
     let m = iam_retry(ui, "Lambda", || api.create_mapping(alias_arn, spec, &tags)).await?;
     settle_mapping(api, &m.uuid, ui).await?;
     Ok(())

@@ -61,6 +61,9 @@ pub struct Target {
     /// The execution role cargo-fn manages (by name); `None` when the
     /// configuration names a role of its own.
     pub own_role: Option<String>,
+    /// The selected stage: what the triggers create is tagged with it
+    /// (`cargo-fn:stage`) where the service has tags.
+    pub stage: Option<String>,
 }
 
 impl Target {
@@ -77,6 +80,7 @@ impl Target {
             region: parts[3].to_string(),
             account: parts[4].to_string(),
             own_role,
+            stage: None,
         })
     }
 
@@ -94,7 +98,22 @@ impl Target {
             region: c.region.clone(),
             account: c.account.clone(),
             own_role,
+            stage: None,
         }
+    }
+
+    /// The tags of a resource created for these triggers: ours, the
+    /// stage's, and `extra`.
+    fn tags(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut tags = BTreeMap::from([(
+            crate::deploy::MANAGED_BY_KEY.to_string(),
+            crate::deploy::MANAGED_BY_VALUE.to_string(),
+        )]);
+        if let Some(s) = &self.stage {
+            tags.insert(crate::deploy::guard::STAGE_TAG.to_string(), s.clone());
+        }
+        tags.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        tags
     }
 
     /// The qualified ARN every trigger targets.
@@ -389,7 +408,7 @@ pub async fn apply<A: Aws>(
             trigger,
             spec,
             after_deletion_of,
-        } => mappings::create(api, &alias_arn, trigger, spec, after_deletion_of, ui).await?,
+        } => mappings::create(api, t, trigger, spec, after_deletion_of, ui).await?,
         TriggerChange::UpdateMapping {
             trigger,
             uuid,
@@ -497,21 +516,23 @@ pub fn configured(
 pub async fn plan_changes<A: Aws>(
     api: &A,
     cfg: &FunctionConfig,
-    alias: &str,
+    opts: &crate::deploy::DeployOptions,
     remote: Option<&crate::aws::FunctionState>,
     alias_exists: bool,
 ) -> Result<Option<TriggerPlan>> {
+    let alias = opts.alias.as_str();
     if !configured(cfg, alias, remote.map(|r| &r.tags)) {
         return Ok(None);
     }
     let function_arn = remote.map(|r| r.arn.as_str());
-    let target = match function_arn {
+    let mut target = match function_arn {
         Some(arn) => Target::from_function_arn(arn, alias, own_role(cfg))?,
         None => {
             let caller = api.caller().await?;
             Target::from_caller(&caller, &cfg.name, alias, own_role(cfg))
         }
     };
+    target.stage = opts.stage.clone();
     let mut p = plan(api, cfg, &target, function_arn.is_some() && alias_exists).await?;
     p.target = Some(target);
     Ok(Some(p))

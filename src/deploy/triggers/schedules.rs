@@ -292,8 +292,7 @@ pub(super) async fn create_role<A: IamApi>(
     ui: &Ui,
 ) -> Result<()> {
     ui.status("Creating", format!("IAM role {role}"));
-    let mut tags = BTreeMap::new();
-    tags.insert(MANAGED_BY_KEY.to_string(), MANAGED_BY_VALUE.to_string());
+    let tags = t.tags(&[]);
     match api
         .create_role(role, trust, &scheduler_role_description(&t.function), &tags)
         .await

@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod accounts;
 pub mod browser;
 pub mod deploy;
 pub mod doubles;
