@@ -268,7 +268,12 @@ async fn durable_workflows_run_to_completion_under_watch() {
     let arn = start(&client, json!({"mode": "diverge", "tag": "diverge"})).await;
     let diverged = ended(&client, &arn).await;
     assert_eq!(diverged.status(), &ExecutionStatus::Failed, "{diverged:?}");
-    let error = format!("{:?}", diverged.error());
+    let error = diverged.error().expect("the execution's error");
+    let error = format!(
+        "{} {}",
+        error.error_type().unwrap_or_default(),
+        error.error_message().unwrap_or_default()
+    );
     assert!(error.contains("eterministic"), "{error}");
 
     // The service's own rules: a checkpoint with a stale token is refused.
