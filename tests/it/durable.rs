@@ -240,6 +240,23 @@ async fn durable_workflows_run_to_completion_under_watch() {
         json!({"chained": {"echo": {"from": "flow"}}})
     );
 
+    // A chained invoke of a durable function runs its own execution.
+    let arn = start(&client, json!({"mode": "chain-durable"})).await;
+    let chained = ended(&client, &arn).await;
+    assert_eq!(chained.status(), &ExecutionStatus::Succeeded, "{chained:?}");
+    assert_eq!(result(&chained), json!({"chained": "hello, world"}));
+    let firsts = client
+        .list_durable_executions_by_function()
+        .function_name("first")
+        .send()
+        .await
+        .expect("ListDurableExecutionsByFunction");
+    assert_eq!(
+        firsts.durable_executions().len(),
+        2,
+        "the README's and the chained one"
+    );
+
     // The environment dies in the middle of step two: the next invocation
     // replays step one (not run again) and runs step two again.
     let arn = start(&client, json!({"mode": "crash", "tag": "crash"})).await;
@@ -294,7 +311,7 @@ async fn durable_workflows_run_to_completion_under_watch() {
         .send()
         .await
         .expect("ListDurableExecutionsByFunction");
-    assert_eq!(listed.durable_executions().len(), 6);
+    assert_eq!(listed.durable_executions().len(), 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
