@@ -424,5 +424,22 @@ fn watch_serves_durable_executions_to_the_cli() {
     assert!(skipped["now"].as_f64().is_some());
     let done = rt.block_on(ended(&client, &arn));
     assert_eq!(done.status(), &ExecutionStatus::Succeeded, "{done:?}");
+
+    // A synchronous invoke prints the result, and the execution it ran.
+    let sync = crate::support::fixtures::cargo_fn_in(&root)
+        .args(["invoke", "first", "--port"])
+        .arg(watch.port.to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&sync.stderr);
+    assert!(sync.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&sync.stdout).trim(),
+        "\"hello, world\""
+    );
+    assert!(
+        stderr.contains("Durable execution arn:aws:lambda:"),
+        "{stderr}"
+    );
     watch.stop();
 }
