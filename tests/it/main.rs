@@ -9,6 +9,7 @@ mod dashboard;
 mod deploy;
 mod deploy_image;
 mod deploy_plan;
+mod durable;
 mod emulator;
 mod example_app;
 mod extensions;
