@@ -41,6 +41,8 @@ pub struct ConnectOptions {
 
 /// Longest wait for one function update or version to settle.
 const MAX_WAIT: Duration = Duration::from_secs(300);
+/// Longest wait for a published version to become Active.
+const VERSION_WAIT: Duration = Duration::from_secs(900);
 
 /// The SDK clients behind the traits.
 #[derive(Debug, Clone)]
@@ -377,6 +379,7 @@ macro_rules! function_state {
                     .and_then(|l| l.log_group())
                     .filter(|g| Some(*g) != c.function_name().map(default_log_group).as_deref())
                     .map(str::to_string),
+                capacity: capacity_from(c.capacity_provider_config()),
             },
             tags: BTreeMap::new(),
             reserved_concurrency: None,
@@ -430,6 +433,33 @@ macro_rules! url_state {
             },
         }
     }};
+}
+
+/// A function's `CapacityProviderConfig` as the API takes it.
+fn capacity_provider_config(c: &super::CapacityConfig) -> Option<lt::CapacityProviderConfig> {
+    let inner = lt::LambdaManagedInstancesCapacityProviderConfig::builder()
+        .capacity_provider_arn(&c.provider_arn)
+        .set_per_execution_environment_max_concurrency(c.max_concurrency.map(|n| n as i32))
+        .set_execution_environment_memory_gib_per_v_cpu(c.memory_gib_per_vcpu)
+        .build()
+        .ok()?;
+    Some(
+        lt::CapacityProviderConfig::builder()
+            .lambda_managed_instances_capacity_provider_config(inner)
+            .build(),
+    )
+}
+
+/// A function's `CapacityProviderConfig` as Lambda reports it.
+fn capacity_from(c: Option<&lt::CapacityProviderConfig>) -> Option<super::CapacityConfig> {
+    let m = c?.lambda_managed_instances_capacity_provider_config()?;
+    Some(super::CapacityConfig {
+        provider_arn: m.capacity_provider_arn().to_string(),
+        max_concurrency: m
+            .per_execution_environment_max_concurrency()
+            .map(|n| n as u32),
+        memory_gib_per_vcpu: m.execution_environment_memory_gib_per_v_cpu(),
+    })
 }
 
 /// `arn:...:function:name:qualifier` -> `arn:...:function:name`.
@@ -628,6 +658,9 @@ impl LambdaApi for SdkAws {
         if s.vpc.is_some() {
             req = req.vpc_config(vpc(s));
         }
+        if let Some(c) = &s.capacity {
+            req = req.set_capacity_provider_config(capacity_provider_config(c));
+        }
         let out = req
             .send()
             .await
@@ -686,6 +719,11 @@ impl LambdaApi for SdkAws {
                 .handler(HANDLER)
                 .set_layers(Some(s.layers.clone()));
         }
+        // Lambda cannot take a function off Managed Instances: the config
+        // is only ever sent, never cleared (the plan refuses removal).
+        if let Some(c) = &s.capacity {
+            req = req.set_capacity_provider_config(capacity_provider_config(c));
+        }
         let out = req
             .send()
             .await
@@ -742,7 +780,9 @@ impl LambdaApi for SdkAws {
             .wait_until_published_version_active()
             .function_name(name)
             .qualifier(version)
-            .wait(MAX_WAIT)
+            // A version on Managed Instances is Active only once Lambda
+            // has started its instances and environments: minutes.
+            .wait(VERSION_WAIT)
             .await
             .map_err(|e| {
                 waiter_err(
