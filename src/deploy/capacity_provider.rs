@@ -54,7 +54,7 @@ pub enum ProviderChoice {
     Arn(String),
     /// A provider cargo-fn creates and keeps matching. An empty
     /// `operator_role_arn` means cargo-fn creates the operator role too.
-    Create(ProviderSpec),
+    Create(Box<ProviderSpec>),
 }
 
 /// What the configuration asks of Managed Instances, in deploy's terms.
@@ -230,7 +230,7 @@ where
             (p.arn, None)
         }
         ProviderChoice::Create(spec) => {
-            let mut spec = spec.clone().normalized();
+            let mut spec = (**spec).clone().normalized();
             // The instances must run the function's architecture.
             spec.architecture
                 .get_or_insert_with(|| architecture.to_string());
@@ -376,12 +376,7 @@ async fn plan_operator_role<A: Aws>(
                     ),
                 ));
             }
-            if api
-                .attached_role_policies(role)
-                .await?
-                .iter()
-                .any(|a| *a == policy)
-            {
+            if api.attached_role_policies(role).await?.contains(&policy) {
                 return Ok(None);
             }
             false

@@ -318,3 +318,47 @@ fn dry_run_plan_of_a_managed_instances_function() {
     settings.add_filter(r"\b\d{12}\b", "[ACCOUNT]");
     settings.bind(|| insta::assert_snapshot!("plan_managed_instances", plan));
 }
+
+/// The checker itself: a plain deploy's requests pass it, and a request
+/// that breaks the model (unknown member, out-of-range value, bad enum,
+/// missing required member) is caught, so a clean report means something.
+#[test]
+fn the_shape_checker_passes_real_requests_and_catches_bad_ones() {
+    use crate::support::managed_instances::Recorded;
+    let model = Model::lambda();
+    let aws = MiDouble::start();
+    let dir = tempdir();
+    zip(dir.path(), "bootstrap.zip", "v1");
+    project(dir.path(), "plain", "memory = 256");
+    ok(deploy(&aws, dir.path(), &[]));
+    let ops = shapes_hold(&aws, &model);
+    for op in ["CreateFunction", "PublishVersion", "CreateAlias"] {
+        assert!(ops.iter().any(|o| o == op), "{op} not seen: {ops:?}");
+    }
+
+    let bad = Recorded {
+        method: "POST".into(),
+        path: "/2025-11-30/capacity-providers".into(),
+        query: String::new(),
+        body: Some(json!({
+            "CapacityProviderName": "bad name!",
+            "VpcConfig": {"SubnetIds": []},
+            "PermissionsConfig": {"CapacityProviderOperatorRoleArn": "arn:aws:iam::123456789012:role/r"},
+            "CapacityProviderScalingConfig": {"MaxVCpuCount": 1, "ScalingMode": "Sometimes"},
+            "Colour": "blue",
+        })),
+        form: None,
+    };
+    let report = model.check(&[bad]);
+    let text = report.errors.join("\n");
+    for expected in [
+        "CapacityProviderName: \"bad name!\" does not match",
+        "SubnetIds: length 0 below min 1",
+        "SecurityGroupIds: required, missing",
+        "MaxVCpuCount: value 1 below min 2",
+        "\"Sometimes\" is not one of",
+        "body.Colour: not a member",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+}

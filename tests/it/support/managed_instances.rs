@@ -398,10 +398,11 @@ fn patch_answer(
         return resp;
     };
     let fname = if name.is_empty() { fname } else { name };
-    if method == "POST" && tail == "versions" {
-        if let Some(c) = st.latest.get(&fname).cloned() {
-            st.versions.insert((fname.clone(), version.clone()), c);
-        }
+    if method == "POST"
+        && tail == "versions"
+        && let Some(c) = st.latest.get(&fname).cloned()
+    {
+        st.versions.insert((fname.clone(), version.clone()), c);
     }
     let _ = query;
     let config = if version == "$LATEST" {
