@@ -70,6 +70,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "deployment",
         "{ strategy, alarms, pre-traffic, post-traffic, error-threshold } (gradual deploys)",
     ),
+    (
+        "managed-instances",
+        "{ capacity-provider, per-execution-environment-max-concurrency, execution-environment-memory-gib-per-vcpu } (Lambda Managed Instances)",
+    ),
 ];
 
 /// Keys whose values are tables merged entry by entry.

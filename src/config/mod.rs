@@ -11,8 +11,8 @@
 //!
 //! [`resolve`] merges the layers (`layers.rs`) and checks the result
 //! (`validate.rs`). Inside, imports run one way: `validate` -> `layers`,
-//! `triggers`, `cors`; `triggers` -> `cors`; all -> `value` (the shared
-//! readers, which import no sibling).
+//! `triggers`, `cors`, `managed_instances`; `triggers` -> `cors`; all ->
+//! `value` (the shared readers, which import no sibling).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,12 +25,14 @@ use crate::project::Project;
 mod cors;
 pub mod deployment;
 mod layers;
+pub mod managed_instances;
 pub mod reference;
 pub mod triggers;
 mod validate;
 mod value;
 
 pub use deployment::{Deployment, Strategy};
+pub use managed_instances::{CapacityProviderRef, ManagedInstances};
 
 pub use cors::Cors;
 pub use layers::KEYS;
@@ -322,6 +324,8 @@ pub struct FunctionConfig {
     pub triggers: Vec<Trigger>,
     /// The `deployment` table: strategy, alarms, hooks, error threshold.
     pub deployment: Deployment,
+    /// The `managed-instances` table: runs on Lambda Managed Instances.
+    pub managed_instances: Option<ManagedInstances>,
     /// Field (or `env.KEY`, `tags.KEY`, ...) -> where its value came from.
     pub sources: BTreeMap<String, Source>,
     /// Things that are allowed but probably a mistake (shown, never fatal).
@@ -549,6 +553,14 @@ fn serving_rows(f: &FunctionConfig, rows: &mut Vec<(String, String, Source)>) {
             d.error_threshold
         ),
         src("deployment"),
+    ));
+    rows.push((
+        managed_instances::KEY.into(),
+        opt(f
+            .managed_instances
+            .as_ref()
+            .map(|m| managed_instances::summary(m, f.memory))),
+        src(managed_instances::KEY),
     ));
 }
 

@@ -136,7 +136,7 @@ pub const REFERENCE: &[KeyDoc] = &[
             max: 10240,
             unit: " MB",
         },
-        "Memory size; Lambda gives CPU in proportion.",
+        "Memory size; Lambda gives CPU in proportion. With `managed-instances`: 2048-32768 MB (default 2048), a whole number of vCPUs at the memory-per-vCPU ratio.",
     ),
     key(
         "timeout",
@@ -440,6 +440,141 @@ pub const REFERENCE: &[KeyDoc] = &[
         Allowed::Rule("1-512 characters of letters, digits and `_ - . / #`"),
         "The CloudWatch log group the function logs to (`LoggingConfig.LogGroup`; the managed role may write there) and `cargo fn logs --remote` reads.",
     ),
+    key(
+        "managed-instances",
+        "table",
+        DefaultValue::None,
+        Allowed::Rule(
+            "`{ capacity-provider, per-execution-environment-max-concurrency, execution-environment-memory-gib-per-vcpu }`; memory then 2048-32768 MB, a multiple of the ratio x 1024 MB (1-16 vCPUs)",
+        ),
+        "Run on Lambda Managed Instances: one execution environment serves several requests at once (see Managed instances).",
+    ),
+    key(
+        "managed-instances.capacity-provider",
+        "string or table",
+        DefaultValue::None,
+        Allowed::Rule(
+            "required: a capacity provider ARN (`arn:aws:lambda:<region>:<account>:capacity-provider:<name>`), or a table describing one `deploy` creates",
+        ),
+        "The capacity provider (EC2 capacity Lambda manages) the function runs on.",
+    ),
+    key(
+        "managed-instances.capacity-provider.name",
+        "string",
+        DefaultValue::None,
+        Allowed::Rule("required in the table form: 1-64 characters of `a-z A-Z 0-9 - _`"),
+        "Name of the capacity provider `deploy` creates.",
+    ),
+    key(
+        "managed-instances.capacity-provider.subnets",
+        "list of strings",
+        DefaultValue::None,
+        Allowed::Count {
+            min: 1,
+            max: 16,
+            what: "subnet IDs (`subnet-...`)",
+        },
+        "Subnets the instances are launched in; spread them over Availability Zones.",
+    ),
+    key(
+        "managed-instances.capacity-provider.security-groups",
+        "list of strings",
+        DefaultValue::None,
+        Allowed::Count {
+            min: 0,
+            max: 5,
+            what: "security group IDs (`sg-...`)",
+        },
+        "Security groups of the instances.",
+    ),
+    key(
+        "managed-instances.capacity-provider.architectures",
+        "list of strings",
+        DefaultValue::Derived("the function's `architecture`"),
+        Allowed::Rule("exactly one, the function's own architecture"),
+        "Instance architecture (`InstanceRequirements.Architectures`).",
+    ),
+    key(
+        "managed-instances.capacity-provider.allowed-instance-types",
+        "list of strings",
+        DefaultValue::None,
+        Allowed::Count {
+            min: 0,
+            max: 400,
+            what: "EC2 instance types (1-30 of `a-z A-Z 0-9 . -`); not with `excluded-instance-types`",
+        },
+        "Only these instance types (default: any Lambda picks).",
+    ),
+    key(
+        "managed-instances.capacity-provider.excluded-instance-types",
+        "list of strings",
+        DefaultValue::None,
+        Allowed::Count {
+            min: 0,
+            max: 400,
+            what: "EC2 instance types (1-30 of `a-z A-Z 0-9 . -`); not with `allowed-instance-types`",
+        },
+        "Never these instance types.",
+    ),
+    key(
+        "managed-instances.capacity-provider.max-vcpu-count",
+        "integer",
+        DefaultValue::None,
+        Allowed::Range {
+            min: 2,
+            max: 15000,
+            unit: " vCPUs",
+        },
+        "The most vCPUs the provider runs across its instances.",
+    ),
+    key(
+        "managed-instances.capacity-provider.scaling-mode",
+        "string",
+        DefaultValue::None,
+        Allowed::OneOf(&["Auto", "Manual"]),
+        "How the provider scales; `Manual` follows `scaling-policies`.",
+    ),
+    key(
+        "managed-instances.capacity-provider.scaling-policies",
+        "array of tables",
+        DefaultValue::None,
+        Allowed::Rule(
+            "1-10 `{ target-value = <CPU percent, more than 0, at most 100>, predefined-metric-type = \"LambdaCapacityProviderAverageCPUUtilization\" }`; not with `scaling-mode = \"Auto\"`",
+        ),
+        "Target tracking on average CPU utilisation.",
+    ),
+    key(
+        "managed-instances.capacity-provider.kms-key-arn",
+        "string",
+        DefaultValue::None,
+        Allowed::Rule("a KMS key ARN"),
+        "Key that encrypts the instances' volumes.",
+    ),
+    key(
+        "managed-instances.capacity-provider.operator-role",
+        "string",
+        DefaultValue::Derived("a role `deploy` creates with `AWSLambdaManagedEC2ResourceOperator`"),
+        Allowed::Rule("an IAM role ARN"),
+        "The role Lambda uses to manage the provider's EC2 resources.",
+    ),
+    key(
+        "managed-instances.per-execution-environment-max-concurrency",
+        "integer",
+        DefaultValue::Derived("Lambda's choice; 16 under `watch`"),
+        Allowed::Range {
+            min: 1,
+            max: 1600,
+            unit: " requests",
+        },
+        "Requests one execution environment serves at once (`AWS_LAMBDA_MAX_CONCURRENCY`).",
+    ),
+    key(
+        "managed-instances.execution-environment-memory-gib-per-vcpu",
+        "number",
+        DefaultValue::Value("2"),
+        Allowed::Rule("2, 4 or 8"),
+        "GiB of memory per vCPU: an environment gets memory / ratio vCPUs.",
+    ),
 ];
 
 #[cfg(test)]
@@ -493,6 +628,16 @@ mod tests {
             "log-level" => {
                 table.insert("log-format".into(), json!("JSON"));
             }
+            "managed-instances" => {
+                let mi = table["managed-instances"].as_object_mut().unwrap();
+                let cp = mi.entry("capacity-provider").or_insert(json!(
+                    "arn:aws:lambda:us-east-1:123456789012:capacity-provider:cp"
+                ));
+                if let Some(cp) = cp.as_object_mut() {
+                    cp.entry("name").or_insert(json!("cp"));
+                    cp.entry("subnets").or_insert(json!(["subnet-1"]));
+                }
+            }
             _ => {}
         }
         Value::Object(table)
@@ -507,7 +652,14 @@ mod tests {
             "env" if n == 0 => json!({}),
             "env" => json!({ "AB": "x".repeat(n - 2) }),
             "layers" => list(&|i| format!("arn:aws:lambda:us-east-1:123456789012:layer:l{i}:1")),
-            "vpc.subnets" => list(&|i| format!("subnet-{i}")),
+            "vpc.subnets" | "managed-instances.capacity-provider.subnets" => {
+                list(&|i| format!("subnet-{i}"))
+            }
+            "managed-instances.capacity-provider.security-groups" => list(&|i| format!("sg-{i}")),
+            "managed-instances.capacity-provider.allowed-instance-types"
+            | "managed-instances.capacity-provider.excluded-instance-types" => {
+                list(&|i| format!("m{i}.large"))
+            }
             "vpc.security-groups" => list(&|i| format!("sg-{i}")),
             "tags" => Value::Object((0..n).map(|i| (format!("k{i}"), json!("v"))).collect()),
             "function-url.cors.allow-methods" => {

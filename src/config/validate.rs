@@ -317,6 +317,15 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
     let name = name(&f, function)?;
     let (architecture, runtime) = platform(&f)?;
     let (memory, timeout, ephemeral_storage) = sizes(&f)?;
+    let managed_instances = match f.get(super::managed_instances::KEY) {
+        None => None,
+        Some((v, src)) => Some(super::managed_instances::parse(
+            v,
+            src,
+            architecture,
+            memory,
+        )?),
+    };
     let Environment {
         env,
         env_file,
@@ -369,6 +378,7 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         image,
         triggers,
         deployment,
+        managed_instances,
         sources,
         warnings,
     })
@@ -434,7 +444,17 @@ fn platform(f: &Fields) -> Result<(Arch, Runtime)> {
 
 /// `memory`, `timeout`, `ephemeral-storage`.
 fn sizes(f: &Fields) -> Result<(u32, u32, u32)> {
-    let memory = f.integer("memory", 128, 10240, " MB")?.unwrap_or(128) as u32;
+    // Managed instances: 2-32 GiB, default 2 GiB (Lambda's minimum there).
+    let managed = f.get(super::managed_instances::KEY).is_some();
+    let (min, max) = super::managed_instances::memory_range(managed);
+    let unit = if managed {
+        " MB with managed-instances"
+    } else {
+        " MB"
+    };
+    let memory = f
+        .integer("memory", min, max, unit)?
+        .unwrap_or(if managed { min } else { 128 }) as u32;
     let timeout = f.integer("timeout", 1, 900, " seconds")?.unwrap_or(3) as u32;
     let ephemeral_storage = f
         .integer("ephemeral-storage", 512, 10240, " MB")?

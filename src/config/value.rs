@@ -69,7 +69,7 @@ pub(super) fn arn_rest<'a>(arn: &'a str, service: &str) -> Option<&'a str> {
         && is_region(parts[3])
         && is_account(parts[4])
         && !parts[5].is_empty())
-    .then_some(parts[5])
+    .then(|| parts[5])
 }
 
 /// One table being read: its key prefix for messages and its source.
