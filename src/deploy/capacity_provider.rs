@@ -36,7 +36,7 @@ use crate::aws::capacity::{
     OPERATOR_POLICY_NAME, ProviderScaling, ProviderSpec, ProviderState, operator_policy_arn,
 };
 use crate::aws::{CapacityConfig, FunctionState};
-use crate::config::FunctionConfig;
+use crate::config::{CapacityProviderRef, FunctionConfig};
 use crate::error::hinted;
 
 /// Function tag naming the capacity provider cargo-fn created for it.
@@ -67,8 +67,33 @@ pub struct Wanted {
 
 /// The configuration's `managed-instances` table in deploy's terms.
 pub fn wanted(cfg: &FunctionConfig) -> Option<Wanted> {
-    let _ = cfg;
-    None
+    let m = cfg.managed_instances.as_ref()?;
+    let provider = match &m.capacity_provider {
+        CapacityProviderRef::Arn(arn) => ProviderChoice::Arn(arn.clone()),
+        CapacityProviderRef::Create(p) => ProviderChoice::Create(Box::new(
+            ProviderSpec {
+                name: p.name.clone(),
+                subnets: p.subnets.clone(),
+                security_groups: p.security_groups.clone(),
+                operator_role_arn: p.operator_role.clone().unwrap_or_default(),
+                architecture: p.architectures.first().map(|a| a.as_str().to_string()),
+                allowed_instance_types: p.allowed_instance_types.clone(),
+                excluded_instance_types: p.excluded_instance_types.clone(),
+                scaling: ProviderScaling {
+                    max_vcpu: p.max_vcpu_count,
+                    mode: p.scaling_mode.map(|m| m.as_str().to_string()),
+                    target_cpu: p.scaling_policies.first().map(|p| p.target_value),
+                },
+                kms_key_arn: p.kms_key_arn.clone(),
+            }
+            .normalized(),
+        )),
+    };
+    Some(Wanted {
+        provider,
+        max_concurrency: m.per_execution_environment_max_concurrency,
+        memory_gib_per_vcpu: Some(f64::from(m.execution_environment_memory_gib_per_vcpu)),
+    })
 }
 
 /// `cargo-fn-cp-<provider>`, shortened with a hash to IAM's 64 characters.
