@@ -375,8 +375,20 @@ impl Step for CreateFunction {
                 "tags": self.tags,
             }))
             .call(format!(
-                "lambda:CreateFunction {} ({}, {}, {} MB, {} s)",
-                self.name, self.code, s.architecture, s.memory, s.timeout
+                "lambda:CreateFunction {} ({}, {}, {} MB, {} s{})",
+                self.name,
+                self.code,
+                s.architecture,
+                s.memory,
+                s.timeout,
+                match &s.capacity {
+                    // Its versions run only once published and Active.
+                    Some(c) => format!(
+                        ", on capacity provider {}",
+                        super::capacity_provider::provider_name(&c.provider_arn)
+                    ),
+                    None => String::new(),
+                }
             ))
     }
 

@@ -122,6 +122,11 @@ fn shapes_hold(aws: &MiDouble, model: &Model) -> Vec<String> {
         "requests that break the API's shapes:\n{}",
         report.errors.join("\n")
     );
+    eprintln!(
+        "shape check: {} Lambda requests, {} patterns left unchecked (look-arounds)",
+        report.operations.len(),
+        report.unchecked_patterns
+    );
     report.operations
 }
 

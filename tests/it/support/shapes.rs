@@ -142,15 +142,15 @@ impl Model {
             let Some(input) = &op.input else { continue };
             let shape = &self.shapes[input];
             let members = shape["members"].as_object().cloned().unwrap_or_default();
-            let query: BTreeMap<String, String> = r
-                .query
-                .split('&')
-                .filter(|kv| !kv.is_empty())
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    (k.to_string(), v.to_string())
-                })
-                .collect();
+            // A list member repeats its key (`TagKeys=a&TagKeys=b`).
+            let mut query: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for kv in r.query.split('&').filter(|kv| !kv.is_empty()) {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                query
+                    .entry(k.to_string())
+                    .or_default()
+                    .push(decode_query(v));
+            }
             let mut c = Checker {
                 model: self,
                 errors: Vec::new(),
@@ -167,15 +167,12 @@ impl Model {
                         None => c.errors.push(format!("{name}: URI parameter missing")),
                     },
                     Some("querystring") => {
-                        if let Some(v) = query.get(loc_name) {
-                            let v = decode_query(v);
+                        if let Some(values) = query.get(loc_name) {
                             let typed = match self.shapes[shape]["type"].as_str() {
-                                Some("integer" | "long") => v
-                                    .parse::<i64>()
-                                    .map(Value::from)
-                                    .unwrap_or(Value::String(v)),
-                                Some("boolean") => Value::Bool(v == "true"),
-                                _ => Value::String(v),
+                                Some("list") => Value::Array(
+                                    values.iter().cloned().map(Value::String).collect(),
+                                ),
+                                _ => query_value(&self.shapes[shape], &values[values.len() - 1]),
                             };
                             c.value(shape, &typed, name);
                         }
@@ -206,6 +203,18 @@ impl Model {
                 .extend(c.errors.into_iter().map(|e| format!("{}: {e}", op.name)));
         }
         report
+    }
+}
+
+/// A query value as the JSON type its shape has.
+fn query_value(shape: &Value, v: &str) -> Value {
+    match shape["type"].as_str() {
+        Some("integer" | "long") => v
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(v.to_string())),
+        Some("boolean") => Value::Bool(v == "true"),
+        _ => Value::String(v.to_string()),
     }
 }
 
