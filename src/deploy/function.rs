@@ -340,18 +340,22 @@ fn settings_view(s: &Settings) -> serde_json::Value {
             (k, shown)
         })
         .collect();
-    serde_json::json!({
+    let mut view = serde_json::json!({
         "runtime": s.runtime, "architecture": s.architecture, "memory": s.memory,
         "timeout": s.timeout, "ephemeral_storage": s.ephemeral_storage, "env": env,
         "layers": s.layers, "role": s.role, "tracing": s.tracing,
         "vpc": s.vpc.as_ref().map(|v| serde_json::json!({"subnets": v.subnets, "security_groups": v.security_groups})),
         "log_format": s.log_format, "log_level": s.log_level, "log_group": s.log_group,
-        "capacity_provider": s.capacity.as_ref().map(|c| serde_json::json!({
+    });
+    // Shown only for a function on Managed Instances.
+    if let Some(c) = &s.capacity {
+        view["capacity_provider"] = serde_json::json!({
             "arn": c.provider_arn,
             "per_execution_environment_max_concurrency": c.max_concurrency,
             "execution_environment_memory_gib_per_vcpu": c.memory_gib_per_vcpu,
-        })),
-    })
+        });
+    }
+    view
 }
 
 /// `lambda:CreateFunction` with the desired settings and tags.

@@ -55,6 +55,8 @@ fn deploy(aws: &MiDouble, dir: &Path, extra: &[&str]) -> Run {
         .args(["deploy", "--zip", "bootstrap.zip", "--color", "never"])
         .args(extra)
         .env_remove("AWS_PROFILE")
+        // Every SDK call with the IAM action it needs, on stderr.
+        .env("CARGO_FN_LOG", "warn,cargo_fn::aws_calls=debug")
         .envs(aws.env());
     let out = cmd.output().expect("run cargo-fn");
     let run = Run {
@@ -68,7 +70,34 @@ fn deploy(aws: &MiDouble, dir: &Path, extra: &[&str]) -> Run {
 
 fn ok(run: Run) -> String {
     assert!(run.ok, "deploy failed:\n{}\n{}", run.stdout, run.stderr);
+    every_call_is_in_the_printed_policy(&run.stderr);
     run.stdout
+}
+
+/// Each SDK call the run logged needs an action `--print-policy` prints.
+fn every_call_is_in_the_printed_policy(stderr: &str) {
+    let out = cargo_fn()
+        .args(["deploy", "--print-policy"])
+        .output()
+        .unwrap();
+    let policy: Value = serde_json::from_slice(&out.stdout).expect("policy JSON");
+    let printed: Vec<&str> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap())
+        .filter_map(Value::as_str)
+        .collect();
+    for line in stderr.lines().filter(|l| l.contains("aws call ")) {
+        let words: Vec<&str> = line[line.find("aws call ").unwrap()..]
+            .split_whitespace()
+            .collect();
+        let (op, action) = (words[2], words[4..].join(" "));
+        assert!(
+            printed.contains(&action.as_str()),
+            "{op} needs `{action}`, which --print-policy does not list"
+        );
+    }
 }
 
 /// What moto keeps, read with unmodified boto3: the function, its
