@@ -20,6 +20,7 @@ mod local_schedules;
 mod local_sqs;
 mod local_streams;
 mod logs;
+mod managed_instances;
 mod new;
 mod package;
 mod rollout;
