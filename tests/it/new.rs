@@ -818,6 +818,7 @@ fn list_shows_every_builtin_template() {
             "s3",
             "scheduled",
             "stream",
+            "managed",
             "extension"
         ]
     );
