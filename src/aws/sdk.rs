@@ -732,14 +732,45 @@ impl LambdaApi for SdkAws {
     }
 
     async fn wait_active(&self, name: &str) -> ApiResult<FunctionState> {
-        let poll = self
-            .lambda
-            .wait_until_function_active_v2()
-            .function_name(name)
-            .wait(MAX_WAIT)
-            .await
-            .map_err(|e| waiter_err("lambda:GetFunction", "the new function", e))?;
-        state_after_wait(poll.into_result())
+        // Not the SDK's FunctionActiveV2 waiter: it knows only Active, and
+        // the $LATEST of a function on Managed Instances settles in
+        // `ActiveNonInvocable` (it never runs; its versions do).
+        let op = "lambda:GetFunction";
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let f = self
+                .get_function(name)
+                .await?
+                .ok_or_else(|| ApiError::new(op, "ResourceNotFoundException", name))?;
+            match f.state.as_deref() {
+                Some("Active" | "ActiveNonInvocable") | None => return Ok(f),
+                Some("Failed") => {
+                    return Err(ApiError::new(
+                        op,
+                        "WaiterFailure",
+                        format!(
+                            "the new function is Failed: {}",
+                            f.last_update_reason.clone().unwrap_or_default()
+                        ),
+                    ));
+                }
+                Some(other) if started.elapsed() > MAX_WAIT => {
+                    return Err(ApiError::new(
+                        op,
+                        "Timeout",
+                        format!(
+                            "the new function was still {other} after {} s",
+                            MAX_WAIT.as_secs()
+                        ),
+                    ));
+                }
+                Some(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 
     async fn wait_updated(&self, name: &str) -> ApiResult<FunctionState> {
