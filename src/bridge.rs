@@ -70,6 +70,16 @@ pub fn spec(
         extensions: Vec::new(),
         // Invocations through the configured alias run this code too.
         aliases: cfg.alias.iter().cloned().collect(),
+        // Managed instances: several invocations per environment, and the
+        // vCPUs the memory-per-vCPU ratio gives.
+        max_concurrency: cfg
+            .managed_instances
+            .as_ref()
+            .map(|m| m.local_max_concurrency()),
+        vcpus: cfg
+            .managed_instances
+            .as_ref()
+            .map(|m| f64::from(m.vcpus(cfg.memory))),
     }
 }
 

@@ -164,6 +164,7 @@ pub fn builtins() -> anyhow::Result<Vec<Template>> {
         "s3",
         "scheduled",
         "stream",
+        "managed",
         "extension",
     ];
     list.sort_by_key(|t| {
@@ -795,6 +796,7 @@ mod tests {
                 "basic",
                 "extension",
                 "http",
+                "managed",
                 "s3",
                 "scheduled",
                 "sqs",
@@ -811,6 +813,7 @@ mod tests {
                 "s3",
                 "scheduled",
                 "stream",
+                "managed",
                 "extension"
             ]
         );

@@ -45,13 +45,20 @@ async function refresh() {
   body.replaceChildren(...envs.map((e) => el("tr", { "data-function": e.function },
     el("td", {}, el("b", {}, e.function)),
     el("td", {}, kv((info.get(e.function)?.settings) ?? [["memory", `${e.memory_mb} MB`], ["timeout", `${e.timeout_s} s`]])),
-    el("td", { class: "env" }, kv([["warm", e.warm], ["busy", e.busy], ["cold starts", e.cold_starts], ["invocations", e.invocations], ["errors", e.errors]])),
+    el("td", { class: "env" }, kv([["warm", e.warm], ["busy", e.busy], ...inFlight(e), ["cold starts", e.cold_starts], ["invocations", e.invocations], ["errors", e.errors]])),
     el("td", {}, e.extensions.join(", ") || "none"))));
   const select = $("#f-function");
   for (const e of envs) {
     if (![...select.options].some((o) => o.value === e.function)) select.append(el("option", {}, e.function));
   }
   renderSections(state.sections || {});
+}
+
+// Managed instances: requests in flight per environment, out of its slots.
+function inFlight(e) {
+  if (e.max_concurrency == null) return [];
+  const loads = (e.in_flight || []).map((l) => `#${l.environment}: ${l.in_flight}/${e.max_concurrency}`);
+  return [["in flight", loads.join(", ") || "no environment"]];
 }
 
 // Data other parts of watch publish: triggers and tune reports have their

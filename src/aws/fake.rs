@@ -33,9 +33,9 @@ struct FakeFunction {
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub(super) struct State {
     functions: BTreeMap<String, FakeFunction>,
-    roles: BTreeMap<String, RoleState>,
+    pub(super) roles: BTreeMap<String, RoleState>,
     policies: BTreeMap<(String, String), String>,
     /// Managed policy documents attached to a role.
     attached: BTreeMap<String, Vec<String>>,
@@ -57,6 +57,8 @@ struct State {
     code: BTreeMap<String, Vec<u8>>,
     /// GetFunction gives no code location (as moto's is not served).
     hide_code_location: bool,
+    /// Capacity providers and operator-role attachments (`fake_capacity`).
+    pub(super) capacity: super::fake_capacity::CapacityState,
 }
 
 /// The fake. Cheap to create; one per test.
@@ -203,13 +205,35 @@ impl FakeAws {
         self.state.lock().unwrap().images.clone()
     }
 
-    fn enter(&self, operation: &str) -> ApiResult<std::sync::MutexGuard<'_, State>> {
+    /// The state, without recording a call (test setup and reads).
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    pub(super) fn enter(&self, operation: &str) -> ApiResult<std::sync::MutexGuard<'_, State>> {
         let mut s = self.state.lock().unwrap();
         s.calls.push(operation.to_string());
         if let Some(e) = s.faults.get_mut(operation).and_then(|q| q.pop_front()) {
             return Err(e);
         }
         Ok(s)
+    }
+}
+
+impl State {
+    /// Qualified ARNs of the published versions that run on a provider.
+    pub(super) fn versions_on(&self, provider_arn: &str) -> Vec<String> {
+        self.functions
+            .values()
+            .flat_map(|f| f.versions.iter())
+            .filter(|v| {
+                v.settings
+                    .capacity
+                    .as_ref()
+                    .is_some_and(|c| c.provider_arn == provider_arn)
+            })
+            .map(|v| format!("{}:{}", v.arn, v.version))
+            .collect()
     }
 }
 

@@ -13,10 +13,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub mod capacity;
 pub mod cloudwatch;
 pub mod ecr;
 #[cfg(test)]
 pub mod fake;
+#[cfg(test)]
+mod fake_capacity;
 #[cfg(test)]
 mod fake_triggers;
 pub mod invoke;
@@ -24,11 +27,13 @@ pub mod logs;
 pub mod permissions;
 pub mod progress;
 pub mod sdk;
+mod sdk_capacity;
 mod sdk_ecr;
 mod sdk_triggers;
 pub mod traffic;
 pub mod triggers;
 
+pub use capacity::{CapacityApi, CapacityConfig};
 pub use cloudwatch::CloudWatchApi;
 pub use ecr::EcrApi;
 pub use traffic::TrafficApi;
@@ -64,6 +69,9 @@ pub struct Settings {
     /// A custom CloudWatch log group; `None` is Lambda's default
     /// `/aws/lambda/<function>`.
     pub log_group: Option<String>,
+    /// Lambda Managed Instances: the capacity provider the function's
+    /// versions run on (`None`: Lambda's own fleet).
+    pub capacity: Option<CapacityConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

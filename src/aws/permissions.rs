@@ -29,6 +29,8 @@ pub enum Purpose {
     Images,
     /// Gradual rollouts: alarms and metrics.
     Rollouts,
+    /// `managed-instances`: capacity providers and their operator role.
+    ManagedInstances,
     /// `cargo fn logs` (not deploy).
     Logs,
 }
@@ -42,6 +44,7 @@ impl Purpose {
             Purpose::S3Upload => "CargoFnS3Upload",
             Purpose::Images => "CargoFnImages",
             Purpose::Rollouts => "CargoFnRollouts",
+            Purpose::ManagedInstances => "CargoFnManagedInstances",
             Purpose::Logs => "CargoFnLogs",
         }
     }
@@ -331,6 +334,39 @@ pub const ACTIONS: &[Action] = &[
         Logs,
     ),
     a(
+        "lambda:GetCapacityProvider",
+        &["Lambda.GetCapacityProvider"],
+        ManagedInstances,
+    ),
+    a(
+        "lambda:CreateCapacityProvider",
+        &["Lambda.CreateCapacityProvider"],
+        ManagedInstances,
+    ),
+    a(
+        "lambda:UpdateCapacityProvider",
+        &["Lambda.UpdateCapacityProvider"],
+        ManagedInstances,
+    ),
+    a(
+        "lambda:DeleteCapacityProvider",
+        &["Lambda.DeleteCapacityProvider"],
+        ManagedInstances,
+    ),
+    a(
+        "lambda:ListFunctionVersionsByCapacityProvider",
+        &["Lambda.ListFunctionVersionsByCapacityProvider"],
+        ManagedInstances,
+    ),
+    // Checked by AWS when a function names a capacity provider (Lambda
+    // docs, Managed Instances core concepts), without a call of its own.
+    a("lambda:PassCapacityProvider", &[], ManagedInstances),
+    a(
+        "iam:AttachRolePolicy",
+        &["Iam.AttachRolePolicy"],
+        ManagedInstances,
+    ),
+    a(
         "logs:FilterLogEvents",
         &["CloudWatchLogs.FilterLogEvents"],
         Logs,
@@ -359,7 +395,14 @@ pub fn action_of(service: &str, operation: &str) -> Option<&'static str> {
 /// `cargo fn deploy` (every purpose but `logs`), one statement per purpose.
 pub fn deploy_policy() -> String {
     let mut statements = Vec::new();
-    for purpose in [Functions, Triggers, S3Upload, Images, Rollouts] {
+    for purpose in [
+        Functions,
+        Triggers,
+        S3Upload,
+        Images,
+        Rollouts,
+        ManagedInstances,
+    ] {
         let mut actions: Vec<&str> = ACTIONS
             .iter()
             .filter(|a| a.purpose == purpose)
@@ -412,6 +455,7 @@ mod tests {
         ("sdk.rs", include_str!("sdk.rs")),
         ("sdk_triggers.rs", include_str!("sdk_triggers.rs")),
         ("sdk_ecr.rs", include_str!("sdk_ecr.rs")),
+        ("sdk_capacity.rs", include_str!("sdk_capacity.rs")),
         ("logs.rs", include_str!("logs.rs")),
         ("invoke.rs", include_str!("invoke.rs")),
         ("cloudwatch.rs", include_str!("cloudwatch.rs")),

@@ -41,6 +41,8 @@ pub struct ConnectOptions {
 
 /// Longest wait for one function update or version to settle.
 const MAX_WAIT: Duration = Duration::from_secs(300);
+/// Longest wait for a published version to become Active.
+const VERSION_WAIT: Duration = Duration::from_secs(900);
 
 /// The SDK clients behind the traits.
 #[derive(Debug, Clone)]
@@ -377,6 +379,7 @@ macro_rules! function_state {
                     .and_then(|l| l.log_group())
                     .filter(|g| Some(*g) != c.function_name().map(default_log_group).as_deref())
                     .map(str::to_string),
+                capacity: capacity_from(c.capacity_provider_config()),
             },
             tags: BTreeMap::new(),
             reserved_concurrency: None,
@@ -430,6 +433,33 @@ macro_rules! url_state {
             },
         }
     }};
+}
+
+/// A function's `CapacityProviderConfig` as the API takes it.
+fn capacity_provider_config(c: &super::CapacityConfig) -> Option<lt::CapacityProviderConfig> {
+    let inner = lt::LambdaManagedInstancesCapacityProviderConfig::builder()
+        .capacity_provider_arn(&c.provider_arn)
+        .set_per_execution_environment_max_concurrency(c.max_concurrency.map(|n| n as i32))
+        .set_execution_environment_memory_gib_per_v_cpu(c.memory_gib_per_vcpu)
+        .build()
+        .ok()?;
+    Some(
+        lt::CapacityProviderConfig::builder()
+            .lambda_managed_instances_capacity_provider_config(inner)
+            .build(),
+    )
+}
+
+/// A function's `CapacityProviderConfig` as Lambda reports it.
+fn capacity_from(c: Option<&lt::CapacityProviderConfig>) -> Option<super::CapacityConfig> {
+    let m = c?.lambda_managed_instances_capacity_provider_config()?;
+    Some(super::CapacityConfig {
+        provider_arn: m.capacity_provider_arn().to_string(),
+        max_concurrency: m
+            .per_execution_environment_max_concurrency()
+            .map(|n| n as u32),
+        memory_gib_per_vcpu: m.execution_environment_memory_gib_per_v_cpu(),
+    })
 }
 
 /// `arn:...:function:name:qualifier` -> `arn:...:function:name`.
@@ -692,6 +722,9 @@ impl LambdaApi for SdkAws {
         if s.vpc.is_some() {
             req = req.vpc_config(vpc(s));
         }
+        if let Some(c) = &s.capacity {
+            req = req.set_capacity_provider_config(capacity_provider_config(c));
+        }
         let out = req
             .send()
             .await
@@ -750,6 +783,11 @@ impl LambdaApi for SdkAws {
                 .handler(HANDLER)
                 .set_layers(Some(s.layers.clone()));
         }
+        // Lambda cannot take a function off Managed Instances: the config
+        // is only ever sent, never cleared (the plan refuses removal).
+        if let Some(c) = &s.capacity {
+            req = req.set_capacity_provider_config(capacity_provider_config(c));
+        }
         let out = req
             .send()
             .await
@@ -758,14 +796,45 @@ impl LambdaApi for SdkAws {
     }
 
     async fn wait_active(&self, name: &str) -> ApiResult<FunctionState> {
-        let poll = self
-            .lambda
-            .wait_until_function_active_v2()
-            .function_name(name)
-            .wait(MAX_WAIT)
-            .await
-            .map_err(|e| waiter_err("lambda:GetFunction", "the new function", e))?;
-        state_after_wait(poll.into_result())
+        // Not the SDK's FunctionActiveV2 waiter: it knows only Active, and
+        // the $LATEST of a function on Managed Instances settles in
+        // `ActiveNonInvocable` (it never runs; its versions do).
+        let op = "lambda:GetFunction";
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let f = self
+                .get_function(name)
+                .await?
+                .ok_or_else(|| ApiError::new(op, "ResourceNotFoundException", name))?;
+            match f.state.as_deref() {
+                Some("Active" | "ActiveNonInvocable") | None => return Ok(f),
+                Some("Failed") => {
+                    return Err(ApiError::new(
+                        op,
+                        "WaiterFailure",
+                        format!(
+                            "the new function is Failed: {}",
+                            f.last_update_reason.clone().unwrap_or_default()
+                        ),
+                    ));
+                }
+                Some(other) if started.elapsed() > MAX_WAIT => {
+                    return Err(ApiError::new(
+                        op,
+                        "Timeout",
+                        format!(
+                            "the new function was still {other} after {} s",
+                            MAX_WAIT.as_secs()
+                        ),
+                    ));
+                }
+                Some(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 
     async fn wait_updated(&self, name: &str) -> ApiResult<FunctionState> {
@@ -806,7 +875,9 @@ impl LambdaApi for SdkAws {
             .wait_until_published_version_active()
             .function_name(name)
             .qualifier(version)
-            .wait(MAX_WAIT)
+            // A version on Managed Instances is Active only once Lambda
+            // has started its instances and environments: minutes.
+            .wait(VERSION_WAIT)
             .await
             .map_err(|e| {
                 waiter_err(

@@ -78,9 +78,13 @@ pub fn run(global: &GlobalArgs, args: TuneArgs) -> Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let report = rt.block_on(async {
         if remote {
+            let local = crate::tune::local_function(&target);
+            if let Ok((_, cfg)) = &local {
+                crate::tune::refuse_managed(cfg)?;
+            }
             let function = match &args.function {
                 Some(f) => super::args::function_arg(global, Some(f), "tune")?,
-                None => crate::tune::local_function(&target)?.1.name,
+                None => local?.1.name,
             };
             crate::config::check_function_name(&function)
                 .map_err(|e| UsageError(format!("FUNCTION `{function}`: {e}")))?;

@@ -55,6 +55,11 @@ changes! {
     CreateRole(super::role::CreateRole),
     /// `iam:PutRolePolicy`: its least-privilege inline policy.
     RolePolicy(super::role::PutRolePolicy),
+    /// The operator role of a capacity provider cargo-fn creates
+    /// (`iam:CreateRole`, `iam:AttachRolePolicy`).
+    OperatorRole(super::capacity_provider::OperatorRole),
+    /// `lambda:Create/Update/DeleteCapacityProvider` (Managed Instances).
+    CapacityProvider(super::capacity_provider::ProviderChange),
     /// `ecr:CreateRepository` / `ecr:PutLifecyclePolicy`.
     Repository(super::image::RepositoryChange),
     /// The image's blobs and manifest, pushed to the registry.

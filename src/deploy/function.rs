@@ -12,7 +12,9 @@ use anyhow::Result;
 
 use super::step::{Action, Aws, Ctx, FieldChange, Step, View};
 use super::{EnvMode, Package};
-use crate::aws::{AliasState, ApiError, Code, FunctionState, LambdaApi, Settings, VpcSettings};
+use crate::aws::{
+    AliasState, ApiError, CapacityConfig, Code, FunctionState, LambdaApi, Settings, VpcSettings,
+};
 use crate::config::{FunctionConfig, LogFormat, REDACTED, Tracing};
 use crate::error::hinted;
 use crate::package::human_size;
@@ -60,6 +62,8 @@ pub fn desired_settings(
         .to_string(),
         log_level: cfg.log_level.clone(),
         log_group: cfg.custom_log_group().map(str::to_string),
+        // Filled by the plan once the provider's ARN is known.
+        capacity: None,
     }
 }
 
@@ -135,6 +139,7 @@ pub fn diff_settings(old: &Settings, new: &Settings) -> Vec<FieldChange> {
         old.log_group.clone().unwrap_or_else(|| "(default)".into()),
         new.log_group.clone().unwrap_or_else(|| "(default)".into()),
     );
+    capacity_fields(old.capacity.as_ref(), new.capacity.as_ref(), &mut field);
     let keys: BTreeSet<&String> = old.env.keys().chain(new.env.keys()).collect();
     for k in keys {
         let (o, n) = (old.env.get(k), new.env.get(k));
@@ -147,6 +152,39 @@ pub fn diff_settings(old: &Settings, new: &Settings) -> Vec<FieldChange> {
         }
     }
     out
+}
+
+/// The `CapacityProviderConfig` fields that differ. A value the
+/// configuration leaves unset is Lambda's to choose, so it is not a change.
+fn capacity_fields(
+    old: Option<&CapacityConfig>,
+    new: Option<&CapacityConfig>,
+    field: &mut impl FnMut(&str, String, String),
+) {
+    let arn = |c: Option<&CapacityConfig>| {
+        c.map(|c| c.provider_arn.clone())
+            .unwrap_or_else(|| "none".into())
+    };
+    field("capacity-provider", arn(old), arn(new));
+    let Some(new) = new else { return };
+    let shown = |v: Option<String>| v.unwrap_or_else(|| "(default)".into());
+    if let Some(n) = new.max_concurrency {
+        field(
+            "per-execution-environment-max-concurrency",
+            shown(old.and_then(|o| o.max_concurrency).map(|v| v.to_string())),
+            n.to_string(),
+        );
+    }
+    if let Some(r) = new.memory_gib_per_vcpu {
+        field(
+            "execution-environment-memory-gib-per-vcpu",
+            shown(
+                old.and_then(|o| o.memory_gib_per_vcpu)
+                    .map(|v| v.to_string()),
+            ),
+            r.to_string(),
+        );
+    }
 }
 
 /// The code's description in plan lines.
@@ -302,13 +340,22 @@ fn settings_view(s: &Settings) -> serde_json::Value {
             (k, shown)
         })
         .collect();
-    serde_json::json!({
+    let mut view = serde_json::json!({
         "runtime": s.runtime, "architecture": s.architecture, "memory": s.memory,
         "timeout": s.timeout, "ephemeral_storage": s.ephemeral_storage, "env": env,
         "layers": s.layers, "role": s.role, "tracing": s.tracing,
         "vpc": s.vpc.as_ref().map(|v| serde_json::json!({"subnets": v.subnets, "security_groups": v.security_groups})),
         "log_format": s.log_format, "log_level": s.log_level, "log_group": s.log_group,
-    })
+    });
+    // Shown only for a function on Managed Instances.
+    if let Some(c) = &s.capacity {
+        view["capacity_provider"] = serde_json::json!({
+            "arn": c.provider_arn,
+            "per_execution_environment_max_concurrency": c.max_concurrency,
+            "execution_environment_memory_gib_per_vcpu": c.memory_gib_per_vcpu,
+        });
+    }
+    view
 }
 
 /// `lambda:CreateFunction` with the desired settings and tags.
@@ -332,8 +379,20 @@ impl Step for CreateFunction {
                 "tags": self.tags,
             }))
             .call(format!(
-                "lambda:CreateFunction {} ({}, {}, {} MB, {} s)",
-                self.name, self.code, s.architecture, s.memory, s.timeout
+                "lambda:CreateFunction {} ({}, {}, {} MB, {} s{})",
+                self.name,
+                self.code,
+                s.architecture,
+                s.memory,
+                s.timeout,
+                match &s.capacity {
+                    // Its versions run only once published and Active.
+                    Some(c) => format!(
+                        ", on capacity provider {}",
+                        super::capacity_provider::provider_name(&c.provider_arn)
+                    ),
+                    None => String::new(),
+                }
             ))
     }
 
@@ -348,7 +407,12 @@ impl Step for CreateFunction {
             tags: self.tags.clone(),
         };
         let created = create_with_role_wait(api, &input, cx.ui).await?;
-        let latest = if created.state.as_deref() == Some("Active") {
+        // A function on Managed Instances reports `ActiveNonInvocable`:
+        // its $LATEST never runs, only published versions do.
+        let latest = if matches!(
+            created.state.as_deref(),
+            Some("Active" | "ActiveNonInvocable")
+        ) {
             created
         } else {
             let _s = cx.ui.step(format!("waiting for {name} to become Active"));

@@ -5,7 +5,8 @@
 //! and `deploy --layer`.
 //!
 //! The plan ([`plan::Plan`]) is an ordered list of typed changes to named
-//! resources ([`change::Change`]: role, role policy, repository, image push,
+//! resources ([`change::Change`]: role, role policy, operator role,
+//! capacity provider, repository, image push,
 //! S3 upload, function create/code/configuration, publish, alias, reserved
 //! and provisioned concurrency, URL, permission statements, tags, object
 //! cleanup, layer version, triggers), each with its before and after.
@@ -32,7 +33,8 @@
 //! Module map: `step` (the vocabulary every kind is made of: [`Step`],
 //! [`View`], `Ctx`, `Action`, [`FieldChange`]), one module per concern with
 //! its kinds, their executors and its own planning (`role`, `function`,
-//! `alias`, `limits`, `url`, `tags`, `upload`, `image`, `layer`, and
+//! `alias`, `limits`, `url`, `tags`, `upload`, `image`, `layer`,
+//! `capacity_provider` (Lambda Managed Instances), and
 //! `triggers/`, one file per trigger kind), `change` (the list of kinds and
 //! the dispatch), `plan` (reads once, asks each concern, orders the
 //! answers), `promote` (promote and rollback), `rollout` (gradual
@@ -55,6 +57,7 @@ use crate::error::hinted;
 use crate::ui::Ui;
 
 pub mod alias;
+pub mod capacity_provider;
 pub mod change;
 pub mod function;
 pub mod guard;

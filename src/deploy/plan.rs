@@ -10,11 +10,14 @@
 //! the concerns and sequences what they return.
 //!
 //! Order, and why: role and policy first (the function needs the role);
+//! the operator role and capacity provider (Managed Instances) next, Active
+//! before the function names it;
 //! the image push or S3 upload before any call names the code; create or
 //! code then configuration updates (each waits for the previous one);
 //! publish; the alias last of the function's own steps (invariant 1);
 //! then concurrency, URL statements removed, the URL, statements added
-//! (never public by accident); tags (records of the above) at the end.
+//! (never public by accident); a capacity provider no longer configured;
+//! tags (records of the above) at the end.
 
 use std::collections::BTreeMap;
 
@@ -26,8 +29,8 @@ use super::role::PolicySpec;
 use super::step::{Aws, FieldChange, View};
 use super::tags::Tags;
 use super::{
-    DeployOptions, EnvMode, Package, alias, function, guard, image, limits, role, tags, triggers,
-    upload, url,
+    DeployOptions, EnvMode, Package, alias, capacity_provider, function, guard, image, limits,
+    role, tags, triggers, upload, url,
 };
 use crate::aws::{AliasState, FunctionState, Settings};
 use crate::config::FunctionConfig;
@@ -205,6 +208,10 @@ pub async fn plan<A: Aws>(
 ) -> Result<Plan> {
     let name = &cfg.name;
     image::check(name, &cfg.layers, pkg.image.is_some(), None)?;
+    let managed = capacity_provider::wanted(cfg);
+    if let Some(w) = &managed {
+        capacity_provider::check(name, w, cfg.memory, cfg.architecture.as_str())?;
+    }
     let remote = api.get_function(name).await?;
     image::check(name, &cfg.layers, pkg.image.is_some(), remote.as_ref())?;
     // A function another stage owns is never changed (nor its role and
@@ -213,16 +220,29 @@ pub async fn plan<A: Aws>(
         guard::check_owner("function", name, &r.tags, opts.stage.as_deref())?;
     }
 
-    // The role first: the function needs it.
+    // The role first: the function needs it; then the capacity provider
+    // it runs on (Managed Instances), Active before the function names it.
     let spec = PolicySpec::new(cfg, &api.region());
     let role = role::plan(api, cfg, remote.as_ref(), &spec, opts.stage.as_deref()).await?;
     let mut changes: Vec<Change> = role.changes;
-    let desired = function::desired(cfg, &role.arn, remote.as_ref(), pkg, opts.env_mode);
+    let capacity = capacity_provider::plan::<_, Change>(
+        api,
+        name,
+        managed.as_ref(),
+        remote.as_ref(),
+        cfg.architecture.as_str(),
+    )
+    .await?;
+    changes.extend(capacity.changes);
+    let mut desired = function::desired(cfg, &role.arn, remote.as_ref(), pkg, opts.env_mode);
+    desired.capacity = capacity.config;
+    let mut role_records = role.records;
+    role_records.extend(capacity.records);
     let want_url = url::url_settings(cfg);
     let url_auth = want_url.as_ref().map(|u| u.auth.clone());
     let tags = tags::desired(
         cfg,
-        records(role.records, cfg, &opts.alias, want_url.as_ref()),
+        records(role_records, cfg, &opts.alias, want_url.as_ref()),
         opts.stage.as_deref(),
     );
 
@@ -282,6 +302,10 @@ pub async fn plan<A: Aws>(
         trigger_urls = t.urls.clone();
         changes.extend(t.into_changes());
     }
+
+    // A capacity provider cargo-fn made that the configuration no longer
+    // names goes once the alias serves a version off it.
+    changes.extend(capacity.cleanup);
 
     // Tags (records of the above) last; a new function got them with its
     // creation.

@@ -18,13 +18,14 @@ use serde_json::Value;
 
 use super::{DeployOptions, Package};
 use crate::aws::{
-    AliasState, Code, EcrApi, FunctionState, IamApi, LambdaApi, ObjectStore, TriggerApi,
+    AliasState, CapacityApi, Code, EcrApi, FunctionState, IamApi, LambdaApi, ObjectStore,
+    TriggerApi,
 };
 use crate::ui::Ui;
 
 /// Every AWS trait an executor may use.
-pub trait Aws: LambdaApi + IamApi + ObjectStore + EcrApi + TriggerApi {}
-impl<T: LambdaApi + IamApi + ObjectStore + EcrApi + TriggerApi> Aws for T {}
+pub trait Aws: LambdaApi + IamApi + ObjectStore + EcrApi + TriggerApi + CapacityApi {}
+impl<T: LambdaApi + IamApi + ObjectStore + EcrApi + TriggerApi + CapacityApi> Aws for T {}
 
 /// What a change does to its resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

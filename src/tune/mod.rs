@@ -206,6 +206,27 @@ pub struct LocalTarget {
     pub function: Option<String>,
 }
 
+/// Refuses a managed-instances function, before any work. Tuning sweeps
+/// memory sizes and prices each invocation in GB-seconds, one request per
+/// environment; such a function is billed for its capacity provider's EC2
+/// instances (plus a management fee), not per GB-second, and its memory is
+/// per execution environment, shared by concurrent requests. A per-request
+/// memory sweep would price something Lambda does not bill.
+pub fn refuse_managed(cfg: &FunctionConfig) -> Result<()> {
+    let Some(mi) = &cfg.managed_instances else {
+        return Ok(());
+    };
+    Err(hinted(
+        format!(
+            "`{}` runs on Lambda Managed Instances: tune does not apply. Tune prices each invocation in GB-seconds at several memory sizes; a managed-instances function is billed for the EC2 instances of its capacity provider (plus a management fee), and its {} MB are per execution environment, shared by up to {} requests at once",
+            cfg.name,
+            cfg.memory,
+            mi.local_max_concurrency()
+        ),
+        "size it by load instead: run `cargo fn watch`, send concurrent requests and watch requests in flight per environment on the dashboard; then adjust `per-execution-environment-max-concurrency` and `execution-environment-memory-gib-per-vcpu` in [package.metadata.fn.managed-instances] (see the guide's Managed instances page)",
+    ))
+}
+
 /// The function a local run tunes, with its project.
 pub fn local_function(target: &LocalTarget) -> Result<(Project, FunctionConfig)> {
     let project = Project::load(&target.selection)?;
@@ -254,6 +275,7 @@ pub fn local_function(target: &LocalTarget) -> Result<(Project, FunctionConfig)>
 pub async fn local(opts: &TuneOptions, target: &LocalTarget, ui: &Ui) -> Result<TuneReport> {
     opts.validate()?;
     let (project, cfg) = local_function(target)?;
+    refuse_managed(&cfg)?;
     let archs = if opts.archs.is_empty() {
         vec![cfg.architecture]
     } else {

@@ -514,6 +514,36 @@ fn extension_template_builds_and_passes_its_tests() {
     assert!(manifest["dependencies"].get("lambda-extension").is_some());
 }
 
+/// The managed-instances template: its own test (two requests at once in
+/// one process) passes, and its table is valid configuration. Serving it
+/// under watch is `managed_instances::run_concurrent_under_watch_*`.
+#[test]
+fn managed_template_builds_and_passes_its_concurrency_test() {
+    let generated = generate_build_and_test(
+        "fn-managed",
+        &["--template", "managed"],
+        &["events/example.json"],
+    );
+    let manifest = &generated.manifest;
+    let mi = &manifest["package"]["metadata"]["fn"]["managed-instances"];
+    assert_eq!(
+        mi["per-execution-environment-max-concurrency"].as_integer(),
+        Some(4)
+    );
+    let features = manifest["dependencies"]["lambda_runtime"]["features"]
+        .as_array()
+        .unwrap();
+    assert!(
+        features
+            .iter()
+            .any(|f| f.as_str() == Some("concurrency-tokio"))
+    );
+    let main = std::fs::read_to_string(generated.dir.join("src/main.rs")).unwrap();
+    assert!(main.contains("run_concurrent("));
+    let shared_mutable_static = |l: &str| l.trim_start().starts_with("static mut");
+    assert!(!main.lines().any(shared_mutable_static));
+}
+
 #[test]
 fn without_a_terminal_or_flag_the_template_is_basic() {
     let tmp = tempdir();
@@ -818,6 +848,7 @@ fn list_shows_every_builtin_template() {
             "s3",
             "scheduled",
             "stream",
+            "managed",
             "extension"
         ]
     );

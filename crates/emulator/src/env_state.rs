@@ -1,12 +1,13 @@
 //! The state one execution environment shares between its invoker (the
 //! pool), its Runtime, Extensions and Telemetry API handlers and its
-//! processes' log pipes: the hand-off of one invocation at a time, the init
-//! error, the log capture, the extensions' and telemetry's state.
+//! processes' log pipes: the hand-off of invocations (one at a time, or up
+//! to the managed-instances concurrency), the init error, the log capture, the extensions' and telemetry's state.
 //!
 //! Everything about an environment depends on this module and it on none of
 //! them: the lifecycle (spawn, shutdown, kill) is `environment.rs`, the
 //! HTTP APIs `runtime_api.rs`, `extensions_api.rs` and `telemetry_api.rs`.
 
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -47,7 +48,8 @@ pub(crate) struct Invocation {
     pub reply: oneshot::Sender<Outcome>,
 }
 
-/// The invocation the runtime is working on, as the Runtime API sees it.
+/// An invocation the runtime is working on (or has just answered), as the
+/// Runtime API sees it.
 pub(crate) struct Current {
     pub request_id: String,
     /// `None` once answered: a second answer is a state error (403).
@@ -60,7 +62,15 @@ pub(crate) struct EnvShared {
     pub env_id: u64,
     pub pid: Mutex<Option<i32>>,
     pub next_rx: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
-    pub current: Mutex<Option<Current>>,
+    /// Invocations handed out, oldest first: the ones in progress and the
+    /// latest answered ones (a second answer to those is a 403, not a 400).
+    /// At most one in progress unless `max_concurrency` says more.
+    pub current: Mutex<VecDeque<Current>>,
+    /// Invocations the environment serves at once: 1, or the managed
+    /// instances' `AWS_LAMBDA_MAX_CONCURRENCY`.
+    pub max_concurrency: usize,
+    /// Managed instances: the Init Duration went into one REPORT already.
+    pub init_reported: AtomicBool,
     /// Body of `/runtime/init/error`, given to the invocation that started the environment.
     pub init_error: Mutex<Option<Bytes>>,
     /// Told when init fails (`/runtime/init/error`, an extension's crash),

@@ -69,11 +69,14 @@ impl Environment {
         let runtime_addr = std_listener.local_addr()?;
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
 
-        let (invoke_tx, invoke_rx) = mpsc::channel(1);
+        // Up to one queued invocation per slot: handing one over never waits.
+        let max_concurrency = spec.max_concurrency.unwrap_or(1).max(1) as usize;
+        let (invoke_tx, invoke_rx) = mpsc::channel(max_concurrency);
         let cgroup = super::limits::Cgroup::for_environment(
             emulator.limits.as_ref(),
             id,
             spec.memory_mb,
+            spec.vcpus,
             |why| {
                 (emulator.options.log_sink)(LogLine {
                     function: &spec.name,
@@ -88,7 +91,9 @@ impl Environment {
             env_id: id,
             pid: Mutex::new(None),
             next_rx: tokio::sync::Mutex::new(invoke_rx),
-            current: Mutex::new(None),
+            current: Mutex::new(std::collections::VecDeque::new()),
+            max_concurrency,
+            init_reported: AtomicBool::new(false),
             init_error: Mutex::new(None),
             init_failed: Notify::new(),
             initialized: AtomicBool::new(false),
@@ -190,13 +195,22 @@ impl Environment {
 
     /// Resolves when the process has exited, with its status.
     pub async fn wait_exit(&mut self) -> Option<ExitStatus> {
-        loop {
-            if let Some(status) = *self.exited.borrow() {
-                return Some(status);
-            }
-            if self.exited.changed().await.is_err() {
-                return None;
-            }
+        wait_exit(&mut self.exited).await
+    }
+}
+
+/// Resolves when the runtime process behind `exited` has exited, with its
+/// status (for invocations sharing one environment, each with its own
+/// receiver).
+pub(crate) async fn wait_exit(
+    exited: &mut watch::Receiver<Option<ExitStatus>>,
+) -> Option<ExitStatus> {
+    loop {
+        if let Some(status) = *exited.borrow() {
+            return Some(status);
+        }
+        if exited.changed().await.is_err() {
+            return None;
         }
     }
 }
@@ -498,7 +512,15 @@ fn lambda_env(
             "AWS_LAMBDA_LOG_STREAM_NAME".into(),
             format!("{y:04}/{m:02}/{d:02}/[$LATEST]{env_id:032x}"),
         ),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
+        (
+            "AWS_LAMBDA_INITIALIZATION_TYPE".into(),
+            if spec.max_concurrency.is_some() {
+                "lambda-managed-instances"
+            } else {
+                "on-demand"
+            }
+            .into(),
+        ),
         (
             "LAMBDA_TASK_ROOT".into(),
             task_root.to_string_lossy().into_owned(),
@@ -506,5 +528,11 @@ fn lambda_env(
         ("LAMBDA_RUNTIME_DIR".into(), "/var/runtime".into()),
         ("_HANDLER".into(), "bootstrap".into()),
     ]);
+    // Managed instances: the runtime keeps this many `/next` polls open.
+    // The trace id comes per request (`Lambda-Runtime-Trace-Id`), never as
+    // `_X_AMZN_TRACE_ID` in the environment.
+    if let Some(n) = spec.max_concurrency {
+        env.push(("AWS_LAMBDA_MAX_CONCURRENCY".into(), n.to_string()));
+    }
     env
 }

@@ -339,8 +339,21 @@ struct FunctionEnvironments {
     generation: u64,
     warm: usize,
     busy: usize,
+    /// Managed instances: invocations one environment serves at once, and
+    /// each environment's invocations in flight.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_concurrency: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    in_flight: Vec<EnvLoad>,
     #[serde(flatten)]
     counts: Counts,
+}
+
+/// One managed-instances environment's load.
+#[derive(Debug, Serialize)]
+struct EnvLoad {
+    environment: u64,
+    in_flight: usize,
 }
 
 async fn environments(State(emulator): State<Arc<Shared>>) -> Response {
@@ -370,6 +383,15 @@ async fn environments(State(emulator): State<Arc<Shared>>) -> Response {
                 generation,
                 warm,
                 busy,
+                max_concurrency: spec.max_concurrency,
+                in_flight: pool
+                    .in_flight()
+                    .into_iter()
+                    .map(|(environment, in_flight)| EnvLoad {
+                        environment,
+                        in_flight,
+                    })
+                    .collect(),
                 counts: emulator.history.counts(&spec.name),
             }
         })

@@ -100,6 +100,14 @@ pub struct FunctionSpec {
     /// Aliases the function answers to besides `$LATEST` (same code);
     /// any other qualifier is an unknown version or alias (404).
     pub aliases: Vec<String>,
+    /// Lambda Managed Instances: each environment serves up to this many
+    /// invocations at once (`AWS_LAMBDA_MAX_CONCURRENCY`, several `/next`
+    /// polls open); a new environment starts only when every slot of the
+    /// others is busy. `None`: one invocation per environment.
+    pub max_concurrency: Option<u32>,
+    /// vCPUs per environment when they do not follow memory as on Lambda
+    /// (managed instances: memory / the memory-per-vCPU ratio).
+    pub vcpus: Option<f64>,
 }
 
 impl FunctionSpec {
@@ -118,6 +126,8 @@ impl FunctionSpec {
             http: HttpFront::default(),
             extensions: Vec::new(),
             aliases: Vec::new(),
+            max_concurrency: None,
+            vcpus: None,
         }
     }
 }

@@ -46,9 +46,9 @@ pub fn vcpus(memory_mb: u32) -> f64 {
     (f64::from(memory_mb) / f64::from(MB_PER_VCPU)).min(MAX_VCPUS)
 }
 
-/// CFS quota (µs per [`PERIOD_US`]) for `memory_mb`; the kernel's minimum is 1 ms.
-fn quota_us(memory_mb: u32) -> u64 {
-    ((vcpus(memory_mb) * PERIOD_US as f64).round() as u64).max(1000)
+/// CFS quota (µs per [`PERIOD_US`]) for `vcpus`; the kernel's minimum is 1 ms.
+fn quota_us(vcpus: f64) -> u64 {
+    ((vcpus * PERIOD_US as f64).round() as u64).max(1000)
 }
 
 /// Whether limits are enforced, for the one notice at start.
@@ -118,7 +118,7 @@ impl Limits {
             for dir in limits.containers() {
                 remove_stale(dir);
             }
-            match limits.create(0, 128) {
+            match limits.create(0, 128, None) {
                 Ok(_probe) => Ok(limits),
                 Err(e) => Err(format!("{}: {e}", limits.describe())),
             }
@@ -146,14 +146,15 @@ impl Limits {
         }
     }
 
-    /// Creates the group of environment `env_id` capped at `memory_mb`.
-    pub fn create(&self, env_id: u64, memory_mb: u32) -> io::Result<Cgroup> {
+    /// Creates the group of environment `env_id` capped at `memory_mb` and
+    /// `cpus` vCPUs (default: the share Lambda gives that memory).
+    pub fn create(&self, env_id: u64, memory_mb: u32, cpus: Option<f64>) -> io::Result<Cgroup> {
         // Unique per process (several emulators may run in one process).
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}-{n}-env{env_id}", std::process::id());
         let bytes = u64::from(memory_mb) * 1024 * 1024;
-        let quota = quota_us(memory_mb);
+        let quota = quota_us(cpus.unwrap_or_else(|| vcpus(memory_mb)));
         let mut group = Cgroup {
             dirs: Vec::new(),
             procs: Vec::new(),
@@ -267,10 +268,11 @@ impl Cgroup {
         limits: Option<&Limits>,
         env_id: u64,
         memory_mb: u32,
+        cpus: Option<f64>,
         say: impl FnOnce(String),
     ) -> Option<Cgroup> {
         let limits = limits.filter(|l| !l.failed.load(Ordering::Relaxed))?;
-        match limits.create(env_id, memory_mb) {
+        match limits.create(env_id, memory_mb, cpus) {
             Ok(group) => Some(group),
             Err(e) => {
                 if !limits.failed.swap(true, Ordering::Relaxed) {
@@ -526,8 +528,8 @@ mod tests {
     fn cpu_follows_memory_like_lambda() {
         assert!((vcpus(1769) - 1.0).abs() < 1e-9);
         // A 128 MB function gets about 7% of a core.
-        assert_eq!(quota_us(128), 7236);
-        assert_eq!(quota_us(10_240), 578_858);
+        assert_eq!(quota_us(vcpus(128)), 7236);
+        assert_eq!(quota_us(vcpus(10_240)), 578_858);
         assert!(vcpus(40_000) <= MAX_VCPUS);
     }
 
@@ -595,7 +597,7 @@ mod tests {
         };
         let mut said = Vec::new();
         for env in 1..=3 {
-            let group = Cgroup::for_environment(Some(&limits), env, 128, |m| said.push(m));
+            let group = Cgroup::for_environment(Some(&limits), env, 128, None, |m| said.push(m));
             assert!(group.is_none());
         }
         assert_eq!(said.len(), 1, "{said:?}");

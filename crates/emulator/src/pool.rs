@@ -1,6 +1,12 @@
 //! The environments of one function: warm reuse, the concurrency limits,
 //! generations for hot reload, the asynchronous (`Event`) queue, and running
 //! one invocation on one environment from hand-off to REPORT.
+//!
+//! A managed-instances function (`FunctionSpec::max_concurrency`) shares
+//! each environment between up to that many invocations: a lease is a slot
+//! of an environment, a new environment starts only when every slot of the
+//! others is taken, and a timeout fails only its own invocation (the
+//! environment keeps serving the others), as Lambda does there.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -10,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 
 use super::env_state::{EnvShared, Invocation, Outcome, error_body};
-use super::environment::{Environment, LaunchError, shut_down};
+use super::environment::{Environment, LaunchError, shut_down, wait_exit};
 use super::extensions::ShutdownReason;
 use super::report::{self, EndStatus, ReportData};
 use super::runtime_api::MAX_RESPONSE_BYTES;
@@ -20,6 +26,11 @@ use super::{FunctionSpec, LOCAL_ACCOUNT_ID, LogStream, Shared};
 /// How long a runtime may take to ask for its first event (Lambda's
 /// on-demand init limit).
 const INIT_LIMIT: Duration = Duration::from_secs(10);
+
+/// Managed instances: init may take the function's timeout, at least 130 s.
+fn managed_init_limit(spec: &FunctionSpec) -> Duration {
+    spec.timeout.max(Duration::from_secs(130))
+}
 
 /// Why an invocation could not start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +72,23 @@ struct PoolState {
     idle: Vec<Environment>,
     busy: usize,
     closed: bool,
+    /// Managed instances: environments shared by concurrent invocations.
+    shared: Vec<Slotted>,
+}
+
+/// A managed-instances environment and how many of its slots are taken.
+struct Slotted {
+    env: Arc<Environment>,
+    generation: u64,
+    in_flight: usize,
+    /// Init failed: no more invocations go there.
+    retired: bool,
+}
+
+impl Slotted {
+    fn dead(&self) -> bool {
+        self.retired || self.env.exited.borrow().is_some()
+    }
 }
 
 pub(crate) struct FunctionPool {
@@ -77,6 +105,9 @@ pub(crate) struct Lease {
     generation: u64,
     env: Option<Environment>,
     handed: Handed,
+    /// Managed instances: the environment whose slot this is, or why none
+    /// could be started.
+    slot: Option<Result<Arc<Environment>, Arc<anyhow::Error>>>,
 }
 
 /// What the accounting of an invocation needs of its start.
@@ -99,7 +130,10 @@ struct Ended {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.pool.release(self.env.take(), self.generation);
+        match self.slot.take() {
+            Some(Ok(env)) => self.pool.release_slot(env),
+            _ => self.pool.release(self.env.take(), self.generation),
+        }
     }
 }
 
@@ -114,6 +148,7 @@ impl FunctionPool {
                 idle: Vec::new(),
                 busy: 0,
                 closed: false,
+                shared: Vec::new(),
             }),
             events,
         });
@@ -129,29 +164,48 @@ impl FunctionPool {
     /// Idle and busy environments, and the spec generation (dashboard).
     pub fn counts(&self) -> (usize, usize, u64) {
         let st = self.state.lock().expect("pool");
-        (st.idle.len(), st.busy, st.generation)
+        // Managed instances: an environment with nothing in flight is warm.
+        let waiting = st
+            .shared
+            .iter()
+            .filter(|s| !s.dead() && s.in_flight == 0)
+            .count();
+        (st.idle.len() + waiting, st.busy, st.generation)
+    }
+
+    /// Managed instances: each environment's id and its invocations in
+    /// flight (dashboard).
+    pub fn in_flight(&self) -> Vec<(u64, usize)> {
+        let st = self.state.lock().expect("pool");
+        st.shared
+            .iter()
+            .filter(|s| !s.dead())
+            .map(|s| (s.env.shared.env_id, s.in_flight))
+            .collect()
     }
 
     pub fn replace_spec(&self, spec: FunctionSpec) {
-        let old_idle = {
+        let (old_idle, old_shared) = {
             let mut st = self.state.lock().expect("pool");
             st.spec = Arc::new(spec);
             st.generation += 1;
-            std::mem::take(&mut st.idle)
+            let shared = take_unused(&mut st.shared);
+            (std::mem::take(&mut st.idle), shared)
         };
         // Outside the lock: SHUTDOWN to their extensions, then the kill.
-        for env in old_idle {
+        for env in old_idle.into_iter().chain(old_shared) {
             shut_down(env, &self.emulator, ShutdownReason::Spindown);
         }
     }
 
     pub fn close(&self) {
-        let old_idle = {
+        let (old_idle, old_shared) = {
             let mut st = self.state.lock().expect("pool");
             st.closed = true;
-            std::mem::take(&mut st.idle)
+            let shared = take_unused(&mut st.shared);
+            (std::mem::take(&mut st.idle), shared)
         };
-        for env in old_idle {
+        for env in old_idle.into_iter().chain(old_shared) {
             shut_down(env, &self.emulator, ShutdownReason::Spindown);
         }
     }
@@ -184,6 +238,17 @@ impl FunctionPool {
             return Err(Throttle::Account);
         }
         st.busy += 1;
+        if let Some(n) = st.spec.max_concurrency {
+            let slot = self.take_slot(&mut st, n.max(1) as usize);
+            return Ok(Lease {
+                pool: self.clone(),
+                spec: st.spec.clone(),
+                generation: st.generation,
+                env: None,
+                handed: Handed::default(),
+                slot: Some(slot),
+            });
+        }
         // A runtime that exited while idle left a dead environment: skip it
         // (dropping it reaps its process group); the next one, or a cold start.
         let mut env = st.idle.pop();
@@ -196,7 +261,71 @@ impl FunctionPool {
             generation: st.generation,
             env,
             handed: Handed::default(),
+            slot: None,
         })
+    }
+
+    /// Managed instances: a free slot of a live environment of this
+    /// generation (the first, so load packs onto the fewest), else a new
+    /// environment. Environments that died with nothing in flight go.
+    fn take_slot(
+        &self,
+        st: &mut PoolState,
+        per_env: usize,
+    ) -> Result<Arc<Environment>, Arc<anyhow::Error>> {
+        st.shared.retain(|s| !(s.dead() && s.in_flight == 0));
+        let generation = st.generation;
+        let loads = st
+            .shared
+            .iter()
+            .map(|s| (s.generation, s.dead(), s.in_flight));
+        if let Some(i) = free_slot(loads, generation, per_env) {
+            let s = &mut st.shared[i];
+            s.in_flight += 1;
+            return Ok(s.env.clone());
+        }
+        let env = Arc::new(Environment::spawn(&self.emulator, &st.spec).map_err(Arc::new)?);
+        st.shared.push(Slotted {
+            env: env.clone(),
+            generation,
+            in_flight: 1,
+            retired: false,
+        });
+        Ok(env)
+    }
+
+    /// Managed instances: frees the slot; an environment of an old
+    /// generation, a closed pool, or a retired or dead one ends with its
+    /// last invocation.
+    fn release_slot(&self, env: Arc<Environment>) {
+        let ended = {
+            let mut st = self.state.lock().expect("pool");
+            st.busy -= 1;
+            let stale_all = st.closed || self.emulator.closed.load(Ordering::SeqCst);
+            let generation = st.generation;
+            let at = st.shared.iter().position(|s| Arc::ptr_eq(&s.env, &env));
+            at.and_then(|i| {
+                let s = &mut st.shared[i];
+                s.in_flight -= 1;
+                let ends =
+                    s.in_flight == 0 && (stale_all || s.generation != generation || s.dead());
+                ends.then(|| st.shared.remove(i).env)
+            })
+        };
+        drop(env);
+        // The pool held the other reference; the lease's is gone.
+        if let Some(env) = ended.and_then(|e| Arc::try_unwrap(e).ok()) {
+            shut_down(env, &self.emulator, ShutdownReason::Spindown);
+        }
+        self.emulator.running.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Managed instances: no more invocations go to `env` (its init failed).
+    fn retire(&self, env: &Arc<Environment>) {
+        let mut st = self.state.lock().expect("pool");
+        if let Some(s) = st.shared.iter_mut().find(|s| Arc::ptr_eq(&s.env, env)) {
+            s.retired = true;
+        }
     }
 
     fn release(&self, env: Option<Environment>, generation: u64) {
@@ -244,6 +373,9 @@ impl FunctionPool {
             payload: job.payload.clone(),
             at: Some(std::time::SystemTime::now()),
         };
+        if lease.slot.is_some() {
+            return self.run_on_slot(lease, job, head).await;
+        }
         let mut env = match lease.env.take() {
             Some(env) => env,
             None => match self.start_environment(&spec, &job.request_id) {
@@ -258,14 +390,7 @@ impl FunctionPool {
         let cold = !env.initialized;
         let (picked_tx, picked_rx) = oneshot::channel();
         let (reply_tx, reply_rx) = oneshot::channel();
-        let qualifier = job.qualifier.clone();
-        let invoked_arn = format!(
-            "arn:aws:lambda:{}:{}:function:{}{}",
-            self.emulator.options.region,
-            LOCAL_ACCOUNT_ID,
-            spec.name,
-            qualifier.map(|q| format!(":{q}")).unwrap_or_default()
-        );
+        let invoked_arn = self.invoked_arn(&spec, job.qualifier.as_deref());
         *env.shared.capture.lock().expect("capture") = Some(String::new());
         let request_id = job.request_id.clone();
         let want_log = job.want_log;
@@ -298,7 +423,8 @@ impl FunctionPool {
         let Some(started) = picked else {
             // Never picked up: init failed, crashed or hung.
             let init = env.spawned_at.elapsed();
-            let (body, kind) = init_failure(&env, &request_id);
+            let (body, kind) =
+                init_failure(&env.shared, *env.exited.borrow(), INIT_LIMIT, &request_id);
             env.shared.log(
                 LogStream::Platform,
                 &format!("START RequestId: {request_id} Version: $LATEST"),
@@ -323,8 +449,17 @@ impl FunctionPool {
 
         // Phase 2: the answer, a crash, or the deadline.
         let deadline = tokio::time::Instant::from_std(started + spec.timeout);
-        let (status, body) =
-            await_outcome(&mut env, reply_rx, head, deadline, &spec, &request_id).await;
+        let shared = env.shared.clone();
+        let (status, body) = await_outcome(
+            &shared,
+            &mut env.exited,
+            reply_rx,
+            head,
+            deadline,
+            &spec,
+            &request_id,
+        )
+        .await;
         // The runtime's answer is complete (a stream's at its end).
         let answered = matches!(status, EndStatus::Success | EndStatus::FunctionError);
         if answered {
@@ -373,20 +508,141 @@ impl FunctionPool {
         spec: &FunctionSpec,
         request_id: &str,
     ) -> Result<Environment, JobResult> {
-        Environment::spawn(&self.emulator, spec).map_err(|e| {
-            let error_type = if e.is::<LaunchError>() {
-                "Extension.LaunchError"
-            } else {
-                "Runtime.InvalidEntrypoint"
-            };
-            let body = error_body(error_type, &format!("RequestId: {request_id} Error: {e:#}"));
-            tracing::error!("function `{}`: {e:#}", spec.name);
-            JobResult {
-                body,
-                function_error: Some("Unhandled"),
-                log: String::new(),
+        Environment::spawn(&self.emulator, spec).map_err(|e| launch_failure(spec, request_id, &e))
+    }
+
+    /// Managed instances: one invocation on a slot of a shared environment,
+    /// from hand-off to REPORT. Its own deadline: a timeout fails it alone
+    /// and the environment keeps serving the others (Lambda's rule there);
+    /// END and REPORT per invocation, the Init Duration in the first one
+    /// the environment picked up. The slot is free once the answer is in.
+    /// `X-Amz-Log-Type: Tail` gets no log: lines of concurrent invocations
+    /// cannot be told apart.
+    async fn run_on_slot(
+        &self,
+        mut lease: Lease,
+        job: Job,
+        head: Option<oneshot::Sender<StreamHead>>,
+    ) -> JobResult {
+        let spec = lease.spec.clone();
+        let (shared, mut exited_rx, invoke_tx, spawned_at) = match lease.slot.as_ref() {
+            Some(Ok(env)) => (
+                env.shared.clone(),
+                env.exited.clone(),
+                env.invoke_tx.clone(),
+                env.spawned_at,
+            ),
+            Some(Err(e)) => return launch_failure(&spec, &job.request_id, e),
+            None => unreachable!("run_on_slot is called for slot leases"),
+        };
+        let (picked_tx, picked_rx) = oneshot::channel();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let request_id = job.request_id.clone();
+        let invocation = Invocation {
+            invoked_arn: self.invoked_arn(&spec, job.qualifier.as_deref()),
+            request_id: job.request_id,
+            payload: job.payload,
+            timeout: spec.timeout,
+            trace_id: job.trace_id,
+            client_context: job.client_context,
+            cognito_identity: job.cognito_identity,
+            version: "$LATEST".to_string(),
+            picked_up: picked_tx,
+            reply: reply_tx,
+        };
+        // The channel holds one invocation per slot: never waits.
+        let _ = invoke_tx.send(invocation).await;
+        let limit = managed_init_limit(&spec);
+        let picked = tokio::select! {
+            biased;
+            t = picked_rx => t.ok(),
+            _ = shared.init_failed.notified() => None,
+            _ = wait_exit(&mut exited_rx) => None,
+            _ = tokio::time::sleep(limit) => None,
+        };
+        let (ended, body) = match picked {
+            None => {
+                // Never picked up: init failed, crashed or hung; the
+                // environment takes no more invocations.
+                if let Some(Ok(env)) = lease.slot.as_ref() {
+                    self.retire(env);
+                }
+                let status = *exited_rx.borrow();
+                let (body, kind) = init_failure(&shared, status, limit, &request_id);
+                shared.log(
+                    LogStream::Platform,
+                    &format!("START RequestId: {request_id} Version: $LATEST"),
+                );
+                let init = Some(spawned_at.elapsed());
+                let status = EndStatus::Crashed(kind);
+                let ended = Ended {
+                    request_id,
+                    duration: Duration::ZERO,
+                    init,
+                    status,
+                };
+                (ended, body)
             }
-        })
+            Some(started) => {
+                let init = (!shared.init_reported.swap(true, Ordering::SeqCst))
+                    .then(|| started.saturating_duration_since(spawned_at));
+                let deadline = tokio::time::Instant::from_std(started + spec.timeout);
+                let (status, body) = await_outcome(
+                    &shared,
+                    &mut exited_rx,
+                    reply_rx,
+                    head,
+                    deadline,
+                    &spec,
+                    &request_id,
+                )
+                .await;
+                let duration = started.elapsed();
+                if let Some(outcome) = match status {
+                    EndStatus::Success => Some("success"),
+                    EndStatus::FunctionError => Some("error"),
+                    _ => None,
+                } {
+                    shared
+                        .telemetry
+                        .runtime_done(&request_id, outcome, duration);
+                }
+                let ended = Ended {
+                    request_id,
+                    duration,
+                    init,
+                    status,
+                };
+                (ended, body)
+            }
+        };
+        let handed = std::mem::take(&mut lease.handed);
+        drop(lease);
+        let answer = JobResult {
+            body: body.clone(),
+            function_error: (ended.status != EndStatus::Success).then_some("Unhandled"),
+            log: String::new(),
+        };
+        let emulator = self.emulator.clone();
+        emulator.accounting.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            // The answer goes first (see answer_then_account).
+            tokio::task::yield_now().await;
+            account(&emulator, &shared, &spec, &handed, &ended, &body).await;
+            emulator.accounting.fetch_sub(1, Ordering::SeqCst);
+        });
+        answer
+    }
+
+    /// The ARN the runtime sees as invoked (with the qualifier called).
+    fn invoked_arn(&self, spec: &FunctionSpec, qualifier: Option<&str>) -> String {
+        format!(
+            "arn:aws:lambda:{}:{}:function:{}{}",
+            self.emulator.options.region,
+            LOCAL_ACCOUNT_ID,
+            spec.name,
+            qualifier.map(|q| format!(":{q}")).unwrap_or_default()
+        )
     }
 
     /// The caller's answer at once; END, REPORT, telemetry and the history
@@ -454,6 +710,50 @@ impl FunctionPool {
             log,
         }
     }
+}
+
+/// The result of an invocation whose environment could not start
+/// (`Extension.LaunchError` when an extension could not be started, else
+/// `Runtime.InvalidEntrypoint`).
+fn launch_failure(spec: &FunctionSpec, request_id: &str, e: &anyhow::Error) -> JobResult {
+    let error_type = if e.is::<LaunchError>() {
+        "Extension.LaunchError"
+    } else {
+        "Runtime.InvalidEntrypoint"
+    };
+    let body = error_body(error_type, &format!("RequestId: {request_id} Error: {e:#}"));
+    tracing::error!("function `{}`: {e:#}", spec.name);
+    JobResult {
+        body,
+        function_error: Some("Unhandled"),
+        log: String::new(),
+    }
+}
+
+/// Which managed-instances environment takes the next invocation, given
+/// each one's (generation, dead, invocations in flight): the first live one
+/// of `generation` with a free slot, so load packs onto the fewest
+/// environments; `None` when every slot is busy (start another).
+fn free_slot(
+    mut loads: impl Iterator<Item = (u64, bool, usize)>,
+    generation: u64,
+    per_env: usize,
+) -> Option<usize> {
+    loads.position(|(g, dead, n)| g == generation && !dead && n < per_env)
+}
+
+/// Managed instances: environments of `shared` with nothing in flight,
+/// taken out to be shut down (a spec replaced, the pool closed); the busy
+/// ones end with their last invocation.
+fn take_unused(shared: &mut Vec<Slotted>) -> Vec<Environment> {
+    let (unused, busy): (Vec<Slotted>, Vec<Slotted>) = std::mem::take(shared)
+        .into_iter()
+        .partition(|s| s.in_flight == 0);
+    *shared = busy;
+    unused
+        .into_iter()
+        .filter_map(|s| Arc::try_unwrap(s.env).ok())
+        .collect()
 }
 
 /// An invocation the runtime has answered while extensions still work on
@@ -539,13 +839,17 @@ fn reset_reason(env: &Environment, status: &EndStatus) -> Option<ShutdownReason>
 /// The error of an invocation its environment never picked up: init
 /// failed (`/init/error`), the runtime exited, or init outlived its limit.
 /// The error body and the REPORT's status.
-fn init_failure(env: &Environment, request_id: &str) -> (Bytes, String) {
-    let status = *env.exited.borrow();
+fn init_failure(
+    shared: &EnvShared,
+    status: Option<std::process::ExitStatus>,
+    limit: Duration,
+    request_id: &str,
+) -> (Bytes, String) {
     // Cloned, not taken: it keeps `next` refusing a runtime that asks
     // again before the environment is gone (it would get this failed
     // invocation's event, still in the channel).
-    let init_error = env.shared.init_error.lock().expect("init").clone();
-    let init_blockers = env.shared.extensions.init_blockers();
+    let init_error = shared.init_error.lock().expect("init").clone();
+    let init_blockers = shared.extensions.init_blockers();
     match (init_error, status) {
         (Some(body), _) => (body, "Runtime.InitError".to_string()),
         (None, Some(status)) => (
@@ -563,7 +867,7 @@ fn init_failure(env: &Environment, request_id: &str) -> (Bytes, String) {
                 "Runtime.Unknown",
                 &format!(
                     "RequestId: {request_id} Error: init did not end within {} seconds: {init_blockers}",
-                    INIT_LIMIT.as_secs()
+                    limit.as_secs()
                 ),
             ),
             "Runtime.Unknown".to_string(),
@@ -573,7 +877,7 @@ fn init_failure(env: &Environment, request_id: &str) -> (Bytes, String) {
                 "Runtime.Unknown",
                 &format!(
                     "RequestId: {request_id} Error: the runtime did not ask for an event within {} seconds of starting",
-                    INIT_LIMIT.as_secs()
+                    limit.as_secs()
                 ),
             ),
             "Runtime.Unknown".to_string(),
@@ -584,7 +888,8 @@ fn init_failure(env: &Environment, request_id: &str) -> (Bytes, String) {
 /// Phase 2 of an invocation: the answer (a stream relayed to `head` until
 /// it ends), a crash, or the deadline; the REPORT's status and the body.
 async fn await_outcome(
-    env: &mut Environment,
+    shared: &EnvShared,
+    exited_rx: &mut tokio::sync::watch::Receiver<Option<std::process::ExitStatus>>,
     reply_rx: oneshot::Receiver<Outcome>,
     head: Option<oneshot::Sender<StreamHead>>,
     deadline: tokio::time::Instant,
@@ -599,7 +904,7 @@ async fn await_outcome(
     let waited = tokio::select! {
         biased;
         r = reply_rx => match r { Ok(o) => Waited::Answer(o), Err(_) => Waited::Exit },
-        _ = env.wait_exit() => Waited::Exit,
+        _ = wait_exit(exited_rx) => Waited::Exit,
         _ = tokio::time::sleep_until(deadline) => Waited::Timeout,
     };
     match waited {
@@ -607,16 +912,16 @@ async fn await_outcome(
         // The environment stays busy, and the deadline applies, until
         // the stream ends.
         Waited::Answer(Outcome::Stream(stream)) => {
-            relay(stream, head, env, deadline, spec, request_id).await
+            relay(stream, head, shared, exited_rx, deadline, spec, request_id).await
         }
         // A handled error (a caught panic included) keeps the
         // environment warm, with its state, as on Lambda.
         Waited::Answer(Outcome::Error { body }) => (EndStatus::FunctionError, body),
         Waited::Exit => {
-            let status = env.wait_exit().await;
-            out_of_memory(env, request_id).unwrap_or_else(|| exited(env, status, request_id))
+            let status = wait_exit(exited_rx).await;
+            out_of_memory(shared, request_id).unwrap_or_else(|| exited(shared, status, request_id))
         }
-        Waited::Timeout => timed_out(env, spec, request_id),
+        Waited::Timeout => timed_out(shared, spec, request_id),
     }
 }
 
@@ -690,13 +995,13 @@ async fn account(
 }
 
 fn exited(
-    env: &Environment,
+    shared: &EnvShared,
     status: Option<std::process::ExitStatus>,
     request_id: &str,
 ) -> (EndStatus, Bytes) {
     let text = status.map(exit_text).unwrap_or_else(|| "unknown".into());
     let message = format!("RequestId: {request_id} Error: Runtime exited with error: {text}");
-    env.shared.log(LogStream::Platform, &message);
+    shared.log(LogStream::Platform, &message);
     (
         EndStatus::Crashed("Runtime.ExitError".into()),
         error_body("Runtime.ExitError", &message),
@@ -705,21 +1010,21 @@ fn exited(
 
 /// Lambda's answer when the environment was killed at its memory limit
 /// (contract 10): `Runtime.OutOfMemory`, and REPORT says so.
-fn out_of_memory(env: &Environment, request_id: &str) -> Option<(EndStatus, Bytes)> {
-    if !env.shared.cgroup.as_ref()?.oom_killed() {
+fn out_of_memory(shared: &EnvShared, request_id: &str) -> Option<(EndStatus, Bytes)> {
+    if !shared.cgroup.as_ref()?.oom_killed() {
         return None;
     }
     let message =
         format!("RequestId: {request_id} Error: Runtime exited with error: signal: killed");
-    env.shared.log(LogStream::Platform, &message);
+    shared.log(LogStream::Platform, &message);
     let kind = "Runtime.OutOfMemory";
     Some((EndStatus::Crashed(kind.into()), error_body(kind, &message)))
 }
 
-fn timed_out(env: &Environment, spec: &FunctionSpec, request_id: &str) -> (EndStatus, Bytes) {
+fn timed_out(shared: &EnvShared, spec: &FunctionSpec, request_id: &str) -> (EndStatus, Bytes) {
     let secs = spec.timeout.as_secs_f64();
     let message = format!("RequestId: {request_id} Error: Task timed out after {secs:.2} seconds");
-    env.shared.log(LogStream::Platform, &message);
+    shared.log(LogStream::Platform, &message);
     (EndStatus::Timeout, error_body("Sandbox.Timedout", &message))
 }
 
@@ -737,7 +1042,8 @@ enum Sink {
 async fn relay(
     stream: ResponseStream,
     head: Option<oneshot::Sender<StreamHead>>,
-    env: &mut Environment,
+    shared: &EnvShared,
+    exited_rx: &mut tokio::sync::watch::Receiver<Option<std::process::ExitStatus>>,
     deadline: tokio::time::Instant,
     spec: &FunctionSpec,
     request_id: &str,
@@ -763,20 +1069,20 @@ async fn relay(
         Exit(Option<std::process::ExitStatus>),
         Timeout,
     }
-    let stop = |env: &Environment, stop: Stop| match stop {
-        Stop::Exit(status) => exited(env, status, request_id),
-        Stop::Timeout => timed_out(env, spec, request_id),
+    let stop = |stop: Stop| match stop {
+        Stop::Exit(status) => exited(shared, status, request_id),
+        Stop::Timeout => timed_out(shared, spec, request_id),
     };
     loop {
         let part = tokio::select! {
             biased;
             p = parts.recv() => Ok(p),
-            s = env.wait_exit() => Err(Stop::Exit(s)),
+            s = wait_exit(exited_rx) => Err(Stop::Exit(s)),
             _ = tokio::time::sleep_until(deadline) => Err(Stop::Timeout),
         };
         let part = match part {
             Ok(p) => p,
-            Err(s) => return stop(env, s),
+            Err(s) => return stop(s),
         };
         let data = match part {
             None => break,
@@ -785,7 +1091,7 @@ async fn relay(
                 error_type,
                 message,
             }) => {
-                env.shared.log(
+                shared.log(
                     LogStream::Platform,
                     &format!("RequestId: {request_id} Error: {error_type}: {message}"),
                 );
@@ -797,13 +1103,13 @@ async fn relay(
                 let sent = tokio::select! {
                     biased;
                     r = tx.send(data) => Ok(r.is_ok()),
-                    s = env.wait_exit() => Err(Stop::Exit(s)),
+                    s = wait_exit(exited_rx) => Err(Stop::Exit(s)),
                     _ = tokio::time::sleep_until(deadline) => Err(Stop::Timeout),
                 };
                 match sent {
                     Ok(true) => {}
                     Ok(false) => sink = Sink::Gone,
-                    Err(s) => return stop(env, s),
+                    Err(s) => return stop(s),
                 }
             }
             Sink::Gone => {}
@@ -861,5 +1167,35 @@ async fn run_events(pool: std::sync::Weak<FunctionPool>, mut rx: mpsc::Unbounded
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::free_slot;
+
+    fn pick(loads: &[(u64, bool, usize)], per_env: usize) -> Option<usize> {
+        free_slot(loads.iter().copied(), 1, per_env)
+    }
+
+    #[test]
+    fn slots_fill_the_first_environment_before_another_starts() {
+        assert_eq!(pick(&[], 4), None, "none yet: start one");
+        assert_eq!(pick(&[(1, false, 0)], 4), Some(0));
+        assert_eq!(pick(&[(1, false, 3)], 4), Some(0));
+        assert_eq!(pick(&[(1, false, 4)], 4), None, "all busy: a second");
+        assert_eq!(pick(&[(1, false, 4), (1, false, 1)], 4), Some(1));
+        assert_eq!(pick(&[(1, false, 2), (1, false, 0)], 4), Some(0));
+        assert_eq!(pick(&[(1, false, 1)], 1), None, "one slot each");
+    }
+
+    #[test]
+    fn old_generations_and_dead_environments_take_nothing() {
+        assert_eq!(pick(&[(0, false, 0)], 4), None, "replaced by a reload");
+        assert_eq!(pick(&[(1, true, 0)], 4), None, "exited or retired");
+        assert_eq!(
+            pick(&[(0, false, 0), (1, true, 0), (1, false, 2)], 4),
+            Some(2)
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! The Runtime API (`2018-06-01`) of one environment: the route table and
 //! the rules of contract section 1 (request-id checks before any state
 //! change, one answer per invocation, the 6 MB response limit, init errors).
+//! A managed-instances environment hands out up to its concurrency at once:
+//! several `/next` polls may wait, and each answer is matched to its own
+//! request id.
 
 // Checks return the ready-made error response; they run once per request.
 #![allow(clippy::result_large_err)]
@@ -158,12 +161,15 @@ fn already_answered() -> Response {
 
 /// `GET /runtime/invocation/next`: long poll for the next invocation.
 async fn next(State(env): State<Arc<EnvShared>>) -> Response {
-    if env
-        .current
-        .lock()
-        .expect("current")
-        .as_ref()
-        .is_some_and(|c| c.reply.is_some())
+    // One at a time: a second `/next` before the answer is out of order.
+    // Managed instances: more polls than slots simply wait.
+    if env.max_concurrency == 1
+        && env
+            .current
+            .lock()
+            .expect("current")
+            .iter()
+            .any(|c| c.reply.is_some())
     {
         return runtime_error(
             StatusCode::FORBIDDEN,
@@ -196,10 +202,13 @@ async fn next(State(env): State<Arc<EnvShared>>) -> Response {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let deadline_ms = (now + inv.timeout).as_millis();
-    *env.current.lock().expect("current") = Some(Current {
-        request_id: inv.request_id.clone(),
-        reply: Some(inv.reply),
-    });
+    remember(
+        &env,
+        Current {
+            request_id: inv.request_id.clone(),
+            reply: Some(inv.reply),
+        },
+    );
     env.log(
         LogStream::Platform,
         &format!(
@@ -236,6 +245,24 @@ async fn next(State(env): State<Arc<EnvShared>>) -> Response {
     (StatusCode::OK, headers, inv.payload).into_response()
 }
 
+/// Adds a handed-out invocation, forgetting answered ones (and ones the
+/// invoker gave up on, at their deadline) beyond the environment's
+/// concurrency.
+fn remember(env: &EnvShared, handed: Current) {
+    let mut current = env.current.lock().expect("current");
+    current.push_back(handed);
+    let done = |c: &Current| c.reply.as_ref().is_none_or(|r| r.is_closed());
+    let mut excess = current.len().saturating_sub(env.max_concurrency);
+    current.retain(|c| {
+        if excess > 0 && done(c) {
+            excess -= 1;
+            false
+        } else {
+            true
+        }
+    });
+}
+
 /// Has init failed (an init error reported, an extension crashed in init)?
 fn init_failed(env: &EnvShared) -> bool {
     env.init_error.lock().expect("init error").is_some()
@@ -257,11 +284,12 @@ fn take_reply(
     request_id: &str,
 ) -> Result<tokio::sync::oneshot::Sender<Outcome>, Response> {
     let mut current = env.current.lock().expect("current");
-    match current.as_mut() {
-        Some(c) if !request_id.is_empty() && c.request_id == request_id => {
-            c.reply.take().ok_or_else(already_answered)
-        }
-        _ => Err(invalid_request_id()),
+    match current
+        .iter_mut()
+        .find(|c| !request_id.is_empty() && c.request_id == request_id)
+    {
+        Some(c) => c.reply.take().ok_or_else(already_answered),
+        None => Err(invalid_request_id()),
     }
 }
 
@@ -269,15 +297,13 @@ fn take_reply(
 /// reading a body so stale posts are refused without buffering them.)
 fn check_id(env: &EnvShared, request_id: &str) -> Result<(), Response> {
     let current = env.current.lock().expect("current");
-    match current.as_ref() {
-        Some(c) if !request_id.is_empty() && c.request_id == request_id => {
-            if c.reply.is_some() {
-                Ok(())
-            } else {
-                Err(already_answered())
-            }
-        }
-        _ => Err(invalid_request_id()),
+    match current
+        .iter()
+        .find(|c| !request_id.is_empty() && c.request_id == request_id)
+    {
+        Some(c) if c.reply.is_some() => Ok(()),
+        Some(_) => Err(already_answered()),
+        None => Err(invalid_request_id()),
     }
 }
 

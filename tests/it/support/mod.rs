@@ -2,7 +2,9 @@
 //! the cargo-fn command, temp dirs and the dev tools (here); the emulator
 //! and its clients (`emulator`); `cargo fn watch` started, watched and
 //! stopped (`watch`); the AWS doubles (`moto`, `localstack`, `ecr_shim`,
-//! `doubles`) and deploying to them (`deploy`); a real OCI registry
+//! `doubles`, and `managed_instances` for what moto lacks of Lambda
+//! Managed Instances) and deploying to them (`deploy`); the API's shapes
+//! from botocore's model (`shapes`); a real OCI registry
 //! (`registry`); a headless browser (`browser`); fixture crates and
 //! builds (`fixtures`). Test modules import from here, never from each
 //! other.
@@ -17,8 +19,10 @@ pub mod ecr_shim;
 pub mod emulator;
 pub mod fixtures;
 pub mod localstack;
+pub mod managed_instances;
 pub mod moto;
 pub mod registry;
+pub mod shapes;
 pub mod watch;
 
 pub use moto::{free_port, tools_dir};
