@@ -482,9 +482,10 @@ async fn screenshot(page: &mut Page, name: &str) {
         .decode(shot["data"].as_str().unwrap())
         .unwrap();
     assert!(png.starts_with(b"\x89PNG"));
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    // The checkout's target/ is missing when CARGO_TARGET_DIR points elsewhere.
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
     std::fs::write(&path, &png).unwrap();
     eprintln!("dashboard: screenshot at {}", path.display());
 }
