@@ -164,6 +164,7 @@ pub fn builtins() -> anyhow::Result<Vec<Template>> {
         "s3",
         "scheduled",
         "stream",
+        "durable",
         "extension",
     ];
     list.sort_by_key(|t| {
@@ -793,6 +794,7 @@ mod tests {
             builtin_names(),
             [
                 "basic",
+                "durable",
                 "extension",
                 "http",
                 "s3",
@@ -811,6 +813,7 @@ mod tests {
                 "s3",
                 "scheduled",
                 "stream",
+                "durable",
                 "extension"
             ]
         );
@@ -1025,7 +1028,7 @@ mod tests {
         assert_eq!(resolve("sqs").unwrap().name, "sqs");
         let err = resolve("nope").unwrap_err().to_string();
         assert!(
-            err.contains("unknown template `nope`") && err.contains("basic, extension"),
+            err.contains("unknown template `nope`") && err.contains("basic, durable, extension"),
             "{err}"
         );
         assert!(resolve("_shared").is_err());

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 pub mod cloudwatch;
+pub mod durable;
 pub mod ecr;
 #[cfg(test)]
 pub mod fake;
@@ -64,6 +65,17 @@ pub struct Settings {
     /// A custom CloudWatch log group; `None` is Lambda's default
     /// `/aws/lambda/<function>`.
     pub log_group: Option<String>,
+    /// `DurableConfig`: `None` for an ordinary function.
+    pub durable: Option<DurableSettings>,
+}
+
+/// A durable function's `DurableConfig`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableSettings {
+    /// `ExecutionTimeout`, seconds.
+    pub execution_timeout: u32,
+    /// `RetentionPeriodInDays`.
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -31,6 +31,8 @@ pub enum Purpose {
     Rollouts,
     /// `cargo fn logs` (not deploy).
     Logs,
+    /// `cargo fn durable --remote` (not deploy).
+    Durable,
 }
 
 impl Purpose {
@@ -43,6 +45,7 @@ impl Purpose {
             Purpose::Images => "CargoFnImages",
             Purpose::Rollouts => "CargoFnRollouts",
             Purpose::Logs => "CargoFnLogs",
+            Purpose::Durable => "CargoFnDurable",
         }
     }
 }
@@ -337,6 +340,41 @@ pub const ACTIONS: &[Action] = &[
         &["CloudWatchLogs.StartLiveTail"],
         Logs,
     ),
+    a(
+        "lambda:ListDurableExecutionsByFunction",
+        &["Lambda.ListDurableExecutionsByFunction"],
+        Durable,
+    ),
+    a(
+        "lambda:GetDurableExecution",
+        &["Lambda.GetDurableExecution"],
+        Durable,
+    ),
+    a(
+        "lambda:GetDurableExecutionHistory",
+        &["Lambda.GetDurableExecutionHistory"],
+        Durable,
+    ),
+    a(
+        "lambda:StopDurableExecution",
+        &["Lambda.StopDurableExecution"],
+        Durable,
+    ),
+    a(
+        "lambda:SendDurableExecutionCallbackSuccess",
+        &["Lambda.SendDurableExecutionCallbackSuccess"],
+        Durable,
+    ),
+    a(
+        "lambda:SendDurableExecutionCallbackFailure",
+        &["Lambda.SendDurableExecutionCallbackFailure"],
+        Durable,
+    ),
+    a(
+        "lambda:SendDurableExecutionCallbackHeartbeat",
+        &["Lambda.SendDurableExecutionCallbackHeartbeat"],
+        Durable,
+    ),
 ];
 
 /// The IAM action an SDK operation (`Service.Operation`) needs.
@@ -353,7 +391,8 @@ pub fn action_of(service: &str, operation: &str) -> Option<&'static str> {
 }
 
 /// The identity policy (JSON) a user or CI role needs to run
-/// `cargo fn deploy` (every purpose but `logs`), one statement per purpose.
+/// `cargo fn deploy` (every purpose but `logs` and `durable`), one statement
+/// per purpose.
 pub fn deploy_policy() -> String {
     let mut statements = Vec::new();
     for purpose in [Functions, Triggers, S3Upload, Images, Rollouts] {
@@ -411,6 +450,7 @@ mod tests {
         ("sdk_ecr.rs", include_str!("sdk_ecr.rs")),
         ("logs.rs", include_str!("logs.rs")),
         ("invoke.rs", include_str!("invoke.rs")),
+        ("durable.rs", include_str!("durable.rs")),
         ("cloudwatch.rs", include_str!("cloudwatch.rs")),
         ("traffic.rs", include_str!("traffic.rs")),
     ];
@@ -486,7 +526,10 @@ mod tests {
         printed.sort();
         printed.dedup();
         assert_eq!(printed.len(), n, "an action is printed twice");
-        for a in ACTIONS.iter().filter(|a| a.purpose != Logs) {
+        for a in ACTIONS
+            .iter()
+            .filter(|a| a.purpose != Logs && a.purpose != Durable)
+        {
             assert!(printed.iter().any(|p| p == a.name), "{} missing", a.name);
         }
         assert!(printed.iter().any(|p| p == "iam:GetRolePolicy"));

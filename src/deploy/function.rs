@@ -12,7 +12,9 @@ use anyhow::Result;
 
 use super::step::{Action, Aws, Ctx, FieldChange, Step, View};
 use super::{EnvMode, Package};
-use crate::aws::{AliasState, ApiError, Code, FunctionState, LambdaApi, Settings, VpcSettings};
+use crate::aws::{
+    AliasState, ApiError, Code, DurableSettings, FunctionState, LambdaApi, Settings, VpcSettings,
+};
 use crate::config::{FunctionConfig, LogFormat, REDACTED, Tracing};
 use crate::error::hinted;
 use crate::package::human_size;
@@ -60,6 +62,50 @@ pub fn desired_settings(
         .to_string(),
         log_level: cfg.log_level.clone(),
         log_group: cfg.custom_log_group().map(str::to_string),
+        // Wired to `cfg.durable` once the configuration model has it.
+        durable: None::<DurableSettings>,
+    }
+}
+
+fn durable_text(d: &Option<DurableSettings>) -> String {
+    match d {
+        None => "off".into(),
+        Some(d) => format!(
+            "execution timeout {} s, retention {} days",
+            d.execution_timeout, d.retention_days
+        ),
+    }
+}
+
+/// Lambda turns durable execution on only when a function is created, and
+/// never off: an existing function keeps what it was created with (its
+/// `DurableConfig` values may change). Checked in the plan, before any
+/// write.
+pub fn check_durable_change(name: &str, remote: &Settings, desired: &Settings) -> Result<()> {
+    match (remote.durable.is_some(), desired.durable.is_some()) {
+        (false, true) => Err(hinted(
+            format!(
+                "function `{name}` exists in AWS as an ordinary function, and the configuration \
+                 makes it durable (`durable = {{ ... }}`): Lambda enables durable execution \
+                 only when it creates a function"
+            ),
+            format!(
+                "deploy it under a new name (`name = \"...\"` under \
+                 [package.metadata.fn.functions.<binary>]), or delete `{name}` \
+                 (aws lambda delete-function --function-name {name}) and deploy again"
+            ),
+        )),
+        (true, false) => Err(hinted(
+            format!(
+                "function `{name}` is a durable function in AWS, and the configuration has no \
+                 `durable` table: Lambda cannot turn durable execution off"
+            ),
+            format!(
+                "keep `durable = {{ ... }}` for `{name}`, or deploy the ordinary function \
+                 under a new name"
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -124,6 +170,11 @@ pub fn diff_settings(old: &Settings, new: &Settings) -> Vec<FieldChange> {
     field("role", old.role.clone(), new.role.clone());
     field("tracing", old.tracing.clone(), new.tracing.clone());
     field("vpc", vpc_text(&old.vpc), vpc_text(&new.vpc));
+    field(
+        "durable",
+        durable_text(&old.durable),
+        durable_text(&new.durable),
+    );
     field("log-format", old.log_format.clone(), new.log_format.clone());
     field(
         "log-level",
@@ -302,13 +353,21 @@ fn settings_view(s: &Settings) -> serde_json::Value {
             (k, shown)
         })
         .collect();
-    serde_json::json!({
+    let mut view = serde_json::json!({
         "runtime": s.runtime, "architecture": s.architecture, "memory": s.memory,
         "timeout": s.timeout, "ephemeral_storage": s.ephemeral_storage, "env": env,
         "layers": s.layers, "role": s.role, "tracing": s.tracing,
         "vpc": s.vpc.as_ref().map(|v| serde_json::json!({"subnets": v.subnets, "security_groups": v.security_groups})),
         "log_format": s.log_format, "log_level": s.log_level, "log_group": s.log_group,
-    })
+    });
+    // Only durable functions show it, so other plans stay as they were.
+    if let Some(d) = s.durable {
+        view["durable"] = serde_json::json!({
+            "ExecutionTimeout": d.execution_timeout,
+            "RetentionPeriodInDays": d.retention_days,
+        });
+    }
+    view
 }
 
 /// `lambda:CreateFunction` with the desired settings and tags.
@@ -332,8 +391,18 @@ impl Step for CreateFunction {
                 "tags": self.tags,
             }))
             .call(format!(
-                "lambda:CreateFunction {} ({}, {}, {} MB, {} s)",
-                self.name, self.code, s.architecture, s.memory, s.timeout
+                "lambda:CreateFunction {} ({}, {}, {} MB, {} s{})",
+                self.name,
+                self.code,
+                s.architecture,
+                s.memory,
+                s.timeout,
+                s.durable
+                    .map(|d| format!(
+                        ", durable: ExecutionTimeout {} s, RetentionPeriodInDays {}",
+                        d.execution_timeout, d.retention_days
+                    ))
+                    .unwrap_or_default()
             ))
     }
 
