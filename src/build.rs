@@ -318,6 +318,7 @@ mod tests {
             image: Default::default(),
             triggers: vec![],
             deployment: Default::default(),
+            durable: None,
             sources: Default::default(),
             warnings: vec![],
         }

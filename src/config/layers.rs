@@ -70,6 +70,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "deployment",
         "{ strategy, alarms, pre-traffic, post-traffic, error-threshold } (gradual deploys)",
     ),
+    (
+        "durable",
+        "{ execution-timeout = \"1d\", retention-days = 14 } (a durable function)",
+    ),
 ];
 
 /// Keys whose values are tables merged entry by entry.
@@ -433,7 +437,7 @@ fn env_layer(env: &BTreeMap<String, String>) -> Layer {
         if MAP_KEYS.contains(key)
             || matches!(
                 *key,
-                "vpc" | "function-url" | "name" | "image" | "triggers" | "deployment"
+                "vpc" | "function-url" | "name" | "image" | "triggers" | "deployment" | "durable"
             )
         {
             continue;

@@ -24,6 +24,7 @@ use crate::project::Project;
 
 mod cors;
 pub mod deployment;
+pub mod durable;
 mod layers;
 pub mod reference;
 pub mod triggers;
@@ -31,6 +32,7 @@ mod validate;
 mod value;
 
 pub use deployment::{Deployment, Strategy};
+pub use durable::Durable;
 
 pub use cors::Cors;
 pub use layers::KEYS;
@@ -322,6 +324,8 @@ pub struct FunctionConfig {
     pub triggers: Vec<Trigger>,
     /// The `deployment` table: strategy, alarms, hooks, error threshold.
     pub deployment: Deployment,
+    /// The `durable` table: a Lambda durable function (`DurableConfig`).
+    pub durable: Option<Durable>,
     /// Field (or `env.KEY`, `tags.KEY`, ...) -> where its value came from.
     pub sources: BTreeMap<String, Source>,
     /// Things that are allowed but probably a mistake (shown, never fatal).
@@ -549,6 +553,16 @@ fn serving_rows(f: &FunctionConfig, rows: &mut Vec<(String, String, Source)>) {
             d.error_threshold
         ),
         src("deployment"),
+    ));
+    rows.push((
+        "durable".into(),
+        opt(f.durable.map(|d| {
+            format!(
+                "execution timeout {} s, retention {} days",
+                d.execution_timeout, d.retention_days
+            )
+        })),
+        src("durable"),
     ));
 }
 

@@ -434,6 +434,28 @@ pub const REFERENCE: &[KeyDoc] = &[
         "How `deploy` shifts the alias to a new version: gradually, with alarms, hooks and automatic rollback (see Gradual rollouts).",
     ),
     key(
+        "durable.execution-timeout",
+        "integer or duration string",
+        DefaultValue::Value("900"),
+        Allowed::Range {
+            min: 1,
+            max: 31_622_400,
+            unit: " seconds (or a duration such as `90m`, `12h`, `1d`)",
+        },
+        "Makes the function a durable function (`DurableConfig.ExecutionTimeout`): how long one execution may run across all its invocations; `watch`'s local durable service enforces it on its clock. A synchronous invoke needs 900 or less (Lambda's limit). `durable = true` takes every default.",
+    ),
+    key(
+        "durable.retention-days",
+        "integer",
+        DefaultValue::Value("14"),
+        Allowed::Range {
+            min: 1,
+            max: 90,
+            unit: " days",
+        },
+        "How long an ended execution's history is kept (`DurableConfig.RetentionPeriodInDays`).",
+    ),
+    key(
         "log-group",
         "string",
         DefaultValue::Derived("`/aws/lambda/<name>`"),

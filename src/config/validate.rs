@@ -337,6 +337,10 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         None => super::Deployment::default(),
         Some((v, src)) => super::deployment::parse(v, src)?,
     };
+    let durable = match f.get("durable") {
+        None => None,
+        Some((v, src)) => super::durable::parse(v, src)?,
+    };
     record_sources(&f, &mut sources);
 
     Ok(FunctionConfig {
@@ -369,6 +373,7 @@ pub(super) fn build(function: &FunctionTarget, merged: Merged) -> anyhow::Result
         image,
         triggers,
         deployment,
+        durable,
         sources,
         warnings,
     })
