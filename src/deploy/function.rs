@@ -62,8 +62,10 @@ pub fn desired_settings(
         .to_string(),
         log_level: cfg.log_level.clone(),
         log_group: cfg.custom_log_group().map(str::to_string),
-        // Wired to `cfg.durable` once the configuration model has it.
-        durable: None::<DurableSettings>,
+        durable: cfg.durable.map(|d| DurableSettings {
+            execution_timeout: d.execution_timeout,
+            retention_days: d.retention_days,
+        }),
     }
 }
 

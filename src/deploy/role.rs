@@ -115,8 +115,7 @@ impl PolicySpec {
             vpc: cfg.vpc.is_some(),
             secrets: secrets.into_iter().collect(),
             region: region.to_string(),
-            // Wired to `cfg.durable` once the configuration model has it.
-            durable: false,
+            durable: cfg.durable.is_some(),
         }
     }
 
