@@ -125,6 +125,8 @@ pub struct InvokeOutcome {
     pub executed_version: Option<String>,
     /// The invocation's request id (`x-amz-request-id`), when given.
     pub request_id: Option<String>,
+    /// The durable execution the invoke started (durable functions).
+    pub durable_execution_arn: Option<String>,
 }
 
 /// Checks that a payload is JSON, naming where it came from.
@@ -192,6 +194,7 @@ pub async fn invoke(opts: &InvokeOptions) -> Result<InvokeOutcome> {
         log: decode_log(out.log_result.as_deref())?,
         executed_version: out.executed_version,
         request_id: out.request_id,
+        durable_execution_arn: out.durable_execution_arn,
     })
 }
 

@@ -27,6 +27,8 @@ use crate::dashboard::Dashboard;
 use crate::emulator::{Emulator, EmulatorOptions, FunctionSpec};
 use crate::launch;
 use crate::local::LocalTriggers;
+use crate::local::durable::DurableService;
+use crate::local::durable::clock::ClockMode;
 use crate::package::Input;
 use crate::package::image::{ImageOptions, default_sysroot, package_image};
 use crate::project::{Project, Selection};
@@ -59,6 +61,8 @@ pub struct WatchOptions {
     pub extensions_dir: Option<PathBuf>,
     /// What runs: a host build (the default), or what ships.
     pub serve: Serve,
+    /// `--durable-clock`: the clock durable executions' timers run on.
+    pub durable_clock: ClockMode,
 }
 
 /// Which executable the emulator runs for each function.
@@ -269,6 +273,8 @@ struct Session {
     emulator: Emulator,
     dashboard: Dashboard,
     local: LocalTriggers,
+    /// The durable execution service (durable functions' executions).
+    durable: DurableService,
     /// Copies the triggers' live state into the dashboard every second.
     refresh: tokio::task::JoinHandle<()>,
     /// The triggers the pollers run, by function name.
@@ -289,12 +295,19 @@ impl Session {
     ) -> Result<Session> {
         let dashboard = Dashboard::default();
         let local = LocalTriggers::new();
+        let durable = DurableService::new(opts.durable_clock);
         let emulator_options = EmulatorOptions {
             routes: Some(dashboard.router().merge(local.router())),
-            front: Some(local.front()),
+            front: Some(durable.front(local.front())),
             ..opts.emulator.clone()
         };
         let emulator = Emulator::start(emulator_options, first.specs.clone()).await?;
+        // Durable functions learn the emulator's address only now.
+        durable.serve(&first.configs);
+        for spec in durable_specs(&emulator, &first.specs, &first.configs, &opts.extra_env) {
+            emulator.set_function(spec);
+        }
+        durable.attach(&emulator, ui);
         let configured = bridge::triggers(&first.configs);
         local.start(&emulator, &configured, ui)?;
         let refresh = {
@@ -316,6 +329,7 @@ impl Session {
             emulator,
             dashboard,
             local,
+            durable,
             refresh,
             configured,
             generation: first.number,
@@ -443,7 +457,9 @@ impl Session {
             ui.status("Serving", serving_line(emulator, name));
         }
         self.dashboard.serving(&next.specs, next.number);
-        for spec in next.specs {
+        self.durable.serve(&next.configs);
+        let extra_env = &self.opts.extra_env;
+        for spec in durable_specs(emulator, &next.specs, &next.configs, extra_env) {
             emulator.set_function(spec);
         }
         if let Err(e) = serve_http_routes(emulator, &next.configs, None) {
@@ -495,10 +511,33 @@ impl Session {
     async fn stop(self) {
         self.refresh.abort();
         self.local.stop();
+        self.durable.stop();
         self.ui.status("Stopping", "function environments");
         self.emulator.shutdown().await;
         drop(self.run_dir);
     }
+}
+
+/// The specs with, for durable functions, what points the durable SDK's
+/// Lambda client at this emulator.
+fn durable_specs(
+    emulator: &Emulator,
+    specs: &[FunctionSpec],
+    configs: &[FunctionConfig],
+    extra_env: &BTreeMap<String, String>,
+) -> Vec<FunctionSpec> {
+    let endpoint = emulator.endpoint();
+    let mut out = specs.to_vec();
+    for spec in &mut out {
+        if configs
+            .iter()
+            .any(|c| c.name == spec.name && c.durable.is_some())
+        {
+            spec.env
+                .extend(DurableService::function_env(&endpoint, extra_env));
+        }
+    }
+    out
 }
 
 /// `NAME at <its Invoke URL>`, the `Serving` line of one function.

@@ -48,6 +48,8 @@ pub struct InvokeReply {
     pub log_result: Option<String>,
     pub executed_version: Option<String>,
     pub request_id: Option<String>,
+    /// The execution a durable function's invoke started.
+    pub durable_execution_arn: Option<String>,
 }
 
 /// How a response stream ended.
@@ -106,6 +108,7 @@ pub async fn invoke(
         log_result: out.log_result().map(str::to_string),
         executed_version: out.executed_version().map(str::to_string),
         request_id: aws_sdk_lambda::operation::RequestId::request_id(&out).map(str::to_string),
+        durable_execution_arn: out.durable_execution_arn().map(str::to_string),
     })
 }
 

@@ -96,6 +96,9 @@ pub fn run(global: &GlobalArgs, args: InvokeArgs) -> Result<()> {
             eprintln!();
         }
     }
+    if let Some(arn) = &outcome.durable_execution_arn {
+        eprintln!("Durable execution {arn}");
+    }
     if opts.asynchronous {
         eprintln!("{}", crate::invoke::queued_message(&opts, &outcome));
     }

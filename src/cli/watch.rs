@@ -11,6 +11,7 @@ use super::{ConfigFlags, GlobalArgs};
 use crate::config::EventFormat;
 use crate::emulator::{EmulatorOptions, stderr_sink};
 use crate::error::UsageError;
+use crate::local::durable::clock::ClockMode;
 use crate::package::image::ImageOptions;
 use crate::watch::{Serve, WatchOptions};
 
@@ -80,6 +81,10 @@ pub struct WatchArgs {
     /// Run functions without Lambda's memory and CPU limits (cgroups)
     #[arg(long)]
     pub no_limits: bool,
+    /// Clock of durable executions: `real`, or `fast` (a wait or retry delay
+    /// ends as soon as the execution has nothing else to do)
+    #[arg(long, value_name = "CLOCK", default_value = "real", value_parser = parse_clock)]
+    pub durable_clock: ClockMode,
     #[command(flatten)]
     pub config: ConfigFlags,
 }
@@ -149,9 +154,14 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> Result<()> {
             serve,
             extensions_dir: args.extensions_dir.clone(),
             default_function: args.default_function.clone(),
+            durable_clock: args.durable_clock,
         };
         crate::watch::run(opts, ui, None, stop_signal()?).await
     })
+}
+
+fn parse_clock(s: &str) -> std::result::Result<ClockMode, String> {
+    ClockMode::parse(s).ok_or_else(|| format!("`{s}`: real or fast"))
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM (`kill`, IDEs, systemd,

@@ -16,6 +16,7 @@
 //! front hook) and `config`; the emulator knows nothing of it. Nothing here
 //! talks to AWS.
 
+pub mod durable;
 pub mod events;
 pub mod http_api;
 pub mod kinesis;

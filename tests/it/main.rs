@@ -9,6 +9,7 @@ mod dashboard;
 mod deploy;
 mod deploy_image;
 mod deploy_plan;
+mod durable;
 mod durable_cli;
 mod emulator;
 mod example_app;

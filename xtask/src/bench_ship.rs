@@ -111,6 +111,7 @@ async fn serve_once(dir: &Path, target: &Path, serve: Serve, arch: Arch, n: usiz
         extensions_dir: None,
         serve,
         default_function: None,
+        durable_clock: Default::default(),
     };
     let started = Instant::now();
     let watch = tokio::spawn(cargo_fn::watch::run(

@@ -302,5 +302,6 @@ pub fn watch_options(dir: &Path, logs: &Logs) -> WatchOptions {
         serve: Default::default(),
         extensions_dir: None,
         default_function: None,
+        durable_clock: Default::default(),
     }
 }
