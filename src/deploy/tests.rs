@@ -1012,11 +1012,17 @@ async fn durable_config_is_created_updated_by_diff_and_never_switched() {
         .collect();
     assert_eq!(
         fields,
-        ["durable: execution timeout 3600 s, retention 7 days -> execution timeout 3600 s, retention 30 days"]
+        [
+            "durable: execution timeout 3600 s, retention 7 days -> execution timeout 3600 s, retention 30 days"
+        ]
     );
     run(&api, &c2, &pkg("v1"), &o).await.unwrap();
     assert_eq!(
-        api.latest("hello").unwrap().settings.durable.map(|d| d.retention_days),
+        api.latest("hello")
+            .unwrap()
+            .settings
+            .durable
+            .map(|d| d.retention_days),
         Some(30)
     );
 

@@ -1,6 +1,6 @@
 //! `cargo fn durable list|history|stop|callback` against the local durable
-//! execution service of `cargo fn watch` (the CLI, with a real durable
-//! function built from the `durable` template and the official SDK), the
+//! execution service of `cargo fn watch` (the CLI, with the durable
+//! fixture's `flow` function on the official SDK), the
 //! dashboard's durable section in headless Chromium on the same run, and
 //! `cargo fn deploy` of a durable function against moto with the
 //! `DurableConfig` cargo-fn sent read from the proxy's recorded bodies.
@@ -16,40 +16,8 @@ use crate::support::deploy::{cargo_fn_in, deploy, ok, project, zip};
 use crate::support::doubles::{Double, Kind};
 use crate::support::fixtures;
 use crate::support::moto::{FaultAction, Patch};
+use crate::support::tempdir;
 use crate::support::watch::CliWatch;
-use crate::support::{cargo_fn, tempdir};
-
-/// A workflow that waits for a callback: a step, the callback `approval`,
-/// then a step that reads the callback's result.
-const CALLBACK_WORKFLOW: &str = r#"
-use aws_durable_execution_sdk as durable;
-
-#[derive(Debug, serde::Deserialize, serde::Serialize)]
-struct Order {
-    id: String,
-}
-
-async fn handler(order: Order, ctx: durable::DurableContext) -> Result<String, durable::BoxError> {
-    let id = ctx
-        .step(move |_| async move { Ok(format!("order-{}", order.id)) })
-        .name("prepare")
-        .await?;
-    let approval = ctx.create_callback::<String>().name("approval").await?;
-    let answer = approval.result().await?;
-    let done = ctx
-        .step(move |_| async move { Ok(format!("{id} {answer}")) })
-        .name("finish")
-        .await?;
-    Ok(done)
-}
-
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    let _ = std::env::var("GREETING");
-    durable::run(handler).await
-}
-"#;
 
 /// `cargo fn ARGS --port PORT` in `dir`; stdout as JSON (`--output json`).
 fn durable_json(dir: &Path, port: u16, args: &[&str]) -> Value {
@@ -119,31 +87,32 @@ fn status(dir: &Path, port: u16, arn: &str) -> String {
 
 #[test]
 fn commands_list_history_complete_a_callback_and_stop_an_execution_under_watch() {
-    let tmp = tempdir();
-    cargo_fn()
-        .current_dir(tmp.path())
-        .args(["new", "approvals", "--template", "durable"])
-        .assert()
-        .success();
-    let dir = tmp.path().join("approvals");
-    std::fs::write(dir.join("src/main.rs"), CALLBACK_WORKFLOW).unwrap();
-    let watch = CliWatch::start_until(&dir, &["--durable-clock", "fast"], "Watching");
+    // The durable fixture's `flow`: in mode "callback" it waits for the
+    // callback `approval` and returns its result.
+    let (_tmp, dir) = fixtures::fixture("durable", "durable-flows-cli");
+    let watch = CliWatch::start_until(&dir, &[], "Watching");
     let port = watch.port;
+    let start = |tag: &str| {
+        fixtures::cargo_fn_in(&dir)
+            .args(["invoke", "flow", "--async", "--port", &port.to_string()])
+            .args([
+                "--data",
+                &json!({"mode": "callback", "tag": tag}).to_string(),
+            ])
+            .assert()
+            .success();
+    };
 
     // Start one execution (asynchronously: it waits for its callback).
-    fixtures::cargo_fn_in(&dir)
-        .args(["invoke", "approvals", "--async", "--data", r#"{"id":"7"}"#])
-        .args(["--port", &port.to_string()])
-        .assert()
-        .success();
-    let arn = new_execution(&dir, port, "approvals", &[]);
+    start("a");
+    let arn = new_execution(&dir, port, "flow", &[]);
     assert!(arn.starts_with("arn:aws:lambda:"), "{arn}");
     let id = callback_id(&dir, port, &arn);
     assert_eq!(status(&dir, port, &arn), "RUNNING");
 
     // The human list prints the ARN and the status.
     let human = fixtures::cargo_fn_in(&dir)
-        .args(["durable", "list", "approvals", "--port", &port.to_string()])
+        .args(["durable", "list", "flow", "--port", &port.to_string()])
         .assert()
         .success()
         .get_output()
@@ -170,16 +139,15 @@ fn commands_list_history_complete_a_callback_and_stop_an_execution_under_watch()
         (status(&dir, port, &arn) == "SUCCEEDED").then_some(())
     });
     let h = durable_json(&dir, port, &["durable", "history", &arn]);
-    assert_eq!(h["execution"]["result"], json!("\"order-7 approved\""));
+    let result: Value = serde_json::from_str(h["execution"]["result"].as_str().unwrap()).unwrap();
+    assert_eq!(result, json!({"approval": "approved"}));
     let names: Vec<&str> = h["events"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|e| e["name"].as_str())
         .collect();
-    for step in ["prepare", "approval", "finish"] {
-        assert!(names.contains(&step), "{step} missing from {names:?}");
-    }
+    assert!(names.contains(&"approval"), "{names:?}");
     let text = String::from_utf8(
         fixtures::cargo_fn_in(&dir)
             .args(["durable", "history", &arn, "--port", &port.to_string()])
@@ -192,9 +160,8 @@ fn commands_list_history_complete_a_callback_and_stop_an_execution_under_watch()
     .unwrap();
     assert!(text.starts_with(&arn), "{text}");
     for line in [
-        "step prepare",
+        "execution",
         "callback approval",
-        "step finish",
         "ended (first run)",
         "ended (replay 1)",
     ] {
@@ -204,17 +171,13 @@ fn commands_list_history_complete_a_callback_and_stop_an_execution_under_watch()
     let succeeded = durable_json(
         &dir,
         port,
-        &["durable", "list", "approvals", "--status", "succeeded"],
+        &["durable", "list", "flow", "--status", "succeeded"],
     );
     assert_eq!(succeeded.as_array().unwrap().len(), 1, "{succeeded}");
 
     // A second execution, stopped while it waits.
-    fixtures::cargo_fn_in(&dir)
-        .args(["invoke", "approvals", "--async", "--data", r#"{"id":"8"}"#])
-        .args(["--port", &port.to_string()])
-        .assert()
-        .success();
-    let second = new_execution(&dir, port, "approvals", std::slice::from_ref(&arn));
+    start("b");
+    let second = new_execution(&dir, port, "flow", std::slice::from_ref(&arn));
     callback_id(&dir, port, &second);
     let stopped = durable_json(&dir, port, &["durable", "stop", &second]);
     assert_eq!(stopped["arn"], second.as_str());
@@ -222,9 +185,9 @@ fn commands_list_history_complete_a_callback_and_stop_an_execution_under_watch()
         (status(&dir, port, &second) == "STOPPED").then_some(())
     });
 
-    // Bad input is refused before any call; an unknown ARN is named.
+    // Bad input is refused before any call.
     fixtures::cargo_fn_in(&dir)
-        .args(["durable", "list", "approvals", "--status", "done"])
+        .args(["durable", "list", "flow", "--status", "done"])
         .args(["--port", &port.to_string()])
         .assert()
         .code(2)
@@ -235,7 +198,7 @@ fn commands_list_history_complete_a_callback_and_stop_an_execution_under_watch()
         .assert()
         .code(2);
 
-    // The dashboard draws both executions, and the first one's timeline.
+    // The dashboard draws the executions, and the first one's timeline.
     dashboard_shows_the_timeline(port, &arn);
     watch.stop();
 }
@@ -271,7 +234,7 @@ fn dashboard_shows_the_timeline(port: u16, arn: &str) {
             .iter()
             .map(|l| l.as_str().unwrap())
             .collect();
-        for lane in ["step prepare", "callback approval", "step finish", "invocations"] {
+        for lane in ["callback approval", "invocations"] {
             assert!(lanes.contains(&lane), "{lane} missing from {lanes:?}");
         }
         let replays = page
