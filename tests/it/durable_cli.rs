@@ -218,7 +218,7 @@ fn dashboard_shows_the_timeline(port: u16, arn: &str) {
         );
         page.wait_for(
             "the durable section lists the execution",
-            &format!("!document.querySelector('#durable').hidden && {row}?.dataset.status === 'SUCCEEDED'"),
+            &format!("document.querySelector('#durable')?.hidden === false && {row}?.dataset.status === 'SUCCEEDED'"),
         )
         .await;
         page.eval(&format!("{row}.click()")).await;
