@@ -43,7 +43,8 @@ fn failure(endpoint: &Endpoint, e: ApiError) -> anyhow::Error {
         ),
         Endpoint::Local(_) if e.is_not_found() => hinted(
             e.to_string(),
-            "the local service knows only executions started since `cargo fn watch` started; \
+            "locally, only durable functions (`durable = { ... }` in their configuration) \
+             have executions, and only those started since this `cargo fn watch` started; \
              `cargo fn durable list FUNCTION` shows them",
         ),
         _ => crate::error::Hinted::from(e).into(),
