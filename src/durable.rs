@@ -79,9 +79,8 @@ pub async fn list(
     let mut list = api::list(endpoint, function, filter)
         .await
         .map_err(|e| failure(endpoint, e))?;
-    // Newest first whatever order the service pages in (RFC 3339 UTC
-    // times sort as text).
-    list.sort_by(|a, b| b.started.cmp(&a.started));
+    // Newest first whatever order the service pages in.
+    list.sort_by_key(|e| std::cmp::Reverse(parse_rfc3339_ms(&e.started)));
     Ok(list)
 }
 
@@ -180,7 +179,11 @@ pub fn timeline(events: &[HistoryEvent]) -> Vec<Row> {
                 format!("ended (replay {})", invocations - 1)
             };
         }
-        if let Some(a) = e.attempt {
+        // A first attempt that succeeded is the ordinary case: no note.
+        let attempt = e
+            .attempt
+            .filter(|a| *a > 1 || e.next_attempt_delay_seconds.is_some() || e.error.is_some());
+        if let Some(a) = attempt {
             let _ = write!(what, " (attempt {a}");
             if let Some(d) = e.next_attempt_delay_seconds {
                 let _ = write!(what, ", retry in {d}s");
@@ -286,6 +289,23 @@ fn short(payload: &str) -> String {
     }
 }
 
+/// An offset from the execution's start: `+1.250s`, `+5m02.000s`,
+/// `+2h00m00.000s`, `+1d00h00m01s` (waits make days common).
+fn offset(ms: i64) -> String {
+    let (ms, sign) = if ms < 0 { (-ms, "-") } else { (ms, "+") };
+    let (s, milli) = (ms / 1000, ms % 1000);
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if d > 0 {
+        format!("{sign}{d}d{h:02}h{m:02}m{sec:02}s")
+    } else if h > 0 {
+        format!("{sign}{h}h{m:02}m{sec:02}.{milli:03}s")
+    } else if m > 0 {
+        format!("{sign}{m}m{sec:02}.{milli:03}s")
+    } else {
+        format!("{sign}{sec}.{milli:03}s")
+    }
+}
+
 /// What `cargo fn durable history` prints: the execution, then its timeline.
 pub fn render_history(h: &History) -> String {
     let x = &h.execution;
@@ -308,17 +328,14 @@ pub fn render_history(h: &History) -> String {
     }
     out.push('\n');
     for r in timeline(&h.events) {
-        let at = r
-            .offset_ms
-            .map(|ms| format!("+{}.{:03}s", ms / 1000, ms % 1000))
-            .unwrap_or_else(|| "-".to_string());
+        let at = r.offset_ms.map(offset).unwrap_or_else(|| "-".to_string());
         let indent = "  ".repeat(r.depth);
         let label = if r.name.is_empty() {
             format!("{indent}{}", r.kind)
         } else {
             format!("{indent}{} {}", r.kind, r.name)
         };
-        let _ = write!(out, "{at:>10}  {label:<28} {}", r.what);
+        let _ = write!(out, "{at:>14}  {label:<28} {}", r.what);
         if let Some(d) = &r.detail {
             let _ = write!(out, "  {d}");
         }
@@ -401,6 +418,14 @@ mod tests {
         let text = render_history(&h);
         assert!(text.starts_with("arn:aws:lambda:"), "{text}");
         assert!(text.contains("+12.000s  callback approval"), "{text}");
+    }
+
+    #[test]
+    fn offsets_read_in_days_hours_and_minutes() {
+        assert_eq!(offset(1_250), "+1.250s");
+        assert_eq!(offset(302_000), "+5m02.000s");
+        assert_eq!(offset(7_200_000), "+2h00m00.000s");
+        assert_eq!(offset(86_401_936), "+1d00h00m01s");
     }
 
     #[test]

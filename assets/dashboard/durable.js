@@ -13,6 +13,8 @@
   if (!section) return;
   const tbody = section.querySelector("tbody");
   const opened = new Map(); // ARN -> timeline element
+  // `/_cargo-fn/#durable=ARN` opens that execution's timeline (a link to it).
+  if (location.hash.startsWith("#durable=")) opened.set(decodeURIComponent(location.hash.slice(9)), true);
   const enc = encodeURIComponent;
 
   function node(tag, attrs = {}, ...children) {
