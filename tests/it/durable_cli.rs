@@ -244,7 +244,34 @@ fn dashboard_shows_the_timeline(port: u16, arn: &str) {
             replays.to_string().contains("replay 1"),
             "the invocations lane shows the replay: {replays}"
         );
+        screenshot(&mut page, "durable-dashboard.png").await;
     });
+}
+
+/// Saves the durable section's screenshot under target/ (to look at).
+async fn screenshot(page: &mut Page, name: &str) {
+    let rect = page
+        .eval("(() => { const r = document.querySelector('#durable').getBoundingClientRect(); return [r.x, r.y + window.scrollY, r.width, r.height]; })()")
+        .await;
+    let n = |i: usize| rect[i].as_f64().unwrap();
+    let clip = json!({"x": n(0), "y": n(1), "width": n(2), "height": n(3), "scale": 1});
+    let shot = page
+        .call(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true, "clip": clip}),
+        )
+        .await;
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().unwrap())
+        .unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &png).unwrap();
+    eprintln!("durable dashboard: screenshot at {}", path.display());
 }
 
 /// `DurableConfig` as the API shapes it.
