@@ -35,7 +35,8 @@
   // Timestamps are epoch seconds (fractions allowed), as the API sends them.
   const ms = (t) => (t == null ? null : Math.round(t * 1000));
   const clock = (t) => (t == null ? "" : new Date(ms(t)).toLocaleTimeString([], { hour12: false }));
-  const span = (m) => (m == null ? "" : m < 1000 ? `${m} ms` : m < 120000 ? `${(m / 1000).toFixed(1)} s` : `${Math.round(m / 60000)} min`);
+  const span = (m) => (m == null ? "" : m < 1000 ? `${Math.round(m)} ms` : m < 120000 ? `${(m / 1000).toFixed(1)} s`
+    : m < 2 * 86400000 ? `${Math.round(m / 60000)} min` : `${(m / 86400000).toFixed(1)} days`);
 
   const KINDS = [["ChainedInvoke", "invoke"], ["Execution", "execution"], ["Context", "context"],
     ["Callback", "callback"], ["Step", "step"], ["Wait", "wait"], ["Invocation", "invocation"]];
