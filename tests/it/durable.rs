@@ -240,6 +240,23 @@ async fn durable_workflows_run_to_completion_under_watch() {
         json!({"chained": {"echo": {"from": "flow"}}})
     );
 
+    // A chained invoke of a durable function runs its own execution.
+    let arn = start(&client, json!({"mode": "chain-durable"})).await;
+    let chained = ended(&client, &arn).await;
+    assert_eq!(chained.status(), &ExecutionStatus::Succeeded, "{chained:?}");
+    assert_eq!(result(&chained), json!({"chained": "hello, world"}));
+    let firsts = client
+        .list_durable_executions_by_function()
+        .function_name("first")
+        .send()
+        .await
+        .expect("ListDurableExecutionsByFunction");
+    assert_eq!(
+        firsts.durable_executions().len(),
+        2,
+        "the README's and the chained one"
+    );
+
     // The environment dies in the middle of step two: the next invocation
     // replays step one (not run again) and runs step two again.
     let arn = start(&client, json!({"mode": "crash", "tag": "crash"})).await;
@@ -268,7 +285,12 @@ async fn durable_workflows_run_to_completion_under_watch() {
     let arn = start(&client, json!({"mode": "diverge", "tag": "diverge"})).await;
     let diverged = ended(&client, &arn).await;
     assert_eq!(diverged.status(), &ExecutionStatus::Failed, "{diverged:?}");
-    let error = format!("{:?}", diverged.error());
+    let error = diverged.error().expect("the execution's error");
+    let error = format!(
+        "{} {}",
+        error.error_type().unwrap_or_default(),
+        error.error_message().unwrap_or_default()
+    );
     assert!(error.contains("eterministic"), "{error}");
 
     // The service's own rules: a checkpoint with a stale token is refused.
@@ -289,7 +311,7 @@ async fn durable_workflows_run_to_completion_under_watch() {
         .send()
         .await
         .expect("ListDurableExecutionsByFunction");
-    assert_eq!(listed.durable_executions().len(), 6);
+    assert_eq!(listed.durable_executions().len(), 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -402,5 +424,22 @@ fn watch_serves_durable_executions_to_the_cli() {
     assert!(skipped["now"].as_f64().is_some());
     let done = rt.block_on(ended(&client, &arn));
     assert_eq!(done.status(), &ExecutionStatus::Succeeded, "{done:?}");
+
+    // A synchronous invoke prints the result, and the execution it ran.
+    let sync = crate::support::fixtures::cargo_fn_in(&root)
+        .args(["invoke", "first", "--port"])
+        .arg(watch.port.to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&sync.stderr);
+    assert!(sync.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&sync.stdout).trim(),
+        "\"hello, world\""
+    );
+    assert!(
+        stderr.contains("Durable execution arn:aws:lambda:"),
+        "{stderr}"
+    );
     watch.stop();
 }

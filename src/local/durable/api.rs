@@ -337,6 +337,22 @@ async fn invoke(
             "Function not found: {function}"
         )));
     };
+    // Lambda's payload limits: 6 MB synchronous, 1 MB asynchronous.
+    let limit = if kind == "Event" {
+        1_048_576
+    } else {
+        crate::emulator::MAX_SYNC_REQUEST - 1
+    };
+    if body.len() > limit {
+        return refused(Refusal {
+            status: 413,
+            code: "RequestTooLargeException",
+            message: format!(
+                "Request must be smaller than {} bytes for the Invoke operation",
+                limit + 1
+            ),
+        });
+    }
     let input = if body.iter().all(u8::is_ascii_whitespace) {
         "{}".to_string()
     } else if serde_json::from_slice::<Value>(body).is_err() {
