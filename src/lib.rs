@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod deploy;
+pub mod durable;
 pub mod error;
 pub mod image;
 pub mod invoke;

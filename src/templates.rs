@@ -165,6 +165,7 @@ pub fn builtins() -> anyhow::Result<Vec<Template>> {
         "scheduled",
         "stream",
         "managed",
+        "durable",
         "extension",
     ];
     list.sort_by_key(|t| {
@@ -794,6 +795,7 @@ mod tests {
             builtin_names(),
             [
                 "basic",
+                "durable",
                 "extension",
                 "http",
                 "managed",
@@ -814,6 +816,7 @@ mod tests {
                 "scheduled",
                 "stream",
                 "managed",
+                "durable",
                 "extension"
             ]
         );
@@ -1028,7 +1031,7 @@ mod tests {
         assert_eq!(resolve("sqs").unwrap().name, "sqs");
         let err = resolve("nope").unwrap_err().to_string();
         assert!(
-            err.contains("unknown template `nope`") && err.contains("basic, extension"),
+            err.contains("unknown template `nope`") && err.contains("basic, durable, extension"),
             "{err}"
         );
         assert!(resolve("_shared").is_err());

@@ -15,6 +15,7 @@ use std::fmt;
 
 pub mod capacity;
 pub mod cloudwatch;
+pub mod durable;
 pub mod ecr;
 #[cfg(test)]
 pub mod fake;
@@ -72,6 +73,17 @@ pub struct Settings {
     /// Lambda Managed Instances: the capacity provider the function's
     /// versions run on (`None`: Lambda's own fleet).
     pub capacity: Option<CapacityConfig>,
+    /// `DurableConfig`: `None` for an ordinary function.
+    pub durable: Option<DurableSettings>,
+}
+
+/// A durable function's `DurableConfig`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableSettings {
+    /// `ExecutionTimeout`, seconds.
+    pub execution_timeout: u32,
+    /// `RetentionPeriodInDays`.
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

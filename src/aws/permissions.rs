@@ -33,6 +33,8 @@ pub enum Purpose {
     ManagedInstances,
     /// `cargo fn logs` (not deploy).
     Logs,
+    /// `cargo fn durable --remote` (not deploy).
+    Durable,
 }
 
 impl Purpose {
@@ -46,6 +48,7 @@ impl Purpose {
             Purpose::Rollouts => "CargoFnRollouts",
             Purpose::ManagedInstances => "CargoFnManagedInstances",
             Purpose::Logs => "CargoFnLogs",
+            Purpose::Durable => "CargoFnDurable",
         }
     }
 }
@@ -376,6 +379,41 @@ pub const ACTIONS: &[Action] = &[
         &["CloudWatchLogs.StartLiveTail"],
         Logs,
     ),
+    a(
+        "lambda:ListDurableExecutionsByFunction",
+        &["Lambda.ListDurableExecutionsByFunction"],
+        Durable,
+    ),
+    a(
+        "lambda:GetDurableExecution",
+        &["Lambda.GetDurableExecution"],
+        Durable,
+    ),
+    a(
+        "lambda:GetDurableExecutionHistory",
+        &["Lambda.GetDurableExecutionHistory"],
+        Durable,
+    ),
+    a(
+        "lambda:StopDurableExecution",
+        &["Lambda.StopDurableExecution"],
+        Durable,
+    ),
+    a(
+        "lambda:SendDurableExecutionCallbackSuccess",
+        &["Lambda.SendDurableExecutionCallbackSuccess"],
+        Durable,
+    ),
+    a(
+        "lambda:SendDurableExecutionCallbackFailure",
+        &["Lambda.SendDurableExecutionCallbackFailure"],
+        Durable,
+    ),
+    a(
+        "lambda:SendDurableExecutionCallbackHeartbeat",
+        &["Lambda.SendDurableExecutionCallbackHeartbeat"],
+        Durable,
+    ),
 ];
 
 /// The IAM action an SDK operation (`Service.Operation`) needs.
@@ -392,7 +430,8 @@ pub fn action_of(service: &str, operation: &str) -> Option<&'static str> {
 }
 
 /// The identity policy (JSON) a user or CI role needs to run
-/// `cargo fn deploy` (every purpose but `logs`), one statement per purpose.
+/// `cargo fn deploy` (every purpose but `logs` and `durable`), one statement
+/// per purpose.
 pub fn deploy_policy() -> String {
     let mut statements = Vec::new();
     for purpose in [
@@ -458,6 +497,7 @@ mod tests {
         ("sdk_capacity.rs", include_str!("sdk_capacity.rs")),
         ("logs.rs", include_str!("logs.rs")),
         ("invoke.rs", include_str!("invoke.rs")),
+        ("durable.rs", include_str!("durable.rs")),
         ("cloudwatch.rs", include_str!("cloudwatch.rs")),
         ("traffic.rs", include_str!("traffic.rs")),
     ];
@@ -533,7 +573,10 @@ mod tests {
         printed.sort();
         printed.dedup();
         assert_eq!(printed.len(), n, "an action is printed twice");
-        for a in ACTIONS.iter().filter(|a| a.purpose != Logs) {
+        for a in ACTIONS
+            .iter()
+            .filter(|a| a.purpose != Logs && a.purpose != Durable)
+        {
             assert!(printed.iter().any(|p| p == a.name), "{} missing", a.name);
         }
         assert!(printed.iter().any(|p| p == "iam:GetRolePolicy"));

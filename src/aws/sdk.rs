@@ -23,9 +23,9 @@ use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 use super::permissions::CallLog;
 use super::progress::UploadProgress;
 use super::{
-    AliasState, ApiError, ApiResult, Code, CodeSource, CreateFunction, FunctionState, HANDLER,
-    IamApi, Invoked, LambdaApi, LayerVersion, ObjectStore, Permission, RoleState, Settings,
-    StoredObject, UrlSettings, UrlState, VersionInfo, VpcSettings,
+    AliasState, ApiError, ApiResult, Code, CodeSource, CreateFunction, DurableSettings,
+    FunctionState, HANDLER, IamApi, Invoked, LambdaApi, LayerVersion, ObjectStore, Permission,
+    RoleState, Settings, StoredObject, UrlSettings, UrlState, VersionInfo, VpcSettings,
 };
 use crate::config::default_log_group;
 
@@ -380,6 +380,11 @@ macro_rules! function_state {
                     .filter(|g| Some(*g) != c.function_name().map(default_log_group).as_deref())
                     .map(str::to_string),
                 capacity: capacity_from(c.capacity_provider_config()),
+                durable: c.durable_config().map(|d| DurableSettings {
+                    execution_timeout: d.execution_timeout().unwrap_or(0).max(0) as u32,
+                    // The API's default when unset.
+                    retention_days: d.retention_period_in_days().unwrap_or(14).max(0) as u32,
+                }),
             },
             tags: BTreeMap::new(),
             reserved_concurrency: None,
@@ -501,6 +506,13 @@ fn vpc(s: &Settings) -> lt::VpcConfig {
 
 /// Always names the group: going back from a custom group to the default
 /// needs the default sent explicitly.
+fn durable_config(d: DurableSettings) -> lt::DurableConfig {
+    lt::DurableConfig::builder()
+        .execution_timeout(d.execution_timeout as i32)
+        .retention_period_in_days(d.retention_days as i32)
+        .build()
+}
+
 fn logging(name: &str, s: &Settings) -> lt::LoggingConfig {
     let group = s
         .log_group
@@ -708,6 +720,7 @@ impl LambdaApi for SdkAws {
             .environment(environment(s))
             .tracing_config(tracing(s))
             .logging_config(logging(&input.name, s))
+            .set_durable_config(s.durable.map(durable_config))
             .set_tags(Some(input.tags.clone().into_iter().collect()))
             .publish(false);
         // An image carries its own runtime and entrypoint: Lambda refuses
@@ -775,6 +788,9 @@ impl LambdaApi for SdkAws {
             .tracing_config(tracing(s))
             .logging_config(logging(name, s))
             .vpc_config(vpc(s))
+            // Durable execution is only switched on at creation; an update
+            // may change its settings (deploy refuses the rest in its plan).
+            .set_durable_config(s.durable.map(durable_config))
             .set_revision_id(revision_id.map(str::to_string));
         // An empty runtime is an image function: no runtime, handler, layers.
         if !s.runtime.is_empty() {

@@ -14,6 +14,7 @@ mod args;
 mod build;
 mod config;
 mod deploy;
+mod durable;
 mod invoke;
 mod logs;
 mod new;
@@ -66,6 +67,8 @@ pub enum Command {
     Rollback(rollback::RollbackArgs),
     /// Power tuning: measure memory sizes (locally under Lambda's limits, or in AWS) and pick one
     Tune(Box<tune::TuneArgs>),
+    /// Durable executions: list, history timeline, stop, complete callbacks (local emulator or AWS)
+    Durable(durable::DurableArgs),
 }
 
 /// Flags every command understands, defined once.
@@ -289,6 +292,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Promote(args) => promote::run(g, args),
         Command::Rollback(args) => rollback::run(g, args),
         Command::Tune(args) => tune::run(g, *args),
+        Command::Durable(args) => durable::run(g, args),
     }
 }
 

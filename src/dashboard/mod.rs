@@ -18,6 +18,11 @@
 //! `tune` (reports saved on disk, see [`Dashboard::follow_reports`]) have
 //! their own rendering, anything else is shown as a generic table.
 //!
+//! Durable executions (`durable.js`) are read by the page from the local
+//! durable execution service's Lambda API on the same address
+//! (`/2025-12-01/functions/{name}/durable-executions`, `.../history`) and
+//! drawn as timelines; the section stays hidden while there are none.
+//!
 //! Knows nothing of cargo or configuration: `watch` translates its build
 //! state and specs into [`BuildState`] and [`FunctionInfo`].
 
@@ -41,6 +46,9 @@ pub const PATH: &str = "/_cargo-fn/";
 const INDEX: &str = include_str!("../../assets/dashboard/index.html");
 const SCRIPT: &str = include_str!("../../assets/dashboard/app.js");
 const STYLE: &str = include_str!("../../assets/dashboard/app.css");
+/// The durable executions section (its own file: it reads the local
+/// durable execution service's Lambda API, not the dashboard state).
+const DURABLE_SCRIPT: &str = include_str!("../../assets/dashboard/durable.js");
 
 /// The state of the build behind the served code.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -218,6 +226,10 @@ impl Dashboard {
                 get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
             )
             .route(
+                "/_cargo-fn/durable.js",
+                get(|| async { asset("text/javascript; charset=utf-8", DURABLE_SCRIPT) }),
+            )
+            .route(
                 "/_cargo-fn/app.css",
                 get(|| async { asset("text/css; charset=utf-8", STYLE) }),
             )
@@ -308,7 +320,7 @@ fn reports(stamps: &[(PathBuf, SystemTime, u64)]) -> Option<Value> {
 
 /// The page's total size in bytes (HTML, CSS and JS), for the report.
 pub fn page_weight() -> usize {
-    INDEX.len() + SCRIPT.len() + STYLE.len()
+    INDEX.len() + SCRIPT.len() + STYLE.len() + DURABLE_SCRIPT.len()
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use anyhow::Result;
 use super::step::{Action, Aws, Ctx, FieldChange, Step, View};
 use super::{EnvMode, Package};
 use crate::aws::{
-    AliasState, ApiError, CapacityConfig, Code, FunctionState, LambdaApi, Settings, VpcSettings,
+    AliasState, ApiError, CapacityConfig, Code, DurableSettings, FunctionState, LambdaApi,
+    Settings, VpcSettings,
 };
 use crate::config::{FunctionConfig, LogFormat, REDACTED, Tracing};
 use crate::error::hinted;
@@ -64,6 +65,52 @@ pub fn desired_settings(
         log_group: cfg.custom_log_group().map(str::to_string),
         // Filled by the plan once the provider's ARN is known.
         capacity: None,
+        durable: cfg.durable.map(|d| DurableSettings {
+            execution_timeout: d.execution_timeout,
+            retention_days: d.retention_days,
+        }),
+    }
+}
+
+fn durable_text(d: &Option<DurableSettings>) -> String {
+    match d {
+        None => "off".into(),
+        Some(d) => format!(
+            "execution timeout {} s, retention {} days",
+            d.execution_timeout, d.retention_days
+        ),
+    }
+}
+
+/// Lambda turns durable execution on only when a function is created, and
+/// never off: an existing function keeps what it was created with (its
+/// `DurableConfig` values may change). Checked in the plan, before any
+/// write.
+pub fn check_durable_change(name: &str, remote: &Settings, desired: &Settings) -> Result<()> {
+    match (remote.durable.is_some(), desired.durable.is_some()) {
+        (false, true) => Err(hinted(
+            format!(
+                "function `{name}` exists in AWS as an ordinary function, and the configuration \
+                 makes it durable (`durable = {{ ... }}`): Lambda enables durable execution \
+                 only when it creates a function"
+            ),
+            format!(
+                "deploy it under a new name (`name = \"...\"` under \
+                 [package.metadata.fn.functions.<binary>]), or delete `{name}` \
+                 (aws lambda delete-function --function-name {name}) and deploy again"
+            ),
+        )),
+        (true, false) => Err(hinted(
+            format!(
+                "function `{name}` is a durable function in AWS, and the configuration has no \
+                 `durable` table: Lambda cannot turn durable execution off"
+            ),
+            format!(
+                "keep `durable = {{ ... }}` for `{name}`, or deploy the ordinary function \
+                 under a new name"
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -128,6 +175,11 @@ pub fn diff_settings(old: &Settings, new: &Settings) -> Vec<FieldChange> {
     field("role", old.role.clone(), new.role.clone());
     field("tracing", old.tracing.clone(), new.tracing.clone());
     field("vpc", vpc_text(&old.vpc), vpc_text(&new.vpc));
+    field(
+        "durable",
+        durable_text(&old.durable),
+        durable_text(&new.durable),
+    );
     field("log-format", old.log_format.clone(), new.log_format.clone());
     field(
         "log-level",
@@ -355,6 +407,13 @@ fn settings_view(s: &Settings) -> serde_json::Value {
             "execution_environment_memory_gib_per_vcpu": c.memory_gib_per_vcpu,
         });
     }
+    // Only durable functions show it, so other plans stay as they were.
+    if let Some(d) = s.durable {
+        view["durable"] = serde_json::json!({
+            "ExecutionTimeout": d.execution_timeout,
+            "RetentionPeriodInDays": d.retention_days,
+        });
+    }
     view
 }
 
@@ -379,7 +438,7 @@ impl Step for CreateFunction {
                 "tags": self.tags,
             }))
             .call(format!(
-                "lambda:CreateFunction {} ({}, {}, {} MB, {} s{})",
+                "lambda:CreateFunction {} ({}, {}, {} MB, {} s{}{})",
                 self.name,
                 self.code,
                 s.architecture,
@@ -392,7 +451,13 @@ impl Step for CreateFunction {
                         super::capacity_provider::provider_name(&c.provider_arn)
                     ),
                     None => String::new(),
-                }
+                },
+                s.durable
+                    .map(|d| format!(
+                        ", durable: ExecutionTimeout {} s, RetentionPeriodInDays {}",
+                        d.execution_timeout, d.retention_days
+                    ))
+                    .unwrap_or_default()
             ))
     }
 

@@ -247,6 +247,9 @@ pub async fn plan<A: Aws>(
     );
 
     // The code where Lambda reads it, then the function's own changes.
+    if let Some(r) = &remote {
+        function::check_durable_change(name, &r.settings, &desired)?;
+    }
     let function = function::plan(name, remote.as_ref(), pkg, &desired, &tags);
     if function.needs_code {
         changes.extend(push_code(api, name, pkg, opts).await?);

@@ -77,6 +77,15 @@ pub fn secret_resource(secret: &str, region: &str, account: &str) -> String {
     }
 }
 
+/// The resource the durable execution actions are granted on: every
+/// execution of every version of the function (`function:NAME:*`).
+pub fn durable_resource(function: &str, region: &str, account: &str) -> String {
+    format!(
+        "arn:{}:lambda:{region}:{account}:function:{function}:*",
+        partition(region)
+    )
+}
+
 /// What the inline policy is made from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicySpec {
@@ -88,6 +97,9 @@ pub struct PolicySpec {
     /// Configured secrets (names or ARNs), sorted, without repeats.
     pub secrets: Vec<String>,
     pub region: String,
+    /// A durable function: its SDK checkpoints and reads its state.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub durable: bool,
 }
 
 /// Stands for the account in a plan made before the role exists.
@@ -103,6 +115,7 @@ impl PolicySpec {
             vpc: cfg.vpc.is_some(),
             secrets: secrets.into_iter().collect(),
             region: region.to_string(),
+            durable: cfg.durable.is_some(),
         }
     }
 
@@ -151,6 +164,17 @@ impl PolicySpec {
                 "Resource": resources,
             }));
         }
+        if self.durable {
+            // What the SDK calls from inside the function. Lambda authorizes
+            // them on the execution's ARN, `function:NAME:QUALIFIER/durable-
+            // execution/...`, which only a qualified pattern matches.
+            statements.push(serde_json::json!({
+                "Sid": "DurableExecution",
+                "Effect": "Allow",
+                "Action": ["lambda:CheckpointDurableExecution", "lambda:GetDurableExecutionState"],
+                "Resource": durable_resource(&self.function, &self.region, account),
+            }));
+        }
         serde_json::json!({"Version": "2012-10-17", "Statement": statements})
     }
 
@@ -176,6 +200,9 @@ impl PolicySpec {
                 "secretsmanager:GetSecretValue on {}",
                 self.secrets.join(", ")
             ));
+        }
+        if self.durable {
+            parts.push("durable execution checkpoints and state".into());
         }
         parts.join(", ")
     }
@@ -549,6 +576,7 @@ mod tests {
             vpc: false,
             secrets: vec![],
             region: "us-east-1".into(),
+            durable: false,
         };
         let doc = spec.document("123456789012");
         assert_eq!(
@@ -561,6 +589,51 @@ mod tests {
     }
 
     #[test]
+    fn a_durable_function_may_checkpoint_its_own_executions_only() {
+        let spec = PolicySpec {
+            function: "orders".into(),
+            log_group: "/aws/lambda/orders".into(),
+            tracing: false,
+            vpc: false,
+            secrets: vec![],
+            region: "eu-west-1".into(),
+            durable: true,
+        };
+        let doc = spec.document("123456789012");
+        let st = &doc["Statement"][1];
+        assert_eq!(
+            st["Action"],
+            serde_json::json!([
+                "lambda:CheckpointDurableExecution",
+                "lambda:GetDurableExecutionState"
+            ])
+        );
+        let resource = st["Resource"].as_str().unwrap();
+        assert_eq!(
+            resource,
+            "arn:aws:lambda:eu-west-1:123456789012:function:orders:*"
+        );
+        // It matches an execution of any version, never another function's.
+        let exec =
+            "arn:aws:lambda:eu-west-1:123456789012:function:orders:$LATEST/durable-execution/n/id";
+        assert!(wildcard(resource, exec));
+        assert!(!wildcard(
+            resource,
+            "arn:aws:lambda:eu-west-1:123456789012:function:orders-2:1/durable-execution/n/id"
+        ));
+        // Ordinary functions keep the fingerprint they had.
+        let plain = PolicySpec {
+            durable: false,
+            ..spec.clone()
+        };
+        assert_ne!(plain.fingerprint(), spec.fingerprint());
+        assert_eq!(
+            plain.document("1")["Statement"].as_array().unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
     fn fingerprint_follows_the_grants_not_the_account() {
         let spec = PolicySpec {
             function: "hello".into(),
@@ -569,6 +642,7 @@ mod tests {
             vpc: false,
             secrets: vec!["prod/db".into()],
             region: "us-east-1".into(),
+            durable: false,
         };
         let other = PolicySpec {
             secrets: vec![],

@@ -975,3 +975,80 @@ async fn dry_run_json_lists_typed_changes_in_order() {
         serde_json::to_string(&plan(&api, &c, &pkg("v1"), &opts()).await.unwrap().json()).unwrap();
     assert!(!text.contains("s3cr3t"), "{text}");
 }
+
+#[tokio::test]
+async fn durable_config_is_created_updated_by_diff_and_never_switched() {
+    let api = FakeAws::new();
+    let o = opts();
+    let c1 = cfg(json!({"durable": {"execution-timeout": "1h", "retention-days": 7}}));
+    let p = plan(&api, &c1, &pkg("v1"), &o).await.unwrap();
+    let text = p.render();
+    assert!(
+        text.contains("durable: ExecutionTimeout 3600 s, RetentionPeriodInDays 7"),
+        "{text}"
+    );
+    run(&api, &c1, &pkg("v1"), &o).await.unwrap();
+    let durable = api.latest("hello").unwrap().settings.durable;
+    assert_eq!(
+        durable,
+        Some(crate::aws::DurableSettings {
+            execution_timeout: 3600,
+            retention_days: 7
+        })
+    );
+    let policy = api.role_policy("cargo-fn-hello", ROLE_POLICY_NAME).unwrap();
+    assert!(
+        policy.contains("lambda:CheckpointDurableExecution")
+            && policy.contains(":function:hello:*"),
+        "{policy}"
+    );
+
+    // A changed retention is a configuration diff.
+    let c2 = cfg(json!({"durable": {"execution-timeout": "1h", "retention-days": 30}}));
+    let p = plan(&api, &c2, &pkg("v1"), &o).await.unwrap();
+    let fields: Vec<String> = p
+        .config_changes()
+        .iter()
+        .map(|c| format!("{}: {} -> {}", c.field, c.old, c.new))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "durable: execution timeout 3600 s, retention 7 days -> execution timeout 3600 s, retention 30 days"
+        ]
+    );
+    run(&api, &c2, &pkg("v1"), &o).await.unwrap();
+    assert_eq!(
+        api.latest("hello")
+            .unwrap()
+            .settings
+            .durable
+            .map(|d| d.retention_days),
+        Some(30)
+    );
+
+    // Lambda cannot turn it off: refused in the plan, nothing written.
+    let before = api.calls().len();
+    let err = plan(&api, &cfg(json!({})), &pkg("v1"), &o)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("cannot turn durable execution off"), "{err}");
+    assert!(writes(&api).len() <= before);
+
+    // Nor on, for a function that exists as an ordinary one.
+    let api = FakeAws::new();
+    run(&api, &cfg(json!({})), &pkg("v1"), &o).await.unwrap();
+    let n = writes(&api).len();
+    let err = plan(&api, &c1, &pkg("v1"), &o)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("Lambda enables durable execution only when it creates a function"),
+        "{err}"
+    );
+    assert_eq!(writes(&api).len(), n);
+}

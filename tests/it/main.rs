@@ -11,6 +11,7 @@ mod deploy_image;
 mod deploy_managed;
 mod deploy_plan;
 mod durable;
+mod durable_cli;
 mod emulator;
 mod example_app;
 mod extensions;

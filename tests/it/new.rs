@@ -545,6 +545,41 @@ fn managed_template_builds_and_passes_its_concurrency_test() {
 }
 
 #[test]
+fn durable_template_builds_and_passes_its_tests() {
+    // Its test drives the SDK's first example with `test_util::LocalRunner`:
+    // the timer ends one invocation, the replay finishes the workflow.
+    let generated = generate_build_and_test(
+        "fn-durable",
+        &["--template", "durable"],
+        &["events/example.json"],
+    );
+    let manifest = &generated.manifest;
+    let durable = &manifest["package"]["metadata"]["fn"]["durable"];
+    assert_eq!(durable["execution-timeout"].as_str(), Some("15m"));
+    assert_eq!(durable["retention-days"].as_integer(), Some(7));
+    assert!(
+        manifest["dependencies"]
+            .get("aws-durable-execution-sdk")
+            .is_some()
+    );
+    let config = String::from_utf8(
+        cargo_fn()
+            .args(["config", "--manifest-path"])
+            .arg(generated.dir.join("Cargo.toml"))
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone(),
+    )
+    .unwrap();
+    assert!(
+        config.contains("execution timeout 900 s, retention 7 days"),
+        "{config}"
+    );
+}
+
+#[test]
 fn without_a_terminal_or_flag_the_template_is_basic() {
     let tmp = tempdir();
     cargo_fn()
@@ -713,7 +748,7 @@ fn refuses_an_unknown_template_and_lists_the_known_ones() {
         |_| {},
         &["new", "hello", "--template", "graphql"],
         2,
-        "unknown template `graphql`; the built-in templates are: basic, extension, http, s3, \
+        "unknown template `graphql`; the built-in templates are: basic, durable, extension, http, managed, s3, \
          scheduled, sqs, stream",
     );
 }

@@ -226,6 +226,19 @@ pub enum FaultAction {
     /// Run this first (e.g. someone else's write, straight to the double),
     /// then forward the call.
     Before(Hook),
+    /// Forward, then change the JSON body of the answer before passing it
+    /// on: what AWS keeps and the double drops (e.g. a DurableConfig).
+    Patch(Patch),
+}
+
+/// A change [`FaultAction::Patch`] makes to an answer's JSON body.
+#[derive(Clone)]
+pub struct Patch(pub Arc<dyn Fn(&mut serde_json::Value) + Send + Sync>);
+
+impl std::fmt::Debug for Patch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Patch")
+    }
 }
 
 /// A step [`FaultAction::Before`] runs.
@@ -249,6 +262,8 @@ struct Fault {
 #[derive(Default)]
 struct ProxyState {
     calls: Vec<String>,
+    /// Each call's label and request body, in order.
+    bodies: Vec<(String, Vec<u8>)>,
     faults: Vec<Fault>,
 }
 
@@ -284,7 +299,22 @@ impl Proxy {
     }
 
     pub fn reset_calls(&self) {
-        self.state.lock().unwrap().calls.clear();
+        let mut st = self.state.lock().unwrap();
+        st.calls.clear();
+        st.bodies.clear();
+    }
+
+    /// The JSON bodies of the calls whose label equals `label` (e.g.
+    /// `POST /2015-03-31/functions`), in order: what cargo-fn sent.
+    pub fn json_bodies(&self, label: &str) -> Vec<serde_json::Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .bodies
+            .iter()
+            .filter(|(l, _)| l == label)
+            .map(|(_, b)| serde_json::from_slice(b).unwrap_or(serde_json::Value::Null))
+            .collect()
     }
 
     /// Calls that change something (not GET, not an IAM Get/List).
@@ -388,6 +418,7 @@ fn handle(mut conn: TcpStream, upstream: u16, state: &Mutex<ProxyState>) {
     let action = {
         let mut st = state.lock().unwrap();
         st.calls.push(label.clone());
+        st.bodies.push((label.clone(), raw[head_len..].to_vec()));
         let hit = st.faults.iter_mut().find(|f| {
             f.remaining > 0
                 && match f.matcher.strip_prefix('=') {
@@ -460,8 +491,35 @@ fn handle(mut conn: TcpStream, upstream: u16, state: &Mutex<ProxyState>) {
         let _ = conn.shutdown(Shutdown::Both);
         return;
     }
+    if let Some(FaultAction::Patch(Patch(ref f))) = action {
+        resp = patched(&resp, f.as_ref());
+    }
     let _ = conn.write_all(&resp);
     let _ = conn.shutdown(Shutdown::Write);
+}
+
+/// `resp` (a whole HTTP/1.1 answer with a Content-Length) with `f` applied
+/// to its JSON body and the length fixed; unchanged when not JSON.
+fn patched(resp: &[u8], f: &(dyn Fn(&mut serde_json::Value) + Send + Sync)) -> Vec<u8> {
+    let Some(i) = find(resp, b"\r\n\r\n") else {
+        return resp.to_vec();
+    };
+    let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&resp[i + 4..]) else {
+        return resp.to_vec();
+    };
+    f(&mut body);
+    let body = serde_json::to_vec(&body).unwrap();
+    let mut head = String::new();
+    for line in String::from_utf8_lossy(&resp[..i]).split("\r\n") {
+        if !line.to_ascii_lowercase().starts_with("content-length:") {
+            head.push_str(line);
+            head.push_str("\r\n");
+        }
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&body);
+    out
 }
 
 /// moto plus the proxy in front of it.
