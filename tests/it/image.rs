@@ -36,7 +36,8 @@ fn spec(bootstrap: &Path) -> ImageSpec {
 }
 
 /// A stand-in Runtime API: serves one event on `/next` and captures the
-/// response the function posts back.
+/// response the function posts back. Each answer says `Connection: close`: the socket is dropped after it, and
+/// a runtime reusing it would race the close (ConnectionReset).
 fn serve_one_invocation(listener: TcpListener) -> std::thread::JoinHandle<String> {
     use std::io::{BufRead, BufReader, Read, Write};
     std::thread::spawn(move || {
@@ -68,7 +69,7 @@ fn serve_one_invocation(listener: TcpListener) -> std::thread::JoinHandle<String
                     + 30_000;
                 write!(
                     stream,
-                    "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: req-1\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:image-fn\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\nConnection: close\r\nLambda-Runtime-Aws-Request-Id: req-1\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:image-fn\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                     event.len()
                 )
                 .unwrap();
@@ -77,7 +78,7 @@ fn serve_one_invocation(listener: TcpListener) -> std::thread::JoinHandle<String
                 response_body = String::from_utf8(body).unwrap();
                 stream
                     .write_all(
-                        b"HTTP/1.1 202 Accepted\r\nContent-Length: 15\r\n\r\n{\"status\":\"OK\"}",
+                        b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 15\r\n\r\n{\"status\":\"OK\"}",
                     )
                     .unwrap();
                 return response_body;

@@ -884,6 +884,7 @@ fn list_shows_every_builtin_template() {
             "scheduled",
             "stream",
             "managed",
+            "durable",
             "extension"
         ]
     );

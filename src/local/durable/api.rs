@@ -226,7 +226,8 @@ pub fn refused(r: Refusal) -> Response {
     resp
 }
 
-/// `ListDurableExecutionsByFunction`, newest first unless `ReverseOrder`.
+/// `ListDurableExecutionsByFunction`: oldest first, newest first with
+/// `ReverseOrder=true` (the API reference: "Default is false").
 fn list(
     svc: &DurableService,
     function: &str,
@@ -267,8 +268,7 @@ fn list(
             && after.is_none_or(|t| ex.start > t)
             && before.is_none_or(|t| ex.start < t)
     });
-    // Newest first, as AWS lists them.
-    found.sort_by(|a, b| b.start.total_cmp(&a.start));
+    found.sort_by(|a, b| a.start.total_cmp(&b.start));
     if reverse {
         found.reverse();
     }
