@@ -679,7 +679,7 @@ impl LambdaApi for SdkAws {
                 .build()
                 .into();
             let mut resp = agent.get(&url).call().map_err(|e| match e {
-                ureq::Error::Io(io) => io.kind().to_string(),
+                ureq::Error::Io(io) => io.to_string(),
                 ureq::Error::HostNotFound => "host not found".to_string(),
                 other => other
                     .to_string()

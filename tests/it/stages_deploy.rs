@@ -13,10 +13,11 @@
 //! moto 5.2's GetFunction gives a `Code.Location` on a real AWS host that
 //! it does not serve, so against moto `--from` takes its code from a local
 //! package whose CodeSha256 equals the source's (what a CI job holding the
-//! staging build artifact has); the download path itself (pre-signed URL,
-//! hash check) is proven against the in-memory fake
-//! (`deploy::source` unit tests), and a local package with another hash is
-//! refused here with no write.
+//! staging build artifact has), and a local package with another hash is
+//! refused here with no write. LocalStack serves its pre-signed
+//! `Code.Location`: the download path (no local package, nothing built,
+//! the bytes' hash checked) is proven against it; the hash mismatch of a
+//! download is proven against the in-memory fake (`deploy::source`).
 
 use std::path::Path;
 
@@ -565,6 +566,79 @@ fn from_publishes_the_sources_code_sha256_in_one_account() {
     // With prod's configuration.
     let conf = function(&aws, DEFAULT_ACCOUNT, &prod).unwrap();
     assert_eq!(conf["Configuration"]["MemorySize"], 512);
+}
+
+/// LocalStack serves GetFunction's `Code.Location` (moto does not), so
+/// here the code must come from it: prod is deployed from a fresh copy of
+/// the project with no package and no target dir, and nothing is built.
+#[test]
+fn from_downloads_the_sources_code_from_its_code_location_localstack() {
+    let aws = Double::start(Kind::LocalStack);
+    let name = aws.name("downloaded");
+    let metadata = "memory = 128\n\n[package.metadata.fn.stages.staging]\n\n[package.metadata.fn.stages.prod]\nmemory = 512\n";
+    let env = aws.env();
+    let built = tempdir();
+    project(built.path(), &name, metadata);
+    let v1 = zip(built.path(), "v1.zip", "one");
+    let staged = ok(run(
+        built.path(),
+        &env,
+        &[
+            "deploy",
+            "--stage",
+            "staging",
+            "--zip",
+            v1.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    ));
+    let staging_sha = staged["functions"][0]["code_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(built);
+
+    let fresh = tempdir();
+    project(fresh.path(), &name, metadata);
+    let r = run(
+        fresh.path(),
+        &env,
+        &[
+            "deploy", "--stage", "prod", "--from", "staging", "--output", "json",
+        ],
+    );
+    assert!(
+        !r.stderr.contains("Compiling") && !r.stderr.contains("Finished"),
+        "it built:\n{}",
+        r.stderr
+    );
+    let out = ok(r);
+    assert!(
+        !fresh.path().join("target").exists(),
+        "a target dir was made"
+    );
+    let f = &out["functions"][0];
+    assert_eq!(f["source"]["code_from"], "function code location", "{out}");
+    assert_eq!(f["source"]["code_sha256"], staging_sha.as_str(), "{out}");
+    assert_eq!(f["code_sha256"], staging_sha.as_str(), "{out}");
+    assert_eq!(f["source"]["function"], format!("{name}-staging"));
+    // Read back from LocalStack: prod's alias runs staging's code, with
+    // prod's configuration.
+    let prod = format!("{name}-prod");
+    let live = aws.get_json(&format!("/2015-03-31/functions/{prod}/aliases/live"));
+    let version = live["FunctionVersion"].as_str().unwrap();
+    let conf = aws.get_json(&format!(
+        "/2015-03-31/functions/{prod}/configuration?Qualifier={version}"
+    ));
+    assert_eq!(conf["CodeSha256"], staging_sha.as_str(), "{conf}");
+    assert_eq!(conf["MemorySize"], 512);
+    let staging = aws.get_json(&format!("/2015-03-31/functions/{name}-staging"));
+    assert_eq!(
+        staging["Configuration"]["CodeSha256"],
+        staging_sha.as_str(),
+        "{staging}"
+    );
 }
 
 #[test]

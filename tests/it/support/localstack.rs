@@ -174,6 +174,10 @@ fn server_env(port: u16, root: &Path) -> Vec<(&'static str, String)> {
         // server binds 0.0.0.0).
         ("GATEWAY_SERVER", "hypercorn".into()),
         ("GATEWAY_LISTEN", format!("127.0.0.1:{port}")),
+        // The host in the URLs it hands out (GetFunction's pre-signed
+        // `Code.Location`): by default localhost.localstack.cloud, which
+        // only public DNS resolves (to 127.0.0.1); offline it is not found.
+        ("LOCALSTACK_HOST", format!("127.0.0.1:{port}")),
         ("SERVICES", SERVICES.into()),
         ("LAMBDA_RUNTIME_EXECUTOR", "cargo-fn-noop".into()),
         // Host mode: with it, LocalStack keeps its files under
