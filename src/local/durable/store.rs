@@ -869,30 +869,9 @@ impl Execution {
                 }
                 return Ok(());
             }
-            CallbackOutcome::Success(result) => {
-                op.status = "SUCCEEDED".into();
-                op.end = Some(now);
-                op.result = Some(result.clone());
-                self.op_event(
-                    i,
-                    "Succeeded",
-                    now,
-                    json!({ "Result": { "Payload": result, "Truncated": false } }),
-                );
-            }
-            CallbackOutcome::Failure(error) => {
-                op.status = "FAILED".into();
-                op.end = Some(now);
-                op.error = Some(error.clone());
-                self.op_event(
-                    i,
-                    "Failed",
-                    now,
-                    json!({ "Error": { "Payload": error, "Truncated": false } }),
-                );
-            }
+            CallbackOutcome::Success(result) => self.settle(i, Ok(result), now),
+            CallbackOutcome::Failure(error) => self.settle(i, Err(error), now),
         }
-        self.needs_invoke = true;
         Ok(())
     }
 
@@ -904,30 +883,34 @@ impl Execution {
         if self.ops[i].finished() || !self.running() {
             return;
         }
+        self.settle(i, outcome, now);
+    }
+
+    /// Ends operation `i` from the service's side (a callback answered, a
+    /// chained invoke returned) and asks for the invocation whose replay
+    /// lets the handler see it.
+    fn settle(&mut self, i: usize, outcome: Result<String, Value>, now: Seconds) {
         let op = &mut self.ops[i];
         op.end = Some(now);
-        match outcome {
+        let (what, details) = match outcome {
             Ok(result) => {
                 op.status = "SUCCEEDED".into();
                 op.result = Some(result.clone());
-                self.op_event(
-                    i,
+                (
                     "Succeeded",
-                    now,
                     json!({ "Result": { "Payload": result, "Truncated": false } }),
-                );
+                )
             }
             Err(error) => {
                 op.status = "FAILED".into();
                 op.error = Some(error.clone());
-                self.op_event(
-                    i,
+                (
                     "Failed",
-                    now,
                     json!({ "Error": { "Payload": error, "Truncated": false } }),
-                );
+                )
             }
-        }
+        };
+        self.op_event(i, what, now, details);
         self.needs_invoke = true;
     }
 
