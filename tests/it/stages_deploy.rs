@@ -67,6 +67,28 @@ fn ok(run: Run) -> Value {
 }
 
 /// A Lambda REST GET in `account` straight to moto (None on 404).
+/// Deploys stage `staging` from `zip` (JSON output) and returns the
+/// CodeSha256 it shipped.
+fn deploy_staging(dir: &Path, env: &[(&'static str, String)], zip: &Path) -> String {
+    let staged = ok(run(
+        dir,
+        env,
+        &[
+            "deploy",
+            "--stage",
+            "staging",
+            "--zip",
+            zip.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    ));
+    staged["functions"][0]["code_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn lambda_get(aws: &Double, account: &str, path: &str) -> Option<Value> {
     let (status, body) = http_with(
         aws.port,
@@ -495,23 +517,7 @@ fn from_publishes_the_sources_code_sha256_in_one_account() {
     let env = client_env(aws.proxy.url());
     let v1 = zip(dir.path(), "v1.zip", "one");
     let other = zip(dir.path(), "other.zip", "other");
-    let staged = ok(run(
-        dir.path(),
-        &env,
-        &[
-            "deploy",
-            "--stage",
-            "staging",
-            "--zip",
-            v1.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-    ));
-    let staging_sha = staged["functions"][0]["code_sha256"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let staging_sha = deploy_staging(dir.path(), &env, &v1);
 
     // A local package with another hash is never shipped in its place.
     aws.proxy.reset_calls();
@@ -580,23 +586,7 @@ fn from_downloads_the_sources_code_from_its_code_location_localstack() {
     let built = tempdir();
     project(built.path(), &name, metadata);
     let v1 = zip(built.path(), "v1.zip", "one");
-    let staged = ok(run(
-        built.path(),
-        &env,
-        &[
-            "deploy",
-            "--stage",
-            "staging",
-            "--zip",
-            v1.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-    ));
-    let staging_sha = staged["functions"][0]["code_sha256"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let staging_sha = deploy_staging(built.path(), &env, &v1);
     drop(built);
 
     let fresh = tempdir();
@@ -657,17 +647,7 @@ fn from_copies_the_code_across_accounts() {
     let env = profiles.env(aws.proxy.url());
     let v1 = zip(dir.path(), "v1.zip", "one");
     let zip = v1.to_str().unwrap();
-    let staged = ok(run(
-        dir.path(),
-        &env,
-        &[
-            "deploy", "--stage", "staging", "--zip", zip, "--output", "json",
-        ],
-    ));
-    let sha = staged["functions"][0]["code_sha256"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let sha = deploy_staging(dir.path(), &env, &v1);
     let out = ok(run(
         dir.path(),
         &env,
